@@ -1,0 +1,36 @@
+// Every op schema of the fcn_kernels namespace, defined once. Kernels register
+// per backend (csrc/cpu/*_kernel.cpp, csrc/cuda/*); fake kernels and autograd
+// are registered in Python (fcn_kernels/ops/).
+#include <Python.h>
+#include <torch/library.h>
+
+// `import fcn_kernels._C` loads this library, which runs the registrations below.
+// PyMODINIT_FUNC keeps the symbol visible under -fvisibility=hidden.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(fcn_kernels, m) {
+  // DESIGN.md §2 upsample_skip; out_size is explicit here (Python fills the default).
+  m.def(
+      "upsample_skip(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, "
+      "int groups, int[2] out_offset, int[2] out_size, int[2] skip_offset) -> Tensor");
+  m.def(
+      "upsample_skip_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
+      "int[2] stride, int groups, int[2] out_offset) -> Tensor");
+  m.def(
+      "upsample_skip_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
+      "int[2] stride, int groups, int[2] out_offset) -> Tensor");
+
+  // DESIGN.md §2 rarefied_conv2d: F.conv2d(x, w, b, padding=padding, dilation=rarefaction, groups).
+  m.def(
+      "rarefied_conv2d(Tensor x, Tensor weight, Tensor? bias, int rarefaction, int[2] padding, "
+      "int groups) -> Tensor");
+  m.def(
+      "rarefied_conv2d_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
+      "int rarefaction, int[2] padding, int groups) -> Tensor");
+  m.def(
+      "rarefied_conv2d_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
+      "int rarefaction, int[2] padding, int groups) -> Tensor");
+}

@@ -1,0 +1,98 @@
+// Argument checks and geometry of upsample_skip for the host-side glue of every
+// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
+// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <optional>
+
+#include "index/upsample_skip.h"
+
+namespace fcn_kernels {
+namespace upsample_skip {
+
+inline void check_pair(at::IntArrayRef v, const char* name, int64_t min_value) {
+  TORCH_CHECK(v.size() == 2, "upsample_skip: ", name, " must have 2 elements, got ", v);
+  TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, "upsample_skip: ", name,
+              " must be >= ", min_value, ", got ", v);
+}
+
+inline void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(t.device() == x.device(), "upsample_skip: ", name, " is on ", t.device(),
+              " but x is on ", x.device());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "upsample_skip: ", name, " has dtype ",
+              t.scalar_type(), " but x has dtype ", x.scalar_type());
+}
+
+// Geometry of the full call; the forward's tensors are validated against it.
+inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at::IntArrayRef stride,
+                              int64_t groups, at::IntArrayRef out_offset, at::IntArrayRef out_size) {
+  TORCH_CHECK(x_size.size() == 4, "upsample_skip: x must be 4-D (N, Cin, H, W), got size ", x_size);
+  TORCH_CHECK(w_size.size() == 4, "upsample_skip: weight must be 4-D (Cin, Cout/groups, Kh, Kw), got size ",
+              w_size);
+  TORCH_CHECK(groups >= 1, "upsample_skip: groups must be >= 1, got ", groups);
+  check_pair(stride, "stride", 1);
+  check_pair(out_offset, "out_offset", 0);
+  check_pair(out_size, "out_size", 0);
+  Geometry g{};
+  g.N = x_size[0]; g.Cin = x_size[1]; g.H = x_size[2]; g.W = x_size[3];
+  g.groups = groups; g.Cout = w_size[1] * groups; g.Kh = w_size[2]; g.Kw = w_size[3];
+  g.sh = stride[0]; g.sw = stride[1];
+  g.oy = out_offset[0]; g.ox = out_offset[1];
+  g.Ho = out_size[0]; g.Wo = out_size[1];
+  TORCH_CHECK(w_size[0] == g.Cin, "upsample_skip: weight.size(0) (", w_size[0],
+              ") must equal x's channels (", g.Cin, ")");
+  TORCH_CHECK(g.Cin % groups == 0, "upsample_skip: x's channels (", g.Cin, ") not divisible by groups (",
+              groups, ")");
+  TORCH_CHECK(g.H >= 1 && g.W >= 1 && g.Kh >= 1 && g.Kw >= 1 && w_size[1] >= 1,
+              "upsample_skip: empty spatial or channel size, x ", x_size, ", weight ", w_size);
+  const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
+  TORCH_CHECK(g.oy + g.Ho <= Hf && g.ox + g.Wo <= Wf, "upsample_skip: crop window offset ", out_offset,
+              " size ", out_size, " exceeds the full output (", Hf, ", ", Wf, ")");
+  return g;
+}
+
+inline Geometry forward_geometry(const at::Tensor& x, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& bias,
+                                 const std::optional<at::Tensor>& skip, at::IntArrayRef stride,
+                                 int64_t groups, at::IntArrayRef out_offset, at::IntArrayRef out_size,
+                                 at::IntArrayRef skip_offset) {
+  Geometry g = make_geometry(x.sizes(), weight.sizes(), stride, groups, out_offset, out_size);
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "upsample_skip: x must be floating point, got ",
+              x.scalar_type());
+  check_same(weight, x, "weight");
+  if (bias.has_value()) {
+    check_same(*bias, x, "bias");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "upsample_skip: bias must have size (",
+                g.Cout, "), got ", bias->sizes());
+  }
+  check_pair(skip_offset, "skip_offset", 0);
+  if (skip.has_value()) {
+    check_same(*skip, x, "skip");
+    TORCH_CHECK(skip->dim() == 4 && skip->size(0) == g.N && skip->size(1) == g.Cout,
+                "upsample_skip: skip must have size (", g.N, ", ", g.Cout, ", Hs, Ws), got ", skip->sizes());
+    g.Hs = skip->size(2); g.Ws = skip->size(3);
+    g.sy = skip_offset[0]; g.sx = skip_offset[1];
+    TORCH_CHECK(g.sy + g.Ho <= g.Hs && g.sx + g.Wo <= g.Ws, "upsample_skip: skip window offset ",
+                skip_offset, " size ", out_size, " exceeds skip's size ", skip->sizes());
+  }
+  return g;
+}
+
+// Backward ops get the crop size from grad_out.
+inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_size,
+                                  at::IntArrayRef w_size, at::IntArrayRef stride, int64_t groups,
+                                  at::IntArrayRef out_offset) {
+  TORCH_CHECK(grad_out.dim() == 4, "upsample_skip backward: grad_out must be 4-D, got ", grad_out.sizes());
+  Geometry g = make_geometry(x_size, w_size, stride, groups, out_offset,
+                             {grad_out.size(2), grad_out.size(3)});
+  TORCH_CHECK(grad_out.size(0) == g.N && grad_out.size(1) == g.Cout,
+              "upsample_skip backward: grad_out size ", grad_out.sizes(), " does not match (N, Cout) = (",
+              g.N, ", ", g.Cout, ")");
+  return g;
+}
+
+}  // namespace upsample_skip
+}  // namespace fcn_kernels

@@ -1,0 +1,21 @@
+"""fcn-kernels: fused kernels for Fully Convolutional Networks (Long, Shelhamer, Darrell, CVPR 2015).
+
+Public names and semantics: DESIGN.md. Ops run on the backend chosen by
+`backend=` / FCN_KERNELS_BACKEND / automatically (see fcn_kernels.backends).
+"""
+from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
+from .backends import available_backends
+from .modules import FusedUpsampleSkip, bilinear_kernel
+from .ops import upsample_skip
+from .reference import rarefy_filter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "upsample_skip",
+    "FusedUpsampleSkip",
+    "bilinear_kernel",
+    "rarefy_filter",
+    "reference",
+]

@@ -1,0 +1,46 @@
+"""Normalisation and validation of the int-or-pair arguments every op takes."""
+import numbers
+
+import torch
+
+
+def pair(value, name, *, minimum=None):
+    """An int or a pair of ints -> tuple of two Python ints; TypeError/ValueError name the argument."""
+    if isinstance(value, torch.Tensor) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
+    if isinstance(value, numbers.Integral):
+        out = (int(value), int(value))
+    else:
+        try:
+            out = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+        if len(out) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in out):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        out = (int(out[0]), int(out[1]))
+    if minimum is not None and min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {out}")
+    return out
+
+
+def check_int(value, name, *, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_tensor(t, name, ndim, x=None):
+    """t is a floating tensor of rank ndim; with x given, on x's device with x's dtype."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if x is not None:
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+        if t.dtype != x.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}")

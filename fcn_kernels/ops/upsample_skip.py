@@ -1,0 +1,119 @@
+"""fcn_kernels.upsample_skip: transposed conv + crop + skip add (DESIGN.md §2)."""
+import torch
+import torch.nn.functional as F
+
+from .. import _ext, backends, reference
+from .._args import check_int, check_tensor, pair
+
+
+def _full_size(n, s, k):
+    return (n - 1) * s + k
+
+
+def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+    """Checks every argument; returns (stride, groups, out_offset, out_size, skip_offset) normalised."""
+    check_tensor(x, "x", 4)
+    check_tensor(weight, "weight", 4, x)
+    groups = check_int(groups, "groups", minimum=1)
+    stride = pair(stride, "stride", minimum=1)
+    out_offset = pair(out_offset, "out_offset", minimum=0)
+    skip_offset = pair(skip_offset, "skip_offset", minimum=0)
+    n, cin, h, w = x.shape
+    if h < 1 or w < 1:
+        raise ValueError(f"x must have non-empty spatial size, got shape {tuple(x.shape)}")
+    if weight.shape[0] != cin:
+        raise ValueError(f"weight.shape[0] ({weight.shape[0]}) must equal x's channels ({cin}); "
+                         f"weight is (Cin, Cout // groups, Kh, Kw) = {tuple(weight.shape)}")
+    if cin % groups:
+        raise ValueError(f"x's channels ({cin}) must be divisible by groups ({groups})")
+    if min(weight.shape[1:]) < 1:
+        raise ValueError(f"weight must be non-empty, got shape {tuple(weight.shape)}")
+    cout = weight.shape[1] * groups
+    full = (_full_size(h, stride[0], weight.shape[2]), _full_size(w, stride[1], weight.shape[3]))
+    if out_size is None:
+        out_size = (full[0] - out_offset[0], full[1] - out_offset[1])
+    out_size = pair(out_size, "out_size", minimum=0)
+    for ax in (0, 1):
+        if out_offset[ax] + out_size[ax] > full[ax]:
+            raise ValueError(f"crop window out_offset={out_offset}, out_size={out_size} exceeds the full "
+                             f"transposed-conv output {full} (x {tuple(x.shape)}, weight "
+                             f"{tuple(weight.shape)}, stride {stride})")
+    if bias is not None:
+        check_tensor(bias, "bias", 1, x)
+        if bias.shape[0] != cout:
+            raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
+    if skip is not None:
+        check_tensor(skip, "skip", 4, x)
+        if skip.shape[:2] != (n, cout):
+            raise ValueError(f"skip must have shape ({n}, {cout}, Hs, Ws), got {tuple(skip.shape)}")
+        for ax in (0, 1):
+            if skip_offset[ax] + out_size[ax] > skip.shape[2 + ax]:
+                raise ValueError(f"skip window skip_offset={skip_offset}, size {out_size} exceeds skip's "
+                                 f"spatial size {tuple(skip.shape[2:])}")
+    return stride, groups, out_offset, out_size, skip_offset
+
+
+def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None,
+                  skip_offset=(0, 0), backend=None):
+    """conv_transpose2d(x, weight, bias, stride, groups), cropped to out_size at out_offset, plus the
+    window of skip at skip_offset: one pass, never the uncropped output (DESIGN.md §2).
+
+    Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
+    weight-gradient work.
+    """
+    stride, groups, out_offset, out_size, skip_offset = validate(
+        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+    which = backends.resolve(backend, x.device, "upsample_skip")
+    if which == "reference":
+        return reference.upsample_skip(x, weight, bias, skip, stride=stride, groups=groups,
+                                       out_offset=out_offset, out_size=out_size, skip_offset=skip_offset)
+    if which == "triton":
+        from ..triton import upsample_skip as triton_impl
+        return triton_impl.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size,
+                                         skip_offset)
+    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset,
+                                               out_size, skip_offset)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    stride, groups, out_offset, skip_offset = ctx.geometry
+    gx = gw = gb = gs = None
+    if ctx.needs_input_grad[0]:
+        gx = torch.ops.fcn_kernels.upsample_skip_backward_input(grad, weight, list(x.shape), stride, groups,
+                                                                out_offset)
+    if ctx.needs_input_grad[1]:
+        gw = torch.ops.fcn_kernels.upsample_skip_backward_weight(grad, x, list(weight.shape), stride, groups,
+                                                                 out_offset)
+    if ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3))
+    if ctx.needs_input_grad[3]:
+        # The skip's gradient is grad placed into its window, zeros elsewhere: one pad.
+        hs, ws = ctx.skip_size
+        (ho, wo), (sy, sx) = grad.shape[2:], skip_offset
+        gs = F.pad(grad, (sx, ws - sx - wo, sy, hs - sy - ho))
+    return gx, gw, gb, gs, None, None, None, None, None
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.geometry = (stride, groups, out_offset, skip_offset)
+    ctx.skip_size = tuple(skip.shape[2:]) if skip is not None else None
+
+
+if _ext.HAS_EXTENSION:
+    @torch.library.register_fake("fcn_kernels::upsample_skip")
+    def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+        validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+        return x.new_empty((x.shape[0], weight.shape[1] * groups, out_size[0], out_size[1]))
+
+    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_input")
+    def _fake_bwd_input(grad_out, weight, input_size, stride, groups, out_offset):
+        return grad_out.new_empty(input_size)
+
+    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_weight")
+    def _fake_bwd_weight(grad_out, x, weight_size, stride, groups, out_offset):
+        return grad_out.new_empty(weight_size)
+
+    torch.library.register_autograd("fcn_kernels::upsample_skip", _backward, setup_context=_setup_context)

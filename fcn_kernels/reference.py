@@ -1,0 +1,42 @@
+"""The stock PyTorch compositions that every kernel must equal (DESIGN.md §2).
+
+Deliberately literal: these are the ground truth of the tests and the "stock"
+side of the benchmarks. They do not validate beyond what PyTorch itself does;
+the public ops validate before calling them.
+"""
+import torch
+import torch.nn.functional as F
+
+from ._args import pair
+
+
+def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
+                  out_size=None, skip_offset=(0, 0)):
+    """conv_transpose2d, then crop [oy:oy+Ho, ox:ox+Wo], then add skip[sy:sy+Ho, sx:sx+Wo]."""
+    stride = pair(stride, "stride")
+    oy, ox = pair(out_offset, "out_offset")
+    y = F.conv_transpose2d(x, weight, bias, stride=stride, groups=groups)
+    ho, wo = pair(out_size, "out_size") if out_size is not None else (y.shape[-2] - oy, y.shape[-1] - ox)
+    y = y[:, :, oy:oy + ho, ox:ox + wo]
+    if skip is not None:
+        sy, sx = pair(skip_offset, "skip_offset")
+        y = y + skip[:, :, sy:sy + ho, sx:sx + wo]
+    return y
+
+
+def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:
+    """The paper's rarefied filter f'[i, j] = f[i/s, j/s] where s divides i and j, else 0.
+
+    weight (..., K, K') -> (..., (K - 1) * s + 1, (K' - 1) * s' + 1).
+    """
+    sh, sw = pair(s, "s", minimum=1)
+    kh, kw = weight.shape[-2:]
+    out = weight.new_zeros(*weight.shape[:-2], (kh - 1) * sh + 1, (kw - 1) * sw + 1)
+    out[..., ::sh, ::sw] = weight
+    return out
+
+
+def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1):
+    """F.conv2d with dilation = rarefaction, stride 1."""
+    return F.conv2d(x, weight, bias, stride=1, padding=pair(padding, "padding"),
+                    dilation=pair(rarefaction, "rarefaction"), groups=groups)

@@ -1,0 +1,95 @@
+"""Builds fcn_kernels._C from the sources listed in csrc/SOURCES.
+
+Switches (environment variables):
+  FCN_KERNELS_NO_EXT=1   pure-Python install: only the "reference" backend.
+  FORCE_CUDA=1           build the CUDA sources even if torch/toolkit detection says no.
+  FCN_KERNELS_NO_CUDA=1  never build the CUDA sources.
+  CUDA_HOME              the CUDA toolkit; found from nvcc otherwise (wrapper scripts included).
+  TORCH_CUDA_ARCH_LIST   defaults to "8.0;9.0".
+  MAX_JOBS               parallel compile jobs (ninja).
+"""
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def read_sources(section):
+    out = []
+    for line in (ROOT / "csrc" / "SOURCES").read_text().splitlines():
+        line = line.split("#", 1)[0].split()
+        if len(line) == 2 and line[0] == section:
+            out.append(line[1])
+    return out
+
+
+def find_cuda_home():
+    """The real toolkit root. The nvcc on PATH may be a wrapper script (exec /x/bin/nvcc "$@"),
+    whose own directory is not a toolkit, so look inside it for the nvcc it runs."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and Path(os.environ[var], "bin", "nvcc").exists():
+            return os.environ[var]
+    nvcc = shutil.which("nvcc")
+    candidates = []
+    if nvcc:
+        path = Path(nvcc).resolve()
+        candidates.append(path)
+        try:
+            head = path.read_bytes()[:4096]
+            if not head.startswith(b"\x7fELF"):
+                candidates += [Path(m.decode()) for m in re.findall(rb"(/\S+/bin/nvcc)\b", head)]
+        except OSError:
+            pass
+    candidates += [Path("/usr/local/cuda/bin/nvcc")]
+    for cand in candidates:
+        root = cand.resolve().parent.parent
+        if (root / "include" / "cuda_runtime.h").exists() and (root / "bin" / "nvcc").exists():
+            return str(root)
+    return None
+
+
+def extensions():
+    if os.environ.get("FCN_KERNELS_NO_EXT") == "1":
+        return [], {}
+    cuda_home = None
+    if os.environ.get("FCN_KERNELS_NO_CUDA") != "1":
+        cuda_home = find_cuda_home()
+        if cuda_home:
+            os.environ["CUDA_HOME"] = cuda_home  # read by torch.utils.cpp_extension at import
+    import torch
+    from torch.utils import cpp_extension
+
+    want_cuda = os.environ.get("FCN_KERNELS_NO_CUDA") != "1" and (
+        os.environ.get("FORCE_CUDA") == "1" or (torch.version.cuda is not None and cuda_home is not None)
+    )
+    sources = read_sources("cpu")
+    cxx = ["-O3", "-std=c++17", "-fvisibility=hidden"]
+    define_macros = []
+    if want_cuda:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        sources += read_sources("cuda")
+        define_macros.append(("FCN_KERNELS_WITH_CUDA", "1"))
+        ext_cls = cpp_extension.CUDAExtension
+        extra = {"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]}
+    else:
+        ext_cls = cpp_extension.CppExtension
+        extra = {"cxx": cxx}
+    print(f"fcn_kernels: building _C ({'CPU+CUDA' if want_cuda else 'CPU'}; CUDA_HOME={cuda_home})",
+          file=sys.stderr)
+    ext = ext_cls(
+        "fcn_kernels._C",
+        sources,
+        include_dirs=[str(ROOT / "csrc")],
+        define_macros=define_macros,
+        extra_compile_args=extra,
+    )
+    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(no_python_abi_suffix=True)}
+
+
+ext_modules, cmdclass = extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
