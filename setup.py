@@ -7,6 +7,9 @@ Switches (environment variables):
   CUDA_HOME              the CUDA toolkit; found from nvcc otherwise (wrapper scripts included).
   TORCH_CUDA_ARCH_LIST   defaults to "8.0;9.0".
   MAX_JOBS               parallel compile jobs (ninja).
+  FCN_KERNELS_CPU_ARCH   -march for the C++ CPU kernels (default "native": the extension is built
+                         where it runs; set "x86-64-v3", or "" for the compiler's baseline, to build
+                         for other machines).
 """
 import os
 import re
@@ -68,7 +71,11 @@ def extensions():
         os.environ.get("FORCE_CUDA") == "1" or (torch.version.cuda is not None and cuda_home is not None)
     )
     sources = read_sources("cpu")
-    cxx = ["-O3", "-std=c++17", "-fvisibility=hidden"]
+    # -fopenmp: at::parallel_for is inline OpenMP in ATen's headers; without it every loop runs serially.
+    cxx = ["-O3", "-std=c++17", "-fvisibility=hidden", "-fopenmp"]
+    arch = os.environ.get("FCN_KERNELS_CPU_ARCH", "native")
+    if arch:  # the CPU kernels' inner loops are written to be auto-vectorized
+        cxx.append(f"-march={arch}")
     define_macros = []
     if want_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -87,6 +94,7 @@ def extensions():
         include_dirs=[str(ROOT / "csrc")],
         define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=["-fopenmp"],
     )
     return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(no_python_abi_suffix=True)}
 

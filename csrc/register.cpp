@@ -25,12 +25,12 @@ TORCH_LIBRARY(fcn_kernels, m) {
 
   // DESIGN.md §2 rarefied_conv2d: F.conv2d(x, w, b, padding=padding, dilation=rarefaction, groups).
   m.def(
-      "rarefied_conv2d(Tensor x, Tensor weight, Tensor? bias, int rarefaction, int[2] padding, "
+      "rarefied_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] rarefaction, int[2] padding, "
       "int groups) -> Tensor");
   m.def(
       "rarefied_conv2d_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
-      "int rarefaction, int[2] padding, int groups) -> Tensor");
+      "int[2] rarefaction, int[2] padding, int groups) -> Tensor");
   m.def(
       "rarefied_conv2d_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
-      "int rarefaction, int[2] padding, int groups) -> Tensor");
+      "int[2] rarefaction, int[2] padding, int groups) -> Tensor");
 }

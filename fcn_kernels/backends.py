@@ -6,7 +6,6 @@ variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice.
 Asking for a backend that cannot run on the given tensors is an error, never
 a silent fallback.
 """
-import functools
 import importlib.util
 import os
 
@@ -25,22 +24,21 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-@functools.lru_cache(maxsize=None)
 def _triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None and importlib.util.find_spec(
         "fcn_kernels.triton") is not None
 
 
+# Which (backend, op) pairs have kernels, fixed once the extension has loaded. Computed at import
+# so that resolve() is plain Python that torch.compile traces without graph breaks.
+_BUILT = {("reference", op): True for op in _OPS}
+_BUILT.update({("cpu", op): _ext.has_kernel(op, "CPU") for op in _OPS})
+_BUILT.update({("cuda", op): _ext.has_kernel(op, "CUDA") for op in _OPS})
+_BUILT.update({("triton", op): _triton_importable() for op in _OPS})
+
+
 def _built(backend: str, op: str) -> bool:
-    if backend == "reference":
-        return True
-    if backend == "cpu":
-        return _ext.has_kernel(op, "CPU")
-    if backend == "cuda":
-        return _ext.has_kernel(op, "CUDA")
-    if backend == "triton":
-        return _triton_importable()
-    return False
+    return _BUILT.get((backend, op), False)
 
 
 def _runs_on(backend: str, device: torch.device) -> bool:

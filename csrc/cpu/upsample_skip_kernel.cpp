@@ -24,26 +24,72 @@ int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work_per_item));
 }
 
-// One output row (n, co, i) at a time. Output columns are accumulated by phase
-// (q mod sw): all columns of a phase see the same taps kw = phase + t * sw, and
-// consecutive columns of a phase read consecutive inputs, so the innermost loop
-// is a unit-stride axpy the compiler vectorizes. A final pass interleaves the
-// phases, adds bias and skip, and stores each output element once.
-template <typename scalar_t>
-void forward_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
-                    const scalar_t* skip, scalar_t* out) {
+// Column blocks. Along the width, full-output column q = m * sw + r (phase r) receives
+// x[m - t] through tap kw = r + t * sw, t = 0 .. T-1 with T = ceil(Kw / sw). So a block of sw
+// consecutive output columns is  sum_t x[m - t] * wt[t][0 .. sw)  with wt the weight row
+// regrouped per tap (zero where r + t * sw >= Kw): a broadcast times a vector, unit stride,
+// the same for every phase. The three passes below all work on such blocks.
+
+// wt[((ci * cout_g + co_l) * Kh + kh) * T * sw + t * sw + r] = w[ci, co_l, kh, r + t * sw] or 0.
+template <typename scalar_t, typename acc_t>
+std::vector<acc_t> tap_blocks(const Geometry& g, const scalar_t* w, int64_t T) {
+  const int64_t rows = g.Cin * g.cout_per_group() * g.Kh;
+  std::vector<acc_t> wt(rows * T * g.sw, acc_t(0));
+  for (int64_t row = 0; row < rows; ++row)
+    for (int64_t kw = 0; kw < g.Kw; ++kw)
+      wt[row * T * g.sw + (kw / g.sw) * g.sw + kw % g.sw] = static_cast<acc_t>(w[row * g.Kw + kw]);
+  return wt;
+}
+
+// SW > 0 fixes the stride at compile time so that the r loops unroll into vector code.
+template <int SW>
+struct Stride {
+  int64_t dyn;
+  constexpr int64_t operator()() const { return SW > 0 ? SW : dyn; }
+};
+
+// acc[(m - m_lo) * sw + r] += sum_t x[m - t] * wt[t * sw + r] for blocks m in [m_lo, m_hi).
+template <int SW, typename scalar_t, typename acc_t>
+void forward_row(Stride<SW> sw, acc_t* __restrict__ acc, const scalar_t* __restrict__ xrow,
+                 const acc_t* __restrict__ wt, int64_t m_lo,
+                 int64_t m_hi, int64_t W, int64_t T) {
+  for (int64_t t = 0; t < T; ++t) {
+    const acc_t* wv = wt + t * sw();
+    const int64_t m0 = std::max(m_lo, t), m1 = std::min(m_hi, W + t);
+    for (int64_t m = m0; m < m1; ++m) {
+      const acc_t xv = static_cast<acc_t>(xrow[m - t]);
+      acc_t* __restrict__ a = acc + (m - m_lo) * sw();
+      for (int64_t r = 0; r < sw(); ++r) a[r] += xv * wv[r];
+    }
+  }
+}
+
+// A cropped grad_out row put back in full-output coordinates, zero outside the crop window:
+// goz[m * sw + r] = grad_out[m * sw + r - ox] for blocks m in [0, blocks).
+template <typename scalar_t, typename acc_t>
+void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t blocks) {
+  const int64_t len = blocks * g.sw;
+  const int64_t lo = std::min(g.ox, len), hi = std::min(g.ox + g.Wo, len);
+  std::fill(goz, goz + lo, acc_t(0));
+  for (int64_t q = lo; q < hi; ++q) goz[q] = static_cast<acc_t>(grow[q - g.ox]);
+  std::fill(goz + std::max(hi, lo), goz + len, acc_t(0));
+}
+
+// One output row (n, co, i) per step: accumulate the blocks covering the crop window, then
+// store the window with bias and skip added, each output element written once.
+template <int SW, typename scalar_t>
+void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w,
+                    const scalar_t* bias, const scalar_t* skip, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  std::vector<Range> phase(g.sw);
-  std::vector<int64_t> base(g.sw + 1, 0);
-  for (int64_t r = 0; r < g.sw; ++r) {
-    phase[r] = window_positions(r, g.sw, g.ox, g.Wo);
-    base[r + 1] = base[r] + phase[r].size();
-  }
-  const int64_t taps = ceil_div(g.Kh, g.sh) * ceil_div(g.Kw, g.sw);
+  const int64_t T = ceil_div(g.Kw, sw());
+  const std::vector<acc_t> wt = tap_blocks<scalar_t, acc_t>(g, w, T);
+  const int64_t m_lo = floor_div(g.ox, sw()), m_hi = ceil_div(g.ox + g.Wo, sw());
+  const int64_t first = g.ox - m_lo * sw();
   const int64_t rows = g.N * g.Cout * g.Ho;
-  at::parallel_for(0, rows, grain_for(g.Wo * cin_g * taps), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.Wo);
+  const int64_t work = g.Wo * cin_g * ceil_div(g.Kh, g.sh) * T + g.Wo;
+  at::parallel_for(0, rows, grain_for(work), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc((m_hi - m_lo) * sw());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, co = (row / g.Ho) % g.Cout, n = row / (g.Ho * g.Cout);
       const int64_t grp = co / cout_g, co_l = co % cout_g;
@@ -53,42 +99,36 @@ void forward_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, con
       for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci) {
         for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
           const int64_t kh = p - in_row * g.sh;
-          const scalar_t* xrow = x + g.x_index(n, ci, in_row, 0);
-          const scalar_t* wrow = w + g.w_index(ci, co_l, kh, 0);
-          for (int64_t r = 0; r < g.sw; ++r) {
-            acc_t* a = acc.data() + base[r] - phase[r].begin;  // a[m], m in phase[r]
-            for (int64_t kw = r, t = 0; kw < g.Kw; kw += g.sw, ++t) {
-              const int64_t m0 = std::max(phase[r].begin, t), m1 = std::min(phase[r].end, g.W + t);
-              const acc_t wv = static_cast<acc_t>(wrow[kw]);
-              for (int64_t m = m0; m < m1; ++m) a[m] += wv * static_cast<acc_t>(xrow[m - t]);
-            }
-          }
+          const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
+          forward_row(sw, acc.data(), x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, T);
         }
       }
       const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-      const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+      const acc_t* a = acc.data() + first;
       scalar_t* orow = out + g.out_index(n, co, i, 0);
-      int64_t r = g.ox % g.sw, m = g.ox / g.sw;
-      for (int64_t j = 0; j < g.Wo; ++j) {
-        acc_t v = acc[base[r] + m - phase[r].begin] + b;
-        if (srow) v += static_cast<acc_t>(srow[j]);
-        orow[j] = static_cast<scalar_t>(v);
-        if (++r == g.sw) { r = 0; ++m; }
+      if (skip) {
+        const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
+        for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j]));
+      } else {
+        for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b);
       }
     }
   });
 }
 
-// grad_x[n, ci, ih, iw] = sum over the taps that land in the crop window of
-// grad_out * w: a strided correlation, one input row per task.
-template <typename scalar_t>
-void backward_input_kernel(const Geometry& g, const scalar_t* go, const scalar_t* w, scalar_t* gx) {
+// grad_x[n, ci, ih, iw] = sum over co, kh, t, r of goz[(iw + t) * sw + r] * wt[t * sw + r]: per input
+// row, blocks of sw partial sums (unit stride), reduced across the block at the end.
+template <int SW, typename scalar_t>
+void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go, const scalar_t* w,
+                           scalar_t* gx) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t T = ceil_div(g.Kw, sw());
+  const std::vector<acc_t> wt = tap_blocks<scalar_t, acc_t>(g, w, T);
+  const int64_t blocks = g.W + T - 1;
   const int64_t rows = g.N * g.Cin * g.H;
-  at::parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * g.Kw / (g.sh * g.sw)),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.W);
+  at::parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(g.W * sw()), goz(blocks * sw());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t ih = row % g.H, ci = (row / g.H) % g.Cin, n = row / (g.H * g.Cin);
       const int64_t grp = ci / cin_g;
@@ -97,51 +137,77 @@ void backward_input_kernel(const Geometry& g, const scalar_t* go, const scalar_t
       for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
         const int64_t co = grp * cout_g + co_l;
         for (int64_t kh = kh_r.begin; kh < kh_r.end; ++kh) {
-          const scalar_t* grow = go + g.out_index(n, co, ih * g.sh + kh - g.oy, 0);
-          const scalar_t* wrow = w + g.w_index(ci, co_l, kh, 0);
-          for (int64_t kw = 0; kw < g.Kw; ++kw) {
-            const Range iw = inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W);
-            const acc_t wv = static_cast<acc_t>(wrow[kw]);
-            const int64_t shift = kw - g.ox;
-            for (int64_t j = iw.begin; j < iw.end; ++j)
-              acc[j] += wv * static_cast<acc_t>(grow[j * g.sw + shift]);
+          full_row(g, go + g.out_index(n, co, ih * g.sh + kh - g.oy, 0), goz.data(), blocks);
+          const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
+          for (int64_t t = 0; t < T; ++t) {
+            const acc_t* wv = wrow + t * sw();
+            for (int64_t iw = 0; iw < g.W; ++iw) {
+              acc_t* __restrict__ a = acc.data() + iw * sw();
+              const acc_t* __restrict__ gz = goz.data() + (iw + t) * sw();
+              for (int64_t r = 0; r < sw(); ++r) a[r] += gz[r] * wv[r];
+            }
           }
         }
       }
       scalar_t* out_row = gx + g.x_index(n, ci, ih, 0);
-      for (int64_t j = 0; j < g.W; ++j) out_row[j] = static_cast<scalar_t>(acc[j]);
+      for (int64_t iw = 0; iw < g.W; ++iw) {
+        acc_t v = 0;
+        for (int64_t r = 0; r < sw(); ++r) v += acc[iw * sw() + r];
+        out_row[iw] = static_cast<scalar_t>(v);
+      }
     }
   });
 }
 
-// grad_w[ci, co_l, kh, kw] = sum over n and the inputs that tap (kh, kw) carries
-// into the crop window of x * grad_out. One weight element per task, reduced in
-// a fixed order: no atomics, the same bits every run.
-template <typename scalar_t>
-void backward_weight_kernel(const Geometry& g, const scalar_t* go, const scalar_t* x, scalar_t* gw) {
+// grad_w[ci, co_l, kh, t * sw + r] = sum over n, ih, iw of x[iw] * goz[(iw + t) * sw + r]: one
+// (ci, co_l, kh) weight row per task, reduced in a fixed order (no atomics, same bits every run).
+template <int SW, typename scalar_t>
+void backward_weight_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go, const scalar_t* x,
+                            scalar_t* gw) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t elems = g.Cin * cout_g * g.Kh * g.Kw;
-  at::parallel_for(0, elems, grain_for(g.N * g.H * g.W), [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
-      const int64_t co_l = (e / (g.Kw * g.Kh)) % cout_g, ci = e / (g.Kw * g.Kh * cout_g);
+  const int64_t T = ceil_div(g.Kw, sw());
+  const int64_t blocks = g.W + T - 1;
+  const int64_t tasks = g.Cin * cout_g * g.Kh;
+  at::parallel_for(0, tasks, grain_for(g.N * g.H * g.W * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(T * sw()), goz(blocks * sw());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t kh = task % g.Kh, co_l = (task / g.Kh) % cout_g, ci = task / (g.Kh * cout_g);
       const int64_t co = (ci / cin_g) * cout_g + co_l;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
       const Range ih = inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H);
-      const Range iw = inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W);
-      const int64_t shift = kw - g.ox;
-      acc_t acc = 0;
       for (int64_t n = 0; n < g.N; ++n) {
         for (int64_t i = ih.begin; i < ih.end; ++i) {
+          full_row(g, go + g.out_index(n, co, i * g.sh + kh - g.oy, 0), goz.data(), blocks);
           const scalar_t* xrow = x + g.x_index(n, ci, i, 0);
-          const scalar_t* grow = go + g.out_index(n, co, i * g.sh + kh - g.oy, 0);
-          for (int64_t j = iw.begin; j < iw.end; ++j)
-            acc += static_cast<acc_t>(xrow[j]) * static_cast<acc_t>(grow[j * g.sw + shift]);
+          for (int64_t t = 0; t < T; ++t) {
+            acc_t* __restrict__ a = acc.data() + t * sw();
+            for (int64_t iw = 0; iw < g.W; ++iw) {
+              const acc_t xv = static_cast<acc_t>(xrow[iw]);
+              const acc_t* __restrict__ gz = goz.data() + (iw + t) * sw();
+              for (int64_t r = 0; r < sw(); ++r) a[r] += xv * gz[r];
+            }
+          }
         }
       }
-      gw[e] = static_cast<scalar_t>(acc);
+      scalar_t* out = gw + g.w_index(ci, co_l, kh, 0);
+      for (int64_t kw = 0; kw < g.Kw; ++kw) out[kw] = static_cast<scalar_t>(acc[(kw / sw()) * sw() + kw % sw()]);
     }
   });
+}
+
+// Runs fn(Stride<SW>{sw}) with SW fixed for the strides FCN uses (2, 8, 16, 32 and small ones).
+template <typename Fn>
+void with_stride(int64_t sw, Fn&& fn) {
+  switch (sw) {
+    case 1: return fn(Stride<1>{1});
+    case 2: return fn(Stride<2>{2});
+    case 4: return fn(Stride<4>{4});
+    case 8: return fn(Stride<8>{8});
+    case 16: return fn(Stride<16>{16});
+    case 32: return fn(Stride<32>{32});
+    default: return fn(Stride<0>{sw});
+  }
 }
 
 void check_cpu(const at::Tensor& t, const char* name) {
@@ -160,10 +226,11 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
   const auto bc = bias.has_value() ? bias->contiguous() : at::Tensor();
   const auto sc = skip.has_value() ? skip->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_skip_cpu", [&] {
-    forward_kernel<scalar_t>(g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                             bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
-                             sc.defined() ? sc.const_data_ptr<scalar_t>() : nullptr,
-                             out.mutable_data_ptr<scalar_t>());
+    with_stride(g.sw, [&](auto sw) {
+      forward_kernel(sw, g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
+                     bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
+                     sc.defined() ? sc.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>());
+    });
   });
   return out;
 }
@@ -177,8 +244,10 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
   if (gx.numel() == 0) return gx;
   const auto goc = grad_out.contiguous(), wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
-    backward_input_kernel<scalar_t>(g, goc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                                    gx.mutable_data_ptr<scalar_t>());
+    with_stride(g.sw, [&](auto sw) {
+      backward_input_kernel(sw, g, goc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
+                            gx.mutable_data_ptr<scalar_t>());
+    });
   });
   return gx;
 }
@@ -192,8 +261,10 @@ at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, 
   if (gw.numel() == 0) return gw;
   const auto goc = grad_out.contiguous(), xc = x.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
-    backward_weight_kernel<scalar_t>(g, goc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
-                                     gw.mutable_data_ptr<scalar_t>());
+    with_stride(g.sw, [&](auto sw) {
+      backward_weight_kernel(sw, g, goc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
+                             gw.mutable_data_ptr<scalar_t>());
+    });
   });
   return gw;
 }

@@ -1,0 +1,87 @@
+// Argument checks and geometry of rarefied_conv2d for the host-side glue of every
+// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
+// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <optional>
+
+#include "index/rarefied_conv.h"
+
+namespace fcn_kernels {
+namespace rarefied_conv {
+
+inline void check_pair(at::IntArrayRef v, const char* name, int64_t min_value) {
+  TORCH_CHECK(v.size() == 2, "rarefied_conv2d: ", name, " must have 2 elements, got ", v);
+  TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, "rarefied_conv2d: ", name, " must be >= ", min_value,
+              ", got ", v);
+}
+
+inline void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(t.device() == x.device(), "rarefied_conv2d: ", name, " is on ", t.device(), " but x is on ",
+              x.device());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "rarefied_conv2d: ", name, " has dtype ", t.scalar_type(),
+              " but x has dtype ", x.scalar_type());
+}
+
+inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at::IntArrayRef rarefaction,
+                              at::IntArrayRef padding, int64_t groups) {
+  TORCH_CHECK(x_size.size() == 4, "rarefied_conv2d: x must be 4-D (N, Cin, H, W), got size ", x_size);
+  TORCH_CHECK(w_size.size() == 4, "rarefied_conv2d: weight must be 4-D (Cout, Cin/groups, Kh, Kw), got size ",
+              w_size);
+  TORCH_CHECK(groups >= 1, "rarefied_conv2d: groups must be >= 1, got ", groups);
+  check_pair(rarefaction, "rarefaction", 1);
+  check_pair(padding, "padding", 0);
+  Geometry g{};
+  g.N = x_size[0]; g.Cin = x_size[1]; g.H = x_size[2]; g.W = x_size[3];
+  g.Cout = w_size[0]; g.groups = groups; g.Kh = w_size[2]; g.Kw = w_size[3];
+  g.rh = rarefaction[0]; g.rw = rarefaction[1];
+  g.ph = padding[0]; g.pw = padding[1];
+  TORCH_CHECK(g.N >= 0 && g.Cin >= 1 && g.H >= 1 && g.W >= 1 && g.Cout >= 1 && w_size[1] >= 1 && g.Kh >= 1 &&
+                  g.Kw >= 1,
+              "rarefied_conv2d: empty spatial or channel size, x ", x_size, ", weight ", w_size);
+  TORCH_CHECK(w_size[1] * groups == g.Cin, "rarefied_conv2d: weight.size(1) (", w_size[1], ") * groups (", groups,
+              ") must equal x's channels (", g.Cin, ")");
+  TORCH_CHECK(g.Cout % groups == 0, "rarefied_conv2d: weight.size(0) (", g.Cout, ") not divisible by groups (",
+              groups, ")");
+  g.Ho = out_size(g.H, g.ph, g.Kh, g.rh);
+  g.Wo = out_size(g.W, g.pw, g.Kw, g.rw);
+  TORCH_CHECK(g.Ho >= 1 && g.Wo >= 1, "rarefied_conv2d: rarefied kernel (", (g.Kh - 1) * g.rh + 1, ", ",
+              (g.Kw - 1) * g.rw + 1, ") is larger than the padded input (", g.H + 2 * g.ph, ", ", g.W + 2 * g.pw,
+              ")");
+  return g;
+}
+
+inline Geometry forward_geometry(const at::Tensor& x, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& bias, at::IntArrayRef rarefaction,
+                                 at::IntArrayRef padding, int64_t groups) {
+  Geometry g = make_geometry(x.sizes(), weight.sizes(), rarefaction, padding, groups);
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "rarefied_conv2d: x must be floating point, got ",
+              x.scalar_type());
+  check_same(weight, x, "weight");
+  if (bias.has_value()) {
+    check_same(*bias, x, "bias");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "rarefied_conv2d: bias must have size (", g.Cout,
+                "), got ", bias->sizes());
+  }
+  return g;
+}
+
+// Backward ops check grad_out against the output size the forward produced.
+inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_size, at::IntArrayRef w_size,
+                                  at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
+  TORCH_CHECK(grad_out.dim() == 4, "rarefied_conv2d backward: grad_out must be 4-D, got ", grad_out.sizes());
+  TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()),
+              "rarefied_conv2d backward: grad_out must be floating point, got ", grad_out.scalar_type());
+  Geometry g = make_geometry(x_size, w_size, rarefaction, padding, groups);
+  TORCH_CHECK(grad_out.size(0) == g.N && grad_out.size(1) == g.Cout && grad_out.size(2) == g.Ho &&
+                  grad_out.size(3) == g.Wo,
+              "rarefied_conv2d backward: grad_out size ", grad_out.sizes(), " does not match the output (", g.N,
+              ", ", g.Cout, ", ", g.Ho, ", ", g.Wo, ")");
+  return g;
+}
+
+}  // namespace rarefied_conv
+}  // namespace fcn_kernels

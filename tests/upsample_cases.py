@@ -1,0 +1,129 @@
+"""Random upsample_skip problems and the comparison of a backend with the reference."""
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+import fcn_kernels
+from fcn_kernels import reference
+from tolerances import assert_close_bound
+
+
+@dataclass
+class Case:
+    N: int
+    cin: int
+    cout: int
+    groups: int
+    H: int
+    W: int
+    K: tuple
+    stride: tuple
+    out_offset: tuple
+    out_size: tuple  # None: the default (to the end of the full output)
+    skip_offset: tuple
+    skip_hw: tuple  # None: no skip
+    bias: bool
+
+    @property
+    def full(self):
+        return tuple((n - 1) * s + k for n, s, k in zip((self.H, self.W), self.stride, self.K))
+
+    @property
+    def crop(self):
+        if self.out_size is not None:
+            return self.out_size
+        return tuple(f - o for f, o in zip(self.full, self.out_offset))
+
+    def kwargs(self):
+        return dict(stride=self.stride, groups=self.groups, out_offset=self.out_offset,
+                    out_size=self.out_size, skip_offset=self.skip_offset)
+
+    def terms(self):
+        """Most products summed into one element by any pass (forward, grad x/w/bias)."""
+        taps = math.ceil(self.K[0] / self.stride[0]) * math.ceil(self.K[1] / self.stride[1])
+        return max(self.cin // self.groups * taps + 2, self.cout // self.groups * self.K[0] * self.K[1],
+                   self.N * self.H * self.W, self.N * self.crop[0] * self.crop[1], 1)
+
+
+def random_case(rng: random.Random, max_batch=2) -> Case:
+    if rng.random() < 0.3:  # depthwise, FCN's bilinear upsampling
+        groups = rng.randint(1, 5)
+        cin_g = cout_g = 1
+    else:
+        groups = rng.choice([1, 1, 2, 3])
+        cin_g, cout_g = rng.randint(1, 3), rng.randint(1, 3)
+    stride = (rng.randint(1, 8), rng.randint(1, 8))
+    K = tuple(rng.randint(1, 2 * s + 2) for s in stride)
+    H, W = rng.randint(1, 6), rng.randint(1, 6)
+    full = ((H - 1) * stride[0] + K[0], (W - 1) * stride[1] + K[1])
+    off, size = [], []
+    for f in full:
+        edge = rng.random()
+        if edge < 0.25:      # window at the start
+            o = 0
+            s = rng.randint(0, f)
+        elif edge < 0.5:     # window touching the end
+            o = rng.randint(0, f - 1)
+            s = f - o
+        else:
+            o = rng.randint(0, f - 1)
+            s = rng.randint(0, f - o)
+        off.append(o)
+        size.append(s)
+    default_size = rng.random() < 0.2 and all(s == f - o for s, f, o in zip(size, full, off))
+    skip_hw = skip_off = None
+    if rng.random() < 0.6:
+        skip_off = (rng.randint(0, 3), rng.randint(0, 3))
+        margin = [rng.choice([0, 0, 1, 3]) for _ in range(2)]  # 0: the skip window touches its end
+        skip_hw = tuple(s + o + m for s, o, m in zip(size, skip_off, margin))
+    return Case(N=rng.randint(0, max_batch), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W,
+                K=K, stride=stride, out_offset=tuple(off), out_size=None if default_size else tuple(size),
+                skip_offset=skip_off or (0, 0), skip_hw=skip_hw, bias=rng.random() < 0.5)
+
+
+def make_inputs(case: Case, dtype=torch.float64, *, bias_scale=1.0):
+    x = torch.randn(case.N, case.cin, case.H, case.W, dtype=dtype)
+    w = torch.randn(case.cin, case.cout // case.groups, *case.K, dtype=dtype)
+    b = torch.randn(case.cout, dtype=dtype) * bias_scale if case.bias else None
+    skip = torch.randn(case.N, case.cout, *case.skip_hw, dtype=dtype) if case.skip_hw else None
+    return x, w, b, skip
+
+
+def run(fn, inputs, grad_out=None, **kwargs):
+    """fn(*inputs, **kwargs) and, with grad_out, the grads of every non-None input."""
+    leaves = [t.detach().requires_grad_(True) if t is not None else None for t in inputs]
+    y = fn(*leaves, **kwargs)
+    if grad_out is None:
+        return y.detach(), None
+    wanted = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad(y, wanted, grad_out, allow_unused=True))
+    # aligned with inputs: None where an input is None; zeros where it got no gradient (batch 0)
+    return y.detach(), [None if t is None else (lambda g, t: torch.zeros_like(t) if g is None else g)(next(grads), t)
+                        for t in leaves]
+
+
+def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, backward=True,
+                            transform=lambda t: t):
+    """The backend on `dtype` inputs (passed through `transform`, e.g. to make them
+    non-contiguous) against the float64 reference on the same rounded values."""
+    inputs = make_inputs(case, dtype)
+    exact_in = [t.double() if t is not None else None for t in inputs]
+    abs_in = [t.abs() if t is not None else None for t in exact_in]
+    go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype) if backward else None
+    kw = case.kwargs()
+    y, grads = run(fcn_kernels.upsample_skip, [transform(t) if t is not None else None for t in inputs],
+                   transform(go) if go is not None else None, backend=backend, **kw)
+    exact, exact_grads = run(reference.upsample_skip, exact_in, go.double() if backward else None, **kw)
+    bound, bound_grads = run(reference.upsample_skip, abs_in, go.double().abs() if backward else None, **kw)
+    assert y.shape == exact.shape, f"shape {tuple(y.shape)} != {tuple(exact.shape)} for {case}"
+    assert y.dtype == dtype
+    n = case.terms()
+    assert_close_bound(y, exact, bound, n, dtype, f"forward {case}")
+    if backward:
+        for name, g, e, b in zip(("x", "weight", "bias", "skip"), grads, exact_grads, bound_grads):
+            if e is None:
+                continue
+            assert g.shape == e.shape and g.dtype == dtype, name
+            assert_close_bound(g, e, b, n, dtype, f"grad {name} {case}")
