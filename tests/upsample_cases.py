@@ -48,9 +48,13 @@ class Case:
 
 
 def random_case(rng: random.Random, max_batch=2) -> Case:
-    if rng.random() < 0.3:  # depthwise, FCN's bilinear upsampling
+    kind = rng.random()
+    if kind < 0.3:  # depthwise, FCN's bilinear upsampling
         groups = rng.randint(1, 5)
         cin_g = cout_g = 1
+    elif kind < 0.5:  # wide groups: the CPU kernel's GEMM path (>= 4 channels per group each way)
+        groups = rng.choice([1, 2])
+        cin_g, cout_g = rng.randint(4, 6), rng.randint(4, 6)
     else:
         groups = rng.choice([1, 1, 2, 3])
         cin_g, cout_g = rng.randint(1, 3), rng.randint(1, 3)

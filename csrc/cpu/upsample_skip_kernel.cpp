@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -115,6 +117,79 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
     }
   });
 }
+
+// Dense and grouped weights with many channels: per output block row, a GEMM. Full-output
+// position (bi * sh + rh, bj * sw + rw) receives x[ci, bi - th, bj - tw] * w[ci, co, rh + th * sh,
+// rw + tw * sw], so for one block row bi and group
+//   C[bj, (co_l, rh, rw)] = A[bj, (ci_l, th, tw)] @ B[(ci_l, th, tw), (co_l, rh, rw)]
+// with A a small gather of x and B the weight regrouped once. Each tile C (a few hundred KB) goes
+// straight into the cropped output with bias and skip added: still one pass, no uncropped output.
+template <typename scalar_t>
+void forward_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
+                         const scalar_t* skip, scalar_t* out, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
+  const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
+  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
+  acc_t* b_ptr = B.mutable_data_ptr<acc_t>();
+  for (int64_t ci = 0; ci < g.Cin; ++ci)
+    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+      for (int64_t kh = 0; kh < g.Kh; ++kh)
+        for (int64_t kw = 0; kw < g.Kw; ++kw) {
+          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
+          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
+          b_ptr[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
+        }
+  const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
+  const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
+  const int64_t tasks = g.N * g.groups * (bi_hi - bi_lo);
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
+    acc_t* a = A.mutable_data_ptr<acc_t>();
+    const acc_t* c = C.const_data_ptr<acc_t>();
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = bi_lo + task % (bi_hi - bi_lo), grp = (task / (bi_hi - bi_lo)) % g.groups;
+      const int64_t n = task / ((bi_hi - bi_lo) * g.groups);
+      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
+        for (int64_t th = 0; th < Th; ++th) {
+          const int64_t ih = bi - th;
+          const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
+          for (int64_t tw = 0; tw < Tw; ++tw) {
+            const int64_t k = (ci_l * Th + th) * Tw + tw;
+            for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+              const int64_t iw = bj - tw;
+              a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
+            }
+          }
+        }
+      at::mm_out(C, A, B[grp]);
+      for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
+        const int64_t co = grp * cout_g + co_l;
+        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+        for (int64_t rh = 0; rh < g.sh; ++rh) {
+          const int64_t i = bi * g.sh + rh - g.oy;
+          if (i < 0 || i >= g.Ho) continue;
+          scalar_t* orow = out + g.out_index(n, co, i, 0);
+          const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+          for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+            const acc_t* cb = c + (bj - bj_lo) * cols + (co_l * g.sh + rh) * g.sw;
+            const int64_t j0 = bj * g.sw - g.ox;
+            const int64_t r0 = std::max<int64_t>(0, -j0), r1 = std::min<int64_t>(g.sw, g.Wo - j0);
+            for (int64_t r = r0; r < r1; ++r) {
+              acc_t v = cb[r] + b;
+              if (srow) v += static_cast<acc_t>(srow[j0 + r]);
+              orow[j0 + r] = static_cast<scalar_t>(v);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
+bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
 
 // grad_x[n, ci, ih, iw] = sum over co, kh, t, r of goz[(iw + t) * sw + r] * wt[t * sw + r]: per input
 // row, blocks of sw partial sums (unit stride), reduced across the block at the end.
@@ -226,6 +301,14 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
   const auto bc = bias.has_value() ? bias->contiguous() : at::Tensor();
   const auto sc = skip.has_value() ? skip->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_skip_cpu", [&] {
+    if (use_gemm(g)) {
+      const auto acc_options = x.options().dtype(c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value);
+      forward_gemm_kernel(g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
+                          bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
+                          sc.defined() ? sc.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
+                          acc_options);
+      return;
+    }
     with_stride(g.sw, [&](auto sw) {
       forward_kernel(sw, g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
                      bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,

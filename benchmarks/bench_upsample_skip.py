@@ -1,0 +1,87 @@
+"""upsample_skip vs the stock composition (conv_transpose2d + slice + add) and torch.compile of it, at
+the FCN-8s head stages (VOC 500x500, 21 classes) and for the whole head; forward and forward+backward;
+depthwise bilinear (FCN's fixed upsampling) and dense 21x21 weights. extra_info holds the bytes moved
+and the copy-bandwidth floor measured in the same run."""
+import pytest
+import torch
+
+from conftest import DEVICES, FULL
+from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
+
+IMAGE = 500 if FULL else 64
+BATCHES = [1, 8] if FULL else [1]
+IMPLS = ["fused", "stock", "compiled"]
+STAGES = bench.fcn8s_stages(IMAGE)
+
+
+def _stage_inputs(stage, batch, dense, device, backward):
+    g = torch.Generator().manual_seed(0)
+    mk = lambda hw: torch.randn(batch, 21, *hw, generator=g).to(device).requires_grad_(backward)
+    x = mk(stage.in_hw)
+    skip = mk(stage.skip_hw) if stage.skip_hw else None
+    groups = 1 if dense else 21
+    w = bilinear_kernel(21, stage.kernel, groups, device=device)
+    kw = dict(stride=stage.stride, groups=groups, out_offset=stage.out_offset, out_size=stage.out_size,
+              skip_offset=stage.skip_offset)
+    return x, w, skip, kw
+
+
+def _impl(name):
+    if name == "fused":
+        return upsample_skip
+    if name == "stock":
+        return reference.upsample_skip
+    torch._dynamo.reset()
+    return torch.compile(reference.upsample_skip)
+
+
+def _step(fn, inputs, backward, sync):
+    def run():
+        y = fn()
+        if backward:
+            torch.autograd.grad(y, inputs, torch.ones_like(y))
+        sync()
+    return run
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
+@pytest.mark.parametrize("weights", ["depthwise", "dense"])
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("stage", range(3), ids=[s.name for s in STAGES])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_stage(benchmark, sync, impl, stage, batch, weights, backward, device):
+    st = STAGES[stage]
+    x, w, skip, kw = _stage_inputs(st, batch, weights == "dense", device, backward)
+    fn = _impl(impl)
+    benchmark.group = f"{st.name} b{batch} {weights} {'fwd+bwd' if backward else 'fwd'} {device}"
+    inputs = [t for t in (x, skip) if t is not None]
+    y = fn(x, w, None, skip, **kw)
+    benchmark.extra_info["out_bytes"] = y.numel() * y.element_size()
+    benchmark(_step(lambda: fn(x, w, None, skip, **kw), inputs, backward, sync))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
+@pytest.mark.parametrize("weights", ["depthwise", "dense"])
+@pytest.mark.parametrize("batch", BATCHES + ([4] if FULL else []))
+@pytest.mark.parametrize("impl", IMPLS + ["copy-floor"])
+def test_head(benchmark, sync, impl, batch, weights, backward, device):
+    """The three stages together; 'copy-floor' copies the head's minimum bytes (bench.head_bytes)
+    into a fresh tensor: the memory-bandwidth floor of a fused head, measured in the same run."""
+    benchmark.group = f"FCN-8s head b{batch} {weights} {'fwd+bwd' if backward else 'fwd'} {device}"
+    nbytes = bench.head_bytes(batch, image=IMAGE)
+    benchmark.extra_info["head_bytes"] = nbytes
+    if impl == "copy-floor":
+        src = torch.ones(nbytes // 8, device=device)  # read + write = nbytes
+        benchmark(lambda: (torch.empty_like(src).copy_(src), sync()))
+        return
+    scores, ws, groups = bench.head_inputs(batch, image=IMAGE, dense=weights == "dense", device=device,
+                                           requires_grad=backward)
+    if impl == "fused":
+        head = lambda: bench.fused_head(scores, ws, groups, IMAGE)
+    else:
+        stock = bench.stock_head if impl == "stock" else torch.compile(bench.stock_head)
+        torch._dynamo.reset()
+        head = lambda: stock(scores, ws, groups, IMAGE)
+    benchmark(_step(head, scores, backward, sync))

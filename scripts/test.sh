@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test, from a fresh checkout: sets up .venv (scripts/setup.sh), then
+#   1. the C++ index-math test (CMake + ctest),
+#   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
+#   3. every benchmark once as a smoke test (--benchmark-disable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+venv=${FCN_VENV:-.venv}
+export PATH="$PWD/$venv/bin:$PATH"
+
+echo "== ctest: shared index math"
+cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math >/dev/null
+ctest --test-dir build/cmake --output-on-failure
+
+echo "== pytest"
+python -m pytest -q "$@"
+
+echo "== benchmarks (smoke: each once, untimed)"
+python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
