@@ -72,7 +72,7 @@ def extensions():
     )
     sources = read_sources("cpu")
     # -fopenmp: at::parallel_for is inline OpenMP in ATen's headers; without it every loop runs serially.
-    cxx = ["-O3", "-std=c++17", "-fvisibility=hidden", "-fopenmp"]
+    cxx = ["-O3", "-fvisibility=hidden", "-fopenmp"]  # the C++ standard: torch's choice
     arch = os.environ.get("FCN_KERNELS_CPU_ARCH", "native")
     if arch:  # the CPU kernels' inner loops are written to be auto-vectorized
         cxx.append(f"-march={arch}")
@@ -82,7 +82,7 @@ def extensions():
         sources += read_sources("cuda")
         define_macros.append(("FCN_KERNELS_WITH_CUDA", "1"))
         ext_cls = cpp_extension.CUDAExtension
-        extra = {"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]}
+        extra = {"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]}
     else:
         ext_cls = cpp_extension.CppExtension
         extra = {"cxx": cxx}

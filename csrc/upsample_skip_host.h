@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <optional>
@@ -92,6 +93,51 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
               "upsample_skip backward: grad_out size ", grad_out.sizes(), " does not match (N, Cout) = (",
               g.N, ", ", g.Cout, ")");
   return g;
+}
+
+// What every backend's glue does before launching: check, make contiguous, allocate the result.
+// `a` and `b` are the kernel's two tensor inputs (x and weight; grad_out and weight; grad_out and x).
+struct Prepared {
+  Geometry g;
+  at::Tensor a, b, bias, skip, out;
+};
+
+inline void check_device_type(const at::Tensor& t, c10::DeviceType type, const char* op, const char* name) {
+  TORCH_CHECK(t.device().type() == type, op, ": ", name, " must be a ", c10::DeviceTypeName(type, true),
+              " tensor for this kernel, got ", t.device());
+}
+
+inline Prepared prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
+                                c10::DeviceType type) {
+  check_device_type(x, type, "upsample_skip", "x");
+  Prepared p;
+  p.g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
+  p.a = x.contiguous();
+  p.b = weight.contiguous();
+  if (bias.has_value()) p.bias = bias->contiguous();
+  if (skip.has_value()) p.skip = skip->contiguous();
+  p.out = at::empty({p.g.N, p.g.Cout, p.g.Ho, p.g.Wo}, x.options());
+  return p;
+}
+
+// grad_x from (grad_out, weight), or grad_w from (grad_out, x): `other` is weight or x.
+inline Prepared prepare_backward(const at::Tensor& grad_out, const at::Tensor& other, bool other_is_weight,
+                                 at::IntArrayRef result_size, at::IntArrayRef stride, int64_t groups,
+                                 at::IntArrayRef out_offset, c10::DeviceType type) {
+  const char* op = other_is_weight ? "upsample_skip_backward_input" : "upsample_skip_backward_weight";
+  check_device_type(grad_out, type, op, "grad_out");
+  check_same(other, grad_out, other_is_weight ? "weight" : "x");
+  TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()), op, ": grad_out must be floating point, got ",
+              grad_out.scalar_type());
+  Prepared p;
+  p.g = other_is_weight ? backward_geometry(grad_out, result_size, other.sizes(), stride, groups, out_offset)
+                        : backward_geometry(grad_out, other.sizes(), result_size, stride, groups, out_offset);
+  p.a = grad_out.contiguous();
+  p.b = other.contiguous();
+  p.out = at::empty(result_size, grad_out.options());
+  return p;
 }
 
 }  // namespace upsample_skip

@@ -4,6 +4,7 @@
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.
 """
 import json
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -112,21 +113,23 @@ def copy_bandwidth(nbytes, device="cpu", repeat=10):
 
 
 def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, backward=False, compile=True,
-        repeat=10, image=500, device="cpu", backend=None, out=print):
-    """The head table: one row per (batch, weights). Returns the rows as dicts."""
+        repeat=10, image=500, device="cpu", backends=(None,), out=print):
+    """The head table: one row per (batch, weights), a fused column per backend (None: automatic).
+    Returns the rows as dicts."""
     rows = []
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     bw = copy_bandwidth(head_bytes(max(batches), image=image) // 2, device)
-    header = (f"{'batch':>5} {'weights':>9} {'fused ms':>9} {'eager ms':>9} {'compiled ms':>11} "
-              f"{'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
+    names = [b or "fused" for b in backends]
     out(f"FCN-8s head, {image}x{image}, 21 classes, {dtype}, {'forward+backward' if backward else 'forward'}, "
         f"{device}, {torch.get_num_threads()} threads; copy bandwidth {bw / 1e9:.1f} GB/s")
-    out(header)
+    out(f"{'batch':>5} {'weights':>9} " + " ".join(f"{n + ' ms':>11}" for n in names)
+        + f" {'eager ms':>9} {'compiled ms':>11} {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
     for batch in batches:
         for kind in weights:
             scores, ws, groups = head_inputs(batch, image=image, dense=kind == "dense", dtype=dtype,
                                              device=device, requires_grad=backward)
-            exact = stock_head([s.detach().double() for s in scores], [w.double() for w in ws], groups, image)
+            exact = stock_head([s.detach().cpu().double() for s in scores], [w.cpu().double() for w in ws],
+                               groups, image)
 
             def step(head):
                 def f():
@@ -136,24 +139,26 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                     sync()
                     return y
                 return f
-            fused = step(lambda s, w, g: fused_head(s, w, g, image, backend))
-            eager = step(lambda s, w, g: stock_head(s, w, g, image))
-            t_fused, t_eager = timeit(fused, repeat), timeit(eager, repeat)
+            fused = {n: step(lambda s, w, g, b=b: fused_head(s, w, g, image, b)) for n, b in zip(names, backends)}
+            t_fused = {n: timeit(f, repeat) for n, f in fused.items()}
+            t_eager = timeit(step(lambda s, w, g: stock_head(s, w, g, image)), repeat)
             t_comp = float("nan")
             if compile:
                 torch._dynamo.reset()
                 compiled_head = torch.compile(lambda s, w, g: stock_head(s, w, g, image))
                 t_comp = timeit(step(compiled_head), repeat)
-            err = (fused().detach().double() - exact).abs().max().item()
+            err = max((f().detach().cpu().double() - exact).abs().max().item() for f in fused.values())
+            best = min(t_fused.values())
             floor = head_bytes(batch, image=image, itemsize=scores[0].element_size()) / bw
-            row = dict(batch=batch, weights=kind, dtype=str(dtype), backward=backward, fused_ms=t_fused * 1e3,
-                       eager_ms=t_eager * 1e3, compiled_ms=t_comp * 1e3, max_err=err,
-                       floor_ms=floor * 1e3, copy_gbps=bw / 1e9)
+            row = dict(batch=batch, weights=kind, dtype=str(dtype), backward=backward,
+                       fused_ms={n: t * 1e3 for n, t in t_fused.items()}, eager_ms=t_eager * 1e3,
+                       compiled_ms=t_comp * 1e3, max_err=err, floor_ms=floor * 1e3, copy_gbps=bw / 1e9)
             rows.append(row)
-            out(f"{batch:>5} {kind:>9} {t_fused * 1e3:>9.2f} {t_eager * 1e3:>9.2f} {t_comp * 1e3:>11.2f} "
-                f"{t_eager / t_fused:>10.1f}x {t_comp / t_fused:>13.1f}x {err:>9.1e} "
-                f"{100 * floor / t_fused:>6.0f}%")
-    out("floor %: the head's minimum bytes (inputs and outputs once) at the copy bandwidth, over fused time"
+            out(f"{batch:>5} {kind:>9} " + " ".join(f"{t_fused[n] * 1e3:>11.2f}" for n in names)
+                + f" {t_eager * 1e3:>9.2f} {t_comp * 1e3:>11.2f} {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x"
+                f" {err:>9.1e} {100 * floor / best:>6.0f}%")
+    out("eager/fused, compiled/fused, floor %: against the fastest fused backend; floor %: the head's minimum "
+        "bytes (inputs and outputs once) at the copy bandwidth, over fused time"
         + ("" if not backward else " (forward bytes only)"))
     return rows
 
@@ -164,10 +169,12 @@ def _main(args):
     for backward in ([False, True] if args.backward else [False]):
         rows += run(batches=args.batch, weights=args.weights, dtype=dtype, backward=backward,
                     compile=not args.no_compile, repeat=args.repeat, image=args.image, device=args.device,
-                    backend=args.backend)
+                    backends=args.backend or [None])
     if args.json:
+        name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
         with open(args.json, "w") as f:
-            json.dump(dict(device=args.device, torch=torch.__version__, rows=rows), f, indent=1)
+            json.dump(dict(device=args.device, device_name=name, date=time.strftime("%Y-%m-%d"),
+                           torch=torch.__version__, threads=torch.get_num_threads(), rows=rows), f, indent=1)
         print(f"wrote {args.json}")
     return 0
 
@@ -182,6 +189,6 @@ def register_commands(sub):
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--image", type=int, default=500)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--backend", default=None, help="force a backend (default: automatic)")
+    p.add_argument("--backend", nargs="+", help="fused backends to time, one column each (default: automatic)")
     p.add_argument("--json", help="also write the rows as JSON")
     p.set_defaults(func=_main)

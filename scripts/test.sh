@@ -9,10 +9,22 @@ bash scripts/setup.sh
 venv=${FCN_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
 
-echo "== ctest: shared index math"
+echo "== ctest: shared index math (CPU and CUDA kernels)"
 cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math >/dev/null
+cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math test_element_math >/dev/null
 ctest --test-dir build/cmake --output-on-failure
+
+if python - <<'PY'
+import sys, torch
+sys.path.insert(0, "tools")
+from cuda_toolkit import find_cuda_home
+sys.exit(0 if torch.version.cuda and find_cuda_home() else 1)
+PY
+then
+  echo "== CUDA kernels: registers, shared memory, spills (fails on spills)"
+  python tools/cuda_resources.py
+  export FCN_EXPECT_CUDA_KERNELS=1  # tests/test_cuda_backend.py checks every CUDA kernel is registered
+fi
 
 echo "== pytest"
 python -m pytest -q "$@"

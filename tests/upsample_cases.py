@@ -87,10 +87,10 @@ def random_case(rng: random.Random, max_batch=2) -> Case:
                 skip_offset=skip_off or (0, 0), skip_hw=skip_hw, bias=rng.random() < 0.5)
 
 
-def make_inputs(case: Case, dtype=torch.float64, *, bias_scale=1.0):
+def make_inputs(case: Case, dtype=torch.float64):
     x = torch.randn(case.N, case.cin, case.H, case.W, dtype=dtype)
     w = torch.randn(case.cin, case.cout // case.groups, *case.K, dtype=dtype)
-    b = torch.randn(case.cout, dtype=dtype) * bias_scale if case.bias else None
+    b = torch.randn(case.cout, dtype=dtype) if case.bias else None
     skip = torch.randn(case.N, case.cout, *case.skip_hw, dtype=dtype) if case.skip_hw else None
     return x, w, b, skip
 
@@ -109,16 +109,17 @@ def run(fn, inputs, grad_out=None, **kwargs):
 
 
 def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, backward=True,
-                            transform=lambda t: t):
-    """The backend on `dtype` inputs (passed through `transform`, e.g. to make them
-    non-contiguous) against the float64 reference on the same rounded values."""
+                            transform=lambda t: t, device="cpu"):
+    """The backend on `dtype` inputs on `device` (passed through `transform`, e.g. to make them
+    non-contiguous) against the float64 reference on CPU on the same rounded values."""
     inputs = make_inputs(case, dtype)
     exact_in = [t.double() if t is not None else None for t in inputs]
     abs_in = [t.abs() if t is not None else None for t in exact_in]
     go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype) if backward else None
     kw = case.kwargs()
-    y, grads = run(fcn_kernels.upsample_skip, [transform(t) if t is not None else None for t in inputs],
-                   transform(go) if go is not None else None, backend=backend, **kw)
+    on = lambda t: transform(t.to(device)) if t is not None else None
+    y, grads = run(fcn_kernels.upsample_skip, [on(t) for t in inputs], on(go), backend=backend, **kw)
+    y, grads = y.cpu(), [g.cpu() if g is not None else None for g in grads] if grads else grads
     exact, exact_grads = run(reference.upsample_skip, exact_in, go.double() if backward else None, **kw)
     bound, bound_grads = run(reference.upsample_skip, abs_in, go.double().abs() if backward else None, **kw)
     assert y.shape == exact.shape, f"shape {tuple(y.shape)} != {tuple(exact.shape)} for {case}"

@@ -285,71 +285,57 @@ void with_stride(int64_t sw, Fn&& fn) {
   }
 }
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "upsample_skip (cpu kernel): ", name, " must be a CPU tensor, got ",
-              t.device());
+template <typename T>
+const T* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
 at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
                        at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
-  check_cpu(x, "x");
-  const Geometry g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
-  auto out = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
-  if (out.numel() == 0) return out;
-  const auto xc = x.contiguous(), wc = weight.contiguous();
-  const auto bc = bias.has_value() ? bias->contiguous() : at::Tensor();
-  const auto sc = skip.has_value() ? skip->contiguous() : at::Tensor();
+  Prepared p = prepare_forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
+                               c10::DeviceType::CPU);
+  if (p.out.numel() == 0) return p.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_skip_cpu", [&] {
-    if (use_gemm(g)) {
+    const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
+    const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
+    scalar_t* op = p.out.mutable_data_ptr<scalar_t>();
+    if (use_gemm(p.g)) {
       const auto acc_options = x.options().dtype(c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value);
-      forward_gemm_kernel(g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                          bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
-                          sc.defined() ? sc.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
-                          acc_options);
-      return;
+      forward_gemm_kernel(p.g, xp, wp, bp, sp, op, acc_options);
+    } else {
+      with_stride(p.g.sw, [&](auto sw) { forward_kernel(sw, p.g, xp, wp, bp, sp, op); });
     }
-    with_stride(g.sw, [&](auto sw) {
-      forward_kernel(sw, g, xc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                     bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr,
-                     sc.defined() ? sc.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>());
-    });
   });
-  return out;
+  return p.out;
 }
 
 at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
                               at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  check_cpu(grad_out, "grad_out");
-  check_same(weight, grad_out, "weight");
-  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
-  auto gx = at::empty(input_size, grad_out.options());
-  if (gx.numel() == 0) return gx;
-  const auto goc = grad_out.contiguous(), wc = weight.contiguous();
+  Prepared p = prepare_backward(grad_out, weight, true, input_size, stride, groups, out_offset,
+                                c10::DeviceType::CPU);
+  if (p.out.numel() == 0) return p.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
-    with_stride(g.sw, [&](auto sw) {
-      backward_input_kernel(sw, g, goc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                            gx.mutable_data_ptr<scalar_t>());
+    with_stride(p.g.sw, [&](auto sw) {
+      backward_input_kernel(sw, p.g, p.a.const_data_ptr<scalar_t>(), p.b.const_data_ptr<scalar_t>(),
+                            p.out.mutable_data_ptr<scalar_t>());
     });
   });
-  return gx;
+  return p.out;
 }
 
 at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
                                at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  check_cpu(grad_out, "grad_out");
-  check_same(x, grad_out, "x");
-  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, stride, groups, out_offset);
-  auto gw = at::empty(weight_size, grad_out.options());
-  if (gw.numel() == 0) return gw;
-  const auto goc = grad_out.contiguous(), xc = x.contiguous();
+  Prepared p = prepare_backward(grad_out, x, false, weight_size, stride, groups, out_offset,
+                                c10::DeviceType::CPU);
+  if (p.out.numel() == 0) return p.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
-    with_stride(g.sw, [&](auto sw) {
-      backward_weight_kernel(sw, g, goc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
-                             gw.mutable_data_ptr<scalar_t>());
+    with_stride(p.g.sw, [&](auto sw) {
+      backward_weight_kernel(sw, p.g, p.a.const_data_ptr<scalar_t>(), p.b.const_data_ptr<scalar_t>(),
+                             p.out.mutable_data_ptr<scalar_t>());
     });
   });
-  return gw;
+  return p.out;
 }
 
 }  // namespace

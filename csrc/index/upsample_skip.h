@@ -68,5 +68,59 @@ struct Geometry {
   }
 };
 
+// Per-element formulations, used as-is by the CUDA kernels (one thread per element) and checked
+// on the host by csrc/tests/test_index_math.cpp. Loaders are functors mapping a flat index to the
+// accumulation type A, so the same code reads float, double, half or bfloat16 on either side.
+
+// Cropped output (n, co, i, j) of the transposed conv, before bias and skip: a gather over the
+// inputs and taps that reach it.
+template <typename A, typename LoadX, typename LoadW>
+FCN_HOST_DEVICE A forward_element(const Geometry& g, const LoadX& x, const LoadW& w, int64_t n, int64_t co,
+                                  int64_t i, int64_t j) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t grp = co / cout_g, co_l = co % cout_g;
+  const int64_t p = i + g.oy, q = j + g.ox;
+  const Range rh = inputs_for_output(p, g.sh, g.Kh, g.H), rw = inputs_for_output(q, g.sw, g.Kw, g.W);
+  A acc = A(0);
+  for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci)
+    for (int64_t ih = rh.begin; ih < rh.end; ++ih)
+      for (int64_t iw = rw.begin; iw < rw.end; ++iw)
+        acc += x(g.x_index(n, ci, ih, iw)) * w(g.w_index(ci, co_l, p - ih * g.sh, q - iw * g.sw));
+  return acc;
+}
+
+// grad_x (n, ci, ih, iw): grad_out over the taps by which this input reaches the crop window.
+template <typename A, typename LoadG, typename LoadW>
+FCN_HOST_DEVICE A backward_input_element(const Geometry& g, const LoadG& go, const LoadW& w, int64_t n,
+                                         int64_t ci, int64_t ih, int64_t iw) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t grp = ci / cin_g;
+  const Range rh = taps_in_window(ih, g.sh, g.Kh, g.oy, g.Ho), rw = taps_in_window(iw, g.sw, g.Kw, g.ox, g.Wo);
+  A acc = A(0);
+  for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+    for (int64_t kh = rh.begin; kh < rh.end; ++kh)
+      for (int64_t kw = rw.begin; kw < rw.end; ++kw)
+        acc += go(g.out_index(n, grp * cout_g + co_l, ih * g.sh + kh - g.oy, iw * g.sw + kw - g.ox)) *
+               w(g.w_index(ci, co_l, kh, kw));
+  return acc;
+}
+
+// grad_w (ci, co_l, kh, kw) is a sum of weight_grad_terms(...) products, the k-th given by
+// weight_grad_term: a flat index over (n, ih, iw) so that a reduction can split it in a fixed order.
+FCN_HOST_DEVICE int64_t weight_grad_terms(const Geometry& g, int64_t kh, int64_t kw) {
+  return g.N * inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H).size() *
+         inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W).size();
+}
+
+template <typename A, typename LoadX, typename LoadG>
+FCN_HOST_DEVICE A weight_grad_term(const Geometry& g, const LoadX& x, const LoadG& go, int64_t ci, int64_t co_l,
+                                   int64_t kh, int64_t kw, int64_t k) {
+  const Range rh = inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H), rw = inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W);
+  const int64_t iw = rw.begin + k % rw.size(), ih = rh.begin + (k / rw.size()) % rh.size();
+  const int64_t n = k / (rw.size() * rh.size());
+  const int64_t co = (ci / g.cin_per_group()) * g.cout_per_group() + co_l;
+  return x(g.x_index(n, ci, ih, iw)) * go(g.out_index(n, co, ih * g.sh + kh - g.oy, iw * g.sw + kw - g.ox));
+}
+
 }  // namespace upsample_skip
 }  // namespace fcn_kernels
