@@ -1,0 +1,7 @@
+"""The reference FCN models on VGG16, powered by the fused ops (DESIGN.md §3)."""
+from .coord import CoordMap, crop_offset, layer_map
+from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from .loading import load_torchfcn, load_vgg16
+
+__all__ = ["FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "load_vgg16", "load_torchfcn",
+           "CoordMap", "crop_offset", "layer_map"]

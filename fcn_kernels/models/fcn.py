@@ -1,0 +1,179 @@
+"""FCN-32s, FCN-16s, FCN-8s and FCN-8s at-once on VGG16 (Long, Shelhamer, Darrell; DESIGN.md §3).
+
+The layers and their names are those of the Caffe reference and of torchfcn, so their state_dicts map
+one to one. The head (upsampling, skip additions, crops) runs, with fused=True, as one
+FusedUpsampleSkip call per upsampling: transposed convolution, crop and skip addition in one pass;
+with fused=False as the stock composition on the same parameters (nn.ConvTranspose2d with the same
+weights and groups, slice, add). The crop offsets are derived from the layers (coord.py), not written in.
+"""
+import torch
+from torch import nn
+
+from ..modules.upsample import FusedUpsampleSkip, bilinear_kernel
+from . import coord
+from .vgg import VGG16_STAGES, scaled, vgg16_layers
+
+
+class _FCN(nn.Module):
+    """Base: subclasses set STAGES, ((upscore name, kernel, stride, skip tap or None), ...), the last
+    one upsampling to the input, and SKIP_SCALE, the factor on a tap before its score layer."""
+
+    STAGES = ()
+    SKIP_SCALE = {}
+
+    def __init__(self, n_class: int = 21, fused: bool = True, *, width: float = 1.0, padding: int = 100,
+                 in_channels: int = 3, dropout: float = 0.5):
+        super().__init__()
+        self.n_class = int(n_class)
+        self.fused = bool(fused)
+        self.width = width
+        layers = vgg16_layers(width, in_channels=in_channels, padding=padding, dropout=dropout)
+        self._trunk = tuple(layers)
+        for name, m in layers.items():
+            self.add_module(name, m)
+        self._taps = tuple(tap for _, _, _, tap in self.STAGES if tap is not None)
+        self.score_fr = nn.Conv2d(self.fc7.out_channels, n_class, 1)
+        tap_channels = {f"pool{stage}": scaled(c, width) for stage, _, c in VGG16_STAGES}
+        for tap in self._taps:
+            self.add_module(f"score_{tap}", nn.Conv2d(tap_channels[tap], n_class, 1))
+        for name, kernel, stride, _ in self.STAGES:
+            self.add_module(name, self._make_upscore(kernel, stride, bilinear_kernel(n_class, kernel, n_class),
+                                                     trainable=False))
+        self.reset_score_layers()
+        self.update_offsets()
+
+    # ---- construction -------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset_score_layers(self):
+        """Zero the score layers (the reference initialisation)."""
+        for name in self.score_layer_names():
+            getattr(self, name).weight.zero_()
+            getattr(self, name).bias.zero_()
+
+    def score_layer_names(self):
+        return ("score_fr",) + tuple(f"score_{tap}" for tap in self._taps)
+
+    def upscore_names(self):
+        return tuple(name for name, _, _, _ in self.STAGES)
+
+    def _make_upscore(self, kernel, stride, weight, trainable):
+        """A fixed upsampling layer with `weight` ((C, C // groups, K, K); groups from its shape)."""
+        n = self.n_class
+        groups = n // weight.shape[1]
+        if self.fused:
+            m = FusedUpsampleSkip(n, n, kernel, stride, groups=groups, bias=False, init="zeros",
+                                  trainable=trainable, device=weight.device, dtype=weight.dtype)
+        else:
+            m = nn.ConvTranspose2d(n, n, kernel, stride=stride, groups=groups, bias=False,
+                                   device=weight.device, dtype=weight.dtype)
+            m.weight.requires_grad_(trainable)
+        with torch.no_grad():
+            m.weight.copy_(weight)
+        return m
+
+    def set_upscore_weight(self, name: str, weight: torch.Tensor):
+        """Replace the weight of upsampling layer `name`: (C, 1, K, K) makes it depthwise, (C, C, K, K) dense
+        (groups=1). The layer keeps its kind (fused or stock) and trainability."""
+        old = getattr(self, name)
+        n, k = self.n_class, tuple(old.kernel_size)
+        if tuple(weight.shape) not in ((n, 1) + k, (n, n) + k):
+            raise ValueError(f"{name}.weight: expected ({n}, 1, {k[0]}, {k[1]}) or ({n}, {n}, {k[0]}, {k[1]}), "
+                             f"got {tuple(weight.shape)}")
+        new = self._make_upscore(k, tuple(old.stride),
+                                 weight.to(device=old.weight.device, dtype=old.weight.dtype),
+                                 trainable=old.weight.requires_grad)
+        setattr(self, name, new)
+        self.update_offsets()
+
+    # ---- geometry -----------------------------------------------------------------------------
+    def trunk_coord_maps(self):
+        """Coordinate maps (blob -> input) of the taps and of score_fr's output."""
+        maps, m = {}, coord.CoordMap.identity()
+        for name in self._trunk:
+            m = m.then(coord.layer_map(getattr(self, name)))
+            if name in self._taps:
+                maps[name] = m.through(getattr(self, f"score_{name}"))
+        maps["score_fr"] = m.through(self.score_fr)
+        return maps
+
+    def update_offsets(self):
+        """Derive every crop from the layer geometry and set it on the head; returns `self.offsets`,
+        {tap: (rows, cols) skip offset, ..., "output": (rows, cols) offset of the final crop}."""
+        maps = self.trunk_coord_maps()
+        m, offsets = maps["score_fr"], {}
+        for name, _, _, tap in self.STAGES:
+            layer = getattr(self, name)
+            m = m.then(coord.deconv_map(layer.kernel_size, layer.stride))  # the uncropped upsampling
+            if tap is not None:
+                offsets[tap] = coord.crop_offset(maps[tap], m)
+        offsets["output"] = coord.crop_offset(m, coord.CoordMap.identity())
+        self.offsets = offsets
+        if self.fused:
+            for name, _, _, tap in self.STAGES:
+                layer = getattr(self, name)
+                if tap is not None:
+                    layer.skip_offset = offsets[tap]
+                else:
+                    layer.out_offset = offsets["output"]
+        return offsets
+
+    # ---- forward ------------------------------------------------------------------------------
+    def scores(self, x):
+        """The trunk and score layers: (score_fr, score_<tap>, ...) before any crop."""
+        taps = {}
+        h = x
+        for name in self._trunk:
+            h = getattr(self, name)(h)
+            if name in self._taps:
+                taps[name] = h
+        out = [self.score_fr(h)]
+        for tap in self._taps:
+            t = taps[tap]
+            scale = self.SKIP_SCALE.get(tap)
+            if scale is not None:
+                t = t * scale
+            out.append(getattr(self, f"score_{tap}")(t))
+        return tuple(out)
+
+    def head(self, score_fr, *skips, out_size):
+        """Upsampling, skip additions and crops, from `scores`' outputs to an `out_size` map."""
+        h = score_fr
+        last = len(self.STAGES) - 1
+        for i, (name, _, _, tap) in enumerate(self.STAGES):
+            layer = getattr(self, name)
+            if self.fused:
+                h = layer(h, skip=skips[i]) if i < last else layer(h, out_size=out_size)
+            elif i < last:
+                y = layer(h)
+                sy, sx = self.offsets[tap]
+                h = y + skips[i][:, :, sy:sy + y.shape[2], sx:sx + y.shape[3]]
+            else:
+                oy, ox = self.offsets["output"]
+                h = layer(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].contiguous()
+        return h
+
+    def forward(self, x):
+        return self.head(*self.scores(x), out_size=(x.shape[2], x.shape[3]))
+
+    def extra_repr(self):
+        return f"n_class={self.n_class}, fused={self.fused}, width={self.width}, offsets={self.offsets}"
+
+
+class FCN32s(_FCN):
+    """FCN-32s: score_fr upsampled by 32 (kernel 64) and cropped to the input."""
+    STAGES = (("upscore", 64, 32, None),)
+
+
+class FCN16s(_FCN):
+    """FCN-16s: score_fr x2 (+ score_pool4), then x16 (kernel 32) cropped to the input."""
+    STAGES = (("upscore2", 4, 2, "pool4"), ("upscore16", 32, 16, None))
+
+
+class FCN8s(_FCN):
+    """FCN-8s: score_fr x2 (+ score_pool4) x2 (+ score_pool3), then x8 (kernel 16) cropped to the input."""
+    STAGES = (("upscore2", 4, 2, "pool4"), ("upscore_pool4", 4, 2, "pool3"), ("upscore8", 16, 8, None))
+
+
+class FCN8sAtOnce(FCN8s):
+    """FCN-8s trained all at once: pool4 scaled by 0.01 and pool3 by 0.0001 before their score layers."""
+    SKIP_SCALE = {"pool4": 0.01, "pool3": 0.0001}
