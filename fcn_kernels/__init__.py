@@ -8,6 +8,11 @@ from .backends import available_backends
 from .modules import FusedUpsampleSkip, bilinear_kernel
 from .ops import upsample_skip
 from .reference import rarefy_filter
+from .ops import rarefied_conv2d
+from .modules import RarefiedConv2d
+from .shift_stitch import rarefy, shift_and_stitch
+from .convolutionalize import convolutionalize
+from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
 
 __version__ = "0.1.0"
 
@@ -18,4 +23,9 @@ __all__ = [
     "bilinear_kernel",
     "rarefy_filter",
     "reference",
+    "convolutionalize",
+    "rarefied_conv2d",
+    "RarefiedConv2d",
+    "shift_and_stitch",
+    "rarefy",
 ]

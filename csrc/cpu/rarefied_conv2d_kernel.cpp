@@ -10,9 +10,10 @@
 //    im2col copy). This is the paper's "subsampled versions of the input"
 //    (3.2) without de-interleaving them: in the wide layout the phases already
 //    share one shifted view per tap.
-//  * Direct path (depthwise, channel multipliers, small groups): one output row
-//    per task, taps as unit-stride axpys over the row (vectorized; x86 builds
-//    carry AVX2/AVX-512 clones picked at load time).
+//  * Direct path (depthwise, channel multipliers, small groups): the same wide
+//    layout, one image plane per task; each tap is one unit-stride axpy over the
+//    whole plane (vectorized; x86 builds carry AVX2/AVX-512 clones picked at load
+//    time), the weight gradient a fixed-lane dot product per weight element.
 //
 // Half and bfloat16 compute in float (inputs upcast once, accumulation in float),
 // float and double in themselves. Deterministic: every output element has one
@@ -52,18 +53,25 @@ int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work_per_item));
 }
 
-// ---- vectorizable row primitives (float and double) ---------------------------
+// ---- vectorizable primitives (float and double) --------------------------------
 
-// acc[j] += w[k] * src[j + off + k * step] for j in cols[k], k = 0..K-1.
-#define FCN_DEFINE_AXPY_TAPS(T)                                                                   \
-  FCN_VEC_CLONES void axpy_taps(T* __restrict__ acc, const T* __restrict__ src,                  \
-                                const T* __restrict__ w, int64_t K, int64_t step, int64_t off, \
-                                const Range* cols) {                                            \
-    for (int64_t k = 0; k < K; ++k) {                                                           \
-      const T wv = w[k];                                                                        \
-      const T* s = src + (off + k * step);                                                      \
-      for (int64_t j = cols[k].begin; j < cols[k].end; ++j) acc[j] += wv * s[j];                \
-    }                                                                                           \
+// dst[j + k * dst_step] += w[k] * src[j + k * src_step] for j in [0, n), k = 0..K-1 in order.
+#define FCN_DEFINE_AXPY_TAPS(T)                                                                    \
+  FCN_VEC_CLONES void axpy_taps(T* __restrict__ dst, const T* __restrict__ src,                   \
+                                const T* __restrict__ w, int64_t K, int64_t dst_step,            \
+                                int64_t src_step, int64_t n) {                                   \
+    if (K == 3 && dst_step == 0) { /* gather form, 3 taps per load/store of dst */               \
+      const T w0 = w[0], w1 = w[1], w2 = w[2];                                                   \
+      const T *s0 = src, *s1 = src + src_step, *s2 = src + 2 * src_step;                         \
+      for (int64_t j = 0; j < n; ++j) dst[j] = ((dst[j] + w0 * s0[j]) + w1 * s1[j]) + w2 * s2[j]; \
+      return;                                                                                    \
+    }                                                                                            \
+    for (int64_t k = 0; k < K; ++k) {                                                            \
+      const T wv = w[k];                                                                         \
+      T* d = dst + k * dst_step;                                                                 \
+      const T* s = src + k * src_step;                                                           \
+      for (int64_t j = 0; j < n; ++j) d[j] += wv * s[j];                                         \
+    }                                                                                            \
   }
 FCN_DEFINE_AXPY_TAPS(float)
 FCN_DEFINE_AXPY_TAPS(double)
@@ -81,92 +89,7 @@ FCN_DEFINE_AXPY_TAPS(double)
 FCN_DEFINE_DOT_LANES(float)
 FCN_DEFINE_DOT_LANES(double)
 
-// ---- direct path ---------------------------------------------------------------
-
-template <typename acc_t>
-void direct_forward(const Geometry& g, const acc_t* x, const acc_t* w, const acc_t* bias, acc_t* out) {
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  std::vector<Range> cols(g.Kw);
-  for (int64_t kw = 0; kw < g.Kw; ++kw) cols[kw] = outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo);
-  const int64_t rows = g.N * g.Cout * g.Ho;
-  at::parallel_for(0, rows, grain_for(g.Wo * cin_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.Wo);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % g.Ho, co = (row / g.Ho) % g.Cout, n = row / (g.Ho * g.Cout);
-      const int64_t grp = co / cout_g;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      const Range kh_r = taps_for_output(i, g.rh, g.ph, g.H, g.Kh);
-      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l) {
-        const int64_t ci = grp * cin_g + ci_l;
-        for (int64_t kh = kh_r.begin; kh < kh_r.end; ++kh) {
-          const acc_t* xrow = x + g.x_index(n, ci, input_of(i, kh, g.rh, g.ph), 0);
-          axpy_taps(acc.data(), xrow, w + g.w_index(co, ci_l, kh, 0), g.Kw, g.rw, -g.pw, cols.data());
-        }
-      }
-      const acc_t b = bias ? bias[co] : acc_t(0);
-      acc_t* orow = out + g.out_index(n, co, i, 0);
-      for (int64_t j = 0; j < g.Wo; ++j) orow[j] = acc[j] + b;
-    }
-  });
-}
-
-// grad_x[n, ci, ih, iw] = sum over co of the group and the taps that carry (ih, iw)
-// into the output of grad_out[n, co, ih + ph - kh r, iw + pw - kw r] * w: the
-// correlation with the flipped rarefied filter, one input row per task.
-template <typename acc_t>
-void direct_backward_input(const Geometry& g, const acc_t* go, const acc_t* w, acc_t* gx) {
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  std::vector<Range> cols(g.Kw);
-  for (int64_t kw = 0; kw < g.Kw; ++kw) cols[kw] = inputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo);
-  const int64_t rows = g.N * g.Cin * g.H;
-  at::parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.W);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t ih = row % g.H, ci = (row / g.H) % g.Cin, n = row / (g.H * g.Cin);
-      const int64_t grp = ci / cin_g, ci_l = ci % cin_g;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      const Range kh_r = taps_for_input(ih, g.rh, g.ph, g.Ho, g.Kh);
-      for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
-        const int64_t co = grp * cout_g + co_l;
-        for (int64_t kh = kh_r.begin; kh < kh_r.end; ++kh) {
-          const acc_t* grow = go + g.out_index(n, co, output_of(ih, kh, g.rh, g.ph), 0);
-          axpy_taps(acc.data(), grow, w + g.w_index(co, ci_l, kh, 0), g.Kw, -g.rw, g.pw, cols.data());
-        }
-      }
-      std::copy(acc.begin(), acc.end(), gx + g.x_index(n, ci, ih, 0));
-    }
-  });
-}
-
-// grad_w[co, ci_l, kh, kw] = sum over n and the outputs whose tap (kh, kw) reads a
-// real input of grad_out * x. One weight element per task, fixed order.
-template <typename acc_t>
-void direct_backward_weight(const Geometry& g, const acc_t* go, const acc_t* x, acc_t* gw) {
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t elems = g.Cout * cin_g * g.Kh * g.Kw;
-  at::parallel_for(0, elems, grain_for(g.N * g.Ho * g.Wo), [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
-      const int64_t ci_l = (e / (g.Kw * g.Kh)) % cin_g, co = e / (g.Kw * g.Kh * cin_g);
-      const int64_t ci = (co / cout_g) * cin_g + ci_l;
-      const Range rows = outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho);
-      const Range cols = outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo);
-      acc_t lanes[kLanes] = {};
-      for (int64_t n = 0; n < g.N; ++n) {
-        for (int64_t i = rows.begin; i < rows.end; ++i) {
-          const acc_t* grow = go + g.out_index(n, co, i, cols.begin);
-          const acc_t* xrow = x + g.x_index(n, ci, input_of(i, kh, g.rh, g.ph), input_of(cols.begin, kw, g.rw, g.pw));
-          dot_lanes(lanes, grow, xrow, cols.size());
-        }
-      }
-      acc_t acc = 0;
-      for (int l = 0; l < kLanes; ++l) acc += lanes[l];
-      gw[e] = acc;
-    }
-  });
-}
-
-// ---- GEMM path (wide layout), in the accumulation dtype -------------------------
+// ---- wide layout (both paths), in the accumulation dtype --------------------------
 
 // [C, wide_row] rows: each channel's N images zero-padded to Hp x Wp, back to back.
 at::Tensor to_wide_input(const at::Tensor& x, const Geometry& g, at::ScalarType acc) {
@@ -186,6 +109,80 @@ at::Tensor to_wide_output(const at::Tensor& go, const Geometry& g, at::ScalarTyp
   buf.view({g.Cout, g.N, g.Hp(), g.Wp()}).narrow(2, 0, g.Ho).narrow(3, 0, g.Wo).copy_(go.transpose(0, 1));
   return buf;
 }
+
+// ---- direct path (wide layout, one image plane per task) --------------------------
+//
+// xw: [Cin, wide_row] padded input, gow: [Cout, N * Hp * Wp] grad_out with zeros in the
+// dropped columns (both from the helpers below, in the accumulation dtype). In the
+// wide layout every tap of one plane is a single unit-stride axpy of length Ho * Wp,
+// so the loops run at vector speed even for depthwise filters.
+
+template <typename acc_t>
+void direct_forward(const Geometry& g, const acc_t* xw, const acc_t* w, const acc_t* bias, acc_t* out) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), row = g.wide_row();
+  at::parallel_for(0, g.N * g.Cout, grain_for(L * cin_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(L);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t co = task % g.Cout, n = task / g.Cout, grp = co / cout_g;
+      std::fill(acc.begin(), acc.end(), bias ? bias[co] : acc_t(0));
+      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l) {
+        const acc_t* src = xw + (grp * cin_g + ci_l) * row + n * plane;
+        for (int64_t kh = 0; kh < g.Kh; ++kh)
+          axpy_taps(acc.data(), src + g.tap_shift(kh, 0), w + g.w_index(co, ci_l, kh, 0), g.Kw, 0, g.rw, L);
+      }
+      for (int64_t i = 0; i < g.Ho; ++i)
+        std::copy_n(acc.data() + i * g.Wp(), g.Wo, out + g.out_index(n, co, i, 0));
+    }
+  });
+}
+
+// grad_x: the transposed (scatter) form of the forward, into a private padded plane per
+// (n, ci) task, then cropped: the correlation with the flipped rarefied filter.
+template <typename acc_t>
+void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, acc_t* gx) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane;
+  at::parallel_for(0, g.N * g.Cin, grain_for(L * cout_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(plane + g.slack());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ci = task % g.Cin, n = task / g.Cin, grp = ci / cin_g, ci_l = ci % cin_g;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
+        const int64_t co = grp * cout_g + co_l;
+        const acc_t* src = gow + co * grow + n * plane;
+        for (int64_t kh = 0; kh < g.Kh; ++kh)
+          axpy_taps(acc.data() + g.tap_shift(kh, 0), src, w + g.w_index(co, ci_l, kh, 0), g.Kw, g.rw, 0, L);
+      }
+      for (int64_t i = 0; i < g.H; ++i)
+        std::copy_n(acc.data() + (i + g.ph) * g.Wp() + g.pw, g.W, gx + g.x_index(n, ci, i, 0));
+    }
+  });
+}
+
+// grad_w[co, ci_l, kh, kw] = sum over n of <grad_out plane, input plane shifted by the
+// tap>: one weight element per task, fixed order (kLanes partial sums, then in order).
+template <typename acc_t>
+void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw, acc_t* gw) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane, row = g.wide_row();
+  const int64_t elems = g.Cout * cin_g * g.Kh * g.Kw;
+  at::parallel_for(0, elems, grain_for(g.N * L), [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
+      const int64_t ci_l = (e / (g.Kw * g.Kh)) % cin_g, co = e / (g.Kw * g.Kh * cin_g);
+      const int64_t ci = (co / cout_g) * cin_g + ci_l;
+      acc_t lanes[kLanes] = {};
+      for (int64_t n = 0; n < g.N; ++n)
+        dot_lanes(lanes, gow + co * grow + n * plane, xw + ci * row + n * plane + g.tap_shift(kh, kw), L);
+      acc_t acc = 0;
+      for (int l = 0; l < kLanes; ++l) acc += lanes[l];
+      gw[e] = acc;
+    }
+  });
+}
+
+// ---- GEMM path ------------------------------------------------------------------
 
 // Weight as [Kh, Kw, Cout, Cin/groups]: tap (kh, kw) of group grp is a contiguous block.
 at::Tensor taps_first(const at::Tensor& weight, at::ScalarType acc) {
@@ -256,7 +253,7 @@ bool use_gemm(const Geometry& g) {
   const char* forced = std::getenv("FCN_KERNELS_RAREFIED_CONV_PATH");
   if (forced && std::strcmp(forced, "gemm") == 0) return true;
   if (forced && std::strcmp(forced, "direct") == 0) return false;
-  // The wide layout also computes the dropped columns; keep it where they are a minority.
+  // Thin groups or tiny maps (mostly dropped wide columns): per-tap GEMMs too small to pay off.
   const double useful = double(g.N * g.Ho * g.Wo) / double(std::max<int64_t>(1, g.wide_cols()));
   return g.cin_per_group() >= 8 && g.cout_per_group() >= 8 && useful >= 0.4;
 }
@@ -283,12 +280,12 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
     gemm_forward(g, x, weight, b, out, acc);
     return out;
   }
-  const auto xa = x.to(acc).contiguous(), wa = weight.to(acc).contiguous();
+  const auto xw = to_wide_input(x, g, acc), wa = weight.to(acc).contiguous();
   const auto ba = bias.has_value() ? bias->to(acc).contiguous() : at::Tensor();
   auto oa = x.scalar_type() == acc ? out : at::empty(out.sizes(), out.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "rarefied_conv2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    direct_forward<acc_t>(g, xa.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
+    direct_forward<acc_t>(g, xw.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
                           ba.defined() ? ba.const_data_ptr<acc_t>() : nullptr, oa.mutable_data_ptr<acc_t>());
   });
   if (!oa.is_same(out)) out.copy_(oa);
@@ -307,11 +304,11 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
     gemm_backward_input(g, grad_out, weight, gx, acc);
     return gx;
   }
-  const auto goa = grad_out.to(acc).contiguous(), wa = weight.to(acc).contiguous();
+  const auto gow = to_wide_output(grad_out, g, acc), wa = weight.to(acc).contiguous();
   auto gxa = grad_out.scalar_type() == acc ? gx : at::empty(gx.sizes(), gx.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_input<acc_t>(g, goa.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
+    direct_backward_input<acc_t>(g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
                                  gxa.mutable_data_ptr<acc_t>());
   });
   if (!gxa.is_same(gx)) gx.copy_(gxa);
@@ -330,11 +327,11 @@ at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, 
     gemm_backward_weight(g, grad_out, x, gw, acc);
     return gw;
   }
-  const auto goa = grad_out.to(acc).contiguous(), xa = x.to(acc).contiguous();
+  const auto gow = to_wide_output(grad_out, g, acc), xw = to_wide_input(x, g, acc);
   auto gwa = grad_out.scalar_type() == acc ? gw : at::empty(gw.sizes(), gw.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "rarefied_conv2d_bwd_w", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_weight<acc_t>(g, goa.const_data_ptr<acc_t>(), xa.const_data_ptr<acc_t>(),
+    direct_backward_weight<acc_t>(g, gow.const_data_ptr<acc_t>(), xw.const_data_ptr<acc_t>(),
                                   gwa.mutable_data_ptr<acc_t>());
   });
   if (!gwa.is_same(gw)) gw.copy_(gwa);

@@ -1,0 +1,103 @@
+"""fcn_kernels.rarefied_conv2d: convolution with the paper's rarefied filter (DESIGN.md §2)."""
+import torch
+
+from .. import _ext, backends, reference
+from .._args import autocast_inputs, check_int, check_tensor, pair
+
+
+def validate(x, weight, bias, rarefaction, padding, groups):
+    """Checks every argument; returns (rarefaction, padding, groups) normalised to pairs / int."""
+    check_tensor(x, "x", 4)
+    check_tensor(weight, "weight", 4, x)
+    groups = check_int(groups, "groups", minimum=1)
+    rarefaction = pair(rarefaction, "rarefaction", minimum=1)
+    padding = pair(padding, "padding", minimum=0)
+    n, cin, h, w = x.shape
+    if cin < 1 or h < 1 or w < 1:
+        raise ValueError(f"x must have non-empty channel and spatial sizes, got shape {tuple(x.shape)}")
+    cout, cin_g, kh, kw = weight.shape
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must be non-empty, got shape {tuple(weight.shape)}")
+    if cin % groups:
+        raise ValueError(f"x's channels ({cin}) must be divisible by groups ({groups})")
+    if cin_g * groups != cin:
+        raise ValueError(f"weight.shape[1] ({cin_g}) * groups ({groups}) must equal x's channels ({cin}); "
+                         f"weight is (Cout, Cin // groups, Kh, Kw) = {tuple(weight.shape)}")
+    if cout % groups:
+        raise ValueError(f"weight.shape[0] (out channels, {cout}) must be divisible by groups ({groups})")
+    eff = ((kh - 1) * rarefaction[0] + 1, (kw - 1) * rarefaction[1] + 1)
+    padded = (h + 2 * padding[0], w + 2 * padding[1])
+    if eff[0] > padded[0] or eff[1] > padded[1]:
+        raise ValueError(f"rarefied kernel {eff} (kernel {(kh, kw)}, rarefaction {rarefaction}) is larger than "
+                         f"the padded input {padded} (x {tuple(x.shape)}, padding {padding})")
+    if bias is not None:
+        check_tensor(bias, "bias", 1, x)
+        if bias.shape[0] != cout:
+            raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
+    return rarefaction, padding, groups
+
+
+def output_size(x_shape, weight_shape, rarefaction, padding):
+    """(N, Cout, Ho, Wo) of a validated call."""
+    return (x_shape[0], weight_shape[0],
+            x_shape[2] + 2 * padding[0] - (weight_shape[2] - 1) * rarefaction[0],
+            x_shape[3] + 2 * padding[1] - (weight_shape[3] - 1) * rarefaction[1])
+
+
+def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1, backend=None):
+    """F.conv2d(x, weight, bias, stride=1, padding=padding, dilation=rarefaction, groups=groups),
+    computed without materialising the rarefied filter (DESIGN.md §2).
+
+    x (N, Cin, H, W); weight (Cout, Cin // groups, Kh, Kw), nn.Conv2d's layout; bias (Cout,) or None.
+    rarefaction and padding: int or pair (rows, cols). Differentiable in x, weight and bias; a weight
+    that does not require grad costs no weight-gradient work. The output is contiguous (NCHW) whatever
+    the input's memory format.
+    """
+    x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
+    rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
+    which = backends.resolve(backend, x.device, "rarefied_conv2d")
+    if which == "reference":
+        return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding,
+                                         groups=groups)
+    if which == "triton":
+        from ..triton import rarefied_conv2d as triton_impl
+        return triton_impl.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
+    return torch.ops.fcn_kernels.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    rarefaction, padding, groups = ctx.geometry
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = torch.ops.fcn_kernels.rarefied_conv2d_backward_input(grad, weight, list(x.shape), rarefaction,
+                                                                  padding, groups)
+    if ctx.needs_input_grad[1]:
+        gw = torch.ops.fcn_kernels.rarefied_conv2d_backward_weight(grad, x, list(weight.shape), rarefaction,
+                                                                   padding, groups)
+    if ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3))
+    return gx, gw, gb, None, None, None
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, rarefaction, padding, groups = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.geometry = (rarefaction, padding, groups)
+
+
+if _ext.HAS_EXTENSION:
+    @torch.library.register_fake("fcn_kernels::rarefied_conv2d")
+    def _fake(x, weight, bias, rarefaction, padding, groups):
+        rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
+        return x.new_empty(output_size(x.shape, weight.shape, rarefaction, padding))
+
+    @torch.library.register_fake("fcn_kernels::rarefied_conv2d_backward_input")
+    def _fake_bwd_input(grad_out, weight, input_size, rarefaction, padding, groups):
+        return grad_out.new_empty(input_size)
+
+    @torch.library.register_fake("fcn_kernels::rarefied_conv2d_backward_weight")
+    def _fake_bwd_weight(grad_out, x, weight_size, rarefaction, padding, groups):
+        return grad_out.new_empty(weight_size)
+
+    torch.library.register_autograd("fcn_kernels::rarefied_conv2d", _backward, setup_context=_setup_context)
