@@ -25,8 +25,11 @@ def triton_interpret() -> bool:
 
 
 def _triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None and importlib.util.find_spec(
-        "fcn_kernels.triton") is not None
+    # origin: a real package, not a namespace match on some folder named "triton" on sys.path
+    # (pytest puts tests/ on it, and tests/triton/ exists).
+    spec = importlib.util.find_spec("triton")
+    return (spec is not None and spec.origin is not None
+            and importlib.util.find_spec("fcn_kernels.triton") is not None)
 
 
 # Which (backend, op) pairs have kernels, fixed once the extension has loaded. Computed at import

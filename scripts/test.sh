@@ -11,7 +11,7 @@ export PATH="$PWD/$venv/bin:$PATH"
 
 echo "== ctest: shared index math (CPU and CUDA kernels)"
 cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math test_element_math >/dev/null
+cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math test_element_math test_rarefied_index_math >/dev/null
 ctest --test-dir build/cmake --output-on-failure
 
 if python - <<'PY'
@@ -28,6 +28,9 @@ fi
 
 echo "== pytest"
 python -m pytest -q "$@"
+
+echo "== pytest: Triton kernels under the interpreter (TRITON_INTERPRET=1 must be set before triton is imported)"
+TRITON_INTERPRET=1 python -m pytest -q tests/triton
 
 echo "== benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider

@@ -1,0 +1,118 @@
+"""upsample_skip's Triton backend vs stock cuDNN (conv_transpose2d + slice + add) vs torch.compile(stock), at
+the FCN-8s head stages (VOC 500x500, 21 classes, batch 16 under FCN_BENCH_FULL=1; 64x64, batch 1
+otherwise) and for the whole head; float32 and bfloat16; forward and forward+backward; depthwise bilinear
+(FCN's fixed upsampling) and dense 21x21 weights. CUDA only (skipped without a GPU).
+
+extra_info holds the bytes the fused op must move at least and, for the fused rows, that floor's share of
+the median time at the copy bandwidth measured in the same run (`copy_fraction`, 1.0 = copy speed):
+    pytest benchmarks/bench_triton_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
+"""
+import pytest
+import torch
+
+from conftest import FULL
+from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
+
+if not torch.cuda.is_available():
+    pytest.skip("the Triton benchmarks need a CUDA GPU", allow_module_level=True)
+pytest.importorskip("triton")
+
+IMAGE = 500 if FULL else 64
+BATCH = 16 if FULL else 1
+STAGES = bench.fcn8s_stages(IMAGE)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+IMPLS = ["triton", "stock", "compiled"]
+
+
+@pytest.fixture(scope="module")
+def copy_bw():
+    """Bytes/s of a device copy of the head's size, measured once in this run."""
+    return bench.copy_bandwidth(bench.head_bytes(BATCH, image=IMAGE), "cuda")
+
+
+def _sync():
+    torch.cuda.synchronize()
+
+
+def _stage_inputs(stage, dense, dtype, backward):
+    g = torch.Generator().manual_seed(0)
+    mk = lambda hw: torch.randn(BATCH, 21, *hw, generator=g).to("cuda", dtype).requires_grad_(backward)
+    x = mk(stage.in_hw)
+    skip = mk(stage.skip_hw) if stage.skip_hw else None
+    groups = 1 if dense else 21
+    w = bilinear_kernel(21, stage.kernel, groups, device="cuda", dtype=dtype)
+    kw = dict(stride=stage.stride, groups=groups, out_offset=stage.out_offset, out_size=stage.out_size,
+              skip_offset=stage.skip_offset)
+    return x, w, skip, kw
+
+
+def _impl(name):
+    if name == "triton":
+        return lambda *a, **k: upsample_skip(*a, backend="triton", **k)
+    if name == "stock":
+        return reference.upsample_skip
+    torch._dynamo.reset()
+    return torch.compile(reference.upsample_skip)
+
+
+def _step(fn, inputs, backward):
+    def run():
+        y = fn()
+        if backward:
+            torch.autograd.grad(y, inputs, torch.ones_like(y))
+        _sync()
+    return run
+
+
+def _record_fraction(benchmark, nbytes, copy_bw, backward):
+    benchmark.extra_info["min_bytes"] = nbytes
+    benchmark.extra_info["copy_gbps"] = copy_bw / 1e9
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and not backward:  # the floor counts forward bytes only
+        benchmark.extra_info["copy_fraction"] = nbytes / copy_bw / stats.stats.median
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
+@pytest.mark.parametrize("weights", ["depthwise", "dense"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stage", range(3), ids=[s.name for s in STAGES])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
+    st = STAGES[stage]
+    x, w, skip, kw = _stage_inputs(st, weights == "dense", DTYPES[dtype], backward)
+    fn = _impl(impl)
+    benchmark.group = f"triton {st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
+    inputs = [t for t in (x, skip) if t is not None]
+    y = fn(x, w, None, skip, **kw)
+    nbytes = (x.numel() + 2 * y.numel()) * y.element_size() if skip is not None else \
+        (x.numel() + y.numel()) * y.element_size()
+    benchmark(_step(lambda: fn(x, w, None, skip, **kw), inputs, backward))
+    if impl == "triton":
+        _record_fraction(benchmark, nbytes, copy_bw, backward)
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
+@pytest.mark.parametrize("weights", ["depthwise", "dense"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", IMPLS + ["copy-floor"])
+def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
+    """The three stages together; 'copy-floor' copies the head's minimum bytes (bench.head_bytes) into a
+    fresh tensor: the memory-bandwidth floor of a fused head, measured in the same run."""
+    dt = DTYPES[dtype]
+    benchmark.group = f"triton FCN-8s head b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
+    nbytes = bench.head_bytes(BATCH, image=IMAGE, itemsize=torch.tensor([], dtype=dt).element_size())
+    if impl == "copy-floor":
+        src = torch.ones(nbytes // 8, device="cuda")  # read + write = nbytes
+        benchmark(lambda: (torch.empty_like(src).copy_(src), _sync()))
+        return
+    scores, ws, groups = bench.head_inputs(BATCH, image=IMAGE, dense=weights == "dense", dtype=dt, device="cuda",
+                                           requires_grad=backward)
+    if impl == "triton":
+        head = lambda: bench.fused_head(scores, ws, groups, IMAGE, backend="triton")
+    else:
+        torch._dynamo.reset()
+        stock = bench.stock_head if impl == "stock" else torch.compile(bench.stock_head)
+        head = lambda: stock(scores, ws, groups, IMAGE)
+    benchmark(_step(head, scores, backward))
+    if impl == "triton":
+        _record_fraction(benchmark, nbytes, copy_bw, backward)

@@ -1,0 +1,197 @@
+"""Ahead-of-time compilation of every Triton kernel and autotune config for sm_80 and sm_90, without a GPU.
+
+    python -m fcn_kernels.triton.aot [--arch 80 90] [--all-variants] [--json FILE]
+
+prints registers per thread, spill bytes and shared memory per kernel, specialisation and config, and
+exits non-zero when any of them spills registers or fails to compile. `triton.compile` with a
+`GPUTarget` runs the whole pipeline down to a cubin with the ptxas that ships in the triton wheel; the
+register and spill counts come from `ptxas -v` on the same PTX (the driver reports them only when a
+kernel is loaded on a GPU).
+
+Each kernel is compiled at its FCN specialisation (float32, 21-channel heads: 2x2 taps per
+phase, 32-wide channel blocks for the dot kernels, the widest FMA blocks); --all-variants adds
+bfloat16 (and TF32 dots) as well.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+
+if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter replaces @triton.jit: nothing to compile
+    raise ImportError("fcn_kernels.triton.aot compiles kernels: unset TRITON_INTERPRET")
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+
+from . import upsample_skip as us
+
+ARCHS = (80, 90)
+# the most dynamic shared memory one block may use (opt-in), bytes
+MAX_SHARED = {80: 166912, 90: 232448}
+_TL = {"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16, "fp64": tl.float64}
+
+
+@dataclass
+class Variant:
+    label: str
+    dtype: str            # element type of the tensor arguments ("part_ptr" is always float32)
+    constexprs: dict      # the kernel's constexprs other than the autotuned block sizes
+
+
+def _variants(name, all_variants):
+    fp32_dot, bf16_dot = "ieee", "ieee"
+    if name == "fwd_dw":
+        base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True)
+        out = [Variant("fp32", "fp32", dict(base, ACC=tl.float32))]
+        extra = [Variant("bf16", "bf16", dict(base, ACC=tl.float32))]
+    elif name.startswith("fwd_dense") or name.startswith("bwd_input_dense") or name.startswith("bwd_weight_dense"):
+        dot = name.endswith("_dot")
+        cb = 32 if dot else 8
+        base = dict(USE_DOT=dot, DOT_F32=False, ACC=tl.float32, BIG=False)
+        if name.startswith("fwd"):
+            base.update(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True)
+        out = [Variant(f"fp32 c{cb}", "fp32", dict(base, DOT_PREC=fp32_dot, BLOCK_CI=cb, BLOCK_CO=cb))]
+        extra = [Variant(f"bf16 c{cb}", "bf16", dict(base, DOT_PREC=bf16_dot, BLOCK_CI=cb, BLOCK_CO=cb))]
+        if dot:
+            extra.append(Variant("tf32 c32", "fp32", dict(base, DOT_PREC="tf32", BLOCK_CI=cb, BLOCK_CO=cb)))
+    elif name == "bwd_input_dw":
+        out = [Variant("fp32", "fp32", dict(ACC=tl.float32))]
+        extra = [Variant("bf16", "bf16", dict(ACC=tl.float32))]
+    elif name == "bwd_weight_dw":
+        base = dict(TW=2, TWP=2, ACC=tl.float32)
+        out = [Variant("fp32", "fp32", base)]
+        extra = [Variant("bf16", "bf16", dict(base))]
+    elif name == "bwd_bias_skip":
+        base = dict(WRITE_SKIP=True, NEED_BIAS=True, ACC=tl.float32)
+        out = [Variant("fp32", "fp32", base)]
+        extra = [Variant("bf16", "bf16", dict(base))]
+    else:
+        raise KeyError(f"no AOT specialisation for kernel {name!r}: add one to fcn_kernels.triton.aot")
+    return out + (extra if all_variants else [])
+
+
+def _source(fn, variant, config):
+    constexprs = dict(variant.constexprs, **config.kwargs)
+    missing = [q.name for q in fn.params if q.is_constexpr and q.name not in constexprs]
+    if missing:
+        raise KeyError(f"{fn.__name__}: no value for constexpr(s) {missing}")
+    signature, attrs = {}, {}
+    for i, arg in enumerate(fn.arg_names):
+        if arg in constexprs:
+            signature[arg] = "constexpr"
+        elif arg.endswith("_ptr"):
+            signature[arg] = "*fp32" if arg == "part_ptr" else f"*{variant.dtype}"
+            attrs[(i,)] = [["tt.divisibility", 16]]  # torch allocations are 16-byte aligned
+        else:
+            signature[arg] = "i32"
+    return triton.compiler.ASTSource(fn, signature, constexprs=constexprs, attrs=attrs)
+
+
+_REGS = re.compile(r"Used (\d+) registers")
+_SPILL = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+def _ptxas_usage(ptx, capability):
+    """(registers, spill store bytes, spill load bytes) that ptxas reports for this PTX."""
+    ptxas = get_ptxas(capability).path
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        res = subprocess.run([ptxas, "-v", f"--gpu-name={sm_arch_from_capability(capability)}", src,
+                              "-o", os.path.join(tmp, "k.o")], capture_output=True, text=True, check=True)
+    log = res.stdout + res.stderr
+    regs = max((int(m) for m in _REGS.findall(log)), default=0)
+    spills = [tuple(map(int, m)) for m in _SPILL.findall(log)]
+    return regs, sum(s for s, _ in spills), sum(l for _, l in spills)
+
+
+@dataclass
+class Row:
+    arch: str
+    kernel: str
+    variant: str
+    config: str
+    num_warps: int
+    num_stages: int
+    registers: int = -1
+    spill_stores: int = -1
+    spill_loads: int = -1
+    shared_bytes: int = -1
+    error: str = ""
+
+    @property
+    def ok(self):
+        return not self.error and self.spill_stores == 0 and self.spill_loads == 0 and \
+            self.shared_bytes <= MAX_SHARED.get(int(self.arch[3:]), 0)
+
+
+def _config_label(config):
+    return " ".join(f"{k[6:] if k.startswith('BLOCK_') else k}={v}" for k, v in config.kwargs.items())
+
+
+def compile_one(name, autotuner, variant, config, capability):
+    row = Row(f"sm_{capability}", name, variant.label, _config_label(config), config.num_warps, config.num_stages)
+    try:
+        kernel = triton.compile(_source(autotuner.fn, variant, config), target=GPUTarget("cuda", capability, 32),
+                                options=dict(num_warps=config.num_warps, num_stages=config.num_stages))
+        row.shared_bytes = int(kernel.metadata.shared)
+        row.registers, row.spill_stores, row.spill_loads = _ptxas_usage(kernel.asm["ptx"], capability)
+    except Exception as e:  # reported in the table, fails the run
+        row.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:200]
+    return row
+
+
+def kernels():
+    """{name: autotuned kernel} of every Triton kernel in fcn_kernels.triton."""
+    return dict(us.AUTOTUNED)
+
+
+def cases(archs=ARCHS, all_variants=False):
+    """(name, autotuner, variant, config, capability) for every kernel, variant, config and arch."""
+    for capability in archs:
+        for name, autotuner in kernels().items():
+            for variant in _variants(name, all_variants):
+                for config in autotuner.configs:
+                    yield name, autotuner, variant, config, capability
+
+
+def compile_all(archs=ARCHS, all_variants=False):
+    return [compile_one(*c) for c in cases(archs, all_variants)]
+
+
+def format_table(rows):
+    head = f"{'arch':<6} {'kernel':<21} {'variant':<9} {'config':<20} {'warps':>5} {'stages':>6} " \
+           f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7}  status"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        status = "ok" if r.ok else (r.error or ("SPILLS" if r.spill_stores or r.spill_loads else "SMEM"))
+        lines.append(f"{r.arch:<6} {r.kernel:<21} {r.variant:<9} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
+                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7}  {status}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fcn_kernels.triton.aot", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities (default 80 90)")
+    p.add_argument("--all-variants", action="store_true", help="also bfloat16 and TF32 dots")
+    p.add_argument("--json", help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    rows = compile_all(args.arch, args.all_variants)
+    print(format_table(rows))
+    bad = [r for r in rows if not r.ok]
+    print(f"{len(rows)} compilations, {len(bad)} failed or spilled (triton {triton.__version__})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,850 @@
+"""upsample_skip in Triton (DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
+autograd, in one file (Liger-Kernel style).
+
+Index math (csrc/index/upsample_skip.h, the CPU kernel's column blocks): along one axis, input i reaches
+full-output coordinate p = i * s + k through tap k. Full-output p = b * s + r (block b, phase r) receives
+x[b - t] through tap k = r + t * s, t = 0 .. T - 1, T = ceil(K / s): every phase sees a fixed sub-filter,
+so the forward gathers exactly T_h * T_w taps per output (no multiply-adds by taps that do not exist
+where s divides K, FCN's case). The cropped output keeps p in [off, off + out), stored at p - off.
+
+Kernels (every accumulation in float32, float64 for float64 inputs; one rounding to the output dtype):
+  forward    _fwd_dw_kernel      depthwise (1 in, 1 out channel per group): a BLOCK_H x BLOCK_W tile of
+                                 the cropped output per program, row-contiguous (coalesced) loads of skip
+                                 and stores of out, bias and skip added before the one store.
+             _fwd_dense_kernel   one output phase (rh, rw) and a tile of blocks per program, so that the
+                                 tile's sub-filter is one [Cin/g, Cout/g] matrix per tap: tl.dot over
+                                 channels (both >= 8 per group), else an FMA loop over input channels.
+  grad x     _bwd_input_dw_kernel / _bwd_input_dense_kernel: the strided correlation
+             gx[i, j] = sum_{kh, kw} go[i*sh + kh - oy, j*sw + kw - ox] * w[kh, kw], channels as above.
+  grad w     _bwd_weight_dw_kernel: per (channel, kh) and a slice of the rows, go rows read contiguously,
+             x gathered per tap column t, reduced per phase r into w[kh, r + t * sw] (the CPU kernel's
+             column blocks); _bwd_weight_dense_kernel: per tap, a [Cin/g, Cout/g] GEMM over positions.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same
+             bits every run.
+  grad bias, skip  _bwd_bias_skip_kernel: one pass over grad_out that writes the skip's gradient
+             (grad_out in its window, zeros elsewhere) and per-tile bias partial sums.
+
+Large tensors: batch and plane offsets are int64 always; channel offsets inside one image become int64
+(constexpr BIG) when an image holds 2**31 elements or more.
+"""
+import os
+from typing import List, Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_I32 = 2**31
+
+
+# ---------------------------------------------------------------------------------------------------------
+# autotune configs. Block shapes for the memory-bound depthwise kernels are 1-8K elements per program
+# (4-8 warps): enough loads in flight on sm_80 (A100, 108 SMs) and sm_90 (H100, 132 SMs). The dot kernels
+# use 2-4 stages (sm_80's cp.async pipeline, sm_90's larger shared memory). Under the interpreter only the
+# first config runs (autotuning there would time the interpreter).
+# ---------------------------------------------------------------------------------------------------------
+def _cfg(num_warps, num_stages=2, **blocks):
+    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
+
+
+def _configs(configs):
+    return configs[:1] if INTERPRET else configs
+
+
+FWD_DW_CONFIGS = [
+    _cfg(4, BLOCK_H=4, BLOCK_W=64),
+    _cfg(4, BLOCK_H=4, BLOCK_W=128),
+    _cfg(8, BLOCK_H=8, BLOCK_W=128),
+    _cfg(8, BLOCK_H=16, BLOCK_W=64),
+    _cfg(8, BLOCK_H=4, BLOCK_W=256),
+]
+FWD_DENSE_DOT_CONFIGS = [
+    _cfg(4, 2, BLOCK_BI=4, BLOCK_BJ=8),
+    _cfg(4, 2, BLOCK_BI=4, BLOCK_BJ=16),
+    _cfg(4, 3, BLOCK_BI=8, BLOCK_BJ=16),
+    _cfg(8, 3, BLOCK_BI=8, BLOCK_BJ=32),
+    _cfg(8, 4, BLOCK_BI=16, BLOCK_BJ=16),
+]
+FWD_DENSE_FMA_CONFIGS = [
+    _cfg(4, BLOCK_BI=4, BLOCK_BJ=16),
+    _cfg(4, BLOCK_BI=8, BLOCK_BJ=16),
+    _cfg(8, BLOCK_BI=8, BLOCK_BJ=32),
+]
+BWD_INPUT_DW_CONFIGS = [
+    _cfg(4, BLOCK_H=4, BLOCK_W=32),
+    _cfg(4, BLOCK_H=4, BLOCK_W=64),
+    _cfg(8, BLOCK_H=8, BLOCK_W=64),
+    _cfg(8, BLOCK_H=4, BLOCK_W=128),
+]
+BWD_INPUT_DENSE_DOT_CONFIGS = [
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=8),
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
+    _cfg(4, 3, BLOCK_H=8, BLOCK_W=16),
+    _cfg(8, 3, BLOCK_H=8, BLOCK_W=32),
+]
+BWD_INPUT_DENSE_FMA_CONFIGS = [
+    _cfg(4, BLOCK_H=4, BLOCK_W=16),
+    _cfg(4, BLOCK_H=8, BLOCK_W=16),
+    _cfg(8, BLOCK_H=8, BLOCK_W=32),
+]
+BWD_WEIGHT_DW_CONFIGS = [
+    _cfg(4, BLOCK_Q=64),
+    _cfg(4, BLOCK_Q=128),
+    _cfg(4, BLOCK_Q=256),
+    _cfg(8, BLOCK_Q=512),
+]
+BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
+    _cfg(4, 2, BLOCK_H=1, BLOCK_W=32),
+    _cfg(4, 2, BLOCK_H=2, BLOCK_W=16),
+    # No larger tiles: (8 warps, 2x32 or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and
+    # with 4 warps they spill on sm_80 (255 registers); the AOT test holds every config to no spills.
+]
+BWD_WEIGHT_DENSE_FMA_CONFIGS = [
+    _cfg(4, BLOCK_H=2, BLOCK_W=16),
+    _cfg(4, BLOCK_H=4, BLOCK_W=16),
+    _cfg(8, BLOCK_H=4, BLOCK_W=32),
+]
+BWD_BIAS_SKIP_CONFIGS = [
+    _cfg(4, BLOCK_W=128),
+    _cfg(4, BLOCK_W=256),
+    _cfg(8, BLOCK_W=512),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# forward
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _dot_in(t, DOT_F32: tl.constexpr):
+    # DOT_F32: operands go to tl.dot as float32 (the interpreter has no bfloat16 arithmetic); else native
+    # operands (bf16/fp16 tensor cores; fp32 as DOT_PREC "ieee" or "tf32"), float32 accumulation.
+    if DOT_F32:
+        return t.to(tl.float32)
+    else:
+        return t
+
+@triton.jit
+def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
+                   C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+                   TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
+                   ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    plane = tl.program_id(0)  # n * C + c
+    c = plane % C
+    i = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    j = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    omask = (i < Ho) & (j < Wo)
+    p = i + oy  # full-output coordinates, >= 0
+    q = j + ox
+    bi = p // sh
+    rh = p - bi * sh
+    bj = q // sw
+    rw = q - bj * sw
+    x_plane = x_ptr + plane.to(tl.int64) * H * W
+    w_chan = w_ptr + c * Kh * Kw
+    acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
+    for th in tl.static_range(TH):
+        kh = rh + th * sh
+        ih = bi - th
+        mh = omask & (kh < Kh) & (ih >= 0) & (ih < H)
+        for tw in tl.static_range(TW):
+            kw = rw + tw * sw
+            iw = bj - tw
+            m = mh & (kw < Kw) & (iw >= 0) & (iw < W)
+            xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
+            wv = tl.load(w_chan + kh * Kw + kw, mask=m, other=0.0).to(ACC)
+            acc += xv * wv
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + c).to(ACC)
+    if HAS_SKIP:
+        s_plane = s_ptr + plane.to(tl.int64) * Hs * Ws
+        acc += tl.load(s_plane + (i + sy) * Ws + (j + sx), mask=omask, other=0.0).to(ACC)
+    out_plane = out_ptr + plane.to(tl.int64) * Ho * Wo
+    tl.store(out_plane + i * Wo + j, acc.to(out_ptr.dtype.element_ty), mask=omask)
+
+
+@triton.jit
+def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
+                      Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+                      bi_lo, bj_lo, n_bi, n_bj,
+                      TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
+                      USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
+                      ACC: tl.constexpr, BIG: tl.constexpr,
+                      BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                      BLOCK_BI: tl.constexpr, BLOCK_BJ: tl.constexpr):
+    # program -> (n, group, tile, phase), phase fastest: neighbouring programs share x and fill each
+    # other's columns of the same output rows.
+    phases = sh * sw
+    tiles_j = tl.cdiv(n_bj, BLOCK_BJ)
+    tiles = tl.cdiv(n_bi, BLOCK_BI) * tiles_j
+    pid = tl.program_id(0)
+    phase = pid % phases
+    rest = pid // phases
+    tile = rest % tiles
+    ng = rest // tiles
+    g = ng % groups
+    n = ng // groups
+    rh = phase // sw
+    rw = phase % sw
+    P: tl.constexpr = BLOCK_BI * BLOCK_BJ
+    offs = tl.arange(0, P)
+    bi = bi_lo + (tile // tiles_j) * BLOCK_BI + offs // BLOCK_BJ
+    bj = bj_lo + (tile % tiles_j) * BLOCK_BJ + offs % BLOCK_BJ
+    p = bi * sh + rh
+    q = bj * sw + rw
+    valid = (p >= oy) & (p < oy + Ho) & (q >= ox) & (q < ox + Wo)
+    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    co_ok = co < cout_g
+    x_img = x_ptr + n.to(tl.int64) * Cin * H * W
+    acc = tl.zeros([P, BLOCK_CO], dtype=ACC)
+    if USE_DOT:
+        # one pipelined loop over (tap, input-channel chunk)
+        n_chunks = tl.cdiv(cin_g, BLOCK_CI)
+        for kk in range(0, TH * TW * n_chunks):
+            tap = kk // n_chunks
+            th = tap // TW
+            tw = tap % TW
+            ci = (kk % n_chunks) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+            kh = rh + th * sh
+            kw = rw + tw * sw
+            ih = bi - th
+            iw = bj - tw
+            tap_ok = (kh < Kh) & (kw < Kw)
+            m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            ci_ok = ci < cin_g
+            ch = g * cin_g + ci
+            if BIG:
+                ch = ch.to(tl.int64)
+            xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
+                         mask=m[:, None] & ci_ok[None, :], other=0.0)
+            wt = tl.load(w_ptr + (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw,
+                         mask=tap_ok & ci_ok[:, None] & co_ok[None, :], other=0.0)
+            acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+    else:
+        for th in tl.static_range(TH):
+            kh = rh + th * sh
+            ih = bi - th
+            for tw in tl.static_range(TW):
+                kw = rw + tw * sw
+                iw = bj - tw
+                tap_ok = (kh < Kh) & (kw < Kw)
+                m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                sp = ih * W + iw
+                for ci in range(0, cin_g):
+                    ch = g * cin_g + ci
+                    if BIG:
+                        ch = ch.to(tl.int64)
+                    xv = tl.load(x_img + ch * H * W + sp, mask=m, other=0.0).to(ACC)
+                    wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw,
+                                 mask=tap_ok & co_ok, other=0.0).to(ACC)
+                    acc += xv[:, None] * wv[None, :]
+    co_glob = g * cout_g + co
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
+    if BIG:
+        co_glob = co_glob.to(tl.int64)
+    omask = valid[:, None] & co_ok[None, :]
+    i = p - oy
+    j = q - ox
+    if HAS_SKIP:
+        s_img = s_ptr + n.to(tl.int64) * Cout * Hs * Ws
+        acc += tl.load(s_img + co_glob[None, :] * Hs * Ws + ((i + sy) * Ws + (j + sx))[:, None],
+                       mask=omask, other=0.0).to(ACC)
+    out_img = out_ptr + n.to(tl.int64) * Cout * Ho * Wo
+    tl.store(out_img + co_glob[None, :] * Ho * Wo + (i * Wo + j)[:, None], acc.to(out_ptr.dtype.element_ty),
+             mask=omask)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grad x: gx[n, ci, i, j] = sum_{co in group, kh, kw} go[n, co, i*sh + kh - oy, j*sw + kw - ox] w[ci, co, kh, kw]
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+                         ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    plane = tl.program_id(0)
+    c = plane % C
+    ih = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    iw = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    in_ok = (ih < H) & (iw < W)
+    go_plane = go_ptr + plane.to(tl.int64) * Ho * Wo
+    w_chan = w_ptr + c * Kh * Kw
+    acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
+    for kh in range(0, Kh):
+        i = ih * sh + kh - oy
+        mh = in_ok & (i >= 0) & (i < Ho)
+        for kw in range(0, Kw):
+            j = iw * sw + kw - ox
+            m = mh & (j >= 0) & (j < Wo)
+            gv = tl.load(go_plane + i * Wo + j, mask=m, other=0.0).to(ACC)
+            acc += gv * tl.load(w_chan + kh * Kw + kw).to(ACC)
+    gx_plane = gx_ptr + plane.to(tl.int64) * H * W
+    tl.store(gx_plane + ih * W + iw, acc.to(gx_ptr.dtype.element_ty), mask=in_ok)
+
+
+@triton.jit
+def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
+                            Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+                            USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
+                            ACC: tl.constexpr, BIG: tl.constexpr,
+                            BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                            BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
+    tile = pid % tiles
+    ng = pid // tiles
+    g = ng % groups
+    n = ng // groups
+    P: tl.constexpr = BLOCK_H * BLOCK_W
+    offs = tl.arange(0, P)
+    ih = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
+    iw = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
+    in_ok = (ih < H) & (iw < W)
+    ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    ci_ok = ci < cin_g
+    ci_glob = g * cin_g + ci
+    go_img = go_ptr + n.to(tl.int64) * Cout * Ho * Wo
+    acc = tl.zeros([P, BLOCK_CI], dtype=ACC)
+    if USE_DOT:
+        # one pipelined loop over (tap, output-channel chunk)
+        n_chunks = tl.cdiv(cout_g, BLOCK_CO)
+        for kk in range(0, Kh * Kw * n_chunks):
+            tap = kk // n_chunks
+            kh = tap // Kw
+            kw = tap % Kw
+            co = (kk % n_chunks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+            i = ih * sh + kh - oy
+            j = iw * sw + kw - ox
+            m = in_ok & (i >= 0) & (i < Ho) & (j >= 0) & (j < Wo)
+            co_ok = co < cout_g
+            ch = g * cout_g + co
+            if BIG:
+                ch = ch.to(tl.int64)
+            got = tl.load(go_img + ch[None, :] * Ho * Wo + (i * Wo + j)[:, None],
+                          mask=m[:, None] & co_ok[None, :], other=0.0)
+            wt = tl.load(w_ptr + ((ci_glob[None, :] * cout_g + co[:, None]) * Kh + kh) * Kw + kw,
+                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
+            acc = tl.dot(_dot_in(got, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+    else:
+        for kh in range(0, Kh):
+            i = ih * sh + kh - oy
+            mh = in_ok & (i >= 0) & (i < Ho)
+            for kw in range(0, Kw):
+                j = iw * sw + kw - ox
+                m = mh & (j >= 0) & (j < Wo)
+                sp = i * Wo + j
+                for co in range(0, cout_g):
+                    ch = g * cout_g + co
+                    if BIG:
+                        ch = ch.to(tl.int64)
+                    gv = tl.load(go_img + ch * Ho * Wo + sp, mask=m, other=0.0).to(ACC)
+                    wv = tl.load(w_ptr + ((ci_glob * cout_g + co) * Kh + kh) * Kw + kw,
+                                 mask=ci_ok, other=0.0).to(ACC)
+                    acc += gv[:, None] * wv[None, :]
+    if BIG:
+        ci_glob = ci_glob.to(tl.int64)
+    gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
+    tl.store(gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None], acc.to(gx_ptr.dtype.element_ty),
+             mask=in_ok[:, None] & ci_ok[None, :])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grad w: gw[ci, co, kh, kw] = sum_{n, i, j} x[n, ci, i, j] go[n, co, i*sh + kh - oy, j*sw + kw - ox],
+# (i, j) over the inputs that tap (kh, kw) carries into the crop window (inputs_in_window).
+# Partial sums per split go to part[split, ...]; the launcher sums them in a fixed order.
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _window_lo(off, k, s):
+    # max(0, ceil((off - k) / s)), with non-negative operands only (C and Python division differ below 0)
+    return (tl.maximum(off - k, 0) + s - 1) // s
+
+
+@triton.jit
+def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
+                          TW: tl.constexpr, TWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr):
+    # One (channel, kh) and every SPLIT-th input row of its window. Output row i = ih*sh + kh - oy is read
+    # contiguously; its column j (full q = j + ox = m*sw + r, phase r) received x[m - t] through tap
+    # kw = r + t*sw. acc[t, jj] sums go * x[m - t] per column; the columns advance by a multiple of sw, so
+    # column jj keeps its phase (jj + ox) % sw throughout and one per-phase reduction at the end gives
+    # w[kh, r + t*sw]. Needs sw <= BLOCK_Q (the launcher sends larger strides to the dense kernel).
+    task = tl.program_id(0)  # c * Kh + kh
+    split = tl.program_id(1)
+    c = task // Kh
+    kh = task % Kh
+    ih_lo = _window_lo(oy, kh, sh)
+    ih_hi = tl.minimum(H, _window_lo(oy + Ho, kh, sh))
+    rows = tl.maximum(ih_hi - ih_lo, 0)
+    step = (BLOCK_Q // sw) * sw
+    t_idx = tl.arange(0, TWP)[:, None]
+    jj = tl.arange(0, BLOCK_Q)[None, :]
+    acc = tl.zeros([TWP, BLOCK_Q], dtype=ACC)
+    for r in range(split, N * rows, SPLIT):
+        n = r // rows
+        ih = ih_lo + r % rows
+        plane = (n * C + c).to(tl.int64)
+        go_row = go_ptr + plane * Ho * Wo + (ih * sh + kh - oy) * Wo
+        x_row = x_ptr + plane * H * W + ih * W
+        for j0 in range(0, Wo, step):
+            j = j0 + jj
+            j_ok = (jj < step) & (j < Wo)
+            gv = tl.load(go_row + j, mask=j_ok, other=0.0).to(ACC)
+            iw = (j + ox) // sw - t_idx
+            m = j_ok & (t_idx < TW) & (iw >= 0) & (iw < W)
+            xv = tl.load(x_row + iw, mask=m, other=0.0).to(ACC)
+            acc += gv * xv
+    out = part_ptr + split.to(tl.int64) * C * Kh * Kw + (c * Kh + kh) * Kw
+    t1 = tl.arange(0, TWP)
+    for rph in range(0, sw):
+        tot = tl.sum(tl.where(((jj + ox) % sw) == rph, acc, 0.0), axis=1)  # [TWP]
+        kw = rph + t1 * sw
+        tl.store(out + kw, tot.to(part_ptr.dtype.element_ty), mask=(t1 < TW) & (kw < Kw))
+
+
+@triton.jit
+def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
+                             N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
+                             USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
+                             ACC: tl.constexpr, BIG: tl.constexpr,
+                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    ci_tiles = tl.cdiv(cin_g, BLOCK_CI)
+    co_tiles = tl.cdiv(cout_g, BLOCK_CO)
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    co_t = pid % co_tiles
+    rest = pid // co_tiles
+    ci_t = rest % ci_tiles
+    rest = rest // ci_tiles
+    g = rest % groups
+    tap = rest // groups
+    kh = tap // Kw
+    kw = tap % Kw
+    ih_lo = _window_lo(oy, kh, sh)
+    ih_hi = tl.minimum(H, _window_lo(oy + Ho, kh, sh))
+    iw_lo = _window_lo(ox, kw, sw)
+    iw_hi = tl.minimum(W, _window_lo(ox + Wo, kw, sw))
+    n_rt = tl.cdiv(tl.maximum(ih_hi - ih_lo, 0), BLOCK_H)
+    ci = ci_t * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    co = co_t * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    ci_ok = ci < cin_g
+    co_ok = co < cout_g
+    xch = g * cin_g + ci
+    gch = g * cout_g + co
+    if BIG:
+        xch = xch.to(tl.int64)
+        gch = gch.to(tl.int64)
+    P: tl.constexpr = BLOCK_H * BLOCK_W
+    offs = tl.arange(0, P)
+    acc = tl.zeros([BLOCK_CI, BLOCK_CO], dtype=ACC)
+    for t in range(split, N * n_rt, SPLIT):
+        n = t // n_rt
+        ih = ih_lo + (t % n_rt) * BLOCK_H + offs // BLOCK_W
+        x_img = x_ptr + n.to(tl.int64) * Cin * H * W
+        go_img = go_ptr + n.to(tl.int64) * Cout * Ho * Wo
+        for w0 in range(iw_lo, iw_hi, BLOCK_W):
+            iw = w0 + offs % BLOCK_W
+            m = (ih < ih_hi) & (iw < iw_hi)
+            xt = tl.load(x_img + xch[:, None] * H * W + (ih * W + iw)[None, :],
+                         mask=ci_ok[:, None] & m[None, :], other=0.0)
+            sp = (ih * sh + kh - oy) * Wo + iw * sw + kw - ox
+            gt = tl.load(go_img + gch[None, :] * Ho * Wo + sp[:, None], mask=m[:, None] & co_ok[None, :], other=0.0)
+            if USE_DOT:
+                acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(gt, DOT_F32), acc, input_precision=DOT_PREC)
+            else:
+                acc += tl.sum(xt.to(ACC)[:, :, None] * gt.to(ACC)[None, :, :], axis=1)
+    w_idx = (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw
+    out = part_ptr + split.to(tl.int64) * Cin * cout_g * Kh * Kw
+    tl.store(out + w_idx, acc.to(part_ptr.dtype.element_ty), mask=ci_ok[:, None] & co_ok[None, :])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grad bias and skip, one pass over grad_out: gs = grad_out placed at skip_offset, zeros elsewhere; per
+# (plane, row tile) partial sums of grad_out for the bias.
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_bias_skip_kernel(go_ptr, gs_ptr, part_ptr, Ho, Wo, Hs, Ws, sy, sx, ROWS,
+                          WRITE_SKIP: tl.constexpr, NEED_BIAS: tl.constexpr, ACC: tl.constexpr,
+                          BLOCK_W: tl.constexpr):
+    # walks the skip plane (Hs, Ws) when WRITE_SKIP, else grad_out's own plane (then Hs, Ws = Ho, Wo and
+    # sy = sx = 0)
+    plane = tl.program_id(0)
+    tile = tl.program_id(1)
+    go_plane = go_ptr + plane.to(tl.int64) * Ho * Wo
+    gs_plane = gs_ptr + plane.to(tl.int64) * Hs * Ws
+    cols = tl.arange(0, BLOCK_W)
+    acc = tl.zeros([BLOCK_W], dtype=ACC)
+    for y in range(tile * ROWS, tl.minimum(tile * ROWS + ROWS, Hs)):
+        i = y - sy
+        row_in = (i >= 0) & (i < Ho)
+        for x0 in range(0, Ws, BLOCK_W):
+            xs = x0 + cols
+            j = xs - sx
+            inside = row_in & (j >= 0) & (j < Wo) & (xs < Ws)
+            v = tl.load(go_plane + i * Wo + j, mask=inside, other=0.0)
+            if WRITE_SKIP:
+                tl.store(gs_plane + y * Ws + xs, v, mask=xs < Ws)
+            if NEED_BIAS:
+                acc += v.to(ACC)
+    if NEED_BIAS:
+        tl.store(part_ptr + plane.to(tl.int64) * tl.num_programs(1) + tile, tl.sum(acc, axis=0))
+
+
+_fwd_dw = triton.autotune(_configs(FWD_DW_CONFIGS), key=["Ho", "Wo", "sh", "sw"])(_fwd_dw_kernel)
+_fwd_dense_dot = triton.autotune(_configs(FWD_DENSE_DOT_CONFIGS), key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(
+    _fwd_dense_kernel)
+_fwd_dense_fma = triton.autotune(_configs(FWD_DENSE_FMA_CONFIGS), key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(
+    _fwd_dense_kernel)
+_bwd_input_dw = triton.autotune(_configs(BWD_INPUT_DW_CONFIGS), key=["H", "W", "Kh", "Kw", "sh", "sw"])(
+    _bwd_input_dw_kernel)
+_bwd_input_dense_dot = triton.autotune(_configs(BWD_INPUT_DENSE_DOT_CONFIGS),
+                                       key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
+    _bwd_input_dense_kernel)
+_bwd_input_dense_fma = triton.autotune(_configs(BWD_INPUT_DENSE_FMA_CONFIGS),
+                                       key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
+    _bwd_input_dense_kernel)
+_bwd_weight_dw = triton.autotune(_configs(BWD_WEIGHT_DW_CONFIGS), key=["Wo", "Kh", "sw"])(_bwd_weight_dw_kernel)
+_bwd_weight_dense_dot = triton.autotune(_configs(BWD_WEIGHT_DENSE_DOT_CONFIGS),
+                                        key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
+    _bwd_weight_dense_kernel)
+_bwd_weight_dense_fma = triton.autotune(_configs(BWD_WEIGHT_DENSE_FMA_CONFIGS),
+                                        key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
+    _bwd_weight_dense_kernel)
+_bwd_bias_skip = triton.autotune(_configs(BWD_BIAS_SKIP_CONFIGS), key=["Ws"])(_bwd_bias_skip_kernel)
+
+# (name, autotuned kernel) for every kernel above: the AOT check (fcn_kernels.triton.aot) compiles each
+# with each of its configs.
+AUTOTUNED = {
+    "fwd_dw": _fwd_dw,
+    "fwd_dense_dot": _fwd_dense_dot,
+    "fwd_dense_fma": _fwd_dense_fma,
+    "bwd_input_dw": _bwd_input_dw,
+    "bwd_input_dense_dot": _bwd_input_dense_dot,
+    "bwd_input_dense_fma": _bwd_input_dense_fma,
+    "bwd_weight_dw": _bwd_weight_dw,
+    "bwd_weight_dense_dot": _bwd_weight_dense_dot,
+    "bwd_weight_dense_fma": _bwd_weight_dense_fma,
+    "bwd_bias_skip": _bwd_bias_skip,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# launchers (plain functions on tensors; importable and callable without the op registration)
+# ---------------------------------------------------------------------------------------------------------
+def _pow2(n, lo, hi):
+    return max(lo, min(hi, triton.next_power_of_2(max(1, n))))
+
+
+def acc_dtype(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def use_dot(cin_g, cout_g, dtype):
+    """tl.dot over channels when both per-group channel counts are >= 8 (the [16, 16] minimum tile then
+    wastes at most half) and the dtype has tensor-core support; otherwise the FMA loop."""
+    return cin_g >= 8 and cout_g >= 8 and dtype != torch.float64
+
+
+def dot_precision(dtype):
+    """float32 dots are exact (IEEE) unless torch allows TF32 for float32 matmuls
+    (torch.set_float32_matmul_precision("high" or "medium"))."""
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+        return "tf32"
+    return "ieee"
+
+
+def dot_upcast(dtype):
+    """Whether dot operands are widened to float32: only bfloat16 under the interpreter, which has no
+    bfloat16 arithmetic."""
+    return INTERPRET and dtype == torch.bfloat16
+
+
+def _channel_blocks(cin_g, cout_g, dot):
+    if dot:  # [16, 16] is tl.dot's smallest tile; 32 keeps the FMA-emulated fp32 dot within registers
+        return _pow2(cin_g, 16, 32), _pow2(cout_g, 16, 32)
+    return _pow2(cin_g, 1, 8), _pow2(cout_g, 1, 8)
+
+
+def _big(*tensors):
+    """Whether one image (batch element) of any tensor holds 2**31 elements or more."""
+    return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= _I32 for t in tensors)
+
+
+def _check_planes(*shapes):
+    for s in shapes:
+        if s[-1] * s[-2] >= _I32:
+            raise ValueError(f"upsample_skip (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _sm_count(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def _splits(tasks, rows, device):
+    """Programs per reduction task of the weight gradient: enough for ~4 waves of programs."""
+    target = 4 * _sm_count(device) * 4 if device.type == "cuda" else 2
+    return max(1, min(_ceil_div(target, max(1, tasks)), max(1, rows), 4096))
+
+
+def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+    """The cropped transposed conv plus bias and skip window (arguments normalised and validated)."""
+    (sh, sw), (oy, ox), (Ho, Wo), (sy, sx) = stride, out_offset, out_size, skip_offset
+    N, Cin, H, W = x.shape
+    _, cout_g, Kh, Kw = weight.shape
+    Cout = cout_g * groups
+    cin_g = Cin // groups
+    out = torch.empty((N, Cout, Ho, Wo), device=x.device, dtype=x.dtype)
+    if out.numel() == 0:
+        return out
+    x, weight = x.contiguous(), weight.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    skip = skip.contiguous() if skip is not None else None
+    Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
+    _check_planes(x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    TH, TW = _ceil_div(Kh, sh), _ceil_div(Kw, sw)
+    acc = acc_dtype(x.dtype)
+    b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
+    s_arg = skip if skip is not None else out
+    if cin_g == 1 and cout_g == 1:
+        grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
+        wrap_triton(_fwd_dw)[grid](
+            x, weight, b_arg, s_arg, out, Cout, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+            TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, ACC=acc)
+        return out
+    dot = use_dot(cin_g, cout_g, x.dtype)
+    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
+    bi_lo, bi_hi = oy // sh, _ceil_div(oy + Ho, sh)
+    bj_lo, bj_hi = ox // sw, _ceil_div(ox + Wo, sw)
+    n_bi, n_bj = bi_hi - bi_lo, bj_hi - bj_lo
+    grid = lambda m: (N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
+                      triton.cdiv(cout_g, block_co))
+    wrap_triton(_fwd_dense_dot if dot else _fwd_dense_fma)[grid](
+        x, weight, b_arg, s_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+        Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
+        TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, USE_DOT=dot,
+        DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=_big(x, out, skip),
+        BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    return out
+
+
+def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
+    (sh, sw), (oy, ox) = stride, out_offset
+    N, Cin, H, W = input_size
+    _, cout_g, Kh, Kw = weight.shape
+    Cout = cout_g * groups
+    cin_g = Cin // groups
+    _, _, Ho, Wo = grad_out.shape
+    if grad_out.numel() == 0 or N * Cin * H * W == 0:
+        return grad_out.new_zeros(input_size)
+    gx = grad_out.new_empty(input_size)
+    grad_out, weight = grad_out.contiguous(), weight.contiguous()
+    _check_planes(gx.shape, grad_out.shape)
+    acc = acc_dtype(grad_out.dtype)
+    if cin_g == 1 and cout_g == 1:
+        grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+        wrap_triton(_bwd_input_dw)[grid](grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
+        return gx
+    dot = use_dot(cin_g, cout_g, grad_out.dtype)
+    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
+    grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
+                      triton.cdiv(cin_g, block_ci))
+    wrap_triton(_bwd_input_dense_dot if dot else _bwd_input_dense_fma)[grid](
+        grad_out, weight, gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+        USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
+        BIG=_big(gx, grad_out),
+        BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    return gx
+
+
+# the depthwise weight-gradient kernel needs sw <= BLOCK_Q (smallest config); larger strides take the dense one
+DW_WEIGHT_MAX_STRIDE = min(c.kwargs["BLOCK_Q"] for c in BWD_WEIGHT_DW_CONFIGS)
+
+
+def backward_weight(grad_out, x, weight_size, stride, groups, out_offset):
+    (sh, sw), (oy, ox) = stride, out_offset
+    N, Cin, H, W = x.shape
+    _, cout_g, Kh, Kw = weight_size
+    Cout = cout_g * groups
+    cin_g = Cin // groups
+    _, _, Ho, Wo = grad_out.shape
+    if grad_out.numel() == 0 or x.numel() == 0:
+        return grad_out.new_zeros(weight_size)
+    grad_out, x = grad_out.contiguous(), x.contiguous()
+    _check_planes(x.shape, grad_out.shape)
+    acc = acc_dtype(x.dtype)
+    part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    numel = Cin * cout_g * Kh * Kw
+    if cin_g == 1 and cout_g == 1 and sw <= DW_WEIGHT_MAX_STRIDE:
+        tasks = Cin * Kh
+        split = _splits(tasks, N * H, x.device)
+        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
+        TW = _ceil_div(Kw, sw)
+        wrap_triton(_bwd_weight_dw)[(tasks, split)](
+            grad_out, x, part, N, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
+            TW=TW, TWP=triton.next_power_of_2(TW), ACC=acc)
+    else:
+        dot = use_dot(cin_g, cout_g, x.dtype)
+        block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
+        tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
+        split = _splits(tasks, N * _ceil_div(H, 8), x.device)
+        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
+        wrap_triton(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma)[(tasks, split)](
+            grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
+            USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
+            BIG=_big(x, grad_out),
+            BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
+    return part.sum(0).view(weight_size).to(x.dtype)
+
+
+BIAS_ROWS = 8
+
+
+def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
+    """(grad bias or None, grad skip or None) in one pass over grad_out; skip_size None: no skip grad."""
+    N, C, Ho, Wo = grad_out.shape
+    write_skip = skip_size is not None
+    if write_skip:
+        Hs, Ws = skip_size[2], skip_size[3]
+        sy, sx = skip_offset
+    else:
+        Hs, Ws, sy, sx = Ho, Wo, 0, 0
+    gs = grad_out.new_empty((N, C, Hs, Ws)) if write_skip else None
+    if N * C == 0 or Hs * Ws == 0:
+        gb = grad_out.new_zeros((C,)) if need_bias else None
+        if write_skip:
+            gs.zero_()
+        return gb, gs
+    grad_out = grad_out.contiguous()
+    tiles = _ceil_div(Hs, BIAS_ROWS)
+    part_dtype = torch.float64 if grad_out.dtype == torch.float64 else torch.float32
+    part = torch.empty((N, C, tiles), device=grad_out.device, dtype=part_dtype) if need_bias else None
+    wrap_triton(_bwd_bias_skip)[(N * C, tiles)](
+        grad_out, gs if write_skip else grad_out, part if need_bias else grad_out, Ho, Wo, Hs, Ws, sy, sx, BIAS_ROWS,
+        WRITE_SKIP=write_skip, NEED_BIAS=need_bias, ACC=acc_dtype(grad_out.dtype))
+    gb = part.sum((0, 2)).to(grad_out.dtype) if need_bias else None
+    return gb, gs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torch.library registration: triton_op (torch.compile sees the kernels), fake via the triton_op body,
+# autograd.
+# ---------------------------------------------------------------------------------------------------------
+@triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
+def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                         skip: Optional[torch.Tensor], stride: List[int], groups: int, out_offset: List[int],
+                         out_size: List[int], skip_offset: List[int]) -> torch.Tensor:
+    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size),
+                   tuple(skip_offset))
+
+
+@triton_op("fcn_kernels::upsample_skip_triton_backward_input", mutates_args={})
+def upsample_skip_triton_backward_input(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
+                                        stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
+    return backward_input(grad_out, weight, list(input_size), tuple(stride), groups, tuple(out_offset))
+
+
+@triton_op("fcn_kernels::upsample_skip_triton_backward_weight", mutates_args={})
+def upsample_skip_triton_backward_weight(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
+                                         stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
+    return backward_weight(grad_out, x, list(weight_size), tuple(stride), groups, tuple(out_offset))
+
+
+@triton_op("fcn_kernels::upsample_skip_triton_backward_skip", mutates_args={})
+def upsample_skip_triton_backward_skip(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
+                                       need_bias: bool) -> List[torch.Tensor]:
+    """[grad skip, grad bias]; empty tensors for those not wanted (skip_size [] or need_bias False)."""
+    gb, gs = backward_bias_skip(grad_out, list(skip_size) or None, tuple(skip_offset), need_bias)
+    empty = grad_out.new_empty((0,))
+    return [gs if gs is not None else empty, gb if gb is not None else empty.clone()]
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset = inputs
+    ctx.save_for_backward(x if weight.requires_grad else None, weight if x.requires_grad else None)
+    ctx.geometry = (list(stride), groups, list(out_offset), list(skip_offset))
+    ctx.x_size = list(x.shape)
+    ctx.weight_size = list(weight.shape)
+    ctx.skip_size = list(skip.shape) if skip is not None else None
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    stride, groups, out_offset, skip_offset = ctx.geometry
+    gx = gw = gb = gs = None
+    ops = torch.ops.fcn_kernels
+    if ctx.needs_input_grad[0]:
+        gx = ops.upsample_skip_triton_backward_input(grad, weight, ctx.x_size, stride, groups, out_offset)
+    if ctx.needs_input_grad[1]:  # a fixed (bilinear) weight costs nothing here
+        gw = ops.upsample_skip_triton_backward_weight(grad, x, ctx.weight_size, stride, groups, out_offset)
+    need_bias, need_skip = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+    if grad.requires_grad:
+        # double backward: the linear maps as differentiable stock ops
+        if need_bias:
+            gb = grad.sum((0, 2, 3))
+        if need_skip:
+            hs, ws = ctx.skip_size[2:]
+            (ho, wo), (sy, sx) = grad.shape[2:], skip_offset
+            gs = torch.nn.functional.pad(grad, (sx, ws - sx - wo, sy, hs - sy - ho))
+    elif need_skip:
+        gs, gb_or_empty = ops.upsample_skip_triton_backward_skip(grad, ctx.skip_size, skip_offset, need_bias)
+        gb = gb_or_empty if need_bias else None
+    elif need_bias:
+        gb = ops.upsample_skip_triton_backward_skip(grad, [], skip_offset, True)[1]
+    return gx, gw, gb, gs, None, None, None, None, None
+
+
+upsample_skip_triton.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Double backward (as for the C++ ops): both backward ops are bilinear, so each one's gradients are the
+# forward (no bias, no skip) and the other backward op.
+def _setup_bwd(ctx, inputs, output):
+    grad_out, t, size, stride, groups, out_offset = inputs
+    ctx.save_for_backward(grad_out, t)
+    ctx.geometry = (list(size), list(stride), groups, list(out_offset))
+
+
+def _forward_no_skip(x, w, stride, groups, out_offset, out_size):
+    return torch.ops.fcn_kernels.upsample_skip_triton(x, w, None, None, stride, groups, out_offset, out_size, [0, 0])
+
+
+def _backward_of_backward_input(ctx, gg):  # inputs (grad_out, weight)
+    grad_out, weight = ctx.saved_tensors
+    x_size, stride, groups, out_offset = ctx.geometry
+    d_go = d_w = None
+    if ctx.needs_input_grad[0]:
+        d_go = _forward_no_skip(gg, weight, stride, groups, out_offset, list(grad_out.shape[2:]))
+    if ctx.needs_input_grad[1]:
+        d_w = torch.ops.fcn_kernels.upsample_skip_triton_backward_weight(grad_out, gg, list(weight.shape), stride,
+                                                                         groups, out_offset)
+    return d_go, d_w, None, None, None, None
+
+
+def _backward_of_backward_weight(ctx, gg):  # inputs (grad_out, x)
+    grad_out, x = ctx.saved_tensors
+    w_size, stride, groups, out_offset = ctx.geometry
+    d_go = d_x = None
+    if ctx.needs_input_grad[0]:
+        d_go = _forward_no_skip(x, gg, stride, groups, out_offset, list(grad_out.shape[2:]))
+    if ctx.needs_input_grad[1]:
+        d_x = torch.ops.fcn_kernels.upsample_skip_triton_backward_input(grad_out, gg, list(x.shape), stride, groups,
+                                                                        out_offset)
+    return d_go, d_x, None, None, None, None
+
+
+upsample_skip_triton_backward_input.register_autograd(_backward_of_backward_input, setup_context=_setup_bwd)
+upsample_skip_triton_backward_weight.register_autograd(_backward_of_backward_weight, setup_context=_setup_bwd)
+
+
+def upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+    """Entry point of fcn_kernels.upsample_skip for backend "triton" (arguments already validated and
+    normalised to tuples, out_size filled in)."""
+    return torch.ops.fcn_kernels.upsample_skip_triton(x, weight, bias, skip, list(stride), groups, list(out_offset),
+                                                      list(out_size), list(skip_offset))

@@ -1,0 +1,21 @@
+"""Tests of the Triton kernels. They run on CUDA tensors when a GPU is present, else on CPU tensors
+through Triton's interpreter, which needs TRITON_INTERPRET=1 in the environment before triton is first
+imported -- hence a separate pytest process:
+
+    TRITON_INTERPRET=1 python -m pytest -q tests/triton
+
+In the main pytest run (no variable, no GPU) every test here is skipped. Interpreter launches are slow:
+keep shapes tiny (a few channels, maps under ~12x12).
+"""
+import os
+
+import pytest
+
+import triton_env  # noqa: F401  (applies the interpreter fix before any test imports triton's kernels)
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.triton)
