@@ -44,3 +44,13 @@ def check_tensor(t, name, ndim, x=None):
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
         if t.dtype != x.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}")
+
+
+def autocast_inputs(*tensors):
+    """Under torch.autocast for the tensors' device, floating inputs in the autocast dtype, as
+    convolutions get them (the ops require one dtype; autocast mixes them). Otherwise unchanged."""
+    x = tensors[0]
+    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
+        return tensors
+    dtype = torch.get_autocast_dtype(x.device.type)
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)

@@ -165,3 +165,20 @@ def test_opcheck(seed, with_bias, with_skip):
     go = torch.randn(2, 6, 9, 10)
     torch.library.opcheck(ops.upsample_skip_backward_input.default, (go, w, [2, 4, 5, 6], [2, 2], 2, [1, 2]))
     torch.library.opcheck(ops.upsample_skip_backward_weight.default, (go, x, [4, 3, 4, 4], [2, 2], 2, [1, 2]))
+
+
+@pytest.mark.parametrize("op", ["upsample_skip", "rarefied_conv2d"])
+def test_autocast_casts_like_a_convolution(seed, op):
+    x = torch.randn(2, 4, 6, 6)
+    if op == "upsample_skip":
+        w, skip = torch.randn(4, 1, 4, 4), torch.randn(2, 4, 16, 16)
+        fused = lambda: fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=4, skip_offset=1)
+        stock = lambda: reference.upsample_skip(x, w, None, skip.bfloat16(), stride=2, groups=4, skip_offset=1)
+    else:
+        w = torch.randn(8, 4, 3, 3)
+        fused = lambda: fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2)
+        stock = lambda: reference.rarefied_conv2d(x, w, rarefaction=2, padding=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, y_ref = fused(), stock()
+    assert y.dtype == torch.bfloat16 and y_ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=2e-2, atol=2e-2)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _ext, backends, reference
-from .._args import check_int, check_tensor, pair
+from .._args import autocast_inputs, check_int, check_tensor, pair
 
 
 def _full_size(n, s, k):
@@ -59,8 +59,10 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
     window of skip at skip_offset: one pass, never the uncropped output (DESIGN.md §2).
 
     Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
-    weight-gradient work.
+    weight-gradient work. Under torch.autocast all four inputs are cast to the autocast dtype (as
+    conv_transpose2d casts x, weight and bias; the stock `+ skip` would promote instead).
     """
+    x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(
         x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
     which = backends.resolve(backend, x.device, "upsample_skip")
