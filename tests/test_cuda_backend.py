@@ -7,10 +7,14 @@ import pytest
 import torch
 
 import fcn_kernels
+from fcn_kernels import reference
+from test_rarefied_conv2d import forward_backward, random_case as rarefied_case
+from tolerances import assert_close_bound
 from upsample_cases import Case, check_against_reference, make_inputs, random_case
 
-# Ops with kernels in csrc/cuda/. (rarefied_conv2d's CUDA kernels are not written yet.)
-CUDA_OPS = ["upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight"]
+# Every op: each has kernels in csrc/cuda/.
+CUDA_OPS = [f"{op}{suffix}" for op in ("upsample_skip", "rarefied_conv2d")
+            for suffix in ("", "_backward_input", "_backward_weight")]
 
 
 @pytest.mark.skipif(os.environ.get("FCN_EXPECT_CUDA_KERNELS") != "1",
@@ -65,3 +69,23 @@ def test_cuda_opcheck_and_compile():
     torch.testing.assert_close(f(x, skip), fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=2,
                                                                      out_offset=(1, 2), out_size=(9, 10),
                                                                      skip_offset=(3, 2), backend="reference"))
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_rarefied_conv2d_against_reference(seed, dtype):
+    rng = random.Random(seed)
+    for _ in range(20):
+        x, weight, bias, kw = rarefied_case(rng, dtype=dtype)
+        on = lambda t: t.cuda() if t is not None else None
+        ours, grad = forward_backward(fcn_kernels.rarefied_conv2d, on(x), on(weight), on(bias), dict(kw, backend="cuda"))
+        x64, w64 = x.double(), weight.double()
+        b64 = bias.double() if bias is not None else None
+        ref, _ = forward_backward(reference.rarefied_conv2d, x64, w64, b64, kw, grad.cpu().double())
+        mag, _ = forward_backward(reference.rarefied_conv2d, x64.abs(), w64.abs(),
+                                  b64.abs() if b64 is not None else None, kw, grad.cpu().double().abs())
+        terms = max(x.shape[0] * ref[0].shape[2] * ref[0].shape[3], weight[0].numel() * weight.shape[0])
+        for a, b, m in zip(ours, ref, mag):
+            if b is not None:
+                assert_close_bound(a.cpu(), b, m, terms, dtype, f"rarefied cuda {dtype}")

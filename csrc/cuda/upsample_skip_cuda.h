@@ -5,12 +5,13 @@
 #include <cuda_runtime.h>
 
 #include "../index/upsample_skip.h"
+#include "dtype.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
 namespace cuda {
 
-enum class DType { kFloat, kDouble, kHalf, kBFloat16 };
+using fcn_kernels::cuda::DType;
 
 // Contiguous NCHW tensors; every launch goes on `stream`; the result is the launch's error state.
 cudaError_t launch_forward(DType dtype, const Geometry& g, const void* x, const void* w, const void* bias,

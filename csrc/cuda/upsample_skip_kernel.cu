@@ -2,9 +2,7 @@
 // per-element functions of csrc/index/upsample_skip.h that the host tests check. No atomics: the
 // weight gradient is one block per weight element with a fixed-order tree reduction, so every
 // run gives the same bits.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+#include "common.cuh"
 #include "upsample_skip_cuda.h"
 
 namespace fcn_kernels {
@@ -12,26 +10,7 @@ namespace upsample_skip {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;  // grid-stride loops cover the rest
-
-template <typename T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-template <typename T>
-struct Load {
-  const T* __restrict__ p;
-  __device__ __forceinline__ typename AccOf<T>::type operator()(int64_t k) const { return to_acc(__ldg(p + k)); }
-};
+using namespace fcn_kernels::cuda;  // AccOf, Load, store, to_acc, kThreads, blocks_for, with_type
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -79,31 +58,9 @@ backward_weight_kernel(Geometry g, const T* __restrict__ x, const T* __restrict_
     A acc = A(0);
     for (int64_t k = threadIdx.x; k < terms; k += kThreads)
       acc += weight_grad_term<A>(g, lx, lg, ci, co_l, kh, kw, k);
-    partial[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) store(gw + e, partial[0]);
-    __syncthreads();  // partial[] is reused by the next element
+    acc = block_sum(acc, partial);
+    if (threadIdx.x == 0) store(gw + e, acc);
   }
-}
-
-int blocks_for(int64_t work) {
-  const int64_t b = (work + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
-
-template <typename Fn>
-cudaError_t with_type(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::kFloat: return fn(float{});
-    case DType::kDouble: return fn(double{});
-    case DType::kHalf: return fn(__half{});
-    case DType::kBFloat16: return fn(__nv_bfloat16{});
-  }
-  return cudaErrorInvalidValue;
 }
 
 }  // namespace

@@ -91,5 +91,54 @@ struct Geometry {
   FCN_HOST_DEVICE int64_t tap_shift(int64_t kh, int64_t kw) const { return kh * rh * Wp() + kw * rw; }
 };
 
+// Per-element formulations, used as-is by the CUDA kernels (one thread per element) and checked
+// on the host by csrc/tests/test_element_math.cpp. Loaders map a flat index to the accumulation type.
+
+// Output (n, co, i, j) before bias: only the taps that read real (unpadded) inputs.
+template <typename A, typename LoadX, typename LoadW>
+FCN_HOST_DEVICE A forward_element(const Geometry& g, const LoadX& x, const LoadW& w, int64_t n, int64_t co,
+                                  int64_t i, int64_t j) {
+  const int64_t cin_g = g.cin_per_group(), grp = co / g.cout_per_group();
+  const Range kh = taps_for_output(i, g.rh, g.ph, g.H, g.Kh), kw = taps_for_output(j, g.rw, g.pw, g.W, g.Kw);
+  A acc = A(0);
+  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
+    for (int64_t a = kh.begin; a < kh.end; ++a)
+      for (int64_t b = kw.begin; b < kw.end; ++b)
+        acc += x(g.x_index(n, grp * cin_g + ci_l, input_of(i, a, g.rh, g.ph), input_of(j, b, g.rw, g.pw))) *
+               w(g.w_index(co, ci_l, a, b));
+  return acc;
+}
+
+// grad_x (n, ci, ih, iw): grad_out at every output this input reaches, through the rarefied taps.
+template <typename A, typename LoadG, typename LoadW>
+FCN_HOST_DEVICE A backward_input_element(const Geometry& g, const LoadG& go, const LoadW& w, int64_t n,
+                                         int64_t ci, int64_t ih, int64_t iw) {
+  const int64_t cout_g = g.cout_per_group(), grp = ci / g.cin_per_group(), ci_l = ci % g.cin_per_group();
+  const Range kh = taps_for_input(ih, g.rh, g.ph, g.Ho, g.Kh), kw = taps_for_input(iw, g.rw, g.pw, g.Wo, g.Kw);
+  A acc = A(0);
+  for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
+    for (int64_t a = kh.begin; a < kh.end; ++a)
+      for (int64_t b = kw.begin; b < kw.end; ++b)
+        acc += go(g.out_index(n, co, output_of(ih, a, g.rh, g.ph), output_of(iw, b, g.rw, g.pw))) *
+               w(g.w_index(co, ci_l, a, b));
+  return acc;
+}
+
+// grad_w (co, ci_l, kh, kw) is a sum of weight_grad_terms(...) products over (n, output row, output col)
+// where tap (kh, kw) reads a real input; weight_grad_term gives the k-th, for fixed-order reductions.
+FCN_HOST_DEVICE int64_t weight_grad_terms(const Geometry& g, int64_t kh, int64_t kw) {
+  return g.N * outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho).size() * outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo).size();
+}
+
+template <typename A, typename LoadX, typename LoadG>
+FCN_HOST_DEVICE A weight_grad_term(const Geometry& g, const LoadX& x, const LoadG& go, int64_t co, int64_t ci_l,
+                                   int64_t kh, int64_t kw, int64_t k) {
+  const Range rows = outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho), cols = outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo);
+  const int64_t j = cols.begin + k % cols.size(), i = rows.begin + (k / cols.size()) % rows.size();
+  const int64_t n = k / (cols.size() * rows.size());
+  const int64_t ci = (co / g.cout_per_group()) * g.cin_per_group() + ci_l;
+  return x(g.x_index(n, ci, input_of(i, kh, g.rh, g.ph), input_of(j, kw, g.rw, g.pw))) * go(g.out_index(n, co, i, j));
+}
+
 }  // namespace rarefied_conv
 }  // namespace fcn_kernels

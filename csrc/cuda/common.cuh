@@ -1,0 +1,69 @@
+// Device-side pieces shared by the kernel files: accumulation types, conversions, a loader for the
+// per-element functions of csrc/index/, dtype dispatch and launch sizing. Torch-free.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include "dtype.h"
+
+namespace fcn_kernels {
+namespace cuda {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 16;  // grid-stride loops cover the rest
+
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(double* p, double v) { *p = v; }
+__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <typename T>
+struct Load {
+  const T* __restrict__ p;
+  __device__ __forceinline__ typename AccOf<T>::type operator()(int64_t k) const { return to_acc(__ldg(p + k)); }
+};
+
+inline int blocks_for(int64_t work) {
+  const int64_t b = (work + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+}
+
+template <typename Fn>
+cudaError_t with_type(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kFloat: return fn(float{});
+    case DType::kDouble: return fn(double{});
+    case DType::kHalf: return fn(__half{});
+    case DType::kBFloat16: return fn(__nv_bfloat16{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+// Block-wide sum of one value per thread in a fixed order (no atomics: the same bits every run).
+// Every thread of the block must call it; the result is valid in thread 0.
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A* partial) {
+  partial[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    __syncthreads();
+  }
+  const A out = partial[0];
+  __syncthreads();  // partial[] may be reused right away
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace fcn_kernels
