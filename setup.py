@@ -12,14 +12,14 @@ Switches (environment variables):
                          for other machines).
 """
 import os
-import re
-import shutil
 import sys
 from pathlib import Path
 
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tools"))
+from cuda_toolkit import find_cuda_home  # noqa: E402  (the wrapper-aware toolkit search, shared)
 
 
 def read_sources(section):
@@ -29,31 +29,6 @@ def read_sources(section):
         if len(line) == 2 and line[0] == section:
             out.append(line[1])
     return out
-
-
-def find_cuda_home():
-    """The real toolkit root. The nvcc on PATH may be a wrapper script (exec /x/bin/nvcc "$@"),
-    whose own directory is not a toolkit, so look inside it for the nvcc it runs."""
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var) and Path(os.environ[var], "bin", "nvcc").exists():
-            return os.environ[var]
-    nvcc = shutil.which("nvcc")
-    candidates = []
-    if nvcc:
-        path = Path(nvcc).resolve()
-        candidates.append(path)
-        try:
-            head = path.read_bytes()[:4096]
-            if not head.startswith(b"\x7fELF"):
-                candidates += [Path(m.decode()) for m in re.findall(rb"(/\S+/bin/nvcc)\b", head)]
-        except OSError:
-            pass
-    candidates += [Path("/usr/local/cuda/bin/nvcc")]
-    for cand in candidates:
-        root = cand.resolve().parent.parent
-        if (root / "include" / "cuda_runtime.h").exists() and (root / "bin" / "nvcc").exists():
-            return str(root)
-    return None
 
 
 def extensions():

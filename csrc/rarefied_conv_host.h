@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "host_checks.h"
+
 #include <optional>
 
 #include "index/rarefied_conv.h"
@@ -13,18 +15,7 @@
 namespace fcn_kernels {
 namespace rarefied_conv {
 
-inline void check_pair(at::IntArrayRef v, const char* name, int64_t min_value) {
-  TORCH_CHECK(v.size() == 2, "rarefied_conv2d: ", name, " must have 2 elements, got ", v);
-  TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, "rarefied_conv2d: ", name, " must be >= ", min_value,
-              ", got ", v);
-}
-
-inline void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
-  TORCH_CHECK(t.device() == x.device(), "rarefied_conv2d: ", name, " is on ", t.device(), " but x is on ",
-              x.device());
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "rarefied_conv2d: ", name, " has dtype ", t.scalar_type(),
-              " but x has dtype ", x.scalar_type());
-}
+constexpr const char* kOp = "rarefied_conv2d";
 
 inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at::IntArrayRef rarefaction,
                               at::IntArrayRef padding, int64_t groups) {
@@ -32,8 +23,8 @@ inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at
   TORCH_CHECK(w_size.size() == 4, "rarefied_conv2d: weight must be 4-D (Cout, Cin/groups, Kh, Kw), got size ",
               w_size);
   TORCH_CHECK(groups >= 1, "rarefied_conv2d: groups must be >= 1, got ", groups);
-  check_pair(rarefaction, "rarefaction", 1);
-  check_pair(padding, "padding", 0);
+  check_pair(kOp, rarefaction, "rarefaction", 1);
+  check_pair(kOp, padding, "padding", 0);
   Geometry g{};
   g.N = x_size[0]; g.Cin = x_size[1]; g.H = x_size[2]; g.W = x_size[3];
   g.Cout = w_size[0]; g.groups = groups; g.Kh = w_size[2]; g.Kw = w_size[3];
@@ -60,9 +51,9 @@ inline Geometry forward_geometry(const at::Tensor& x, const at::Tensor& weight,
   Geometry g = make_geometry(x.sizes(), weight.sizes(), rarefaction, padding, groups);
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), "rarefied_conv2d: x must be floating point, got ",
               x.scalar_type());
-  check_same(weight, x, "weight");
+  check_same(kOp, weight, x, "weight");
   if (bias.has_value()) {
-    check_same(*bias, x, "bias");
+    check_same(kOp, *bias, x, "bias");
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "rarefied_conv2d: bias must have size (", g.Cout,
                 "), got ", bias->sizes());
   }

@@ -7,6 +7,8 @@
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
+#include "host_checks.h"
+
 #include <optional>
 
 #include "index/upsample_skip.h"
@@ -14,18 +16,7 @@
 namespace fcn_kernels {
 namespace upsample_skip {
 
-inline void check_pair(at::IntArrayRef v, const char* name, int64_t min_value) {
-  TORCH_CHECK(v.size() == 2, "upsample_skip: ", name, " must have 2 elements, got ", v);
-  TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, "upsample_skip: ", name,
-              " must be >= ", min_value, ", got ", v);
-}
-
-inline void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
-  TORCH_CHECK(t.device() == x.device(), "upsample_skip: ", name, " is on ", t.device(),
-              " but x is on ", x.device());
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "upsample_skip: ", name, " has dtype ",
-              t.scalar_type(), " but x has dtype ", x.scalar_type());
-}
+constexpr const char* kOp = "upsample_skip";
 
 // Geometry of the full call; the forward's tensors are validated against it.
 inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at::IntArrayRef stride,
@@ -34,9 +25,9 @@ inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at
   TORCH_CHECK(w_size.size() == 4, "upsample_skip: weight must be 4-D (Cin, Cout/groups, Kh, Kw), got size ",
               w_size);
   TORCH_CHECK(groups >= 1, "upsample_skip: groups must be >= 1, got ", groups);
-  check_pair(stride, "stride", 1);
-  check_pair(out_offset, "out_offset", 0);
-  check_pair(out_size, "out_size", 0);
+  check_pair(kOp, stride, "stride", 1);
+  check_pair(kOp, out_offset, "out_offset", 0);
+  check_pair(kOp, out_size, "out_size", 0);
   Geometry g{};
   g.N = x_size[0]; g.Cin = x_size[1]; g.H = x_size[2]; g.W = x_size[3];
   g.groups = groups; g.Cout = w_size[1] * groups; g.Kh = w_size[2]; g.Kw = w_size[3];
@@ -63,15 +54,15 @@ inline Geometry forward_geometry(const at::Tensor& x, const at::Tensor& weight,
   Geometry g = make_geometry(x.sizes(), weight.sizes(), stride, groups, out_offset, out_size);
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), "upsample_skip: x must be floating point, got ",
               x.scalar_type());
-  check_same(weight, x, "weight");
+  check_same(kOp, weight, x, "weight");
   if (bias.has_value()) {
-    check_same(*bias, x, "bias");
+    check_same(kOp, *bias, x, "bias");
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "upsample_skip: bias must have size (",
                 g.Cout, "), got ", bias->sizes());
   }
-  check_pair(skip_offset, "skip_offset", 0);
+  check_pair(kOp, skip_offset, "skip_offset", 0);
   if (skip.has_value()) {
-    check_same(*skip, x, "skip");
+    check_same(kOp, *skip, x, "skip");
     TORCH_CHECK(skip->dim() == 4 && skip->size(0) == g.N && skip->size(1) == g.Cout,
                 "upsample_skip: skip must have size (", g.N, ", ", g.Cout, ", Hs, Ws), got ", skip->sizes());
     g.Hs = skip->size(2); g.Ws = skip->size(3);
@@ -128,7 +119,7 @@ inline Prepared prepare_backward(const at::Tensor& grad_out, const at::Tensor& o
                                  at::IntArrayRef out_offset, c10::DeviceType type) {
   const char* op = other_is_weight ? "upsample_skip_backward_input" : "upsample_skip_backward_weight";
   check_device_type(grad_out, type, op, "grad_out");
-  check_same(other, grad_out, other_is_weight ? "weight" : "x");
+  check_same(kOp, other, grad_out, other_is_weight ? "weight" : "x");
   TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()), op, ": grad_out must be floating point, got ",
               grad_out.scalar_type());
   Prepared p;

@@ -295,7 +295,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
 at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
                               at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
   check_cpu(grad_out, "grad_out");
-  check_same(weight, grad_out, "weight");
+  check_same(kOp, weight, grad_out, "weight");
   const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
   auto gx = at::empty(input_size, grad_out.options());
   if (gx.numel() == 0) return gx;
@@ -318,7 +318,7 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
 at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
                                at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
   check_cpu(grad_out, "grad_out");
-  check_same(x, grad_out, "x");
+  check_same(kOp, x, grad_out, "x");
   const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
   if (g.N == 0) return at::zeros(weight_size, grad_out.options());
   auto gw = at::empty(weight_size, grad_out.options());

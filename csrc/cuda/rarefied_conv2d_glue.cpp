@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "dtype_of.h"
+
 #include "../rarefied_conv_host.h"
 #include "rarefied_conv2d_cuda.h"
 
@@ -14,15 +16,7 @@ namespace fcn_kernels {
 namespace rarefied_conv {
 namespace {
 
-cuda::DType dtype_of(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cuda::DType::kFloat;
-    case at::kDouble: return cuda::DType::kDouble;
-    case at::kHalf: return cuda::DType::kHalf;
-    case at::kBFloat16: return cuda::DType::kBFloat16;
-    default: TORCH_CHECK(false, "rarefied_conv2d (cuda): unsupported dtype ", t);
-  }
-}
+using fcn_kernels::cuda::dtype_of;
 
 void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), "rarefied_conv2d (cuda kernel): ", name, " must be a CUDA tensor, got ", t.device());
@@ -37,7 +31,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& weight, const std
   if (out.numel() == 0) return out;
   const auto xc = x.contiguous(), wc = weight.contiguous();
   const auto bc = bias.has_value() ? bias->contiguous() : at::Tensor();
-  C10_CUDA_CHECK(cuda::launch_forward(dtype_of(x.scalar_type()), g, xc.const_data_ptr(), wc.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_forward(dtype_of(x.scalar_type(), kOp), g, xc.const_data_ptr(), wc.const_data_ptr(),
                                       bc.defined() ? bc.const_data_ptr() : nullptr, out.mutable_data_ptr(),
                                       c10::cuda::getCurrentCUDAStream()));
   return out;
@@ -46,13 +40,13 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& weight, const std
 at::Tensor backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
                                at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
   check_cuda(grad_out, "grad_out");
-  check_same(weight, grad_out, "weight");
+  check_same(kOp, weight, grad_out, "weight");
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
   auto gx = at::empty(input_size, grad_out.options());
   if (gx.numel() == 0) return gx;
   const auto goc = grad_out.contiguous(), wc = weight.contiguous();
-  C10_CUDA_CHECK(cuda::launch_backward_input(dtype_of(grad_out.scalar_type()), g, goc.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_backward_input(dtype_of(grad_out.scalar_type(), kOp), g, goc.const_data_ptr(),
                                              wc.const_data_ptr(), gx.mutable_data_ptr(),
                                              c10::cuda::getCurrentCUDAStream()));
   return gx;
@@ -61,13 +55,13 @@ at::Tensor backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& wei
 at::Tensor backward_weight_cuda(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
                                 at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
   check_cuda(grad_out, "grad_out");
-  check_same(x, grad_out, "x");
+  check_same(kOp, x, grad_out, "x");
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
   if (g.N == 0) return at::zeros(weight_size, grad_out.options());
   auto gw = at::empty(weight_size, grad_out.options());
   const auto goc = grad_out.contiguous(), xc = x.contiguous();
-  C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type()), g, goc.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type(), kOp), g, goc.const_data_ptr(),
                                               xc.const_data_ptr(), gw.mutable_data_ptr(),
                                               c10::cuda::getCurrentCUDAStream()));
   return gw;

@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "dtype_of.h"
+
 #include "../upsample_skip_host.h"
 #include "upsample_skip_cuda.h"
 
@@ -13,15 +15,7 @@ namespace fcn_kernels {
 namespace upsample_skip {
 namespace {
 
-cuda::DType dtype_of(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cuda::DType::kFloat;
-    case at::kDouble: return cuda::DType::kDouble;
-    case at::kHalf: return cuda::DType::kHalf;
-    case at::kBFloat16: return cuda::DType::kBFloat16;
-    default: TORCH_CHECK(false, "upsample_skip (cuda): unsupported dtype ", t);
-  }
-}
+using fcn_kernels::cuda::dtype_of;
 
 const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
 
@@ -32,7 +26,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& weight, const std
   Prepared p = prepare_forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
                                c10::DeviceType::CUDA);
   if (p.out.numel() == 0) return p.out;
-  C10_CUDA_CHECK(cuda::launch_forward(dtype_of(x.scalar_type()), p.g, p.a.const_data_ptr(), p.b.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_forward(dtype_of(x.scalar_type(), kOp), p.g, p.a.const_data_ptr(), p.b.const_data_ptr(),
                                       ptr_or_null(p.bias), ptr_or_null(p.skip), p.out.mutable_data_ptr(),
                                       c10::cuda::getCurrentCUDAStream()));
   return p.out;
@@ -44,7 +38,7 @@ at::Tensor backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& wei
   Prepared p = prepare_backward(grad_out, weight, true, input_size, stride, groups, out_offset,
                                 c10::DeviceType::CUDA);
   if (p.out.numel() == 0) return p.out;
-  C10_CUDA_CHECK(cuda::launch_backward_input(dtype_of(grad_out.scalar_type()), p.g, p.a.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_backward_input(dtype_of(grad_out.scalar_type(), kOp), p.g, p.a.const_data_ptr(),
                                              p.b.const_data_ptr(), p.out.mutable_data_ptr(),
                                              c10::cuda::getCurrentCUDAStream()));
   return p.out;
@@ -56,7 +50,7 @@ at::Tensor backward_weight_cuda(const at::Tensor& grad_out, const at::Tensor& x,
   Prepared p = prepare_backward(grad_out, x, false, weight_size, stride, groups, out_offset,
                                 c10::DeviceType::CUDA);
   if (p.out.numel() == 0) return p.out;
-  C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type()), p.g, p.a.const_data_ptr(),
+  C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type(), kOp), p.g, p.a.const_data_ptr(),
                                               p.b.const_data_ptr(), p.out.mutable_data_ptr(),
                                               c10::cuda::getCurrentCUDAStream()));
   return p.out;
