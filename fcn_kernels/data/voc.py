@@ -1,0 +1,150 @@
+"""PASCAL VOC-format segmentation directories.
+
+Layout (that of VOCdevkit/VOC2012, or any set written the same way)::
+
+    ROOT/JPEGImages/<id>.jpg
+    ROOT/SegmentationClass/<id>.png        palette ("P") PNG: pixel value = class, 255 = void
+    ROOT/ImageSets/Segmentation/<split>.txt   one <id> a line
+
+ROOT may also be a folder holding ``VOC2012/`` or ``VOCdevkit/VOC2012/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .transforms import preprocess, random_flip
+
+__all__ = ["VOCSegmentation", "VOC_CLASSES", "DataError", "write_voc_label"]
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+class DataError(ValueError):
+    """A data directory or file that is missing or malformed."""
+
+
+def _find_root(root: Path) -> Path:
+    for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if (cand / "JPEGImages").is_dir() or (cand / "SegmentationClass").is_dir():
+            return cand
+    return root
+
+
+def write_voc_label(path, label: np.ndarray) -> None:
+    """Write an (H, W) label map as a VOC palette PNG."""
+    from PIL import Image
+
+    from .transforms import voc_colormap
+
+    im = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    im.putpalette(voc_colormap().reshape(-1).tolist())
+    im.save(str(path))
+
+
+class VOCSegmentation(Dataset):
+    """A VOC-format segmentation split.
+
+    Args:
+        root: the VOC folder (see the module doc).
+        split: the name of a list in ImageSets/Segmentation (``train``, ``val``, ...).
+        n_class: number of classes (21 for VOC); a label outside [0, n_class) other
+            than ``ignore_index`` is an error naming the file.
+        preprocess: "bgr_mean" (the reference's), "rgb_unit", "rgb_norm" or "none".
+        flip: random horizontal mirroring (seeded by index and ``set_epoch``).
+        seed: seed of the augmentation.
+
+    Items are (image (3, H, W) float32, label (H, W) int64), at the file's size.
+    """
+
+    def __init__(self, root, split="train", n_class=21, preprocess="bgr_mean", flip=False, seed=0,
+                 ignore_index=255):
+        given = Path(root)
+        if not given.exists():
+            raise DataError(f"data directory {str(given)!r} does not exist")
+        if not given.is_dir():
+            raise DataError(f"data directory {str(given)!r} is not a directory")
+        self.root = _find_root(given)
+        self.split = split
+        self.n_class = int(n_class)
+        self.preprocess = preprocess
+        self.flip = flip
+        self.seed = seed
+        self.epoch = 0
+        self.ignore_index = ignore_index
+        missing = [d for d in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation"))
+                   if not (self.root / d).is_dir()]
+        if missing:
+            raise DataError(
+                f"{str(given)!r} is not a VOC-format directory: missing {', '.join(m + '/' for m in missing)} "
+                "(expected JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt)")
+        list_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not list_file.is_file():
+            have = sorted(p.stem for p in (self.root / "ImageSets" / "Segmentation").glob("*.txt"))
+            raise DataError(f"no split list {str(list_file)!r} (splits found: {have or 'none'})")
+        ids = []
+        for n, line in enumerate(list_file.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            if len(line.split()) != 1:
+                raise DataError(f"{list_file}:{n}: expected one image id a line, got {line!r}")
+            ids.append(line)
+        if not ids:
+            raise DataError(f"split list {str(list_file)!r} is empty")
+        absent = [i for i in ids if not (self.root / "JPEGImages" / f"{i}.jpg").is_file()
+                  or not (self.root / "SegmentationClass" / f"{i}.png").is_file()]
+        if absent:
+            raise DataError(f"{len(absent)} of {len(ids)} ids in {list_file.name} lack JPEGImages/<id>.jpg or "
+                            f"SegmentationClass/<id>.png, e.g. {absent[:3]}")
+        self.ids = ids
+        self.class_names = list(VOC_CLASSES) if self.n_class == 21 else [str(i) for i in range(self.n_class)]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def raw(self, index: int):
+        """((H, W, 3) uint8 RGB, (H, W) int64 label) of item ``index``, validated."""
+        from PIL import Image, UnidentifiedImageError
+
+        i = self.ids[index]
+        img_path = self.root / "JPEGImages" / f"{i}.jpg"
+        lab_path = self.root / "SegmentationClass" / f"{i}.png"
+        try:
+            with Image.open(img_path) as im:
+                img = np.asarray(im.convert("RGB"))
+            with Image.open(lab_path) as lab_im:
+                if lab_im.mode not in ("P", "L"):
+                    raise DataError(f"{lab_path}: label image has mode {lab_im.mode!r}; expected a palette ('P') "
+                                    "PNG whose pixel values are class indices (or 'L' grayscale indices)")
+                label = np.asarray(lab_im).astype(np.int64)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"cannot read image or label of {i!r}: {exc}") from exc
+        if img.shape[:2] != label.shape:
+            raise DataError(f"{i!r}: image is {img.shape[1]}x{img.shape[0]} but its label is "
+                            f"{label.shape[1]}x{label.shape[0]}")
+        bad = (label != self.ignore_index) & ((label < 0) | (label >= self.n_class))
+        if bad.any():
+            vals = sorted(set(np.unique(label[bad]).tolist()))[:10]
+            raise DataError(f"{lab_path}: labels {vals} are outside [0, {self.n_class}) and are not the ignore "
+                            f"label {self.ignore_index} (wrong --n-class, or not a class-index PNG?)")
+        return img, label
+
+    def __getitem__(self, index):
+        img, label = self.raw(index)
+        if self.flip:
+            img, label = random_flip(img, label, np.random.default_rng([self.seed, 7, self.epoch, index]))
+        return preprocess(img, self.preprocess), torch.from_numpy(np.ascontiguousarray(label))
+
+    def __repr__(self):
+        return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"

@@ -1,0 +1,139 @@
+"""Pixelwise losses for whole-image training (paper section 3.4).
+
+The paper trains on whole images with a per-pixel multinomial logistic loss
+and shows that patchwise training is *loss sampling*: restricting the loss to
+a random subset of the pixels of the whole-image loss. Class balancing (a
+per-class weight on the loss) is the other knob it discusses.
+
+    loss = normaliser^-1 * sum_i  m_i / p * w[y_i] * (-log softmax(x_i)[y_i])
+
+over the pixels i whose label y_i is not ``ignore_index`` (255), where
+
+- m_i ~ Bernoulli(p) independently per pixel (``sample_p = p``; p = 1 keeps
+  all, as in the paper's final whole-image training). Dividing the kept terms
+  by p makes the sampled loss, and so its gradient, an unbiased estimate of
+  the unsampled one: E[m_i / p] = 1.
+- w is the per-class weight (all ones by default); see ``class_weights``.
+- the normaliser is the number of non-ignored pixels N_valid for
+  ``reduction="mean"`` and 1 for ``"sum"`` (Caffe's unnormalised SoftmaxWithLoss,
+  as in the reference's solver). It is deliberately *not* the sum of the weights
+  (torch's ``F.cross_entropy(weight=...)`` convention) nor the number of kept
+  pixels: with a fixed normaliser, each pixel's gradient is exactly
+  m_i / p * w[y_i] times its unweighted, unsampled gradient.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "pixelwise_cross_entropy",
+    "PixelwiseCrossEntropy",
+    "class_frequencies",
+    "class_weights",
+]
+
+
+def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                            *, ignore_index: int = 255, sample_p: float = 1.0,
+                            generator: torch.Generator | None = None,
+                            reduction: str = "mean") -> torch.Tensor:
+    """Per-pixel cross-entropy with ignore label, class weights and loss sampling.
+
+    logits: (N, C, H, W) scores; target: (N, H, W) int labels in [0, C) or ``ignore_index``.
+    weight: optional (C,) class weights. sample_p in (0, 1]: probability to keep each
+    pixel's term (unbiased: kept terms are scaled by 1 / p). ``generator`` drives the
+    sampling (on the logits' device). reduction: "mean" (divide by the number of
+    non-ignored pixels; 0 if there are none), "sum", or "none" (the (N, H, W) map of
+    terms, zero at ignored and dropped pixels).
+    """
+    if not 0.0 < sample_p <= 1.0:
+        raise ValueError(f"sample_p must be in (0, 1], got {sample_p}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.dim() != target.dim() + 1 or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
+                         "(expected (N, C, H, W) and (N, H, W))")
+    target = target.long()
+    valid = target != ignore_index
+    n_class = logits.shape[1]
+    bad = valid & ((target < 0) | (target >= n_class))
+    if bool(bad.any()):
+        vals = torch.unique(target[bad]).tolist()[:10]
+        raise ValueError(f"target labels {vals} are outside [0, {n_class}) and are not the ignore label {ignore_index}")
+    # float32 log-softmax even under bf16 autocast
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
+    terms = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index)
+    if weight is not None:
+        w = torch.as_tensor(weight, dtype=terms.dtype, device=terms.device)
+        terms = terms * w[target.clamp(0, n_class - 1)]
+    terms = terms * valid
+    if sample_p < 1.0:
+        keep = torch.rand(terms.shape, generator=generator, device=terms.device) < sample_p
+        terms = terms * keep / sample_p
+    if reduction == "none":
+        return terms
+    total = terms.sum()
+    if reduction == "sum":
+        return total
+    return total / valid.sum().clamp_min(1)
+
+
+class PixelwiseCrossEntropy(nn.Module):
+    """Module form of :func:`pixelwise_cross_entropy` (weights kept as a buffer)."""
+
+    def __init__(self, weight=None, ignore_index: int = 255, sample_p: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.ignore_index = ignore_index
+        self.sample_p = sample_p
+        self.reduction = reduction
+
+    def forward(self, logits, target, generator=None):
+        return pixelwise_cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index,
+                                       sample_p=self.sample_p, generator=generator, reduction=self.reduction)
+
+
+def class_frequencies(labels, n_class: int, ignore_index: int = 255) -> torch.Tensor:
+    """Pixel counts per class (float64, shape (n_class,)) over an iterable of label maps
+    (tensors or arrays), or over a data set yielding (image, label) pairs."""
+    counts = torch.zeros(n_class, dtype=torch.float64)
+    for item in labels:
+        lab = item[1] if isinstance(item, (tuple, list)) else item
+        lab = torch.as_tensor(lab).reshape(-1).long()
+        lab = lab[lab != ignore_index]
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= n_class):
+            raise ValueError(f"label outside [0, {n_class}) other than {ignore_index}")
+        counts += torch.bincount(lab, minlength=n_class).double().cpu()
+    return counts
+
+
+def class_weights(counts, method: str = "median") -> torch.Tensor:
+    """Class-balancing weights (float32) from per-class pixel counts.
+
+    With f_c = count_c / sum(count) the class frequencies, over the classes present:
+
+    - "median": median frequency balancing, w_c = median(f) / f_c (Eigen & Fergus);
+      the class of median frequency gets weight 1.
+    - "inverse": w_c = 1 / (K f_c), K the number of present classes, so that
+      sum_c f_c w_c = 1: the expected weight of a pixel is 1 and every class
+      carries the same total weight.
+
+    Classes absent from the counts get the largest weight of the present ones.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    present = counts > 0
+    if not bool(present.any()):
+        raise ValueError("no labelled pixels to compute class weights from")
+    f = counts / counts.sum()
+    w = torch.zeros_like(f)
+    if method == "median":
+        w[present] = f[present].quantile(0.5) / f[present]
+    elif method == "inverse":
+        w[present] = 1.0 / (int(present.sum()) * f[present])
+    else:
+        raise ValueError(f"method must be 'median' or 'inverse', got {method!r}")
+    w[~present] = w[present].max()
+    return w.float()

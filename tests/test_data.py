@@ -1,0 +1,132 @@
+"""Synthetic data set, VOC-format loader (on a tiny tree written here), preprocessing."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fcn_kernels.data import (BGR_MEAN, DataError, SyntheticShapes, VOCSegmentation, colorize, deprocess,
+                              overlay_panel, pad_collate, preprocess, save_overlay, write_voc_label)
+
+
+def test_synthetic_is_seeded_and_labelled():
+    a = SyntheticShapes(6, size=32, n_class=5, seed=1)
+    b = SyntheticShapes(6, size=32, n_class=5, seed=1)
+    c = SyntheticShapes(6, size=32, n_class=5, seed=2)
+    v = SyntheticShapes(6, size=32, n_class=5, seed=1, split="val")
+    x, y = a[3]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert y.shape == (32, 32) and y.dtype == torch.int64
+    assert torch.equal(x, b[3][0]) and torch.equal(y, b[3][1])
+    assert not torch.equal(x, c[3][0]) and not torch.equal(x, v[3][0])
+    labels = torch.stack([a[i][1] for i in range(6)])
+    assert int(labels.min()) >= 0 and int(labels.max()) < 5
+    assert (labels == 0).any() and (labels > 0).any()
+    img, lab = a.raw(3)
+    assert img.dtype == np.uint8 and img.shape == (32, 32, 3) and np.array_equal(lab, y.numpy())
+    # every shape class shows up over a modest number of images
+    many = SyntheticShapes(40, size=32, n_class=4, seed=0)
+    assert set(torch.cat([many[i][1].unique() for i in range(40)]).tolist()) == {0, 1, 2, 3}
+
+
+def test_synthetic_flip_and_errors():
+    ds = SyntheticShapes(8, size=24, n_class=3, flip=True)
+    flipped = sum(not torch.equal(ds[i][1], torch.from_numpy(ds.raw(i)[1])) for i in range(8))
+    assert 0 < flipped < 8
+    with pytest.raises(ValueError, match="n_class"):
+        SyntheticShapes(4, n_class=9)
+    with pytest.raises(ValueError, match="split"):
+        SyntheticShapes(4, split="bogus")
+    with pytest.raises(IndexError):
+        ds.raw(8)
+
+
+def test_bgr_mean_preprocessing_is_the_references():
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    x = preprocess(img, "bgr_mean")
+    want = img[:, :, ::-1].astype(np.float32) - np.array(BGR_MEAN, np.float32)  # Caffe: BGR, mean subtracted
+    np.testing.assert_allclose(x.numpy().transpose(1, 2, 0), want, rtol=0, atol=1e-4)
+    for mode in ("bgr_mean", "rgb_unit", "rgb_norm", "none"):
+        assert np.array_equal(deprocess(preprocess(img, mode), mode), img)
+    with pytest.raises(ValueError):
+        preprocess(img, "bogus")
+
+
+def write_voc(root, n_train=3, n_val=2, n_class=21, size=(20, 28), bad=None):
+    rng = np.random.default_rng(0)
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    ids = {"train": [f"2007_{i:06d}" for i in range(n_train)],
+           "val": [f"2008_{i:06d}" for i in range(n_val)]}
+    for split, names in ids.items():
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for k, name in enumerate(names):
+            h, w = size[0] + k, size[1] - k  # sizes differ between images
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+            lab = rng.integers(0, n_class, (h, w)).astype(np.uint8)
+            lab[0, :] = 255  # the void border
+            if bad is not None and split == "train" and k == 1:
+                lab[1, 1] = bad
+            write_voc_label(root / "SegmentationClass" / f"{name}.png", lab)
+    return ids
+
+
+def test_voc_loader(tmp_path):
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    ids = write_voc(root)
+    for given in (root, tmp_path, tmp_path / "VOCdevkit"):  # the devkit folders above are accepted too
+        ds = VOCSegmentation(given, "train")
+        assert len(ds) == 3 and ds.ids == ids["train"]
+    x, y = ds[1]
+    assert x.shape == (3, 21, 27) and y.shape == (21, 27)
+    lab = np.asarray(Image.open(root / "SegmentationClass" / f"{ids['train'][1]}.png"))
+    assert Image.open(root / "SegmentationClass" / f"{ids['train'][1]}.png").mode == "P"
+    assert np.array_equal(y.numpy(), lab)  # palette indices are the classes, 255 kept
+    img = np.asarray(Image.open(root / "JPEGImages" / f"{ids['train'][1]}.jpg").convert("RGB"))
+    np.testing.assert_allclose(x.numpy(), preprocess(img, "bgr_mean").numpy())
+    assert len(VOCSegmentation(root, "val")) == 2
+    xb, yb = pad_collate([ds[0], ds[1], ds[2]])
+    assert xb.shape == (3, 3, 22, 28) and yb.shape == (3, 22, 28)
+    assert (yb[0, 20:] == 255).all() and (xb[0, :, 20:] == 0).all()  # padding: mean image, void label
+
+
+def test_voc_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        VOCSegmentation(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a VOC-format directory: missing JPEGImages/"):
+        VOCSegmentation(tmp_path / "empty")
+    root = tmp_path / "voc"
+    ids = write_voc(root, bad=30)
+    with pytest.raises(DataError, match=r"no split list .*trainval.txt.*splits found: \['train', 'val'\]"):
+        VOCSegmentation(root, "trainval")
+    ds = VOCSegmentation(root, "train")
+    ds[0]
+    with pytest.raises(DataError, match=r"labels \[30\] are outside \[0, 21\)"):
+        ds[1]
+    (root / "JPEGImages" / f"{ids['val'][0]}.jpg").unlink()
+    with pytest.raises(DataError, match="lack JPEGImages"):
+        VOCSegmentation(root, "val")
+    # an RGB-coloured label instead of class indices
+    Image.open(root / "SegmentationClass" / f"{ids['train'][0]}.png").convert("RGB").save(
+        root / "SegmentationClass" / f"{ids['train'][0]}.png")
+    with pytest.raises(DataError, match="mode 'RGB'"):
+        ds[0]
+    (root / "ImageSets" / "Segmentation" / "empty.txt").write_text("\n")
+    with pytest.raises(DataError, match="is empty"):
+        VOCSegmentation(root, "empty")
+
+
+def test_overlay(tmp_path):
+    img = np.full((8, 10, 3), 100, np.uint8)
+    lab = np.zeros((8, 10), np.int64)
+    lab[2:5, 2:5] = 1
+    lab[0] = 255
+    row = overlay_panel(img, lab, np.zeros_like(lab))
+    assert row.shape == (8, 3 * 10 + 2 * 4, 3)
+    assert np.array_equal(row[:, :10], img)                    # the image
+    assert not np.array_equal(row[3, 14 + 3], img[3, 3])       # ground truth class 1 tinted
+    assert np.array_equal(row[3, 28 + 3], img[3, 3])           # predicted background left as is
+    assert tuple(colorize(np.array([[1, 255]]))[0, 0]) == (128, 0, 0)
+    p = save_overlay(tmp_path / "o.png", [row, row], scale=2)
+    assert Image.open(p).size == (2 * row.shape[1], 2 * (2 * 8 + 4))

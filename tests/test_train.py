@@ -1,0 +1,132 @@
+"""`fcn-kernels train / eval / demo` end to end, on a tiny model and tiny images."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from fcn_kernels.cli import main
+from test_data import write_voc
+
+TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
+
+
+def train(out, *extra):
+    return main(["train", "--data", "synthetic", *TINY, "--train-size", "6", "--val-size", "2", "--batch-size",
+                 "2", "--iters", "4", "--optimizer", "adam", "--lr", "1e-3", "--out", str(out), *extra])
+
+
+def sd(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_demo_pipeline_shortened(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--iters", "3", "--width", "0.03125", "--image-size", "32",
+               "--train-size", "8", "--val-size", "3", "--batch-size", "2", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert 0.0 <= m[k] <= 1.0
+    assert m["step"] == 3 and m["n_images"] == 3 and m["n_pixels"] == 3 * 32 * 32
+    assert set(m["per_class_iu"]) == {"background", "disk", "square", "triangle"}
+    assert m["model"]["arch"] == "fcn8s" and m["fused"] is True
+    assert (out / "checkpoint.pt").is_file()
+    pic = Image.open(out / "overlay.png")
+    assert pic.mode == "RGB" and pic.width > 2 * pic.height / 3  # 3 panels side by side, 3 rows
+    assert f"overlay written to {out / 'overlay.png'}" in text and "mean IU" in text
+
+
+def test_resume_is_exact(tmp_path):
+    extra = ["--dropout", "0.5", "--sample-p", "0.5", "--flip", "--train-size", "4"]  # every RNG in play
+    assert train(tmp_path / "a", *extra) == 0
+    # stop after the first step (a zero time budget), then continue to the end
+    assert train(tmp_path / "b", *extra, "--max-seconds", "0") == 0
+    b = sd(tmp_path / "b" / "checkpoint.pt")
+    assert b["step"] == 1
+    # the options come back from the checkpoint, the output folder is the checkpoint's
+    assert main(["train", "--resume", str(tmp_path / "b" / "checkpoint.pt"), "--no-progress"]) == 0
+    a, b = sd(tmp_path / "a" / "checkpoint.pt"), sd(tmp_path / "b" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 4 and a["epoch"] == b["epoch"] == 1
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ma = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert ma["mean_iu"] == mb["mean_iu"] and ma["final_loss"] == mb["final_loss"]
+
+
+def test_no_overwrite_and_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert train(out, "--seed", "1") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert train(out, "--seed", "1", "--overwrite") == 0
+    assert (out / "checkpoint.pt").read_bytes() != before
+    ckpt = str(out / "checkpoint.pt")
+
+    # a checkpoint of another architecture
+    assert main(["eval", "--checkpoint", ckpt, "--model", "fcn16s", "--out", str(tmp_path / "e"), *TINY[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "another architecture" in err and "arch: checkpoint has 'fcn8s', asked for 'fcn16s'" in err
+    assert train(tmp_path / "r", "--resume", ckpt, "--width", "0.0625") == 2
+    assert "another architecture" in capsys.readouterr().err
+    # weights that do not fit the model
+    bad = sd(ckpt)
+    bad["model"]["score_fr.weight"] = torch.zeros(5, 1, 1, 1)
+    torch.save(bad, tmp_path / "bad.pt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "e")]) == 2
+    assert "does not fit the model" in capsys.readouterr().err
+    torch.save({"foo": 1}, tmp_path / "other.pt")
+    assert train(tmp_path / "r", "--resume", str(tmp_path / "other.pt")) == 2
+    assert "not an fcn-kernels training checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "e")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    # missing or malformed data directories
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--iters", "1", "--out", str(tmp_path / "v")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "notvoc").mkdir()
+    assert main(["train", "--data", str(tmp_path / "notvoc"), "--iters", "1", "--out", str(tmp_path / "v")]) == 2
+    assert "not a VOC-format directory" in capsys.readouterr().err
+
+
+def test_eval_fused_and_stock_agree(tmp_path):
+    assert train(tmp_path / "run") == 0
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for flag in ("--fused", "--no-fused"):
+        out = tmp_path / flag
+        assert main(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", "synthetic",
+                     "--image-size", "32", "--val-size", "2", "--out", str(out), "--no-progress", flag]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["mean_iu"] == pytest.approx(trained["mean_iu"], abs=1e-6)
+        assert m["fused"] is (flag == "--fused") and (out / "overlay.png").is_file()
+
+
+def test_train_on_voc_tree(tmp_path, capsys):
+    root = tmp_path / "voc"
+    write_voc(root, n_train=4, n_val=2, size=(24, 30))
+    args = ["train", "--data", str(root), "--width", "0.03125", "--batch-size", "2", "--iters", "2", "--no-progress",
+            "--lr", "1e-3"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0  # images of different sizes, padded batches
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["model"]["n_class"] == 21 and len(m["per_class_iu"]) == 21 and "aeroplane" in m["per_class_iu"]
+    capsys.readouterr()
+    # with fewer classes, VOC's labels fall outside [0, n_class)
+    assert main([*args, "--n-class", "5", "--out", str(tmp_path / "run5")]) == 2
+    assert "are outside [0, 5)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fused", ["--fused", "--no-fused"])
+def test_amp_bf16(tmp_path, fused):
+    assert train(tmp_path / "amp", "--amp", "--iters", "2", fused) == 0
+    m = json.loads((tmp_path / "amp" / "metrics.json").read_text())
+    assert m["amp"] is True and m["final_loss"] == m["final_loss"]  # not NaN
+
+
+def test_class_weights_option(tmp_path, capsys):
+    assert train(tmp_path / "cw", "--class-weights", "median", "--iters", "1") == 0
+    assert "class weights:" in capsys.readouterr().out
