@@ -46,11 +46,16 @@ def check_tensor(t, name, ndim, x=None):
             raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}")
 
 
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+
+
 def autocast_inputs(*tensors):
     """Under torch.autocast for the tensors' device, floating inputs in the autocast dtype, as
     convolutions get them (the ops require one dtype; autocast mixes them). Otherwise unchanged."""
     x = tensors[0]
-    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
+    # Only device types with an autocast mode: torch >= 2.14 raises for others (meta, for shape checks).
+    if (not isinstance(x, torch.Tensor) or x.device.type not in _AUTOCAST_DEVICES
+            or not torch.is_autocast_enabled(x.device.type)):
         return tensors
     dtype = torch.get_autocast_dtype(x.device.type)
     return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
