@@ -9,3 +9,6 @@ needed) and prints registers, spills and shared memory.
 from . import upsample_skip  # noqa: F401  (registers fcn_kernels::upsample_skip_triton*)
 
 __all__ = ["upsample_skip"]
+from . import rarefied_conv2d  # noqa: F401,E402  (registers fcn_kernels::rarefied_conv2d_triton*)
+
+__all__ += ["rarefied_conv2d"]

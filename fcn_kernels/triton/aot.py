@@ -10,7 +10,10 @@ kernel is loaded on a GPU).
 
 Each kernel is compiled at its FCN specialisation (float32, 21-channel heads: 2x2 taps per
 phase, 32-wide channel blocks for the dot kernels, the widest FMA blocks); --all-variants adds
-bfloat16 (and TF32 dots) as well.
+bfloat16 (and TF32 dots) as well. rarefied_conv2d's kernels (names prefixed "rc_") are compiled at
+their largest channel blocks (the launcher's caps: 16 x 32 for float32 IEEE dots; with
+--all-variants, 32 x 64 for the tensor-core dots, bfloat16 and TF32; 16 x 16 for the FMA loops),
+with bias, and Kw padded to 4 in the depthwise weight gradient.
 """
 import argparse
 import json
@@ -29,6 +32,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
 
+from . import rarefied_conv2d as rc
 from . import upsample_skip as us
 
 ARCHS = (80, 90)
@@ -44,8 +48,41 @@ class Variant:
     constexprs: dict      # the kernel's constexprs other than the autotuned block sizes
 
 
+RC_PREFIX = "rc_"
+
+
+def _rc_variants(name):
+    """(default, extra) variants of rarefied_conv2d's kernel `name` (without the prefix)."""
+    if name in ("fwd_dw", "bwd_input_dw", "bwd_weight_dw"):
+        base = dict(ACC=tl.float32)
+        if name == "fwd_dw":
+            base["HAS_BIAS"] = True
+        if name == "bwd_weight_dw":
+            base["KWP"] = 4
+        return [Variant("fp32", "fp32", base)], [Variant("bf16", "bf16", dict(base))]
+    if name.split("_dense_")[0] in ("fwd", "bwd_input", "bwd_weight") and name.endswith(("_dot", "_fma")):
+        dot = name.endswith("_dot")
+        base = dict(USE_DOT=dot, DOT_F32=False, ACC=tl.float32, BIG=False)
+        if name.startswith("fwd"):
+            base["HAS_BIAS"] = True
+
+        def variant(dtype, prec, ci, co):
+            label = f"{'tf32' if prec == 'tf32' else dtype} c{ci}x{co}"
+            return Variant(label, dtype, dict(base, DOT_PREC=prec, BLOCK_CI=ci, BLOCK_CO=co))
+        if not dot:
+            c = rc.FMA_MAX_C
+            return [variant("fp32", "ieee", c, c)], [variant("bf16", "ieee", c, c)]
+        wide = (rc.DOT_MAX_CI, rc.DOT_MAX_CO)  # tensor-core dots
+        return [variant("fp32", "ieee", rc.IEEE_MAX_CI, rc.IEEE_MAX_CO)], \
+            [variant("bf16", "ieee", *wide), variant("fp32", "tf32", *wide)]
+    raise KeyError(f"no AOT specialisation for kernel {RC_PREFIX + name!r}: add one to fcn_kernels.triton.aot")
+
+
 def _variants(name, all_variants):
     fp32_dot, bf16_dot = "ieee", "ieee"
+    if name.startswith(RC_PREFIX):
+        out, extra = _rc_variants(name[len(RC_PREFIX):])
+        return out + (extra if all_variants else [])
     if name == "fwd_dw":
         base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True)
         out = [Variant("fp32", "fp32", dict(base, ACC=tl.float32))]
@@ -150,7 +187,9 @@ def compile_one(name, autotuner, variant, config, capability):
 
 def kernels():
     """{name: autotuned kernel} of every Triton kernel in fcn_kernels.triton."""
-    return dict(us.AUTOTUNED)
+    found = dict(us.AUTOTUNED)
+    found.update({RC_PREFIX + name: k for name, k in rc.AUTOTUNED.items()})
+    return found
 
 
 def cases(archs=ARCHS, all_variants=False):
@@ -167,12 +206,12 @@ def compile_all(archs=ARCHS, all_variants=False):
 
 
 def format_table(rows):
-    head = f"{'arch':<6} {'kernel':<21} {'variant':<9} {'config':<20} {'warps':>5} {'stages':>6} " \
+    head = f"{'arch':<6} {'kernel':<24} {'variant':<13} {'config':<20} {'warps':>5} {'stages':>6} " \
            f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7}  status"
     lines = [head, "-" * len(head)]
     for r in rows:
         status = "ok" if r.ok else (r.error or ("SPILLS" if r.spill_stores or r.spill_loads else "SMEM"))
-        lines.append(f"{r.arch:<6} {r.kernel:<21} {r.variant:<9} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
+        lines.append(f"{r.arch:<6} {r.kernel:<24} {r.variant:<13} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
                      f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7}  {status}")
     return "\n".join(lines)
 

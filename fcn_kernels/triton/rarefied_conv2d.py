@@ -1,0 +1,676 @@
+"""rarefied_conv2d in Triton (DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
+autograd, in one file (as fcn_kernels/triton/upsample_skip.py).
+
+The op is F.conv2d(x, w, b, stride=1, padding=p, dilation=r, groups=g). Index math (csrc/index/
+rarefied_conv.h): along one axis, output o reads input i = o - p + k * r through tap k; positions outside
+[0, in) are the zero padding. Only the K real taps are visited (the rarefied filter, zeros between the taps,
+is never formed).
+
+Kernels (every accumulation in float32, float64 for float64 inputs; one rounding to the output dtype):
+  forward    _fwd_dw_kernel      one input channel per group (depthwise, channel multiplier allowed): a
+                                 BLOCK_H x BLOCK_W tile of one output plane per program, row-contiguous
+                                 (coalesced) shifted loads per tap, bias added before the one store.
+             _fwd_dense_kernel   implicit GEMM: a tile of output positions x BLOCK_CO output channels per
+                                 program, reduced over (tap, input-channel chunk): tl.dot when both
+                                 per-group channel counts are >= 8 (not float64), else an FMA loop.
+  grad x     _bwd_input_dw_kernel / _bwd_input_dense_kernel: the transposed correlation
+             gx[i] = sum_{co, k} go[i + p - k * r] w[co, k], channels as above.
+  grad w     _bwd_weight_dw_kernel: per (output channel, kh), go rows read once per row and x gathered at the
+             Kw shifted columns, a [Kw, BLOCK_Q] accumulator reduced at the end; _bwd_weight_dense_kernel:
+             per tap, a [Cin/g, Cout/g] GEMM over the output positions that tap reads inside the input.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same bits
+             every run.
+  grad bias  upsample_skip's one-pass bias kernel (per-tile partial sums, fixed-order sum).
+
+The dense kernels read the weight as wk = (groups, Kh, Kw, Cin/g, Cout/g) (one permuted copy per call, so
+that the weight tiles load coalesced along the output channels).
+
+Large tensors: batch and plane offsets are int64 always; channel offsets inside one image become int64
+(constexpr BIG) when an image holds 2**31 elements or more.
+"""
+from typing import List, Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .upsample_skip import (INTERPRET, _I32, _cfg, _configs, _dot_in, _pow2, _splits, acc_dtype,  # noqa: F401
+                            dot_precision, dot_upcast, use_dot)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# autotune configs (only the first runs under the interpreter). The depthwise kernels are memory-bound:
+# 1-4K elements per program. The dense kernels' channel blocks are chosen by the launcher
+# (_channel_blocks); the configs tile the positions. Tiles stay modest: the AOT check holds every config to
+# no spills on sm_80 and sm_90 under triton 3.6 and 3.8.
+# ---------------------------------------------------------------------------------------------------------
+FWD_DW_CONFIGS = [
+    _cfg(4, BLOCK_H=4, BLOCK_W=32),
+    _cfg(4, BLOCK_H=4, BLOCK_W=64),
+    _cfg(4, BLOCK_H=8, BLOCK_W=64),
+    _cfg(8, BLOCK_H=8, BLOCK_W=128),
+    _cfg(8, BLOCK_H=16, BLOCK_W=64),
+]
+FWD_DENSE_DOT_CONFIGS = [
+    _cfg(4, 2, BLOCK_H=2, BLOCK_W=8),
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
+    _cfg(4, 3, BLOCK_H=2, BLOCK_W=32),
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
+    _cfg(8, 3, BLOCK_H=8, BLOCK_W=16),
+]
+FWD_DENSE_FMA_CONFIGS = [
+    _cfg(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
+    _cfg(4, BLOCK_H=8, BLOCK_W=16),
+    _cfg(8, BLOCK_H=8, BLOCK_W=32),
+]
+BWD_INPUT_DW_CONFIGS = [
+    _cfg(4, BLOCK_H=4, BLOCK_W=32),
+    _cfg(4, BLOCK_H=4, BLOCK_W=64),
+    _cfg(4, BLOCK_H=8, BLOCK_W=64),
+    _cfg(8, BLOCK_H=8, BLOCK_W=128),
+]
+BWD_INPUT_DENSE_DOT_CONFIGS = [
+    _cfg(4, 2, BLOCK_H=2, BLOCK_W=8),
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
+    _cfg(4, 3, BLOCK_H=2, BLOCK_W=32),
+    _cfg(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
+    _cfg(8, 3, BLOCK_H=8, BLOCK_W=16),
+]
+BWD_INPUT_DENSE_FMA_CONFIGS = [
+    _cfg(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
+    _cfg(4, BLOCK_H=8, BLOCK_W=16),
+    _cfg(8, BLOCK_H=8, BLOCK_W=32),
+]
+BWD_WEIGHT_DW_CONFIGS = [
+    _cfg(4, BLOCK_Q=32),
+    _cfg(4, BLOCK_Q=64),
+    _cfg(4, BLOCK_Q=128),
+    _cfg(8, BLOCK_Q=256),
+]
+BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
+    _cfg(4, 2, BLOCK_H=1, BLOCK_W=16),
+    _cfg(4, 2, BLOCK_H=1, BLOCK_W=32),
+    _cfg(4, 2, BLOCK_H=2, BLOCK_W=16),
+]
+BWD_WEIGHT_DENSE_FMA_CONFIGS = [
+    _cfg(4, BLOCK_H=2, BLOCK_W=16),
+    _cfg(4, BLOCK_H=4, BLOCK_W=16),
+    _cfg(8, BLOCK_H=4, BLOCK_W=32),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# forward: y[n, co, oh, ow] = b[co] + sum_{ci in group, kh, kw} x[n, ci, oh - ph + kh*rh, ow - pw + kw*rw]
+#                                                               * w[co, ci - g*cin_g, kh, kw]
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, out_ptr,
+                   Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                   HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    plane = tl.program_id(0)  # n * Cout + co
+    n = plane // Cout
+    co = plane % Cout
+    ci = co // cout_g  # one input channel per group
+    oh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    ow = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    omask = (oh < Ho) & (ow < Wo)
+    x_plane = x_ptr + (n * Cin + ci).to(tl.int64) * H * W
+    w_chan = w_ptr + co * Kh * Kw
+    acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
+    for kh in range(0, Kh):
+        ih = oh - ph + kh * rh
+        mh = omask & (ih >= 0) & (ih < H)
+        for kw in range(0, Kw):
+            iw = ow - pw + kw * rw
+            m = mh & (iw >= 0) & (iw < W)
+            xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
+            acc += xv * tl.load(w_chan + kh * Kw + kw).to(ACC)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co).to(ACC)
+    out_plane = out_ptr + plane.to(tl.int64) * Ho * Wo
+    tl.store(out_plane + oh * Wo + ow, acc.to(out_ptr.dtype.element_ty), mask=omask)
+
+
+@triton.jit
+def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
+                      Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                      HAS_BIAS: tl.constexpr, USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+                      DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+                      BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    # program -> (n, group, position tile), tile fastest; output-channel block on axis 1
+    tiles_w = tl.cdiv(Wo, BLOCK_W)
+    tiles = tl.cdiv(Ho, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
+    tile = pid % tiles
+    ng = pid // tiles
+    g = ng % groups
+    n = ng // groups
+    P: tl.constexpr = BLOCK_H * BLOCK_W
+    offs = tl.arange(0, P)
+    oh = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
+    ow = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
+    o_ok = (oh < Ho) & (ow < Wo)
+    co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    co_ok = co < cout_g
+    x_img = x_ptr + n.to(tl.int64) * Cin * H * W
+    wk_grp = wk_ptr + g * Kh * Kw * cin_g * cout_g
+    acc = tl.zeros([P, BLOCK_CO], dtype=ACC)
+    if USE_DOT:
+        # one pipelined loop over (tap, input-channel chunk)
+        n_chunks = tl.cdiv(cin_g, BLOCK_CI)
+        for kk in range(0, Kh * Kw * n_chunks):
+            tap = kk // n_chunks
+            kh = tap // Kw
+            kw = tap % Kw
+            ci = (kk % n_chunks) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+            ih = oh - ph + kh * rh
+            iw = ow - pw + kw * rw
+            m = o_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            ci_ok = ci < cin_g
+            ch = g * cin_g + ci
+            if BIG:
+                ch = ch.to(tl.int64)
+            xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
+                         mask=m[:, None] & ci_ok[None, :], other=0.0)
+            wt = tl.load(wk_grp + (tap * cin_g + ci)[:, None] * cout_g + co[None, :],
+                         mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
+            acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+    else:
+        for kh in range(0, Kh):
+            ih = oh - ph + kh * rh
+            mh = o_ok & (ih >= 0) & (ih < H)
+            for kw in range(0, Kw):
+                iw = ow - pw + kw * rw
+                m = mh & (iw >= 0) & (iw < W)
+                x_tap = x_img + ih * W + iw
+                w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + co
+                for ci in range(0, cin_g):
+                    ch = g * cin_g + ci
+                    if BIG:
+                        ch = ch.to(tl.int64)
+                    xv = tl.load(x_tap + ch * H * W, mask=m, other=0.0).to(ACC)
+                    wv = tl.load(w_tap + ci * cout_g, mask=co_ok, other=0.0).to(ACC)
+                    acc += xv[:, None] * wv[None, :]
+    co_glob = g * cout_g + co
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
+    if BIG:
+        co_glob = co_glob.to(tl.int64)
+    out_img = out_ptr + n.to(tl.int64) * Cout * Ho * Wo
+    tl.store(out_img + co_glob[None, :] * Ho * Wo + (oh * Wo + ow)[:, None], acc.to(out_ptr.dtype.element_ty),
+             mask=o_ok[:, None] & co_ok[None, :])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grad x: gx[n, ci, i, j] = sum_{co in group, kh, kw} go[n, co, i + ph - kh*rh, j + pw - kw*rw] w[co, ci, kh, kw]
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                         ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    plane = tl.program_id(0)  # n * Cin + ci
+    n = plane // Cin
+    ci = plane % Cin
+    ih = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    iw = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    in_ok = (ih < H) & (iw < W)
+    acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
+    for mult in range(0, cout_g):  # the output channels of this input channel's group
+        co = ci * cout_g + mult
+        go_plane = go_ptr + (n * Cout + co).to(tl.int64) * Ho * Wo
+        w_chan = w_ptr + co * Kh * Kw
+        for kh in range(0, Kh):
+            oh = ih + ph - kh * rh
+            mh = in_ok & (oh >= 0) & (oh < Ho)
+            for kw in range(0, Kw):
+                ow = iw + pw - kw * rw
+                m = mh & (ow >= 0) & (ow < Wo)
+                gv = tl.load(go_plane + oh * Wo + ow, mask=m, other=0.0).to(ACC)
+                acc += gv * tl.load(w_chan + kh * Kw + kw).to(ACC)
+    gx_plane = gx_ptr + plane.to(tl.int64) * H * W
+    tl.store(gx_plane + ih * W + iw, acc.to(gx_ptr.dtype.element_ty), mask=in_ok)
+
+
+@triton.jit
+def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
+                            Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                            USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
+                            ACC: tl.constexpr, BIG: tl.constexpr,
+                            BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                            BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
+    tile = pid % tiles
+    ng = pid // tiles
+    g = ng % groups
+    n = ng // groups
+    P: tl.constexpr = BLOCK_H * BLOCK_W
+    offs = tl.arange(0, P)
+    ih = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
+    iw = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
+    in_ok = (ih < H) & (iw < W)
+    ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    ci_ok = ci < cin_g
+    ci_glob = g * cin_g + ci
+    go_img = go_ptr + n.to(tl.int64) * Cout * Ho * Wo
+    wk_grp = wk_ptr + g * Kh * Kw * cin_g * cout_g
+    acc = tl.zeros([P, BLOCK_CI], dtype=ACC)
+    if USE_DOT:
+        # one pipelined loop over (tap, output-channel chunk)
+        n_chunks = tl.cdiv(cout_g, BLOCK_CO)
+        for kk in range(0, Kh * Kw * n_chunks):
+            tap = kk // n_chunks
+            kh = tap // Kw
+            kw = tap % Kw
+            co = (kk % n_chunks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+            oh = ih + ph - kh * rh
+            ow = iw + pw - kw * rw
+            m = in_ok & (oh >= 0) & (oh < Ho) & (ow >= 0) & (ow < Wo)
+            co_ok = co < cout_g
+            ch = g * cout_g + co
+            if BIG:
+                ch = ch.to(tl.int64)
+            got = tl.load(go_img + ch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
+                          mask=m[:, None] & co_ok[None, :], other=0.0)
+            wt = tl.load(wk_grp + (tap * cin_g + ci[None, :]) * cout_g + co[:, None],
+                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
+            acc = tl.dot(_dot_in(got, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+    else:
+        for kh in range(0, Kh):
+            oh = ih + ph - kh * rh
+            mh = in_ok & (oh >= 0) & (oh < Ho)
+            for kw in range(0, Kw):
+                ow = iw + pw - kw * rw
+                m = mh & (ow >= 0) & (ow < Wo)
+                go_tap = go_img + oh * Wo + ow
+                w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + ci * cout_g
+                for co in range(0, cout_g):
+                    ch = g * cout_g + co
+                    if BIG:
+                        ch = ch.to(tl.int64)
+                    gv = tl.load(go_tap + ch * Ho * Wo, mask=m, other=0.0).to(ACC)
+                    wv = tl.load(w_tap + co, mask=ci_ok, other=0.0).to(ACC)
+                    acc += gv[:, None] * wv[None, :]
+    if BIG:
+        ci_glob = ci_glob.to(tl.int64)
+    gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
+    tl.store(gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None], acc.to(gx_ptr.dtype.element_ty),
+             mask=in_ok[:, None] & ci_ok[None, :])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grad w: gw[co, ci, kh, kw] = sum_{n, oh, ow} go[n, co, oh, ow] x[n, ci, oh - ph + kh*rh, ow - pw + kw*rw],
+# (oh, ow) over the outputs whose tap (kh, kw) reads a real input (_tap_lo / _tap_hi: outputs_for_tap).
+# Partial sums per split go to part[split, ...] in the weight's layout; the launcher sums them in a fixed
+# order.
+# ---------------------------------------------------------------------------------------------------------
+@triton.jit
+def _tap_lo(k, r, p):
+    return tl.maximum(p - k * r, 0)
+
+
+@triton.jit
+def _tap_hi(k, r, p, n_in, n_out):
+    return tl.minimum(n_out, n_in + p - k * r)
+
+
+@triton.jit
+def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                          SPLIT, KWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr):
+    # One (output channel, kh) and every SPLIT-th output row of the tap's window. The go row is read once
+    # per chunk of columns; x is gathered at the Kw shifted columns (the same input row, cached) into a
+    # [KWP, BLOCK_Q] accumulator that one reduction per kw turns into w[co, 0, kh, kw].
+    task = tl.program_id(0)  # co * Kh + kh
+    split = tl.program_id(1)
+    co = task // Kh
+    kh = task % Kh
+    ci = co // cout_g
+    oh_lo = _tap_lo(kh, rh, ph)
+    rows = tl.maximum(_tap_hi(kh, rh, ph, H, Ho) - oh_lo, 0)
+    kw = tl.arange(0, KWP)[:, None]
+    kw_ok = kw < Kw
+    q = tl.arange(0, BLOCK_Q)[None, :]
+    acc = tl.zeros([KWP, BLOCK_Q], dtype=ACC)
+    for t in range(split, N * rows, SPLIT):
+        n = t // rows
+        oh = oh_lo + t % rows
+        go_row = go_ptr + (n * Cout + co).to(tl.int64) * Ho * Wo + oh * Wo
+        x_row = x_ptr + (n * Cin + ci).to(tl.int64) * H * W + (oh - ph + kh * rh) * W
+        for j0 in range(0, Wo, BLOCK_Q):
+            ow = j0 + q
+            o_ok = ow < Wo
+            gv = tl.load(go_row + ow, mask=o_ok, other=0.0).to(ACC)
+            iw = ow - pw + kw * rw
+            m = o_ok & kw_ok & (iw >= 0) & (iw < W)
+            xv = tl.load(x_row + iw, mask=m, other=0.0).to(ACC)
+            acc += gv * xv
+    tot = tl.sum(acc, axis=1)  # [KWP]
+    kw1 = tl.arange(0, KWP)
+    out = part_ptr + split.to(tl.int64) * Cout * Kh * Kw + task * Kw
+    tl.store(out + kw1, tot.to(part_ptr.dtype.element_ty), mask=kw1 < Kw)
+
+
+@triton.jit
+def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
+                             N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
+                             USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
+                             ACC: tl.constexpr, BIG: tl.constexpr,
+                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    ci_tiles = tl.cdiv(cin_g, BLOCK_CI)
+    co_tiles = tl.cdiv(cout_g, BLOCK_CO)
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    co_t = pid % co_tiles
+    rest = pid // co_tiles
+    ci_t = rest % ci_tiles
+    rest = rest // ci_tiles
+    g = rest % groups
+    tap = rest // groups
+    kh = tap // Kw
+    kw = tap % Kw
+    oh_lo = _tap_lo(kh, rh, ph)
+    oh_hi = _tap_hi(kh, rh, ph, H, Ho)
+    ow_lo = _tap_lo(kw, rw, pw)
+    ow_hi = _tap_hi(kw, rw, pw, W, Wo)
+    n_rt = tl.cdiv(tl.maximum(oh_hi - oh_lo, 0), BLOCK_H)
+    ci = ci_t * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    co = co_t * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    ci_ok = ci < cin_g
+    co_ok = co < cout_g
+    xch = g * cin_g + ci
+    gch = g * cout_g + co
+    if BIG:
+        xch = xch.to(tl.int64)
+        gch = gch.to(tl.int64)
+    shift = (kh * rh - ph) * W + kw * rw - pw  # x position of output (oh, ow) through this tap, minus oh*W + ow
+    P: tl.constexpr = BLOCK_H * BLOCK_W
+    offs = tl.arange(0, P)
+    acc = tl.zeros([BLOCK_CI, BLOCK_CO], dtype=ACC)
+    for t in range(split, N * n_rt, SPLIT):
+        n = t // n_rt
+        oh = oh_lo + (t % n_rt) * BLOCK_H + offs // BLOCK_W
+        x_img = x_ptr + n.to(tl.int64) * Cin * H * W
+        go_img = go_ptr + n.to(tl.int64) * Cout * Ho * Wo
+        for w0 in range(ow_lo, ow_hi, BLOCK_W):
+            ow = w0 + offs % BLOCK_W
+            m = (oh < oh_hi) & (ow < ow_hi)
+            xt = tl.load(x_img + xch[:, None] * H * W + (oh * W + ow + shift)[None, :],
+                         mask=ci_ok[:, None] & m[None, :], other=0.0)
+            gt = tl.load(go_img + gch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
+                         mask=m[:, None] & co_ok[None, :], other=0.0)
+            if USE_DOT:
+                acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(gt, DOT_F32), acc, input_precision=DOT_PREC)
+            else:
+                acc += tl.sum(xt.to(ACC)[:, :, None] * gt.to(ACC)[None, :, :], axis=1)
+    w_idx = ((g * cout_g + co[None, :]) * cin_g + ci[:, None]) * Kh * Kw + tap
+    out = part_ptr + split.to(tl.int64) * Cout * cin_g * Kh * Kw
+    tl.store(out + w_idx, acc.to(part_ptr.dtype.element_ty), mask=ci_ok[:, None] & co_ok[None, :])
+
+
+_DENSE_KEY = ["cin_g", "cout_g", "H", "W", "Kh", "Kw", "rh", "rw"]
+_fwd_dw = triton.autotune(_configs(FWD_DW_CONFIGS), key=["Ho", "Wo", "Kh", "Kw"])(_fwd_dw_kernel)
+_fwd_dense_dot = triton.autotune(_configs(FWD_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(_fwd_dense_kernel)
+_fwd_dense_fma = triton.autotune(_configs(FWD_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(_fwd_dense_kernel)
+_bwd_input_dw = triton.autotune(_configs(BWD_INPUT_DW_CONFIGS), key=["H", "W", "Kh", "Kw", "cout_g"])(
+    _bwd_input_dw_kernel)
+_bwd_input_dense_dot = triton.autotune(_configs(BWD_INPUT_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(
+    _bwd_input_dense_kernel)
+_bwd_input_dense_fma = triton.autotune(_configs(BWD_INPUT_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(
+    _bwd_input_dense_kernel)
+_bwd_weight_dw = triton.autotune(_configs(BWD_WEIGHT_DW_CONFIGS), key=["Wo", "Kw"])(_bwd_weight_dw_kernel)
+_bwd_weight_dense_dot = triton.autotune(_configs(BWD_WEIGHT_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(
+    _bwd_weight_dense_kernel)
+_bwd_weight_dense_fma = triton.autotune(_configs(BWD_WEIGHT_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(
+    _bwd_weight_dense_kernel)
+
+# (name, autotuned kernel) for every kernel above: the AOT check (fcn_kernels.triton.aot) compiles each
+# with each of its configs.
+AUTOTUNED = {
+    "fwd_dw": _fwd_dw,
+    "fwd_dense_dot": _fwd_dense_dot,
+    "fwd_dense_fma": _fwd_dense_fma,
+    "bwd_input_dw": _bwd_input_dw,
+    "bwd_input_dense_dot": _bwd_input_dense_dot,
+    "bwd_input_dense_fma": _bwd_input_dense_fma,
+    "bwd_weight_dw": _bwd_weight_dw,
+    "bwd_weight_dense_dot": _bwd_weight_dense_dot,
+    "bwd_weight_dense_fma": _bwd_weight_dense_fma,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# launchers (plain functions on tensors; importable and callable without the op registration). Arguments:
+# rarefaction and padding as pairs (rows, cols), groups an int, already validated.
+# ---------------------------------------------------------------------------------------------------------
+# Largest channel blocks of the dense kernels, (input, output) channels per program and tl.dot step:
+# tensor-core dots (bfloat16, float16, TF32); float32 "ieee" dots, which Triton emulates with FMAs in
+# registers (larger blocks spill on sm_80 under triton 3.8); the FMA loops.
+DOT_MAX_CI, DOT_MAX_CO = 32, 64
+IEEE_MAX_CI, IEEE_MAX_CO = 16, 32
+FMA_MAX_C = 16
+
+
+def _channel_blocks(cin_g, cout_g, dot, prec="ieee", dtype=torch.float32):
+    if dot:  # [16, 16] is tl.dot's smallest tile
+        ieee = dtype == torch.float32 and prec == "ieee"
+        ci_max, co_max = (IEEE_MAX_CI, IEEE_MAX_CO) if ieee else (DOT_MAX_CI, DOT_MAX_CO)
+        return _pow2(cin_g, 16, ci_max), _pow2(cout_g, 16, co_max)
+    return _pow2(cin_g, 1, FMA_MAX_C), _pow2(cout_g, 1, FMA_MAX_C)
+
+
+def _big(*tensors):
+    """Whether one image (batch element) of any tensor holds 2**31 elements or more."""
+    return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= _I32 for t in tensors)
+
+
+def _check_planes(*shapes):
+    for s in shapes:
+        if s[-1] * s[-2] >= _I32:
+            raise ValueError(f"rarefied_conv2d (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _output_hw(H, W, Kh, Kw, rh, rw, ph, pw):
+    return H + 2 * ph - (Kh - 1) * rh, W + 2 * pw - (Kw - 1) * rw
+
+
+def _tap_major(weight, groups):
+    """(Cout, Cin/g, Kh, Kw) -> contiguous (groups, Kh, Kw, Cin/g, Cout/g): the dense kernels' layout."""
+    cout, cin_g, kh, kw = weight.shape
+    return weight.view(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1).contiguous()
+
+
+def forward(x, weight, bias, rarefaction, padding, groups):
+    (rh, rw), (ph, pw) = rarefaction, padding
+    N, Cin, H, W = x.shape
+    Cout, cin_g, Kh, Kw = weight.shape
+    cout_g = Cout // groups
+    Ho, Wo = _output_hw(H, W, Kh, Kw, rh, rw, ph, pw)
+    out = torch.empty((N, Cout, Ho, Wo), device=x.device, dtype=x.dtype)
+    if out.numel() == 0:
+        return out
+    x = x.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    _check_planes(x.shape, out.shape)
+    acc = acc_dtype(x.dtype)
+    b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
+    if cin_g == 1:
+        weight = weight.contiguous()
+        grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
+        wrap_triton(_fwd_dw)[grid](x, weight, b_arg, out, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+                                   HAS_BIAS=bias is not None, ACC=acc)
+        return out
+    dot = use_dot(cin_g, cout_g, x.dtype)
+    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
+    grid = lambda m: (N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
+                      triton.cdiv(cout_g, block_co))
+    wrap_triton(_fwd_dense_dot if dot else _fwd_dense_fma)[grid](
+        x, _tap_major(weight, groups), b_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
+        Ho, Wo, HAS_BIAS=bias is not None, USE_DOT=dot, DOT_PREC=dot_precision(x.dtype),
+        DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=_big(x, out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    return out
+
+
+def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
+    (rh, rw), (ph, pw) = rarefaction, padding
+    N, Cin, H, W = input_size
+    Cout, cin_g, Kh, Kw = weight.shape
+    cout_g = Cout // groups
+    _, _, Ho, Wo = grad_out.shape
+    if grad_out.numel() == 0 or N * Cin * H * W == 0:
+        return grad_out.new_zeros(input_size)
+    gx = grad_out.new_empty(input_size)
+    grad_out = grad_out.contiguous()
+    _check_planes(gx.shape, grad_out.shape)
+    acc = acc_dtype(grad_out.dtype)
+    if cin_g == 1:
+        grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+        wrap_triton(_bwd_input_dw)[grid](grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, H, W, Kh, Kw,
+                                         rh, rw, ph, pw, Ho, Wo, ACC=acc)
+        return gx
+    dot = use_dot(cin_g, cout_g, grad_out.dtype)
+    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
+    grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
+                      triton.cdiv(cin_g, block_ci))
+    wrap_triton(_bwd_input_dense_dot if dot else _bwd_input_dense_fma)[grid](
+        grad_out, _tap_major(weight, groups), gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
+        Ho, Wo, USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
+        BIG=_big(gx, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    return gx
+
+
+# rows of output positions per reduction step of the dense weight gradient (for the split count only)
+_DENSE_WEIGHT_ROWS = 2
+
+
+def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
+    (rh, rw), (ph, pw) = rarefaction, padding
+    N, Cin, H, W = x.shape
+    Cout, cin_g, Kh, Kw = weight_size
+    cout_g = Cout // groups
+    _, _, Ho, Wo = grad_out.shape
+    if grad_out.numel() == 0 or x.numel() == 0:
+        return grad_out.new_zeros(weight_size)
+    grad_out, x = grad_out.contiguous(), x.contiguous()
+    _check_planes(x.shape, grad_out.shape)
+    acc = acc_dtype(x.dtype)
+    part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    numel = Cout * cin_g * Kh * Kw
+    if cin_g == 1:
+        tasks = Cout * Kh
+        split = _splits(tasks, N * Ho, x.device)
+        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
+        wrap_triton(_bwd_weight_dw)[(tasks, split)](
+            grad_out, x, part, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
+            KWP=triton.next_power_of_2(Kw), ACC=acc)
+    else:
+        dot = use_dot(cin_g, cout_g, x.dtype)
+        block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
+        tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
+        split = _splits(tasks, N * _ceil_div(Ho, _DENSE_WEIGHT_ROWS), x.device)
+        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
+        wrap_triton(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma)[(tasks, split)](
+            grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
+            USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
+            BIG=_big(x, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
+    return part.sum(0).view(weight_size).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torch.library registration: triton_op (torch.compile sees the kernels), fake via the triton_op body,
+# autograd (and double backward).
+# ---------------------------------------------------------------------------------------------------------
+@triton_op("fcn_kernels::rarefied_conv2d_triton", mutates_args={})
+def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                           rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+    return forward(x, weight, bias, tuple(rarefaction), tuple(padding), groups)
+
+
+@triton_op("fcn_kernels::rarefied_conv2d_triton_backward_input", mutates_args={})
+def rarefied_conv2d_triton_backward_input(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
+                                          rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+    return backward_input(grad_out, weight, list(input_size), tuple(rarefaction), tuple(padding), groups)
+
+
+@triton_op("fcn_kernels::rarefied_conv2d_triton_backward_weight", mutates_args={})
+def rarefied_conv2d_triton_backward_weight(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
+                                           rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+    return backward_weight(grad_out, x, list(weight_size), tuple(rarefaction), tuple(padding), groups)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, rarefaction, padding, groups = inputs
+    ctx.save_for_backward(x if weight.requires_grad else None, weight if x.requires_grad else None)
+    ctx.geometry = (list(rarefaction), list(padding), groups)
+    ctx.x_size = list(x.shape)
+    ctx.weight_size = list(weight.shape)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    rarefaction, padding, groups = ctx.geometry
+    gx = gw = gb = None
+    ops = torch.ops.fcn_kernels
+    if ctx.needs_input_grad[0]:
+        gx = ops.rarefied_conv2d_triton_backward_input(grad, weight, ctx.x_size, rarefaction, padding, groups)
+    if ctx.needs_input_grad[1]:  # a fixed weight costs no weight-gradient work
+        gw = ops.rarefied_conv2d_triton_backward_weight(grad, x, ctx.weight_size, rarefaction, padding, groups)
+    if ctx.needs_input_grad[2]:
+        if grad.requires_grad:  # double backward: a differentiable stock sum
+            gb = grad.sum((0, 2, 3))
+        else:  # upsample_skip's one-pass bias kernel: per-tile partial sums, fixed-order sum
+            gb = ops.upsample_skip_triton_backward_skip(grad, [], [0, 0], True)[1]
+    return gx, gw, gb, None, None, None
+
+
+rarefied_conv2d_triton.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Double backward: both backward ops are bilinear, so each one's gradients are the forward (no bias) and
+# the other backward op.
+def _setup_bwd(ctx, inputs, output):
+    grad_out, t, size, rarefaction, padding, groups = inputs
+    ctx.save_for_backward(grad_out, t)
+    ctx.geometry = (list(size), list(rarefaction), list(padding), groups)
+
+
+def _backward_of_backward_input(ctx, gg):  # inputs (grad_out, weight)
+    grad_out, weight = ctx.saved_tensors
+    x_size, rarefaction, padding, groups = ctx.geometry
+    d_go = d_w = None
+    ops = torch.ops.fcn_kernels
+    if ctx.needs_input_grad[0]:
+        d_go = ops.rarefied_conv2d_triton(gg, weight, None, rarefaction, padding, groups)
+    if ctx.needs_input_grad[1]:
+        d_w = ops.rarefied_conv2d_triton_backward_weight(grad_out, gg, list(weight.shape), rarefaction, padding,
+                                                         groups)
+    return d_go, d_w, None, None, None, None
+
+
+def _backward_of_backward_weight(ctx, gg):  # inputs (grad_out, x)
+    grad_out, x = ctx.saved_tensors
+    w_size, rarefaction, padding, groups = ctx.geometry
+    d_go = d_x = None
+    ops = torch.ops.fcn_kernels
+    if ctx.needs_input_grad[0]:
+        d_go = ops.rarefied_conv2d_triton(x, gg, None, rarefaction, padding, groups)
+    if ctx.needs_input_grad[1]:
+        d_x = ops.rarefied_conv2d_triton_backward_input(grad_out, gg, list(x.shape), rarefaction, padding, groups)
+    return d_go, d_x, None, None, None, None
+
+
+rarefied_conv2d_triton_backward_input.register_autograd(_backward_of_backward_input, setup_context=_setup_bwd)
+rarefied_conv2d_triton_backward_weight.register_autograd(_backward_of_backward_weight, setup_context=_setup_bwd)
+
+
+def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):
+    """Entry point of fcn_kernels.rarefied_conv2d for backend "triton" (arguments already validated,
+    rarefaction and padding normalised to pairs)."""
+    return torch.ops.fcn_kernels.rarefied_conv2d_triton(x, weight, bias, list(rarefaction), list(padding), groups)
