@@ -118,6 +118,27 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
   });
 }
 
+// B[grp, (ci_l, th, tw), (co_l, rh, rw)] = w[ci, co_l, rh + th * sh, rw + tw * sw] (0 past the kernel):
+// the weight regrouped by output phase, shared by the forward and input-gradient GEMMs.
+template <typename scalar_t>
+at::Tensor weight_blocks(const Geometry& g, const scalar_t* w, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
+  const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
+  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
+  acc_t* b = B.mutable_data_ptr<acc_t>();
+  for (int64_t ci = 0; ci < g.Cin; ++ci)
+    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+      for (int64_t kh = 0; kh < g.Kh; ++kh)
+        for (int64_t kw = 0; kw < g.Kw; ++kw) {
+          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
+          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
+          b[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
+        }
+  return B;
+}
+
 // Dense and grouped weights with many channels: per output block row, a GEMM. Full-output
 // position (bi * sh + rh, bj * sw + rw) receives x[ci, bi - th, bj - tw] * w[ci, co, rh + th * sh,
 // rw + tw * sw], so for one block row bi and group
@@ -131,16 +152,7 @@ void forward_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
   const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
-  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
-  acc_t* b_ptr = B.mutable_data_ptr<acc_t>();
-  for (int64_t ci = 0; ci < g.Cin; ++ci)
-    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-      for (int64_t kh = 0; kh < g.Kh; ++kh)
-        for (int64_t kw = 0; kw < g.Kw; ++kw) {
-          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
-          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
-          b_ptr[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
-        }
+  const auto B = weight_blocks(g, w, acc_options);
   const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
   const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
   const int64_t tasks = g.N * g.groups * (bi_hi - bi_lo);
@@ -183,6 +195,49 @@ void forward_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w
             }
           }
         }
+      }
+    }
+  });
+}
+
+// The input gradient of the GEMM path. With grad_out in block form, G[(bi, bj), (co_l, rh, rw)] =
+// grad_out[co, bi * sh + rh - oy, bj * sw + rw - ox] (zero outside the crop window),
+//   grad_x[ci, ih, iw] = sum over (th, tw) of G[(ih + th, iw + tw), :] . B[grp, (ci_l, th, tw), :]
+// so each input row is Th * Tw GEMMs (W x cols) @ (cols x cin_g) over a tile of G built per task.
+template <typename scalar_t>
+void backward_input_gemm_kernel(const Geometry& g, const scalar_t* go, const scalar_t* w, scalar_t* gx,
+                                const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
+  const int64_t cols = cout_g * g.sh * g.sw, nbw = g.W + Tw - 1;
+  const auto B = weight_blocks(g, w, acc_options).view({g.groups, cin_g, Th, Tw, cols});
+  const int64_t tasks = g.N * g.groups * g.H;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    auto G = at::empty({Th, nbw, cols}, acc_options), C = at::empty({g.W, cin_g}, acc_options);
+    acc_t* gp = G.mutable_data_ptr<acc_t>();
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ih = task % g.H, grp = (task / g.H) % g.groups, n = task / (g.H * g.groups);
+      for (int64_t th = 0; th < Th; ++th)
+        for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+          for (int64_t rh = 0; rh < g.sh; ++rh) {
+            const int64_t i = (ih + th) * g.sh + rh - g.oy;
+            const scalar_t* grow = (i >= 0 && i < g.Ho) ? go + g.out_index(n, grp * cout_g + co_l, i, 0) : nullptr;
+            acc_t* dst = gp + th * nbw * cols + (co_l * g.sh + rh) * g.sw;
+            for (int64_t bj = 0; bj < nbw; ++bj)
+              for (int64_t rw = 0; rw < g.sw; ++rw) {
+                const int64_t j = bj * g.sw + rw - g.ox;
+                dst[bj * cols + rw] = (grow && j >= 0 && j < g.Wo) ? static_cast<acc_t>(grow[j]) : acc_t(0);
+              }
+          }
+      C.zero_();
+      for (int64_t th = 0; th < Th; ++th)
+        for (int64_t tw = 0; tw < Tw; ++tw)
+          C.addmm_(G[th].narrow(0, tw, g.W), B[grp].select(1, th).select(1, tw).t());
+      const acc_t* c = C.const_data_ptr<acc_t>();
+      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l) {
+        scalar_t* out_row = gx + g.x_index(n, grp * cin_g + ci_l, ih, 0);
+        for (int64_t iw = 0; iw < g.W; ++iw) out_row[iw] = static_cast<scalar_t>(c[iw * cin_g + ci_l]);
       }
     }
   });
@@ -285,6 +340,11 @@ void with_stride(int64_t sw, Fn&& fn) {
   }
 }
 
+template <typename scalar_t>
+constexpr at::ScalarType acc_scalar_type() {
+  return c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value;
+}
+
 template <typename T>
 const T* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
@@ -301,8 +361,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
     const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
     scalar_t* op = p.out.mutable_data_ptr<scalar_t>();
     if (use_gemm(p.g)) {
-      const auto acc_options = x.options().dtype(c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value);
-      forward_gemm_kernel(p.g, xp, wp, bp, sp, op, acc_options);
+      forward_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { forward_kernel(sw, p.g, xp, wp, bp, sp, op); });
     }
@@ -316,10 +375,13 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
                                 c10::DeviceType::CPU);
   if (p.out.numel() == 0) return p.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
-    with_stride(p.g.sw, [&](auto sw) {
-      backward_input_kernel(sw, p.g, p.a.const_data_ptr<scalar_t>(), p.b.const_data_ptr<scalar_t>(),
-                            p.out.mutable_data_ptr<scalar_t>());
-    });
+    const scalar_t *gop = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
+    scalar_t* gxp = p.out.mutable_data_ptr<scalar_t>();
+    if (use_gemm(p.g)) {
+      backward_input_gemm_kernel(p.g, gop, wp, gxp, grad_out.options().dtype(acc_scalar_type<scalar_t>()));
+    } else {
+      with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
+    }
   });
   return p.out;
 }
