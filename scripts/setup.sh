@@ -10,7 +10,7 @@ venv=${FCN_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip() { "$venv/bin/python" -m pip "$@"; }
 pip install -q --disable-pip-version-check --upgrade pip setuptools wheel ninja 2>&1 | grep -v "is ignored: it is neither" || true
-pip install -q --disable-pip-version-check "${FCN_TORCH:-torch==2.14.1}" 2>&1 | grep -v "is ignored: it is neither" || true
+pip install -q --disable-pip-version-check "${FCN_TORCH:-torch==2.14.1}" numpy 2>&1 | grep -v "is ignored: it is neither" || true
 # Triton for the triton backend (tested on CPU through its interpreter). CUDA builds of torch bring the
 # triton they were built with; only a CPU torch needs one here (3.6: the GPU image's version).
 "$venv/bin/python" -c "import triton" 2>/dev/null ||
