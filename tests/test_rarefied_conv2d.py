@@ -382,3 +382,12 @@ def test_module_from_conv(seed):
         RarefiedConv2d.from_conv(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="divisible by groups"):
         RarefiedConv2d(3, 4, 3, groups=2)
+
+
+def test_gradgradcheck_cpu(seed):
+    """Double backward goes through the explicit backward ops, which have autograd of their own."""
+    x = torch.randn(1, 4, 7, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2, backend="cpu")
+    assert torch.autograd.gradgradcheck(fn, (x, weight, bias)), f"seed={seed}"

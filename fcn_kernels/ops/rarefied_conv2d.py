@@ -3,6 +3,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int, check_tensor, pair
+from ._double_backward import register_double_backward
 
 
 def validate(x, weight, bias, rarefaction, padding, groups):
@@ -101,3 +102,7 @@ if _ext.HAS_EXTENSION:
         return grad_out.new_empty(weight_size)
 
     torch.library.register_autograd("fcn_kernels::rarefied_conv2d", _backward, setup_context=_setup_context)
+    ops = torch.ops.fcn_kernels
+    register_double_backward(
+        ops.rarefied_conv2d_backward_input.default, ops.rarefied_conv2d_backward_weight.default,
+        lambda x, w, go, rarefaction, padding, groups: ops.rarefied_conv2d(x, w, None, rarefaction, padding, groups))

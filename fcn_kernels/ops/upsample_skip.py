@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int, check_tensor, pair
+from ._double_backward import register_double_backward
 
 
 def _full_size(n, s, k):
@@ -120,40 +121,8 @@ if _ext.HAS_EXTENSION:
 
     torch.library.register_autograd("fcn_kernels::upsample_skip", _backward, setup_context=_setup_context)
 
-    # Double backward. Both backward ops are bilinear: with y = J(w) x the forward,
-    # grad_x = J(w)^T g and grad_w = the weight-gradient of <J(w) x, g>, so each one's
-    # gradients are the other two ops (the forward without bias or skip, or a backward op).
-    def _setup_bwd(ctx, inputs, output):
-        grad_out, t, size, stride, groups, out_offset = inputs
-        ctx.save_for_backward(grad_out, t)
-        ctx.geometry = (list(size), stride, groups, out_offset)
-
-    def _forward_no_skip(x, w, stride, groups, out_offset, out_size):
-        return torch.ops.fcn_kernels.upsample_skip(x, w, None, None, stride, groups, out_offset, out_size, [0, 0])
-
-    def _backward_of_backward_input(ctx, gg):  # inputs (grad_out, weight)
-        grad_out, weight = ctx.saved_tensors
-        x_size, stride, groups, out_offset = ctx.geometry
-        d_go = d_w = None
-        if ctx.needs_input_grad[0]:
-            d_go = _forward_no_skip(gg, weight, stride, groups, out_offset, list(grad_out.shape[2:]))
-        if ctx.needs_input_grad[1]:
-            d_w = torch.ops.fcn_kernels.upsample_skip_backward_weight(grad_out, gg, list(weight.shape), stride,
-                                                                      groups, out_offset)
-        return d_go, d_w, None, None, None, None
-
-    def _backward_of_backward_weight(ctx, gg):  # inputs (grad_out, x)
-        grad_out, x = ctx.saved_tensors
-        w_size, stride, groups, out_offset = ctx.geometry
-        d_go = d_x = None
-        if ctx.needs_input_grad[0]:
-            d_go = _forward_no_skip(x, gg, stride, groups, out_offset, list(grad_out.shape[2:]))
-        if ctx.needs_input_grad[1]:
-            d_x = torch.ops.fcn_kernels.upsample_skip_backward_input(grad_out, gg, list(x.shape), stride, groups,
-                                                                     out_offset)
-        return d_go, d_x, None, None, None, None
-
-    torch.library.register_autograd("fcn_kernels::upsample_skip_backward_input", _backward_of_backward_input,
-                                    setup_context=_setup_bwd)
-    torch.library.register_autograd("fcn_kernels::upsample_skip_backward_weight", _backward_of_backward_weight,
-                                    setup_context=_setup_bwd)
+    ops = torch.ops.fcn_kernels
+    register_double_backward(
+        ops.upsample_skip_backward_input.default, ops.upsample_skip_backward_weight.default,
+        lambda x, w, go, stride, groups, out_offset: ops.upsample_skip(
+            x, w, None, None, stride, groups, out_offset, list(go.shape[2:]), [0, 0]))

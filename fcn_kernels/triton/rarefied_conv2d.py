@@ -35,6 +35,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ..ops._double_backward import register_double_backward
+
 from .upsample_skip import (INTERPRET, _I32, _cfg, _configs, _dot_in, _pow2, _splits, acc_dtype,  # noqa: F401
                             dot_precision, dot_upcast, use_dot)
 
@@ -633,41 +635,10 @@ def _backward(ctx, grad):
 rarefied_conv2d_triton.register_autograd(_backward, setup_context=_setup_context)
 
 
-# Double backward: both backward ops are bilinear, so each one's gradients are the forward (no bias) and
-# the other backward op.
-def _setup_bwd(ctx, inputs, output):
-    grad_out, t, size, rarefaction, padding, groups = inputs
-    ctx.save_for_backward(grad_out, t)
-    ctx.geometry = (list(size), list(rarefaction), list(padding), groups)
-
-
-def _backward_of_backward_input(ctx, gg):  # inputs (grad_out, weight)
-    grad_out, weight = ctx.saved_tensors
-    x_size, rarefaction, padding, groups = ctx.geometry
-    d_go = d_w = None
-    ops = torch.ops.fcn_kernels
-    if ctx.needs_input_grad[0]:
-        d_go = ops.rarefied_conv2d_triton(gg, weight, None, rarefaction, padding, groups)
-    if ctx.needs_input_grad[1]:
-        d_w = ops.rarefied_conv2d_triton_backward_weight(grad_out, gg, list(weight.shape), rarefaction, padding,
-                                                         groups)
-    return d_go, d_w, None, None, None, None
-
-
-def _backward_of_backward_weight(ctx, gg):  # inputs (grad_out, x)
-    grad_out, x = ctx.saved_tensors
-    w_size, rarefaction, padding, groups = ctx.geometry
-    d_go = d_x = None
-    ops = torch.ops.fcn_kernels
-    if ctx.needs_input_grad[0]:
-        d_go = ops.rarefied_conv2d_triton(x, gg, None, rarefaction, padding, groups)
-    if ctx.needs_input_grad[1]:
-        d_x = ops.rarefied_conv2d_triton_backward_input(grad_out, gg, list(x.shape), rarefaction, padding, groups)
-    return d_go, d_x, None, None, None, None
-
-
-rarefied_conv2d_triton_backward_input.register_autograd(_backward_of_backward_input, setup_context=_setup_bwd)
-rarefied_conv2d_triton_backward_weight.register_autograd(_backward_of_backward_weight, setup_context=_setup_bwd)
+register_double_backward(
+    rarefied_conv2d_triton_backward_input, rarefied_conv2d_triton_backward_weight,
+    lambda x, w, go, rarefaction, padding, groups: torch.ops.fcn_kernels.rarefied_conv2d_triton(
+        x, w, None, rarefaction, padding, groups))
 
 
 def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):

@@ -35,6 +35,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ..ops._double_backward import register_double_backward
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _I32 = 2**31
 
@@ -803,44 +805,10 @@ def _backward(ctx, grad):
 upsample_skip_triton.register_autograd(_backward, setup_context=_setup_context)
 
 
-# Double backward (as for the C++ ops): both backward ops are bilinear, so each one's gradients are the
-# forward (no bias, no skip) and the other backward op.
-def _setup_bwd(ctx, inputs, output):
-    grad_out, t, size, stride, groups, out_offset = inputs
-    ctx.save_for_backward(grad_out, t)
-    ctx.geometry = (list(size), list(stride), groups, list(out_offset))
-
-
-def _forward_no_skip(x, w, stride, groups, out_offset, out_size):
-    return torch.ops.fcn_kernels.upsample_skip_triton(x, w, None, None, stride, groups, out_offset, out_size, [0, 0])
-
-
-def _backward_of_backward_input(ctx, gg):  # inputs (grad_out, weight)
-    grad_out, weight = ctx.saved_tensors
-    x_size, stride, groups, out_offset = ctx.geometry
-    d_go = d_w = None
-    if ctx.needs_input_grad[0]:
-        d_go = _forward_no_skip(gg, weight, stride, groups, out_offset, list(grad_out.shape[2:]))
-    if ctx.needs_input_grad[1]:
-        d_w = torch.ops.fcn_kernels.upsample_skip_triton_backward_weight(grad_out, gg, list(weight.shape), stride,
-                                                                         groups, out_offset)
-    return d_go, d_w, None, None, None, None
-
-
-def _backward_of_backward_weight(ctx, gg):  # inputs (grad_out, x)
-    grad_out, x = ctx.saved_tensors
-    w_size, stride, groups, out_offset = ctx.geometry
-    d_go = d_x = None
-    if ctx.needs_input_grad[0]:
-        d_go = _forward_no_skip(x, gg, stride, groups, out_offset, list(grad_out.shape[2:]))
-    if ctx.needs_input_grad[1]:
-        d_x = torch.ops.fcn_kernels.upsample_skip_triton_backward_input(grad_out, gg, list(x.shape), stride, groups,
-                                                                        out_offset)
-    return d_go, d_x, None, None, None, None
-
-
-upsample_skip_triton_backward_input.register_autograd(_backward_of_backward_input, setup_context=_setup_bwd)
-upsample_skip_triton_backward_weight.register_autograd(_backward_of_backward_weight, setup_context=_setup_bwd)
+register_double_backward(
+    upsample_skip_triton_backward_input, upsample_skip_triton_backward_weight,
+    lambda x, w, go, stride, groups, out_offset: torch.ops.fcn_kernels.upsample_skip_triton(
+        x, w, None, None, stride, groups, out_offset, list(go.shape[2:]), [0, 0]))
 
 
 def upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
