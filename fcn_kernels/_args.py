@@ -31,6 +31,17 @@ def check_int(value, name, *, minimum=None):
     return int(value)
 
 
+def check_channels(in_channels, out_channels, groups):
+    """Positive ints, both channel counts divisible by groups (a conv's or transposed conv's)."""
+    in_channels = check_int(in_channels, "in_channels", minimum=1)
+    out_channels = check_int(out_channels, "out_channels", minimum=1)
+    groups = check_int(groups, "groups", minimum=1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                         f"divisible by groups ({groups})")
+    return in_channels, out_channels, groups
+
+
 def check_tensor(t, name, ndim, x=None):
     """t is a floating tensor of rank ndim; with x given, on x's device with x's dtype."""
     if not isinstance(t, torch.Tensor):

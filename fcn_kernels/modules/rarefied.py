@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._args import check_int, pair
+from .._args import check_channels, check_int, pair
 from ..ops.rarefied_conv2d import rarefied_conv2d
 
 
@@ -22,12 +22,7 @@ class RarefiedConv2d(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, rarefaction=1, padding=0, groups=1, bias=True,
                  *, backend=None, device=None, dtype=None):
         super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
-        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
-        self.groups = check_int(groups, "groups", minimum=1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
         self.rarefaction = pair(rarefaction, "rarefaction", minimum=1)
         self.padding = pair(padding, "padding", minimum=0)

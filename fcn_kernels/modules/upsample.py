@@ -4,7 +4,7 @@ import math
 import torch
 from torch import nn
 
-from .._args import check_int, pair
+from .._args import check_channels, check_int, pair
 from ..ops.upsample_skip import upsample_skip
 
 
@@ -48,12 +48,7 @@ class FusedUpsampleSkip(nn.Module):
                  skip_offset=0, out_offset=0, init="bilinear", trainable=True, backend=None,
                  device=None, dtype=None):
         super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
-        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
-        self.groups = check_int(groups, "groups", minimum=1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
         self.stride = pair(stride, "stride", minimum=1)
         self.skip_offset = pair(skip_offset, "skip_offset", minimum=0)
