@@ -10,7 +10,7 @@ import fcn_kernels
 from fcn_kernels import reference
 from test_rarefied_conv2d import forward_backward, random_case as rarefied_case
 from tolerances import assert_close_bound
-from upsample_cases import Case, check_against_reference, make_inputs, random_case
+from upsample_cases import Case, check_against_reference, make_inputs, random_case, run
 
 # Every op: each has kernels in csrc/cuda/.
 CUDA_OPS = [f"{op}{suffix}" for op in ("upsample_skip", "rarefied_conv2d")
@@ -89,3 +89,96 @@ def test_cuda_rarefied_conv2d_against_reference(seed, dtype):
         for a, b, m in zip(ours, ref, mag):
             if b is not None:
                 assert_close_bound(a.cpu(), b, m, terms, dtype, f"rarefied cuda {dtype}")
+
+
+triton_too = pytest.mark.skipif("triton" not in fcn_kernels.available_backends(), reason="needs the Triton backend")
+
+
+@pytest.mark.cuda
+@gpu
+@triton_too
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_matches_triton(seed, dtype):
+    """The two GPU backends on the same inputs, forward and backward, both ops."""
+    rng = random.Random(seed)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for _ in range(10):
+        case = random_case(rng)
+        inputs = [t.cuda() if t is not None else None for t in make_inputs(case, dtype)]
+        go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype, device="cuda")
+        cuda = run(fcn_kernels.upsample_skip, inputs, go, backend="cuda", **case.kwargs())
+        trit = run(fcn_kernels.upsample_skip, inputs, go, backend="triton", **case.kwargs())
+        torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{case}: {m}")
+        for a, b in zip(cuda[1], trit[1]):
+            if a is not None:
+                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{case}: {m}")
+        x, weight, bias, kw = rarefied_case(rng, dtype=dtype)
+        on = lambda t: t.cuda() if t is not None else None
+        cuda, grad = forward_backward(fcn_kernels.rarefied_conv2d, on(x), on(weight), on(bias), dict(kw, backend="cuda"))
+        trit, _ = forward_backward(fcn_kernels.rarefied_conv2d, on(x), on(weight), on(bias),
+                                   dict(kw, backend="triton"), grad)
+        for a, b in zip(cuda, trit):
+            if a is not None:
+                torch.testing.assert_close(a, b, **tol)
+
+
+# Shapes that take each path of csrc/cuda/plane_kernel.cuh: widths that are and are not a multiple of
+# the 16-byte run (vector and scalar stores, misaligned skip rows), more channels than one weight slab
+# holds (64 x 16 x 16 fp32 > 32 KB), and filters too big for the tile (read in place).
+PATH_CASES = {
+    "fcn8s_upscore8_even": Case(2, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (500, 500), (0, 0), None, False),
+    "fcn8s_upscore8_odd": Case(1, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (497, 501), (0, 0), None, True),
+    "skip_misaligned": Case(2, 6, 6, 6, 9, 11, (4, 4), (2, 2), (1, 1), (17, 19), (5, 3), (25, 27), True),
+    "dense_two_slabs": Case(1, 64, 64, 1, 5, 6, (16, 16), (8, 8), (3, 5), None, (0, 0), None, True),
+    "untiled_filter": Case(1, 2, 2, 2, 2, 3, (1, 9000), (1, 1), (0, 100), (2, 37), (0, 0), None, False),
+}
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("index64", [False, True], ids=["int32", "int64"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", PATH_CASES)
+def test_cuda_kernel_paths_against_reference(name, dtype, index64, monkeypatch):
+    if index64:
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    check_against_reference(PATH_CASES[name], "cuda", dtype, device="cuda")
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("index64", [False, True], ids=["int32", "int64"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_rarefied_kernel_paths(dtype, index64, monkeypatch):
+    """Odd and 16-byte-multiple widths, channels past one slab, a filter past the tile."""
+    if index64:
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    g = torch.Generator().manual_seed(0)
+    shapes = [((2, 21, 64, 64), (21, 1, 3, 3), 21, 2, 2), ((1, 21, 63, 61), (21, 1, 3, 3), 21, 4, 4),
+              ((1, 512, 12, 13), (8, 512, 3, 3), 1, 2, 2), ((1, 2, 1, 9000), (2, 1, 1, 8500), 2, 1, 0)]
+    for xs, ws, groups, r, pad in shapes:
+        x = torch.randn(xs, generator=g, dtype=torch.float64).to(dtype)
+        w = torch.randn(ws, generator=g, dtype=torch.float64).to(dtype)
+        kw = dict(rarefaction=r, padding=pad, groups=groups)
+        ours, grad = forward_backward(fcn_kernels.rarefied_conv2d, x.cuda(), w.cuda(), None, dict(kw, backend="cuda"))
+        ref, _ = forward_backward(reference.rarefied_conv2d, x.double(), w.double(), None, kw, grad.cpu().double())
+        mag, _ = forward_backward(reference.rarefied_conv2d, x.double().abs(), w.double().abs(), None, kw,
+                                  grad.cpu().double().abs())
+        terms = max(xs[0] * ref[0].shape[2] * ref[0].shape[3], w[0].numel() * ws[0])
+        for a, b, m in zip(ours, ref, mag):
+            if b is not None:
+                assert_close_bound(a.cpu(), b, m, terms, dtype, f"rarefied cuda {dtype} {xs} {ws}")
+
+
+@pytest.mark.cuda
+@gpu
+def test_cuda_rarefied_deterministic(seed):
+    x = torch.randn(2, 21, 33, 35, device="cuda")
+    w = torch.randn(21, 1, 3, 3, device="cuda")
+    runs = [forward_backward(fcn_kernels.rarefied_conv2d, x, w, None, dict(rarefaction=2, padding=2, groups=21,
+                                                                            backend="cuda"), torch.ones(2, 21, 33, 35,
+                                                                                                        device="cuda"))[0]
+            for _ in range(2)]
+    for a, b in zip(*runs):
+        if a is not None:
+            assert torch.equal(a, b)

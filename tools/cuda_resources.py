@@ -66,6 +66,8 @@ def main():
             for r in usage(nvcc, src, arch):
                 spilled |= r["spills"] > 0
                 print(f"sm_{arch:>3} {r['regs']:>5} {r['smem']:>7} {r['spills']:>8}  {r['kernel']}")
+    print("smem B: static shared memory; plane_kernel also takes up to kTileBytes (32 KB) of dynamic shared "
+          "memory for its weight tile")
     if spilled:
         sys.exit("some kernels spill registers")
     return 0

@@ -23,21 +23,18 @@ __device__ __forceinline__ float to_acc(float v) { return v; }
 __device__ __forceinline__ double to_acc(double v) { return v; }
 __device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void assign(float& dst, float v) { dst = v; }
+__device__ __forceinline__ void assign(double& dst, double v) { dst = v; }
+__device__ __forceinline__ void assign(__half& dst, float v) { dst = __float2half_rn(v); }
+__device__ __forceinline__ void assign(__nv_bfloat16& dst, float v) { dst = __float2bfloat16_rn(v); }
 
+// Loader functors of the shared index math: a flat offset (int32_t or int64_t) to the accumulation type.
 template <typename T>
 struct Load {
   const T* __restrict__ p;
-  __device__ __forceinline__ typename AccOf<T>::type operator()(int64_t k) const { return to_acc(__ldg(p + k)); }
+  template <typename Idx>
+  __device__ __forceinline__ typename AccOf<T>::type operator()(Idx k) const { return to_acc(__ldg(p + k)); }
 };
-
-inline int blocks_for(int64_t work) {
-  const int64_t b = (work + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
 
 template <typename Fn>
 cudaError_t with_type(DType dtype, Fn&& fn) {

@@ -7,7 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "dtype_of.h"
+#include "glue_helpers.h"
 
 #include "../rarefied_conv_host.h"
 #include "rarefied_conv2d_cuda.h"
@@ -16,6 +16,7 @@ namespace fcn_kernels {
 namespace rarefied_conv {
 namespace {
 
+using fcn_kernels::cuda::accumulator_workspace;
 using fcn_kernels::cuda::dtype_of;
 
 void check_cuda(const at::Tensor& t, const char* name) {
@@ -61,8 +62,10 @@ at::Tensor backward_weight_cuda(const at::Tensor& grad_out, const at::Tensor& x,
   if (g.N == 0) return at::zeros(weight_size, grad_out.options());
   auto gw = at::empty(weight_size, grad_out.options());
   const auto goc = grad_out.contiguous(), xc = x.contiguous();
+  const at::Tensor ws = accumulator_workspace(cuda::backward_weight_workspace(g), grad_out);
   C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type(), kOp), g, goc.const_data_ptr(),
                                               xc.const_data_ptr(), gw.mutable_data_ptr(),
+                                              ws.defined() ? ws.mutable_data_ptr() : nullptr,
                                               c10::cuda::getCurrentCUDAStream()));
   return gw;
 }

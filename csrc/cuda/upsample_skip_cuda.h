@@ -18,8 +18,11 @@ cudaError_t launch_forward(DType dtype, const Geometry& g, const void* x, const 
                            const void* skip, void* out, cudaStream_t stream);
 cudaError_t launch_backward_input(DType dtype, const Geometry& g, const void* grad_out, const void* w,
                                   void* grad_x, cudaStream_t stream);
+// The weight gradient needs backward_weight_workspace(g) accumulators (float; double for double
+// tensors) at `workspace` (may be null when that is 0).
+int64_t backward_weight_workspace(const Geometry& g);
 cudaError_t launch_backward_weight(DType dtype, const Geometry& g, const void* grad_out, const void* x,
-                                   void* grad_w, cudaStream_t stream);
+                                   void* grad_w, void* workspace, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace upsample_skip

@@ -6,7 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "dtype_of.h"
+#include "glue_helpers.h"
 
 #include "../upsample_skip_host.h"
 #include "upsample_skip_cuda.h"
@@ -15,6 +15,7 @@ namespace fcn_kernels {
 namespace upsample_skip {
 namespace {
 
+using fcn_kernels::cuda::accumulator_workspace;
 using fcn_kernels::cuda::dtype_of;
 
 const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
@@ -50,8 +51,10 @@ at::Tensor backward_weight_cuda(const at::Tensor& grad_out, const at::Tensor& x,
   Prepared p = prepare_backward(grad_out, x, false, weight_size, stride, groups, out_offset,
                                 c10::DeviceType::CUDA);
   if (p.out.numel() == 0) return p.out;
+  const at::Tensor ws = accumulator_workspace(cuda::backward_weight_workspace(p.g), grad_out);
   C10_CUDA_CHECK(cuda::launch_backward_weight(dtype_of(grad_out.scalar_type(), kOp), p.g, p.a.const_data_ptr(),
                                               p.b.const_data_ptr(), p.out.mutable_data_ptr(),
+                                              ws.defined() ? ws.mutable_data_ptr() : nullptr,
                                               c10::cuda::getCurrentCUDAStream()));
   return p.out;
 }

@@ -30,4 +30,20 @@ FCN_HOST_DEVICE int64_t floor_div(int64_t a, int64_t b) {
 }
 FCN_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
+// The two roundings the plane kernels need, in the kernel's index type I (int32_t on the fast
+// path), with one truncating division each instead of floor_div's two: max(0, ceil(a / b)), the
+// first tap or input of a range clipped at 0; and floor(a / b) + 1 for a >= 0, or 0 for a < 0, the
+// end of a range that is empty when a < 0. b > 0 in both.
+template <typename I>
+FCN_HOST_DEVICE I ceil_div_at_least_0(I a, I b) {
+  const I q = (a + b - 1) / b;  // ceil for a > 0; <= 0 (clipped) for a <= 0
+  return q > 0 ? q : I(0);
+}
+template <typename I>
+FCN_HOST_DEVICE I floor_div_end(I a, I b) { return a < 0 ? I(0) : a / b + 1; }
+template <typename I>
+FCN_HOST_DEVICE I min_of(I a, I b) { return a < b ? a : b; }
+template <typename I>
+FCN_HOST_DEVICE I max_of(I a, I b) { return a > b ? a : b; }
+
 }  // namespace fcn_kernels

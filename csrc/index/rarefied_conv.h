@@ -14,6 +14,8 @@
 #pragma once
 
 #include "host_device.h"
+#include "plane.h"
+#include "weight_grad.h"
 
 namespace fcn_kernels {
 namespace rarefied_conv {
@@ -91,54 +93,140 @@ struct Geometry {
   FCN_HOST_DEVICE int64_t tap_shift(int64_t kh, int64_t kw) const { return kh * rh * Wp() + kw * rw; }
 };
 
-// Per-element formulations, used as-is by the CUDA kernels (one thread per element) and checked
-// on the host by csrc/tests/test_element_math.cpp. Loaders map a flat index to the accumulation type.
+// The CUDA kernels' passes in the plane formulation of csrc/index/plane.h, checked on the host
+// against naive loops by csrc/tests/test_element_math.cpp. In-plane offsets are I.
 
-// Output (n, co, i, j) before bias: only the taps that read real (unpadded) inputs.
-template <typename A, typename LoadX, typename LoadW>
-FCN_HOST_DEVICE A forward_element(const Geometry& g, const LoadX& x, const LoadW& w, int64_t n, int64_t co,
-                                  int64_t i, int64_t j) {
-  const int64_t cin_g = g.cin_per_group(), grp = co / g.cout_per_group();
-  const Range kh = taps_for_output(i, g.rh, g.ph, g.H, g.Kh), kw = taps_for_output(j, g.rw, g.pw, g.W, g.Kw);
-  A acc = A(0);
-  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
-    for (int64_t a = kh.begin; a < kh.end; ++a)
-      for (int64_t b = kw.begin; b < kw.end; ++b)
-        acc += x(g.x_index(n, grp * cin_g + ci_l, input_of(i, a, g.rh, g.ph), input_of(j, b, g.rw, g.pw))) *
-               w(g.w_index(co, ci_l, a, b));
-  return acc;
+// Headroom for the small intermediate sums of the tap ranges (padding, taps times rarefaction).
+FCN_HOST_DEVICE int64_t tap_reach(const Geometry& g, int64_t V) {
+  return (g.Kh + g.Kw) * (g.rh + g.rw) + 2 * (g.ph + g.pw) + V;
 }
 
-// grad_x (n, ci, ih, iw): grad_out at every output this input reaches, through the rarefied taps.
-template <typename A, typename LoadG, typename LoadW>
-FCN_HOST_DEVICE A backward_input_element(const Geometry& g, const LoadG& go, const LoadW& w, int64_t n,
-                                         int64_t ci, int64_t ih, int64_t iw) {
-  const int64_t cout_g = g.cout_per_group(), grp = ci / g.cin_per_group(), ci_l = ci % g.cin_per_group();
-  const Range kh = taps_for_input(ih, g.rh, g.ph, g.Ho, g.Kh), kw = taps_for_input(iw, g.rw, g.pw, g.Wo, g.Kw);
-  A acc = A(0);
-  for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
-    for (int64_t a = kh.begin; a < kh.end; ++a)
-      for (int64_t b = kw.begin; b < kw.end; ++b)
-        acc += go(g.out_index(n, co, output_of(ih, a, g.rh, g.ph), output_of(iw, b, g.rw, g.pw))) *
-               w(g.w_index(co, ci_l, a, b));
-  return acc;
-}
+// Forward: plane (n, co) of the output, before bias; reduces over the group's input channels,
+// through the taps that read real (unpadded) inputs.
+template <typename I>
+struct ForwardPlane {
+  static constexpr bool kHasSkip = false;
+  int64_t N, Cin, Cout;
+  I H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, cin_g, cout_g;
 
-// grad_w (co, ci_l, kh, kw) is a sum of weight_grad_terms(...) products over (n, output row, output col)
-// where tap (kh, kw) reads a real input; weight_grad_term gives the k-th, for fixed-order reductions.
-FCN_HOST_DEVICE int64_t weight_grad_terms(const Geometry& g, int64_t kh, int64_t kw) {
-  return g.N * outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho).size() * outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo).size();
-}
+  static FCN_HOST_DEVICE ForwardPlane make(const Geometry& g) {
+    return ForwardPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw), I(g.ph), I(g.pw),
+                        I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+  }
+  static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
+    return imax(imax(g.cin_per_group() * g.H * g.W, g.cin_per_group() * g.Kh * g.Kw),
+                (g.Ho + 1) * (g.Wo + V)) + tap_reach(g, V);
+  }
+  FCN_HOST_DEVICE int64_t planes() const { return N * Cout; }
+  FCN_HOST_DEVICE I rows() const { return Ho; }
+  FCN_HOST_DEVICE I cols() const { return Wo; }
+  FCN_HOST_DEVICE int64_t out_channels() const { return Cout; }
+  FCN_HOST_DEVICE I reduce() const { return cin_g; }
+  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
+  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
+    const int64_t n = plane / Cout, grp = (plane % Cout) / cout_g;
+    return (n * Cin + grp * cin_g) * H * W;
+  }
+  FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const { return (plane % Cout) * cin_g * Kh * Kw; }
+  FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(Kh) * Kw; }
+  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
 
-template <typename A, typename LoadX, typename LoadG>
-FCN_HOST_DEVICE A weight_grad_term(const Geometry& g, const LoadX& x, const LoadG& go, int64_t co, int64_t ci_l,
-                                   int64_t kh, int64_t kw, int64_t k) {
-  const Range rows = outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho), cols = outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo);
-  const int64_t j = cols.begin + k % cols.size(), i = rows.begin + (k / cols.size()) % rows.size();
-  const int64_t n = k / (cols.size() * rows.size());
-  const int64_t ci = (co / g.cout_per_group()) * g.cin_per_group() + ci_l;
-  return x(g.x_index(n, ci, input_of(i, kh, g.rh, g.ph), input_of(j, kw, g.rw, g.pw))) * go(g.out_index(n, co, i, j));
-}
+  template <int V, typename A, typename LoadX, typename Tile>
+  FCN_HOST_DEVICE void accumulate(const LoadX& x, const Tile& tile, I tile_stride, I c0, I cn, I i, I j0,
+                                  A (&acc)[V]) const {
+    const I a_lo = ceil_div_at_least_0<I>(ph - i, rh), a_hi = min_of<I>(Kh, floor_div_end<I>(H - 1 + ph - i, rh));
+    I lo[V], hi[V];
+    for (int v = 0; v < V; ++v) {
+      lo[v] = ceil_div_at_least_0<I>(pw - (j0 + v), rw);
+      hi[v] = min_of<I>(Kw, floor_div_end<I>(W - 1 + pw - (j0 + v), rw));
+    }
+    for (I c = 0; c < cn; ++c)
+      for (I a = a_lo; a < a_hi; ++a) {
+        const I xrow = ((c0 + c) * H + i - ph + a * rh) * W, trow = c * tile_stride + a * Kw;
+        for (int v = 0; v < V; ++v) {
+          const I col = j0 + v - pw;
+          for (I b = lo[v]; b < hi[v]; ++b) acc[v] += x(xrow + col + b * rw) * tile(trow + b);
+        }
+      }
+  }
+};
+
+// Input gradient: plane (n, ci) of grad_x; reduces over the group's output channels, at every
+// output this input reaches through the rarefied taps.
+template <typename I>
+struct InputGradPlane {
+  static constexpr bool kHasSkip = false;
+  int64_t N, Cin, Cout;
+  I H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, cin_g, cout_g;
+
+  static FCN_HOST_DEVICE InputGradPlane make(const Geometry& g) {
+    return InputGradPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw), I(g.ph),
+                          I(g.pw), I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+  }
+  static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
+    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+    return imax(imax(cout_g * (g.Ho + 1) * (g.Wo + 1), cout_g * cin_g * g.Kh * g.Kw),
+                (g.H + 1) * (g.W + V)) + tap_reach(g, V);
+  }
+  FCN_HOST_DEVICE int64_t planes() const { return N * Cin; }
+  FCN_HOST_DEVICE I rows() const { return H; }
+  FCN_HOST_DEVICE I cols() const { return W; }
+  FCN_HOST_DEVICE int64_t out_channels() const { return Cin; }
+  FCN_HOST_DEVICE I reduce() const { return cout_g; }
+  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
+  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
+    const int64_t n = plane / Cin, grp = (plane % Cin) / cin_g;
+    return (n * Cout + grp * cout_g) * Ho * Wo;
+  }
+  FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const {
+    const int64_t ci = plane % Cin, grp = ci / cin_g, ci_l = ci % cin_g;
+    return ((grp * cout_g) * cin_g + ci_l) * Kh * Kw;
+  }
+  FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(cin_g) * Kh * Kw; }
+  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
+
+  template <int V, typename A, typename LoadG, typename Tile>
+  FCN_HOST_DEVICE void accumulate(const LoadG& go, const Tile& tile, I tile_stride, I c0, I cn, I ih, I iw0,
+                                  A (&acc)[V]) const {
+    const I a_lo = ceil_div_at_least_0<I>(ih + ph - Ho + 1, rh), a_hi = min_of<I>(Kh, (ih + ph) / rh + 1);
+    I lo[V], hi[V];
+    for (int v = 0; v < V; ++v) {
+      lo[v] = ceil_div_at_least_0<I>(iw0 + v + pw - Wo + 1, rw);
+      hi[v] = min_of<I>(Kw, (iw0 + v + pw) / rw + 1);
+    }
+    for (I c = 0; c < cn; ++c)
+      for (I a = a_lo; a < a_hi; ++a) {
+        const I grow = ((c0 + c) * Ho + ih + ph - a * rh) * Wo, trow = c * tile_stride + a * Kw;
+        for (int v = 0; v < V; ++v) {
+          const I col = iw0 + v + pw;
+          for (I b = lo[v]; b < hi[v]; ++b) acc[v] += go(grow + col - b * rw) * tile(trow + b);
+        }
+      }
+  }
+};
+
+// Weight gradient in the split reduction of csrc/index/weight_grad.h: pair (co, ci_l), term rows
+// the output rows i; tap (kh, kw) joins output (i, j) with input (i - ph + kh * rh, j - pw + kw * rw)
+// where that input is real (not padding).
+struct WeightGradOp {
+  Geometry g;
+  FCN_HOST_DEVICE int64_t pairs() const { return g.Cout * g.cin_per_group(); }
+  FCN_HOST_DEVICE int64_t taps() const { return g.Kh * g.Kw; }
+  FCN_HOST_DEVICE int64_t kw() const { return g.Kw; }
+  FCN_HOST_DEVICE int64_t images() const { return g.N; }
+  FCN_HOST_DEVICE int64_t term_rows() const { return g.Ho; }
+  FCN_HOST_DEVICE Range row_range(int64_t kh) const { return outputs_for_tap(kh, g.rh, g.ph, g.H, g.Ho); }
+  FCN_HOST_DEVICE ColMap col_map(int64_t kw) const {
+    return ColMap{outputs_for_tap(kw, g.rw, g.pw, g.W, g.Wo), kw * g.rw - g.pw, 1, 0};
+  }
+  FCN_HOST_DEVICE int64_t x_row(int64_t n, int64_t pair, int64_t kh, int64_t r) const {
+    const int64_t co = pair / g.cin_per_group(), ci_l = pair % g.cin_per_group();
+    return g.x_index(n, (co / g.cout_per_group()) * g.cin_per_group() + ci_l, input_of(r, kh, g.rh, g.ph), 0);
+  }
+  FCN_HOST_DEVICE int64_t go_row(int64_t n, int64_t pair, int64_t, int64_t r) const {
+    return g.out_index(n, pair / g.cin_per_group(), r, 0);
+  }
+};
 
 }  // namespace rarefied_conv
 }  // namespace fcn_kernels

@@ -8,6 +8,8 @@
 #pragma once
 
 #include "host_device.h"
+#include "plane.h"
+#include "weight_grad.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
@@ -68,59 +70,144 @@ struct Geometry {
   }
 };
 
-// Per-element formulations, used as-is by the CUDA kernels (one thread per element) and checked
-// on the host by csrc/tests/test_index_math.cpp. Loaders are functors mapping a flat index to the
-// accumulation type A, so the same code reads float, double, half or bfloat16 on either side.
+// The CUDA kernels' passes in the plane formulation of csrc/index/plane.h, checked on the host
+// against naive loops by csrc/tests/test_element_math.cpp. In-plane offsets are I.
 
-// Cropped output (n, co, i, j) of the transposed conv, before bias and skip: a gather over the
-// inputs and taps that reach it.
-template <typename A, typename LoadX, typename LoadW>
-FCN_HOST_DEVICE A forward_element(const Geometry& g, const LoadX& x, const LoadW& w, int64_t n, int64_t co,
-                                  int64_t i, int64_t j) {
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t grp = co / cout_g, co_l = co % cout_g;
-  const int64_t p = i + g.oy, q = j + g.ox;
-  const Range rh = inputs_for_output(p, g.sh, g.Kh, g.H), rw = inputs_for_output(q, g.sw, g.Kw, g.W);
-  A acc = A(0);
-  for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci)
-    for (int64_t ih = rh.begin; ih < rh.end; ++ih)
-      for (int64_t iw = rw.begin; iw < rw.end; ++iw)
-        acc += x(g.x_index(n, ci, ih, iw)) * w(g.w_index(ci, co_l, p - ih * g.sh, q - iw * g.sw));
-  return acc;
-}
+// Forward: plane (n, co) of the cropped output, before bias and skip; reduces over the group's
+// input channels. Output (i, j) gathers input (ih, iw) through tap (p - ih * sh, q - iw * sw), for
+// the inputs that reach full-output (p, q) = (i + oy, j + ox).
+template <typename I>
+struct ForwardPlane {
+  static constexpr bool kHasSkip = true;
+  int64_t N, Cin, Cout;
+  I H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx, cin_g, cout_g;
 
-// grad_x (n, ci, ih, iw): grad_out over the taps by which this input reaches the crop window.
-template <typename A, typename LoadG, typename LoadW>
-FCN_HOST_DEVICE A backward_input_element(const Geometry& g, const LoadG& go, const LoadW& w, int64_t n,
-                                         int64_t ci, int64_t ih, int64_t iw) {
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t grp = ci / cin_g;
-  const Range rh = taps_in_window(ih, g.sh, g.Kh, g.oy, g.Ho), rw = taps_in_window(iw, g.sw, g.Kw, g.ox, g.Wo);
-  A acc = A(0);
-  for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-    for (int64_t kh = rh.begin; kh < rh.end; ++kh)
-      for (int64_t kw = rw.begin; kw < rw.end; ++kw)
-        acc += go(g.out_index(n, grp * cout_g + co_l, ih * g.sh + kh - g.oy, iw * g.sw + kw - g.ox)) *
-               w(g.w_index(ci, co_l, kh, kw));
-  return acc;
-}
+  static FCN_HOST_DEVICE ForwardPlane make(const Geometry& g) {
+    return ForwardPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw), I(g.oy), I(g.ox),
+                        I(g.Ho), I(g.Wo), I(g.Hs), I(g.Ws), I(g.sy), I(g.sx), I(g.cin_per_group()),
+                        I(g.cout_per_group())};
+  }
+  static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
+    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+    return imax(imax(cin_g * g.H * g.W, cin_g * cout_g * g.Kh * g.Kw),
+                imax(imax((g.Ho + 1) * (g.Wo + V), (g.Hs + 1) * (g.Ws + V)),
+                     imax(g.ox + g.Wo + V + g.Kw, g.oy + g.Ho + g.Kh) * imax(g.sh, g.sw)));
+  }
+  FCN_HOST_DEVICE int64_t planes() const { return N * Cout; }
+  FCN_HOST_DEVICE I rows() const { return Ho; }
+  FCN_HOST_DEVICE I cols() const { return Wo; }
+  FCN_HOST_DEVICE int64_t out_channels() const { return Cout; }
+  FCN_HOST_DEVICE I reduce() const { return cin_g; }
+  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
+  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
+    const int64_t n = plane / Cout, grp = (plane % Cout) / cout_g;
+    return (n * Cin + grp * cin_g) * H * W;
+  }
+  FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const {
+    const int64_t co = plane % Cout, grp = co / cout_g, co_l = co % cout_g;
+    return ((grp * cin_g) * cout_g + co_l) * Kh * Kw;
+  }
+  FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(cout_g) * Kh * Kw; }
+  FCN_HOST_DEVICE int64_t skip_offset(int64_t plane, I i, I j) const {
+    return plane * Hs * Ws + (i + sy) * Ws + (j + sx);
+  }
 
-// grad_w (ci, co_l, kh, kw) is a sum of weight_grad_terms(...) products, the k-th given by
-// weight_grad_term: a flat index over (n, ih, iw) so that a reduction can split it in a fixed order.
-FCN_HOST_DEVICE int64_t weight_grad_terms(const Geometry& g, int64_t kh, int64_t kw) {
-  return g.N * inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H).size() *
-         inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W).size();
-}
+  template <int V, typename A, typename LoadX, typename Tile>
+  FCN_HOST_DEVICE void accumulate(const LoadX& x, const Tile& tile, I tile_stride, I c0, I cn, I i, I j0,
+                                  A (&acc)[V]) const {
+    const I p = i + oy;
+    const I ih_lo = ceil_div_at_least_0<I>(p - Kh + 1, sh), ih_hi = min_of<I>(H, p / sh + 1);
+    I lo[V], hi[V];
+    for (int v = 0; v < V; ++v) {
+      const I q = j0 + v + ox;
+      lo[v] = ceil_div_at_least_0<I>(q - Kw + 1, sw);
+      hi[v] = min_of<I>(W, q / sw + 1);
+    }
+    for (I c = 0; c < cn; ++c)
+      for (I ih = ih_lo; ih < ih_hi; ++ih) {
+        const I xrow = ((c0 + c) * H + ih) * W, trow = c * tile_stride + (p - ih * sh) * Kw;
+        for (int v = 0; v < V; ++v) {
+          const I q = j0 + v + ox;
+          for (I iw = lo[v]; iw < hi[v]; ++iw) acc[v] += x(xrow + iw) * tile(trow + q - iw * sw);
+        }
+      }
+  }
+};
 
-template <typename A, typename LoadX, typename LoadG>
-FCN_HOST_DEVICE A weight_grad_term(const Geometry& g, const LoadX& x, const LoadG& go, int64_t ci, int64_t co_l,
-                                   int64_t kh, int64_t kw, int64_t k) {
-  const Range rh = inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H), rw = inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W);
-  const int64_t iw = rw.begin + k % rw.size(), ih = rh.begin + (k / rw.size()) % rh.size();
-  const int64_t n = k / (rw.size() * rh.size());
-  const int64_t co = (ci / g.cin_per_group()) * g.cout_per_group() + co_l;
-  return x(g.x_index(n, ci, ih, iw)) * go(g.out_index(n, co, ih * g.sh + kh - g.oy, iw * g.sw + kw - g.ox));
-}
+// Input gradient: plane (n, ci) of grad_x; reduces over the group's output channels. Input
+// (ih, iw) collects grad_out through the taps by which it reaches the crop window.
+template <typename I>
+struct InputGradPlane {
+  static constexpr bool kHasSkip = false;
+  int64_t N, Cin, Cout;
+  I H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, cin_g, cout_g;
+
+  static FCN_HOST_DEVICE InputGradPlane make(const Geometry& g) {
+    return InputGradPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw), I(g.oy),
+                          I(g.ox), I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+  }
+  static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
+    const int64_t cout_g = g.cout_per_group();
+    return imax(imax(cout_g * (g.Ho + 1) * (g.Wo + 1), cout_g * g.Kh * g.Kw),
+                imax((g.H + 1) * (g.W + V), (imax(g.H, g.W) + V) * imax(g.sh, g.sw) + imax(g.Kh, g.Kw) +
+                                                imax(g.oy + g.Ho, g.ox + g.Wo)));
+  }
+  FCN_HOST_DEVICE int64_t planes() const { return N * Cin; }
+  FCN_HOST_DEVICE I rows() const { return H; }
+  FCN_HOST_DEVICE I cols() const { return W; }
+  FCN_HOST_DEVICE int64_t out_channels() const { return Cin; }
+  FCN_HOST_DEVICE I reduce() const { return cout_g; }
+  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
+  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
+    const int64_t n = plane / Cin, grp = (plane % Cin) / cin_g;
+    return (n * Cout + grp * cout_g) * Ho * Wo;
+  }
+  FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const { return (plane % Cin) * cout_g * Kh * Kw; }
+  FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(Kh) * Kw; }
+  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
+
+  template <int V, typename A, typename LoadG, typename Tile>
+  FCN_HOST_DEVICE void accumulate(const LoadG& go, const Tile& tile, I tile_stride, I c0, I cn, I ih, I iw0,
+                                  A (&acc)[V]) const {
+    const I kh_lo = max_of<I>(0, oy - ih * sh), kh_hi = min_of<I>(Kh, oy + Ho - ih * sh);
+    I lo[V], hi[V];
+    for (int v = 0; v < V; ++v) {
+      lo[v] = max_of<I>(0, ox - (iw0 + v) * sw);
+      hi[v] = min_of<I>(Kw, ox + Wo - (iw0 + v) * sw);
+    }
+    for (I c = 0; c < cn; ++c)
+      for (I kh = kh_lo; kh < kh_hi; ++kh) {
+        const I grow = ((c0 + c) * Ho + ih * sh + kh - oy) * Wo, trow = c * tile_stride + kh * Kw;
+        for (int v = 0; v < V; ++v) {
+          const I col = (iw0 + v) * sw - ox;
+          for (I kw = lo[v]; kw < hi[v]; ++kw) acc[v] += go(grow + col + kw) * tile(trow + kw);
+        }
+      }
+  }
+};
+
+// Weight gradient in the split reduction of csrc/index/weight_grad.h: pair (ci, co_l), term rows
+// the input rows ih; tap (kh, kw) joins input (ih, iw) with output (ih * sh + kh - oy, iw * sw + kw - ox)
+// for the inputs that it carries into the crop window.
+struct WeightGradOp {
+  Geometry g;
+  FCN_HOST_DEVICE int64_t pairs() const { return g.Cin * g.cout_per_group(); }
+  FCN_HOST_DEVICE int64_t taps() const { return g.Kh * g.Kw; }
+  FCN_HOST_DEVICE int64_t kw() const { return g.Kw; }
+  FCN_HOST_DEVICE int64_t images() const { return g.N; }
+  FCN_HOST_DEVICE int64_t term_rows() const { return g.H; }
+  FCN_HOST_DEVICE Range row_range(int64_t kh) const { return inputs_in_window(kh, g.sh, g.oy, g.Ho, g.H); }
+  FCN_HOST_DEVICE ColMap col_map(int64_t kw) const {
+    return ColMap{inputs_in_window(kw, g.sw, g.ox, g.Wo, g.W), 0, g.sw, kw - g.ox};
+  }
+  FCN_HOST_DEVICE int64_t x_row(int64_t n, int64_t pair, int64_t, int64_t r) const {
+    return g.x_index(n, pair / g.cout_per_group(), r, 0);
+  }
+  FCN_HOST_DEVICE int64_t go_row(int64_t n, int64_t pair, int64_t kh, int64_t r) const {
+    const int64_t ci = pair / g.cout_per_group(), co_l = pair % g.cout_per_group();
+    return g.out_index(n, (ci / g.cin_per_group()) * g.cout_per_group() + co_l, r * g.sh + kh - g.oy, 0);
+  }
+};
 
 }  // namespace upsample_skip
 }  // namespace fcn_kernels

@@ -1,11 +1,15 @@
-// ctest: the per-element functions that the CUDA kernels run (forward_element,
-// backward_input_element, weight_grad_term) against naive loops, in double, on random small
-// problems: for upsample_skip a scatter-form transposed convolution and crop; for
-// rarefied_conv2d the textbook dilated convolution over a zero-padded input.
+// ctest: what the CUDA kernels compute, against naive loops, in double, on random small problems:
+// for upsample_skip a scatter-form transposed convolution and crop; for rarefied_conv2d the
+// textbook dilated convolution over a zero-padded input. The forward and input-gradient passes are
+// replayed block by block as csrc/cuda/plane_kernel.cuh runs them (runs of V columns, weight slabs
+// in a tile or read in place, 32- or 64-bit in-plane offsets); the weight gradient as
+// csrc/cuda/weight_grad_kernel.cuh reduces it (chunks of rows, taps per thread, lanes per tap).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <array>
+#include <type_traits>
 #include <random>
 #include <vector>
 
@@ -17,6 +21,101 @@ struct Load {
   const double* p;
   double operator()(int64_t k) const { return p[k]; }
 };
+
+// Host replay of plane_kernel: the same op calls in the same order, one block of `block_runs`
+// threads after another, the tile refilled per slab (or, unshared, read in place in one slab).
+template <int V, typename I, typename Op>
+static std::vector<double> replay(const Op& op, const double* in, const double* w, const double* bias,
+                                  const double* skip, I slab, bool shared, I block_runs) {
+  std::vector<double> out(op.planes() * op.rows() * op.cols(), -1e300), tile;
+  const I runs = fcn_kernels::run_count<V>(op.rows(), op.cols());
+  for (int64_t plane = 0; plane < op.planes(); ++plane)
+    for (I r0 = 0; r0 < runs; r0 += block_runs) {
+      const I nr = std::min<I>(block_runs, runs - r0);
+      std::vector<std::array<double, V>> acc(nr);
+      for (auto& a : acc) a.fill(0.0);
+      const I step = shared ? slab : op.reduce();
+      for (I c0 = 0; c0 < op.reduce(); c0 += step) {
+        const I cn = std::min<I>(step, op.reduce() - c0);
+        Load t{w + op.weight_base(plane) + c0 * op.weight_stride()};
+        I tstride = I(op.weight_stride());
+        if (shared) {
+          tile.assign(cn * op.taps(), 0.0);
+          for (I k = 0; k < cn * op.taps(); ++k)
+            tile[k] = w[op.weight_base(plane) + (c0 + k / op.taps()) * op.weight_stride() + k % op.taps()];
+          t = Load{tile.data()};
+          tstride = op.taps();
+        }
+        for (I r = 0; r < nr; ++r) {
+          I i, j0;
+          fcn_kernels::run_start<V>(op.cols(), r0 + r, i, j0);
+          double(&a)[V] = *reinterpret_cast<double(*)[V]>(acc[r].data());
+          op.template accumulate<V>(Load{in + op.in_offset(plane)}, t, tstride, c0, cn, i, j0, a);
+        }
+      }
+      for (I r = 0; r < nr; ++r) {
+        I i, j0;
+        fcn_kernels::run_start<V>(op.cols(), r0 + r, i, j0);
+        for (I v = 0; v < std::min<I>(V, op.cols() - j0); ++v) {
+          double y = acc[r][v];
+          if (bias) y += bias[plane % op.out_channels()];
+          if (skip) y += skip[op.skip_offset(plane, i, j0 + v)];
+          out[(plane * op.rows() + i) * op.cols() + j0 + v] = y;
+        }
+      }
+    }
+  return out;
+}
+
+// Host replay of weight_grad_kernel with `splits` chunks and blocks of `threads` threads.
+template <typename Op>
+static std::vector<double> replay_weight_grad(const Op& op, const double* x, const double* go, int64_t splits,
+                                              int64_t threads) {
+  const int64_t taps = op.taps(), pairs = op.pairs();
+  const int64_t tt = fcn_kernels::tap_threads(taps, threads), lanes = fcn_kernels::tap_lanes(taps, threads);
+  std::vector<double> ws(splits * pairs * taps), gw(pairs * taps, 0.0);
+  for (int64_t s = 0; s < splits; ++s)
+    for (int64_t pair = 0; pair < pairs; ++pair) {
+      const auto rows = fcn_kernels::split_rows(op.images() * op.term_rows(), splits, s);
+      for (int64_t t0 = 0; t0 < taps; t0 += tt)
+        for (int64_t tap = t0; tap < std::min(taps, t0 + tt); ++tap) {
+          double sum = 0;
+          for (int64_t lane = 0; lane < lanes; ++lane)
+            sum += fcn_kernels::weight_grad_partial<double>(op, Load{x}, Load{go}, pair, tap, lane, lanes, rows);
+          ws[(s * pairs + pair) * taps + tap] = sum;
+        }
+    }
+  for (int64_t e = 0; e < pairs * taps; ++e)
+    for (int64_t s = 0; s < splits; ++s) gw[e] += ws[s * pairs * taps + e];
+  return gw;
+}
+
+static int64_t random_threads(std::mt19937_64& rng) {
+  const int64_t choices[] = {1, 3, 8, 32, 256};
+  return choices[std::uniform_int_distribution<int>(0, 4)(rng)];
+}
+
+// One replay with V, the index type, the slab, tile placement and block size drawn at random.
+template <template <typename> class Op, typename Geometry>
+static std::vector<double> replay_random(std::mt19937_64& rng, const Geometry& g, const double* in,
+                                         const double* w, const double* bias, const double* skip) {
+  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int v = 1 << uni(0, 3);
+  const bool narrow = uni(0, 1), shared = uni(0, 3) != 0;
+  const int64_t slab = uni(1, int(Op<int64_t>::make(g).reduce())), block = uni(1, 9);
+  auto go = [&](auto vconst) -> std::vector<double> {
+    constexpr int V = decltype(vconst)::value;
+    if (narrow)
+      return replay<V, int32_t>(Op<int32_t>::make(g), in, w, bias, skip, int32_t(slab), shared, int32_t(block));
+    return replay<V, int64_t>(Op<int64_t>::make(g), in, w, bias, skip, slab, shared, block);
+  };
+  switch (v) {
+    case 1: return go(std::integral_constant<int, 1>{});
+    case 2: return go(std::integral_constant<int, 2>{});
+    case 4: return go(std::integral_constant<int, 4>{});
+    default: return go(std::integral_constant<int, 8>{});
+  }
+}
 
 static int failures = 0;
 static long compared = 0;
@@ -64,27 +163,28 @@ static void test_upsample_skip(std::mt19937_64& rng) {
                     gw[g.w_index(ci, co_l, kh, kw)] += gv * xv;
                   }
                 }
+    const bool with_bias = uni(0, 1), with_skip = uni(0, 1);
+    std::vector<double> bias(g.Cout), skip;
+    for (double& e : bias) e = normal(rng);
+    if (with_skip) {
+      g.sy = uni(0, 2); g.sx = uni(0, 2); g.Hs = g.Ho + g.sy + uni(0, 2); g.Ws = g.Wo + g.sx + uni(0, 2);
+      skip.resize(g.N * g.Cout * g.Hs * g.Ws);
+      for (double& e : skip) e = normal(rng);
+    }
+    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w.data(), with_bias ? bias.data() : nullptr,
+                                               with_skip ? skip.data() : nullptr);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t co = 0; co < g.Cout; ++co)
         for (int64_t i = 0; i < g.Ho; ++i)
           for (int64_t j = 0; j < g.Wo; ++j)
-            check(forward_element<double>(g, Load{x.data()}, Load{w.data()}, n, co, i, j),
-                  full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox], "forward_element", trial);
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t ci = 0; ci < g.Cin; ++ci)
-        for (int64_t ih = 0; ih < g.H; ++ih)
-          for (int64_t iw = 0; iw < g.W; ++iw)
-            check(backward_input_element<double>(g, Load{go.data()}, Load{w.data()}, n, ci, ih, iw),
-                  gx[g.x_index(n, ci, ih, iw)], "backward_input_element", trial);
-    for (int64_t ci = 0; ci < g.Cin; ++ci)
-      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-        for (int64_t kh = 0; kh < g.Kh; ++kh)
-          for (int64_t kw = 0; kw < g.Kw; ++kw) {
-            double sum = 0;
-            for (int64_t k = 0; k < weight_grad_terms(g, kh, kw); ++k)
-              sum += weight_grad_term<double>(g, Load{x.data()}, Load{go.data()}, ci, co_l, kh, kw, k);
-            check(sum, gw[g.w_index(ci, co_l, kh, kw)], "weight_grad_term", trial);
-          }
+            check(y[g.out_index(n, co, i, j)],
+                  full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (with_bias ? bias[co] : 0.0) +
+                      (with_skip ? skip[g.skip_index(n, co, i, j)] : 0.0),
+                  "upsample_skip forward", trial);
+    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w.data(), nullptr, nullptr);
+    for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "upsample_skip input gradient", trial);
+    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x.data(), go.data(), uni(1, 5), random_threads(rng));
+    for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "upsample_skip weight gradient", trial);
   }
 }
 
@@ -121,27 +221,21 @@ static void test_rarefied_conv(std::mt19937_64& rng) {
                   gx[g.x_index(n, ci, ih, iw)] += gv * wv;
                   gw[g.w_index(co, ci_l, a, b)] += gv * xv;
                 }
+    const bool with_bias = uni(0, 1);
+    std::vector<double> bias(g.Cout);
+    for (double& e : bias) e = normal(rng);
+    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w.data(), with_bias ? bias.data() : nullptr,
+                                               nullptr);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t co = 0; co < g.Cout; ++co)
         for (int64_t i = 0; i < g.Ho; ++i)
           for (int64_t j = 0; j < g.Wo; ++j)
-            check(forward_element<double>(g, Load{x.data()}, Load{w.data()}, n, co, i, j),
-                  out[g.out_index(n, co, i, j)], "rarefied forward_element", trial);
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t ci = 0; ci < g.Cin; ++ci)
-        for (int64_t ih = 0; ih < g.H; ++ih)
-          for (int64_t iw = 0; iw < g.W; ++iw)
-            check(backward_input_element<double>(g, Load{go.data()}, Load{w.data()}, n, ci, ih, iw),
-                  gx[g.x_index(n, ci, ih, iw)], "rarefied backward_input_element", trial);
-    for (int64_t co = 0; co < g.Cout; ++co)
-      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
-        for (int64_t a = 0; a < g.Kh; ++a)
-          for (int64_t b = 0; b < g.Kw; ++b) {
-            double sum = 0;
-            for (int64_t k = 0; k < weight_grad_terms(g, a, b); ++k)
-              sum += weight_grad_term<double>(g, Load{x.data()}, Load{go.data()}, co, ci_l, a, b, k);
-            check(sum, gw[g.w_index(co, ci_l, a, b)], "rarefied weight_grad_term", trial);
-          }
+            check(y[g.out_index(n, co, i, j)], out[g.out_index(n, co, i, j)] + (with_bias ? bias[co] : 0.0),
+                  "rarefied forward", trial);
+    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w.data(), nullptr, nullptr);
+    for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "rarefied input gradient", trial);
+    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x.data(), go.data(), uni(1, 5), random_threads(rng));
+    for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "rarefied weight gradient", trial);
   }
 }
 

@@ -1,11 +1,11 @@
-"""upsample_skip's Triton backend vs stock cuDNN (conv_transpose2d + slice + add) vs torch.compile(stock), at
+"""upsample_skip's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN (conv_transpose2d + slice + add) vs torch.compile(stock), at
 the FCN-8s head stages (VOC 500x500, 21 classes, batch 16 under FCN_BENCH_FULL=1; 64x64, batch 1
 otherwise) and for the whole head; float32 and bfloat16; forward and forward+backward; depthwise bilinear
 (FCN's fixed upsampling) and dense 21x21 weights. CUDA only (skipped without a GPU).
 
 extra_info holds the bytes the fused op must move at least and, for the fused rows, that floor's share of
 the median time at the copy bandwidth measured in the same run (`copy_fraction`, 1.0 = copy speed):
-    pytest benchmarks/bench_triton_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
+    pytest benchmarks/bench_gpu_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
 """
 import pytest
 import torch
@@ -13,15 +13,17 @@ import torch
 from conftest import FULL
 from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
 
+import fcn_kernels
+
 if not torch.cuda.is_available():
-    pytest.skip("the Triton benchmarks need a CUDA GPU", allow_module_level=True)
-pytest.importorskip("triton")
+    pytest.skip("the GPU benchmarks need a CUDA GPU", allow_module_level=True)
+BACKENDS = [b for b in ("cuda", "triton") if b in fcn_kernels.available_backends()]
 
 IMAGE = 500 if FULL else 64
 BATCH = 16 if FULL else 1
 STAGES = bench.fcn8s_stages(IMAGE)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-IMPLS = ["triton", "stock", "compiled"]
+IMPLS = BACKENDS + ["stock", "compiled"]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,8 @@ def _stage_inputs(stage, dense, dtype, backward):
 
 
 def _impl(name):
-    if name == "triton":
-        return lambda *a, **k: upsample_skip(*a, backend="triton", **k)
+    if name in BACKENDS:
+        return lambda *a, **k: upsample_skip(*a, backend=name, **k)
     if name == "stock":
         return reference.upsample_skip
     torch._dynamo.reset()
@@ -81,13 +83,13 @@ def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
     st = STAGES[stage]
     x, w, skip, kw = _stage_inputs(st, weights == "dense", DTYPES[dtype], backward)
     fn = _impl(impl)
-    benchmark.group = f"triton {st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
+    benchmark.group = f"{st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
     inputs = [t for t in (x, skip) if t is not None]
     y = fn(x, w, None, skip, **kw)
     nbytes = (x.numel() + 2 * y.numel()) * y.element_size() if skip is not None else \
         (x.numel() + y.numel()) * y.element_size()
     benchmark(_step(lambda: fn(x, w, None, skip, **kw), inputs, backward))
-    if impl == "triton":
+    if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)
 
 
@@ -99,7 +101,7 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
     """The three stages together; 'copy-floor' copies the head's minimum bytes (bench.head_bytes) into a
     fresh tensor: the memory-bandwidth floor of a fused head, measured in the same run."""
     dt = DTYPES[dtype]
-    benchmark.group = f"triton FCN-8s head b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
+    benchmark.group = f"FCN-8s head b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
     nbytes = bench.head_bytes(BATCH, image=IMAGE, itemsize=torch.tensor([], dtype=dt).element_size())
     if impl == "copy-floor":
         src = torch.ones(nbytes // 8, device="cuda")  # read + write = nbytes
@@ -107,12 +109,12 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
         return
     scores, ws, groups = bench.head_inputs(BATCH, image=IMAGE, dense=weights == "dense", dtype=dt, device="cuda",
                                            requires_grad=backward)
-    if impl == "triton":
-        head = lambda: bench.fused_head(scores, ws, groups, IMAGE, backend="triton")
+    if impl in BACKENDS:
+        head = lambda: bench.fused_head(scores, ws, groups, IMAGE, backend=impl)
     else:
         torch._dynamo.reset()
         stock = bench.stock_head if impl == "stock" else torch.compile(bench.stock_head)
         head = lambda: stock(scores, ws, groups, IMAGE)
     benchmark(_step(head, scores, backward))
-    if impl == "triton":
+    if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)

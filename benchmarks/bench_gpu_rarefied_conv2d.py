@@ -1,12 +1,12 @@
-"""rarefied_conv2d's Triton backend vs stock cuDNN F.conv2d(dilation=r) vs torch.compile(stock): dense
+"""rarefied_conv2d's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN F.conv2d(dilation=r) vs torch.compile(stock): dense
 VGG16 conv5-like layers (512 -> 512, 3x3, rarefaction 2 and 4, 64x64; batch 16 under FCN_BENCH_FULL=1, else
 batch 1) and depthwise 3x3 (21 and 64 channels, rarefaction 2..8, 64x64); float32 and bfloat16; forward and
 forward+backward. CUDA only (skipped without a GPU).
 
-extra_info holds the op's GFLOP (dense rows, with the achieved TFLOP/s for the Triton rows) and the bytes a
+extra_info holds the op's GFLOP (dense rows, with the achieved TFLOP/s for the fused rows) and the bytes a
 depthwise forward must move at least, with that floor's share of the median time at the copy bandwidth
 measured in the same run (`copy_fraction`, 1.0 = copy speed):
-    pytest benchmarks/bench_triton_rarefied_conv2d.py --benchmark-group-by=group --benchmark-columns=median
+    pytest benchmarks/bench_gpu_rarefied_conv2d.py --benchmark-group-by=group --benchmark-columns=median
 """
 import pytest
 import torch
@@ -15,15 +15,17 @@ import torch.nn.functional as F
 from conftest import FULL
 from fcn_kernels import bench, rarefied_conv2d
 
+import fcn_kernels
+
 if not torch.cuda.is_available():
-    pytest.skip("the Triton benchmarks need a CUDA GPU", allow_module_level=True)
-pytest.importorskip("triton")
+    pytest.skip("the GPU benchmarks need a CUDA GPU", allow_module_level=True)
+BACKENDS = [b for b in ("cuda", "triton") if b in fcn_kernels.available_backends()]
 
 BATCH = 16 if FULL else 1
 HW = 64
 DW_RAREFACTIONS = [2, 3, 4, 6, 8] if FULL else [2, 8]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-IMPLS = ["triton", "stock", "compiled"]
+IMPLS = BACKENDS + ["stock", "compiled"]
 
 
 def _stock(x, w, b, r, groups):
@@ -31,8 +33,8 @@ def _stock(x, w, b, r, groups):
 
 
 def _impl(name):
-    if name == "triton":
-        return lambda x, w, b, r, g: rarefied_conv2d(x, w, b, rarefaction=r, padding=r, groups=g, backend="triton")
+    if name in BACKENDS:
+        return lambda x, w, b, r, g: rarefied_conv2d(x, w, b, rarefaction=r, padding=r, groups=g, backend=name)
     if name == "stock":
         return _stock
     torch._dynamo.reset()
@@ -72,7 +74,7 @@ def copy_bw():
 @pytest.mark.parametrize("r", [2, 4])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_dense(benchmark, impl, r, dtype, backward):
-    benchmark.group = f"triton dense 512->512 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} {'fwd+bwd' if backward else 'fwd'}"
+    benchmark.group = f"dense 512->512 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} {'fwd+bwd' if backward else 'fwd'}"
     x, w, b = _inputs(512, 512, 1, r, DTYPES[dtype], backward)
     fn = _impl(impl)
     gflop = 2 * BATCH * 512 * 512 * 9 * HW * HW / 1e9 * (3 if backward else 1)
@@ -89,7 +91,7 @@ def test_dense(benchmark, impl, r, dtype, backward):
 @pytest.mark.parametrize("channels", [21, 64])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_depthwise(benchmark, copy_bw, impl, channels, r, dtype, backward):
-    benchmark.group = (f"triton depthwise {channels}ch 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} "
+    benchmark.group = (f"depthwise {channels}ch 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} "
                        f"{'fwd+bwd' if backward else 'fwd'}")
     x, w, b = _inputs(channels, channels, channels, r, DTYPES[dtype], backward)
     fn = _impl(impl)
@@ -98,5 +100,5 @@ def test_depthwise(benchmark, copy_bw, impl, channels, r, dtype, backward):
     benchmark.extra_info["copy_gbps"] = copy_bw / 1e9
     benchmark(_step(lambda: fn(x, w, b, r, channels), [x, w, b], backward))
     median = _median(benchmark)
-    if median and not backward and impl == "triton":  # the floor counts forward bytes only
+    if median and not backward and impl in BACKENDS:  # the floor counts forward bytes only
         benchmark.extra_info["copy_fraction"] = nbytes / copy_bw / median

@@ -1,0 +1,69 @@
+"""Small calls of every CUDA kernel (both ops, forward and backward; float64, float32, bfloat16;
+odd and 16-byte-multiple widths, a multi-slab and an untiled filter, 32- and 64-bit offsets), for
+compute-sanitizer:  compute-sanitizer --tool memcheck --error-exitcode 1 python tools/cuda_sanitize.py
+(and --tool racecheck). Exits non-zero if an op fails or disagrees with the reference."""
+import os
+import sys
+
+import torch
+
+import fcn_kernels
+from fcn_kernels import reference
+
+
+def upsample_calls(dtype):
+    # (x, weight, stride, groups, out_offset, out_size, skip, skip_offset)
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)
+    yield r(2, 3, 5, 7), r(3, 1, 4, 4), 2, 3, (1, 1), (9, 13), r(2, 3, 12, 17), (2, 3)
+    yield r(1, 4, 4, 4), r(4, 1, 16, 16), 8, 4, (5, 3), (32, 32), None, (0, 0)
+    yield r(1, 40, 3, 2), r(40, 40, 16, 16), 8, 1, (0, 0), (24, 17), None, (0, 0)
+    yield r(1, 1, 1, 2), r(1, 1, 1, 9000), 1, 1, (0, 3), (1, 11), None, (0, 0)
+
+
+def rarefied_calls(dtype):
+    # (x, weight, rarefaction, padding, groups)
+    g = torch.Generator().manual_seed(1)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)
+    yield r(2, 3, 9, 11), r(3, 1, 3, 3), 2, 2, 3
+    yield r(1, 4, 8, 16), r(4, 1, 3, 3), 4, 4, 4
+    yield r(1, 1000, 3, 5), r(2, 1000, 3, 3), 1, 1, 1
+    yield r(1, 1, 1, 8300), r(1, 1, 1, 8200), 1, 0, 1
+
+
+def check(name, got, want, dtype):
+    tol = 1e-9 if dtype == torch.float64 else (1e-3 if dtype == torch.float32 else 5e-2)
+    err = (got.double().cpu() - want).abs().max().item() if want.numel() else 0.0
+    scale = want.abs().max().item() if want.numel() else 0.0
+    if err > tol * (1 + scale):
+        sys.exit(f"{name} {dtype}: max error {err} (scale {scale})")
+
+
+def main():
+    for index64 in ("0", "1"):
+        os.environ["FCN_KERNELS_CUDA_INDEX64"] = index64
+        for dtype in (torch.float64, torch.float32, torch.bfloat16):
+            for x, w, s, groups, off, size, skip, soff in upsample_calls(dtype):
+                kw = dict(stride=s, groups=groups, out_offset=off, out_size=size, skip_offset=soff)
+                leaves = [t.cuda().requires_grad_() if t is not None else None for t in (x, w, skip)]
+                y = fcn_kernels.upsample_skip(leaves[0], leaves[1], None, leaves[2], backend="cuda", **kw)
+                y.backward(torch.ones_like(y))
+                want = reference.upsample_skip(x.double(), w.double(), None,
+                                               skip.double() if skip is not None else None, **kw)
+                check("upsample_skip", y.detach(), want, dtype)
+            for x, w, r, pad, groups in rarefied_calls(dtype):
+                xc, wc = x.cuda().requires_grad_(), w.cuda().requires_grad_()
+                y = fcn_kernels.rarefied_conv2d(xc, wc, None, rarefaction=r, padding=pad, groups=groups,
+                                                backend="cuda")
+                y.backward(torch.ones_like(y))
+                want = reference.rarefied_conv2d(x.double(), w.double(), None, rarefaction=r, padding=pad,
+                                                 groups=groups)
+                check("rarefied_conv2d", y.detach(), want, dtype)
+    torch.cuda.synchronize()
+    print("cuda_sanitize: all calls done")
+
+
+if __name__ == "__main__":
+    if not torch.cuda.is_available() or "cuda" not in fcn_kernels.available_backends():
+        sys.exit("cuda_sanitize: needs a GPU and the CUDA kernels")
+    main()
