@@ -104,32 +104,20 @@ FCN_HOST_DEVICE int64_t tap_reach(const Geometry& g, int64_t V) {
 // Forward: plane (n, co) of the output, before bias; reduces over the group's input channels,
 // through the taps that read real (unpadded) inputs.
 template <typename I>
-struct ForwardPlane {
-  static constexpr bool kHasSkip = false;
-  int64_t N, Cin, Cout;
-  I H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, cin_g, cout_g;
+struct ForwardPlane : PlaneLayout<I> {
+  int64_t Cout;
+  I H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, cin_g;
 
   static FCN_HOST_DEVICE ForwardPlane make(const Geometry& g) {
-    return ForwardPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw), I(g.ph), I(g.pw),
-                        I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+    return ForwardPlane{{forward_layout<I>(g)}, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw),
+                        I(g.ph), I(g.pw), I(g.Ho), I(g.Wo), I(g.cin_per_group())};
   }
   static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
     return imax(imax(g.cin_per_group() * g.H * g.W, g.cin_per_group() * g.Kh * g.Kw),
                 (g.Ho + 1) * (g.Wo + V)) + tap_reach(g, V);
   }
-  FCN_HOST_DEVICE int64_t planes() const { return N * Cout; }
-  FCN_HOST_DEVICE I rows() const { return Ho; }
-  FCN_HOST_DEVICE I cols() const { return Wo; }
-  FCN_HOST_DEVICE int64_t out_channels() const { return Cout; }
-  FCN_HOST_DEVICE I reduce() const { return cin_g; }
-  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
-  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
-    const int64_t n = plane / Cout, grp = (plane % Cout) / cout_g;
-    return (n * Cin + grp * cin_g) * H * W;
-  }
   FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const { return (plane % Cout) * cin_g * Kh * Kw; }
   FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(Kh) * Kw; }
-  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
 
   template <int V, typename A, typename LoadX, typename Tile>
   FCN_HOST_DEVICE void accumulate(const LoadX& x, const Tile& tile, I tile_stride, I c0, I cn, I i, I j0,
@@ -154,36 +142,24 @@ struct ForwardPlane {
 // Input gradient: plane (n, ci) of grad_x; reduces over the group's output channels, at every
 // output this input reaches through the rarefied taps.
 template <typename I>
-struct InputGradPlane {
-  static constexpr bool kHasSkip = false;
-  int64_t N, Cin, Cout;
+struct InputGradPlane : PlaneLayout<I> {
+  int64_t Cin;
   I H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, cin_g, cout_g;
 
   static FCN_HOST_DEVICE InputGradPlane make(const Geometry& g) {
-    return InputGradPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw), I(g.ph),
-                          I(g.pw), I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+    return InputGradPlane{{input_grad_layout<I>(g)}, g.Cin, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.rh), I(g.rw),
+                          I(g.ph), I(g.pw), I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
   }
   static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
     const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
     return imax(imax(cout_g * (g.Ho + 1) * (g.Wo + 1), cout_g * cin_g * g.Kh * g.Kw),
                 (g.H + 1) * (g.W + V)) + tap_reach(g, V);
   }
-  FCN_HOST_DEVICE int64_t planes() const { return N * Cin; }
-  FCN_HOST_DEVICE I rows() const { return H; }
-  FCN_HOST_DEVICE I cols() const { return W; }
-  FCN_HOST_DEVICE int64_t out_channels() const { return Cin; }
-  FCN_HOST_DEVICE I reduce() const { return cout_g; }
-  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
-  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
-    const int64_t n = plane / Cin, grp = (plane % Cin) / cin_g;
-    return (n * Cout + grp * cout_g) * Ho * Wo;
-  }
   FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const {
     const int64_t ci = plane % Cin, grp = ci / cin_g, ci_l = ci % cin_g;
     return ((grp * cout_g) * cin_g + ci_l) * Kh * Kw;
   }
   FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(cin_g) * Kh * Kw; }
-  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
 
   template <int V, typename A, typename LoadG, typename Tile>
   FCN_HOST_DEVICE void accumulate(const LoadG& go, const Tile& tile, I tile_stride, I c0, I cn, I ih, I iw0,

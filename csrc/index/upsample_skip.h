@@ -77,31 +77,21 @@ struct Geometry {
 // input channels. Output (i, j) gathers input (ih, iw) through tap (p - ih * sh, q - iw * sw), for
 // the inputs that reach full-output (p, q) = (i + oy, j + ox).
 template <typename I>
-struct ForwardPlane {
+struct ForwardPlane : PlaneLayout<I> {
   static constexpr bool kHasSkip = true;
-  int64_t N, Cin, Cout;
+  int64_t Cout;
   I H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx, cin_g, cout_g;
 
   static FCN_HOST_DEVICE ForwardPlane make(const Geometry& g) {
-    return ForwardPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw), I(g.oy), I(g.ox),
-                        I(g.Ho), I(g.Wo), I(g.Hs), I(g.Ws), I(g.sy), I(g.sx), I(g.cin_per_group()),
-                        I(g.cout_per_group())};
+    return ForwardPlane{{forward_layout<I>(g)}, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw),
+                        I(g.oy), I(g.ox), I(g.Ho), I(g.Wo), I(g.Hs), I(g.Ws), I(g.sy), I(g.sx),
+                        I(g.cin_per_group()), I(g.cout_per_group())};
   }
   static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
     const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
     return imax(imax(cin_g * g.H * g.W, cin_g * cout_g * g.Kh * g.Kw),
                 imax(imax((g.Ho + 1) * (g.Wo + V), (g.Hs + 1) * (g.Ws + V)),
                      imax(g.ox + g.Wo + V + g.Kw, g.oy + g.Ho + g.Kh) * imax(g.sh, g.sw)));
-  }
-  FCN_HOST_DEVICE int64_t planes() const { return N * Cout; }
-  FCN_HOST_DEVICE I rows() const { return Ho; }
-  FCN_HOST_DEVICE I cols() const { return Wo; }
-  FCN_HOST_DEVICE int64_t out_channels() const { return Cout; }
-  FCN_HOST_DEVICE I reduce() const { return cin_g; }
-  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
-  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
-    const int64_t n = plane / Cout, grp = (plane % Cout) / cout_g;
-    return (n * Cin + grp * cin_g) * H * W;
   }
   FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const {
     const int64_t co = plane % Cout, grp = co / cout_g, co_l = co % cout_g;
@@ -137,14 +127,13 @@ struct ForwardPlane {
 // Input gradient: plane (n, ci) of grad_x; reduces over the group's output channels. Input
 // (ih, iw) collects grad_out through the taps by which it reaches the crop window.
 template <typename I>
-struct InputGradPlane {
-  static constexpr bool kHasSkip = false;
-  int64_t N, Cin, Cout;
-  I H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, cin_g, cout_g;
+struct InputGradPlane : PlaneLayout<I> {
+  int64_t Cin;
+  I H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, cout_g;
 
   static FCN_HOST_DEVICE InputGradPlane make(const Geometry& g) {
-    return InputGradPlane{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw), I(g.oy),
-                          I(g.ox), I(g.Ho), I(g.Wo), I(g.cin_per_group()), I(g.cout_per_group())};
+    return InputGradPlane{{input_grad_layout<I>(g)}, g.Cin, I(g.H), I(g.W), I(g.Kh), I(g.Kw), I(g.sh), I(g.sw),
+                          I(g.oy), I(g.ox), I(g.Ho), I(g.Wo), I(g.cout_per_group())};
   }
   static FCN_HOST_DEVICE int64_t span(const Geometry& g, int64_t V) {
     const int64_t cout_g = g.cout_per_group();
@@ -152,19 +141,8 @@ struct InputGradPlane {
                 imax((g.H + 1) * (g.W + V), (imax(g.H, g.W) + V) * imax(g.sh, g.sw) + imax(g.Kh, g.Kw) +
                                                 imax(g.oy + g.Ho, g.ox + g.Wo)));
   }
-  FCN_HOST_DEVICE int64_t planes() const { return N * Cin; }
-  FCN_HOST_DEVICE I rows() const { return H; }
-  FCN_HOST_DEVICE I cols() const { return W; }
-  FCN_HOST_DEVICE int64_t out_channels() const { return Cin; }
-  FCN_HOST_DEVICE I reduce() const { return cout_g; }
-  FCN_HOST_DEVICE I taps() const { return Kh * Kw; }
-  FCN_HOST_DEVICE int64_t in_offset(int64_t plane) const {
-    const int64_t n = plane / Cin, grp = (plane % Cin) / cin_g;
-    return (n * Cout + grp * cout_g) * Ho * Wo;
-  }
   FCN_HOST_DEVICE int64_t weight_base(int64_t plane) const { return (plane % Cin) * cout_g * Kh * Kw; }
   FCN_HOST_DEVICE int64_t weight_stride() const { return int64_t(Kh) * Kw; }
-  FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
 
   template <int V, typename A, typename LoadG, typename Tile>
   FCN_HOST_DEVICE void accumulate(const LoadG& go, const Tile& tile, I tile_stride, I c0, I cn, I ih, I iw0,
