@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test, from a fresh checkout: sets up .venv (scripts/setup.sh), then
-#   1. the C++ index-math test (CMake + ctest),
+#   1. the C++ host tests (CMake + ctest: index math, the CUDA kernels replayed on the host),
 #   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
 #   3. every benchmark once as a smoke test (--benchmark-disable).
 set -euo pipefail
@@ -9,9 +9,9 @@ bash scripts/setup.sh
 venv=${FCN_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
 
-echo "== ctest: shared index math (CPU and CUDA kernels)"
+echo "== ctest: shared index math, CUDA kernels replayed on the host"
 cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/cmake -j "${MAX_JOBS:-2}" --target test_index_math test_element_math test_rarefied_index_math >/dev/null
+cmake --build build/cmake -j "${MAX_JOBS:-2}" --target host_tests >/dev/null
 ctest --test-dir build/cmake --output-on-failure
 
 if python - <<'PY'

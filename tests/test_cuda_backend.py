@@ -124,13 +124,15 @@ def test_cuda_matches_triton(seed, dtype):
 
 # Shapes that take each path of csrc/cuda/plane_kernel.cuh: widths that are and are not a multiple of
 # the 16-byte run (vector and scalar stores, misaligned skip rows), more channels than one weight slab
-# holds (64 x 16 x 16 fp32 > 32 KB), and filters too big for the tile (read in place).
+# holds (64 x 16 x 16 fp32 > 32 KB), filters too big for the tile (read in place), and more planes
+# and weight slices than one grid dimension takes (the grid-stride loops).
 PATH_CASES = {
     "fcn8s_upscore8_even": Case(2, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (500, 500), (0, 0), None, False),
     "fcn8s_upscore8_odd": Case(1, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (497, 501), (0, 0), None, True),
     "skip_misaligned": Case(2, 6, 6, 6, 9, 11, (4, 4), (2, 2), (1, 1), (17, 19), (5, 3), (25, 27), True),
     "dense_two_slabs": Case(1, 64, 64, 1, 5, 6, (16, 16), (8, 8), (3, 5), None, (0, 0), None, True),
     "untiled_filter": Case(1, 2, 2, 2, 2, 3, (1, 9000), (1, 1), (0, 100), (2, 37), (0, 0), None, False),
+    "many_planes": Case(1, 70000, 70000, 70000, 1, 2, (2, 2), (2, 2), (0, 0), None, (0, 0), None, True),
 }
 
 
@@ -150,12 +152,14 @@ def test_cuda_kernel_paths_against_reference(name, dtype, index64, monkeypatch):
 @pytest.mark.parametrize("index64", [False, True], ids=["int32", "int64"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_cuda_rarefied_kernel_paths(dtype, index64, monkeypatch):
-    """Odd and 16-byte-multiple widths, channels past one slab, a filter past the tile."""
+    """Odd and 16-byte-multiple widths, channels past one slab, a filter past the tile, more planes than
+    one grid dimension takes."""
     if index64:
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
     g = torch.Generator().manual_seed(0)
     shapes = [((2, 21, 64, 64), (21, 1, 3, 3), 21, 2, 2), ((1, 21, 63, 61), (21, 1, 3, 3), 21, 4, 4),
-              ((1, 512, 12, 13), (8, 512, 3, 3), 1, 2, 2), ((1, 2, 1, 9000), (2, 1, 1, 8500), 2, 1, 0)]
+              ((1, 512, 12, 13), (8, 512, 3, 3), 1, 2, 2), ((1, 2, 1, 9000), (2, 1, 1, 8500), 2, 1, 0),
+              ((1, 70000, 2, 3), (70000, 1, 1, 2), 70000, 1, 0)]
     for xs, ws, groups, r, pad in shapes:
         x = torch.randn(xs, generator=g, dtype=torch.float64).to(dtype)
         w = torch.randn(ws, generator=g, dtype=torch.float64).to(dtype)

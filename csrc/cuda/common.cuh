@@ -1,5 +1,5 @@
 // Device-side pieces shared by the kernel files: accumulation types, conversions, a loader for the
-// per-element functions of csrc/index/, dtype dispatch and launch sizing. Torch-free.
+// index math of csrc/index/, dtype dispatch. Torch-free.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -45,21 +45,6 @@ cudaError_t with_type(DType dtype, Fn&& fn) {
     case DType::kBFloat16: return fn(__nv_bfloat16{});
   }
   return cudaErrorInvalidValue;
-}
-
-// Block-wide sum of one value per thread in a fixed order (no atomics: the same bits every run).
-// Every thread of the block must call it; the result is valid in thread 0.
-template <typename A>
-__device__ __forceinline__ A block_sum(A v, A* partial) {
-  partial[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
-  }
-  const A out = partial[0];
-  __syncthreads();  // partial[] may be reused right away
-  return out;
 }
 
 }  // namespace cuda

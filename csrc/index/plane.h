@@ -40,8 +40,8 @@ FCN_HOST_DEVICE I run_count(I rows, I cols) { return rows * ((cols + V - 1) / V)
 template <typename I>
 struct PlaneLayout {
   static constexpr bool kHasSkip = false;  // ops with a skip input hide these two
-  int64_t images, channels, in_channels;
-  I out_rows, out_cols, in_rows, in_cols, group_reduce, group_channels, filter_taps;
+  int64_t images, channels, in_channels, group_channels;  // group_channels: planes per group
+  I out_rows, out_cols, in_rows, in_cols, group_reduce, filter_taps;
 
   FCN_HOST_DEVICE int64_t skip_offset(int64_t, I, I) const { return 0; }
 
@@ -62,16 +62,17 @@ struct PlaneLayout {
 // the group's channels of grad_out.
 template <typename I, typename G>
 FCN_HOST_DEVICE PlaneLayout<I> forward_layout(const G& g) {
-  return PlaneLayout<I>{g.N, g.Cout, g.Cin, I(g.Ho), I(g.Wo), I(g.H), I(g.W),
-                        I(g.cin_per_group()), I(g.cout_per_group()), I(g.Kh * g.Kw)};
+  return PlaneLayout<I>{g.N, g.Cout, g.Cin, g.cout_per_group(), I(g.Ho), I(g.Wo), I(g.H), I(g.W),
+                        I(g.cin_per_group()), I(g.Kh * g.Kw)};
 }
 template <typename I, typename G>
 FCN_HOST_DEVICE PlaneLayout<I> input_grad_layout(const G& g) {
-  return PlaneLayout<I>{g.N, g.Cin, g.Cout, I(g.H), I(g.W), I(g.Ho), I(g.Wo),
-                        I(g.cout_per_group()), I(g.cin_per_group()), I(g.Kh * g.Kw)};
+  return PlaneLayout<I>{g.N, g.Cin, g.Cout, g.cin_per_group(), I(g.H), I(g.W), I(g.Ho), I(g.Wo),
+                        I(g.cout_per_group()), I(g.Kh * g.Kw)};
 }
 
-// Largest in-plane offset the int32_t fast path may take (headroom for the columns of a last run).
-constexpr int64_t kMaxSpan32 = (int64_t(1) << 31) - 64;
+// Largest span() the int32_t fast path takes. The kernel's thread index (block * 256 + thread) runs
+// past the plane's run count by less than a block: the headroom keeps it in range too.
+constexpr int64_t kMaxSpan32 = (int64_t(1) << 31) - 1024;
 
 }  // namespace fcn_kernels

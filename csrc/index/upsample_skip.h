@@ -118,7 +118,7 @@ struct ForwardPlane : PlaneLayout<I> {
         const I xrow = ((c0 + c) * H + ih) * W, trow = c * tile_stride + (p - ih * sh) * Kw;
         for (int v = 0; v < V; ++v) {
           const I q = j0 + v + ox;
-          for (I iw = lo[v]; iw < hi[v]; ++iw) acc[v] += x(xrow + iw) * tile(trow + q - iw * sw);
+          for (I iw = lo[v]; iw < hi[v]; ++iw) acc[v] += x(xrow + iw) * tile(trow + (q - iw * sw));
         }
       }
   }

@@ -1,9 +1,10 @@
 // ctest: what the CUDA kernels compute, against naive loops, in double, on random small problems:
 // for upsample_skip a scatter-form transposed convolution and crop; for rarefied_conv2d the
 // textbook dilated convolution over a zero-padded input. The forward and input-gradient passes are
-// replayed block by block as csrc/cuda/plane_kernel.cuh runs them (runs of V columns, weight slabs
-// in a tile or read in place, 32- or 64-bit in-plane offsets); the weight gradient as
-// csrc/cuda/weight_grad_kernel.cuh reduces it (chunks of rows, taps per thread, lanes per tap).
+// replayed as csrc/cuda/plane_kernel.cuh runs them (runs of V columns, weight slabs in a tile or
+// read in place, 32- or 64-bit in-plane offsets, every read checked against its plane's extent);
+// the weight gradient as csrc/cuda/weight_grad_kernel.cuh reduces it (chunks of rows, taps per
+// thread, lanes per tap).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,45 +18,54 @@
 #include "index/upsample_skip.h"
 
 
+static int failures = 0;
+static long compared = 0;
+
+// A read of p[k], k checked against the extent the kernel may touch (a plane's input channels, a
+// tile): reads for the columns a last run drops must stay in bounds too.
 struct Load {
   const double* p;
-  double operator()(int64_t k) const { return p[k]; }
+  int64_t n;
+  double operator()(int64_t k) const {
+    if ((k < 0 || k >= n) && failures++ < 10) std::printf("FAIL read %lld outside [0, %lld)\n", (long long)k, (long long)n);
+    return k >= 0 && k < n ? p[k] : 0.0;
+  }
 };
 
-// Host replay of plane_kernel: the same op calls in the same order, one block of `block_runs`
-// threads after another, the tile refilled per slab (or, unshared, read in place in one slab).
+// Host replay of plane_kernel: the same op calls in the same order, the tile refilled per slab (or,
+// unshared, the weights read in place in one slab). `w_size`: the weight's elements.
 template <int V, typename I, typename Op>
-static std::vector<double> replay(const Op& op, const double* in, const double* w, const double* bias,
-                                  const double* skip, I slab, bool shared, I block_runs) {
+static std::vector<double> replay(const Op& op, const double* in, const double* w, int64_t w_size,
+                                  const double* bias, const double* skip, I slab, bool shared) {
   std::vector<double> out(op.planes() * op.rows() * op.cols(), -1e300), tile;
   const I runs = fcn_kernels::run_count<V>(op.rows(), op.cols());
-  for (int64_t plane = 0; plane < op.planes(); ++plane)
-    for (I r0 = 0; r0 < runs; r0 += block_runs) {
-      const I nr = std::min<I>(block_runs, runs - r0);
-      std::vector<std::array<double, V>> acc(nr);
+  const int64_t in_extent = int64_t(op.reduce()) * op.in_rows * op.in_cols;
+  for (int64_t plane = 0; plane < op.planes(); ++plane) {
+      std::vector<std::array<double, V>> acc(runs);
       for (auto& a : acc) a.fill(0.0);
       const I step = shared ? slab : op.reduce();
       for (I c0 = 0; c0 < op.reduce(); c0 += step) {
         const I cn = std::min<I>(step, op.reduce() - c0);
-        Load t{w + op.weight_base(plane) + c0 * op.weight_stride()};
+        const int64_t wbase = op.weight_base(plane) + c0 * op.weight_stride();
+        Load t{w + wbase, std::min<int64_t>((cn - 1) * op.weight_stride() + op.taps(), w_size - wbase)};
         I tstride = I(op.weight_stride());
         if (shared) {
           tile.assign(cn * op.taps(), 0.0);
           for (I k = 0; k < cn * op.taps(); ++k)
             tile[k] = w[op.weight_base(plane) + (c0 + k / op.taps()) * op.weight_stride() + k % op.taps()];
-          t = Load{tile.data()};
+          t = Load{tile.data(), int64_t(tile.size())};
           tstride = op.taps();
         }
-        for (I r = 0; r < nr; ++r) {
+        for (I r = 0; r < runs; ++r) {
           I i, j0;
-          fcn_kernels::run_start<V>(op.cols(), r0 + r, i, j0);
+          fcn_kernels::run_start<V>(op.cols(), r, i, j0);
           double(&a)[V] = *reinterpret_cast<double(*)[V]>(acc[r].data());
-          op.template accumulate<V>(Load{in + op.in_offset(plane)}, t, tstride, c0, cn, i, j0, a);
+          op.template accumulate<V>(Load{in + op.in_offset(plane), in_extent}, t, tstride, c0, cn, i, j0, a);
         }
       }
-      for (I r = 0; r < nr; ++r) {
+      for (I r = 0; r < runs; ++r) {
         I i, j0;
-        fcn_kernels::run_start<V>(op.cols(), r0 + r, i, j0);
+        fcn_kernels::run_start<V>(op.cols(), r, i, j0);
         for (I v = 0; v < std::min<I>(V, op.cols() - j0); ++v) {
           double y = acc[r][v];
           if (bias) y += bias[plane % op.out_channels()];
@@ -69,8 +79,8 @@ static std::vector<double> replay(const Op& op, const double* in, const double* 
 
 // Host replay of weight_grad_kernel with `splits` chunks and blocks of `threads` threads.
 template <typename Op>
-static std::vector<double> replay_weight_grad(const Op& op, const double* x, const double* go, int64_t splits,
-                                              int64_t threads) {
+static std::vector<double> replay_weight_grad(const Op& op, const std::vector<double>& x,
+                                              const std::vector<double>& go, int64_t splits, int64_t threads) {
   const int64_t taps = op.taps(), pairs = op.pairs();
   const int64_t tt = fcn_kernels::tap_threads(taps, threads), lanes = fcn_kernels::tap_lanes(taps, threads);
   std::vector<double> ws(splits * pairs * taps), gw(pairs * taps, 0.0);
@@ -81,7 +91,8 @@ static std::vector<double> replay_weight_grad(const Op& op, const double* x, con
         for (int64_t tap = t0; tap < std::min(taps, t0 + tt); ++tap) {
           double sum = 0;
           for (int64_t lane = 0; lane < lanes; ++lane)
-            sum += fcn_kernels::weight_grad_partial<double>(op, Load{x}, Load{go}, pair, tap, lane, lanes, rows);
+            sum += fcn_kernels::weight_grad_partial<double>(op, Load{x.data(), int64_t(x.size())},
+                                                              Load{go.data(), int64_t(go.size())}, pair, tap, lane, lanes, rows);
           ws[(s * pairs + pair) * taps + tap] = sum;
         }
     }
@@ -95,19 +106,19 @@ static int64_t random_threads(std::mt19937_64& rng) {
   return choices[std::uniform_int_distribution<int>(0, 4)(rng)];
 }
 
-// One replay with V, the index type, the slab, tile placement and block size drawn at random.
+// One replay with V, the index type, the slab and the tile placement drawn at random.
 template <template <typename> class Op, typename Geometry>
 static std::vector<double> replay_random(std::mt19937_64& rng, const Geometry& g, const double* in,
-                                         const double* w, const double* bias, const double* skip) {
+                                         const std::vector<double>& w, const double* bias, const double* skip) {
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const int v = 1 << uni(0, 3);
   const bool narrow = uni(0, 1), shared = uni(0, 3) != 0;
-  const int64_t slab = uni(1, int(Op<int64_t>::make(g).reduce())), block = uni(1, 9);
+  const int64_t slab = uni(1, int(Op<int64_t>::make(g).reduce()));
   auto go = [&](auto vconst) -> std::vector<double> {
     constexpr int V = decltype(vconst)::value;
     if (narrow)
-      return replay<V, int32_t>(Op<int32_t>::make(g), in, w, bias, skip, int32_t(slab), shared, int32_t(block));
-    return replay<V, int64_t>(Op<int64_t>::make(g), in, w, bias, skip, slab, shared, block);
+      return replay<V, int32_t>(Op<int32_t>::make(g), in, w.data(), w.size(), bias, skip, int32_t(slab), shared);
+    return replay<V, int64_t>(Op<int64_t>::make(g), in, w.data(), w.size(), bias, skip, slab, shared);
   };
   switch (v) {
     case 1: return go(std::integral_constant<int, 1>{});
@@ -116,9 +127,6 @@ static std::vector<double> replay_random(std::mt19937_64& rng, const Geometry& g
     default: return go(std::integral_constant<int, 8>{});
   }
 }
-
-static int failures = 0;
-static long compared = 0;
 
 static void check(double got, double want, const char* what, int trial) {
   ++compared;
@@ -171,7 +179,7 @@ static void test_upsample_skip(std::mt19937_64& rng) {
       skip.resize(g.N * g.Cout * g.Hs * g.Ws);
       for (double& e : skip) e = normal(rng);
     }
-    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w.data(), with_bias ? bias.data() : nullptr,
+    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w, with_bias ? bias.data() : nullptr,
                                                with_skip ? skip.data() : nullptr);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t co = 0; co < g.Cout; ++co)
@@ -181,9 +189,9 @@ static void test_upsample_skip(std::mt19937_64& rng) {
                   full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (with_bias ? bias[co] : 0.0) +
                       (with_skip ? skip[g.skip_index(n, co, i, j)] : 0.0),
                   "upsample_skip forward", trial);
-    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w.data(), nullptr, nullptr);
+    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w, nullptr, nullptr);
     for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "upsample_skip input gradient", trial);
-    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x.data(), go.data(), uni(1, 5), random_threads(rng));
+    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));
     for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "upsample_skip weight gradient", trial);
   }
 }
@@ -224,7 +232,7 @@ static void test_rarefied_conv(std::mt19937_64& rng) {
     const bool with_bias = uni(0, 1);
     std::vector<double> bias(g.Cout);
     for (double& e : bias) e = normal(rng);
-    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w.data(), with_bias ? bias.data() : nullptr,
+    const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w, with_bias ? bias.data() : nullptr,
                                                nullptr);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t co = 0; co < g.Cout; ++co)
@@ -232,9 +240,9 @@ static void test_rarefied_conv(std::mt19937_64& rng) {
           for (int64_t j = 0; j < g.Wo; ++j)
             check(y[g.out_index(n, co, i, j)], out[g.out_index(n, co, i, j)] + (with_bias ? bias[co] : 0.0),
                   "rarefied forward", trial);
-    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w.data(), nullptr, nullptr);
+    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w, nullptr, nullptr);
     for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "rarefied input gradient", trial);
-    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x.data(), go.data(), uni(1, 5), random_threads(rng));
+    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));
     for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "rarefied weight gradient", trial);
   }
 }
