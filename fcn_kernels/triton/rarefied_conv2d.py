@@ -36,9 +36,10 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from ..ops._double_backward import register_double_backward
-
-from .upsample_skip import (INTERPRET, _I32, _cfg, _configs, _dot_in, _pow2, _splits, acc_dtype,  # noqa: F401
-                            dot_precision, dot_upcast, use_dot)
+from . import upsample_skip as _us
+from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
+from .upsample_skip import (INTERPRET, _I32, _big, _cfg, _ceil_div, _configs, _dot_in, _pow2,  # noqa: F401
+                            _splits, acc_dtype, dot_precision, dot_upcast, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -72,18 +73,9 @@ BWD_INPUT_DW_CONFIGS = [
     _cfg(4, BLOCK_H=8, BLOCK_W=64),
     _cfg(8, BLOCK_H=8, BLOCK_W=128),
 ]
-BWD_INPUT_DENSE_DOT_CONFIGS = [
-    _cfg(4, 2, BLOCK_H=2, BLOCK_W=8),
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
-    _cfg(4, 3, BLOCK_H=2, BLOCK_W=32),
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
-    _cfg(8, 3, BLOCK_H=8, BLOCK_W=16),
-]
-BWD_INPUT_DENSE_FMA_CONFIGS = [
-    _cfg(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
-    _cfg(4, BLOCK_H=8, BLOCK_W=16),
-    _cfg(8, BLOCK_H=8, BLOCK_W=32),
-]
+# the dense input gradient is the forward's loop over (tap, channel chunk) on the input plane
+BWD_INPUT_DENSE_DOT_CONFIGS = FWD_DENSE_DOT_CONFIGS
+BWD_INPUT_DENSE_FMA_CONFIGS = FWD_DENSE_FMA_CONFIGS
 BWD_WEIGHT_DW_CONFIGS = [
     _cfg(4, BLOCK_Q=32),
     _cfg(4, BLOCK_Q=64),
@@ -95,11 +87,7 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
     _cfg(4, 2, BLOCK_H=1, BLOCK_W=32),
     _cfg(4, 2, BLOCK_H=2, BLOCK_W=16),
 ]
-BWD_WEIGHT_DENSE_FMA_CONFIGS = [
-    _cfg(4, BLOCK_H=2, BLOCK_W=16),
-    _cfg(4, BLOCK_H=4, BLOCK_W=16),
-    _cfg(8, BLOCK_H=4, BLOCK_W=32),
-]
+BWD_WEIGHT_DENSE_FMA_CONFIGS = _us.BWD_WEIGHT_DENSE_FMA_CONFIGS  # upsample_skip's: the same loop over positions
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,9 +102,7 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, out_ptr,
     n = plane // Cout
     co = plane % Cout
     ci = co // cout_g  # one input channel per group
-    oh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    ow = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
-    omask = (oh < Ho) & (ow < Wo)
+    oh, ow, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
     x_plane = x_ptr + (n * Cin + ci).to(tl.int64) * H * W
     w_chan = w_ptr + co * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
@@ -141,19 +127,9 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
                       DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
                       BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    # program -> (n, group, position tile), tile fastest; output-channel block on axis 1
-    tiles_w = tl.cdiv(Wo, BLOCK_W)
-    tiles = tl.cdiv(Ho, BLOCK_H) * tiles_w
-    pid = tl.program_id(0)
-    tile = pid % tiles
-    ng = pid // tiles
-    g = ng % groups
-    n = ng // groups
+    # output-channel block on grid axis 1
+    n, g, oh, ow, o_ok = group_tile(tl.program_id(0), groups, Ho, Wo, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
-    offs = tl.arange(0, P)
-    oh = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
-    ow = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
-    o_ok = (oh < Ho) & (ow < Wo)
     co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
     co_ok = co < cout_g
     x_img = x_ptr + n.to(tl.int64) * Cin * H * W
@@ -163,17 +139,12 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
         # one pipelined loop over (tap, input-channel chunk)
         n_chunks = tl.cdiv(cin_g, BLOCK_CI)
         for kk in range(0, Kh * Kw * n_chunks):
-            tap = kk // n_chunks
-            kh = tap // Kw
-            kw = tap % Kw
-            ci = (kk % n_chunks) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+            tap, kh, kw, ci = tap_chunk(kk, n_chunks, Kw, BLOCK_CI)
             ih = oh - ph + kh * rh
             iw = ow - pw + kw * rw
             m = o_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             ci_ok = ci < cin_g
-            ch = g * cin_g + ci
-            if BIG:
-                ch = ch.to(tl.int64)
+            ch = channel(g, cin_g, ci, BIG)
             xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
                          mask=m[:, None] & ci_ok[None, :], other=0.0)
             wt = tl.load(wk_grp + (tap * cin_g + ci)[:, None] * cout_g + co[None, :],
@@ -189,9 +160,7 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
                 x_tap = x_img + ih * W + iw
                 w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + co
                 for ci in range(0, cin_g):
-                    ch = g * cin_g + ci
-                    if BIG:
-                        ch = ch.to(tl.int64)
+                    ch = channel(g, cin_g, ci, BIG)
                     xv = tl.load(x_tap + ch * H * W, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_tap + ci * cout_g, mask=co_ok, other=0.0).to(ACC)
                     acc += xv[:, None] * wv[None, :]
@@ -214,9 +183,7 @@ def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw,
     plane = tl.program_id(0)  # n * Cin + ci
     n = plane // Cin
     ci = plane % Cin
-    ih = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    iw = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
-    in_ok = (ih < H) & (iw < W)
+    ih, iw, in_ok = plane_tile(H, W, BLOCK_H, BLOCK_W)
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
     for mult in range(0, cout_g):  # the output channels of this input channel's group
         co = ci * cout_g + mult
@@ -241,18 +208,8 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
                             ACC: tl.constexpr, BIG: tl.constexpr,
                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    tiles_w = tl.cdiv(W, BLOCK_W)
-    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
-    pid = tl.program_id(0)
-    tile = pid % tiles
-    ng = pid // tiles
-    g = ng % groups
-    n = ng // groups
+    n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
-    offs = tl.arange(0, P)
-    ih = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
-    iw = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
-    in_ok = (ih < H) & (iw < W)
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
     ci_ok = ci < cin_g
     ci_glob = g * cin_g + ci
@@ -263,17 +220,12 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
         # one pipelined loop over (tap, output-channel chunk)
         n_chunks = tl.cdiv(cout_g, BLOCK_CO)
         for kk in range(0, Kh * Kw * n_chunks):
-            tap = kk // n_chunks
-            kh = tap // Kw
-            kw = tap % Kw
-            co = (kk % n_chunks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+            tap, kh, kw, co = tap_chunk(kk, n_chunks, Kw, BLOCK_CO)
             oh = ih + ph - kh * rh
             ow = iw + pw - kw * rw
             m = in_ok & (oh >= 0) & (oh < Ho) & (ow >= 0) & (ow < Wo)
             co_ok = co < cout_g
-            ch = g * cout_g + co
-            if BIG:
-                ch = ch.to(tl.int64)
+            ch = channel(g, cout_g, co, BIG)
             got = tl.load(go_img + ch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
                           mask=m[:, None] & co_ok[None, :], other=0.0)
             wt = tl.load(wk_grp + (tap * cin_g + ci[None, :]) * cout_g + co[:, None],
@@ -289,9 +241,7 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
                 go_tap = go_img + oh * Wo + ow
                 w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + ci * cout_g
                 for co in range(0, cout_g):
-                    ch = g * cout_g + co
-                    if BIG:
-                        ch = ch.to(tl.int64)
+                    ch = channel(g, cout_g, co, BIG)
                     gv = tl.load(go_tap + ch * Ho * Wo, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_tap + co, mask=ci_ok, other=0.0).to(ACC)
                     acc += gv[:, None] * wv[None, :]
@@ -361,16 +311,8 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
                              ACC: tl.constexpr, BIG: tl.constexpr,
                              BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
                              BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    ci_tiles = tl.cdiv(cin_g, BLOCK_CI)
-    co_tiles = tl.cdiv(cout_g, BLOCK_CO)
-    pid = tl.program_id(0)
     split = tl.program_id(1)
-    co_t = pid % co_tiles
-    rest = pid // co_tiles
-    ci_t = rest % ci_tiles
-    rest = rest // ci_tiles
-    g = rest % groups
-    tap = rest // groups
+    g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
     kw = tap % Kw
     oh_lo = _tap_lo(kh, rh, ph)
@@ -378,15 +320,10 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
     ow_lo = _tap_lo(kw, rw, pw)
     ow_hi = _tap_hi(kw, rw, pw, W, Wo)
     n_rt = tl.cdiv(tl.maximum(oh_hi - oh_lo, 0), BLOCK_H)
-    ci = ci_t * BLOCK_CI + tl.arange(0, BLOCK_CI)
-    co = co_t * BLOCK_CO + tl.arange(0, BLOCK_CO)
     ci_ok = ci < cin_g
     co_ok = co < cout_g
-    xch = g * cin_g + ci
-    gch = g * cout_g + co
-    if BIG:
-        xch = xch.to(tl.int64)
-        gch = gch.to(tl.int64)
+    xch = channel(g, cin_g, ci, BIG)
+    gch = channel(g, cout_g, co, BIG)
     shift = (kh * rh - ph) * W + kw * rw - pw  # x position of output (oh, ow) through this tap, minus oh*W + ow
     P: tl.constexpr = BLOCK_H * BLOCK_W
     offs = tl.arange(0, P)
@@ -463,19 +400,10 @@ def _channel_blocks(cin_g, cout_g, dot, prec="ieee", dtype=torch.float32):
     return _pow2(cin_g, 1, FMA_MAX_C), _pow2(cout_g, 1, FMA_MAX_C)
 
 
-def _big(*tensors):
-    """Whether one image (batch element) of any tensor holds 2**31 elements or more."""
-    return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= _I32 for t in tensors)
-
-
 def _check_planes(*shapes):
     for s in shapes:
         if s[-1] * s[-2] >= _I32:
             raise ValueError(f"rarefied_conv2d (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 def _output_hw(H, W, Kh, Kw, rh, rw, ph, pw):

@@ -36,6 +36,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from ..ops._double_backward import register_double_backward
+from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _I32 = 2**31
@@ -134,9 +135,7 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
                    ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
     plane = tl.program_id(0)  # n * C + c
     c = plane % C
-    i = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    j = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
-    omask = (i < Ho) & (j < Wo)
+    i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
     p = i + oy  # full-output coordinates, >= 0
     q = j + ox
     bi = p // sh
@@ -178,21 +177,12 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     # program -> (n, group, tile, phase), phase fastest: neighbouring programs share x and fill each
     # other's columns of the same output rows.
     phases = sh * sw
-    tiles_j = tl.cdiv(n_bj, BLOCK_BJ)
-    tiles = tl.cdiv(n_bi, BLOCK_BI) * tiles_j
     pid = tl.program_id(0)
     phase = pid % phases
-    rest = pid // phases
-    tile = rest % tiles
-    ng = rest // tiles
-    g = ng % groups
-    n = ng // groups
+    n, g, bi, bj, _ = group_tile(pid // phases, groups, n_bi, n_bj, BLOCK_BI, BLOCK_BJ, bi_lo, bj_lo)
     rh = phase // sw
     rw = phase % sw
     P: tl.constexpr = BLOCK_BI * BLOCK_BJ
-    offs = tl.arange(0, P)
-    bi = bi_lo + (tile // tiles_j) * BLOCK_BI + offs // BLOCK_BJ
-    bj = bj_lo + (tile % tiles_j) * BLOCK_BJ + offs % BLOCK_BJ
     p = bi * sh + rh
     q = bj * sw + rw
     valid = (p >= oy) & (p < oy + Ho) & (q >= ox) & (q < ox + Wo)
@@ -204,10 +194,7 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         # one pipelined loop over (tap, input-channel chunk)
         n_chunks = tl.cdiv(cin_g, BLOCK_CI)
         for kk in range(0, TH * TW * n_chunks):
-            tap = kk // n_chunks
-            th = tap // TW
-            tw = tap % TW
-            ci = (kk % n_chunks) * BLOCK_CI + tl.arange(0, BLOCK_CI)
+            tap, th, tw, ci = tap_chunk(kk, n_chunks, TW, BLOCK_CI)
             kh = rh + th * sh
             kw = rw + tw * sw
             ih = bi - th
@@ -215,9 +202,7 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
             tap_ok = (kh < Kh) & (kw < Kw)
             m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             ci_ok = ci < cin_g
-            ch = g * cin_g + ci
-            if BIG:
-                ch = ch.to(tl.int64)
+            ch = channel(g, cin_g, ci, BIG)
             xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
                          mask=m[:, None] & ci_ok[None, :], other=0.0)
             wt = tl.load(w_ptr + (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw,
@@ -234,9 +219,7 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
                 m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
                 sp = ih * W + iw
                 for ci in range(0, cin_g):
-                    ch = g * cin_g + ci
-                    if BIG:
-                        ch = ch.to(tl.int64)
+                    ch = channel(g, cin_g, ci, BIG)
                     xv = tl.load(x_img + ch * H * W + sp, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw,
                                  mask=tap_ok & co_ok, other=0.0).to(ACC)
@@ -266,9 +249,7 @@ def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox,
                          ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
     plane = tl.program_id(0)
     c = plane % C
-    ih = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    iw = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
-    in_ok = (ih < H) & (iw < W)
+    ih, iw, in_ok = plane_tile(H, W, BLOCK_H, BLOCK_W)
     go_plane = go_ptr + plane.to(tl.int64) * Ho * Wo
     w_chan = w_ptr + c * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
@@ -291,18 +272,8 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
                             ACC: tl.constexpr, BIG: tl.constexpr,
                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    tiles_w = tl.cdiv(W, BLOCK_W)
-    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
-    pid = tl.program_id(0)
-    tile = pid % tiles
-    ng = pid // tiles
-    g = ng % groups
-    n = ng // groups
+    n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
-    offs = tl.arange(0, P)
-    ih = (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
-    iw = (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
-    in_ok = (ih < H) & (iw < W)
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
     ci_ok = ci < cin_g
     ci_glob = g * cin_g + ci
@@ -312,17 +283,12 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
         # one pipelined loop over (tap, output-channel chunk)
         n_chunks = tl.cdiv(cout_g, BLOCK_CO)
         for kk in range(0, Kh * Kw * n_chunks):
-            tap = kk // n_chunks
-            kh = tap // Kw
-            kw = tap % Kw
-            co = (kk % n_chunks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+            tap, kh, kw, co = tap_chunk(kk, n_chunks, Kw, BLOCK_CO)
             i = ih * sh + kh - oy
             j = iw * sw + kw - ox
             m = in_ok & (i >= 0) & (i < Ho) & (j >= 0) & (j < Wo)
             co_ok = co < cout_g
-            ch = g * cout_g + co
-            if BIG:
-                ch = ch.to(tl.int64)
+            ch = channel(g, cout_g, co, BIG)
             got = tl.load(go_img + ch[None, :] * Ho * Wo + (i * Wo + j)[:, None],
                           mask=m[:, None] & co_ok[None, :], other=0.0)
             wt = tl.load(w_ptr + ((ci_glob[None, :] * cout_g + co[:, None]) * Kh + kh) * Kw + kw,
@@ -337,9 +303,7 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
                 m = mh & (j >= 0) & (j < Wo)
                 sp = i * Wo + j
                 for co in range(0, cout_g):
-                    ch = g * cout_g + co
-                    if BIG:
-                        ch = ch.to(tl.int64)
+                    ch = channel(g, cout_g, co, BIG)
                     gv = tl.load(go_img + ch * Ho * Wo + sp, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_ptr + ((ci_glob * cout_g + co) * Kh + kh) * Kw + kw,
                                  mask=ci_ok, other=0.0).to(ACC)
@@ -410,16 +374,8 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
                              ACC: tl.constexpr, BIG: tl.constexpr,
                              BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
                              BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    ci_tiles = tl.cdiv(cin_g, BLOCK_CI)
-    co_tiles = tl.cdiv(cout_g, BLOCK_CO)
-    pid = tl.program_id(0)
     split = tl.program_id(1)
-    co_t = pid % co_tiles
-    rest = pid // co_tiles
-    ci_t = rest % ci_tiles
-    rest = rest // ci_tiles
-    g = rest % groups
-    tap = rest // groups
+    g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
     kw = tap % Kw
     ih_lo = _window_lo(oy, kh, sh)
@@ -427,15 +383,10 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
     iw_lo = _window_lo(ox, kw, sw)
     iw_hi = tl.minimum(W, _window_lo(ox + Wo, kw, sw))
     n_rt = tl.cdiv(tl.maximum(ih_hi - ih_lo, 0), BLOCK_H)
-    ci = ci_t * BLOCK_CI + tl.arange(0, BLOCK_CI)
-    co = co_t * BLOCK_CO + tl.arange(0, BLOCK_CO)
     ci_ok = ci < cin_g
     co_ok = co < cout_g
-    xch = g * cin_g + ci
-    gch = g * cout_g + co
-    if BIG:
-        xch = xch.to(tl.int64)
-        gch = gch.to(tl.int64)
+    xch = channel(g, cin_g, ci, BIG)
+    gch = channel(g, cout_g, co, BIG)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     offs = tl.arange(0, P)
     acc = tl.zeros([BLOCK_CI, BLOCK_CO], dtype=ACC)

@@ -1,0 +1,69 @@
+"""Program -> work decompositions shared by the kernels of upsample_skip.py and rarefied_conv2d.py.
+
+Triton inlines these @triton.jit helpers into the calling kernel. They and their call sites keep the
+statement order the kernels had inline: ptxas's register counts (python -m fcn_kernels.triton.aot) move
+with instruction order, e.g. with where a kernel reads tl.program_id(1) or adds a block origin.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def plane_tile(H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The depthwise kernels' grid: a BLOCK_H x BLOCK_W tile of one H x W plane per program, tile row and
+    column on grid axes 1 and 2. Returns its rows [BLOCK_H, 1], columns [1, BLOCK_W] and in-plane mask."""
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    cols = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    return rows, cols, (rows < H) & (cols < W)
+
+
+@triton.jit
+def group_tile(pid, groups, H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, row0=0, col0=0):
+    """The dense kernels' grid: pid -> (n, group, tile of the H x W positions from (row0, col0)), tile
+    fastest so that neighbouring programs share their inputs. Returns n, the group, and the tile's rows,
+    columns (both flattened to [BLOCK_H * BLOCK_W], row-major) and mask of the positions inside."""
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
+    tile = pid % tiles
+    ng = pid // tiles
+    g = ng % groups
+    n = ng // groups
+    offs = tl.arange(0, BLOCK_H * BLOCK_W)
+    rows = row0 + (tile // tiles_w) * BLOCK_H + offs // BLOCK_W
+    cols = col0 + (tile % tiles_w) * BLOCK_W + offs % BLOCK_W
+    return n, g, rows, cols, (rows < row0 + H) & (cols < col0 + W)
+
+
+@triton.jit
+def weight_task(groups, cin_g, cout_g, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+    """The dense weight gradients' grid axis 0: (tap, group, input-channel block, output-channel block),
+    output block fastest. Returns the group, the tap (kh * Kw + kw) and the blocks' channels within the
+    group."""
+    ci_tiles = tl.cdiv(cin_g, BLOCK_CI)
+    co_tiles = tl.cdiv(cout_g, BLOCK_CO)
+    pid = tl.program_id(0)
+    co_t = pid % co_tiles
+    rest = pid // co_tiles
+    ci_t = rest % ci_tiles
+    rest = rest // ci_tiles
+    ci = ci_t * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    co = co_t * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    return rest % groups, rest // groups, ci, co
+
+
+@triton.jit
+def tap_chunk(kk, n_chunks, Kw, BLOCK_C: tl.constexpr):
+    """Step kk of a dense kernel's one pipelined loop over (tap, channel chunk), chunk fastest: the tap
+    (kh * Kw + kw), kh, kw and the chunk's channels within the group."""
+    tap = kk // n_chunks
+    return tap, tap // Kw, tap % Kw, (kk % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
+
+
+@triton.jit
+def channel(g, per_group, c, BIG: tl.constexpr):
+    """Channel c of group g as an index into the image's channels: int64 when BIG (an image of 2**31
+    elements or more), so that channel * plane offsets do not overflow."""
+    ch = g * per_group + c
+    if BIG:
+        ch = ch.to(tl.int64)
+    return ch
