@@ -114,8 +114,8 @@ inline bool force_index64() {
 
 // Launches the pass Op (a class template over the index type, built from the call's Geometry).
 template <template <typename> class Op, typename T, typename Geometry>
-cudaError_t launch_plane(const Geometry& g, const T* in, const T* w, const T* bias, const T* skip, T* out,
-                         cudaStream_t stream) {
+cudaError_t launch_plane_as(const Geometry& g, const T* in, const T* w, const T* bias, const T* skip, T* out,
+                            cudaStream_t stream) {
   using A = typename AccOf<T>::type;
   constexpr int V = 16 / sizeof(T);
   const auto wide = Op<int64_t>::make(g);
@@ -136,6 +136,17 @@ cudaError_t launch_plane(const Geometry& g, const T* in, const T* w, const T* bi
   else
     plane_kernel<T, int64_t, V, false><<<grid, kThreads, 0, stream>>>(wide, slab, in, w, bias, skip, out);
   return cudaGetLastError();
+}
+
+// The same for untyped tensors of `dtype`; bias and skip may be null.
+template <template <typename> class Op, typename Geometry>
+cudaError_t launch_plane(DType dtype, const Geometry& g, const void* in, const void* w, const void* bias,
+                         const void* skip, void* out, cudaStream_t stream) {
+  return with_type(dtype, [&](auto t) {
+    using T = decltype(t);
+    return launch_plane_as<Op>(g, static_cast<const T*>(in), static_cast<const T*>(w), static_cast<const T*>(bias),
+                               static_cast<const T*>(skip), static_cast<T*>(out), stream);
+  });
 }
 
 }  // namespace cuda

@@ -9,37 +9,23 @@
 namespace fcn_kernels {
 namespace upsample_skip {
 namespace cuda {
-using namespace fcn_kernels::cuda;  // AccOf, with_type, launch_plane, launch_weight_grad, weight_grad_workspace
+using namespace fcn_kernels::cuda;  // launch_plane, launch_weight_grad, weight_grad_workspace
 
 cudaError_t launch_forward(DType dtype, const Geometry& g, const void* x, const void* w, const void* bias,
                            const void* skip, void* out, cudaStream_t stream) {
-  return with_type(dtype, [&](auto t) {
-    using T = decltype(t);
-    return launch_plane<ForwardPlane>(g, static_cast<const T*>(x), static_cast<const T*>(w),
-                                      static_cast<const T*>(bias), static_cast<const T*>(skip), static_cast<T*>(out),
-                                      stream);
-  });
+  return launch_plane<ForwardPlane>(dtype, g, x, w, bias, skip, out, stream);
 }
 
 cudaError_t launch_backward_input(DType dtype, const Geometry& g, const void* grad_out, const void* w,
                                   void* grad_x, cudaStream_t stream) {
-  return with_type(dtype, [&](auto t) {
-    using T = decltype(t);
-    return launch_plane<InputGradPlane>(g, static_cast<const T*>(grad_out), static_cast<const T*>(w),
-                                        static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
-                                        static_cast<T*>(grad_x), stream);
-  });
+  return launch_plane<InputGradPlane>(dtype, g, grad_out, w, nullptr, nullptr, grad_x, stream);
 }
 
 int64_t backward_weight_workspace(const Geometry& g) { return weight_grad_workspace(WeightGradOp{g}); }
 
 cudaError_t launch_backward_weight(DType dtype, const Geometry& g, const void* grad_out, const void* x,
                                    void* grad_w, void* workspace, cudaStream_t stream) {
-  return with_type(dtype, [&](auto t) {
-    using T = decltype(t);
-    return launch_weight_grad(WeightGradOp{g}, static_cast<const T*>(x), static_cast<const T*>(grad_out),
-                              static_cast<T*>(grad_w), static_cast<typename AccOf<T>::type*>(workspace), stream);
-  });
+  return launch_weight_grad(dtype, WeightGradOp{g}, x, grad_out, grad_w, workspace, stream);
 }
 
 }  // namespace cuda

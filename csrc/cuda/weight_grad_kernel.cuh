@@ -66,8 +66,8 @@ int64_t weight_grad_workspace(const Op& op) {
 
 // `ws` holds weight_grad_workspace(op) accumulators (float, or double for double).
 template <typename T, typename Op>
-cudaError_t launch_weight_grad(const Op& op, const T* x, const T* go, T* gw, typename AccOf<T>::type* ws,
-                               cudaStream_t stream) {
+cudaError_t launch_weight_grad_as(const Op& op, const T* x, const T* go, T* gw, typename AccOf<T>::type* ws,
+                                  cudaStream_t stream) {
   const int64_t splits = weight_grad_splits(op.pairs(), op.images() * op.term_rows());
   const int64_t blocks = imin(op.pairs() * splits, kMaxBlocks);
   if (blocks == 0) return cudaSuccess;
@@ -79,6 +79,17 @@ cudaError_t launch_weight_grad(const Op& op, const T* x, const T* go, T* gw, typ
                                    stream>>>(elems, splits, ws, gw);
   }
   return cudaGetLastError();
+}
+
+// The same for untyped tensors of `dtype`.
+template <typename Op>
+cudaError_t launch_weight_grad(DType dtype, const Op& op, const void* x, const void* go, void* gw, void* ws,
+                               cudaStream_t stream) {
+  return with_type(dtype, [&](auto t) {
+    using T = decltype(t);
+    return launch_weight_grad_as(op, static_cast<const T*>(x), static_cast<const T*>(go), static_cast<T*>(gw),
+                                 static_cast<typename AccOf<T>::type*>(ws), stream);
+  });
 }
 
 }  // namespace cuda
