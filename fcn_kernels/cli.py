@@ -1,30 +1,34 @@
-"""The `fcn-kernels` command. Each command module adds its subcommands through
-register_commands(subparsers), setting `func` to the callable that runs it."""
+"""The `fcn-kernels` command line: every command is a module of fcn_kernels.commands, listed here."""
 import argparse
-import importlib
 import sys
 
-# Modules that contribute subcommands; a module that is not there yet is skipped.
-COMMAND_MODULES = ("fcn_kernels.bench", "fcn_kernels.train")
+from .commands import bench, demo, evaluate, train
+from .errors import CLIError, DataError
+
+COMMANDS = (demo, train, evaluate, bench)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fcn-kernels", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register_commands(sub)
+    parser = argparse.ArgumentParser(
+        prog="fcn-kernels",
+        description="Fused kernels and reference models for Fully Convolutional Networks "
+                    "(Long, Shelhamer, Darrell, CVPR 2015).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=getattr(cmd, "DESCRIPTION", cmd.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        cmd.add_arguments(p)
+        p.set_defaults(run=cmd.run)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.run(args) or 0
+    except (CLIError, DataError) as exc:
+        print(f"fcn-kernels {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

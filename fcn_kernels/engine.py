@@ -28,17 +28,14 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .data import DataError, SyntheticShapes, VOCSegmentation, deprocess, overlay_panel, pad_collate, save_overlay
+from .errors import CLIError, DataError
+from .data import SyntheticShapes, VOCSegmentation, deprocess, overlay_panel, pad_collate, save_overlay
 from .losses import class_frequencies, class_weights, pixelwise_cross_entropy
 from .metrics import ConfusionMatrix
 
 CHECKPOINT_FORMAT = "fcn-kernels-checkpoint"
 CHECKPOINT_VERSION = 1
 ARCHS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
-
-
-class CLIError(Exception):
-    """An error reported to the user as one clear message (no traceback)."""
 
 
 # ---------------------------------------------------------------- distributed ----

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError  # re-exported: fcn_kernels.data.DataError
 from .transforms import preprocess, random_flip
 
 __all__ = ["VOCSegmentation", "VOC_CLASSES", "DataError", "write_voc_label"]
@@ -25,10 +26,6 @@ VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-
-
-class DataError(ValueError):
-    """A data directory or file that is missing or malformed."""
 
 
 def _find_root(root: Path) -> Path:
