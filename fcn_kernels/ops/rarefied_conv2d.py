@@ -3,7 +3,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int, check_tensor, pair
-from ._double_backward import register_double_backward
+from ._autograd import register_rarefied_conv2d
 
 
 def validate(x, weight, bias, rarefaction, padding, groups):
@@ -56,7 +56,8 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
     """
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
-    which = backends.resolve(backend, x.device, "rarefied_conv2d")
+    which = backends.resolve(backend, x.device, "rarefied_conv2d", cin_g=weight.shape[1],
+                             cout_g=weight.shape[0] // groups)
     if which == "reference":
         return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding,
                                          groups=groups)
@@ -64,27 +65,6 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
         from ..triton import rarefied_conv2d as triton_impl
         return triton_impl.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
     return torch.ops.fcn_kernels.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    rarefaction, padding, groups = ctx.geometry
-    gx = gw = gb = None
-    if ctx.needs_input_grad[0]:
-        gx = torch.ops.fcn_kernels.rarefied_conv2d_backward_input(grad, weight, list(x.shape), rarefaction,
-                                                                  padding, groups)
-    if ctx.needs_input_grad[1]:
-        gw = torch.ops.fcn_kernels.rarefied_conv2d_backward_weight(grad, x, list(weight.shape), rarefaction,
-                                                                   padding, groups)
-    if ctx.needs_input_grad[2]:
-        gb = grad.sum((0, 2, 3))
-    return gx, gw, gb, None, None, None
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, rarefaction, padding, groups = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.geometry = (rarefaction, padding, groups)
 
 
 if _ext.HAS_EXTENSION:
@@ -101,8 +81,6 @@ if _ext.HAS_EXTENSION:
     def _fake_bwd_weight(grad_out, x, weight_size, rarefaction, padding, groups):
         return grad_out.new_empty(weight_size)
 
-    torch.library.register_autograd("fcn_kernels::rarefied_conv2d", _backward, setup_context=_setup_context)
     ops = torch.ops.fcn_kernels
-    register_double_backward(
-        ops.rarefied_conv2d_backward_input.default, ops.rarefied_conv2d_backward_weight.default,
-        lambda x, w, go, rarefaction, padding, groups: ops.rarefied_conv2d(x, w, None, rarefaction, padding, groups))
+    register_rarefied_conv2d(ops.rarefied_conv2d.default, ops.rarefied_conv2d_backward_input.default,
+                             ops.rarefied_conv2d_backward_weight.default)
