@@ -184,3 +184,49 @@ def test_auto_choice_compiles_fullgraph(spies):
     g = torch.compile(lambda x, w: fcn_kernels.upsample_skip(x, w, stride=2, out_offset=1), fullgraph=True,
                       backend="eager")
     torch.testing.assert_close(g(xu, wu), F.conv_transpose2d(xu, wu, stride=2)[:, :, 1:, 1:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One autograd per op family (fcn_kernels/ops/_autograd.py): the same names and the same saved tensors on
+# every backend
+# ---------------------------------------------------------------------------------------------------------
+def _runnable(backend):
+    return backend in fcn_kernels.available_backends() and backends._runs_on(backend, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not backends._triton_importable() or "cpu" not in fcn_kernels.available_backends(),
+                    reason="needs triton and the C++ ops")
+def test_op_names_follow_the_rule():
+    import fcn_kernels.triton  # noqa: F401  (registers the Triton ops)
+    names = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")}
+    triton_ops = {n for n in names if n.endswith("_triton")}
+    cpp_ops = names - triton_ops
+    family = {f"{op}{p}" for op in ("upsample_skip", "rarefied_conv2d") for p in ("", "_backward_input",
+                                                                                   "_backward_weight")}
+    assert family <= cpp_ops
+    assert {f"{n}_triton" for n in family} | {"backward_bias_skip_triton"} <= triton_ops
+    for name in triton_ops - {"backward_bias_skip_triton"}:
+        assert name[:-len("_triton")] in cpp_ops, name
+
+
+def _saved_shapes(fn):
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (shapes.append(tuple(t.shape)), t)[1], lambda t: t):
+        fn()
+    return shapes
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("op", ["upsample_skip", "rarefied_conv2d"])
+def test_same_saved_tensors_on_every_backend(backend, op):
+    if not _runnable(backend):
+        pytest.skip(f"{backend} does not run on CPU tensors here")
+    x, skip = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 8, 8)
+    w = torch.randn(2, 1, 4, 4) if op == "upsample_skip" else torch.randn(2, 1, 3, 3)
+    call = (lambda x, w: fcn_kernels.upsample_skip(x, w, None, skip.requires_grad_(), stride=2, groups=2,
+                                                   backend=backend)) if op == "upsample_skip" else \
+        (lambda x, w: fcn_kernels.rarefied_conv2d(x, w, padding=1, groups=2, backend=backend))
+    # x only for the weight gradient, the weight only for x's, nothing for bias or skip
+    assert _saved_shapes(lambda: call(x.requires_grad_(), w)) == [tuple(w.shape)]
+    assert _saved_shapes(lambda: call(x.detach(), w.requires_grad_())) == [tuple(x.shape)]
+    assert sorted(_saved_shapes(lambda: call(x.requires_grad_(), w.requires_grad_()))) == sorted([x.shape, w.shape])
