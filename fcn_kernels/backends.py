@@ -6,16 +6,19 @@ kernels), except where the vendor library is faster, where it runs the stock com
 ("reference": F.conv2d(dilation) / F.conv_transpose2d + crop + add, i.e. oneDNN or cuDNN):
 
   rarefied_conv2d, CPU and CUDA: >= 8 channels per group each way (dense) -> stock F.conv2d(dilation).
-      Measured on CPU (oneDNN 1.3x to 1.7x faster at 512 -> 512); on CUDA our kernels have no reuse
-      across output channels (estimated 50x slower than cuDNN there). Depthwise and narrow groups: ours.
+      Measured on CPU: oneDNN 1.25x to 1.7x faster than ours at 512 -> 512 3x3, 64 x 64, r = 2 and 4
+      (backend=None then within 1.01x of F.conv2d); on CUDA our kernels have no reuse across output
+      channels (estimated 50x slower than cuDNN; unmeasured). Depthwise and narrow groups: ours.
   upsample_skip, CPU: a layer with >= 4 channels per group each way runs stock F.conv_transpose2d +
-      crop + add when its weight is trained (our weight gradient measured 1.4x to 11x slower), at
-      stride 1 (measured 1.3x to 3x slower), or when compute-bound on a small map: cin/g * ceil(Kh/sh)
-      * ceil(Kw/sw) > 32 products per output on an output plane under 128 x 128 (measured 1.1x slower
-      to 1.2x faster forward, 1.0x to 1.9x slower forward + backward). Otherwise ours: depthwise and
-      narrow groups (measured 1.1x to 10x faster), fixed dense weights on large maps (1.1x to 5x
-      faster). FCN-8s with dense 21 x 21 bilinear weights on VOC (500 x 500): upscore8 is ours,
-      upscore2 and upscore_pool4 (34 x 34, 70 x 70 maps) are stock; depthwise weights: all ours.
+      crop + add (i) when its weight is trained (ours measured 1.4x to 11x slower forward + backward on
+      14 of 15 shapes; 1.5x faster on one, 4 channels at stride 8), (ii) at stride 1 (ours 1.2x to 3.4x
+      slower), (iii) when compute-bound on a small map: cin/g * ceil(Kh/sh) * ceil(Kw/sw) > 32 products
+      per output on an output plane under 128 x 128 (forward alone a wash, stock/ours 0.6 to 1.5;
+      forward + backward ours 1.0x to 1.9x slower). Otherwise ours: depthwise and narrow groups (forward
+      1.1x to 9.7x faster), fixed dense weights on large maps (forward 1.1x to 5.4x faster, forward +
+      backward 0.9x to 2.2x). So FCN-8s with dense 21 x 21 bilinear weights on VOC (500 x 500): upscore8
+      is ours, upscore2 and upscore_pool4 (34 x 34, 70 x 70 maps) are stock; depthwise: all ours.
+      Data: benchmarks/results/2026-12-02-cpu-upsample-skip-rule.json (1 thread, loaded machine).
   upsample_skip, CUDA: unmeasured (no GPU has run it yet), so conservative: the same trained-weight
       and stride-1 rules, and cuDNN for every layer wider than 32 channels per group; FCN's fixed
       21 x 21 bilinear heads, which fusion is for, stay ours.
