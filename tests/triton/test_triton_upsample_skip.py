@@ -161,6 +161,25 @@ def test_batch_zero_and_empty_window():
     assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
+def test_double_backward(seed):
+    """Gradients of the gradients (the backward ops' registered autograd; bias and skip through the stock
+    sums) against the reference's, float64."""
+    c = CASES["upscore2+pool4-dw"]
+    x, w = _inputs(c, torch.float64, requires_grad=False)
+    b = torch.randn(c.cout, dtype=torch.float64)
+    skip = torch.randn(c.N, c.cout, *c.skip_hw, dtype=torch.float64)
+    go = torch.randn(c.N, c.cout, *c.crop, dtype=torch.float64)
+    results = []
+    for fn, extra in ((fcn_kernels.upsample_skip, dict(backend="triton")), (reference.upsample_skip, {})):
+        leaves = [t.detach().cpu().clone().requires_grad_() for t in (x, w, b, skip, go)]
+        y = fn(*(t.to(DEVICE) for t in leaves[:4]), **c.kwargs(), **extra)
+        grads = torch.autograd.grad(y, leaves[:4], leaves[4].to(DEVICE), create_graph=True)
+        wrt = (leaves[0], leaves[1], leaves[4])  # and grad_out: bias and skip gradients are linear in it
+        results.append([g.cpu() for g in torch.autograd.grad(sum((g * g).sum() for g in grads), wrt)])
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"seed={seed}: {m}")
+
+
 def test_channels_last_input(seed):
     case = CASES["dense-fma"]
     check_against_reference(case, "triton", torch.float32,
