@@ -61,6 +61,8 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
     Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
     weight-gradient work. Under torch.autocast all four inputs are cast to the autocast dtype (as
     conv_transpose2d casts x, weight and bias; the stock `+ skip` would promote instead).
+    backend=None: our kernels, or the stock composition for the dense shapes where it is faster
+    (fcn_kernels.backends, whose explain() says which and why).
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(
