@@ -51,9 +51,10 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
 
     x (N, Cin, H, W); weight (Cout, Cin // groups, Kh, Kw), nn.Conv2d's layout; bias (Cout,) or None.
     rarefaction and padding: int or pair (rows, cols). Differentiable in x, weight and bias; a weight
-    that does not require grad costs no weight-gradient work. The output is contiguous (NCHW) whatever
-    the input's memory format. backend=None: our kernels, or stock F.conv2d(dilation) for dense groups
-    (fcn_kernels.backends, whose explain() says which and why).
+    that does not require grad costs no weight-gradient work. backend=None: our kernels, or stock
+    F.conv2d(dilation) for dense groups (fcn_kernels.backends, whose explain() says which and why).
+    Our kernels' output is contiguous (NCHW) whatever the input's memory format; the stock op's follows
+    F.conv2d (channels_last in, channels_last out).
     """
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
