@@ -3,7 +3,6 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fcn_kernels
 from fcn_kernels import reference
