@@ -5,7 +5,7 @@ Switches (environment variables):
   FORCE_CUDA=1           build the CUDA sources even if torch/toolkit detection says no.
   FCN_KERNELS_NO_CUDA=1  never build the CUDA sources.
   CUDA_HOME              the CUDA toolkit; found from nvcc otherwise (wrapper scripts included).
-  TORCH_CUDA_ARCH_LIST   defaults to "8.0;9.0".
+  TORCH_CUDA_ARCH_LIST   defaults to "8.0;9.0+PTX" (PTX for sm_90, so that newer GPUs JIT it).
   MAX_JOBS               parallel compile jobs (ninja).
   FCN_KERNELS_CPU_ARCH   -march for the C++ CPU kernels (default "native": the extension is built
                          where it runs; set "x86-64-v3", or "" for the compiler's baseline, to build
@@ -53,7 +53,7 @@ def extensions():
         cxx.append(f"-march={arch}")
     define_macros = []
     if want_cuda:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         sources += read_sources("cuda")
         define_macros.append(("FCN_KERNELS_WITH_CUDA", "1"))
         ext_cls = cpp_extension.CUDAExtension

@@ -2,7 +2,9 @@
 (rarefy_filter + stride-1 conv, the naive reading of the paper), forward and forward+backward:
 VGG16 conv5-like dense shapes (512 -> 512, 3x3, rarefaction 2 and 4, 64x64, batch 1 under
 FCN_BENCH_FULL=1; 64 -> 64 on 32x32 otherwise) and depthwise 3x3 shapes (21 and 64 channels,
-rarefaction 2..8). Then shift_and_stitch (f^2 passes) vs rarefy (one pass) on a small net.
+rarefaction 2..8). "auto" is backend=None, which sends dense layers to the stock op by the rule of
+fcn_kernels/backends.py (within a few percent of "stock" there: the issue's 1.1x bound); "fused" forces our
+kernels (backend "cpu" / "cuda"). Then shift_and_stitch (f^2 passes) vs rarefy (one pass) on a small net.
 Compare side by side: `pytest benchmarks/bench_rarefied_conv2d.py --benchmark-group-by=group`."""
 import pytest
 import torch
@@ -15,12 +17,14 @@ from fcn_kernels import rarefied_conv2d, rarefy, rarefy_filter, shift_and_stitch
 DENSE_C, DENSE_HW = (512, 64) if FULL else (64, 32)
 DW_HW = 64 if FULL else 32
 DW_RAREFACTIONS = [2, 3, 4, 6, 8] if FULL else [2, 8]
-IMPLS = ["fused", "stock", "explicit"]
+IMPLS = ["auto", "fused", "stock", "explicit"]
 
 
-def _conv(impl):
-    if impl == "fused":
+def _conv(impl, device):
+    if impl == "auto":
         return lambda x, w, b, r, g: rarefied_conv2d(x, w, b, rarefaction=r, padding=r, groups=g)
+    if impl == "fused":
+        return lambda x, w, b, r, g: rarefied_conv2d(x, w, b, rarefaction=r, padding=r, groups=g, backend=device)
     if impl == "stock":
         return lambda x, w, b, r, g: F.conv2d(x, w, b, padding=r, dilation=r, groups=g)
     return lambda x, w, b, r, g: F.conv2d(x, rarefy_filter(w, r), b, padding=r, groups=g)
@@ -40,7 +44,7 @@ def _run(benchmark, sync, impl, cin, cout, groups, hw, r, backward, device):
     x = torch.randn(1, cin, hw, hw, generator=g).to(device).requires_grad_(backward)
     w = (torch.randn(cout, cin // groups, 3, 3, generator=g) * 0.05).to(device).requires_grad_(backward)
     b = torch.randn(cout, generator=g).to(device).requires_grad_(backward)
-    conv = _conv(impl)
+    conv = _conv(impl, device)
     benchmark.extra_info["gflop"] = 2 * cout * (cin // groups) * 9 * hw * hw / 1e9
     benchmark(_step(lambda: conv(x, w, b, r, groups), [x, w, b], backward, sync))
 

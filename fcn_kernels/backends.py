@@ -1,12 +1,34 @@
 """Backend selection (DESIGN.md §4).
 
-backend=None picks automatically: CUDA tensors use the CUDA C++ kernels where
-built, else Triton; CPU tensors use the C++ CPU kernels. The environment
-variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice.
-Asking for a backend that cannot run on the given tensors is an error, never
-a silent fallback.
+backend=None picks automatically, per call and per shape (choose(), explained by explain()):
+our kernels (CUDA tensors: the CUDA C++ kernels where built, else Triton; CPU tensors: the C++ CPU
+kernels), except where the vendor library is faster, where it runs the stock composition
+("reference": F.conv2d(dilation) / F.conv_transpose2d + crop + add, i.e. oneDNN or cuDNN):
+
+  rarefied_conv2d, CPU and CUDA: >= 8 channels per group each way (dense) -> stock F.conv2d(dilation).
+      Measured on CPU: oneDNN 1.25x to 1.7x faster than ours at 512 -> 512 3x3, 64 x 64, r = 2 and 4
+      (backend=None then within 1.01x of F.conv2d); on CUDA our kernels have no reuse across output
+      channels (estimated 50x slower than cuDNN; unmeasured). Depthwise and narrow groups: ours.
+  upsample_skip, CPU: a layer with >= 4 channels per group each way runs stock F.conv_transpose2d +
+      crop + add (i) when its weight is trained (ours measured 1.4x to 11x slower forward + backward on
+      14 of 15 shapes; 1.5x faster on one, 4 channels at stride 8), (ii) at stride 1 (ours 1.2x to 3.4x
+      slower), (iii) when compute-bound on a small map: cin/g * ceil(Kh/sh) * ceil(Kw/sw) > 32 products
+      per output on an output plane under 128 x 128 (forward alone a wash, stock/ours 0.6 to 1.5;
+      forward + backward ours 1.0x to 1.9x slower). Otherwise ours: depthwise and narrow groups (forward
+      1.1x to 9.7x faster), fixed dense weights on large maps (forward 1.1x to 5.4x faster, forward +
+      backward 0.9x to 2.2x). So FCN-8s with dense 21 x 21 bilinear weights on VOC (500 x 500): upscore8
+      is ours, upscore2 and upscore_pool4 (34 x 34, 70 x 70 maps) are stock; depthwise: all ours.
+      Data: benchmarks/results/2026-12-02-cpu-upsample-skip-rule.json (1 thread, loaded machine).
+  upsample_skip, CUDA: unmeasured (no GPU has run it yet), so conservative: the same trained-weight
+      and stride-1 rules, and cuDNN for every layer wider than 32 channels per group; FCN's fixed
+      21 x 21 bilinear heads, which fusion is for, stay ours.
+
+The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice (a
+forced backend, shapes notwithstanding), and backend= overrides both. Asking for a backend that
+cannot run on the given tensors is an error, never a silent fallback.
 """
 import importlib.util
+import math
 import os
 
 import torch
@@ -65,18 +87,59 @@ def available_backends() -> list:
             if any(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
-def resolve(backend, device: torch.device, op: str) -> str:
-    """The backend that runs `op` on tensors of `device`."""
+def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad):
+    """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
+    or None where ours are at least as fast."""
+    if op == "rarefied_conv2d":
+        if cin_g >= 8 and cout_g >= 8:
+            return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
+    elif op == "upsample_skip" and cin_g >= 4 and cout_g >= 4:
+        if weight_grad:
+            return "dense groups with a trained weight: the vendor weight gradient is faster"
+        if tuple(stride) == (1, 1):
+            return "dense groups at stride 1: the vendor convolution is faster"
+        if device_type == "cuda":
+            if cin_g > 32 or cout_g > 32:
+                return "dense groups wider than 32 on CUDA (unmeasured; conservative): cuDNN"
+        else:
+            taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
+            if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:
+                return "dense groups, compute-bound on a small map: the vendor GEMM is faster"
+    return None
+
+
+def _auto(op, device, cin_g=1, cout_g=1, kernel=(1, 1), stride=(1, 1), out_size=(0, 0), weight_grad=False):
+    """(backend, why) of the automatic choice. cin_g, cout_g: channels per group; kernel, stride, out_size:
+    (rows, cols) of the filter, of upsample_skip's stride, of the output; weight_grad: whether the
+    weight's gradient will be computed."""
+    why = _vendor_faster(op, device.type, cin_g, cout_g, kernel, stride, out_size, weight_grad)
+    if why is not None:
+        return "reference", why
+    for b in ("cuda", "triton") if device.type == "cuda" else ("cpu",):
+        if _built(b, op) and _runs_on(b, device):
+            return b, "our kernels"
+    return "reference", "no kernels built for this device"
+
+
+def choose(op: str, device: torch.device, **shape) -> str:
+    """backend=None's backend for `op` on tensors of `device`, for a shape described as in _auto."""
+    return _auto(op, device, **shape)[0]
+
+
+def explain(op: str, device: torch.device, **shape) -> str:
+    """choose()'s answer and why, e.g. 'reference: dense groups ...' or 'cpu: our kernels'."""
+    return ": ".join(_auto(op, device, **shape))
+
+
+def resolve(backend, device: torch.device, op: str, **shape) -> str:
+    """The backend that runs `op` on tensors of `device`: backend, else FCN_KERNELS_BACKEND, else
+    choose(op, device, **shape)."""
     source = "backend"
     if backend is None:
         backend = os.environ.get(ENV_VAR) or None
         source = ENV_VAR
     if backend is None:
-        order = ("cuda", "triton") if device.type == "cuda" else ("cpu",)
-        for b in order:
-            if _built(b, op) and _runs_on(b, device):
-                return b
-        return "reference"
+        return choose(op, device, **shape)
     if backend not in BACKENDS:
         raise ValueError(f"{source}={backend!r} is not one of {BACKENDS}")
     if not _built(backend, op):

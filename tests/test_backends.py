@@ -3,6 +3,7 @@ import importlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fcn_kernels
 from fcn_kernels import backends
@@ -36,7 +37,7 @@ def spy_reference(monkeypatch):
 @pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
 def test_cpu_tensors_default_to_cpu_kernels(spy_reference, monkeypatch):
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
-    assert backends.resolve(None, torch.device("cpu"), "upsample_skip") == "cpu"
+    assert backends.resolve(None, torch.device("cpu"), "upsample_skip", cin_g=1, cout_g=1) == "cpu"
     x, w = _inputs()
     fcn_kernels.upsample_skip(x, w, stride=2, groups=2)
     assert spy_reference == []
@@ -68,3 +69,164 @@ def test_unavailable_backend_is_an_error_not_a_fallback():
     if not backends.triton_interpret():
         with pytest.raises(RuntimeError, match="backend='triton'"):
             fcn_kernels.upsample_skip(x, w, stride=2, groups=2, backend="triton")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The automatic choice per shape ("never slower than the vendor library"): the rule of fcn_kernels/backends.py
+# ---------------------------------------------------------------------------------------------------------
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize("device", [CPU, CUDA])
+@pytest.mark.parametrize("cin_g,cout_g,stock", [(512, 512, True), (8, 8, True), (8, 7, False), (7, 64, False),
+                                                (1, 1, False), (1, 2, False), (4, 4, False)])
+def test_rule_rarefied_conv2d(device, cin_g, cout_g, stock):
+    chosen = backends.choose("rarefied_conv2d", device, cin_g=cin_g, cout_g=cout_g)
+    assert (chosen == "reference") == stock or not backends._built("cpu", "rarefied_conv2d"), chosen
+
+
+# (device, cin_g, cout_g, kernel, stride, out_size, weight_grad) -> stock?
+UPSAMPLE_RULE = [
+    (CPU, 1, 1, 16, 8, 500, True, False),         # depthwise: always ours
+    (CPU, 1, 1, 3, 1, 64, False, False),
+    (CPU, 3, 8, 4, 2, 34, True, False),           # narrow groups: ours
+    (CPU, 21, 21, 16, 8, 500, False, False),      # FCN-8s upscore8, fixed dense 21 x 21: ours
+    (CPU, 21, 21, 4, 2, 70, False, True),         # FCN-8s upscore_pool4 dense, a small map: stock
+    (CPU, 21, 21, 4, 2, 34, False, True),         # FCN-8s upscore2 dense
+    (CPU, 21, 21, 16, 8, 500, True, True),        # a trained dense weight: stock
+    (CPU, 4, 4, 4, 2, 500, True, True),
+    (CPU, 8, 8, 3, 1, 500, False, True),          # stride 1
+    (CPU, 8, 8, 4, 2, 64, False, False),          # 8 * 4 = 32 products per output: ours
+    (CPU, 9, 9, 4, 2, 64, False, True),
+    (CPU, 64, 64, 4, 2, 254, False, False),       # a large map: ours
+    (CUDA, 21, 21, 16, 8, 500, False, False),     # CUDA: FCN's fixed heads ours, at any map size
+    (CUDA, 21, 21, 4, 2, 34, False, False),
+    (CUDA, 33, 33, 4, 2, 500, False, True),       # wider than 32: cuDNN
+    (CUDA, 21, 21, 4, 2, 500, True, True),
+    (CUDA, 8, 8, 3, 1, 500, False, True),
+    (CUDA, 1, 1, 3, 1, 500, True, False),
+]
+
+
+@pytest.mark.parametrize("device,cin_g,cout_g,k,s,out,weight_grad,stock", UPSAMPLE_RULE)
+def test_rule_upsample_skip(device, cin_g, cout_g, k, s, out, weight_grad, stock):
+    why = backends.explain("upsample_skip", device, cin_g=cin_g, cout_g=cout_g, kernel=(k, k), stride=(s, s),
+                           out_size=(out, out), weight_grad=weight_grad)
+    if device.type == "cpu" and not backends._built("cpu", "upsample_skip"):
+        pytest.skip("_C not built")
+    assert why.startswith("reference: ") == stock, why
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """Calls of the stock compositions (fcn_kernels.reference, which the ops call for "reference"), in order."""
+    calls = []
+    for name in ("upsample_skip", "rarefied_conv2d"):
+        real = getattr(fcn_kernels.reference, name)
+        monkeypatch.setattr(fcn_kernels.reference, name,
+                            lambda *a, _real=real, _name=name, **k: (calls.append(f"stock {_name}"), _real(*a, **k))[1])
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    return calls
+
+
+def _dense_rarefied():
+    return torch.randn(1, 16, 9, 9), torch.randn(16, 16, 3, 3)
+
+
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
+def test_auto_runs_the_chosen_path(spies, seed):
+    x, w = _dense_rarefied()
+    y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2)
+    assert spies == ["stock rarefied_conv2d"]
+    xd, wd = torch.randn(1, 16, 9, 9), torch.randn(16, 1, 3, 3)
+    fcn_kernels.rarefied_conv2d(xd, wd, rarefaction=2, padding=2, groups=16)  # depthwise: our kernels
+    assert spies == ["stock rarefied_conv2d"]
+    # upsample_skip: the same dense layer, fixed or trained weight
+    xu = torch.randn(1, 8, 5, 5)
+    wu = torch.randn(8, 8, 4, 4)
+    fcn_kernels.upsample_skip(xu, wu, stride=2)
+    assert spies == ["stock rarefied_conv2d"]  # 8 * 4 products per output: ours
+    fcn_kernels.upsample_skip(xu, wu.requires_grad_(), stride=2)
+    assert spies == ["stock rarefied_conv2d", "stock upsample_skip"]
+    with torch.no_grad():  # no weight gradient will be taken
+        fcn_kernels.upsample_skip(xu, wu, stride=2)
+    assert len(spies) == 2
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=2, dilation=2))
+
+
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_forced_backend_runs_the_kernels_on_dense_shapes(spies, monkeypatch, how):
+    x, w = _dense_rarefied()
+    kw = dict(backend="cpu") if how == "argument" else {}
+    if how == "env":
+        monkeypatch.setenv(backends.ENV_VAR, "cpu")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2, **kw)
+        fcn_kernels.upsample_skip(torch.randn(1, 8, 5, 5), torch.randn(8, 8, 4, 4, requires_grad=True), stride=2,
+                                  **kw)
+    names = {e.name for e in prof.events()}
+    assert spies == [] and {"fcn_kernels::rarefied_conv2d", "fcn_kernels::upsample_skip"} <= names
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=2, dilation=2))
+    monkeypatch.setenv(backends.ENV_VAR, "reference")  # and the env var forces the stock path too
+    fcn_kernels.rarefied_conv2d(torch.randn(1, 4, 9, 9), torch.randn(4, 1, 3, 3), padding=1, groups=4)
+    assert spies == ["stock rarefied_conv2d"]
+
+
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
+def test_auto_choice_compiles_fullgraph(spies):
+    x, w = _dense_rarefied()
+    torch._dynamo.reset()
+    f = torch.compile(lambda x, w: fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2), fullgraph=True,
+                      backend="eager")
+    torch.testing.assert_close(f(x, w), F.conv2d(x, w, padding=2, dilation=2))
+    xu, wu = torch.randn(1, 8, 5, 5, requires_grad=True), torch.randn(8, 8, 4, 4, requires_grad=True)
+    g = torch.compile(lambda x, w: fcn_kernels.upsample_skip(x, w, stride=2, out_offset=1), fullgraph=True,
+                      backend="eager")
+    torch.testing.assert_close(g(xu, wu), F.conv_transpose2d(xu, wu, stride=2)[:, :, 1:, 1:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One autograd per op family (fcn_kernels/ops/_autograd.py): the same names and the same saved tensors on
+# every backend
+# ---------------------------------------------------------------------------------------------------------
+def _runnable(backend):
+    return backend in fcn_kernels.available_backends() and backends._runs_on(backend, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not backends._triton_importable() or "cpu" not in fcn_kernels.available_backends(),
+                    reason="needs triton and the C++ ops")
+def test_op_names_follow_the_rule():
+    import fcn_kernels.triton  # noqa: F401  (registers the Triton ops)
+    names = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")}
+    triton_ops = {n for n in names if n.endswith("_triton")}
+    cpp_ops = names - triton_ops
+    family = {f"{op}{p}" for op in ("upsample_skip", "rarefied_conv2d") for p in ("", "_backward_input",
+                                                                                   "_backward_weight")}
+    assert family <= cpp_ops
+    assert {f"{n}_triton" for n in family} | {"backward_bias_skip_triton"} <= triton_ops
+    for name in triton_ops - {"backward_bias_skip_triton"}:
+        assert name[:-len("_triton")] in cpp_ops, name
+
+
+def _saved_shapes(fn):
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (shapes.append(tuple(t.shape)), t)[1], lambda t: t):
+        fn()
+    return shapes
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("op", ["upsample_skip", "rarefied_conv2d"])
+def test_same_saved_tensors_on_every_backend(backend, op):
+    if not _runnable(backend):
+        pytest.skip(f"{backend} does not run on CPU tensors here")
+    x, skip = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 8, 8)
+    w = torch.randn(2, 1, 4, 4) if op == "upsample_skip" else torch.randn(2, 1, 3, 3)
+    call = (lambda x, w: fcn_kernels.upsample_skip(x, w, None, skip.requires_grad_(), stride=2, groups=2,
+                                                   backend=backend)) if op == "upsample_skip" else \
+        (lambda x, w: fcn_kernels.rarefied_conv2d(x, w, padding=1, groups=2, backend=backend))
+    # x only for the weight gradient, the weight only for x's, nothing for bias or skip
+    assert _saved_shapes(lambda: call(x.requires_grad_(), w)) == [tuple(w.shape)]
+    assert _saved_shapes(lambda: call(x.detach(), w.requires_grad_())) == [tuple(x.shape)]
+    assert sorted(_saved_shapes(lambda: call(x.requires_grad_(), w.requires_grad_()))) == sorted([x.shape, w.shape])

@@ -8,19 +8,23 @@ import torch
 
 import fcn_kernels
 from fcn_kernels import reference
-from test_rarefied_conv2d import forward_backward, random_case as rarefied_case
+from rarefied_cases import forward_backward, random_case as rarefied_case
 from tolerances import assert_close_bound
-from upsample_cases import Case, check_against_reference, make_inputs, random_case, run
+from upsample_cases import case, check_against_reference, make_inputs, random_case, run
 
 # Every op: each has kernels in csrc/cuda/.
 CUDA_OPS = [f"{op}{suffix}" for op in ("upsample_skip", "rarefied_conv2d")
             for suffix in ("", "_backward_input", "_backward_weight")]
 
 
-@pytest.mark.skipif(os.environ.get("FCN_EXPECT_CUDA_KERNELS") != "1",
-                    reason="set by scripts/test.sh when torch is a CUDA build and a CUDA toolkit was found")
+# Checked twice: marked cuda, so that a GPU run (-m cuda) fails on a build without CUDA kernels instead of
+# skipping every GPU test; and without a GPU where scripts/test.sh expects CUDA kernels (a CUDA torch and
+# toolkit: FCN_EXPECT_CUDA_KERNELS=1).
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.cuda), "build"])
 @pytest.mark.parametrize("op", CUDA_OPS)
-def test_cuda_kernels_registered(op):
+def test_cuda_kernels_registered(op, where):
+    if where == "build" and os.environ.get("FCN_EXPECT_CUDA_KERNELS") != "1":
+        pytest.skip("FCN_EXPECT_CUDA_KERNELS not set (scripts/test.sh sets it on a CUDA build)")
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fcn_kernels::{op}", "CUDA"), op
 
 
@@ -41,18 +45,18 @@ def test_cuda_random_against_reference(seed, dtype, batch):
 @pytest.mark.cuda
 @gpu
 def test_cuda_matches_cpu_kernels_and_is_deterministic(seed):
-    case = Case(2, 21, 21, 21, 70, 70, (16, 16), (8, 8), (31, 31), (500, 500), (0, 0), None, False)
-    x, w, _, _ = make_inputs(case, torch.float32)
+    problem = case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31, out_size=500)
+    x, w, _, _ = make_inputs(problem, torch.float32)
     outs = []
     for _ in range(2):
         xc = x.cuda().requires_grad_()
         wc = w.cuda().requires_grad_()
-        y = fcn_kernels.upsample_skip(xc, wc, backend="cuda", **case.kwargs())
+        y = fcn_kernels.upsample_skip(xc, wc, backend="cuda", **problem.kwargs())
         y.backward(torch.ones_like(y))
         outs.append((y, xc.grad, wc.grad))
     for a, b in zip(*outs):
         assert torch.equal(a, b)
-    y_cpu = fcn_kernels.upsample_skip(x, w, backend="cpu", **case.kwargs())
+    y_cpu = fcn_kernels.upsample_skip(x, w, backend="cpu", **problem.kwargs())
     torch.testing.assert_close(outs[0][0].cpu(), y_cpu, rtol=1e-5, atol=1e-5)
 
 
@@ -64,11 +68,12 @@ def test_cuda_opcheck_and_compile():
     skip = torch.randn(2, 6, 15, 16, device="cuda", requires_grad=True)
     torch.library.opcheck(torch.ops.fcn_kernels.upsample_skip.default,
                           (x, w, None, skip, [2, 2], 2, [1, 2], [9, 10], [3, 2]))
-    f = torch.compile(lambda x, s: fcn_kernels.upsample_skip(x, w, None, s, stride=2, groups=2, out_offset=(1, 2),
-                                                             out_size=(9, 10), skip_offset=(3, 2)), fullgraph=True)
-    torch.testing.assert_close(f(x, skip), fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=2,
-                                                                     out_offset=(1, 2), out_size=(9, 10),
-                                                                     skip_offset=(3, 2), backend="reference"))
+    kw = dict(stride=2, groups=2, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2))
+    f = torch.compile(lambda x, s: fcn_kernels.upsample_skip(x, w, None, s, **kw), fullgraph=True)
+    # against float64 on CPU: a CUDA float32 reference may run cuDNN in TF32
+    exact = reference.upsample_skip(x.detach().cpu().double(), w.detach().cpu().double(), None,
+                                    skip.detach().cpu().double(), **kw)
+    torch.testing.assert_close(f(x, skip).cpu().double(), exact, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.cuda
@@ -127,12 +132,16 @@ def test_cuda_matches_triton(seed, dtype):
 # holds (64 x 16 x 16 fp32 > 32 KB), filters too big for the tile (read in place), and more planes
 # and weight slices than one grid dimension takes (the grid-stride loops).
 PATH_CASES = {
-    "fcn8s_upscore8_even": Case(2, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (500, 500), (0, 0), None, False),
-    "fcn8s_upscore8_odd": Case(1, 21, 21, 21, 63, 63, (16, 16), (8, 8), (31, 31), (497, 501), (0, 0), None, True),
-    "skip_misaligned": Case(2, 6, 6, 6, 9, 11, (4, 4), (2, 2), (1, 1), (17, 19), (5, 3), (25, 27), True),
-    "dense_two_slabs": Case(1, 64, 64, 1, 5, 6, (16, 16), (8, 8), (3, 5), None, (0, 0), None, True),
-    "untiled_filter": Case(1, 2, 2, 2, 2, 3, (1, 9000), (1, 1), (0, 100), (2, 37), (0, 0), None, False),
-    "many_planes": Case(1, 70000, 70000, 70000, 1, 2, (2, 2), (2, 2), (0, 0), None, (0, 0), None, True),
+    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=63, W=63, K=16, stride=8, out_offset=31,
+                                out_size=500),
+    "fcn8s_upscore8_odd": case(channels=21, groups=21, H=63, W=63, K=16, stride=8, out_offset=31,
+                               out_size=(497, 501), bias=True),
+    "skip_misaligned": case(N=2, channels=6, groups=6, H=9, W=11, K=4, stride=2, out_offset=1, out_size=(17, 19),
+                            skip_offset=(5, 3), skip_hw=(25, 27), bias=True),
+    "dense_two_slabs": case(channels=64, H=5, W=6, K=16, stride=8, out_offset=(3, 5), bias=True),
+    "untiled_filter": case(channels=2, groups=2, H=2, W=3, K=(1, 9000), stride=1, out_offset=(0, 100),
+                           out_size=(2, 37)),
+    "many_planes": case(channels=70000, groups=70000, H=1, W=2, K=2, stride=2, bias=True),
 }
 
 

@@ -5,6 +5,7 @@ FCN_TEST_SEED=...) and names it in failure messages. Both CPU kernel paths (GEMM
 layout, direct row loops) are forced in turn through FCN_KERNELS_RAREFIED_CONV_PATH, so every case
 covers both whatever shape the automatic choice would pick.
 """
+import functools
 import random
 
 import pytest
@@ -14,12 +15,15 @@ from torch import nn
 
 import fcn_kernels
 from fcn_kernels import RarefiedConv2d, rarefied_conv2d, reference, rarefy_filter
+from rarefied_cases import describe, forward_backward, random_case
 from tolerances import assert_close_bound
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was built without CPU kernels")
 
 PATHS = ["direct", "gemm", "auto"]
+# The C++ kernels, forced: backend=None sends dense groups to the stock op (fcn_kernels.backends).
+cpu_conv = functools.partial(rarefied_conv2d, backend="cpu")
 
 
 
@@ -32,41 +36,8 @@ def path(request, monkeypatch):
     return request.param
 
 
-def random_case(rng, *, n=None, k=None, r=None, groups=None, dtype=torch.float64):
-    """A random valid geometry: returns x, weight, bias and the kwargs."""
-    g = groups if groups is not None else rng.choice([1, 1, 1, 2, 3])
-    cin = g * rng.randint(1, 6 if g > 1 else 12)
-    cout = g * rng.randint(1, 6 if g > 1 else 12)
-    kh = k if k is not None else rng.choice([1, 2, 3, 5])
-    kw = k if k is not None else rng.choice([1, 3, 4])
-    rh = r if r is not None else rng.randint(1, 8)
-    rw = r if r is not None else rng.randint(1, 8)
-    ph, pw = rng.randint(0, 2 * rh), rng.randint(0, 2 * rw)
-    h = max(1, (kh - 1) * rh + 1 - 2 * ph) + rng.randint(0, 7)
-    w = max(1, (kw - 1) * rw + 1 - 2 * pw) + rng.randint(0, 7)
-    n = n if n is not None else rng.randint(1, 3)
-    x = torch.randn(n, cin, h, w, dtype=dtype)
-    weight = torch.randn(cout, cin // g, kh, kw, dtype=dtype)
-    bias = torch.randn(cout, dtype=dtype) if rng.random() < 0.7 else None
-    return x, weight, bias, dict(rarefaction=(rh, rw), padding=(ph, pw), groups=g)
-
-
-def describe(x, weight, bias, kw):
-    return f"x {tuple(x.shape)} weight {tuple(weight.shape)} bias {bias is not None} {kw}"
-
-
-def forward_backward(fn, x, weight, bias, kw, grad=None):
-    """Output and the gradients of x, weight, bias (fresh leaves) under fn."""
-    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in (x, weight, bias)]
-    y = fn(leaves[0], leaves[1], leaves[2], **kw)
-    if grad is None:
-        grad = torch.randn_like(y)
-    y.backward(grad)
-    return [y.detach()] + [t.grad if t is not None else None for t in leaves], grad
-
-
 def assert_matches_reference(x, weight, bias, kw, seed, atol=1e-10, rtol=1e-10):
-    ours, grad = forward_backward(rarefied_conv2d, x, weight, bias, kw)
+    ours, grad = forward_backward(cpu_conv, x, weight, bias, kw)
     ref, _ = forward_backward(reference.rarefied_conv2d, x, weight, bias, kw, grad)
     for name, a, b in zip(("output", "grad x", "grad weight", "grad bias"), ours, ref):
         if b is None:
@@ -114,7 +85,7 @@ def test_batch_zero(seed, path):
     x = torch.randn(0, 4, 9, 9, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(8, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    y = rarefied_conv2d(x, weight, bias, rarefaction=2, padding=1)
+    y = cpu_conv(x, weight, bias, rarefaction=2, padding=1)
     assert y.shape == (0, 8, 7, 7)
     y.sum().backward()
     assert x.grad.shape == x.shape
@@ -136,7 +107,7 @@ def test_noncontiguous_and_channels_last(seed, path):
         assert_matches_reference(xcl, weight, bias, kw, seed)
         # grad_out non-contiguous through the autograd path
         xl = x.clone().requires_grad_()
-        y = rarefied_conv2d(xl, weight, bias, **kw)
+        y = cpu_conv(xl, weight, bias, **kw)
         g = torch.randn(y.shape[::-1], dtype=y.dtype).permute(3, 2, 1, 0)
         y.backward(g)
         xr = x.clone().requires_grad_()
@@ -148,7 +119,7 @@ def test_matches_explicit_rarefied_filter(seed):
     # The paper's reading: a stride-1 conv with f' (zeros inserted) is the same convolution.
     x = torch.randn(2, 6, 20, 18, dtype=torch.float64)
     weight = torch.randn(4, 3, 3, 2, dtype=torch.float64)
-    y = rarefied_conv2d(x, weight, rarefaction=(3, 4), padding=(1, 2), groups=2)
+    y = cpu_conv(x, weight, rarefaction=(3, 4), padding=(1, 2), groups=2)
     y_explicit = F.conv2d(x, rarefy_filter(weight, (3, 4)), padding=(1, 2), groups=2)
     assert rarefy_filter(weight, (3, 4)).shape == (4, 3, 7, 5)
     torch.testing.assert_close(y, y_explicit, atol=1e-10, rtol=1e-10, msg=lambda m: f"seed={seed}: {m}")
@@ -160,7 +131,7 @@ def test_gradcheck(seed, monkeypatch, which):
     x = torch.randn(2, 4, 7, 8, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2)
+    fn = lambda a, b, c: cpu_conv(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2)
     assert torch.autograd.gradcheck(fn, (x, weight, bias), fast_mode=True), f"seed={seed}"
 
 
@@ -172,7 +143,7 @@ def test_low_precision(seed, path, dtype):
     rng = random.Random(seed)
     for _ in range(4):
         x, weight, bias, kw = random_case(rng, dtype=dtype)
-        ours, grad = forward_backward(rarefied_conv2d, x, weight, bias, kw)
+        ours, grad = forward_backward(cpu_conv, x, weight, bias, kw)
         x64, w64 = x.double(), weight.double()
         b64 = bias.double() if bias is not None else None
         ref, _ = forward_backward(reference.rarefied_conv2d, x64, w64, b64, kw, grad.double())
@@ -196,9 +167,9 @@ def test_deterministic(seed, path, dtype):
     weight = torch.randn(24, 16, 3, 3, dtype=dtype)
     bias = torch.randn(24, dtype=dtype)
     kw = dict(rarefaction=(2, 3), padding=(2, 1))
-    first, grad = forward_backward(rarefied_conv2d, x, weight, bias, kw)
+    first, grad = forward_backward(cpu_conv, x, weight, bias, kw)
     for _ in range(2):
-        again, _ = forward_backward(rarefied_conv2d, x, weight, bias, kw, grad)
+        again, _ = forward_backward(cpu_conv, x, weight, bias, kw, grad)
         for a, b in zip(first, again):
             assert torch.equal(a, b), f"not bitwise reproducible (seed={seed}, {dtype}, path {path})"
 
@@ -215,7 +186,7 @@ def test_weight_without_grad_skips_weight_gradient(seed):
 
     x = torch.randn(1, 3, 10, 10, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(5, 3, 3, 3, dtype=torch.float64)  # fixed, like FCN's frozen layers
-    y = rarefied_conv2d(x, weight, rarefaction=2, padding=2)
+    y = cpu_conv(x, weight, rarefaction=2, padding=2)
     with Log():
         y.sum().backward()
     assert any("rarefied_conv2d_backward_input" in s for s in seen), seen
@@ -223,7 +194,7 @@ def test_weight_without_grad_skips_weight_gradient(seed):
     weight.requires_grad_()
     seen.clear()
     with Log():
-        rarefied_conv2d(x, weight, rarefaction=2, padding=2).sum().backward()
+        cpu_conv(x, weight, rarefaction=2, padding=2).sum().backward()
     assert any("rarefied_conv2d_backward_weight" in s for s in seen), seen
 
 

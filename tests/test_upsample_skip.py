@@ -3,11 +3,10 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fcn_kernels
 from fcn_kernels import reference
-from upsample_cases import Case, check_against_reference, make_inputs, random_case
+from upsample_cases import case, check_against_reference, make_inputs, random_case
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")
@@ -22,10 +21,11 @@ def test_random_float64_forward_backward(seed, batch):
 
 # FCN-8s head stages (DESIGN.md §2) at reduced channels and maps, with the real offsets.
 FCN8S_STAGES = {
-    "upscore2+pool4": Case(2, 5, 5, 5, 6, 7, (4, 4), (2, 2), (0, 0), None, (5, 5), (24, 26), False),
-    "upscore_pool4+pool3": Case(2, 5, 5, 5, 9, 8, (4, 4), (2, 2), (0, 0), None, (9, 9), (38, 40), False),
-    "upscore8": Case(2, 5, 5, 5, 9, 7, (16, 16), (8, 8), (31, 31), (40, 30), (0, 0), None, False),
-    "upscore8-dense": Case(1, 4, 4, 1, 9, 7, (16, 16), (8, 8), (31, 31), (40, 30), (0, 0), None, True),
+    "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
+    "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9,
+                                skip_hw=(38, 40)),
+    "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
+    "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
 }
 
 
@@ -45,9 +45,9 @@ def test_every_stride_with_windows_at_both_edges(seed, stride):
                 continue
             ox, wo = rng.randint(0, Wf - 1), None
             wo = Wf - ox
-            case = Case(2, 3, 3, 3, H, W, (K, K), (stride, stride), (oy, ox), (ho, wo), (1, 2),
-                        (ho + 1, wo + 2), True)
-            check_against_reference(case, "cpu")
+            check_against_reference(case(N=2, channels=3, groups=3, H=H, W=W, K=K, stride=stride,
+                                         out_offset=(oy, ox), out_size=(ho, wo), skip_offset=(1, 2),
+                                         skip_hw=(ho + 1, wo + 2), bias=True), "cpu")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -107,12 +107,12 @@ def test_gradgradcheck(seed):
 
 
 def test_deterministic_bits(seed):
-    case = Case(3, 6, 6, 1, 9, 11, (16, 16), (8, 8), (5, 3), None, (0, 0), None, True)
-    x, w, b, _ = make_inputs(case, torch.float32)
+    problem = case(N=3, channels=6, H=9, W=11, K=16, stride=8, out_offset=(5, 3), bias=True)
+    x, w, b, _ = make_inputs(problem, torch.float32)
     outs = []
     for _ in range(2):
         xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
-        y = fcn_kernels.upsample_skip(xs, ws, bs, backend="cpu", **case.kwargs())
+        y = fcn_kernels.upsample_skip(xs, ws, bs, backend="cpu", **problem.kwargs())
         y.backward(torch.ones_like(y))
         outs.append((y, xs.grad, ws.grad, bs.grad))
     for a, b_ in zip(*outs):

@@ -12,19 +12,20 @@ from tolerances import assert_close_bound
 
 @dataclass
 class Case:
-    N: int
-    cin: int
-    cout: int
-    groups: int
-    H: int
-    W: int
-    K: tuple
-    stride: tuple
-    out_offset: tuple
-    out_size: tuple  # None: the default (to the end of the full output)
-    skip_offset: tuple
-    skip_hw: tuple  # None: no skip
-    bias: bool
+    """One upsample_skip problem. Build it with case(...), naming only what differs from the defaults."""
+    N: int = 1
+    cin: int = 1
+    cout: int = 1
+    groups: int = 1
+    H: int = 3
+    W: int = 3
+    K: tuple = (4, 4)
+    stride: tuple = (2, 2)
+    out_offset: tuple = (0, 0)
+    out_size: tuple = None  # None: the default (to the end of the full output)
+    skip_offset: tuple = (0, 0)
+    skip_hw: tuple = None  # None: no skip
+    bias: bool = False
 
     @property
     def full(self):
@@ -47,14 +48,34 @@ class Case:
                    self.N * self.H * self.W, self.N * self.crop[0] * self.crop[1], 1)
 
 
-def random_case(rng: random.Random, max_batch=2) -> Case:
+_PAIRS = ("K", "stride", "out_offset", "out_size", "skip_offset", "skip_hw")
+
+
+def case(*, channels=None, **fields) -> Case:
+    """Case(**fields) with ints accepted for every (rows, cols) field and channels= for cin = cout."""
+    if channels is not None:
+        fields.update(cin=channels, cout=channels)
+    for name in _PAIRS:
+        if isinstance(fields.get(name), int):
+            fields[name] = (fields[name],) * 2
+    return Case(**fields)
+
+
+def random_case(rng: random.Random, max_batch=2, per_group=None) -> Case:
+    """A random geometry; per_group=(cin_g, cout_g) fixes the channels per group."""
     kind = rng.random()
-    if kind < 0.3:  # depthwise, FCN's bilinear upsampling
+    if per_group is not None:
+        groups = rng.choice([1, 2])
+        cin_g, cout_g = per_group
+    elif kind < 0.3:  # depthwise, FCN's bilinear upsampling
         groups = rng.randint(1, 5)
         cin_g = cout_g = 1
-    elif kind < 0.5:  # wide groups: the CPU kernel's GEMM path (>= 4 channels per group each way)
+    elif kind < 0.4:  # wide groups: the CPU kernel's GEMM path (>= 4 channels per group each way)
         groups = rng.choice([1, 2])
         cin_g, cout_g = rng.randint(4, 6), rng.randint(4, 6)
+    elif kind < 0.5:  # Triton's tl.dot path (>= 16 channels per group each way; few, tiny maps)
+        groups = rng.choice([1, 2])
+        cin_g, cout_g = rng.randint(16, 18), rng.randint(16, 18)
     else:
         groups = rng.choice([1, 1, 2, 3])
         cin_g, cout_g = rng.randint(1, 3), rng.randint(1, 3)
@@ -82,17 +103,25 @@ def random_case(rng: random.Random, max_batch=2) -> Case:
         skip_off = (rng.randint(0, 3), rng.randint(0, 3))
         margin = [rng.choice([0, 0, 1, 3]) for _ in range(2)]  # 0: the skip window touches its end
         skip_hw = tuple(s + o + m for s, o, m in zip(size, skip_off, margin))
-    return Case(N=rng.randint(0, max_batch), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W,
+    return case(N=rng.randint(0, max_batch), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W,
                 K=K, stride=stride, out_offset=tuple(off), out_size=None if default_size else tuple(size),
                 skip_offset=skip_off or (0, 0), skip_hw=skip_hw, bias=rng.random() < 0.5)
 
 
 def make_inputs(case: Case, dtype=torch.float64):
-    x = torch.randn(case.N, case.cin, case.H, case.W, dtype=dtype)
-    w = torch.randn(case.cin, case.cout // case.groups, *case.K, dtype=dtype)
-    b = torch.randn(case.cout, dtype=dtype) if case.bias else None
-    skip = torch.randn(case.N, case.cout, *case.skip_hw, dtype=dtype) if case.skip_hw else None
+    """CPU tensors, whatever the default device."""
+    x = torch.randn(case.N, case.cin, case.H, case.W, dtype=dtype, device="cpu")
+    w = torch.randn(case.cin, case.cout // case.groups, *case.K, dtype=dtype, device="cpu")
+    b = torch.randn(case.cout, dtype=dtype, device="cpu") if case.bias else None
+    skip = torch.randn(case.N, case.cout, *case.skip_hw, dtype=dtype, device="cpu") if case.skip_hw else None
     return x, w, b, skip
+
+
+def backend_device(backend: str) -> str:
+    """Where a backend's kernels run: Triton on CUDA unless its interpreter runs it on CPU."""
+    if backend == "cuda" or (backend == "triton" and not fcn_kernels.backends.triton_interpret()):
+        return "cuda"
+    return "cpu"
 
 
 def run(fn, inputs, grad_out=None, **kwargs):
@@ -109,13 +138,15 @@ def run(fn, inputs, grad_out=None, **kwargs):
 
 
 def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, backward=True,
-                            transform=lambda t: t, device="cpu"):
-    """The backend on `dtype` inputs on `device` (passed through `transform`, e.g. to make them
-    non-contiguous) against the float64 reference on CPU on the same rounded values."""
+                            transform=lambda t: t, device=None):
+    """The backend on `dtype` inputs on `device` (default: the backend's, backend_device) passed through
+    `transform` (e.g. to make them non-contiguous), against the float64 reference on CPU on the same
+    rounded values (never a CUDA reference, whose float32 convolutions may use TF32)."""
+    device = device or backend_device(backend)
     inputs = make_inputs(case, dtype)
     exact_in = [t.double() if t is not None else None for t in inputs]
     abs_in = [t.abs() if t is not None else None for t in exact_in]
-    go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype) if backward else None
+    go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype, device="cpu") if backward else None
     kw = case.kwargs()
     on = lambda t: transform(t.to(device)) if t is not None else None
     y, grads = run(fcn_kernels.upsample_skip, [on(t) for t in inputs], on(go), backend=backend, **kw)

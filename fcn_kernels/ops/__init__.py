@@ -1,5 +1,6 @@
-"""The public ops; each module validates arguments, picks a backend and registers
-fake kernels and autograd for the C++ ops."""
+"""The public ops; each module validates arguments, picks a backend (fcn_kernels.backends) and
+registers the C++ ops' fake kernels. _autograd.py holds each op family's one autograd, registered on
+the C++ ops here and on the Triton ops in fcn_kernels/triton/, and the op naming rule."""
 from .upsample_skip import upsample_skip
 from .rarefied_conv2d import rarefied_conv2d
 

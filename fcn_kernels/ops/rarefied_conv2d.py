@@ -3,7 +3,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int, check_tensor, pair
-from ._double_backward import register_double_backward
+from ._autograd import register_rarefied_conv2d
 
 
 def validate(x, weight, bias, rarefaction, padding, groups):
@@ -51,12 +51,15 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
 
     x (N, Cin, H, W); weight (Cout, Cin // groups, Kh, Kw), nn.Conv2d's layout; bias (Cout,) or None.
     rarefaction and padding: int or pair (rows, cols). Differentiable in x, weight and bias; a weight
-    that does not require grad costs no weight-gradient work. The output is contiguous (NCHW) whatever
-    the input's memory format.
+    that does not require grad costs no weight-gradient work. backend=None: our kernels, or stock
+    F.conv2d(dilation) for dense groups (fcn_kernels.backends, whose explain() says which and why).
+    Our kernels' output is contiguous (NCHW) whatever the input's memory format; the stock op's follows
+    F.conv2d (channels_last in, channels_last out).
     """
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
-    which = backends.resolve(backend, x.device, "rarefied_conv2d")
+    which = backends.resolve(backend, x.device, "rarefied_conv2d", cin_g=weight.shape[1],
+                             cout_g=weight.shape[0] // groups)
     if which == "reference":
         return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding,
                                          groups=groups)
@@ -64,27 +67,6 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
         from ..triton import rarefied_conv2d as triton_impl
         return triton_impl.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
     return torch.ops.fcn_kernels.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    rarefaction, padding, groups = ctx.geometry
-    gx = gw = gb = None
-    if ctx.needs_input_grad[0]:
-        gx = torch.ops.fcn_kernels.rarefied_conv2d_backward_input(grad, weight, list(x.shape), rarefaction,
-                                                                  padding, groups)
-    if ctx.needs_input_grad[1]:
-        gw = torch.ops.fcn_kernels.rarefied_conv2d_backward_weight(grad, x, list(weight.shape), rarefaction,
-                                                                   padding, groups)
-    if ctx.needs_input_grad[2]:
-        gb = grad.sum((0, 2, 3))
-    return gx, gw, gb, None, None, None
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, rarefaction, padding, groups = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.geometry = (rarefaction, padding, groups)
 
 
 if _ext.HAS_EXTENSION:
@@ -101,8 +83,6 @@ if _ext.HAS_EXTENSION:
     def _fake_bwd_weight(grad_out, x, weight_size, rarefaction, padding, groups):
         return grad_out.new_empty(weight_size)
 
-    torch.library.register_autograd("fcn_kernels::rarefied_conv2d", _backward, setup_context=_setup_context)
     ops = torch.ops.fcn_kernels
-    register_double_backward(
-        ops.rarefied_conv2d_backward_input.default, ops.rarefied_conv2d_backward_weight.default,
-        lambda x, w, go, rarefaction, padding, groups: ops.rarefied_conv2d(x, w, None, rarefaction, padding, groups))
+    register_rarefied_conv2d(ops.rarefied_conv2d.default, ops.rarefied_conv2d_backward_input.default,
+                             ops.rarefied_conv2d_backward_weight.default)

@@ -1,10 +1,9 @@
 """fcn_kernels.upsample_skip: transposed conv + crop + skip add (DESIGN.md §2)."""
 import torch
-import torch.nn.functional as F
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int, check_tensor, pair
-from ._double_backward import register_double_backward
+from ._autograd import register_upsample_skip
 
 
 def _full_size(n, s, k):
@@ -62,11 +61,15 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
     Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
     weight-gradient work. Under torch.autocast all four inputs are cast to the autocast dtype (as
     conv_transpose2d casts x, weight and bias; the stock `+ skip` would promote instead).
+    backend=None: our kernels, or the stock composition for the dense shapes where it is faster
+    (fcn_kernels.backends, whose explain() says which and why).
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(
         x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    which = backends.resolve(backend, x.device, "upsample_skip")
+    which = backends.resolve(backend, x.device, "upsample_skip", cin_g=x.shape[1] // groups, cout_g=weight.shape[1],
+                             kernel=tuple(weight.shape[2:]), stride=stride, out_size=out_size,
+                             weight_grad=weight.requires_grad and torch.is_grad_enabled())
     if which == "reference":
         return reference.upsample_skip(x, weight, bias, skip, stride=stride, groups=groups,
                                        out_offset=out_offset, out_size=out_size, skip_offset=skip_offset)
@@ -76,33 +79,6 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
                                          skip_offset)
     return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset,
                                                out_size, skip_offset)
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    stride, groups, out_offset, skip_offset = ctx.geometry
-    gx = gw = gb = gs = None
-    if ctx.needs_input_grad[0]:
-        gx = torch.ops.fcn_kernels.upsample_skip_backward_input(grad, weight, list(x.shape), stride, groups,
-                                                                out_offset)
-    if ctx.needs_input_grad[1]:
-        gw = torch.ops.fcn_kernels.upsample_skip_backward_weight(grad, x, list(weight.shape), stride, groups,
-                                                                 out_offset)
-    if ctx.needs_input_grad[2]:
-        gb = grad.sum((0, 2, 3))
-    if ctx.needs_input_grad[3]:
-        # The skip's gradient is grad placed into its window, zeros elsewhere: one pad.
-        hs, ws = ctx.skip_size
-        (ho, wo), (sy, sx) = grad.shape[2:], skip_offset
-        gs = F.pad(grad, (sx, ws - sx - wo, sy, hs - sy - ho))
-    return gx, gw, gb, gs, None, None, None, None, None
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.geometry = (stride, groups, out_offset, skip_offset)
-    ctx.skip_size = tuple(skip.shape[2:]) if skip is not None else None
 
 
 if _ext.HAS_EXTENSION:
@@ -119,10 +95,6 @@ if _ext.HAS_EXTENSION:
     def _fake_bwd_weight(grad_out, x, weight_size, stride, groups, out_offset):
         return grad_out.new_empty(weight_size)
 
-    torch.library.register_autograd("fcn_kernels::upsample_skip", _backward, setup_context=_setup_context)
-
     ops = torch.ops.fcn_kernels
-    register_double_backward(
-        ops.upsample_skip_backward_input.default, ops.upsample_skip_backward_weight.default,
-        lambda x, w, go, stride, groups, out_offset: ops.upsample_skip(
-            x, w, None, None, stride, groups, out_offset, list(go.shape[2:]), [0, 0]))
+    register_upsample_skip(ops.upsample_skip.default, ops.upsample_skip_backward_input.default,
+                           ops.upsample_skip_backward_weight.default)

@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from ..ops._double_backward import register_double_backward
+from ..ops._autograd import register_rarefied_conv2d
 from . import upsample_skip as _us
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 from .upsample_skip import (INTERPRET, _I32, _big, _cfg, _ceil_div, _configs, _dot_in, _pow2,  # noqa: F401
@@ -514,8 +514,8 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# torch.library registration: triton_op (torch.compile sees the kernels), fake via the triton_op body,
-# autograd (and double backward).
+# torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
+# differentiated by the rules of fcn_kernels/ops/_autograd.py.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::rarefied_conv2d_triton", mutates_args={})
 def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -523,53 +523,23 @@ def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional
     return forward(x, weight, bias, tuple(rarefaction), tuple(padding), groups)
 
 
-@triton_op("fcn_kernels::rarefied_conv2d_triton_backward_input", mutates_args={})
-def rarefied_conv2d_triton_backward_input(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
+@triton_op("fcn_kernels::rarefied_conv2d_backward_input_triton", mutates_args={})
+def rarefied_conv2d_backward_input_triton(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
                                           rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
     return backward_input(grad_out, weight, list(input_size), tuple(rarefaction), tuple(padding), groups)
 
 
-@triton_op("fcn_kernels::rarefied_conv2d_triton_backward_weight", mutates_args={})
-def rarefied_conv2d_triton_backward_weight(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
+@triton_op("fcn_kernels::rarefied_conv2d_backward_weight_triton", mutates_args={})
+def rarefied_conv2d_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
                                            rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(rarefaction), tuple(padding), groups)
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, rarefaction, padding, groups = inputs
-    ctx.save_for_backward(x if weight.requires_grad else None, weight if x.requires_grad else None)
-    ctx.geometry = (list(rarefaction), list(padding), groups)
-    ctx.x_size = list(x.shape)
-    ctx.weight_size = list(weight.shape)
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    rarefaction, padding, groups = ctx.geometry
-    gx = gw = gb = None
-    ops = torch.ops.fcn_kernels
-    if ctx.needs_input_grad[0]:
-        gx = ops.rarefied_conv2d_triton_backward_input(grad, weight, ctx.x_size, rarefaction, padding, groups)
-    if ctx.needs_input_grad[1]:  # a fixed weight costs no weight-gradient work
-        gw = ops.rarefied_conv2d_triton_backward_weight(grad, x, ctx.weight_size, rarefaction, padding, groups)
-    if ctx.needs_input_grad[2]:
-        if grad.requires_grad:  # double backward: a differentiable stock sum
-            gb = grad.sum((0, 2, 3))
-        else:  # upsample_skip's one-pass bias kernel: per-tile partial sums, fixed-order sum
-            gb = ops.upsample_skip_triton_backward_skip(grad, [], [0, 0], True)[1]
-    return gx, gw, gb, None, None, None
-
-
-rarefied_conv2d_triton.register_autograd(_backward, setup_context=_setup_context)
-
-
-register_double_backward(
-    rarefied_conv2d_triton_backward_input, rarefied_conv2d_triton_backward_weight,
-    lambda x, w, go, rarefaction, padding, groups: torch.ops.fcn_kernels.rarefied_conv2d_triton(
-        x, w, None, rarefaction, padding, groups))
+register_rarefied_conv2d(rarefied_conv2d_triton, rarefied_conv2d_backward_input_triton,
+                         rarefied_conv2d_backward_weight_triton, bias_skip=_us.backward_bias_skip_triton)
 
 
 def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):
     """Entry point of fcn_kernels.rarefied_conv2d for backend "triton" (arguments already validated,
     rarefaction and padding normalised to pairs)."""
-    return torch.ops.fcn_kernels.rarefied_conv2d_triton(x, weight, bias, list(rarefaction), list(padding), groups)
+    return rarefied_conv2d_triton(x, weight, bias, list(rarefaction), list(padding), groups)

@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from ..ops._double_backward import register_double_backward
+from ..ops._autograd import register_upsample_skip
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -686,8 +686,8 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# torch.library registration: triton_op (torch.compile sees the kernels), fake via the triton_op body,
-# autograd.
+# torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
+# differentiated by the rules of fcn_kernels/ops/_autograd.py.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
 def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -697,73 +697,34 @@ def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[t
                    tuple(skip_offset))
 
 
-@triton_op("fcn_kernels::upsample_skip_triton_backward_input", mutates_args={})
-def upsample_skip_triton_backward_input(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
+@triton_op("fcn_kernels::upsample_skip_backward_input_triton", mutates_args={})
+def upsample_skip_backward_input_triton(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
                                         stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
     return backward_input(grad_out, weight, list(input_size), tuple(stride), groups, tuple(out_offset))
 
 
-@triton_op("fcn_kernels::upsample_skip_triton_backward_weight", mutates_args={})
-def upsample_skip_triton_backward_weight(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
+@triton_op("fcn_kernels::upsample_skip_backward_weight_triton", mutates_args={})
+def upsample_skip_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
                                          stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(stride), groups, tuple(out_offset))
 
 
-@triton_op("fcn_kernels::upsample_skip_triton_backward_skip", mutates_args={})
-def upsample_skip_triton_backward_skip(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
-                                       need_bias: bool) -> List[torch.Tensor]:
-    """[grad skip, grad bias]; empty tensors for those not wanted (skip_size [] or need_bias False)."""
+@triton_op("fcn_kernels::backward_bias_skip_triton", mutates_args={})
+def backward_bias_skip_triton(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
+                              need_bias: bool) -> List[torch.Tensor]:
+    """[grad skip, grad bias] of both Triton op families; empty tensors for those not wanted (skip_size [],
+    need_bias False)."""
     gb, gs = backward_bias_skip(grad_out, list(skip_size) or None, tuple(skip_offset), need_bias)
     empty = grad_out.new_empty((0,))
     return [gs if gs is not None else empty, gb if gb is not None else empty.clone()]
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset = inputs
-    ctx.save_for_backward(x if weight.requires_grad else None, weight if x.requires_grad else None)
-    ctx.geometry = (list(stride), groups, list(out_offset), list(skip_offset))
-    ctx.x_size = list(x.shape)
-    ctx.weight_size = list(weight.shape)
-    ctx.skip_size = list(skip.shape) if skip is not None else None
-
-
-def _backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    stride, groups, out_offset, skip_offset = ctx.geometry
-    gx = gw = gb = gs = None
-    ops = torch.ops.fcn_kernels
-    if ctx.needs_input_grad[0]:
-        gx = ops.upsample_skip_triton_backward_input(grad, weight, ctx.x_size, stride, groups, out_offset)
-    if ctx.needs_input_grad[1]:  # a fixed (bilinear) weight costs nothing here
-        gw = ops.upsample_skip_triton_backward_weight(grad, x, ctx.weight_size, stride, groups, out_offset)
-    need_bias, need_skip = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
-    if grad.requires_grad:
-        # double backward: the linear maps as differentiable stock ops
-        if need_bias:
-            gb = grad.sum((0, 2, 3))
-        if need_skip:
-            hs, ws = ctx.skip_size[2:]
-            (ho, wo), (sy, sx) = grad.shape[2:], skip_offset
-            gs = torch.nn.functional.pad(grad, (sx, ws - sx - wo, sy, hs - sy - ho))
-    elif need_skip:
-        gs, gb_or_empty = ops.upsample_skip_triton_backward_skip(grad, ctx.skip_size, skip_offset, need_bias)
-        gb = gb_or_empty if need_bias else None
-    elif need_bias:
-        gb = ops.upsample_skip_triton_backward_skip(grad, [], skip_offset, True)[1]
-    return gx, gw, gb, gs, None, None, None, None, None
-
-
-upsample_skip_triton.register_autograd(_backward, setup_context=_setup_context)
-
-
-register_double_backward(
-    upsample_skip_triton_backward_input, upsample_skip_triton_backward_weight,
-    lambda x, w, go, stride, groups, out_offset: torch.ops.fcn_kernels.upsample_skip_triton(
-        x, w, None, None, stride, groups, out_offset, list(go.shape[2:]), [0, 0]))
+register_upsample_skip(upsample_skip_triton, upsample_skip_backward_input_triton,
+                       upsample_skip_backward_weight_triton, bias_skip=backward_bias_skip_triton)
 
 
 def upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """Entry point of fcn_kernels.upsample_skip for backend "triton" (arguments already validated and
     normalised to tuples, out_size filled in)."""
-    return torch.ops.fcn_kernels.upsample_skip_triton(x, weight, bias, skip, list(stride), groups, list(out_offset),
-                                                      list(out_size), list(skip_offset))
+    return upsample_skip_triton(x, weight, bias, skip, list(stride), groups, list(out_offset), list(out_size),
+                                list(skip_offset))

@@ -18,14 +18,15 @@ pytest.importorskip("triton")
 import fcn_kernels  # noqa: E402
 from fcn_kernels import reference  # noqa: E402
 from fcn_kernels.triton import upsample_skip as tus  # noqa: E402
-from upsample_cases import Case, check_against_reference, random_case  # noqa: E402
+from upsample_cases import case, check_against_reference, random_case  # noqa: E402
 
 ON_CPU = DEVICE == "cpu"
 
 
 @pytest.fixture(autouse=True)
 def _default_device():
-    # upsample_cases builds CPU tensors; with a GPU, run the same comparisons on CUDA
+    # the tensors this module makes itself go to the GPU when there is one (check_against_reference
+    # moves its own CPU inputs to the backend's device)
     if ON_CPU:
         yield
     else:
@@ -35,11 +36,14 @@ def _default_device():
 
 # Reduced FCN-8s stages (DESIGN.md §2): the real kernels, strides and offsets, few channels, small maps.
 CASES = {
-    "upscore2+pool4-dw": Case(2, 3, 3, 3, 4, 5, (4, 4), (2, 2), (0, 0), None, (5, 5), (16, 18), True),
-    "upscore8-dw": Case(1, 2, 2, 2, 5, 4, (16, 16), (8, 8), (31, 31), (9, 1), (0, 0), None, False),
-    "dense-fma": Case(2, 4, 6, 2, 3, 4, (5, 3), (2, 3), (1, 2), None, (0, 1), (9, 12), True),
-    "dense-dot": Case(1, 16, 8, 1, 3, 3, (4, 4), (2, 2), (1, 1), None, (1, 0), (9, 8), True),
-    "grouped-dot": Case(1, 16, 16, 2, 2, 3, (3, 4), (1, 2), (0, 1), (3, 5), (0, 0), None, True),
+    "upscore2+pool4-dw": case(N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18),
+                              bias=True),
+    "upscore8-dw": case(channels=2, groups=2, H=5, W=4, K=16, stride=8, out_offset=31, out_size=(9, 1)),
+    "dense-fma": case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(1, 2),
+                      skip_offset=(0, 1), skip_hw=(9, 12), bias=True),
+    "dense-dot": case(cin=16, cout=8, K=4, stride=2, out_offset=1, skip_offset=(1, 0), skip_hw=(9, 8), bias=True),
+    "grouped-dot": case(channels=16, groups=2, H=2, W=3, K=(3, 4), stride=(1, 2), out_offset=(0, 1), out_size=(3, 5),
+                        bias=True),
 }
 
 
@@ -68,6 +72,11 @@ def test_random_cases(seed, batch):
         check_against_reference(case, "triton", torch.float32)
 
 
+def test_random_dot_cases(seed):
+    """Random geometries with >= 16 channels per group each way: the tl.dot kernels."""
+    check_against_reference(random_case(random.Random(seed), max_batch=1, per_group=(16, 17)), "triton", torch.float32)
+
+
 @pytest.mark.parametrize("stride", [1, 3, 8])
 def test_windows_at_both_edges(seed, stride):
     rng = random.Random(seed)
@@ -76,9 +85,9 @@ def test_windows_at_both_edges(seed, stride):
     Hf, Wf = (H - 1) * stride + K, (W - 1) * stride + K
     for oy, ho in ((Hf - 1, 1), (1, Hf - 2)):
         ox = rng.randint(0, Wf - 1)
-        case = Case(1, 2, 2, 2, H, W, (K, K), (stride, stride), (oy, ox), (ho, Wf - ox), (1, 2),
-                    (ho + 1, Wf - ox + 2), True)
-        check_against_reference(case, "triton", torch.float32)
+        check_against_reference(case(channels=2, groups=2, H=H, W=W, K=K, stride=stride, out_offset=(oy, ox),
+                                     out_size=(ho, Wf - ox), skip_offset=(1, 2), skip_hw=(ho + 1, Wf - ox + 2),
+                                     bias=True), "triton", torch.float32)
 
 
 def test_weight_gradient_splits_and_dense_fallback(seed, monkeypatch):
@@ -152,6 +161,25 @@ def test_batch_zero_and_empty_window():
     assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
+def test_double_backward(seed):
+    """Gradients of the gradients (the backward ops' registered autograd; bias and skip through the stock
+    sums) against the reference's, float64."""
+    c = CASES["upscore2+pool4-dw"]
+    x, w = _inputs(c, torch.float64, requires_grad=False)
+    b = torch.randn(c.cout, dtype=torch.float64)
+    skip = torch.randn(c.N, c.cout, *c.skip_hw, dtype=torch.float64)
+    go = torch.randn(c.N, c.cout, *c.crop, dtype=torch.float64)
+    results = []
+    for fn, extra in ((fcn_kernels.upsample_skip, dict(backend="triton")), (reference.upsample_skip, {})):
+        leaves = [t.detach().cpu().clone().requires_grad_() for t in (x, w, b, skip, go)]
+        y = fn(*(t.to(DEVICE) for t in leaves[:4]), **c.kwargs(), **extra)
+        grads = torch.autograd.grad(y, leaves[:4], leaves[4].to(DEVICE), create_graph=True)
+        wrt = (leaves[0], leaves[1], leaves[4])  # and grad_out: bias and skip gradients are linear in it
+        results.append([g.cpu() for g in torch.autograd.grad(sum((g * g).sum() for g in grads), wrt)])
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"seed={seed}: {m}")
+
+
 def test_channels_last_input(seed):
     case = CASES["dense-fma"]
     check_against_reference(case, "triton", torch.float32,
@@ -182,8 +210,9 @@ def test_torch_compile_fullgraph():
     fn = lambda x, w, s: fcn_kernels.upsample_skip(x, w, None, s, stride=case.stride, groups=case.groups,
                                                    skip_offset=case.skip_offset, backend="triton")
     y = torch.compile(fn, fullgraph=True)(x, w, skip)
-    torch.testing.assert_close(y, reference.upsample_skip(x, w, None, skip, stride=case.stride, groups=case.groups,
-                                                          skip_offset=case.skip_offset))
+    exact = reference.upsample_skip(x.detach().cpu().double(), w.detach().cpu().double(), None, skip.cpu().double(),
+                                    stride=case.stride, groups=case.groups, skip_offset=case.skip_offset)
+    torch.testing.assert_close(y.cpu().double(), exact)  # float64: no TF32 reference
     y.sum().backward()
     assert x.grad is not None and w.grad is not None
 
