@@ -29,7 +29,7 @@ def check_argmax(case, backend, dtype=torch.float64, *, transform=lambda t: t, d
     """The backend's labels on `dtype` inputs against the float64 reference on the same rounded values;
     returns (labels, the inputs as the backend got them) for further checks."""
     inputs = make_inputs(case, dtype)
-    exact_in = [t.double() if t is not None else None for t in inputs]
+    exact_in = [t.double().cpu() if t is not None else None for t in inputs]
     abs_in = [t.abs() if t is not None else None for t in exact_in]
     kw = case.kwargs()
     on = [transform(t.to(device)) if t is not None else None for t in inputs]
