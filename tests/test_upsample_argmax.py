@@ -1,4 +1,5 @@
 """fcn_kernels.upsample_argmax on CPU against the reference and the CPU upsample_skip (DESIGN.md §2)."""
+import os
 import random
 
 import pytest
@@ -144,3 +145,42 @@ def test_errors():
         ua(x, w, stride=2, groups=4, backend="nope")
     with pytest.raises(RuntimeError, match="exceeds the full output"):  # the C++ op checks too
         torch.ops.fcn_kernels.upsample_argmax(x, w, None, None, [2, 2], 4, [0, 0], [9, 9], [0, 0])
+
+
+# ---- CUDA (not run on this machine: no GPU) ---------------------------------------------------------------
+
+@pytest.mark.skipif(os.environ.get("FCN_EXPECT_CUDA_KERNELS") != "1",
+                    reason="set by scripts/test.sh when torch is a CUDA build and a CUDA toolkit was found")
+def test_cuda_kernel_registered():
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fcn_kernels::upsample_argmax", "CUDA")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("index64", [False, True])
+def test_cuda_against_reference(seed, dtype, index64, monkeypatch):
+    if index64:
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    rng = random.Random(seed)
+    cases = [random_case(rng) for _ in range(20)] + list(FCN8S_STAGES.values())
+    for case in cases:
+        labels, inputs = check_argmax(case, "cuda", dtype, device="cuda")
+        # the same gather, order and rounding as the CUDA upsample_skip
+        scores = fcn_kernels.upsample_skip(*inputs, backend="cuda", **case.kwargs())
+        assert torch.equal(labels, scores.argmax(1).cpu()), f"{dtype} {case}"
+
+
+@pytest.mark.cuda
+def test_cuda_ties_nan_opcheck_and_compile(seed):
+    x, w = torch.randn(2, 4, 4, 5, device="cuda"), torch.zeros(4, 1, 4, 4, device="cuda")
+    nan = float("nan")
+    for bias, want in (([0.0, 0.0, 0.0, 0.0], 0), ([0.0, 2.0, 2.0, 1.0], 1), ([1.0, nan, 5.0, nan], 1)):
+        got = fcn_kernels.upsample_argmax(x, w, torch.tensor(bias, device="cuda"), stride=2, groups=4)
+        assert (got == want).all(), bias
+    w = torch.randn(4, 1, 16, 16, device="cuda")
+    skip = torch.randn(2, 4, 30, 40, device="cuda")
+    torch.library.opcheck(torch.ops.fcn_kernels.upsample_argmax.default,
+                          (x, w, None, skip, [8, 8], 4, [5, 5], [20, 30], [2, 3]))
+    fn = lambda x, s: fcn_kernels.upsample_argmax(x, w, None, s, stride=8, groups=4, out_offset=5,
+                                                  out_size=(20, 30), skip_offset=(2, 3))
+    assert torch.equal(torch.compile(fn, fullgraph=True)(x, skip), fn(x, skip))
