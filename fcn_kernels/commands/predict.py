@@ -24,7 +24,7 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute precision (bfloat16: autocast)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; None: cuda if available")
     p.add_argument("--batch-size", type=int, default=1,
                    help="images per forward pass (images of one size are batched together)")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
