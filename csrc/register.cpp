@@ -16,6 +16,10 @@ TORCH_LIBRARY(fcn_kernels, m) {
   m.def(
       "upsample_skip(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, "
       "int groups, int[2] out_offset, int[2] out_size, int[2] skip_offset) -> Tensor");
+  // DESIGN.md §2 upsample_argmax: upsample_skip(...).argmax(1) as int64 (N, Ho, Wo); not differentiable.
+  m.def(
+      "upsample_argmax(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, int groups, "
+      "int[2] out_offset, int[2] out_size, int[2] skip_offset) -> Tensor");
   m.def(
       "upsample_skip_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
       "int[2] stride, int groups, int[2] out_offset) -> Tensor");

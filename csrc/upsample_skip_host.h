@@ -98,18 +98,41 @@ inline void check_device_type(const at::Tensor& t, c10::DeviceType type, const c
               " tensor for this kernel, got ", t.device());
 }
 
-inline Prepared prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
-                                c10::DeviceType type) {
-  check_device_type(x, type, "upsample_skip", "x");
+// The forward's inputs, checked and contiguous; `op` (upsample_skip or upsample_argmax) allocates p.out.
+inline Prepared prepare_forward_inputs(const at::Tensor& x, const at::Tensor& weight,
+                                       const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& skip,
+                                       at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
+                                       at::IntArrayRef out_size, at::IntArrayRef skip_offset, c10::DeviceType type,
+                                       const char* op) {
+  check_device_type(x, type, op, "x");
   Prepared p;
   p.g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
   p.a = x.contiguous();
   p.b = weight.contiguous();
   if (bias.has_value()) p.bias = bias->contiguous();
   if (skip.has_value()) p.skip = skip->contiguous();
+  return p;
+}
+
+inline Prepared prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
+                                c10::DeviceType type) {
+  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
+                                      type, kOp);
   p.out = at::empty({p.g.N, p.g.Cout, p.g.Ho, p.g.Wo}, x.options());
+  return p;
+}
+
+// upsample_argmax: the same inputs, int64 labels (N, Ho, Wo) out.
+inline Prepared prepare_argmax(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                               const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                               at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
+                               c10::DeviceType type) {
+  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
+                                      type, "upsample_argmax");
+  TORCH_CHECK(p.g.Cout <= INT32_MAX, "upsample_argmax: ", p.g.Cout, " classes exceed 2**31 - 1");
+  p.out = at::empty({p.g.N, p.g.Ho, p.g.Wo}, x.options().dtype(at::kLong));
   return p;
 }
 

@@ -6,7 +6,7 @@ Public names and semantics: DESIGN.md. Ops run on the backend chosen by
 from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
 from .backends import available_backends
 from .modules import FusedUpsampleSkip, bilinear_kernel
-from .ops import upsample_skip
+from .ops import upsample_argmax, upsample_skip
 from .reference import rarefy_filter
 from .ops import rarefied_conv2d
 from .modules import RarefiedConv2d
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "available_backends",
     "upsample_skip",
+    "upsample_argmax",
     "FusedUpsampleSkip",
     "bilinear_kernel",
     "rarefy_filter",

@@ -39,7 +39,7 @@ BACKENDS = ("reference", "cpu", "cuda", "triton")
 ENV_VAR = "FCN_KERNELS_BACKEND"
 
 # Ops that every compiled backend provides; a backend counts as built when all have kernels.
-_OPS = ("upsample_skip", "rarefied_conv2d")
+_OPS = ("upsample_skip", "upsample_argmax", "rarefied_conv2d")
 
 
 def triton_interpret() -> bool:

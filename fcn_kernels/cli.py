@@ -2,10 +2,10 @@
 import argparse
 import sys
 
-from .commands import bench, demo, evaluate, train
+from .commands import bench, demo, evaluate, predict, train
 from .errors import CLIError, DataError
 
-COMMANDS = (demo, train, evaluate, bench)
+COMMANDS = (demo, train, evaluate, predict, bench)
 
 
 def build_parser():

@@ -24,6 +24,13 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
     return y
 
 
+def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
+                    out_size=None, skip_offset=(0, 0)):
+    """upsample_skip(...).argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
+    return upsample_skip(x, weight, bias, skip, stride=stride, groups=groups, out_offset=out_offset,
+                         out_size=out_size, skip_offset=skip_offset).argmax(1)
+
+
 def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:
     """The paper's rarefied filter f'[i, j] = f[i/s, j/s] where s divides i and j, else 0.
 

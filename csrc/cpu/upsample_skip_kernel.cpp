@@ -1,6 +1,8 @@
 // upsample_skip on CPU: transposed conv + crop + skip add in one pass over the
-// cropped output, and its two backward passes. Deterministic: every output
-// element is written by one thread with a fixed summation order.
+// cropped output, and its two backward passes; upsample_argmax, the same
+// forward reduced to labels over the classes without storing the scores.
+// Deterministic: every output element is written by one thread with a fixed
+// summation order.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../index/upsample_argmax.h"
 #include "../upsample_skip_host.h"
 
 namespace fcn_kernels {
@@ -77,36 +80,54 @@ void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t block
   std::fill(goz + std::max(hi, lo), goz + len, acc_t(0));
 }
 
+// The direct forward's plan: the regrouped weight and the column blocks covering the crop window.
+template <int SW, typename scalar_t>
+struct RowPlan {
+  using acc_t = at::opmath_type<scalar_t>;
+  Stride<SW> sw;
+  const Geometry& g;
+  int64_t T, m_lo, m_hi, first;  // output column j is block element first + j
+  std::vector<acc_t> wt;
+
+  RowPlan(Stride<SW> s, const Geometry& geo, const scalar_t* w)
+      : sw(s), g(geo), T(ceil_div(geo.Kw, s())), m_lo(floor_div(geo.ox, s())), m_hi(ceil_div(geo.ox + geo.Wo, s())),
+        first(geo.ox - m_lo * s()), wt(tap_blocks<scalar_t, acc_t>(geo, w, T)) {}
+
+  int64_t acc_size() const { return (m_hi - m_lo) * sw(); }
+  int64_t work() const { return g.Wo * g.cin_per_group() * ceil_div(g.Kh, g.sh) * T + g.Wo; }
+
+  // acc (acc_size()) = output row (n, co, i) before bias and skip; returns its column 0.
+  const acc_t* row(const scalar_t* x, int64_t n, int64_t co, int64_t i, acc_t* acc) const {
+    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+    const int64_t grp = co / cout_g, co_l = co % cout_g;
+    std::fill(acc, acc + acc_size(), acc_t(0));
+    const int64_t p = i + g.oy;
+    const Range ih = inputs_for_output(p, g.sh, g.Kh, g.H);
+    for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci) {
+      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
+        const int64_t kh = p - in_row * g.sh;
+        const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
+        forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, T);
+      }
+    }
+    return acc + first;
+  }
+};
+
 // One output row (n, co, i) per step: accumulate the blocks covering the crop window, then
 // store the window with bias and skip added, each output element written once.
 template <int SW, typename scalar_t>
 void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w,
                     const scalar_t* bias, const scalar_t* skip, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t T = ceil_div(g.Kw, sw());
-  const std::vector<acc_t> wt = tap_blocks<scalar_t, acc_t>(g, w, T);
-  const int64_t m_lo = floor_div(g.ox, sw()), m_hi = ceil_div(g.ox + g.Wo, sw());
-  const int64_t first = g.ox - m_lo * sw();
+  const RowPlan<SW, scalar_t> plan(sw, g, w);
   const int64_t rows = g.N * g.Cout * g.Ho;
-  const int64_t work = g.Wo * cin_g * ceil_div(g.Kh, g.sh) * T + g.Wo;
-  at::parallel_for(0, rows, grain_for(work), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc((m_hi - m_lo) * sw());
+  at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(plan.acc_size());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, co = (row / g.Ho) % g.Cout, n = row / (g.Ho * g.Cout);
-      const int64_t grp = co / cout_g, co_l = co % cout_g;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      const int64_t p = i + g.oy;
-      const Range ih = inputs_for_output(p, g.sh, g.Kh, g.H);
-      for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci) {
-        for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
-          const int64_t kh = p - in_row * g.sh;
-          const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
-          forward_row(sw, acc.data(), x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, T);
-        }
-      }
+      const acc_t* a = plan.row(x, n, co, i, acc.data());
       const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-      const acc_t* a = acc.data() + first;
       scalar_t* orow = out + g.out_index(n, co, i, 0);
       if (skip) {
         const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
@@ -139,6 +160,27 @@ at::Tensor weight_blocks(const Geometry& g, const scalar_t* w, const at::TensorO
   return B;
 }
 
+// A[bj - bj_lo, (ci_l, th, tw)] = x[n, grp * cin_g + ci_l, bi - th, bj - tw] (0 outside x), the left
+// operand of block row bi's GEMM below.
+template <typename scalar_t, typename acc_t>
+void gather_block_row(const Geometry& g, const scalar_t* x, int64_t n, int64_t grp, int64_t bi, int64_t bj_lo,
+                      int64_t bj_hi, acc_t* a) {
+  const int64_t cin_g = g.cin_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw), kdim = cin_g * Th * Tw;
+  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
+    for (int64_t th = 0; th < Th; ++th) {
+      const int64_t ih = bi - th;
+      const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
+      for (int64_t tw = 0; tw < Tw; ++tw) {
+        const int64_t k = (ci_l * Th + th) * Tw + tw;
+        for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+          const int64_t iw = bj - tw;
+          a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
+        }
+      }
+    }
+}
+
 // Dense and grouped weights with many channels: per output block row, a GEMM. Full-output
 // position (bi * sh + rh, bj * sw + rw) receives x[ci, bi - th, bj - tw] * w[ci, co, rh + th * sh,
 // rw + tw * sw], so for one block row bi and group
@@ -163,18 +205,7 @@ void forward_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = bi_lo + task % (bi_hi - bi_lo), grp = (task / (bi_hi - bi_lo)) % g.groups;
       const int64_t n = task / ((bi_hi - bi_lo) * g.groups);
-      for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
-        for (int64_t th = 0; th < Th; ++th) {
-          const int64_t ih = bi - th;
-          const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
-          for (int64_t tw = 0; tw < Tw; ++tw) {
-            const int64_t k = (ci_l * Th + th) * Tw + tw;
-            for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
-              const int64_t iw = bj - tw;
-              a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
-            }
-          }
-        }
+      gather_block_row(g, x, n, grp, bi, bj_lo, bj_hi, a);
       at::mm_out(C, A, B[grp]);
       for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
         const int64_t co = grp * cout_g + co_l;
@@ -326,6 +357,103 @@ void backward_weight_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go
   });
 }
 
+// upsample_argmax. Each score is computed as the forward above computes it (same summation order,
+// bias then skip added, rounded to scalar_t), so the labels are exactly the argmax of the CPU
+// upsample_skip's output. Classes are visited in increasing order; a row of running maxima (and
+// int32 labels, the maxima's width, so that the update vectorizes) is kept per output row.
+template <typename acc_t>
+struct RunningArgmax {
+  std::vector<acc_t> best;
+  std::vector<int32_t> label;
+  explicit RunningArgmax(int64_t n) : best(n), label(n) {}
+
+  // Class co's rounded score v at position j.
+  void take(int64_t j, int32_t co, acc_t v) {
+    const bool t = co == 0 || upsample_argmax::takes_over(v, best[j]);
+    best[j] = t ? v : best[j];
+    label[j] = t ? co : label[j];
+  }
+  void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
+};
+
+template <typename scalar_t, typename acc_t>
+inline acc_t rounded(acc_t v) {
+  return static_cast<acc_t>(static_cast<scalar_t>(v));
+}
+
+// Direct path: one output row (n, i) per step, the classes' rows accumulated in turn.
+template <int SW, typename scalar_t>
+void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
+                   const scalar_t* skip, int64_t* out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const RowPlan<SW, scalar_t> plan(sw, g, w);
+  at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(plan.acc_size());
+    RunningArgmax<acc_t> run(g.Wo);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row % g.Ho, n = row / g.Ho;
+      for (int64_t co = 0; co < g.Cout; ++co) {
+        const acc_t* a = plan.row(x, n, co, i, acc.data());
+        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+        if (skip) {
+          const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
+          for (int64_t j = 0; j < g.Wo; ++j)
+            run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j])));
+        } else {
+          for (int64_t j = 0; j < g.Wo; ++j) run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b));
+        }
+      }
+      run.store(0, g.Wo, out + row * g.Wo);
+    }
+  });
+}
+
+// GEMM path: one block row bi of one image per task, its groups' GEMMs in turn (forward_gemm_kernel's).
+template <typename scalar_t>
+void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
+                        const scalar_t* skip, int64_t* out, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t kdim = cin_g * ceil_div(g.Kh, g.sh) * ceil_div(g.Kw, g.sw), cols = cout_g * g.sh * g.sw;
+  const auto B = weight_blocks(g, w, acc_options);
+  const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
+  const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
+  at::parallel_for(0, g.N * (bi_hi - bi_lo), 1, [&](int64_t begin, int64_t end) {
+    auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
+    acc_t* a = A.mutable_data_ptr<acc_t>();
+    const acc_t* c = C.const_data_ptr<acc_t>();
+    RunningArgmax<acc_t> run(g.sh * g.Wo);  // rows rh of the block row
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = bi_lo + task % (bi_hi - bi_lo), n = task / (bi_hi - bi_lo);
+      const int64_t rh_lo = std::max<int64_t>(0, g.oy - bi * g.sh), rh_hi = std::min(g.sh, g.oy + g.Ho - bi * g.sh);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        gather_block_row(g, x, n, grp, bi, bj_lo, bj_hi, a);
+        at::mm_out(C, A, B[grp]);
+        for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
+          const int64_t co = grp * cout_g + co_l;
+          const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+          for (int64_t rh = rh_lo; rh < rh_hi; ++rh) {
+            const int64_t i = bi * g.sh + rh - g.oy;
+            const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+            for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+              const acc_t* cb = c + (bj - bj_lo) * cols + (co_l * g.sh + rh) * g.sw;
+              const int64_t j0 = bj * g.sw - g.ox;
+              const int64_t r0 = std::max<int64_t>(0, -j0), r1 = std::min<int64_t>(g.sw, g.Wo - j0);
+              for (int64_t r = r0; r < r1; ++r) {
+                acc_t v = cb[r] + b;
+                if (srow) v += static_cast<acc_t>(srow[j0 + r]);
+                run.take(rh * g.Wo + j0 + r, int32_t(co), rounded<scalar_t>(v));
+              }
+            }
+          }
+        }
+      }
+      for (int64_t rh = rh_lo; rh < rh_hi; ++rh)
+        run.store(rh * g.Wo, g.Wo, out + (n * g.Ho + bi * g.sh + rh - g.oy) * g.Wo);
+    }
+  });
+}
+
 // Runs fn(Stride<SW>{sw}) with SW fixed for the strides FCN uses (2, 8, 16, 32 and small ones).
 template <typename Fn>
 void with_stride(int64_t sw, Fn&& fn) {
@@ -369,6 +497,25 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
   return p.out;
 }
 
+at::Tensor argmax_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                      at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
+  Prepared p = prepare_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
+                              c10::DeviceType::CPU);
+  if (p.out.numel() == 0) return p.out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_argmax_cpu", [&] {
+    const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
+    const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
+    int64_t* op = p.out.mutable_data_ptr<int64_t>();
+    if (use_gemm(p.g)) {
+      argmax_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
+    } else {
+      with_stride(p.g.sw, [&](auto sw) { argmax_kernel(sw, p.g, xp, wp, bp, sp, op); });
+    }
+  });
+  return p.out;
+}
+
 at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
                               at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
   Prepared p = prepare_backward(grad_out, weight, true, input_size, stride, groups, out_offset,
@@ -406,6 +553,7 @@ TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
   m.impl("upsample_skip", &forward_cpu);
   m.impl("upsample_skip_backward_input", &backward_input_cpu);
   m.impl("upsample_skip_backward_weight", &backward_weight_cpu);
+  m.impl("upsample_argmax", &argmax_cpu);
 }
 
 }  // namespace upsample_skip

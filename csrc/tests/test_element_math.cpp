@@ -1,5 +1,6 @@
 // ctest: what the CUDA kernels compute, against naive loops, in double, on random small problems:
-// for upsample_skip a scatter-form transposed convolution and crop; for rarefied_conv2d the
+// for upsample_skip a scatter-form transposed convolution and crop (and upsample_argmax's label_at
+// against torch.argmax's rule written out); for rarefied_conv2d the
 // textbook dilated convolution over a zero-padded input. The forward and input-gradient passes are
 // replayed as csrc/cuda/plane_kernel.cuh runs them (runs of V columns, weight slabs in a tile or
 // read in place, 32- or 64-bit in-plane offsets, every read checked against its plane's extent);
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "index/rarefied_conv.h"
+#include "index/upsample_argmax.h"
 #include "index/upsample_skip.h"
 
 
@@ -106,6 +108,52 @@ static int64_t random_threads(std::mt19937_64& rng) {
   return choices[std::uniform_int_distribution<int>(0, 4)(rng)];
 }
 
+// upsample_argmax's operands for label_at: reads checked against the plane's extents, scores rounded
+// to multiples of `quantum` (when > 0) so that rounded scores tie often.
+struct ArgmaxIn {
+  using Acc = double;
+  const double *xp, *wp, *bp, *sp;
+  int64_t x_extent, w_extent;
+  bool has_bias, has_skip;
+  double quantum;
+  Load x(int64_t base) const { return Load{xp + base, x_extent}; }
+  Load w(int64_t base) const { return Load{wp + base, w_extent}; }
+  double bias(int64_t co) const { return bp[co]; }
+  double skip(int64_t k) const { return sp[k]; }
+  double round(double v) const { return quantum > 0 ? std::round(v / quantum) * quantum : v; }
+};
+
+// torch.argmax written out: the first NaN, else the first maximum.
+static int64_t naive_argmax(const std::vector<double>& v) {
+  int64_t best = 0;
+  for (int64_t c = 0; c < int64_t(v.size()); ++c) {
+    if (std::isnan(v[c])) return c;
+    if (v[c] > v[best]) best = c;
+  }
+  return best;
+}
+
+// label_at over every pixel, in the index type I, against naive_argmax of `scores(n, co, i, j)`.
+template <typename I, typename Scores>
+static void check_labels(const fcn_kernels::upsample_skip::Geometry& g, const ArgmaxIn& in_proto, const Scores& scores,
+                         int trial) {
+  const auto op = fcn_kernels::upsample_skip::ForwardPlane<I>::make(g);
+  ArgmaxIn in = in_proto;
+  in.x_extent = int64_t(op.reduce()) * op.in_rows * op.in_cols;
+  in.w_extent = (int64_t(op.reduce()) - 1) * op.weight_stride() + op.taps();
+  std::vector<double> v(g.Cout);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t i = 0; i < g.Ho; ++i)
+      for (int64_t j = 0; j < g.Wo; ++j) {
+        for (int64_t co = 0; co < g.Cout; ++co) v[co] = in.round(scores(n, co, i, j));
+        const int64_t got = fcn_kernels::upsample_argmax::label_at(op, in, n, I(i), I(j)), want = naive_argmax(v);
+        ++compared;
+        if (got != want && failures++ < 10)
+          std::printf("FAIL upsample_argmax trial %d at (%lld, %lld, %lld): %lld vs %lld\n", trial, (long long)n,
+                      (long long)i, (long long)j, (long long)got, (long long)want);
+      }
+}
+
 // One replay with V, the index type, the slab and the tile placement drawn at random.
 template <template <typename> class Op, typename Geometry>
 static std::vector<double> replay_random(std::mt19937_64& rng, const Geometry& g, const double* in,
@@ -189,6 +237,18 @@ static void test_upsample_skip(std::mt19937_64& rng) {
                   full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (with_bias ? bias[co] : 0.0) +
                       (with_skip ? skip[g.skip_index(n, co, i, j)] : 0.0),
                   "upsample_skip forward", trial);
+    // upsample_argmax on the same problem: exact ties after a coarse rounding, NaN classes and pixels
+    std::vector<double> bias_a = bias, skip_a = skip;
+    if (uni(0, 3) == 0) bias_a[uni(0, int(g.Cout) - 1)] = NAN;
+    if (with_skip && !skip_a.empty() && uni(0, 1)) skip_a[uni(0, int(skip_a.size()) - 1)] = NAN;
+    const ArgmaxIn in{x.data(), w.data(), bias_a.data(), skip_a.data(), 0, 0, with_bias, with_skip,
+                      uni(0, 1) ? 0.0 : 0.5 * uni(1, 4)};
+    auto scores = [&](int64_t n, int64_t co, int64_t i, int64_t j) {
+      return full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (with_bias ? bias_a[co] : 0.0) +
+             (with_skip ? skip_a[g.skip_index(n, co, i, j)] : 0.0);
+    };
+    if (uni(0, 1)) check_labels<int32_t>(g, in, scores, trial);
+    else check_labels<int64_t>(g, in, scores, trial);
     const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w, nullptr, nullptr);
     for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "upsample_skip input gradient", trial);
     const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));

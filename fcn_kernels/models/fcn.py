@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..modules.upsample import FusedUpsampleSkip, bilinear_kernel
+from ..ops.upsample_argmax import upsample_argmax
 from . import coord
 from .vgg import VGG16_STAGES, scaled, vgg16_layers
 
@@ -135,25 +136,51 @@ class _FCN(nn.Module):
             out.append(getattr(self, f"score_{tap}")(t))
         return tuple(out)
 
-    def head(self, score_fr, *skips, out_size):
-        """Upsampling, skip additions and crops, from `scores`' outputs to an `out_size` map."""
+    def coarse_head(self, score_fr, *skips):
+        """Every stage of the head but the last (upsampling with its skip addition): the input of the
+        last upsampling."""
         h = score_fr
-        last = len(self.STAGES) - 1
-        for i, (name, _, _, tap) in enumerate(self.STAGES):
+        for i, (name, _, _, tap) in enumerate(self.STAGES[:-1]):
             layer = getattr(self, name)
             if self.fused:
-                h = layer(h, skip=skips[i]) if i < last else layer(h, out_size=out_size)
-            elif i < last:
+                h = layer(h, skip=skips[i])
+            else:
                 y = layer(h)
                 sy, sx = self.offsets[tap]
                 h = y + skips[i][:, :, sy:sy + y.shape[2], sx:sx + y.shape[3]]
-            else:
-                oy, ox = self.offsets["output"]
-                h = layer(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].contiguous()
         return h
+
+    def head(self, score_fr, *skips, out_size):
+        """Upsampling, skip additions and crops, from `scores`' outputs to an `out_size` map."""
+        h = self.coarse_head(score_fr, *skips)
+        last = getattr(self, self.STAGES[-1][0])
+        if self.fused:
+            return last(h, out_size=out_size)
+        oy, ox = self.offsets["output"]
+        return last(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].contiguous()
 
     def forward(self, x):
         return self.head(*self.scores(x), out_size=(x.shape[2], x.shape[3]))
+
+    @torch.no_grad()
+    def predict(self, images):
+        """(N, H, W) int64 labels of (N, C, H, W) images: forward(images).argmax(1) except at exact ties
+        (of the rounded scores), in eval mode (dropout off; the module's mode is restored). With fused=True
+        the last stage is upsample_argmax, so the (N, n_class, H, W) scores are never built; with
+        fused=False it is the stock composition, then argmax."""
+        was_training = self.training
+        self.eval()
+        try:
+            h = self.coarse_head(*self.scores(images))
+            out_size = (images.shape[2], images.shape[3])
+            last = getattr(self, self.STAGES[-1][0])
+            if self.fused:
+                return upsample_argmax(h, last.weight, last.bias, stride=last.stride, groups=last.groups,
+                                       out_offset=last.out_offset, out_size=out_size, backend=last.backend)
+            oy, ox = self.offsets["output"]
+            return last(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].argmax(1)
+        finally:
+            self.train(was_training)
 
     def extra_repr(self):
         return f"n_class={self.n_class}, fused={self.fused}, width={self.width}, offsets={self.offsets}"

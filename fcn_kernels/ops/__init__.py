@@ -2,6 +2,7 @@
 registers the C++ ops' fake kernels. _autograd.py holds each op family's one autograd, registered on
 the C++ ops here and on the Triton ops in fcn_kernels/triton/, and the op naming rule."""
 from .upsample_skip import upsample_skip
+from .upsample_argmax import upsample_argmax
 from .rarefied_conv2d import rarefied_conv2d
 
-__all__ = ["upsample_skip", "rarefied_conv2d"]
+__all__ = ["upsample_skip", "upsample_argmax", "rarefied_conv2d"]

@@ -12,3 +12,6 @@ __all__ = ["upsample_skip"]
 from . import rarefied_conv2d  # noqa: F401,E402  (registers fcn_kernels::rarefied_conv2d_triton*)
 
 __all__ += ["rarefied_conv2d"]
+from . import upsample_argmax  # noqa: F401,E402  (registers fcn_kernels::upsample_argmax_triton)
+
+__all__ += ["upsample_argmax"]

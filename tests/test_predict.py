@@ -1,0 +1,181 @@
+"""FCN*.predict: labels through upsample_argmax, equal to model(images).argmax(1) except at exact ties."""
+import pytest
+import torch
+
+import fcn_kernels
+from fcn_kernels.engine import kaiming_init
+from fcn_kernels.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+
+pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
+                                reason="fcn_kernels._C was not built")
+
+ARCHS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
+
+
+def random_model(arch, fused, images, n_class=5):
+    """A narrow model with every layer random (the reference's zero score layers would tie everywhere), its
+    score layers centred on `images` so that no class wins everywhere."""
+    model = arch(n_class, fused=fused, width=1 / 32, dropout=0.5).eval()
+    kaiming_init(model)
+    with torch.no_grad():
+        for name in model.score_layer_names():
+            getattr(model, name).weight.normal_(0, 1 / model.SKIP_SCALE.get(name[len("score_"):], 1.0))
+        for name, scores in zip(model.score_layer_names(), model.scores(images)):
+            getattr(model, name).bias.sub_(scores.mean((0, 2, 3)))
+        # bilinear upsampling carries a constant through unchanged: centre the output itself
+        model.score_fr.bias.sub_(model(images).mean((0, 2, 3)))
+    return model
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.__name__)
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "stock"])
+def test_predict_equals_forward_argmax(seed, arch, fused):
+    images = torch.randn(2, 3, 37, 45)
+    model = random_model(arch, fused, images).train()
+    labels = model.predict(images)
+    assert model.training  # restored
+    assert labels.shape == (2, 37, 45) and labels.dtype == torch.int64
+    model.eval()
+    with torch.no_grad():
+        scores = model(images)
+    want = scores.argmax(1)
+    top2 = scores.topk(2, dim=1).values
+    tie = (top2[:, 0] - top2[:, 1]) <= 1e-5 * top2[:, 0].abs().clamp_min(1)
+    assert ((labels == want) | tie).all()
+    assert (labels == want).float().mean() > 0.99
+    assert labels.unique().numel() > 1  # the test can tell labels apart
+
+
+def test_predict_fused_is_the_cpu_upsample_argmax_of_the_same_scores(seed):
+    """fused predict never builds the scores, yet gives exactly forward's argmax (same kernels' rounding)."""
+    images = torch.randn(1, 3, 50, 33)
+    model = random_model(FCN8s, True, images)
+    with torch.no_grad():
+        assert torch.equal(model.predict(images), model(images).argmax(1))
+
+
+def test_predict_under_bfloat16_autocast(seed):
+    images = torch.randn(1, 3, 29, 31)
+    model = random_model(FCN16s, True, images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        labels = model.predict(images)
+        with torch.no_grad():
+            want = model(images).argmax(1)
+    assert torch.equal(labels, want)
+
+
+# ---- `fcn-kernels predict` ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny FCN-8s trained from scratch by `fcn-kernels train` (a few steps: labels vary, not accurate)."""
+    from fcn_kernels.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", "synthetic", "--width", "0.03125", "--image-size", "32", "--n-class", "3",
+                 "--no-progress", "--train-size", "4", "--val-size", "1", "--batch-size", "2", "--iters", "3",
+                 "--optimizer", "adam", "--lr", "1e-3", "--init", "kaiming", "--overlay-images", "1",
+                 "--out", str(out)]) == 0
+    return out / "checkpoint.pt"
+
+
+def write_images(folder, sizes):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k, (h, w) in enumerate(sizes):
+        path = folder / (f"img{k}.jpg" if k % 2 else f"img{k}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def expected_labels(checkpoint, path, fused=True):
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.data import preprocess
+    from fcn_kernels.engine import build_model
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["model_config"], fused=fused)
+    model.load_state_dict(ckpt["model"])
+    image = np.asarray(Image.open(path).convert("RGB"))
+    return model.predict(preprocess(image, "rgb_norm")[None])[0].numpy()
+
+
+def test_predict_command_writes_labels_and_overlays(tmp_path, checkpoint, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.cli import main
+
+    paths = write_images(tmp_path, [(33, 41), (20, 27), (33, 41)])
+    out = tmp_path / "pred"
+    assert main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--batch-size", "2", "--device", "cpu"]) == 0
+    assert "3 label map(s)" in capsys.readouterr().out
+    for path in paths:
+        with Image.open(out / f"{path.stem}.png") as im:
+            assert im.mode == "P" and im.size == Image.open(path).size
+            labels = np.asarray(im)
+        assert labels.max() < 3
+        assert np.array_equal(labels, expected_labels(checkpoint, path))
+        with Image.open(out / f"{path.stem}_overlay.png") as ov:
+            h, w = labels.shape
+            scale = max(1, 256 // h)
+            assert ov.size == ((2 * w + 4) * scale, h * scale)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{p.stem}{s}" for p in paths for s in (".png", "_overlay.png"))  # no temporary files left
+
+
+def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.cli import main
+
+    (path,) = write_images(tmp_path, [(29, 35)])
+    for extra in (["--no-fused"], ["--dtype", "bfloat16"]):
+        out = tmp_path / extra[-1]
+        assert main(["predict", str(path), "--checkpoint", str(checkpoint), "--out", str(out), *extra]) == 0
+        labels = np.asarray(Image.open(out / "img0.png"))
+        assert labels.shape == (29, 35)
+        if extra == ["--no-fused"]:
+            assert (labels == expected_labels(checkpoint, path, fused=False)).mean() > 0.99
+
+
+def test_predict_command_errors(tmp_path, checkpoint, capsys):
+    from PIL import Image
+
+    from fcn_kernels.cli import main
+
+    (good,) = write_images(tmp_path, [(16, 16)])
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    gif = tmp_path / "anim.gif"
+    Image.new("RGB", (8, 8)).save(gif)
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"garbage")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(1)}, plain)
+    other = tmp_path / "other"
+    other.mkdir()
+    (dup,) = write_images(other, [(8, 8)])
+    cases = [
+        ([str(tmp_path / "missing.png")], str(checkpoint), "missing.png"),
+        ([str(text)], str(checkpoint), "notes.png"),
+        ([str(gif)], str(checkpoint), "GIF"),
+        ([str(good)], str(tmp_path / "nowhere.pt"), "nowhere.pt"),
+        ([str(good)], str(bad_ckpt), "bad.pt"),
+        ([str(good)], str(plain), "plain.pt"),
+        ([str(good), str(dup)], str(checkpoint), "img0"),
+    ]
+    for images, ckpt, needle in cases:
+        assert main(["predict", *images, "--checkpoint", ckpt, "--out", str(tmp_path / "o")]) == 2, needle
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fcn-kernels predict: error:") and needle in err and "\n" not in err, err
+    assert main(["predict", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 2
+    assert "would be overwritten" in capsys.readouterr().err
