@@ -2,10 +2,10 @@
 import argparse
 import sys
 
-from .commands import bench, demo, evaluate, train
+from .commands import bench, demo, doctor, evaluate, train
 from .errors import CLIError, DataError
 
-COMMANDS = (demo, train, evaluate, bench)
+COMMANDS = (demo, train, evaluate, bench, doctor)
 
 
 def build_parser():
