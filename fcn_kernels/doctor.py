@@ -9,12 +9,9 @@ the bound is that of IEEE float32 (cuDNN's TF32 default would not meet it).
 """
 import argparse
 import importlib.metadata
-import json
-import os
 import platform
 import struct
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,6 +19,7 @@ import torch
 
 from . import _ext, backends, bench, reference
 from ._args import pair
+from ._files import write_json
 from ._tolerance import worst_error
 
 
@@ -295,19 +293,6 @@ def head_timings(out=print, repeat=3):
             out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}, batch 1, float32 forward "
                 f"({label}): {ms:9.2f} ms")
     return rows
-
-
-def write_json(path, report):
-    """Written to a temporary file in the same folder, then renamed: never half a report over a good one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".doctor-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def doctor(json_path=None, out=print):

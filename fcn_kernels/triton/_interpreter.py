@@ -1,5 +1,7 @@
-"""A fix for Triton's interpreter (TRITON_INTERPRET=1), applied when fcn_kernels.triton is imported."""
+"""Running the kernels under Triton's interpreter (TRITON_INTERPRET=1) with the versions we support."""
 import os
+
+import torch
 
 
 def fix_interpreter_for_numpy_2_4():
@@ -23,3 +25,12 @@ def fix_interpreter_for_numpy_2_4():
 
     patched._fcn_fixed = True
     interpreter._patch_lang_tensor = patched
+
+
+def wrap_triton(kernel):
+    """torch.library.wrap_triton, except under the interpreter, where the kernel launches as is: what torch
+    2.14 does itself, while torch 2.11 wraps an interpreted autotuner in a wrapper that fails to launch it
+    outside a triton_op's body (AttributeError: 'function' object has no attribute 'fn')."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return kernel
+    return torch.library.wrap_triton(kernel)
