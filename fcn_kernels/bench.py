@@ -165,9 +165,9 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
     stock_cols = [f"{kind}{suffix}" for suffix, _ in modes for kind in ("eager", "compiled") if compile or
                   kind == "eager"]
     out(f"FCN-8s head, {image}x{image}, 21 classes, {dtype}, {'forward+backward' if backward else 'forward'}, "
-        f"{device}, {torch.get_num_threads()} threads; fused: {_arithmetic(dtype)}; stock"
+        f"{device}, {torch.get_num_threads()} threads; fused: {arithmetic(dtype)}; stock"
         + (": TF32 (cudnn.allow_tf32=True, the default) and IEEE float32 (False)" if len(modes) > 1 else
-           f": {_arithmetic(dtype)}"))
+           f": {arithmetic(dtype, device, stock=True)}"))
     width = {c: max(11, len(c) + 4) for c in names + stock_cols}
     out(f"{'batch':>5} {'weights':>9} " + " ".join(f"{c + ' ms':>{width[c]}}" for c in names + stock_cols)
         + f" {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
@@ -209,8 +209,8 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                        fused_ms={n: t * 1e3 for n, t in t_fused.items()}, eager_ms=t_eager * 1e3,
                        compiled_ms=t_comp * 1e3, max_err=err, floor_ms=floor * 1e3, copy_gbps=bw / 1e9,
                        stock_ms={c: t_stock[c] * 1e3 for c in stock_cols},
-                       arithmetic=dict(fused=_arithmetic(dtype), **{
-                           c: "TF32" if c.endswith("tf32") else _arithmetic(dtype) for c in stock_cols}))
+                       arithmetic=dict(fused=arithmetic(dtype), **{
+                           c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols}))
             rows.append(row)
             times = dict(t_fused, **t_stock)
             out(f"{batch:>5} {kind:>9} " + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
@@ -221,7 +221,11 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
     return rows
 
 
-def _arithmetic(dtype):
+def arithmetic(dtype, device="cpu", stock=False):
+    """The arithmetic of a column: the fused kernels compute in IEEE float32 (or float64); the stock ops in
+    float32 on CUDA use TF32 while torch.backends.cudnn.allow_tf32 is set (the default)."""
+    if stock and torch.device(device).type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        return "TF32"
     if dtype == torch.float64:
         return "float64"
     return "IEEE float32" if dtype == torch.float32 else f"{str(dtype).replace('torch.', '')}, float32 accumulation"
