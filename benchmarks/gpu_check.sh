@@ -9,8 +9,9 @@
 # later ones; the summary ($out/summary.txt) gives rc and seconds per stage; the exit status is 1 if any failed.
 #   build       the extension in place, CUDA for sm_90 only (smoke: reuses a built extension, else a CPU build)
 #   doctor      python -m fcn_kernels.doctor --json doctor.json
-#   cuda-tests  pytest -m cuda (every CUDA kernel must be registered: FCN_EXPECT_CUDA_KERNELS=1)
-#   triton-tests  pytest tests/triton, autotuning cut to one config (FCN_KERNELS_TRITON_AUTOTUNE=0)
+#   cuda-tests  every CUDA kernel registered (FCN_EXPECT_CUDA_KERNELS=1), then pytest -m cuda
+#   triton-tests  pytest tests/triton, autotuning cut to one config (FCN_KERNELS_TRITON_AUTOTUNE=0); smoke: a
+#               few cases under TRITON_INTERPRET=1
 #   memcheck, racecheck, initcheck  compute-sanitizer over tools/cuda_sanitize.py, without PyTorch's
 #               caching allocator (PYTORCH_NO_CUDA_MEMORY_CACHING=1: a read past a small tensor then lands
 #               outside any allocation); smoke: the same calls on the cpu backend, no sanitizer
@@ -52,20 +53,30 @@ stage_build() {
       && { echo "reusing the built extension"; return 0; }
     FCN_KERNELS_NO_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} "$PY" setup.py -q build_ext --inplace
   else
-    TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${MAX_JOBS:-16} "$PY" setup.py -q build_ext --inplace
+    TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${MAX_JOBS:-16} "$PY" setup.py -q build_ext --inplace || return
   fi
-  "$PY" -c "import fcn_kernels; print('backends:', fcn_kernels.available_backends())"
+  "$PY" - <<'PY'
+import sys, fcn_kernels, torch
+print("backends:", fcn_kernels.available_backends())
+if torch.cuda.is_available() and "cuda" not in fcn_kernels.available_backends():
+    sys.exit(f"no CUDA kernels in the build: {fcn_kernels._ext.EXTENSION_ERROR or 'built without CUDA'}")
+PY
 }
 
 stage_doctor() { "$PY" -m fcn_kernels.doctor --json "$OUT_DIR/doctor.json"; }
 
 stage_cuda_tests() {
-  [ "$SMOKE" = 1 ] || export FCN_EXPECT_CUDA_KERNELS=1
+  if [ "$SMOKE" != 1 ]; then  # every CUDA kernel registered (else every GPU test would skip and pass)
+    FCN_EXPECT_CUDA_KERNELS=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_backend.py \
+      -k test_cuda_kernels_registered || return
+  fi
   "$PY" -m pytest -q -p no:cacheprovider -m cuda tests -rs --junitxml="$OUT_DIR/cuda-tests.xml"
 }
 
 stage_triton_tests() {
-  FCN_KERNELS_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -p no:cacheprovider tests/triton -rs \
+  local smoke=()  # smoke: a few cases through Triton's interpreter (the whole suite is CI's own step)
+  [ "$SMOKE" = 1 ] && { export TRITON_INTERPRET=1; smoke=(-k cases_float64); }
+  FCN_KERNELS_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -p no:cacheprovider tests/triton -rs "${smoke[@]}" \
     --junitxml="$OUT_DIR/triton-tests.xml"
 }
 

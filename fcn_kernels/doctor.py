@@ -53,8 +53,8 @@ class Case:
 UPSAMPLE = (
     Case("upsample_skip", "depthwise s2 k4, skip", (2, 3, 5, 7), (3, 1, 4, 4),
          dict(stride=2, groups=3, out_offset=(1, 2), out_size=(9, 13), skip_offset=(2, 1)), skip=(2, 3, 12, 15)),
-    Case("upsample_skip", "grouped s8 k16, crop at the end", (1, 4, 3, 2), (4, 3, 16, 16),
-         dict(stride=8, groups=2, out_offset=(5, 3), out_size=(27, 21))),
+    Case("upsample_skip", "grouped s4 k9, crop at the end", (1, 4, 3, 2), (4, 3, 9, 9),
+         dict(stride=4, groups=2, out_offset=(5, 3), out_size=(12, 10))),
     Case("upsample_skip", "dense 16->16 s2 k4, skip", (1, 16, 3, 4), (16, 16, 4, 4),
          dict(stride=2, groups=1, skip_offset=(1, 0)), skip=(1, 16, 9, 10), bias=False),
 )
@@ -79,7 +79,8 @@ def backends_on(device):
         if "triton" in backends.available_backends() and backends.triton_interpret():
             out.append(("triton", (torch.float32,)))
         return out
-    out = [("reference", (torch.float32,))]
+    # the stock ops in float64 only: cuDNN's float32 algorithms (Winograd, FFT) are not held to our bound
+    out = [("reference", (torch.float64,))]
     out += [(b, (torch.float64, torch.float32, torch.bfloat16)) for b in ("cuda", "triton")
             if b in backends.available_backends()]
     return out
@@ -102,11 +103,12 @@ def _call(op, inputs, kwargs, backend=None):
     return fn(*args, **kwargs, **({} if backend is None else dict(backend=backend)))
 
 
-def _forward_backward(op, inputs, kwargs, seed, backend=None, absolute=False):
-    """The output and the gradient of every input given, for a random grad_out (|grad_out| if absolute)."""
+def _forward_backward(op, inputs, kwargs, seed, dtype, backend=None, absolute=False):
+    """The output and the gradient of every input given, for a random grad_out rounded to `dtype` (the
+    same values for the kernel and the reference; |grad_out| if absolute)."""
     leaves = [t.detach().requires_grad_() if t is not None else None for t in inputs]
     y = _call(op, leaves, kwargs, backend)
-    go = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    go = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
     go = go.abs() if absolute else go
     wanted = [t for t in leaves if t is not None]
     grads = torch.autograd.grad(y, wanted, go.to(y), allow_unused=True)
@@ -119,11 +121,11 @@ def check_case(case, backend, device, dtype, seed=0):
     inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
     exact_in = [t.double() if t is not None else None for t in inputs]
     y, grads = _forward_backward(case.op, [t.to(device) if t is not None else None for t in inputs],
-                                 case.kwargs, seed + 1, backend)
-    exact, exact_grads = _forward_backward(case.op, exact_in, case.kwargs, seed + 1)
+                                 case.kwargs, seed + 1, dtype, backend)
+    exact, exact_grads = _forward_backward(case.op, exact_in, case.kwargs, seed + 1, dtype)
     # the same op on |inputs| and |grad_out|: every element's sum of |products|
     abs_y, abs_grads = _forward_backward(case.op, [t.abs() if t is not None else None for t in exact_in],
-                                         case.kwargs, seed + 1, absolute=True)
+                                         case.kwargs, seed + 1, dtype, absolute=True)
     n = case.terms()
     names = [nm for nm, t in zip(("x", "weight", "bias", "skip"), inputs) if t is not None]
     fwd = worst_error(y.cpu(), exact, abs_y, n, dtype)
