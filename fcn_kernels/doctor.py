@@ -191,7 +191,8 @@ def cuda_architectures(path=None):
             while q < p + header + fat:  # entries: kind (1 PTX, 2 cubin), header size, padded payload, sm
                 kind, _, entry_header, payload = struct.unpack_from("<HHII", data, q)
                 sm, = struct.unpack_from("<I", data, q + 28)
-                found.add(("compute_" if kind == 1 else "sm_") + str(sm))
+                if kind in (1, 2):
+                    found.add(("compute_" if kind == 1 else "sm_") + str(sm))
                 q += entry_header + payload
             p += header + fat
     return sorted(found, key=lambda a: (int(a.split("_")[1]), a))
@@ -254,7 +255,7 @@ def _run_one(case, backend, device, dtype, out, argmax=False):
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "was built without" in msg:
             return []
-        row = dict(base, what="error", error=f"{type(exc).__name__}: {msg}", ok=False)
+        row = dict(base, what="raised", message=f"{type(exc).__name__}: {msg}", ok=False)
         out(_format(row))
         return [row]
     rows = []
@@ -270,7 +271,7 @@ def _format(row):
     status = "PASS" if row["ok"] else "FAIL"
     if "bound" in row:
         return f"{head} {row['what']:<28} err {row['error']:8.1e}  bound {row['bound']:8.1e}  {status}"
-    return f"{head} {row['what']} {row.get('error', '')}  {status}".rstrip()
+    return f"{head} {row['what']} {row.get('message', '')}  {status}"
 
 
 def head_timings(out=print, repeat=3):

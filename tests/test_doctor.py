@@ -58,7 +58,7 @@ def test_a_backend_that_raises_is_a_failed_check(monkeypatch, capsys):
     monkeypatch.setattr(torch.ops.fcn_kernels, "rarefied_conv2d", broken)
     rows = doctor.run_checks(out=lambda line: None)
     failed = [r for r in rows if not r["ok"]]
-    assert failed and all(r["op"] == "rarefied_conv2d" and r["backend"] == "cpu" and "boom" in r["error"]
+    assert failed and all(r["op"] == "rarefied_conv2d" and r["backend"] == "cpu" and "boom" in r["message"]
                           for r in failed)
 
 
@@ -87,3 +87,17 @@ def test_module_entry_point(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "checks, 0 failed: PASS" in r.stdout and (tmp_path / "d.json").exists()
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_upsample_argmax_is_checked_when_present(monkeypatch, right):
+    import fcn_kernels
+
+    def argmax(*args, backend=None, **kwargs):
+        scores = fcn_kernels.upsample_skip(*args, backend=backend, **kwargs)
+        return scores.argmax(1) if right else scores.argmin(1)
+    monkeypatch.setattr(fcn_kernels, "upsample_argmax", argmax, raising=False)
+    rows = [r for r in doctor.run_checks(out=lambda line: None) if r["op"] == "upsample_argmax"]
+    assert {r["backend"] for r in rows} >= {"reference", "cpu"}
+    assert len({r["case"] for r in rows}) == len(doctor.UPSAMPLE)
+    assert all(r["ok"] == right for r in rows)
