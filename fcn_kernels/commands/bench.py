@@ -33,16 +33,14 @@ def add_arguments(p):
                    "the table shows their median")
     p.add_argument("--image", type=positive_int, default=500, help="side of the square input image the head's maps "
                    "are sized for")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if a GPU is available, "
-                   "else cpu)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N (the default is cuda where a GPU is present)")
     p.add_argument("--backend", nargs="+", choices=backends.BACKENDS, default=None,
-                   help="fused backends to time, one column each (default: the automatic choice)")
+                   help="fused backends to time, one column each; None: the automatic choice")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
 
 
 def _device(name):
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
