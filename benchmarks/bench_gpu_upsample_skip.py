@@ -3,6 +3,10 @@ the FCN-8s head stages (VOC 500x500, 21 classes, batch 16 under FCN_BENCH_FULL=1
 otherwise) and for the whole head; float32 and bfloat16; forward and forward+backward; depthwise bilinear
 (FCN's fixed upsampling) and dense 21x21 weights. CUDA only (skipped without a GPU).
 
+Arithmetic (extra_info["arithmetic"]): the fused kernels compute float32 in IEEE float32; cuDNN's float32
+convolutions use TF32 by default (torch.backends.cudnn.allow_tf32), so the float32 "stock" and "compiled"
+rows are TF32, and "stock-ieee" is the stock op with TF32 off, the like-for-like float32 comparison.
+
 extra_info holds the bytes the fused op must move at least and, for the fused rows, that floor's share of
 the median time at the copy bandwidth measured in the same run (`copy_fraction`, 1.0 = copy speed):
     pytest benchmarks/bench_gpu_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
@@ -10,20 +14,20 @@ the median time at the copy bandwidth measured in the same run (`copy_fraction`,
 import pytest
 import torch
 
-from conftest import FULL
+from conftest import DEVICES, FULL
 from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
 
 import fcn_kernels
 
-if not torch.cuda.is_available():
-    pytest.skip("the GPU benchmarks need a CUDA GPU", allow_module_level=True)
+if "cuda" not in DEVICES:
+    pytest.skip("the GPU benchmarks need a CUDA GPU (and cuda in FCN_BENCH_DEVICES)", allow_module_level=True)
 BACKENDS = [b for b in ("cuda", "triton") if b in fcn_kernels.available_backends()]
 
 IMAGE = 500 if FULL else 64
 BATCH = 16 if FULL else 1
 STAGES = bench.fcn8s_stages(IMAGE)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-IMPLS = BACKENDS + ["stock", "compiled"]
+IMPLS = BACKENDS + ["stock", "stock-ieee", "compiled"]  # stock-ieee: float32 with TF32 off
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +57,27 @@ def _impl(name):
         return lambda *a, **k: upsample_skip(*a, backend=name, **k)
     if name == "stock":
         return reference.upsample_skip
+    if name == "stock-ieee":
+        return _ieee(reference.upsample_skip)
     torch._dynamo.reset()
     return torch.compile(reference.upsample_skip)
+
+
+def _ieee(fn):
+    def run(*args, **kwargs):
+        with bench.cudnn_tf32(False):
+            return fn(*args, **kwargs)
+    return run
+
+
+def _arithmetic(benchmark, impl, dtype):
+    """Records the column's arithmetic (defect 5: cuDNN's float32 is TF32 by default); stock-ieee is a
+    column of float32 only."""
+    if impl == "stock-ieee" and dtype != "fp32":
+        pytest.skip("TF32 concerns float32 only")
+    if impl != "copy-floor":
+        benchmark.extra_info["arithmetic"] = bench.arithmetic(DTYPES[dtype], "cuda",
+                                                              stock=impl in ("stock", "compiled"))
 
 
 def _step(fn, inputs, backward):
@@ -81,6 +104,7 @@ def _record_fraction(benchmark, nbytes, copy_bw, backward):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
     st = STAGES[stage]
+    _arithmetic(benchmark, impl, dtype)
     x, w, skip, kw = _stage_inputs(st, weights == "dense", DTYPES[dtype], backward)
     fn = _impl(impl)
     benchmark.group = f"{st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
@@ -100,6 +124,7 @@ def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
 def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
     """The three stages together; 'copy-floor' copies the head's minimum bytes (bench.head_bytes) into a
     fresh tensor: the memory-bandwidth floor of a fused head, measured in the same run."""
+    _arithmetic(benchmark, impl, dtype)
     dt = DTYPES[dtype]
     benchmark.group = f"FCN-8s head b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
     nbytes = bench.head_bytes(BATCH, image=IMAGE, itemsize=torch.tensor([], dtype=dt).element_size())
@@ -112,9 +137,9 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
     if impl in BACKENDS:
         head = lambda: bench.fused_head(scores, ws, groups, IMAGE, backend=impl)
     else:
-        torch._dynamo.reset()
-        stock = bench.stock_head if impl == "stock" else torch.compile(bench.stock_head)
-        head = lambda: stock(scores, ws, groups, IMAGE)
+        stock = bench.compiled_stock_head(IMAGE) if impl == "compiled" else lambda *a: bench.stock_head(*a, IMAGE)
+        stock = _ieee(stock) if impl == "stock-ieee" else stock
+        head = lambda: stock(scores, ws, groups)
     benchmark(_step(head, scores, backward))
     if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)

@@ -19,7 +19,6 @@ on CPU the peak is measured as the rise of the peak RSS in a fresh process per v
 import argparse
 import gc
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,14 +27,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import DEVICES, FULL, rounds
 from fcn_kernels import bilinear_kernel
 from fcn_kernels.models import FCN8s
 
-FULL = os.environ.get("FCN_BENCH_FULL") == "1"
 WIDTH, SIZE = (1.0, 500) if FULL else (1 / 16, 64)
 N_CLASS = 21
 VARIANTS = ("fused", "stock", "reference")
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def build(variant, device, width=WIDTH, seed=0):
@@ -117,7 +115,7 @@ def _run(benchmark, fn, device):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     if FULL:
-        benchmark.pedantic(call, rounds=3 if device == "cpu" else 20, iterations=1, warmup_rounds=1)
+        benchmark.pedantic(call, rounds=rounds(3 if device == "cpu" else 20), iterations=1, warmup_rounds=1)
     else:
         benchmark(call)
     if torch.device(device).type == "cuda":

@@ -1,13 +1,42 @@
-"""Benchmarks: `pytest benchmarks` (FCN_BENCH_FULL=1 for the issue's full shapes; otherwise small
-shapes, which CI runs once with --benchmark-disable as a smoke test). Compare side by side with
-`--benchmark-group-by=group` (the default here)."""
+"""Benchmarks: `pytest benchmarks` (otherwise small shapes, which CI runs once with --benchmark-disable as a
+smoke test). Compare side by side with `--benchmark-group-by=group`.
+
+The switches, read here once for every benchmark file:
+  FCN_BENCH_FULL=1          the issues' full shapes (else small ones)
+  FCN_BENCH_DEVICES=cpu,cuda  the devices to benchmark (default: cpu, and cuda when a GPU is present);
+                            the bench_gpu_* files run only when cuda is among them
+  FCN_BENCH_ROUNDS=N        every benchmark times exactly N rounds (else pytest-benchmark's own choice,
+                            and each file's default for its fixed-round benchmarks)
+"""
 import os
 
 import pytest
 import torch
 
 FULL = os.environ.get("FCN_BENCH_FULL") == "1"
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+_devices = os.environ.get("FCN_BENCH_DEVICES")
+DEVICES = ([d.strip() for d in _devices.split(",") if d.strip()] if _devices
+           else ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+ROUNDS = int(os.environ["FCN_BENCH_ROUNDS"]) if os.environ.get("FCN_BENCH_ROUNDS") else None
+
+for _d in DEVICES:
+    if _d not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"FCN_BENCH_DEVICES={_devices!r}: {_d!r} is neither cpu nor cuda")
+    if _d == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"FCN_BENCH_DEVICES={_devices!r}: no CUDA GPU is available here")
+if ROUNDS is not None and ROUNDS < 1:
+    raise pytest.UsageError(f"FCN_BENCH_ROUNDS must be at least 1, got {ROUNDS}")
+
+
+def rounds(default):
+    """The rounds of a fixed-round (pedantic) benchmark: FCN_BENCH_ROUNDS, else `default`."""
+    return ROUNDS or default
+
+
+def pytest_configure(config):
+    if ROUNDS is not None and hasattr(config.option, "benchmark_min_rounds"):
+        config.option.benchmark_min_rounds = ROUNDS
+        config.option.benchmark_max_time = 0.0  # then exactly min_rounds rounds
 
 
 @pytest.fixture

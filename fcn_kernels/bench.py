@@ -3,13 +3,17 @@
 
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.
 """
+import functools
+import logging
 import statistics
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from . import reference
+from .models import FCN8s
 from .modules.upsample import bilinear_kernel
 from .ops.upsample_skip import upsample_skip
 
@@ -21,27 +25,29 @@ class Stage:
     kernel: int
     stride: int
     skip_hw: tuple      # None: no skip
-    skip_offset: int
-    out_offset: int
+    skip_offset: tuple  # (rows, cols)
+    out_offset: tuple   # (rows, cols)
     out_size: tuple     # None: the full output
 
 
+@functools.lru_cache(maxsize=None)
 def fcn8s_stages(image=500):
-    """The head's stages for a square image of this size (pad 100, ceil-mode pools, fc6 7x7)."""
-    size = image + 198  # conv1_1 pad 100, then the 3x3 convs keep the size
-    pools = []
-    for _ in range(5):
-        size = -(-size // 2)  # ceil-mode 2x2 pool
-        pools.append(size)
-    pool3, pool4, pool5 = pools[2], pools[3], pools[4]
-    fr = pool5 - 6  # fc6: 7x7, no padding
-    up2 = (fr - 1) * 2 + 4
-    up4 = (up2 - 1) * 2 + 4
-    return (
-        Stage("upscore2+pool4", (fr, fr), 4, 2, (pool4, pool4), 5, 0, None),
-        Stage("upscore_pool4+pool3", (up2, up2), 4, 2, (pool3, pool3), 9, 0, None),
-        Stage("upscore8", (up4, up4), 16, 8, None, 0, 31, (image, image)),
-    )
+    """The head's stages for a square image of this size, as fcn_kernels.models.FCN8s has them: kernels,
+    strides and crop offsets (derived from the layers by models/coord.py), the sizes from its trunk run on
+    the meta device (no memory, no arithmetic)."""
+    with torch.device("meta"):
+        model = FCN8s(n_class=1, width=1 / 64).eval()
+        score_fr, *scores = model.scores(torch.empty(1, 3, image, image))
+    taps = dict(zip([tap for *_, tap in FCN8s.STAGES if tap is not None], scores))
+    stages, hw = [], tuple(score_fr.shape[2:])
+    for name, kernel, stride, tap in FCN8s.STAGES:
+        if tap is None:
+            stages.append(Stage(name, hw, kernel, stride, None, (0, 0), model.offsets["output"], (image, image)))
+        else:
+            stages.append(Stage(f"{name}+{tap}", hw, kernel, stride, tuple(taps[tap].shape[2:]), model.offsets[tap],
+                                (0, 0), None))
+            hw = tuple((n - 1) * stride + kernel for n in hw)
+    return tuple(stages)
 
 
 def head_inputs(batch, n_class=21, image=500, dense=False, dtype=torch.float32, device="cpu",
@@ -57,9 +63,9 @@ def head_inputs(batch, n_class=21, image=500, dense=False, dtype=torch.float32, 
     return scores, weights, groups
 
 
-def _head(fn, scores, weights, groups, image):
+def _head(fn, scores, weights, groups, stages):
     score_fr, pool4, pool3 = scores
-    s1, s2, s3 = fcn8s_stages(image)
+    s1, s2, s3 = stages
     h = fn(score_fr, weights[0], None, pool4, stride=s1.stride, groups=groups, skip_offset=s1.skip_offset)
     h = fn(h, weights[1], None, pool3, stride=s2.stride, groups=groups, skip_offset=s2.skip_offset)
     return fn(h, weights[2], None, None, stride=s3.stride, groups=groups, out_offset=s3.out_offset,
@@ -67,11 +73,21 @@ def _head(fn, scores, weights, groups, image):
 
 
 def fused_head(scores, weights, groups, image=500, backend=None):
-    return _head(lambda *a, **k: upsample_skip(*a, backend=backend, **k), scores, weights, groups, image)
+    return _head(lambda *a, **k: upsample_skip(*a, backend=backend, **k), scores, weights, groups,
+                 fcn8s_stages(image))
 
 
 def stock_head(scores, weights, groups, image=500):
-    return _head(reference.upsample_skip, scores, weights, groups, image)
+    return _head(reference.upsample_skip, scores, weights, groups, fcn8s_stages(image))
+
+
+def compiled_stock_head(image=500):
+    """torch.compile(stock head), (scores, weights, groups) -> output; the stages are found before
+    compiling (building the meta model is no part of the graph)."""
+    torch._dynamo.reset()
+    stages = fcn8s_stages(image)
+    return torch.compile(lambda scores, weights, groups: _head(reference.upsample_skip, scores, weights, groups,
+                                                               stages))
 
 
 def head_bytes(batch, n_class=21, image=500, itemsize=4):
@@ -110,17 +126,53 @@ def copy_bandwidth(nbytes, device="cpu", repeat=10):
     return 2 * nbytes / timeit(copy, repeat)
 
 
+def _import_cpp_extension_quietly():
+    """torch.compile imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on a CUDA build
+    of torch without a GPU: true, expected on a CPU benchmark, and no part of the table. Import it once with
+    that logger muted."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        log.setLevel(level)
+
+
+@contextmanager
+def cudnn_tf32(enabled):
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
 def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, backward=False, compile=True,
         repeat=10, image=500, device="cpu", backends=(None,), out=print):
     """The head table: one row per (batch, weights), a fused column per backend (None: automatic).
+    On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32.
     Returns the rows as dicts."""
+    device = torch.device(device)
     rows = []
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     names = [b or "fused" for b in backends]
+    # the stock columns' arithmetic: cuDNN rounds float32 convolution inputs to TF32 unless told not to
+    modes = [("", None)]
+    if device.type == "cuda" and dtype == torch.float32:
+        modes = [(" tf32", True), (" ieee", False)]
+    stock_cols = [f"{kind}{suffix}" for suffix, _ in modes for kind in ("eager", "compiled") if compile or
+                  kind == "eager"]
     out(f"FCN-8s head, {image}x{image}, 21 classes, {dtype}, {'forward+backward' if backward else 'forward'}, "
-        f"{device}, {torch.get_num_threads()} threads")
-    out(f"{'batch':>5} {'weights':>9} " + " ".join(f"{n + ' ms':>11}" for n in names)
-        + f" {'eager ms':>9} {'compiled ms':>11} {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
+        f"{device}, {torch.get_num_threads()} threads; fused: {arithmetic(dtype)}; stock"
+        + (": TF32 (cudnn.allow_tf32=True, the default) and IEEE float32 (False)" if len(modes) > 1 else
+           f": {arithmetic(dtype, device, stock=True)}"))
+    width = {c: max(11, len(c) + 4) for c in names + stock_cols}
+    out(f"{'batch':>5} {'weights':>9} " + " ".join(f"{c + ' ms':>{width[c]}}" for c in names + stock_cols)
+        + f" {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
+    if compile:
+        _import_cpp_extension_quietly()
     for batch in batches:
         # A copy of the head's bytes into a fresh tensor, per batch: allocation behaves as the head's
         # own (on CPU, sizes past glibc's mmap threshold pay page faults on every call).
@@ -142,23 +194,38 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                 return f
             fused = {n: step(lambda s, w, g, b=b: fused_head(s, w, g, image, b)) for n, b in zip(names, backends)}
             t_fused = {n: timeit(f, repeat) for n, f in fused.items()}
-            t_eager = timeit(step(lambda s, w, g: stock_head(s, w, g, image)), repeat)
-            t_comp = float("nan")
-            if compile:
-                torch._dynamo.reset()
-                compiled_head = torch.compile(lambda s, w, g: stock_head(s, w, g, image))
-                t_comp = timeit(step(compiled_head), repeat)
+            t_stock = {}
+            compiled_head = compiled_stock_head(image) if compile else None
+            for suffix, tf32 in modes:
+                with cudnn_tf32(tf32) if tf32 is not None else nullcontext():
+                    t_stock["eager" + suffix] = timeit(step(lambda s, w, g: stock_head(s, w, g, image)), repeat)
+                    if compile:
+                        t_stock["compiled" + suffix] = timeit(step(compiled_head), repeat)
             err = max((f().detach().cpu().double() - exact).abs().max().item() for f in fused.values())
             best = min(t_fused.values())
             floor = head_bytes(batch, image=image, itemsize=scores[0].element_size()) / bw
+            t_eager, t_comp = t_stock["eager" + modes[0][0]], t_stock.get("compiled" + modes[0][0], float("nan"))
             row = dict(batch=batch, weights=kind, dtype=str(dtype), backward=backward,
                        fused_ms={n: t * 1e3 for n, t in t_fused.items()}, eager_ms=t_eager * 1e3,
-                       compiled_ms=t_comp * 1e3, max_err=err, floor_ms=floor * 1e3, copy_gbps=bw / 1e9)
+                       compiled_ms=t_comp * 1e3, max_err=err, floor_ms=floor * 1e3, copy_gbps=bw / 1e9,
+                       stock_ms={c: t_stock[c] * 1e3 for c in stock_cols},
+                       arithmetic=dict(fused=arithmetic(dtype), **{
+                           c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols}))
             rows.append(row)
-            out(f"{batch:>5} {kind:>9} " + " ".join(f"{t_fused[n] * 1e3:>11.2f}" for n in names)
-                + f" {t_eager * 1e3:>9.2f} {t_comp * 1e3:>11.2f} {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x"
-                f" {err:>9.1e} {100 * floor / best:>6.0f}%")
-    out("eager/fused, compiled/fused, floor %: against the fastest fused backend; floor %: the head's minimum "
-        "bytes (inputs and outputs once) at the bandwidth of a copy of as many bytes, over fused time"
-        + ("" if not backward else " (forward bytes only)"))
+            times = dict(t_fused, **t_stock)
+            out(f"{batch:>5} {kind:>9} " + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
+                + f" {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x {err:>9.1e} {100 * floor / best:>6.0f}%")
+    out("eager/fused, compiled/fused (" + (modes[0][0].strip() or "stock") + " columns), floor %: against the "
+        "fastest fused backend; floor %: the head's minimum bytes (inputs and outputs once) at the bandwidth of a "
+        "copy of as many bytes, over fused time" + ("" if not backward else " (forward bytes only)"))
     return rows
+
+
+def arithmetic(dtype, device="cpu", stock=False):
+    """The arithmetic of a column: the fused kernels compute in IEEE float32 (or float64); the stock ops in
+    float32 on CUDA use TF32 while torch.backends.cudnn.allow_tf32 is set (the default)."""
+    if stock and torch.device(device).type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        return "TF32"
+    if dtype == torch.float64:
+        return "float64"
+    return "IEEE float32" if dtype == torch.float32 else f"{str(dtype).replace('torch.', '')}, float32 accumulation"

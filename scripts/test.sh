@@ -2,7 +2,8 @@
 # Every test, from a fresh checkout: sets up .venv (scripts/setup.sh), then
 #   1. the C++ host tests (CMake + ctest: index math, the CUDA kernels replayed on the host),
 #   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
-#   3. every benchmark once as a smoke test (--benchmark-disable).
+#   3. every benchmark once as a smoke test (--benchmark-disable),
+#   4. the GPU check's stages on CPU with tiny sizes (benchmarks/gpu_check.sh --cpu-smoke).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,3 +35,6 @@ TRITON_INTERPRET=1 python -m pytest -q tests/triton
 
 echo "== benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
+
+echo "== the GPU check's stages on CPU (benchmarks/gpu_check.sh --cpu-smoke)"
+PYTHON="$PWD/$venv/bin/python" bash benchmarks/gpu_check.sh --cpu-smoke

@@ -1,7 +1,12 @@
 """Small calls of every CUDA kernel (both ops, forward and backward; float64, float32, bfloat16;
 odd and 16-byte-multiple widths, a multi-slab and an untiled filter, 32- and 64-bit offsets), for
-compute-sanitizer:  compute-sanitizer --tool memcheck --error-exitcode 1 python tools/cuda_sanitize.py
-(and --tool racecheck). Exits non-zero if an op fails or disagrees with the reference."""
+compute-sanitizer, without PyTorch's caching allocator (else a read past a small tensor lands in cached
+memory and goes unreported):
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 1 python tools/cuda_sanitize.py
+(and --tool racecheck, --tool initcheck). Exits non-zero if an op fails or disagrees with the reference.
+`--device cpu` makes the same calls on the cpu backend (benchmarks/gpu_check.sh --cpu-smoke: the script
+itself is exercised without a GPU)."""
+import argparse
 import os
 import sys
 
@@ -39,31 +44,37 @@ def check(name, got, want, dtype):
         sys.exit(f"{name} {dtype}: max error {err} (scale {scale})")
 
 
-def main():
-    for index64 in ("0", "1"):
+def main(device):
+    backend = "cuda" if device == "cuda" else "cpu"
+    for index64 in ("0", "1"):  # (read by the CUDA launchers only)
         os.environ["FCN_KERNELS_CUDA_INDEX64"] = index64
         for dtype in (torch.float64, torch.float32, torch.bfloat16):
             for x, w, s, groups, off, size, skip, soff in upsample_calls(dtype):
                 kw = dict(stride=s, groups=groups, out_offset=off, out_size=size, skip_offset=soff)
-                leaves = [t.cuda().requires_grad_() if t is not None else None for t in (x, w, skip)]
-                y = fcn_kernels.upsample_skip(leaves[0], leaves[1], None, leaves[2], backend="cuda", **kw)
+                leaves = [t.to(device).requires_grad_() if t is not None else None for t in (x, w, skip)]
+                y = fcn_kernels.upsample_skip(leaves[0], leaves[1], None, leaves[2], backend=backend, **kw)
                 y.backward(torch.ones_like(y))
                 want = reference.upsample_skip(x.double(), w.double(), None,
                                                skip.double() if skip is not None else None, **kw)
                 check("upsample_skip", y.detach(), want, dtype)
             for x, w, r, pad, groups in rarefied_calls(dtype):
-                xc, wc = x.cuda().requires_grad_(), w.cuda().requires_grad_()
+                xc, wc = x.to(device).requires_grad_(), w.to(device).requires_grad_()
                 y = fcn_kernels.rarefied_conv2d(xc, wc, None, rarefaction=r, padding=pad, groups=groups,
-                                                backend="cuda")
+                                                backend=backend)
                 y.backward(torch.ones_like(y))
                 want = reference.rarefied_conv2d(x.double(), w.double(), None, rarefaction=r, padding=pad,
                                                  groups=groups)
                 check("rarefied_conv2d", y.detach(), want, dtype)
-    torch.cuda.synchronize()
-    print("cuda_sanitize: all calls done")
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print(f"cuda_sanitize: all calls done ({backend} backend)")
 
 
 if __name__ == "__main__":
-    if not torch.cuda.is_available() or "cuda" not in fcn_kernels.available_backends():
+    parser = argparse.ArgumentParser(description="small calls of every CUDA kernel, for compute-sanitizer")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: the same calls on the cpu backend, to check this script without a GPU")
+    device = parser.parse_args().device
+    if device == "cuda" and (not torch.cuda.is_available() or "cuda" not in fcn_kernels.available_backends()):
         sys.exit("cuda_sanitize: needs a GPU and the CUDA kernels")
-    main()
+    main(device)

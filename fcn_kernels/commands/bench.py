@@ -1,40 +1,83 @@
 """`fcn-kernels bench`: time the fused FCN-8s head against the stock ops and torch.compile."""
 import torch
 
+from .. import backends
+from ..errors import CLIError
+
 NAME = "bench"
 HELP = "time the fused FCN-8s head against the stock ops and torch.compile"
+DESCRIPTION = ("Times the FCN-8s head (its three upsample + crop + skip stages, 21 classes, the geometry of "
+               "fcn_kernels.models.FCN8s) fused, as the stock ops (eager) and as torch.compile(stock); one row "
+               "per batch and weights, one fused column per backend. On CUDA in float32, the stock columns are "
+               "timed with TF32 (cuDNN's default) and with IEEE float32; the fused kernels compute in IEEE "
+               "float32.")
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def add_arguments(p):
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--weights", nargs="+", choices=["depthwise", "dense"], default=["depthwise", "dense"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
-    p.add_argument("--backward", action="store_true", help="also time forward+backward")
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile(stock)")
-    p.add_argument("--repeat", type=int, default=10)
-    p.add_argument("--image", type=int, default=500)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--backend", nargs="+", help="fused backends to time, one column each (default: automatic)")
-    p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 4], help="batch sizes, one row each")
+    p.add_argument("--weights", nargs="+", choices=["depthwise", "dense"], default=["depthwise", "dense"],
+                   help="upsampling weights: depthwise (FCN's fixed bilinear, groups=21) or dense (21x21, groups=1)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
+                   help="dtype of the scores and weights")
+    p.add_argument("--backward", action="store_true", help="also time forward+backward (a second table)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile(stock) column (compiling takes a minute or more on a CPU)")
+    p.add_argument("--repeat", type=positive_int, default=10, help="timed calls per cell, after 2 warm-up calls; "
+                   "the table shows their median")
+    p.add_argument("--image", type=positive_int, default=500, help="side of the square input image the head's maps "
+                   "are sized for")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N (the default is cuda where a GPU is present)")
+    p.add_argument("--backend", nargs="+", choices=backends.BACKENDS, default=None,
+                   help="fused backends to time, one column each; None: the automatic choice")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
+
+
+def _device(name):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device {name!r} is not a device (cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CLIError(f"--device {name!r}: only cpu and cuda are benchmarked")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise CLIError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+        if device.index is not None and device.index >= count:
+            raise CLIError(f"--device {name}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1})")
+    return device
 
 
 def run(args):
-    import json
     import platform
     import time
 
+    from .._files import write_json
     from ..bench import run as run_head
 
+    device = _device(args.device)
+    for b in args.backend or []:
+        try:
+            backends.resolve(b, device, "upsample_skip")
+        except (RuntimeError, ValueError) as exc:
+            raise CLIError(f"--backend {b}: {exc}") from None
     dtype = getattr(torch, args.dtype)
     rows = []
     for backward in ([False, True] if args.backward else [False]):
         rows += run_head(batches=args.batch, weights=args.weights, dtype=dtype, backward=backward,
-                         compile=not args.no_compile, repeat=args.repeat, image=args.image, device=args.device,
+                         compile=not args.no_compile, repeat=args.repeat, image=args.image, device=device,
                          backends=args.backend or [None])
     if args.json:
-        name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-        with open(args.json, "w") as f:
-            json.dump(dict(device=args.device, device_name=name, date=time.strftime("%Y-%m-%d"),
-                           torch=torch.__version__, threads=torch.get_num_threads(), rows=rows), f, indent=1)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        write_json(args.json, dict(device=str(device), device_name=name, date=time.strftime("%Y-%m-%d"),
+                                   torch=torch.__version__, threads=torch.get_num_threads(), rows=rows))
         print(f"wrote {args.json}")
     return 0

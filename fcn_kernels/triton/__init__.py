@@ -6,7 +6,11 @@ kernels then run in Triton's interpreter (slow; how they are tested without a GP
 `python -m fcn_kernels.triton.aot` compiles every kernel and autotune config for sm_80 and sm_90 (no GPU
 needed) and prints registers, spills and shared memory.
 """
-from . import upsample_skip  # noqa: F401  (registers fcn_kernels::upsample_skip_triton*)
+from ._interpreter import fix_interpreter_for_numpy_2_4
+
+fix_interpreter_for_numpy_2_4()
+
+from . import upsample_skip  # noqa: F401,E402  (registers fcn_kernels::upsample_skip_triton*)
 
 __all__ = ["upsample_skip"]
 from . import rarefied_conv2d  # noqa: F401,E402  (registers fcn_kernels::rarefied_conv2d_triton*)

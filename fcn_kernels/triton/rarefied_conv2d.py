@@ -33,10 +33,11 @@ from typing import List, Optional
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
 from ..ops._autograd import register_rarefied_conv2d
 from . import upsample_skip as _us
+from ._interpreter import wrap_triton
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 from .upsample_skip import (INTERPRET, _I32, _big, _cfg, _ceil_div, _configs, _dot_in, _pow2,  # noqa: F401
                             _splits, acc_dtype, dot_precision, dot_upcast, use_dot)

@@ -14,7 +14,9 @@ from typing import List, Optional
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from ._interpreter import wrap_triton
 
 from ._tiles import channel, plane_tile
 from .upsample_skip import _big, _cfg, _check_planes, _configs, _ceil_div, acc_dtype

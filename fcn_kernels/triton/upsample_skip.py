@@ -33,9 +33,10 @@ from typing import List, Optional
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
 from ..ops._autograd import register_upsample_skip
+from ._interpreter import wrap_triton
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"

@@ -11,8 +11,6 @@ import os
 
 import pytest
 
-import triton_env  # noqa: F401  (applies the interpreter fix before any test imports triton's kernels)
-
 
 def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(__file__)

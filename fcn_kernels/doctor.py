@@ -1,0 +1,346 @@
+"""`fcn-kernels doctor` (also `python -m fcn_kernels.doctor`): what was built, then every available backend
+on every device present checked against the float64 reference, then one timing of the FCN-8s head per
+backend. Exits 0 only if every check passes.
+
+Each check runs an op forward and backward on a small case (one with 16 channels per group each way, the
+size at which the Triton kernels use tl.dot) and compares the output and every gradient with the float64
+reference on the same rounded inputs, at the bound of fcn_kernels._tolerance. Float32 runs with TF32 off:
+the bound is that of IEEE float32 (cuDNN's TF32 default would not meet it).
+"""
+import argparse
+import importlib.metadata
+import platform
+import struct
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from . import _ext, backends, bench, reference
+from ._args import pair
+from ._files import write_json
+from ._tolerance import worst_error
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call: op, input shapes (x, weight, skip or None) and keyword arguments, bias or not."""
+    op: str
+    name: str
+    x: tuple
+    weight: tuple
+    kwargs: dict = field(default_factory=dict)
+    skip: tuple = None
+    bias: bool = True
+
+    def terms(self):
+        """Most products summed into one element by any pass (forward, grad x, weight, bias, skip)."""
+        n, cin, h, w = self.x
+        groups = self.kwargs.get("groups", 1)
+        if self.op == "rarefied_conv2d":
+            cout, cin_g, kh, kw = self.weight
+            (ry, rx), (py, px) = (pair(self.kwargs.get(k, d), k) for k, d in (("rarefaction", 1), ("padding", 0)))
+            positions = n * (h + 2 * py - (kh - 1) * ry) * (w + 2 * px - (kw - 1) * rx)
+            return max(cin_g * kh * kw + 1, cout // groups * kh * kw, positions)
+        _, cout_g, kh, kw = self.weight
+        s = self.kwargs["stride"]
+        taps = -(-kh // s) * -(-kw // s)
+        full = ((h - 1) * s + kh) * ((w - 1) * s + kw)
+        return max(cin // groups * taps + 2, cout_g * kh * kw, n * h * w, n * full, 1)
+
+
+UPSAMPLE = (
+    Case("upsample_skip", "depthwise s2 k4, skip", (2, 3, 5, 7), (3, 1, 4, 4),
+         dict(stride=2, groups=3, out_offset=(1, 2), out_size=(9, 13), skip_offset=(2, 1)), skip=(2, 3, 12, 15)),
+    Case("upsample_skip", "grouped s4 k9, crop at the end", (1, 4, 3, 2), (4, 3, 9, 9),
+         dict(stride=4, groups=2, out_offset=(5, 3), out_size=(12, 10))),
+    Case("upsample_skip", "dense 16->16 s2 k4, skip", (1, 16, 3, 4), (16, 16, 4, 4),
+         dict(stride=2, groups=1, skip_offset=(1, 0)), skip=(1, 16, 9, 10), bias=False),
+)
+RAREFIED = (
+    Case("rarefied_conv2d", "depthwise 3x3 r2", (2, 3, 9, 8), (3, 1, 3, 3), dict(rarefaction=2, padding=2, groups=3)),
+    Case("rarefied_conv2d", "grouped 3x2 r(2,3)", (1, 4, 7, 8), (6, 2, 3, 2),
+         dict(rarefaction=(2, 3), padding=(1, 2), groups=2)),
+    Case("rarefied_conv2d", "dense 16->16 3x3 r2", (1, 16, 6, 7), (16, 16, 3, 3), dict(rarefaction=2, padding=2)),
+)
+
+
+def devices():
+    return [torch.device("cpu")] + [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+
+
+def backends_on(device):
+    """(backend, dtypes checked) for every backend that runs on this device."""
+    if device.type == "cpu":
+        out = [("reference", (torch.float32,))]
+        if "cpu" in backends.available_backends():
+            out.append(("cpu", (torch.float64, torch.float32)))
+        if "triton" in backends.available_backends() and backends.triton_interpret():
+            out.append(("triton", (torch.float32,)))
+        return out
+    # the stock ops in float64 only: cuDNN's float32 algorithms (Winograd, FFT) are not held to our bound
+    out = [("reference", (torch.float64,))]
+    if "cuda" in backends.available_backends():
+        out.append(("cuda", (torch.float64, torch.float32, torch.bfloat16)))
+    if "triton" in backends.available_backends():  # (float64: the tests' FMA path; every dtype costs compiles)
+        out.append(("triton", (torch.float32, torch.bfloat16)))
+    return out
+
+
+def _op(name):
+    import fcn_kernels
+    return getattr(fcn_kernels, name)
+
+
+def _inputs(case, g):
+    r = lambda shape: torch.randn(*shape, generator=g, dtype=torch.float64)
+    cout = case.weight[0] if case.op == "rarefied_conv2d" else case.weight[1] * case.kwargs.get("groups", 1)
+    return [r(case.x), r(case.weight), r((cout,)) if case.bias else None, r(case.skip) if case.skip else None]
+
+
+def _call(op, inputs, kwargs, backend=None):
+    fn = _op(op) if backend is not None else getattr(reference, op)
+    args = inputs if op == "upsample_skip" else inputs[:3]
+    return fn(*args, **kwargs, **({} if backend is None else dict(backend=backend)))
+
+
+def _forward_backward(op, inputs, kwargs, seed, dtype, backend=None, absolute=False):
+    """The output and the gradient of every input given, for a random grad_out rounded to `dtype` (the
+    same values for the kernel and the reference; |grad_out| if absolute)."""
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+    y = _call(op, leaves, kwargs, backend)
+    go = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+    go = go.abs() if absolute else go
+    wanted = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(y, wanted, go.to(y), allow_unused=True)
+    grads = [torch.zeros_like(t) if gr is None else gr for t, gr in zip(wanted, grads)]
+    return y.detach(), grads
+
+
+def check_case(case, backend, device, dtype, seed=0):
+    """[(pass, worst ratio, its error, its bound)] for the forward and the worst gradient."""
+    inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
+    exact_in = [t.double() if t is not None else None for t in inputs]
+    y, grads = _forward_backward(case.op, [t.to(device) if t is not None else None for t in inputs],
+                                 case.kwargs, seed + 1, dtype, backend)
+    exact, exact_grads = _forward_backward(case.op, exact_in, case.kwargs, seed + 1, dtype)
+    # the same op on |inputs| and |grad_out|: every element's sum of |products|
+    abs_y, abs_grads = _forward_backward(case.op, [t.abs() if t is not None else None for t in exact_in],
+                                         case.kwargs, seed + 1, dtype, absolute=True)
+    n = case.terms()
+    names = [nm for nm, t in zip(("x", "weight", "bias", "skip"), inputs) if t is not None]
+    fwd = worst_error(y.cpu(), exact, abs_y, n, dtype)
+    bwd, name = max(((worst_error(a.cpu(), e, m, n, dtype), nm)
+                     for a, e, m, nm in zip(grads, exact_grads, abs_grads, names)), key=lambda r: r[0][0])
+    return [("forward", *fwd), (f"backward (worst: grad {name})", *bwd)]
+
+
+def check_argmax(case, backend, device, dtype, seed=0):
+    """upsample_argmax against the float64 scores: a label may differ from the exact argmax only where
+    its exact score is within the bound of the maximum (a near-tie; the bound of two scores)."""
+    inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
+    exact_in = [t.double() if t is not None else None for t in inputs]
+    labels = _op("upsample_argmax")(*[t.to(device) if t is not None else None for t in inputs], **case.kwargs,
+                                    backend=backend).cpu()
+    scores = reference.upsample_skip(*exact_in, **case.kwargs)
+    abs_scores = reference.upsample_skip(*[t.abs() if t is not None else None for t in exact_in], **case.kwargs)
+    if labels.dtype != torch.int64 or labels.shape != scores[:, 0].shape:
+        raise RuntimeError(f"labels {labels.dtype} {tuple(labels.shape)}, want int64 {tuple(scores[:, 0].shape)}")
+    picked = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return [("labels", *worst_error(picked, scores.amax(1), abs_scores.amax(1), 2 * case.terms(), dtype))]
+
+
+@contextmanager
+def ieee_float32():
+    """TF32 off for the checks (restored after)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def cuda_architectures(path=None):
+    """The GPU code in the built extension, from its ELF .nv_fatbin section: ['sm_80', 'sm_90',
+    'compute_90' (PTX)...]; [] when there is none (or no extension)."""
+    if path is None and _ext.HAS_EXTENSION:
+        path = _ext._C.__file__
+    if not path:
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return []
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = sections[shstrndx][4]
+    found = set()
+    for name_at, _, _, _, offset, size in sections:
+        if data[names + name_at:data.index(b"\0", names + name_at)] != b".nv_fatbin":
+            continue
+        p = offset
+        while p + 16 <= offset + size:
+            magic, _, header, fat = struct.unpack_from("<IHHQ", data, p)
+            if magic != 0xBA55ED50:  # fatbins are 8-byte aligned in the section, with padding between
+                p += 8
+                continue
+            q = p + header
+            while q < p + header + fat:  # entries: kind (1 PTX, 2 cubin), header size, padded payload, sm
+                kind, _, entry_header, payload = struct.unpack_from("<HHII", data, q)
+                sm, = struct.unpack_from("<I", data, q + 28)
+                if kind in (1, 2):
+                    found.add(("compute_" if kind == 1 else "sm_") + str(sm))
+                q += entry_header + payload
+            p += header + fat
+    return sorted(found, key=lambda a: (int(a.split("_")[1]), a))
+
+
+def build_info():
+    try:
+        triton = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton = None
+    info = dict(python=platform.python_version(), torch=torch.__version__, torch_cuda=torch.version.cuda,
+                triton=triton, triton_interpret=backends.triton_interpret(),
+                extension=str(_ext._C.__file__) if _ext.HAS_EXTENSION else f"not loaded: {_ext.EXTENSION_ERROR}",
+                cpu_kernels=[op for op in backends._OPS if _ext.has_kernel(op, "CPU")],
+                cuda_kernels=[op for op in backends._OPS if _ext.has_kernel(op, "CUDA")],
+                cuda_architectures=cuda_architectures(), available_backends=backends.available_backends(),
+                cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads(), gpus=[])
+    for i in range(torch.cuda.device_count()):
+        cap = torch.cuda.get_device_capability(i)
+        info["gpus"].append(dict(name=torch.cuda.get_device_name(i), capability=f"{cap[0]}.{cap[1]}"))
+    return info
+
+
+def _gpu_code_check(info):
+    """Whether the extension holds code each GPU runs: a cubin of its major version at or below its
+    minor, or PTX at or below it (JIT-compiled)."""
+    out = []
+    if not info["cuda_kernels"]:
+        return out
+    for i, gpu in enumerate(info["gpus"]):
+        major, minor = map(int, gpu["capability"].split("."))
+        sm = major * 10 + minor
+        ok = any((a.startswith("sm_") and int(a[3:]) // 10 == major and int(a[3:]) <= sm)
+                 or (a.startswith("compute_") and int(a[8:]) <= sm) for a in info["cuda_architectures"])
+        out.append(dict(device=f"cuda:{i}", backend="cuda", op="build", case=f"GPU code for sm_{sm}",
+                        dtype="", what=", ".join(info["cuda_architectures"]) or "none", ok=ok))
+    return out
+
+
+def run_checks(out=print):
+    import fcn_kernels
+    argmax = hasattr(fcn_kernels, "upsample_argmax")  # (inference op, forward only)
+    calls = [(c, False) for c in UPSAMPLE + RAREFIED] + [(c, True) for c in UPSAMPLE if argmax]
+    results = []
+    with ieee_float32():
+        for device in devices():
+            for backend, dtypes in backends_on(device):
+                for dtype in dtypes:
+                    for case, is_argmax in calls:
+                        results += _run_one(case, backend, device, dtype, out, is_argmax)
+    return results
+
+
+def _run_one(case, backend, device, dtype, out, argmax=False):
+    op = "upsample_argmax" if argmax else case.op
+    base = dict(device=str(device), backend=backend, op=op, case=case.name, dtype=str(dtype).replace("torch.", ""))
+    try:
+        lines = (check_argmax if argmax else check_case)(case, backend, device, dtype)
+    except Exception as exc:  # a backend that raises is a failed check, reported, not a crash of the doctor
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "was built without" in msg:
+            return []
+        row = dict(base, what="raised", message=f"{type(exc).__name__}: {msg}", ok=False)
+        out(_format(row))
+        return [row]
+    rows = []
+    for what, ratio, err, bound in lines:
+        row = dict(base, what=what, error=err, bound=bound, ratio=ratio, ok=ratio <= 1.0)
+        out(_format(row))
+        rows.append(row)
+    return rows
+
+
+def _format(row):
+    head = f"{row['device']:<7} {row['backend']:<9} {row['op']:<16} {row['case']:<32} {row['dtype']:<8}"
+    status = "PASS" if row["ok"] else "FAIL"
+    if "bound" in row:
+        return f"{head} {row['what']:<28} err {row['error']:8.1e}  bound {row['bound']:8.1e}  {status}"
+    return f"{head} {row['what']} {row.get('message', '')}  {status}"
+
+
+def head_timings(out=print, repeat=3):
+    """One forward of the FCN-8s head (batch 1, 21 classes, depthwise bilinear) per backend and device;
+    Triton's interpreter at a tiny image."""
+    rows = []
+    for device in devices():
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+        for backend, _ in backends_on(device):
+            image = 32 if device.type == "cpu" and backend == "triton" else 500  # the interpreter is slow
+            scores, weights, groups = bench.head_inputs(1, image=image, device=device)
+            fn = (lambda: bench.stock_head(scores, weights, groups, image)) if backend == "reference" else \
+                (lambda: bench.fused_head(scores, weights, groups, image, backend))
+            try:
+                with torch.no_grad():
+                    interpreted = device.type == "cpu" and backend == "triton"
+                    ms = bench.timeit(lambda: (fn(), sync()), repeat=1 if interpreted else repeat,
+                                      warmup=0 if interpreted else 1) * 1e3
+            except Exception as exc:
+                rows.append(dict(device=str(device), backend=backend, image=image, error=str(exc), ok=False))
+                out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: {exc}  FAIL")
+                continue
+            rows.append(dict(device=str(device), backend=backend, image=image, batch=1, ms=ms, ok=True))
+            label = "stock ops" if backend == "reference" else "fused"
+            out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}, batch 1, float32 forward "
+                f"({label}): {ms:9.2f} ms")
+    return rows
+
+
+def doctor(json_path=None, out=print):
+    """Prints the report; returns it (a dict, also written to json_path). report["passed"]: every check."""
+    info = build_info()
+    out(f"fcn-kernels doctor: torch {info['torch']} (CUDA {info['torch_cuda'] or 'none'}), triton "
+        f"{info['triton'] or 'not installed'}{' (TRITON_INTERPRET=1)' if info['triton_interpret'] else ''}, "
+        f"Python {info['python']}")
+    out(f"  extension: {info['extension']}")
+    out(f"  CPU kernels: {', '.join(info['cpu_kernels']) or 'none'}; CUDA kernels: "
+        f"{', '.join(info['cuda_kernels']) or 'none'}; CUDA architectures: "
+        f"{', '.join(info['cuda_architectures']) or 'none'}")
+    gpus = ", ".join(f"cuda:{i} {g['name']} (sm {g['capability']})" for i, g in enumerate(info["gpus"]))
+    out(f"  devices: cpu ({info['cpu']}, {info['threads']} threads){', ' + gpus if gpus else ''}; "
+        f"backends available: {', '.join(info['available_backends'])}")
+    out("checks against the float64 reference (forward, and the worst gradient; float32 with TF32 off):")
+    checks = _gpu_code_check(info)
+    for row in checks:
+        out(_format(row))
+    checks += run_checks(out)
+    out("timings:")
+    timings = head_timings(out)
+    failed = [c for c in checks + timings if not c["ok"]]
+    passed = not failed
+    out(f"{len(checks)} checks, {len(failed)} failed: {'PASS' if passed else 'FAIL'}")
+    report = dict(build=info, checks=checks, timings=timings, passed=passed)
+    if json_path:
+        write_json(json_path, report)
+        out(f"wrote {json_path}")
+    return report
+
+
+def add_arguments(p):
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fcn_kernels.doctor", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return 0 if doctor(args.json)["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

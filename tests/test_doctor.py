@@ -1,0 +1,103 @@
+"""`fcn-kernels doctor`: passes on this build, fails (exit 1) when a backend is wrong, writes the report."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fcn_kernels import _ext, doctor
+from fcn_kernels.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_passes_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "doctor.json"
+    assert main(["doctor", "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "FAIL" not in printed and printed.rstrip().endswith(f"wrote {path}")
+    report = json.loads(path.read_text())
+    assert report["passed"] is True
+    assert report["build"]["torch"] == torch.__version__
+    checks = report["checks"]
+    runs = {(c["device"], c["backend"], c["op"], c["dtype"]) for c in checks}
+    for backend in ("reference", "cpu"):
+        for op in ("upsample_skip", "rarefied_conv2d"):
+            assert ("cpu", backend, op, "float32") in runs
+    assert ("cpu", "cpu", "rarefied_conv2d", "float64") in runs
+    # every case forward and backward, the dense (tl.dot-sized) ones included
+    for op in ("upsample_skip", "rarefied_conv2d"):
+        cpu = [c for c in checks if c["backend"] == "cpu" and c["op"] == op and c["dtype"] == "float32"]
+        assert {c["what"].split()[0] for c in cpu} == {"forward", "backward"}
+        assert any(c["case"].startswith("dense 16->16") for c in cpu)
+    assert all(c["ok"] and c["error"] <= c["bound"] for c in checks if "bound" in c)
+    assert {(t["device"], t["backend"]) for t in report["timings"]} >= {("cpu", "reference"), ("cpu", "cpu")}
+    assert all(t["ms"] > 0 for t in report["timings"])
+
+
+@pytest.mark.skipif(not _ext.has_kernel("upsample_skip", "CPU"), reason="needs the CPU kernels")
+def test_fails_when_a_kernel_is_wrong(monkeypatch, tmp_path, capsys):
+    ops = torch.ops.fcn_kernels
+    real = ops.upsample_skip  # (the namespace holds the op once looked up; monkeypatch restores it)
+    wrong = lambda y: y + (1e-3 * y.detach().abs() + 1e-3)  # a wrong forward; the gradients stay right
+    monkeypatch.setattr(ops, "upsample_skip", lambda *a: wrong(real(*a)))
+    path = tmp_path / "doctor.json"
+    assert doctor.main(["--json", str(path)]) == 1
+    assert capsys.readouterr().out.rstrip().splitlines()[-2].endswith("FAIL")
+    failed = [c for c in json.loads(path.read_text())["checks"] if not c["ok"]]
+    # the forward of the cpu backend's upsample_skip, every case and dtype; its gradients are right
+    assert failed and {(c["backend"], c["op"], c["what"]) for c in failed} == {("cpu", "upsample_skip", "forward")}
+    assert len(failed) == 2 * len(doctor.UPSAMPLE)
+
+
+def test_a_backend_that_raises_is_a_failed_check(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(torch.ops.fcn_kernels, "rarefied_conv2d", broken)
+    rows = doctor.run_checks(out=lambda line: None)
+    failed = [r for r in rows if not r["ok"]]
+    assert failed and all(r["op"] == "rarefied_conv2d" and r["backend"] == "cpu" and "boom" in r["message"]
+                          for r in failed)
+
+
+@pytest.mark.skipif(not _ext.has_kernel("upsample_skip", "CUDA"), reason="built without CUDA kernels")
+def test_cuda_architectures_of_the_build():
+    archs = doctor.cuda_architectures()
+    assert archs and all(a.startswith(("sm_", "compute_")) for a in archs)
+    info = dict(cuda_kernels=["upsample_skip"], cuda_architectures=archs,
+                gpus=[dict(name="a future GPU", capability="12.0")])
+    # a GPU newer than every cubin runs only with PTX (TORCH_CUDA_ARCH_LIST "...+PTX")
+    [row] = doctor._gpu_code_check(info)
+    assert row["ok"] == any(a.startswith("compute_") for a in archs)
+
+
+def test_gpu_code_rule():
+    check = lambda archs, cap: doctor._gpu_code_check(dict(cuda_kernels=["x"], cuda_architectures=archs,
+                                                           gpus=[dict(name="g", capability=cap)]))[0]["ok"]
+    assert check(["sm_80", "sm_90"], "9.0") and check(["sm_80"], "8.6") and check(["compute_90"], "10.0")
+    assert not check(["sm_80", "sm_90"], "10.0") and not check(["sm_90"], "8.0") and not check(["sm_86"], "8.0")
+
+
+def test_module_entry_point(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    env.pop("TRITON_INTERPRET", None)
+    r = subprocess.run([sys.executable, "-m", "fcn_kernels.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "checks, 0 failed: PASS" in r.stdout and (tmp_path / "d.json").exists()
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_upsample_argmax_is_checked_when_present(monkeypatch, right):
+    import fcn_kernels
+
+    def argmax(*args, backend=None, **kwargs):
+        scores = fcn_kernels.upsample_skip(*args, backend=backend, **kwargs)
+        return scores.argmax(1) if right else scores.argmin(1)
+    monkeypatch.setattr(fcn_kernels, "upsample_argmax", argmax, raising=False)
+    rows = [r for r in doctor.run_checks(out=lambda line: None) if r["op"] == "upsample_argmax"]
+    assert {r["backend"] for r in rows} >= {"reference", "cpu"}
+    assert len({r["case"] for r in rows}) == len(doctor.UPSAMPLE)
+    assert all(r["ok"] == right for r in rows)
