@@ -24,10 +24,12 @@ def test_every_kernel_and_config_compiles_without_spills(arch):
     assert not bad, f"{len(bad)} of {len(rows)} compilations failed, spilled or exceed shared memory:\n{table}"
 
 
-def test_long_tap_loops_compile_as_runtime_loops():
+def test_long_tap_loops_compile_as_runtime_loops(tmp_path, monkeypatch):
     """Stride 1 with 16 x 16 and 64 x 64 filters (256 and 4096 taps a phase): past utils.MAX_UNROLLED_TAPS
-    the tap loops stay runtime loops, so these compile in about the time of FCN's 2 x 2 taps. Fully
-    unrolled, the 16 x 16 depthwise forward spilled 6.5 KB and the dense FMA forward compiled for minutes."""
+    the tap loops stay runtime loops, so these compile in about the time of FCN's 2 x 2 taps (about a
+    second; an empty Triton cache, so that they are compiled). Fully unrolled, the 16 x 16 depthwise
+    forward spilled 6.5 KB and the dense FMA forward compiled for minutes."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
     rows = [aot.compile_one(*c) for c in aot.tap_cases((16, 64))]
     table = aot.format_table(rows)
     print(f"\n{table}")

@@ -244,8 +244,8 @@ def format_table(rows):
     for r in rows:
         status = "ok" if r.ok else (r.error or ("SPILLS" if r.spill_stores or r.spill_loads else "SMEM"))
         lines.append(f"{r.arch:<6} {r.kernel:<24} {r.variant:<13} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
-                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7} {r.seconds:>6.1f}  "
-                     f"{status}")
+                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7} "
+                     f"{r.seconds:>6.1f}  {status}")
     return "\n".join(lines)
 
 
