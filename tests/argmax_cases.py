@@ -3,14 +3,8 @@ import torch
 
 import fcn_kernels
 from fcn_kernels import reference
-from tolerances import EPS, TINY
+from fcn_kernels._tolerance import error_bound as score_bound  # per score: a kernel's rounded vs the exact
 from upsample_cases import make_inputs
-
-
-def score_bound(exact, abs_sum, n_terms, dtype):
-    """Per score, how far a kernel's rounded score may be from the exact one (tests/tolerances.py)."""
-    acc_eps = EPS[torch.float64] if dtype == torch.float64 else EPS[torch.float32]
-    return EPS[dtype] * exact.abs() + 2 * n_terms * acc_eps * abs_sum + TINY[dtype] + 1e-300
 
 
 def assert_labels_near_ties(labels, exact, bound, what=""):

@@ -22,3 +22,17 @@ def test_every_kernel_and_config_compiles_without_spills(arch):
     assert {r.kernel for r in rows} == set(aot.kernels()), "a kernel has no AOT specialisation"
     bad = [r for r in rows if not r.ok]
     assert not bad, f"{len(bad)} of {len(rows)} compilations failed, spilled or exceed shared memory:\n{table}"
+
+
+def test_long_tap_loops_compile_as_runtime_loops(tmp_path, monkeypatch):
+    """Stride 1 with 16 x 16 and 64 x 64 filters (256 and 4096 taps a phase): past utils.MAX_UNROLLED_TAPS
+    the tap loops stay runtime loops, so these compile in about the time of FCN's 2 x 2 taps (about a
+    second; an empty Triton cache, so that they are compiled). Fully unrolled, the 16 x 16 depthwise
+    forward spilled 6.5 KB and the dense FMA forward compiled for minutes."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    rows = [aot.compile_one(*c) for c in aot.tap_cases((16, 64))]
+    table = aot.format_table(rows)
+    print(f"\n{table}")
+    assert {r.kernel for r in rows} == {"fwd_dw", "fwd_dense_dot", "fwd_dense_fma"}
+    bad = [r for r in rows if not r.ok or r.seconds > 60]
+    assert not bad, f"{len(bad)} of {len(rows)} failed, spilled or took over a minute:\n{table}"

@@ -8,8 +8,7 @@ import torch
 import fcn_kernels
 from fcn_kernels import reference
 from argmax_cases import check_argmax
-from test_upsample_skip import FCN8S_STAGES, LAYOUTS
-from upsample_cases import Case, random_case
+from upsample_cases import FCN8S_STAGES, LAYOUTS, case, random_case
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")
@@ -44,9 +43,10 @@ def test_every_stride_with_windows_at_both_edges(seed, stride):
         full, wo = (4 - 1) * stride + K, (5 - 1) * stride + K + 1
         for off, size in ((0, full // 2 + 1), (full - full // 2 - 1, full // 2 + 1), (0, full)):
             for groups, cin_g, cout_g in ((3, 1, 1), (1, 2, 3), (1, 4, 5)):
-                case = Case(2, cin_g * groups, cout_g * groups, groups, 4, 5, (K, K + 1), (stride, stride),
-                            (off, 0), (size, wo), (1, 0), (size + 2, wo + 1), True)
-                check_cpu(case, torch.float32)
+                problem = case(N=2, cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=4, W=5, K=(K, K + 1),
+                               stride=stride, out_offset=(off, 0), out_size=(size, wo), skip_offset=(1, 0),
+                               skip_hw=(size + 2, wo + 1), bias=True)
+                check_cpu(problem, torch.float32)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -163,11 +163,11 @@ def test_cuda_against_reference(seed, dtype, index64, monkeypatch):
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
     rng = random.Random(seed)
     cases = [random_case(rng) for _ in range(20)] + list(FCN8S_STAGES.values())
-    for case in cases:
-        labels, inputs = check_argmax(case, "cuda", dtype, device="cuda")
+    for problem in cases:
+        labels, inputs = check_argmax(problem, "cuda", dtype, device="cuda")
         # the same gather, order and rounding as the CUDA upsample_skip
-        scores = fcn_kernels.upsample_skip(*inputs, backend="cuda", **case.kwargs())
-        assert torch.equal(labels, scores.argmax(1).cpu()), f"{dtype} {case}"
+        scores = fcn_kernels.upsample_skip(*inputs, backend="cuda", **problem.kwargs())
+        assert torch.equal(labels, scores.argmax(1).cpu()), f"{dtype} {problem}"
 
 
 @pytest.mark.cuda

@@ -6,7 +6,7 @@ import torch
 
 import fcn_kernels
 from fcn_kernels import reference
-from upsample_cases import case, check_against_reference, make_inputs, random_case
+from upsample_cases import FCN8S_STAGES, LAYOUTS, case, check_against_reference, make_inputs, random_case
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")
@@ -19,14 +19,6 @@ def test_random_float64_forward_backward(seed, batch):
         check_against_reference(random_case(rng), "cpu")
 
 
-# FCN-8s head stages (DESIGN.md §2) at reduced channels and maps, with the real offsets.
-FCN8S_STAGES = {
-    "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
-    "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9,
-                                skip_hw=(38, 40)),
-    "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
-    "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
-}
 
 
 @pytest.mark.parametrize("stage", FCN8S_STAGES)
@@ -58,12 +50,6 @@ def test_lower_precision(seed, dtype):
     check_against_reference(FCN8S_STAGES["upscore8"], "cpu", dtype)
 
 
-LAYOUTS = {
-    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t,
-    # a view with doubled strides along the last dim: same values, not contiguous
-    "strided": lambda t: torch.stack([t, torch.zeros_like(t)], -1).select(-1, 0),
-    "transposed": lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 4 else t,
-}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

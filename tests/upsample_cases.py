@@ -61,6 +61,24 @@ def case(*, channels=None, **fields) -> Case:
     return Case(**fields)
 
 
+# FCN-8s head stages (DESIGN.md §2) at reduced channels and maps, with the real offsets.
+FCN8S_STAGES = {
+    "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
+    "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9,
+                                skip_hw=(38, 40)),
+    "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
+    "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
+}
+
+# Memory layouts every kernel must accept; each gives the same values.
+LAYOUTS = {
+    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t,
+    # a view with doubled strides along the last dim: same values, not contiguous
+    "strided": lambda t: torch.stack([t, torch.zeros_like(t)], -1).select(-1, 0),
+    "transposed": lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 4 else t,
+}
+
+
 def random_case(rng: random.Random, max_batch=2, per_group=None) -> Case:
     """A random geometry; per_group=(cin_g, cout_g) fixes the channels per group."""
     kind = rng.random()

@@ -1,10 +1,13 @@
 """Triton kernels (DESIGN.md §4): one module per op family, each holding its kernels, launchers and the
-`torch.library.triton_op` registration with autograd.
+`torch.library.triton_op` registration with autograd; bias_grad.py the bias gradient of both, utils.py
+the helpers they share (autotuning, the launch on the tensors' device, dot arithmetic), _tiles.py their
+program -> work decompositions.
 
 Import needs `triton`. For CPU tensors, set TRITON_INTERPRET=1 before triton is first imported: the
 kernels then run in Triton's interpreter (slow; how they are tested without a GPU).
 `python -m fcn_kernels.triton.aot` compiles every kernel and autotune config for sm_80 and sm_90 (no GPU
-needed) and prints registers, spills and shared memory.
+needed) and prints registers, spills and shared memory. FCN_KERNELS_TRITON_AUTOTUNE=0 pins every kernel
+to its first autotune config (utils.autotune).
 """
 from ._interpreter import fix_interpreter_for_numpy_2_4
 

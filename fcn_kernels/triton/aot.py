@@ -1,6 +1,6 @@
 """Ahead-of-time compilation of every Triton kernel and autotune config for sm_80 and sm_90, without a GPU.
 
-    python -m fcn_kernels.triton.aot [--arch 80 90] [--all-variants] [--json FILE]
+    python -m fcn_kernels.triton.aot [--arch 80 90] [--all-variants] [--taps K ...] [--json FILE]
 
 prints registers per thread, spill bytes and shared memory per kernel, specialisation and config, and
 exits non-zero when any of them spills registers or fails to compile. `triton.compile` with a
@@ -14,6 +14,11 @@ bfloat16 (and TF32 dots) as well. rarefied_conv2d's kernels (names prefixed "rc_
 their largest channel blocks (the launcher's caps: 16 x 32 for float32 IEEE dots; with
 --all-variants, 32 x 64 for the tensor-core dots, bfloat16 and TF32; 16 x 16 for the FMA loops),
 with bias, and Kw padded to 4 in the depthwise weight gradient.
+
+--taps K compiles the kernels whose tap loops have a compile-time trip count (upsample_skip's forwards)
+at stride 1 with a K x K filter (K * K taps a phase), each kernel's first config only, and reports the
+compile time: tap loops past utils.MAX_UNROLLED_TAPS are runtime loops, so K = 16 or 64 must compile
+about as fast as FCN's 2 x 2 taps.
 """
 import argparse
 import json
@@ -22,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 
 if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter replaces @triton.jit: nothing to compile
@@ -32,7 +38,9 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
 
+from . import bias_grad as bg
 from . import rarefied_conv2d as rc
+from . import upsample_argmax as ua
 from . import upsample_skip as us
 
 ARCHS = (80, 90)
@@ -104,13 +112,26 @@ def _variants(name, all_variants):
         base = dict(TW=2, TWP=2, ACC=tl.float32)
         out = [Variant("fp32", "fp32", base)]
         extra = [Variant("bf16", "bf16", dict(base))]
-    elif name == "bwd_bias_skip":
+    elif name == "argmax":
+        base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True, ACC=tl.float32, BIG=False)
+        out = [Variant("fp32", "fp32", base)]
+        extra = [Variant("bf16", "bf16", dict(base))]
+    elif name == "bias_grad":
         base = dict(WRITE_SKIP=True, NEED_BIAS=True, ACC=tl.float32)
         out = [Variant("fp32", "fp32", base)]
         extra = [Variant("bf16", "bf16", dict(base))]
     else:
         raise KeyError(f"no AOT specialisation for kernel {name!r}: add one to fcn_kernels.triton.aot")
     return out + (extra if all_variants else [])
+
+
+def _tap_variant(name, k):
+    """The default variant of kernel `name` at stride 1 with a k x k filter, or None if its tap loops have
+    no compile-time trip count."""
+    variant = _variants(name, False)[0]
+    if "TH" not in variant.constexprs:
+        return None
+    return Variant(f"{variant.label} k{k}", variant.dtype, dict(variant.constexprs, TH=k, TW=k))
 
 
 def _source(fn, variant, config):
@@ -161,6 +182,7 @@ class Row:
     spill_stores: int = -1
     spill_loads: int = -1
     shared_bytes: int = -1
+    seconds: float = -1.0  # compile time, ptxas -v excluded (near 0 on a hit in Triton's cache)
     error: str = ""
 
     @property
@@ -176,8 +198,10 @@ def _config_label(config):
 def compile_one(name, autotuner, variant, config, capability):
     row = Row(f"sm_{capability}", name, variant.label, _config_label(config), config.num_warps, config.num_stages)
     try:
+        start = time.perf_counter()
         kernel = triton.compile(_source(autotuner.fn, variant, config), target=GPUTarget("cuda", capability, 32),
                                 options=dict(num_warps=config.num_warps, num_stages=config.num_stages))
+        row.seconds = round(time.perf_counter() - start, 2)
         row.shared_bytes = int(kernel.metadata.shared)
         row.registers, row.spill_stores, row.spill_loads = _ptxas_usage(kernel.asm["ptx"], capability)
     except Exception as e:  # reported in the table, fails the run
@@ -189,30 +213,45 @@ def kernels():
     """{name: autotuned kernel} of every Triton kernel in fcn_kernels.triton."""
     found = dict(us.AUTOTUNED)
     found.update({RC_PREFIX + name: k for name, k in rc.AUTOTUNED.items()})
+    found.update(bg.AUTOTUNED)
+    found.update(ua.AUTOTUNED)
     return found
 
 
 def cases(archs=ARCHS, all_variants=False):
-    """(name, autotuner, variant, config, capability) for every kernel, variant, config and arch."""
+    """(name, autotuner, variant, config, capability) for every kernel, variant, config and arch: every
+    config, also those that FCN_KERNELS_TRITON_AUTOTUNE=0 or the interpreter leave out."""
     for capability in archs:
         for name, autotuner in kernels().items():
             for variant in _variants(name, all_variants):
-                for config in autotuner.configs:
+                for config in autotuner.all_configs:
                     yield name, autotuner, variant, config, capability
 
 
-def compile_all(archs=ARCHS, all_variants=False):
-    return [compile_one(*c) for c in cases(archs, all_variants)]
+def tap_cases(taps, archs=ARCHS):
+    """(name, autotuner, variant, config, capability): the kernels with compile-time tap loops at stride 1
+    with each k x k filter of `taps`, first config only."""
+    for capability in archs:
+        for k in taps:
+            for name, autotuner in kernels().items():
+                variant = _tap_variant(name, k)
+                if variant is not None:
+                    yield name, autotuner, variant, autotuner.all_configs[0], capability
+
+
+def compile_all(archs=ARCHS, all_variants=False, taps=()):
+    return [compile_one(*c) for c in cases(archs, all_variants)] + [compile_one(*c) for c in tap_cases(taps, archs)]
 
 
 def format_table(rows):
     head = f"{'arch':<6} {'kernel':<24} {'variant':<13} {'config':<20} {'warps':>5} {'stages':>6} " \
-           f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7}  status"
+           f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7} {'s':>6}  status"
     lines = [head, "-" * len(head)]
     for r in rows:
         status = "ok" if r.ok else (r.error or ("SPILLS" if r.spill_stores or r.spill_loads else "SMEM"))
         lines.append(f"{r.arch:<6} {r.kernel:<24} {r.variant:<13} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
-                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7}  {status}")
+                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7} "
+                     f"{r.seconds:>6.1f}  {status}")
     return "\n".join(lines)
 
 
@@ -220,9 +259,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fcn_kernels.triton.aot", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities (default 80 90)")
     p.add_argument("--all-variants", action="store_true", help="also bfloat16 and TF32 dots")
+    p.add_argument("--taps", type=int, nargs="+", default=[], metavar="K",
+                   help="also the kernels with compile-time tap loops at stride 1, K x K filters (e.g. 16 64)")
     p.add_argument("--json", help="also write the rows as JSON")
     args = p.parse_args(argv)
-    rows = compile_all(args.arch, args.all_variants)
+    rows = compile_all(args.arch, args.all_variants, args.taps)
     print(format_table(rows))
     bad = [r for r in rows if not r.ok]
     print(f"{len(rows)} compilations, {len(bad)} failed or spilled (triton {triton.__version__})")

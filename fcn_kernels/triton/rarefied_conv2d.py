@@ -20,7 +20,7 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
              per tap, a [Cin/g, Cout/g] GEMM over the output positions that tap reads inside the input.
              Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same bits
              every run.
-  grad bias  upsample_skip's one-pass bias kernel (per-tile partial sums, fixed-order sum).
+  grad bias  bias_grad.py's kernel (both ops' bias gradient: per-tile partial sums, fixed-order sum).
 
 The dense kernels read the weight as wk = (groups, Kh, Kw, Cin/g, Cout/g) (one permuted copy per call, so
 that the weight tiles load coalesced along the output channels).
@@ -37,58 +37,57 @@ from torch.library import triton_op
 
 from ..ops._autograd import register_rarefied_conv2d
 from . import upsample_skip as _us
-from ._interpreter import wrap_triton
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-from .upsample_skip import (INTERPRET, _I32, _big, _cfg, _ceil_div, _configs, _dot_in, _pow2,  # noqa: F401
-                            _splits, acc_dtype, dot_precision, dot_upcast, use_dot)
+from .upsample_skip import BWD_WEIGHT_DENSE_FMA_CONFIGS  # the same loop over positions
+from .utils import (acc_dtype, autotune, check_planes, config, dot_operand, dot_precision, dot_upcast, launch,
+                    needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# autotune configs (only the first runs under the interpreter). The depthwise kernels are memory-bound:
+# autotune configs (only the first runs under the interpreter: utils.autotune). The depthwise kernels are memory-bound:
 # 1-4K elements per program. The dense kernels' channel blocks are chosen by the launcher
 # (_channel_blocks); the configs tile the positions. Tiles stay modest: the AOT check holds every config to
 # no spills on sm_80 and sm_90 under triton 3.6 and 3.8.
 # ---------------------------------------------------------------------------------------------------------
 FWD_DW_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=32),
-    _cfg(4, BLOCK_H=4, BLOCK_W=64),
-    _cfg(4, BLOCK_H=8, BLOCK_W=64),
-    _cfg(8, BLOCK_H=8, BLOCK_W=128),
-    _cfg(8, BLOCK_H=16, BLOCK_W=64),
+    config(4, BLOCK_H=4, BLOCK_W=32),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(4, BLOCK_H=8, BLOCK_W=64),
+    config(8, BLOCK_H=8, BLOCK_W=128),
+    config(8, BLOCK_H=16, BLOCK_W=64),
 ]
 FWD_DENSE_DOT_CONFIGS = [
-    _cfg(4, 2, BLOCK_H=2, BLOCK_W=8),
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
-    _cfg(4, 3, BLOCK_H=2, BLOCK_W=32),
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
-    _cfg(8, 3, BLOCK_H=8, BLOCK_W=16),
+    config(4, 2, BLOCK_H=2, BLOCK_W=8),
+    config(4, 2, BLOCK_H=4, BLOCK_W=16),
+    config(4, 3, BLOCK_H=2, BLOCK_W=32),
+    config(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
+    config(8, 3, BLOCK_H=8, BLOCK_W=16),
 ]
 FWD_DENSE_FMA_CONFIGS = [
-    _cfg(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
-    _cfg(4, BLOCK_H=8, BLOCK_W=16),
-    _cfg(8, BLOCK_H=8, BLOCK_W=32),
+    config(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
+    config(4, BLOCK_H=8, BLOCK_W=16),
+    config(8, BLOCK_H=8, BLOCK_W=32),
 ]
 BWD_INPUT_DW_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=32),
-    _cfg(4, BLOCK_H=4, BLOCK_W=64),
-    _cfg(4, BLOCK_H=8, BLOCK_W=64),
-    _cfg(8, BLOCK_H=8, BLOCK_W=128),
+    config(4, BLOCK_H=4, BLOCK_W=32),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(4, BLOCK_H=8, BLOCK_W=64),
+    config(8, BLOCK_H=8, BLOCK_W=128),
 ]
 # the dense input gradient is the forward's loop over (tap, channel chunk) on the input plane
 BWD_INPUT_DENSE_DOT_CONFIGS = FWD_DENSE_DOT_CONFIGS
 BWD_INPUT_DENSE_FMA_CONFIGS = FWD_DENSE_FMA_CONFIGS
 BWD_WEIGHT_DW_CONFIGS = [
-    _cfg(4, BLOCK_Q=32),
-    _cfg(4, BLOCK_Q=64),
-    _cfg(4, BLOCK_Q=128),
-    _cfg(8, BLOCK_Q=256),
+    config(4, BLOCK_Q=32),
+    config(4, BLOCK_Q=64),
+    config(4, BLOCK_Q=128),
+    config(8, BLOCK_Q=256),
 ]
 BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
-    _cfg(4, 2, BLOCK_H=1, BLOCK_W=16),
-    _cfg(4, 2, BLOCK_H=1, BLOCK_W=32),
-    _cfg(4, 2, BLOCK_H=2, BLOCK_W=16),
+    config(4, 2, BLOCK_H=1, BLOCK_W=16),
+    config(4, 2, BLOCK_H=1, BLOCK_W=32),
+    config(4, 2, BLOCK_H=2, BLOCK_W=16),
 ]
-BWD_WEIGHT_DENSE_FMA_CONFIGS = _us.BWD_WEIGHT_DENSE_FMA_CONFIGS  # upsample_skip's: the same loop over positions
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
                          mask=m[:, None] & ci_ok[None, :], other=0.0)
             wt = tl.load(wk_grp + (tap * cin_g + ci)[:, None] * cout_g + co[None, :],
                          mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
-            acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+            acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
             ih = oh - ph + kh * rh
@@ -231,7 +230,7 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
                           mask=m[:, None] & co_ok[None, :], other=0.0)
             wt = tl.load(wk_grp + (tap * cin_g + ci[None, :]) * cout_g + co[:, None],
                          mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
-            acc = tl.dot(_dot_in(got, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+            acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
             oh = ih + ph - kh * rh
@@ -342,7 +341,7 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
             gt = tl.load(go_img + gch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
                          mask=m[:, None] & co_ok[None, :], other=0.0)
             if USE_DOT:
-                acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(gt, DOT_F32), acc, input_precision=DOT_PREC)
+                acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(gt, DOT_F32), acc, input_precision=DOT_PREC)
             else:
                 acc += tl.sum(xt.to(ACC)[:, :, None] * gt.to(ACC)[None, :, :], axis=1)
     w_idx = ((g * cout_g + co[None, :]) * cin_g + ci[:, None]) * Kh * Kw + tap
@@ -351,19 +350,19 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
 
 
 _DENSE_KEY = ["cin_g", "cout_g", "H", "W", "Kh", "Kw", "rh", "rw"]
-_fwd_dw = triton.autotune(_configs(FWD_DW_CONFIGS), key=["Ho", "Wo", "Kh", "Kw"])(_fwd_dw_kernel)
-_fwd_dense_dot = triton.autotune(_configs(FWD_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(_fwd_dense_kernel)
-_fwd_dense_fma = triton.autotune(_configs(FWD_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(_fwd_dense_kernel)
-_bwd_input_dw = triton.autotune(_configs(BWD_INPUT_DW_CONFIGS), key=["H", "W", "Kh", "Kw", "cout_g"])(
+_fwd_dw = autotune(FWD_DW_CONFIGS, key=["Ho", "Wo", "Kh", "Kw"])(_fwd_dw_kernel)
+_fwd_dense_dot = autotune(FWD_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_fwd_dense_kernel)
+_fwd_dense_fma = autotune(FWD_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_fwd_dense_kernel)
+_bwd_input_dw = autotune(BWD_INPUT_DW_CONFIGS, key=["H", "W", "Kh", "Kw", "cout_g"])(
     _bwd_input_dw_kernel)
-_bwd_input_dense_dot = triton.autotune(_configs(BWD_INPUT_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(
+_bwd_input_dense_dot = autotune(BWD_INPUT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(
     _bwd_input_dense_kernel)
-_bwd_input_dense_fma = triton.autotune(_configs(BWD_INPUT_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(
+_bwd_input_dense_fma = autotune(BWD_INPUT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(
     _bwd_input_dense_kernel)
-_bwd_weight_dw = triton.autotune(_configs(BWD_WEIGHT_DW_CONFIGS), key=["Wo", "Kw"])(_bwd_weight_dw_kernel)
-_bwd_weight_dense_dot = triton.autotune(_configs(BWD_WEIGHT_DENSE_DOT_CONFIGS), key=_DENSE_KEY)(
+_bwd_weight_dw = autotune(BWD_WEIGHT_DW_CONFIGS, key=["Wo", "Kw"])(_bwd_weight_dw_kernel)
+_bwd_weight_dense_dot = autotune(BWD_WEIGHT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(
     _bwd_weight_dense_kernel)
-_bwd_weight_dense_fma = triton.autotune(_configs(BWD_WEIGHT_DENSE_FMA_CONFIGS), key=_DENSE_KEY)(
+_bwd_weight_dense_fma = autotune(BWD_WEIGHT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(
     _bwd_weight_dense_kernel)
 
 # (name, autotuned kernel) for every kernel above: the AOT check (fcn_kernels.triton.aot) compiles each
@@ -397,14 +396,8 @@ def _channel_blocks(cin_g, cout_g, dot, prec="ieee", dtype=torch.float32):
     if dot:  # [16, 16] is tl.dot's smallest tile
         ieee = dtype == torch.float32 and prec == "ieee"
         ci_max, co_max = (IEEE_MAX_CI, IEEE_MAX_CO) if ieee else (DOT_MAX_CI, DOT_MAX_CO)
-        return _pow2(cin_g, 16, ci_max), _pow2(cout_g, 16, co_max)
-    return _pow2(cin_g, 1, FMA_MAX_C), _pow2(cout_g, 1, FMA_MAX_C)
-
-
-def _check_planes(*shapes):
-    for s in shapes:
-        if s[-1] * s[-2] >= _I32:
-            raise ValueError(f"rarefied_conv2d (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
+        return pow2_clamp(cin_g, 16, ci_max), pow2_clamp(cout_g, 16, co_max)
+    return pow2_clamp(cin_g, 1, FMA_MAX_C), pow2_clamp(cout_g, 1, FMA_MAX_C)
 
 
 def _output_hw(H, W, Kh, Kw, rh, rw, ph, pw):
@@ -428,23 +421,23 @@ def forward(x, weight, bias, rarefaction, padding, groups):
         return out
     x = x.contiguous()
     bias = bias.contiguous() if bias is not None else None
-    _check_planes(x.shape, out.shape)
+    check_planes("rarefied_conv2d", x.shape, out.shape)
     acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
         weight = weight.contiguous()
         grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-        wrap_triton(_fwd_dw)[grid](x, weight, b_arg, out, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                                   HAS_BIAS=bias is not None, ACC=acc)
+        launch(_fwd_dw, grid, x, weight, b_arg, out, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+               HAS_BIAS=bias is not None, ACC=acc)
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
     grid = lambda m: (N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
                       triton.cdiv(cout_g, block_co))
-    wrap_triton(_fwd_dense_dot if dot else _fwd_dense_fma)[grid](
-        x, _tap_major(weight, groups), b_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
-        Ho, Wo, HAS_BIAS=bias is not None, USE_DOT=dot, DOT_PREC=dot_precision(x.dtype),
-        DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=_big(x, out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
+           x, _tap_major(weight, groups), b_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
+           Ho, Wo, HAS_BIAS=bias is not None, USE_DOT=dot, DOT_PREC=dot_precision(x.dtype),
+           DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=needs_int64(x, out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
     return out
 
 
@@ -458,21 +451,21 @@ def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out = grad_out.contiguous()
-    _check_planes(gx.shape, grad_out.shape)
+    check_planes("rarefied_conv2d", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
         grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-        wrap_triton(_bwd_input_dw)[grid](grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, H, W, Kh, Kw,
-                                         rh, rw, ph, pw, Ho, Wo, ACC=acc)
+        launch(_bwd_input_dw, grid, grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, H, W, Kh, Kw,
+               rh, rw, ph, pw, Ho, Wo, ACC=acc)
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
     grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
                       triton.cdiv(cin_g, block_ci))
-    wrap_triton(_bwd_input_dense_dot if dot else _bwd_input_dense_fma)[grid](
-        grad_out, _tap_major(weight, groups), gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
-        Ho, Wo, USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
-        BIG=_big(gx, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
+           grad_out, _tap_major(weight, groups), gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
+           Ho, Wo, USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
+           BIG=needs_int64(gx, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
     return gx
 
 
@@ -489,27 +482,27 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
-    _check_planes(x.shape, grad_out.shape)
+    check_planes("rarefied_conv2d", x.shape, grad_out.shape)
     acc = acc_dtype(x.dtype)
-    part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    part_dtype = partial_dtype(x.dtype)
     numel = Cout * cin_g * Kh * Kw
     if cin_g == 1:
         tasks = Cout * Kh
-        split = _splits(tasks, N * Ho, x.device)
+        split = splits(tasks, N * Ho, x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        wrap_triton(_bwd_weight_dw)[(tasks, split)](
-            grad_out, x, part, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
-            KWP=triton.next_power_of_2(Kw), ACC=acc)
+        launch(_bwd_weight_dw, (tasks, split),
+               grad_out, x, part, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
+               KWP=triton.next_power_of_2(Kw), ACC=acc)
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
         block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
         tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
-        split = _splits(tasks, N * _ceil_div(Ho, _DENSE_WEIGHT_ROWS), x.device)
+        split = splits(tasks, N * triton.cdiv(Ho, _DENSE_WEIGHT_ROWS), x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        wrap_triton(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma)[(tasks, split)](
-            grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
-            USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
-            BIG=_big(x, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        launch(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma, (tasks, split),
+               grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
+               USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
+               BIG=needs_int64(x, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 

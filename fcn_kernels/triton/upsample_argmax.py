@@ -16,17 +16,32 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ._interpreter import wrap_triton
-
 from ._tiles import channel, plane_tile
-from .upsample_skip import _big, _cfg, _check_planes, _configs, _ceil_div, acc_dtype
+from .utils import MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config, launch, needs_int64
 
 ARGMAX_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=64),
-    _cfg(4, BLOCK_H=8, BLOCK_W=64),
-    _cfg(8, BLOCK_H=8, BLOCK_W=128),
-    _cfg(8, BLOCK_H=16, BLOCK_W=64),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(4, BLOCK_H=8, BLOCK_W=64),
+    config(8, BLOCK_H=8, BLOCK_W=128),
+    config(8, BLOCK_H=16, BLOCK_W=64),
 ]
+
+
+@triton.jit
+def _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw, sh, sw,
+         ACC: tl.constexpr, BIG: tl.constexpr):
+    """acc plus tap (th, tw) of class co_l of group g over the group's input channels."""
+    kh = rh + th * sh
+    ih = bi - th
+    kw = rw + tw * sw
+    iw = bj - tw
+    m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
+    for ci in range(0, cin_g):
+        ch = channel(g, cin_g, ci, BIG)
+        xv = tl.load(x_img + ch * H * W + ih * W + iw, mask=m, other=0.0).to(ACC)
+        wv = tl.load(w_ptr + ((ch * cout_g + co_l) * Kh + kh) * Kw + kw, mask=m, other=0.0).to(ACC)
+        acc += xv * wv
+    return acc
 
 
 @triton.jit
@@ -50,19 +65,16 @@ def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         g = co // cout_g
         co_l = co - g * cout_g
         acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
-        for th in tl.static_range(TH):
-            kh = rh + th * sh
-            ih = bi - th
-            mh = omask & (kh < Kh) & (ih >= 0) & (ih < H)
-            for tw in tl.static_range(TW):
-                kw = rw + tw * sw
-                iw = bj - tw
-                m = mh & (kw < Kw) & (iw >= 0) & (iw < W)
-                for ci in range(0, cin_g):
-                    ch = channel(g, cin_g, ci, BIG)
-                    xv = tl.load(x_img + ch * H * W + ih * W + iw, mask=m, other=0.0).to(ACC)
-                    wv = tl.load(w_ptr + ((ch * cout_g + co_l) * Kh + kh) * Kw + kw, mask=m, other=0.0).to(ACC)
-                    acc += xv * wv
+        if TH * TW <= MAX_UNROLLED_TAPS:
+            for th in tl.static_range(TH):
+                for tw in tl.static_range(TW):
+                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw,
+                               sh, sw, ACC, BIG)
+        else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
+            for th in range(0, TH):
+                for tw in range(0, TW):
+                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw,
+                               sh, sw, ACC, BIG)
         if HAS_BIAS:
             acc += tl.load(b_ptr + co).to(ACC)
         if HAS_SKIP:
@@ -75,7 +87,7 @@ def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     tl.store(out_ptr + n * Ho * Wo + i * Wo + j, label.to(tl.int64), mask=omask)
 
 
-_argmax = triton.autotune(_configs(ARGMAX_CONFIGS), key=["Cout", "cin_g", "Ho", "Wo", "sh", "sw"])(_argmax_kernel)
+_argmax = autotune(ARGMAX_CONFIGS, key=["Cout", "cin_g", "Ho", "Wo", "sh", "sw"])(_argmax_kernel)
 
 AUTOTUNED = {"argmax": _argmax}  # for the AOT check (fcn_kernels.triton.aot)
 
@@ -93,13 +105,13 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     bias = bias.contiguous() if bias is not None else None
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    _check_planes(x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    check_planes("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
     grid = lambda m: (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-    wrap_triton(_argmax)[grid](
-        x, weight, bias if bias is not None else x, skip if skip is not None else x, out,
-        Cin, Cout, Cin // groups, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-        TH=_ceil_div(Kh, sh), TW=_ceil_div(Kw, sw), HAS_BIAS=bias is not None, HAS_SKIP=skip is not None,
-        ACC=acc_dtype(x.dtype), BIG=_big(x, skip))
+    launch(_argmax, grid,
+           x, weight, bias if bias is not None else x, skip if skip is not None else x, out,
+           Cin, Cout, Cin // groups, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+           TH=triton.cdiv(Kh, sh), TW=triton.cdiv(Kw, sw), HAS_BIAS=bias is not None, HAS_SKIP=skip is not None,
+           ACC=acc_dtype(x.dtype), BIG=needs_int64(x, skip))
     return out
 
 

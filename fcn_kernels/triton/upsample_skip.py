@@ -21,13 +21,12 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
              column blocks); _bwd_weight_dense_kernel: per tap, a [Cin/g, Cout/g] GEMM over positions.
              Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same
              bits every run.
-  grad bias, skip  _bwd_bias_skip_kernel: one pass over grad_out that writes the skip's gradient
-             (grad_out in its window, zeros elsewhere) and per-tile bias partial sums.
+  grad bias, skip  bias_grad.py's kernel (both ops' bias gradient): one pass over grad_out that writes
+             the skip's gradient (grad_out in its window, zeros elsewhere) and per-tile bias partial sums.
 
 Large tensors: batch and plane offsets are int64 always; channel offsets inside one image become int64
 (constexpr BIG) when an image holds 2**31 elements or more.
 """
-import os
 from typing import List, Optional
 
 import torch
@@ -36,84 +35,70 @@ import triton.language as tl
 from torch.library import triton_op
 
 from ..ops._autograd import register_upsample_skip
-from ._interpreter import wrap_triton
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_I32 = 2**31
+from .bias_grad import backward_bias
+from .utils import (MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config, dot_operand, dot_precision,
+                    dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # autotune configs. Block shapes for the memory-bound depthwise kernels are 1-8K elements per program
 # (4-8 warps): enough loads in flight on sm_80 (A100, 108 SMs) and sm_90 (H100, 132 SMs). The dot kernels
 # use 2-4 stages (sm_80's cp.async pipeline, sm_90's larger shared memory). Under the interpreter only the
-# first config runs (autotuning there would time the interpreter).
+# first config runs (utils.autotune).
 # ---------------------------------------------------------------------------------------------------------
-def _cfg(num_warps, num_stages=2, **blocks):
-    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
-
-
-def _configs(configs):
-    return configs[:1] if INTERPRET else configs
-
-
 FWD_DW_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=64),
-    _cfg(4, BLOCK_H=4, BLOCK_W=128),
-    _cfg(8, BLOCK_H=8, BLOCK_W=128),
-    _cfg(8, BLOCK_H=16, BLOCK_W=64),
-    _cfg(8, BLOCK_H=4, BLOCK_W=256),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(4, BLOCK_H=4, BLOCK_W=128),
+    config(8, BLOCK_H=8, BLOCK_W=128),
+    config(8, BLOCK_H=16, BLOCK_W=64),
+    config(8, BLOCK_H=4, BLOCK_W=256),
 ]
 FWD_DENSE_DOT_CONFIGS = [
-    _cfg(4, 2, BLOCK_BI=4, BLOCK_BJ=8),
-    _cfg(4, 2, BLOCK_BI=4, BLOCK_BJ=16),
-    _cfg(4, 3, BLOCK_BI=8, BLOCK_BJ=16),
-    _cfg(8, 3, BLOCK_BI=8, BLOCK_BJ=32),
-    _cfg(8, 4, BLOCK_BI=16, BLOCK_BJ=16),
+    config(4, 2, BLOCK_BI=4, BLOCK_BJ=8),
+    config(4, 2, BLOCK_BI=4, BLOCK_BJ=16),
+    config(4, 3, BLOCK_BI=8, BLOCK_BJ=16),
+    config(8, 3, BLOCK_BI=8, BLOCK_BJ=32),
+    config(8, 4, BLOCK_BI=16, BLOCK_BJ=16),
 ]
 FWD_DENSE_FMA_CONFIGS = [
-    _cfg(4, BLOCK_BI=4, BLOCK_BJ=16),
-    _cfg(4, BLOCK_BI=8, BLOCK_BJ=16),
-    _cfg(8, BLOCK_BI=8, BLOCK_BJ=32),
+    config(4, BLOCK_BI=4, BLOCK_BJ=16),
+    config(4, BLOCK_BI=8, BLOCK_BJ=16),
+    config(8, BLOCK_BI=8, BLOCK_BJ=32),
 ]
 BWD_INPUT_DW_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=32),
-    _cfg(4, BLOCK_H=4, BLOCK_W=64),
-    _cfg(8, BLOCK_H=8, BLOCK_W=64),
-    _cfg(8, BLOCK_H=4, BLOCK_W=128),
+    config(4, BLOCK_H=4, BLOCK_W=32),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(8, BLOCK_H=8, BLOCK_W=64),
+    config(8, BLOCK_H=4, BLOCK_W=128),
 ]
 BWD_INPUT_DENSE_DOT_CONFIGS = [
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=8),
-    _cfg(4, 2, BLOCK_H=4, BLOCK_W=16),
-    _cfg(4, 3, BLOCK_H=8, BLOCK_W=16),
-    _cfg(8, 3, BLOCK_H=8, BLOCK_W=32),
+    config(4, 2, BLOCK_H=4, BLOCK_W=8),
+    config(4, 2, BLOCK_H=4, BLOCK_W=16),
+    config(4, 3, BLOCK_H=8, BLOCK_W=16),
+    config(8, 3, BLOCK_H=8, BLOCK_W=32),
 ]
 BWD_INPUT_DENSE_FMA_CONFIGS = [
-    _cfg(4, BLOCK_H=4, BLOCK_W=16),
-    _cfg(4, BLOCK_H=8, BLOCK_W=16),
-    _cfg(8, BLOCK_H=8, BLOCK_W=32),
+    config(4, BLOCK_H=4, BLOCK_W=16),
+    config(4, BLOCK_H=8, BLOCK_W=16),
+    config(8, BLOCK_H=8, BLOCK_W=32),
 ]
 BWD_WEIGHT_DW_CONFIGS = [
-    _cfg(4, BLOCK_Q=64),
-    _cfg(4, BLOCK_Q=128),
-    _cfg(4, BLOCK_Q=256),
-    _cfg(8, BLOCK_Q=512),
+    config(4, BLOCK_Q=64),
+    config(4, BLOCK_Q=128),
+    config(4, BLOCK_Q=256),
+    config(8, BLOCK_Q=512),
 ]
 BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
-    _cfg(4, 2, BLOCK_H=1, BLOCK_W=32),
-    _cfg(4, 2, BLOCK_H=2, BLOCK_W=16),
+    config(4, 2, BLOCK_H=1, BLOCK_W=32),
+    config(4, 2, BLOCK_H=2, BLOCK_W=16),
     # No larger tiles: (8 warps, 2x32 or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and
     # with 4 warps they spill on sm_80 (255 registers); the AOT test holds every config to no spills.
 ]
 BWD_WEIGHT_DENSE_FMA_CONFIGS = [
-    _cfg(4, BLOCK_H=2, BLOCK_W=16),
-    _cfg(4, BLOCK_H=4, BLOCK_W=16),
-    _cfg(8, BLOCK_H=4, BLOCK_W=32),
-]
-BWD_BIAS_SKIP_CONFIGS = [
-    _cfg(4, BLOCK_W=128),
-    _cfg(4, BLOCK_W=256),
-    _cfg(8, BLOCK_W=512),
+    config(4, BLOCK_H=2, BLOCK_W=16),
+    config(4, BLOCK_H=4, BLOCK_W=16),
+    config(8, BLOCK_H=4, BLOCK_W=32),
 ]
 
 
@@ -121,13 +106,17 @@ BWD_BIAS_SKIP_CONFIGS = [
 # forward
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
-def _dot_in(t, DOT_F32: tl.constexpr):
-    # DOT_F32: operands go to tl.dot as float32 (the interpreter has no bfloat16 arithmetic); else native
-    # operands (bf16/fp16 tensor cores; fp32 as DOT_PREC "ieee" or "tf32"), float32 accumulation.
-    if DOT_F32:
-        return t.to(tl.float32)
-    else:
-        return t
+def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC: tl.constexpr):
+    # acc plus the products of sub-filter tap (th, tw): tap (rh + th*sh, rw + tw*sw) of each output's phase
+    kh = rh + th * sh
+    ih = bi - th
+    kw = rw + tw * sw
+    iw = bj - tw
+    m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
+    xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
+    wv = tl.load(w_chan + kh * Kw + kw, mask=m, other=0.0).to(ACC)
+    return acc + xv * wv
+
 
 @triton.jit
 def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
@@ -146,17 +135,14 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     x_plane = x_ptr + plane.to(tl.int64) * H * W
     w_chan = w_ptr + c * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
-    for th in tl.static_range(TH):
-        kh = rh + th * sh
-        ih = bi - th
-        mh = omask & (kh < Kh) & (ih >= 0) & (ih < H)
-        for tw in tl.static_range(TW):
-            kw = rw + tw * sw
-            iw = bj - tw
-            m = mh & (kw < Kw) & (iw >= 0) & (iw < W)
-            xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
-            wv = tl.load(w_chan + kh * Kw + kw, mask=m, other=0.0).to(ACC)
-            acc += xv * wv
+    if TH * TW <= MAX_UNROLLED_TAPS:
+        for th in tl.static_range(TH):
+            for tw in tl.static_range(TW):
+                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC)
+    else:
+        for th in range(0, TH):
+            for tw in range(0, TW):
+                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(ACC)
     if HAS_SKIP:
@@ -164,6 +150,26 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         acc += tl.load(s_plane + (i + sy) * Ws + (j + sx), mask=omask, other=0.0).to(ACC)
     out_plane = out_ptr + plane.to(tl.int64) * Ho * Wo
     tl.store(out_plane + i * Wo + j, acc.to(out_ptr.dtype.element_ty), mask=omask)
+
+
+@triton.jit
+def _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
+                 H, W, Kh, Kw, sh, sw, ACC: tl.constexpr, BIG: tl.constexpr):
+    # acc plus sub-filter tap (th, tw)'s products, an FMA per input channel of the group
+    kh = rh + th * sh
+    ih = bi - th
+    kw = rw + tw * sw
+    iw = bj - tw
+    tap_ok = (kh < Kh) & (kw < Kw)
+    m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    sp = ih * W + iw
+    for ci in range(0, cin_g):
+        ch = channel(g, cin_g, ci, BIG)
+        xv = tl.load(x_img + ch * H * W + sp, mask=m, other=0.0).to(ACC)
+        wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw,
+                     mask=tap_ok & co_ok, other=0.0).to(ACC)
+        acc += xv[:, None] * wv[None, :]
+    return acc
 
 
 @triton.jit
@@ -208,23 +214,17 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
                          mask=m[:, None] & ci_ok[None, :], other=0.0)
             wt = tl.load(w_ptr + (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw,
                          mask=tap_ok & ci_ok[:, None] & co_ok[None, :], other=0.0)
-            acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
-    else:
+            acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
+    elif TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
-            kh = rh + th * sh
-            ih = bi - th
             for tw in tl.static_range(TW):
-                kw = rw + tw * sw
-                iw = bj - tw
-                tap_ok = (kh < Kh) & (kw < Kw)
-                m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                sp = ih * W + iw
-                for ci in range(0, cin_g):
-                    ch = channel(g, cin_g, ci, BIG)
-                    xv = tl.load(x_img + ch * H * W + sp, mask=m, other=0.0).to(ACC)
-                    wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw,
-                                 mask=tap_ok & co_ok, other=0.0).to(ACC)
-                    acc += xv[:, None] * wv[None, :]
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
+                                   H, W, Kh, Kw, sh, sw, ACC, BIG)
+    else:
+        for th in range(0, TH):
+            for tw in range(0, TW):
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
+                                   H, W, Kh, Kw, sh, sw, ACC, BIG)
     co_glob = g * cout_g + co
     if HAS_BIAS:
         acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
@@ -294,7 +294,7 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
                           mask=m[:, None] & co_ok[None, :], other=0.0)
             wt = tl.load(w_ptr + ((ci_glob[None, :] * cout_g + co[:, None]) * Kh + kh) * Kw + kw,
                          mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
-            acc = tl.dot(_dot_in(got, DOT_F32), _dot_in(wt, DOT_F32), acc, input_precision=DOT_PREC)
+            acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
             i = ih * sh + kh - oy
@@ -404,7 +404,7 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
             sp = (ih * sh + kh - oy) * Wo + iw * sw + kw - ox
             gt = tl.load(go_img + gch[None, :] * Ho * Wo + sp[:, None], mask=m[:, None] & co_ok[None, :], other=0.0)
             if USE_DOT:
-                acc = tl.dot(_dot_in(xt, DOT_F32), _dot_in(gt, DOT_F32), acc, input_precision=DOT_PREC)
+                acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(gt, DOT_F32), acc, input_precision=DOT_PREC)
             else:
                 acc += tl.sum(xt.to(ACC)[:, :, None] * gt.to(ACC)[None, :, :], axis=1)
     w_idx = (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw
@@ -412,59 +412,16 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
     tl.store(out + w_idx, acc.to(part_ptr.dtype.element_ty), mask=ci_ok[:, None] & co_ok[None, :])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# grad bias and skip, one pass over grad_out: gs = grad_out placed at skip_offset, zeros elsewhere; per
-# (plane, row tile) partial sums of grad_out for the bias.
-# ---------------------------------------------------------------------------------------------------------
-@triton.jit
-def _bwd_bias_skip_kernel(go_ptr, gs_ptr, part_ptr, Ho, Wo, Hs, Ws, sy, sx, ROWS,
-                          WRITE_SKIP: tl.constexpr, NEED_BIAS: tl.constexpr, ACC: tl.constexpr,
-                          BLOCK_W: tl.constexpr):
-    # walks the skip plane (Hs, Ws) when WRITE_SKIP, else grad_out's own plane (then Hs, Ws = Ho, Wo and
-    # sy = sx = 0)
-    plane = tl.program_id(0)
-    tile = tl.program_id(1)
-    go_plane = go_ptr + plane.to(tl.int64) * Ho * Wo
-    gs_plane = gs_ptr + plane.to(tl.int64) * Hs * Ws
-    cols = tl.arange(0, BLOCK_W)
-    acc = tl.zeros([BLOCK_W], dtype=ACC)
-    for y in range(tile * ROWS, tl.minimum(tile * ROWS + ROWS, Hs)):
-        i = y - sy
-        row_in = (i >= 0) & (i < Ho)
-        for x0 in range(0, Ws, BLOCK_W):
-            xs = x0 + cols
-            j = xs - sx
-            inside = row_in & (j >= 0) & (j < Wo) & (xs < Ws)
-            v = tl.load(go_plane + i * Wo + j, mask=inside, other=0.0)
-            if WRITE_SKIP:
-                tl.store(gs_plane + y * Ws + xs, v, mask=xs < Ws)
-            if NEED_BIAS:
-                acc += v.to(ACC)
-    if NEED_BIAS:
-        tl.store(part_ptr + plane.to(tl.int64) * tl.num_programs(1) + tile, tl.sum(acc, axis=0))
-
-
-_fwd_dw = triton.autotune(_configs(FWD_DW_CONFIGS), key=["Ho", "Wo", "sh", "sw"])(_fwd_dw_kernel)
-_fwd_dense_dot = triton.autotune(_configs(FWD_DENSE_DOT_CONFIGS), key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(
-    _fwd_dense_kernel)
-_fwd_dense_fma = triton.autotune(_configs(FWD_DENSE_FMA_CONFIGS), key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(
-    _fwd_dense_kernel)
-_bwd_input_dw = triton.autotune(_configs(BWD_INPUT_DW_CONFIGS), key=["H", "W", "Kh", "Kw", "sh", "sw"])(
-    _bwd_input_dw_kernel)
-_bwd_input_dense_dot = triton.autotune(_configs(BWD_INPUT_DENSE_DOT_CONFIGS),
-                                       key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
-    _bwd_input_dense_kernel)
-_bwd_input_dense_fma = triton.autotune(_configs(BWD_INPUT_DENSE_FMA_CONFIGS),
-                                       key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
-    _bwd_input_dense_kernel)
-_bwd_weight_dw = triton.autotune(_configs(BWD_WEIGHT_DW_CONFIGS), key=["Wo", "Kh", "sw"])(_bwd_weight_dw_kernel)
-_bwd_weight_dense_dot = triton.autotune(_configs(BWD_WEIGHT_DENSE_DOT_CONFIGS),
-                                        key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
-    _bwd_weight_dense_kernel)
-_bwd_weight_dense_fma = triton.autotune(_configs(BWD_WEIGHT_DENSE_FMA_CONFIGS),
-                                        key=["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"])(
-    _bwd_weight_dense_kernel)
-_bwd_bias_skip = triton.autotune(_configs(BWD_BIAS_SKIP_CONFIGS), key=["Ws"])(_bwd_bias_skip_kernel)
+_DENSE_KEY = ["cin_g", "cout_g", "H", "W", "Kh", "Kw", "sh", "sw"]
+_fwd_dw = autotune(FWD_DW_CONFIGS, key=["Ho", "Wo", "sh", "sw"])(_fwd_dw_kernel)
+_fwd_dense_dot = autotune(FWD_DENSE_DOT_CONFIGS, key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(_fwd_dense_kernel)
+_fwd_dense_fma = autotune(FWD_DENSE_FMA_CONFIGS, key=["cin_g", "cout_g", "Ho", "Wo", "sh", "sw"])(_fwd_dense_kernel)
+_bwd_input_dw = autotune(BWD_INPUT_DW_CONFIGS, key=["H", "W", "Kh", "Kw", "sh", "sw"])(_bwd_input_dw_kernel)
+_bwd_input_dense_dot = autotune(BWD_INPUT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_bwd_input_dense_kernel)
+_bwd_input_dense_fma = autotune(BWD_INPUT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_bwd_input_dense_kernel)
+_bwd_weight_dw = autotune(BWD_WEIGHT_DW_CONFIGS, key=["Wo", "Kh", "sw"])(_bwd_weight_dw_kernel)
+_bwd_weight_dense_dot = autotune(BWD_WEIGHT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_bwd_weight_dense_kernel)
+_bwd_weight_dense_fma = autotune(BWD_WEIGHT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_bwd_weight_dense_kernel)
 
 # (name, autotuned kernel) for every kernel above: the AOT check (fcn_kernels.triton.aot) compiles each
 # with each of its configs.
@@ -478,72 +435,16 @@ AUTOTUNED = {
     "bwd_weight_dw": _bwd_weight_dw,
     "bwd_weight_dense_dot": _bwd_weight_dense_dot,
     "bwd_weight_dense_fma": _bwd_weight_dense_fma,
-    "bwd_bias_skip": _bwd_bias_skip,
 }
 
 
 # ---------------------------------------------------------------------------------------------------------
 # launchers (plain functions on tensors; importable and callable without the op registration)
 # ---------------------------------------------------------------------------------------------------------
-def _pow2(n, lo, hi):
-    return max(lo, min(hi, triton.next_power_of_2(max(1, n))))
-
-
-def acc_dtype(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def use_dot(cin_g, cout_g, dtype):
-    """tl.dot over channels when both per-group channel counts are >= 8 (the [16, 16] minimum tile then
-    wastes at most half) and the dtype has tensor-core support; otherwise the FMA loop."""
-    return cin_g >= 8 and cout_g >= 8 and dtype != torch.float64
-
-
-def dot_precision(dtype):
-    """float32 dots are exact (IEEE) unless torch allows TF32 for float32 matmuls
-    (torch.set_float32_matmul_precision("high" or "medium"))."""
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
-        return "tf32"
-    return "ieee"
-
-
-def dot_upcast(dtype):
-    """Whether dot operands are widened to float32: only bfloat16 under the interpreter, which has no
-    bfloat16 arithmetic."""
-    return INTERPRET and dtype == torch.bfloat16
-
-
 def _channel_blocks(cin_g, cout_g, dot):
     if dot:  # [16, 16] is tl.dot's smallest tile; 32 keeps the FMA-emulated fp32 dot within registers
-        return _pow2(cin_g, 16, 32), _pow2(cout_g, 16, 32)
-    return _pow2(cin_g, 1, 8), _pow2(cout_g, 1, 8)
-
-
-def _big(*tensors):
-    """Whether one image (batch element) of any tensor holds 2**31 elements or more."""
-    return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= _I32 for t in tensors)
-
-
-def _check_planes(*shapes):
-    for s in shapes:
-        if s[-1] * s[-2] >= _I32:
-            raise ValueError(f"upsample_skip (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
-def _sm_count(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
-
-
-def _splits(tasks, rows, device):
-    """Programs per reduction task of the weight gradient: enough for ~4 waves of programs."""
-    target = 4 * _sm_count(device) * 4 if device.type == "cuda" else 2
-    return max(1, min(_ceil_div(target, max(1, tasks)), max(1, rows), 4096))
+        return pow2_clamp(cin_g, 16, 32), pow2_clamp(cout_g, 16, 32)
+    return pow2_clamp(cin_g, 1, 8), pow2_clamp(cout_g, 1, 8)
 
 
 def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
@@ -560,30 +461,30 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     bias = bias.contiguous() if bias is not None else None
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    _check_planes(x.shape, out.shape, *([skip.shape] if skip is not None else []))
-    TH, TW = _ceil_div(Kh, sh), _ceil_div(Kw, sw)
+    check_planes("upsample_skip", x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    TH, TW = triton.cdiv(Kh, sh), triton.cdiv(Kw, sw)
     acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     s_arg = skip if skip is not None else out
     if cin_g == 1 and cout_g == 1:
         grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-        wrap_triton(_fwd_dw)[grid](
-            x, weight, b_arg, s_arg, out, Cout, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-            TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, ACC=acc)
+        launch(_fwd_dw, grid,
+               x, weight, b_arg, s_arg, out, Cout, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+               TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, ACC=acc)
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
-    bi_lo, bi_hi = oy // sh, _ceil_div(oy + Ho, sh)
-    bj_lo, bj_hi = ox // sw, _ceil_div(ox + Wo, sw)
+    bi_lo, bi_hi = oy // sh, triton.cdiv(oy + Ho, sh)
+    bj_lo, bj_hi = ox // sw, triton.cdiv(ox + Wo, sw)
     n_bi, n_bj = bi_hi - bi_lo, bj_hi - bj_lo
     grid = lambda m: (N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
                       triton.cdiv(cout_g, block_co))
-    wrap_triton(_fwd_dense_dot if dot else _fwd_dense_fma)[grid](
-        x, weight, b_arg, s_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-        Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
-        TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, USE_DOT=dot,
-        DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=_big(x, out, skip),
-        BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
+           x, weight, b_arg, s_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+           Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
+           TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, USE_DOT=dot,
+           DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=needs_int64(x, out, skip),
+           BLOCK_CI=block_ci, BLOCK_CO=block_co)
     return out
 
 
@@ -598,21 +499,21 @@ def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out, weight = grad_out.contiguous(), weight.contiguous()
-    _check_planes(gx.shape, grad_out.shape)
+    check_planes("upsample_skip", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1 and cout_g == 1:
         grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-        wrap_triton(_bwd_input_dw)[grid](grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
+        launch(_bwd_input_dw, grid, grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
     grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
                       triton.cdiv(cin_g, block_ci))
-    wrap_triton(_bwd_input_dense_dot if dot else _bwd_input_dense_fma)[grid](
-        grad_out, weight, gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-        USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
-        BIG=_big(gx, grad_out),
-        BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
+           grad_out, weight, gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+           USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
+           BIG=needs_int64(gx, grad_out),
+           BLOCK_CI=block_ci, BLOCK_CO=block_co)
     return gx
 
 
@@ -630,60 +531,36 @@ def backward_weight(grad_out, x, weight_size, stride, groups, out_offset):
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
-    _check_planes(x.shape, grad_out.shape)
+    check_planes("upsample_skip", x.shape, grad_out.shape)
     acc = acc_dtype(x.dtype)
-    part_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    part_dtype = partial_dtype(x.dtype)
     numel = Cin * cout_g * Kh * Kw
     if cin_g == 1 and cout_g == 1 and sw <= DW_WEIGHT_MAX_STRIDE:
         tasks = Cin * Kh
-        split = _splits(tasks, N * H, x.device)
+        split = splits(tasks, N * H, x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        TW = _ceil_div(Kw, sw)
-        wrap_triton(_bwd_weight_dw)[(tasks, split)](
-            grad_out, x, part, N, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
-            TW=TW, TWP=triton.next_power_of_2(TW), ACC=acc)
+        TW = triton.cdiv(Kw, sw)
+        launch(_bwd_weight_dw, (tasks, split),
+               grad_out, x, part, N, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
+               TW=TW, TWP=triton.next_power_of_2(TW), ACC=acc)
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
         block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
         tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
-        split = _splits(tasks, N * _ceil_div(H, 8), x.device)
+        split = splits(tasks, N * triton.cdiv(H, 8), x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        wrap_triton(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma)[(tasks, split)](
-            grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
-            USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
-            BIG=_big(x, grad_out),
-            BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        launch(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma, (tasks, split),
+               grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
+               USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
+               BIG=needs_int64(x, grad_out),
+               BLOCK_CI=block_ci, BLOCK_CO=block_co)
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 
 
-BIAS_ROWS = 8
-
-
 def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
     """(grad bias or None, grad skip or None) in one pass over grad_out; skip_size None: no skip grad."""
-    N, C, Ho, Wo = grad_out.shape
-    write_skip = skip_size is not None
-    if write_skip:
-        Hs, Ws = skip_size[2], skip_size[3]
-        sy, sx = skip_offset
-    else:
-        Hs, Ws, sy, sx = Ho, Wo, 0, 0
-    gs = grad_out.new_empty((N, C, Hs, Ws)) if write_skip else None
-    if N * C == 0 or Hs * Ws == 0:
-        gb = grad_out.new_zeros((C,)) if need_bias else None
-        if write_skip:
-            gs.zero_()
-        return gb, gs
-    grad_out = grad_out.contiguous()
-    tiles = _ceil_div(Hs, BIAS_ROWS)
-    part_dtype = torch.float64 if grad_out.dtype == torch.float64 else torch.float32
-    part = torch.empty((N, C, tiles), device=grad_out.device, dtype=part_dtype) if need_bias else None
-    wrap_triton(_bwd_bias_skip)[(N * C, tiles)](
-        grad_out, gs if write_skip else grad_out, part if need_bias else grad_out, Ho, Wo, Hs, Ws, sy, sx, BIAS_ROWS,
-        WRITE_SKIP=write_skip, NEED_BIAS=need_bias, ACC=acc_dtype(grad_out.dtype))
-    gb = part.sum((0, 2)).to(grad_out.dtype) if need_bias else None
-    return gb, gs
+    return backward_bias(grad_out, need_bias, skip_size, skip_offset)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_random_cases(seed, batch):
 
 def test_weight_gradient_splits(seed, monkeypatch):
     """Several partial sums per weight element (summed in a fixed order), depthwise and dense."""
-    monkeypatch.setattr(trc, "_splits", lambda tasks, rows, device: 3)
+    monkeypatch.setattr(trc, "splits", lambda tasks, rows, device: 3)
     check(CASES["depthwise"], torch.float32)
     check(CASES["dense-dot"], torch.float32)
 

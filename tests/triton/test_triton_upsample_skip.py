@@ -93,7 +93,7 @@ def test_windows_at_both_edges(seed, stride):
 def test_weight_gradient_splits_and_dense_fallback(seed, monkeypatch):
     """Several partial sums per weight element (summed in a fixed order), and the depthwise weight
     gradient through the dense kernel (taken for strides wider than the depthwise kernel's columns)."""
-    monkeypatch.setattr(tus, "_splits", lambda tasks, rows, device: 3)
+    monkeypatch.setattr(tus, "splits", lambda tasks, rows, device: 3)
     check_against_reference(CASES["upscore2+pool4-dw"], "triton", torch.float32)
     check_against_reference(CASES["dense-dot"], "triton", torch.float32)
     monkeypatch.setattr(tus, "DW_WEIGHT_MAX_STRIDE", 1)

@@ -1,0 +1,137 @@
+"""Helpers shared by the Triton kernels and launchers of every op (Liger-Kernel style): autotuning, the
+launch on the tensors' device, the dot arithmetic, index widths and the weight gradients' split count.
+The kernels' program -> work decompositions are the @triton.jit helpers of _tiles.py.
+
+FCN_KERNELS_TRITON_AUTOTUNE=0 (read at import) pins every autotuned kernel to its first config: no
+tuning time, and one summation order in every process (see `autotune`).
+"""
+import os
+from contextlib import nullcontext
+
+import torch
+import triton
+import triton.language as tl
+
+from ._interpreter import wrap_triton
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+AUTOTUNE = os.environ.get("FCN_KERNELS_TRITON_AUTOTUNE", "1") != "0"
+INT32_LIMIT = 2**31
+# Tap loops with at most this many taps are unrolled at compile time (tl.static_range); longer ones stay
+# runtime loops, since unrolling a 16x16 or 64x64 filter (stride 1) compiles for minutes per config.
+MAX_UNROLLED_TAPS = tl.constexpr(16)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# autotuning
+# ---------------------------------------------------------------------------------------------------------
+def config(num_warps, num_stages=2, **blocks):
+    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
+
+
+def autotune(configs, key):
+    """triton.autotune over `configs` (keyed by the arguments `key`), pinned to configs[0], with no timing
+    runs, under the interpreter (tuning there would time the interpreter) and when
+    FCN_KERNELS_TRITON_AUTOTUNE=0: the tile shapes, and so the order in which the weight and bias gradients
+    add their terms, are then the same in every process. The full list stays on the tuner as
+    `all_configs`, which the AOT check (fcn_kernels.triton.aot) compiles."""
+    def decorate(kernel):
+        tuner = triton.autotune(configs if AUTOTUNE and not INTERPRET else configs[:1], key=key)(kernel)
+        tuner.all_configs = list(configs)
+        return tuner
+    return decorate
+
+
+# ---------------------------------------------------------------------------------------------------------
+# launching
+# ---------------------------------------------------------------------------------------------------------
+def device_guard(device):
+    """Makes `device` current for a launch: Triton launches on its current device and stream, not on the
+    tensors' (triton-lang/triton#2441), as the CUDA glue's CUDAGuard does."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+
+
+def launch(kernel, grid, *args, **constexprs):
+    """Launches `kernel` (torch.compile sees it through wrap_triton) on the device of its first argument,
+    a tensor."""
+    with device_guard(args[0].device):
+        wrap_triton(kernel)[grid](*args, **constexprs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dot arithmetic and accumulation
+# ---------------------------------------------------------------------------------------------------------
+def acc_dtype(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def partial_dtype(dtype):
+    """The dtype of the split partial sums that the launchers reduce in a fixed order."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def use_dot(cin_g, cout_g, dtype):
+    """tl.dot over channels when both per-group channel counts are >= 8 (the [16, 16] minimum tile then
+    wastes at most half) and the dtype has tensor-core support; otherwise the FMA loop."""
+    return cin_g >= 8 and cout_g >= 8 and dtype != torch.float64
+
+
+def dot_precision(dtype):
+    """float32 dots are exact (IEEE) unless torch allows TF32 for float32 matmuls
+    (torch.set_float32_matmul_precision("high" or "medium"))."""
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+        return "tf32"
+    return "ieee"
+
+
+def dot_upcast(dtype):
+    """Whether dot operands are widened to float32: only bfloat16 under the interpreter, which has no
+    bfloat16 arithmetic."""
+    return INTERPRET and dtype == torch.bfloat16
+
+
+@triton.jit
+def dot_operand(t, DOT_F32: tl.constexpr):
+    # DOT_F32 (dot_upcast): operands go to tl.dot as float32; else native operands (bf16/fp16 tensor
+    # cores; fp32 as DOT_PREC "ieee" or "tf32"), float32 accumulation.
+    if DOT_F32:
+        return t.to(tl.float32)
+    else:
+        return t
+
+
+def pow2_clamp(n, lo, hi):
+    """The power of two >= n, clamped to [lo, hi]: channel blocks."""
+    return max(lo, min(hi, triton.next_power_of_2(max(1, n))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# index widths
+# ---------------------------------------------------------------------------------------------------------
+def needs_int64(*tensors):
+    """Whether one image (batch element) of any tensor holds 2**31 elements or more: the kernels' BIG,
+    channel offsets inside an image in int64."""
+    return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= INT32_LIMIT for t in tensors)
+
+
+def check_planes(op, *shapes):
+    """In-plane offsets are int32 in every kernel: refuse a plane of 2**31 elements or more."""
+    for s in shapes:
+        if s[-1] * s[-2] >= INT32_LIMIT:
+            raise ValueError(f"{op} (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# split reductions (weight gradients)
+# ---------------------------------------------------------------------------------------------------------
+def sm_count(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def splits(tasks, rows, device):
+    """Programs per reduction task of a weight gradient: enough for ~4 waves of programs. It follows the
+    GPU's SM count, so the terms' grouping (and the bits) differ between GPU models."""
+    target = 4 * sm_count(device) * 4 if device.type == "cuda" else 2
+    return max(1, min(triton.cdiv(target, max(1, tasks)), max(1, rows), 4096))
