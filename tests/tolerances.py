@@ -14,10 +14,15 @@ EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.bfloat16: 2.0**-7
 TINY = {torch.float64: 2.0**-1075, torch.float32: 2.0**-150, torch.bfloat16: 2.0**-134, torch.float16: 2.0**-25}
 
 
+def error_bound(exact, abs_sum, n_terms, dtype):
+    """The largest error allowed, element by element, for a result in `dtype`."""
+    acc_eps = EPS[torch.float64] if dtype == torch.float64 else EPS[torch.float32]
+    return EPS[dtype] * exact.abs() + 2 * n_terms * acc_eps * abs_sum + TINY[dtype] + 1e-300
+
+
 def assert_close_bound(actual, exact, abs_sum, n_terms, dtype, what=""):
     """actual: kernel result; exact, abs_sum: float64 reference on the same (rounded) inputs."""
-    acc_eps = EPS[torch.float64] if dtype == torch.float64 else EPS[torch.float32]
-    bound = EPS[dtype] * exact.abs() + 2 * n_terms * acc_eps * abs_sum + TINY[dtype] + 1e-300
+    bound = error_bound(exact, abs_sum, n_terms, dtype)
     err = (actual.double() - exact).abs()
     worst = (err / bound).max().item() if err.numel() else 0.0
     assert worst <= 1.0, f"{what}: error exceeds bound by {worst:.3g}x (max err {err.max().item():.3g})"
