@@ -31,10 +31,12 @@ FCN_KERNELS_NO_CUDA=1 FCN_KERNELS_SANITIZE=1 MAX_JOBS=${MAX_JOBS:-2} "$venv/bin/
 # The package's Python files beside the sanitized _C.so: the tests import this copy.
 (cd fcn_kernels && find . -name '*.py' -print0 | xargs -0 -I{} install -D -m 644 {} "../$out/lib/fcn_kernels/{}")
 
-# -P: no current directory on sys.path, so `import fcn_kernels` finds the copy on PYTHONPATH; the ASan
-# runtime must be the process's first library, so it is preloaded into the (uninstrumented) Python.
+# -P: no current directory on sys.path, so `import fcn_kernels` finds the copy on PYTHONPATH. The ASan
+# runtime must be the process's first library, so it is preloaded into the (uninstrumented) Python, with
+# libstdc++: ASan's __cxa_throw interceptor needs the real one at start-up, or the first C++ exception
+# thrown by a library loaded later (triton's, at import) aborts in a CHECK.
 run() {
-  LD_PRELOAD="$(g++ -print-file-name=libasan.so)" PYTHONPATH="$PWD/$out/lib" \
+  LD_PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)" PYTHONPATH="$PWD/$out/lib" \
     "$venv/bin/python" -P "$@"
 }
 run -c "import fcn_kernels, sys; f = fcn_kernels._ext._C.__file__; print('sanitized extension:', f); \
@@ -45,4 +47,5 @@ if [ $# -eq 0 ]; then
     tests/test_property.py tests/test_overflow.py tests/test_numerics.py \
     -k "not compile"
 fi
-run -m pytest -q -p no:cacheprovider "$@"
+# --capture=sys: a sanitizer report is written to file descriptor 2, which must not be a capture file.
+run -m pytest -q -p no:cacheprovider --capture=sys "$@"

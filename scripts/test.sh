@@ -2,7 +2,9 @@
 # Every test, from a fresh checkout: sets up .venv (scripts/setup.sh), then
 #   1. the C++ host tests (CMake + ctest: index math, the CUDA kernels replayed on the host),
 #   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
-#   3. every benchmark once as a smoke test (--benchmark-disable).
+#   3. every benchmark once as a smoke test (--benchmark-disable),
+#   4. the C++ code under ASan + UBSan: ctest and the op tests (scripts/sanitize.sh),
+#   5. the package: sdist, wheel, installed into a fresh venv, smoke test (scripts/check_package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,3 +36,9 @@ TRITON_INTERPRET=1 python -m pytest -q tests/triton
 
 echo "== benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
+
+echo "== sanitizers: ASan + UBSan (scripts/sanitize.sh)"
+bash scripts/sanitize.sh
+
+echo "== packaging: sdist, wheel, fresh venv, smoke test outside the tree (scripts/check_package.sh)"
+bash scripts/check_package.sh

@@ -280,13 +280,22 @@ def as_op_arguments(a, case):
             pairs(out_size), pairs(a["skip_offset"]))
 
 
+def _kernel_past_the_padded_input(a, draw):
+    # A 2-tap kernel (a 1-tap one has no extent) whose rarefaction spans the padded input or more.
+    w = a["weight"]
+    a["weight"] = torch.randn(*w.shape[:2], 2, 2, dtype=w.dtype)
+    ax = draw(st.integers(0, 1))
+    r = list(a["rarefaction"])
+    r[ax] = a["x"].shape[2 + ax] + 2 * a["padding"][ax] + draw(st.integers(0, 3))
+    a["rarefaction"] = tuple(r)
+    return ["rarefaction", "padding"]
+
+
 RAREFIED_MUTATIONS = {
     "rarefaction < 1": _set("rarefaction", _bad_pair(1), ["rarefaction"]),
     "rarefaction float": _set("rarefaction", 2.0, ["rarefaction"]),
     "rarefaction huge": _set("rarefaction", _huge, ["rarefaction"]),
-    "rarefied kernel larger than the padded input": _set(
-        "rarefaction", lambda a, draw: (a["x"].shape[2] + 2 * a["padding"][0] + draw(st.integers(0, 3)),) * 2,
-        ["rarefaction", "padding"]),
+    "rarefied kernel larger than the padded input": _kernel_past_the_padded_input,
     "padding < 0": _set("padding", _bad_pair(0), ["padding"]),
     "padding huge": _set("padding", _huge, ["padding"]),
     "groups 0": _set("groups", 0, ["groups"]),
