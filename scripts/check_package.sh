@@ -10,15 +10,12 @@ venv=${FCN_VENV:-.venv}
 out=$PWD/build/package
 rm -rf "$out"
 mkdir -p "$out/dist" "$out/run"
-# Runs a command with its output filtered of the local mirror's and torch's noise; keeps its status.
+# Runs a command, showing its output only if it fails.
 quiet() {
-  local rc=0
-  "$@" >"$out/step.log" 2>&1 || rc=$?
-  grep -v -e "is ignored: it is neither" -e "No CUDA runtime" "$out/step.log" || true
-  return $rc
+  "$@" >"$out/step.log" 2>&1 || { local rc=$?; cat "$out/step.log"; return $rc; }
 }
 
-"$venv/bin/python" -m build --sdist --no-isolation --outdir "$out/dist" . >/dev/null
+quiet "$venv/bin/python" -m build --sdist --no-isolation --outdir "$out/dist" .
 sdist=$(ls "$out"/dist/*.tar.gz)
 echo "sdist: $(basename "$sdist") ($(tar tzf "$sdist" | wc -l) files)"
 
