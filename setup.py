@@ -10,6 +10,10 @@ Switches (environment variables):
   FCN_KERNELS_CPU_ARCH   -march for the C++ CPU kernels (default "native": the extension is built
                          where it runs; set "x86-64-v3", or "" for the compiler's baseline, to build
                          for other machines).
+  FCN_KERNELS_SANITIZE=1 AddressSanitizer + UBSan, any report fatal (scripts/sanitize.sh; CPU only,
+                         load it with libasan preloaded; never over the real _C).
+
+torch must be importable here: build with `pip install --no-build-isolation .`.
 """
 import os
 import sys
@@ -39,7 +43,12 @@ def extensions():
         cuda_home = find_cuda_home()
         if cuda_home:
             os.environ["CUDA_HOME"] = cuda_home  # read by torch.utils.cpp_extension at import
-    import torch
+    try:
+        import torch
+    except ImportError:  # pip's isolated build environment: a 20-line traceback otherwise
+        raise SystemExit("fcn-kernels: torch is not importable in the build environment; install torch, "
+                         "then build with `pip install --no-build-isolation .` (or set FCN_KERNELS_NO_EXT=1 "
+                         "for a pure-Python install)") from None
     from torch.utils import cpp_extension
 
     want_cuda = os.environ.get("FCN_KERNELS_NO_CUDA") != "1" and (
@@ -51,6 +60,15 @@ def extensions():
     arch = os.environ.get("FCN_KERNELS_CPU_ARCH", "native")
     if arch:  # the CPU kernels' inner loops are written to be auto-vectorized
         cxx.append(f"-march={arch}")
+    link = ["-fopenmp"]
+    if os.environ.get("FCN_KERNELS_SANITIZE") == "1":
+        if want_cuda:
+            raise SystemExit("fcn-kernels: FCN_KERNELS_SANITIZE=1 builds the CPU kernels only; "
+                             "set FCN_KERNELS_NO_CUDA=1")
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        # After -O3 and Python's -fwrapv (which would hide signed overflow from UBSan): the last one counts.
+        cxx += ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv"] + sanitize
+        link += sanitize
     define_macros = []
     if want_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
@@ -69,7 +87,7 @@ def extensions():
         include_dirs=[str(ROOT / "csrc")],
         define_macros=define_macros,
         extra_compile_args=extra,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link,
     )
     return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(no_python_abi_suffix=True)}
 

@@ -5,11 +5,56 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace fcn_kernels {
+
+// The kernels' index arithmetic is int64 (int32 where a CUDA plane's span() fits). Every extent,
+// and every extent times a stride, rarefaction or channel count, is kept at most 2**60, so that
+// the few sums of such terms in csrc/index/ (the spans, the tap ranges) cannot overflow, and an
+// absurd geometry is refused before anything is allocated. fcn_kernels/_args.py: the same limit.
+constexpr int64_t kMaxExtent = int64_t(1) << 60;
+// Columns of slack the spans add to a plane's row (a run of V <= 64 columns).
+constexpr int64_t kRowSlack = 64;
+
+// a * b for a, b >= 0; refused, naming `what`, past kMaxExtent (before it could overflow).
+inline int64_t checked_mul(const char* op, const char* what, int64_t a, int64_t b) {
+  int64_t r = 0;
+  TORCH_CHECK(!__builtin_mul_overflow(a, b, &r) && r <= kMaxExtent, op, ": ", what, " is too large (", a,
+              " * ", b, " exceeds 2**60, the kernels' index range)");
+  return r;
+}
+
+inline int64_t checked_add(const char* op, const char* what, int64_t a, int64_t b) {
+  TORCH_CHECK(a <= kMaxExtent && b <= kMaxExtent && a + b <= kMaxExtent, op, ": ", what, " is too large (", a,
+              " + ", b, " exceeds 2**60, the kernels' index range)");
+  return a + b;
+}
+
+inline void check_extent(const char* op, const char* what, int64_t v) {
+  TORCH_CHECK(v <= kMaxExtent, op, ": ", what, " is too large (", v, " exceeds 2**60, the kernels' index range)");
+}
+
+// `channels` planes of rows x cols, with the row slack and one spare row that the spans count.
+inline void check_planes(const char* op, const char* what, int64_t channels, int64_t rows, int64_t cols) {
+  checked_mul(op, what, checked_mul(op, what, std::max<int64_t>(channels, 1), rows + 1),
+              checked_add(op, what, cols, kRowSlack));
+}
+
+// The product of a tensor's sizes (all >= 0).
+inline void check_numel(const char* op, const char* what, at::IntArrayRef sizes) {
+  int64_t n = 1;
+  for (const int64_t s : sizes) {
+    TORCH_CHECK(s >= 0, op, ": ", what, " has a negative size: ", sizes);
+    n = checked_mul(op, what, n, s);
+  }
+}
 
 inline void check_pair(const char* op, at::IntArrayRef v, const char* name, int64_t min_value) {
   TORCH_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements, got ", v);
   TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, op, ": ", name, " must be >= ", min_value, ", got ", v);
+  TORCH_CHECK(v[0] <= kMaxExtent && v[1] <= kMaxExtent, op, ": ", name,
+              " is too large (exceeds 2**60, the kernels' index range), got ", v);
 }
 
 // t is on x's device with x's dtype.

@@ -8,6 +8,7 @@
 
 #include "host_checks.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "index/rarefied_conv.h"
@@ -33,15 +34,30 @@ inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at
   TORCH_CHECK(g.N >= 0 && g.Cin >= 1 && g.H >= 1 && g.W >= 1 && g.Cout >= 1 && w_size[1] >= 1 && g.Kh >= 1 &&
                   g.Kw >= 1,
               "rarefied_conv2d: empty spatial or channel size, x ", x_size, ", weight ", w_size);
-  TORCH_CHECK(w_size[1] * groups == g.Cin, "rarefied_conv2d: weight.size(1) (", w_size[1], ") * groups (", groups,
+  TORCH_CHECK(g.Cin % groups == 0 && w_size[1] == g.Cin / groups, "rarefied_conv2d: weight.size(1) (", w_size[1], ") * groups (", groups,
               ") must equal x's channels (", g.Cin, ")");
   TORCH_CHECK(g.Cout % groups == 0, "rarefied_conv2d: weight.size(0) (", g.Cout, ") not divisible by groups (",
               groups, ")");
+  check_numel(kOp, "x", x_size);
+  check_numel(kOp, "weight", w_size);
+  // The rarefied kernel's extent, the padded input, and the tap ranges' (Kh + Kw) * (rh + rw).
+  const int64_t eh = checked_mul(kOp, "rarefaction[0] * (kernel height - 1)", g.rh, g.Kh - 1);
+  const int64_t ew = checked_mul(kOp, "rarefaction[1] * (kernel width - 1)", g.rw, g.Kw - 1);
+  const int64_t Hp = checked_add(kOp, "the padded height (H + 2 * padding[0])", g.H, checked_mul(kOp, "2 * padding[0]", 2, g.ph));
+  const int64_t Wp = checked_add(kOp, "the padded width (W + 2 * padding[1])", g.W, checked_mul(kOp, "2 * padding[1]", 2, g.pw));
+  checked_mul(kOp, "rarefaction times the kernel size", g.Kh + g.Kw, g.rh + g.rw);
+  TORCH_CHECK(eh < Hp && ew < Wp, "rarefied_conv2d: rarefied kernel (", eh + 1, ", ", ew + 1, ") of rarefaction ",
+              rarefaction, " is larger than the padded input (", Hp, ", ", Wp, ") of padding ", padding);
   g.Ho = out_size(g.H, g.ph, g.Kh, g.rh);
   g.Wo = out_size(g.W, g.pw, g.Kw, g.rw);
-  TORCH_CHECK(g.Ho >= 1 && g.Wo >= 1, "rarefied_conv2d: rarefied kernel (", (g.Kh - 1) * g.rh + 1, ", ",
-              (g.Kw - 1) * g.rw + 1, ") is larger than the padded input (", g.H + 2 * g.ph, ", ", g.W + 2 * g.pw,
-              ")");
+  const int64_t channels = std::max(g.cin_per_group(), g.cout_per_group());
+  check_planes(kOp, "x (its planes)", channels, g.H, g.W);
+  check_planes(kOp, "the output (its planes)", channels, g.Ho, g.Wo);
+  check_numel(kOp, "the output (N, Cout, Ho, Wo)", {g.N, g.Cout, g.Ho, g.Wo});
+  // The CPU kernels' padded ("wide") copies of x and grad_out: every channel's N padded images.
+  checked_mul(kOp, "the padded input (channels * N * (H + 2 * padding[0]) * (W + 2 * padding[1]))",
+              std::max(g.Cin, g.Cout), checked_add(kOp, "the padded input", checked_mul(kOp, "the padded input", g.N,
+              checked_mul(kOp, "the padded input", Hp, Wp)), ew));
   return g;
 }
 

@@ -28,9 +28,11 @@ inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at
   check_pair(kOp, stride, "stride", 1);
   check_pair(kOp, out_offset, "out_offset", 0);
   check_pair(kOp, out_size, "out_size", 0);
+  check_numel(kOp, "x", x_size);
+  check_numel(kOp, "weight", w_size);
   Geometry g{};
   g.N = x_size[0]; g.Cin = x_size[1]; g.H = x_size[2]; g.W = x_size[3];
-  g.groups = groups; g.Cout = w_size[1] * groups; g.Kh = w_size[2]; g.Kw = w_size[3];
+  g.groups = groups; g.Kh = w_size[2]; g.Kw = w_size[3];
   g.sh = stride[0]; g.sw = stride[1];
   g.oy = out_offset[0]; g.ox = out_offset[1];
   g.Ho = out_size[0]; g.Wo = out_size[1];
@@ -40,9 +42,18 @@ inline Geometry make_geometry(at::IntArrayRef x_size, at::IntArrayRef w_size, at
               groups, ")");
   TORCH_CHECK(g.H >= 1 && g.W >= 1 && g.Kh >= 1 && g.Kw >= 1 && w_size[1] >= 1,
               "upsample_skip: empty spatial or channel size, x ", x_size, ", weight ", w_size);
-  const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
-  TORCH_CHECK(g.oy + g.Ho <= Hf && g.ox + g.Wo <= Wf, "upsample_skip: crop window offset ", out_offset,
-              " size ", out_size, " exceeds the full output (", Hf, ", ", Wf, ")");
+  g.Cout = checked_mul(kOp, "out channels (weight.size(1) * groups)", w_size[1], groups);
+  const int64_t Hf = checked_add(kOp, "the full output height", checked_mul(kOp, "stride[0] * (H - 1)", g.sh, g.H - 1),
+                                 g.Kh);
+  const int64_t Wf = checked_add(kOp, "the full output width", checked_mul(kOp, "stride[1] * (W - 1)", g.sw, g.W - 1),
+                                 g.Kw);
+  checked_mul(kOp, "stride times the full output's extent", std::max(g.sh, g.sw),
+              std::max(Hf, Wf) + kRowSlack);
+  TORCH_CHECK(g.oy <= Hf && g.Ho <= Hf - g.oy && g.ox <= Wf && g.Wo <= Wf - g.ox, "upsample_skip: crop window out_offset ",
+              out_offset, " out_size ", out_size, " exceeds the full output (", Hf, ", ", Wf, ")");
+  check_planes(kOp, "x (its planes)", g.cin_per_group(), g.H, g.W);
+  check_planes(kOp, "the output (out_size, its planes)", std::max(g.cin_per_group(), g.cout_per_group()), g.Ho, g.Wo);
+  check_numel(kOp, "the output (N, out channels, out_size)", {g.N, g.Cout, g.Ho, g.Wo});
   return g;
 }
 
@@ -67,8 +78,10 @@ inline Geometry forward_geometry(const at::Tensor& x, const at::Tensor& weight,
                 "upsample_skip: skip must have size (", g.N, ", ", g.Cout, ", Hs, Ws), got ", skip->sizes());
     g.Hs = skip->size(2); g.Ws = skip->size(3);
     g.sy = skip_offset[0]; g.sx = skip_offset[1];
-    TORCH_CHECK(g.sy + g.Ho <= g.Hs && g.sx + g.Wo <= g.Ws, "upsample_skip: skip window offset ",
-                skip_offset, " size ", out_size, " exceeds skip's size ", skip->sizes());
+    check_planes(kOp, "skip (its planes)", 1, g.Hs, g.Ws);
+    TORCH_CHECK(g.sy <= g.Hs && g.Ho <= g.Hs - g.sy && g.sx <= g.Ws && g.Wo <= g.Ws - g.sx,
+                "upsample_skip: skip window skip_offset ",
+                skip_offset, " out_size ", out_size, " exceeds skip's size ", skip->sizes());
   }
   return g;
 }

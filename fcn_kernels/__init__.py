@@ -2,7 +2,12 @@
 
 Public names and semantics: DESIGN.md. Ops run on the backend chosen by
 `backend=` / FCN_KERNELS_BACKEND / automatically (see fcn_kernels.backends).
+The other public submodules (fcn_kernels.metrics, .data, .losses, .bench, ...) load on first use.
 """
+import importlib
+import pkgutil
+
+from ._version import __version__
 from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
 from .backends import available_backends
 from .modules import FusedUpsampleSkip, bilinear_kernel
@@ -14,7 +19,18 @@ from .shift_stitch import rarefy, shift_and_stitch
 from .convolutionalize import convolutionalize
 from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
 
-__version__ = "0.1.0"
+# Every public submodule, reachable as an attribute; those not imported above load on first access.
+_SUBMODULES = frozenset(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)
 
 __all__ = [
     "available_backends",

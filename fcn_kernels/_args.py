@@ -3,6 +3,25 @@ import numbers
 
 import torch
 
+# The kernels' index arithmetic is int64: every extent, and every extent times a stride, rarefaction
+# or channel count, is kept at most 2**60 so that the sums of such terms in csrc/index/ cannot
+# overflow. csrc/host_checks.h (kMaxExtent, kRowSlack) holds the same limits for direct op calls.
+MAX_EXTENT = 2**60
+ROW_SLACK = 64
+
+
+def check_extent(value, what):
+    """An error naming `what` (the argument it comes from) when value is past MAX_EXTENT."""
+    if value > MAX_EXTENT:
+        raise ValueError(f"{what} is too large ({value} exceeds 2**60, the kernels' index range)")
+    return value
+
+
+def check_planes(channels, rows, cols, what):
+    """`channels` planes of rows x cols, as the kernels index them (a spare row, a run of slack)."""
+    check_extent(max(channels, 1) * (rows + 1) * (cols + ROW_SLACK), what)
+
+
 
 def pair(value, name, *, minimum=None):
     """An int or a pair of ints -> tuple of two Python ints; TypeError/ValueError name the argument."""

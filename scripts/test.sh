@@ -3,7 +3,9 @@
 #   1. the C++ host tests (CMake + ctest: index math, the CUDA kernels replayed on the host),
 #   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
 #   3. every benchmark once as a smoke test (--benchmark-disable),
-#   4. the GPU check's stages on CPU with tiny sizes (benchmarks/gpu_check.sh --cpu-smoke).
+#   4. the GPU check's stages on CPU with tiny sizes (benchmarks/gpu_check.sh --cpu-smoke),
+#   5. the C++ code under ASan + UBSan: ctest and the op tests (scripts/sanitize.sh),
+#   6. the package: sdist, wheel, installed into a fresh venv, smoke test (scripts/check_package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -38,3 +40,9 @@ python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
 
 echo "== the GPU check's stages on CPU (benchmarks/gpu_check.sh --cpu-smoke)"
 PYTHON="$PWD/$venv/bin/python" bash benchmarks/gpu_check.sh --cpu-smoke
+
+echo "== sanitizers: ASan + UBSan (scripts/sanitize.sh)"
+bash scripts/sanitize.sh
+
+echo "== packaging: sdist, wheel, fresh venv, smoke test outside the tree (scripts/check_package.sh)"
+bash scripts/check_package.sh

@@ -3,6 +3,15 @@ import random
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (tests/property_cases.py). "ci": the default, a few hundred examples in all,
+# fresh ones every run (a failure prints its @reproduce_failure blob and the falsifying example);
+# "long": `pytest --hypothesis-profile long tests/test_property.py` for a long local search.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.load_profile("ci")
 
 
 @pytest.fixture

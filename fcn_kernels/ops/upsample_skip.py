@@ -2,7 +2,7 @@
 import torch
 
 from .. import _ext, backends, reference
-from .._args import autocast_inputs, check_int, check_tensor, pair
+from .._args import autocast_inputs, check_extent, check_int, check_planes, check_tensor, pair
 from ._autograd import register_upsample_skip
 
 
@@ -30,14 +30,24 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
         raise ValueError(f"weight must be non-empty, got shape {tuple(weight.shape)}")
     cout = weight.shape[1] * groups
     full = (_full_size(h, stride[0], weight.shape[2]), _full_size(w, stride[1], weight.shape[3]))
+    check_planes(cin // groups, h, w, f"x of shape {tuple(x.shape)}")
+    for value, name in ((stride, "stride"), (out_offset, "out_offset"), (skip_offset, "skip_offset")):
+        check_extent(max(value), f"{name} {value}")
+    check_extent(max(stride) * (max(full) + 64), f"stride {stride} times the full transposed-conv output {full} "
+                                                  f"(x {tuple(x.shape)}, weight {tuple(weight.shape)})")
     if out_size is None:
         out_size = (full[0] - out_offset[0], full[1] - out_offset[1])
     out_size = pair(out_size, "out_size", minimum=0)
+    check_extent(max(out_size), f"out_size {out_size}")
     for ax in (0, 1):
         if out_offset[ax] + out_size[ax] > full[ax]:
             raise ValueError(f"crop window out_offset={out_offset}, out_size={out_size} exceeds the full "
                              f"transposed-conv output {full} (x {tuple(x.shape)}, weight "
                              f"{tuple(weight.shape)}, stride {stride})")
+    check_planes(max(cin, cout) // groups, *out_size, f"out_size {out_size} (with {max(cin, cout) // groups} "
+                                                      f"channels per group)")
+    check_extent(n * cout * out_size[0] * out_size[1], f"the output ({n}, {cout}, {out_size[0]}, {out_size[1]}) "
+                                                       f"of out_size {out_size}")
     if bias is not None:
         check_tensor(bias, "bias", 1, x)
         if bias.shape[0] != cout:
@@ -46,6 +56,7 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
         check_tensor(skip, "skip", 4, x)
         if skip.shape[:2] != (n, cout):
             raise ValueError(f"skip must have shape ({n}, {cout}, Hs, Ws), got {tuple(skip.shape)}")
+        check_planes(1, *skip.shape[2:], f"skip of shape {tuple(skip.shape)}")
         for ax in (0, 1):
             if skip_offset[ax] + out_size[ax] > skip.shape[2 + ax]:
                 raise ValueError(f"skip window skip_offset={skip_offset}, size {out_size} exceeds skip's "

@@ -1,0 +1,214 @@
+"""Numerical edge cases on the cpu backend.
+
+NaN and Inf in any input propagate as in the stock composition, term for term: an output is NaN where
+one of the products that the op's definition sums is NaN (a NaN factor, 0 * Inf) or where infinities
+of both signs meet, and an infinity of the sign of its infinite terms otherwise; forward and backward.
+The products are those of the stock composition (fcn_kernels.reference) with its zero padding (the
+rarefied conv's padded zeros are terms), but without the cropped-away outputs: stock's backward also
+multiplies their zero gradient, so its grad_x and grad_weight are NaN more often than the math says
+when a weight or input is infinite. The expected positions are counted by the reference applied to
+0/1 indicators of the special values.
+
+Subnormal and large-magnitude inputs in float32, bfloat16 and float16 stay within the bounds of
+tests/tolerances.py (no flushing of subnormals, one rounding of a float32 accumulation, so an output
+past float16's range is an infinity of its sign and nothing else is)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fcn_kernels
+from fcn_kernels import reference
+from fcn_kernels._tolerance import EPS
+from property_cases import RarefiedCase
+from tolerances import assert_close_bound, error_bound
+from upsample_cases import Case, make_inputs, run
+
+pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
+                                reason="fcn_kernels._C was not built")
+
+INF = float("inf")
+
+UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide; crops at both edges, skip
+    "depthwise": Case(N=2, cin=3, cout=3, groups=3, H=5, W=4, K=(4, 4), stride=(2, 2), out_offset=(1, 0),
+                      out_size=None, skip_offset=(1, 2), skip_hw=(12, 12), bias=True),
+    "dense": Case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(0, 2),
+                  out_size=(6, 9), skip_offset=(0, 1), skip_hw=(7, 11), bias=True),
+    "wide": Case(N=1, cin=8, cout=5, groups=1, H=4, W=3, K=(3, 4), stride=(1, 2), out_offset=(2, 0),
+                 out_size=(4, 8), skip_offset=(0, 0), skip_hw=(4, 8), bias=True),
+}
+RAREFIED = {  # padding on every side, both CPU paths (direct, GEMM-wide)
+    "depthwise": RarefiedCase(N=2, cin=3, cout=3, groups=3, H=7, W=6, K=(3, 3), rarefaction=(2, 3),
+                              padding=(2, 3), bias=True),
+    "dense": RarefiedCase(N=2, cin=4, cout=6, groups=2, H=6, W=7, K=(3, 2), rarefaction=(2, 2), padding=(1, 2),
+                          bias=True),
+    "wide": RarefiedCase(N=1, cin=8, cout=8, groups=1, H=6, W=6, K=(3, 3), rarefaction=(2, 1), padding=(2, 1),
+                         bias=True),
+}
+
+
+def _grad(f, inputs, go, i):
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+    return torch.autograd.grad(f(*leaves), leaves[i], go)[0]
+
+
+def _indicators(t):
+    return {k: v.double() for k, v in dict(nan=t.isnan(), pinf=t == INF, ninf=t == -INF, inf=t.isinf(), zero=t == 0,
+                                           pos=t > 0, neg=t < 0, one=torch.ones_like(t, dtype=torch.bool)).items()}
+
+
+def _bilinear_terms(L, a, b):
+    """Counts of the NaN, +Inf and -Inf products in L(a, b), L bilinear (L of 0/1 tensors counts terms)."""
+    A, B = _indicators(a), _indicators(b)
+    nan = L(A["nan"], B["one"]) + L(A["one"], B["nan"]) + L(A["zero"], B["inf"]) + L(A["inf"], B["zero"])
+    pinf = L(A["pinf"], B["pos"]) + L(A["ninf"], B["neg"]) + L(A["pos"], B["pinf"]) + L(A["neg"], B["ninf"])
+    ninf = L(A["pinf"], B["neg"]) + L(A["ninf"], B["pos"]) + L(A["pos"], B["ninf"]) + L(A["neg"], B["pinf"])
+    return nan, pinf, ninf
+
+
+def _linear_terms(L, a):
+    A = _indicators(a)
+    return L(A["nan"]), L(A["pinf"]), L(A["ninf"])
+
+
+def _specials(*terms):
+    """NaN / +Inf / -Inf where the terms make one, 0 elsewhere."""
+    nan, pinf, ninf = (sum(t[i] for t in terms) for i in range(3))
+    out = torch.zeros_like(nan)
+    out[pinf > 0] = INF
+    out[ninf > 0] = -INF
+    out[(nan > 0) | ((pinf > 0) & (ninf > 0))] = float("nan")
+    return out
+
+
+def expected_specials(f, inputs, go):
+    """Special values of the forward and of each input's gradient of f(x, w, *additive), f bilinear in
+    (x, w) and linear in each additive input (bias, skip)."""
+    x, w, *extra = inputs
+    zx, zw, none = torch.zeros_like(x), torch.zeros_like(w), [None] * len(extra)
+
+    def with_extra(j, t):
+        return [t if i == j else None for i in range(len(extra))]
+
+    forward = [_bilinear_terms(lambda a, b: f(a, b, *none), x, w)]
+    forward += [_linear_terms(lambda t, j=j: f(zx, zw, *with_extra(j, t)), e) for j, e in enumerate(extra)
+                if e is not None]
+    grads = [_specials(_bilinear_terms(lambda g, b: _grad(f, [zx, b, *none], g, 0), go, w)),
+             _specials(_bilinear_terms(lambda g, a: _grad(f, [a, zw, *none], g, 1), go, x))]
+    grads += [None if e is None else _specials(_linear_terms(
+        lambda g, j=j, e=e: _grad(f, [zx, zw, *with_extra(j, torch.zeros_like(e))], g, 2 + j), go))
+        for j, e in enumerate(extra)]
+    return _specials(*forward), grads
+
+
+def upsample_expected(case, inputs, go):
+    return expected_specials(lambda *t: reference.upsample_skip(*t, **case.kwargs()), inputs, go)
+
+
+def rarefied_expected(case, inputs, go):
+    # The padding made explicit, so that its zeros are input values (0 * Inf terms), then cropped off grad x.
+    (ph, pw), kw = case.padding, dict(case.kwargs(), padding=0)
+    x, w, b = inputs
+    fwd, (gx, gw, gb) = expected_specials(lambda *t: reference.rarefied_conv2d(*t, **kw),
+                                          [F.pad(x, (pw, pw, ph, ph)), w, b], go)
+    return fwd, [gx[:, :, ph:ph + case.H, pw:pw + case.W], gw, gb]
+
+
+OPS = {"upsample_skip": (UPSAMPLE, make_inputs, lambda c: c.crop, fcn_kernels.upsample_skip,
+                         reference.upsample_skip, upsample_expected),
+       "rarefied_conv2d": (RAREFIED, lambda c: c.inputs(torch.float64), lambda c: c.out, fcn_kernels.rarefied_conv2d,
+                           reference.rarefied_conv2d, rarefied_expected)}
+PARAMS = [(op, name) for op, (cases, *_) in OPS.items() for name in cases]
+
+
+def assert_specials(actual, expected, stock, what):
+    """NaN wherever a term makes one, and elsewhere only where the stock composition has one too (its
+    cropped-away outputs); the expected signed infinities; elsewhere finite and equal to stock."""
+    nan, e_nan, s_nan = torch.isnan(actual), torch.isnan(expected), torch.isnan(stock)
+    assert not bool((e_nan & ~nan).any()), f"{what}: no NaN at {int((e_nan & ~nan).sum())} positions with NaN terms"
+    extra = nan & ~e_nan & ~s_nan
+    assert not bool(extra.any()), \
+        f"{what}: NaN at {int(extra.sum())} positions where neither the terms nor the stock composition have one"
+    rest = ~nan
+    assert torch.equal(torch.isinf(actual[rest]), torch.isinf(expected[rest])) and \
+        torch.equal(actual[rest & torch.isinf(actual)], expected[rest & torch.isinf(actual)]), \
+        f"{what}: infinities other than expected"
+    finite = rest & torch.isfinite(expected) & torch.isfinite(stock)
+    torch.testing.assert_close(actual[finite], stock[finite], rtol=1e-9, atol=1e-9, msg=what)
+
+
+# Found by this test, not fixed (the CPU kernels' layouts multiply zeros that are no terms of the op
+# by the weights or inputs: 0 * NaN or 0 * Inf gives NaN where neither the math nor stock has one):
+# upsample_skip's GEMM forward (wide groups) with a NaN/Inf weight, and rarefied_conv2d's backward
+# (the wide layout's dropped columns) with a NaN/Inf weight (grad x) or input (grad weight).
+# (The dense rarefied case's dropped columns reach only x's padding, so it shows none.)
+KNOWN_EXTRA_NAN = {("upsample_skip", "wide", "weight"), ("rarefied_conv2d", "depthwise", "x"),
+                   ("rarefied_conv2d", "depthwise", "weight"), ("rarefied_conv2d", "wide", "x"),
+                   ("rarefied_conv2d", "wide", "weight")}
+
+
+@pytest.mark.parametrize("special", [float("nan"), INF, -INF])
+@pytest.mark.parametrize("where", ["x", "weight", "bias", "skip", "grad_out"])
+@pytest.mark.parametrize("op,name", PARAMS)
+def test_nan_and_inf_propagate_as_in_the_stock_composition(request, seed, op, name, where, special):
+    if (op, name, where) in KNOWN_EXTRA_NAN:
+        request.applymarker(pytest.mark.xfail(reason="known: NaN from zeros that are no terms of the op (see "
+                                                     "KNOWN_EXTRA_NAN)", strict=False))
+    cases, make, out_hw, fn, ref, expected_of = OPS[op]
+    case = cases[name]
+    inputs = list(make(case))
+    go = torch.randn(case.N, case.cout, *out_hw(case), dtype=torch.float64)
+    slot = {"x": 0, "weight": 1, "bias": 2, "skip": 3, "grad_out": None}[where]
+    if slot is not None and slot >= len(inputs):
+        pytest.skip(f"{op} has no {where} input")
+    target = go if slot is None else inputs[slot]
+    flat = target.view(-1)
+    flat[torch.randperm(flat.numel())[:max(1, flat.numel() // 10)]] = special
+    ours, ours_grads = run(fn, inputs, go, backend="cpu", **case.kwargs())
+    stock, stock_grads = run(ref, inputs, go, **case.kwargs())
+    exp, exp_grads = expected_of(case, inputs, go)
+    assert_specials(ours, exp, stock, f"{op} {name} forward, {special} in {where}")
+    for i, (a, e, s) in enumerate(zip(ours_grads, exp_grads, stock_grads)):
+        if e is not None:
+            assert_specials(a, e, s, f"{op} {name} grad of input {i}, {special} in {where}")
+
+
+# Magnitudes: subnormal inputs (and products), and inputs whose products reach the top of the range.
+SCALES = {
+    torch.float32: {"subnormal": (2.0**-130, 1.0), "large": (2.0**60, 2.0**60)},
+    torch.bfloat16: {"subnormal": (2.0**-130, 1.0), "large": (2.0**60, 2.0**60)},
+    torch.float16: {"subnormal": (2.0**-20, 1.0), "large": (2.0**7, 2.0**7)},
+}
+FINFO_MAX = {dtype: torch.finfo(dtype).max for dtype in SCALES}
+
+
+@pytest.mark.parametrize("scale", ["subnormal", "large"])
+@pytest.mark.parametrize("dtype", list(SCALES))
+@pytest.mark.parametrize("op,name", PARAMS)
+def test_subnormal_and_large_magnitudes_within_bounds(seed, op, name, dtype, scale):
+    cases, make, out_hw, fn, ref, _ = OPS[op]
+    case = cases[name]
+    sx, sw = SCALES[dtype][scale]
+    inputs = [None if t is None else (t * (sw if i == 1 else sx)).to(dtype) for i, t in enumerate(make(case))]
+    go = torch.randn(case.N, case.cout, *out_hw(case), dtype=dtype)
+    ours, ours_grads = run(fn, inputs, go, backend="cpu", **case.kwargs())
+    exact_in = [None if t is None else t.double() for t in inputs]
+    exact, exact_grads = run(ref, exact_in, go.double(), **case.kwargs())
+    bound, bound_grads = run(ref, [None if t is None else t.abs() for t in exact_in], go.double().abs(),
+                             **case.kwargs())
+    n = case.terms()
+    if scale == "subnormal":
+        tiny = torch.finfo(dtype).tiny
+        assert bool(((exact.abs() < tiny) & (exact != 0)).any()), "the case must produce subnormal outputs"
+    for what, a, e, b in [("forward", ours, exact, bound)] + list(zip(("grad x", "grad weight", "grad bias",
+                                                                        "grad skip"), ours_grads, exact_grads,
+                                                                       bound_grads)):
+        if e is None:
+            continue
+        # Past the dtype's range (to within the bound of where rounding overflows) the result is an infinity.
+        edge = FINFO_MAX[dtype] * (1 + EPS[dtype] / 2)
+        over = e.abs() - error_bound(e, b, n, dtype) > edge
+        assert bool(torch.isinf(a[over]).all()) and torch.equal(a[over].sign(), e[over].sign()), \
+            f"{op} {name} {what}: an output past the {dtype} range is not an infinity of its sign"
+        near = (e.abs() + error_bound(e, b, n, dtype) >= edge) & ~over
+        keep = ~(over | near)
+        assert_close_bound(a[keep], e[keep], b[keep], n, dtype, f"{op} {name} {what} ({dtype}, {scale})")

@@ -1,0 +1,79 @@
+"""Property-based tests of the Triton kernels (tests/property_cases.py, small geometries): a valid draw
+equals the float64 reference forward and backward in every dtype and layout, an invalid one raises an
+error naming the argument. A handful of examples each: under TRITON_INTERPRET=1 every launch is slow.
+`--hypothesis-profile long` searches longer (on a GPU, or with patience)."""
+import importlib.util
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from triton_env import DEVICE, RUNNABLE
+
+if not RUNNABLE:
+    pytest.skip("Triton kernels need a CUDA GPU or TRITON_INTERPRET=1 (run: TRITON_INTERPRET=1 python -m pytest "
+                "tests/triton)", allow_module_level=True)
+pytest.importorskip("triton")
+
+import fcn_kernels  # noqa: E402
+from property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS, UPSAMPLE_MUTATIONS,  # noqa: E402
+                            check_rarefied_conv2d, check_upsample_argmax, check_upsample_skip, expect_error,
+                            rarefied_arguments, rarefied_cases, upsample_arguments, upsample_cases)
+
+HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax") and importlib.util.find_spec(
+    "fcn_kernels.triton.upsample_argmax") is not None
+# The "ci" profile's count is for the cpu backend; the interpreter gets a few (the long profile: its own).
+FEW = settings(max_examples=6) if settings().max_examples <= 100 else settings()
+
+
+@pytest.fixture(autouse=True)
+def _default_device():
+    if DEVICE == "cpu":
+        yield
+    else:
+        with torch.device("cuda"):
+            yield
+
+
+@FEW
+@given(case=upsample_cases(small=True), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
+def test_upsample_skip_equals_reference(case, dtype, layout, seed):
+    torch.manual_seed(seed)
+    check_upsample_skip(case, "triton", dtype, layout)
+
+
+@pytest.mark.skipif(not HAS_ARGMAX, reason="fcn_kernels.upsample_argmax has no Triton kernel in this build")
+@FEW
+@given(case=upsample_cases(small=True), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
+def test_upsample_argmax_equals_reference(case, dtype, layout, seed):
+    torch.manual_seed(seed)
+    check_upsample_argmax(case, "triton", dtype, layout)
+
+
+@FEW
+@given(case=rarefied_cases(small=True), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
+def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed):
+    torch.manual_seed(seed)
+    check_rarefied_conv2d(case, "triton", dtype, layout)
+
+
+@FEW
+@given(case=upsample_cases(small=True), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), seed=SEEDS,
+       data=st.data())
+def test_upsample_invalid_arguments_are_named(case, mutation, seed, data):
+    torch.manual_seed(seed)
+    a = upsample_arguments(case, torch.float32)
+    words = UPSAMPLE_MUTATIONS[mutation](a, data.draw)
+    expect_error(lambda: fcn_kernels.upsample_skip(**a, backend="triton"), words, f"upsample_skip with {mutation}")
+
+
+@FEW
+@given(case=rarefied_cases(small=True), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), seed=SEEDS,
+       data=st.data())
+def test_rarefied_invalid_arguments_are_named(case, mutation, seed, data):
+    torch.manual_seed(seed)
+    a = rarefied_arguments(case, torch.float32)
+    words = RAREFIED_MUTATIONS[mutation](a, data.draw)
+    expect_error(lambda: fcn_kernels.rarefied_conv2d(**a, backend="triton"), words,
+                 f"rarefied_conv2d with {mutation}")
