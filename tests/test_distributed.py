@@ -38,8 +38,8 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
 
     from fcn_kernels.cli import main
     assert main([*ARGS, "--out", str(tmp_path / "single")]) == 0
-    ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=False)
-    one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ddp["world"] == 2 and one["world"] == 1
     assert ddp["model"].keys() == one["model"].keys()
     for k, v in one["model"].items():

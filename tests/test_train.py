@@ -17,7 +17,7 @@ def train(out, *extra):
 
 
 def sd(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_demo_pipeline_shortened(tmp_path, capsys):
