@@ -47,7 +47,14 @@ def load_weights(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
-        raise ValueError(f"refused to load {str(path)!r}: it holds objects{what} other than tensors, containers, "
-                         "numbers and strings, and loading those could run code; nothing was executed") from None
+        if "Weights only load failed" in str(exc) and "Unsupported operand" not in str(exc):  # not garbage
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            what = f" ({found.group(1)})" if found else ""
+            raise ValueError(f"refused to load {str(path)!r}: it holds objects{what} other than tensors, "
+                             "containers, numbers and strings, and loading those could run code; nothing was "
+                             "executed") from None
+        error = type(exc)("unpickling failed")
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError) as exc:  # a damaged file
+        error = exc
+    raise ValueError(f"cannot read {str(path)!r}: not a complete file written by torch.save "
+                     f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})")

@@ -25,8 +25,6 @@ def load_checkpoint(path) -> dict:
         return load_weights(path)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error to the user
-        raise CLIError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
 
 
 def is_own_checkpoint(ckpt) -> bool:

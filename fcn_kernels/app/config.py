@@ -10,6 +10,7 @@ import types
 from dataclasses import dataclass, field
 
 from ..data import PREPROCESS_MODES, SHAPES
+from ..data.synthetic import SPLITS as SYNTHETIC_SPLITS
 from ..errors import CLIError
 
 ARCHS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
@@ -164,6 +165,11 @@ def resolve(cfg):
     if cfg.preprocess is None:
         cfg.preprocess = "rgb_norm" if synthetic else "bgr_mean"
     validate(cfg)
+    if synthetic:
+        for name in ("train_split", "val_split", "split"):
+            if getattr(cfg, name, "train") not in SYNTHETIC_SPLITS:
+                raise CLIError(f"{flag(name)} {getattr(cfg, name)!r}: the synthetic set's splits are "
+                               f"{', '.join(SYNTHETIC_SPLITS)}")
     lo, hi = SYNTHETIC_CLASSES
     if synthetic and not lo <= cfg.n_class <= hi:
         raise CLIError(f"--n-class {cfg.n_class}: the synthetic set has {lo} to {hi} classes (background and "

@@ -57,7 +57,7 @@ def build_dataset(cfg, split: str, train: bool):
                                n_class=cfg.n_class, seed=cfg.data_seed, split=split, max_shapes=cfg.max_shapes,
                                preprocess=cfg.preprocess, flip=train and cfg.flip)
     return VOCSegmentation(cfg.data, split=split, n_class=cfg.n_class, preprocess=cfg.preprocess,
-                           flip=train and cfg.flip, seed=cfg.seed)
+                           flip=train and cfg.flip, seed=getattr(cfg, "seed", 0))
 
 
 def epoch_batches(n_items: int, batch_size: int, d, seed: int, epoch: int):
