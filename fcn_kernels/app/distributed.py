@@ -1,11 +1,16 @@
 """Process-group facts and the few collectives the training loop needs (no-ops in a single process)."""
 import datetime
 import os
+import re
 
 import torch
 import torch.distributed as dist
 
 from ..errors import CLIError
+
+
+# what gloo and NCCL say when a peer is gone or silent past the timeout
+_PEER_LOST = re.compile(r"gloo|nccl|connection (reset|closed|refused)|timed out|timeout", re.IGNORECASE)
 
 
 class Dist:
@@ -67,8 +72,11 @@ def run_distributed(job, cfg, device_name: str):
     try:
         d.setup(device, cfg.dist_timeout)
         return job(cfg, d, device)
-    except dist.DistError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except RuntimeError as exc:  # DistError, or a plain RuntimeError from gloo inside DDP's backward
+        text = str(exc).strip()
+        if not d.enabled or not (isinstance(exc, dist.DistError) or _PEER_LOST.search(text)):
+            raise
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise CLIError(f"rank {d.rank} of {d.world}: lost the other processes ({first[:300]}); "
                        "did another rank fail?") from None
     finally:
