@@ -98,9 +98,12 @@ NOT_INHERITED = frozenset({"resume", "out", "overwrite", "progress", "device", "
 
 
 def with_defaults(base, name: str, **defaults):
-    """A subclass of the config `base` whose listed fields have other defaults (same help and checks)."""
+    """A subclass of the config `base` whose listed fields have other, concrete defaults (same help and
+    checks)."""
     by_name = {f.name: f for f in dataclasses.fields(base)}
-    return dataclasses.make_dataclass(name, [(k, by_name[k].type, field(default=v, metadata=by_name[k].metadata))
+    # a concrete default is shown as it is, not as the base's rule
+    return dataclasses.make_dataclass(name, [(k, by_name[k].type,
+                                              field(default=v, metadata=dict(by_name[k].metadata, shown=None)))
                                              for k, v in defaults.items()], bases=(base,))
 
 
