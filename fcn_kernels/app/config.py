@@ -36,6 +36,7 @@ class Common:
     model: str = opt("fcn8s", "architecture (the checkpoint's when resuming or evaluating)", choices=ARCHS)
     width: float = opt(1.0, "trunk channel multiplier (the checkpoint's when resuming or evaluating)", above=0)
     device: str = opt("auto", "cpu, cuda, cuda:1 ... (auto: cuda if available)")
+    threads: int | None = opt(None, "CPU threads of this process", at_least=1, shown="PyTorch's (one a core)")
     fused: bool = opt(True, "fused upsample+crop+skip kernels (--no-fused: the stock composition)", negatable=True)
     amp: bool = opt(False, "bfloat16 autocast")
     batch_size: int = opt(1, "global batch (split across ranks)", at_least=1)
@@ -94,7 +95,7 @@ class EvalConfig(Common):
 
 # Options a resumed run takes from the command line only, never from its checkpoint.
 NOT_INHERITED = frozenset({"resume", "out", "overwrite", "progress", "device", "num_workers", "max_seconds",
-                           "dist_timeout"})
+                           "dist_timeout", "threads"})
 
 
 def with_defaults(base, name: str, **defaults):

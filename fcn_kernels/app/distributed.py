@@ -67,6 +67,8 @@ def run_distributed(job, cfg, device_name: str):
     one-line CLIError naming this rank."""
     from .device import resolve_device
 
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     d = Dist()
     device = resolve_device(device_name, d)
     try:
