@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from fcn_kernels.data import (BGR_MEAN, DataError, SyntheticShapes, VOCSegmentation, colorize, deprocess,
-                              overlay_panel, pad_collate, preprocess, save_overlay, write_voc_label)
+                              overlay_panel, pad_collate, preprocess, save_overlay, tint, write_voc_label)
+from voc_tree import write_voc
 
 
 def test_synthetic_is_seeded_and_labelled():
@@ -49,26 +50,6 @@ def test_bgr_mean_preprocessing_is_the_references():
         assert np.array_equal(deprocess(preprocess(img, mode), mode), img)
     with pytest.raises(ValueError):
         preprocess(img, "bogus")
-
-
-def write_voc(root, n_train=3, n_val=2, n_class=21, size=(20, 28), bad=None):
-    rng = np.random.default_rng(0)
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "SegmentationClass").mkdir()
-    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    ids = {"train": [f"2007_{i:06d}" for i in range(n_train)],
-           "val": [f"2008_{i:06d}" for i in range(n_val)]}
-    for split, names in ids.items():
-        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-        for k, name in enumerate(names):
-            h, w = size[0] + k, size[1] - k  # sizes differ between images
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
-            lab = rng.integers(0, n_class, (h, w)).astype(np.uint8)
-            lab[0, :] = 255  # the void border
-            if bad is not None and split == "train" and k == 1:
-                lab[1, 1] = bad
-            write_voc_label(root / "SegmentationClass" / f"{name}.png", lab)
-    return ids
 
 
 def test_voc_loader(tmp_path):
@@ -123,10 +104,62 @@ def test_overlay(tmp_path):
     lab[2:5, 2:5] = 1
     lab[0] = 255
     row = overlay_panel(img, lab, np.zeros_like(lab))
-    assert row.shape == (8, 3 * 10 + 2 * 4, 3)
-    assert np.array_equal(row[:, :10], img)                    # the image
-    assert not np.array_equal(row[3, 14 + 3], img[3, 3])       # ground truth class 1 tinted
-    assert np.array_equal(row[3, 28 + 3], img[3, 3])           # predicted background left as is
+    assert len(row) == 3 and all(p.shape == (8, 10, 3) and p.dtype == np.uint8 for p in row)
+    assert np.array_equal(row[0], img)                    # the image
+    assert not np.array_equal(row[1][3, 3], img[3, 3])    # ground truth class 1 tinted
+    assert np.array_equal(row[2], img)                    # predicted background left as is
+    assert np.array_equal(tint(img, lab)[3, 3], row[1][3, 3])
     assert tuple(colorize(np.array([[1, 255]]))[0, 0]) == (128, 0, 0)
-    p = save_overlay(tmp_path / "o.png", [row, row], scale=2)
-    assert Image.open(p).size == (2 * row.shape[1], 2 * (2 * 8 + 4))
+    plain = Image.open(save_overlay(tmp_path / "o.png", [row, row], scale=2))
+    assert plain.size == (2 * 3 * 10 + 2 * 4, 2 * 2 * 8 + 4)
+    assert np.array_equal(np.asarray(plain)[:16:2, :20:2], img)  # panels scaled, no title band
+
+
+def test_overlay_titles_and_legend(tmp_path):
+    img = np.full((16, 16, 3), 90, np.uint8)
+    rows = [[img, img], [img, img]]
+    names = ["background", "disk", "square"]
+    plain = Image.open(save_overlay(tmp_path / "plain.png", rows, scale=1))
+    pic = Image.open(save_overlay(tmp_path / "o.png", rows, scale=1, titles=("image", "prediction"),
+                                  class_names=names))
+    assert pic.width == plain.width and pic.height > plain.height + 20  # a title band and a legend band
+    a = np.asarray(pic)
+    body = plain.height
+    title_h = next(y for y in range(a.shape[0]) if (a[y, :16] == 90).all())
+    assert title_h > 5 and (a[:title_h] < 128).any()  # dark title text above the panels
+    assert np.array_equal(a[title_h:title_h + body], np.asarray(plain))
+    legend = a[title_h + body:]
+    from fcn_kernels.data import voc_colormap
+    cmap = voc_colormap()
+    for k in (1, 2):  # a swatch of each shape class's colour
+        assert (legend == cmap[k]).all(-1).sum() > 20, names[k]
+    with pytest.raises(ValueError, match="2 titles for 3 columns"):
+        save_overlay(tmp_path / "x.png", [[img, img, img]], titles=("a", "b"))
+    assert not (tmp_path / "x.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "plain.png"]  # no temp files left
+
+
+def test_data_faults_name_the_file(tmp_path):
+    root = tmp_path / "voc"
+    ids = write_voc(root, n_train=4)
+    jpg = [root / "JPEGImages" / f"{i}.jpg" for i in ids["train"]]
+    png = [root / "SegmentationClass" / f"{i}.png" for i in ids["train"]]
+    jpg[0].write_bytes(jpg[0].read_bytes()[:200])                      # a truncated JPEG
+    jpg[1].write_text("not an image")                                    # a text file named .jpg
+    write_voc_label(png[2], np.zeros((5, 5), np.uint8))                  # a label of the wrong size
+    png[3].write_bytes(png[3].read_bytes()[:60])                         # a truncated PNG
+    ds = VOCSegmentation(root, "train")
+    for k, (path, words) in enumerate(((jpg[0], "cannot read the image"), (jpg[1], "cannot read the image"),
+                                       (png[2], "the label is 5x5 but its image"),
+                                       (png[3], "cannot read the label"))):
+        with pytest.raises(DataError) as e:
+            ds[k]
+        assert str(path) in str(e.value) and words in str(e.value), str(e.value)
+        assert "\n" not in str(e.value)
+    Image.open(png[1]).convert("RGB").save(png[1])                       # a label of the wrong mode
+    jpg[1].write_bytes(jpg[2].read_bytes())
+    with pytest.raises(DataError, match=f"{png[1]}: label image has mode 'RGB'"):
+        ds[1]
+    (root / "ImageSets" / "Segmentation" / "more.txt").write_text("\n".join(ids["train"] + ["2009_000404"]))
+    with pytest.raises(DataError, match=r"more.txt: 2 image or label file.*2009_000404.jpg' does not exist"):
+        VOCSegmentation(root, "more")

@@ -38,11 +38,49 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
 
     from fcn_kernels.cli import main
     assert main([*ARGS, "--out", str(tmp_path / "single")]) == 0
-    ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=False)
-    one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ddp["world"] == 2 and one["world"] == 1
     assert ddp["model"].keys() == one["model"].keys()
     for k, v in one["model"].items():
         torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-6, msg=k)
     # training did change the weights (the score layers start at zero)
     assert ddp["model"]["score_fr.weight"].abs().sum() > 0
+
+
+def test_a_dead_rank_makes_the_other_fail_not_hang(tmp_path):
+    """Two ranks started as torchrun would (env://), without torchrun's agent (which would kill the
+    survivor itself): SIGKILL rank 1 mid-training; rank 0 must exit with a one-line error in bounded time."""
+    import signal
+    import time
+
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        args = [a if a != "3" or i != ARGS.index("--iters") + 1 else "100000" for i, a in enumerate(ARGS)]
+        procs.append(subprocess.Popen([sys.executable, "-m", "fcn_kernels.cli", *args, "--dist-timeout", "30",
+                                       "--out", str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "training " not in line and time.monotonic() < deadline:
+            line = procs[0].stdout.readline()  # rank 0 logs once the process group and DDP are up
+        assert "training " in line, procs[0].stderr.read()[-2000:] if procs[0].poll() is not None else "no start"
+        time.sleep(1.0)
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        rc = procs[0].wait(timeout=90)
+        waited = time.monotonic() - t0
+        err = procs[0].stderr.read().strip()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert rc == 2, err[-2000:]
+    last = err.splitlines()[-1]
+    assert last.startswith("fcn-kernels train: error: rank 0 of 2: lost the other processes"), err[-2000:]
+    assert waited < 60, waited

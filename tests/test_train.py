@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from fcn_kernels.cli import main
-from test_data import write_voc
+from voc_tree import write_voc
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
 
@@ -17,7 +17,7 @@ def train(out, *extra):
 
 
 def sd(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_demo_pipeline_shortened(tmp_path, capsys):
@@ -130,3 +130,75 @@ def test_amp_bf16(tmp_path, fused):
 def test_class_weights_option(tmp_path, capsys):
     assert train(tmp_path / "cw", "--class-weights", "median", "--iters", "1") == 0
     assert "class weights:" in capsys.readouterr().out
+
+
+DEMO_TINY = ["--iters", "3", "--width", "0.03125", "--image-size", "32", "--train-size", "8", "--val-size", "3",
+             "--no-progress"]
+
+
+def test_demo_runs_twice_and_is_deterministic(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *DEMO_TINY]) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert main(["demo", "--out", str(out), *DEMO_TINY]) == 0  # replaces its own outputs
+    second = json.loads((out / "metrics.json").read_text())
+    for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "final_loss", "rank_weight_digests"):
+        assert first[k] == second[k], k
+    assert [h["loss"] for h in first["loss_history"]] == [h["loss"] for h in second["loss_history"]]
+    # a train run's checkpoint is not the demo's to replace
+    assert train(tmp_path / "mine") == 0
+    before = (tmp_path / "mine" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "mine"), *DEMO_TINY]) == 2
+    assert "was not written by the demo" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "checkpoint.pt").read_bytes() == before
+
+
+def test_help_shows_every_default_once(capsys):
+    import dataclasses
+
+    from fcn_kernels.app.config import TrainConfig, flag
+    from fcn_kernels.commands.demo import DemoConfig
+
+    for cmd in ("train", "eval", "demo"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: " in text
+        if cmd == "train":
+            for f in dataclasses.fields(TrainConfig):
+                assert flag(f.name) in text, f.name
+            assert "--lr LR learning rate (default: 0.0001)" in text
+            assert "--n-class N_CLASS classes incl. background (synthetic: 2 to 7) (default: 4 on synthetic" in text
+        if cmd == "demo":
+            assert f"(default: {DemoConfig.iters})" in text and "(default: fcn-kernels-demo)" in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--n-class", "30"], "--n-class 30: the synthetic set has 2 to 7 classes"),
+    (["--n-class", "1"], "--n-class 1: must be >= 2"),
+    (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    (["--width", "0"], "--width 0.0: must be > 0"),
+    (["--iters", "0"], "--iters 0: must be >= 1"),
+    (["--log-every", "0"], "--log-every 0: must be >= 1"),
+    (["--sample-p", "1.5"], "--sample-p 1.5: must be <= 1"),
+    (["--val-split", "bogus"], "--val-split 'bogus': the synthetic set's splits are train, val, test"),
+    (["--device", "mps"], "--device mps: only cpu and cuda devices are supported"),
+    (["--init-from", "/nonexistent.pth"], "'/nonexistent.pth' does not exist"),
+])
+def test_bad_options_are_one_line(tmp_path, capsys, argv, words):
+    assert train(tmp_path / "run", *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_eval_bad_options_are_one_line(tmp_path, capsys):
+    assert train(tmp_path / "run") == 0
+    ckpt = str(tmp_path / "run" / "checkpoint.pt")
+    capsys.readouterr()
+    for argv, words in ((["--split", "bogus"], "--split 'bogus'"), (["--n-class", "30"], "another architecture"),
+                        (["--data", str(tmp_path / "nowhere")], "does not exist")):
+        assert main(["eval", "--checkpoint", ckpt, "--out", str(tmp_path / "e"), "--no-progress", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err

@@ -2,7 +2,7 @@
 
     fcn-kernels eval --checkpoint runs/a/checkpoint.pt --data synthetic --out runs/a/eval
 """
-from ._options import common
+from ..app.config import EvalConfig, add_arguments as _add
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: metrics JSON and overlay PNG"
@@ -10,17 +10,16 @@ DESCRIPTION = "Evaluate a checkpoint; writes metrics.json and overlay.png to --o
 
 
 def add_arguments(p):
-    common(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="val")
+    _add(p, EvalConfig)
 
 
 def run(args):
-    from ..engine import run_eval
+    import functools
 
-    if args.out is None:
-        args.out = "fcn-kernels-eval"
-    if args.batch_size is None:
-        args.batch_size = 1
-    run_eval(args)
+    from ..app import config
+    from ..app.distributed import run_distributed
+    from ..app.evaluation import run_eval
+
+    cfg = config.from_args(EvalConfig, args)
+    run_distributed(functools.partial(run_eval, given=config.given(args)), cfg, cfg.device)
     return 0

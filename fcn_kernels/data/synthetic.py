@@ -22,7 +22,7 @@ from .transforms import preprocess, random_flip
 __all__ = ["SyntheticShapes", "SHAPES"]
 
 SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond")
-_SPLITS = {"train": 0, "val": 1, "test": 2}
+SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 def _shape_mask(kind, yy, xx, cy, cx, r, theta):
@@ -70,8 +70,8 @@ class SyntheticShapes(Dataset):
                  preprocess="rgb_norm", flip=False):
         if not 2 <= n_class <= len(SHAPES) + 1:
             raise ValueError(f"n_class must be in [2, {len(SHAPES) + 1}] (background + shape kinds), got {n_class}")
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         self.length = int(length)
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.n_class = n_class
@@ -95,7 +95,7 @@ class SyntheticShapes(Dataset):
         """Image i as ((H, W, 3) uint8 RGB, (H, W) int64 label) before preprocessing."""
         if not 0 <= index < self.length:
             raise IndexError(index)
-        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
+        rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
         h, w = self.size
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         # background: gradient between two random dull colours + stripes + noise

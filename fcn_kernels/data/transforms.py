@@ -22,7 +22,7 @@ import torch
 
 __all__ = [
     "BGR_MEAN", "PREPROCESS_MODES", "preprocess", "deprocess", "voc_colormap",
-    "colorize", "overlay_panel", "save_overlay", "pad_collate", "random_flip",
+    "colorize", "tint", "overlay_panel", "save_overlay", "pad_collate", "random_flip",
 ]
 
 BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
@@ -83,39 +83,74 @@ def colorize(label) -> np.ndarray:
     return _CMAP[np.clip(lab, 0, 255)]
 
 
-def overlay_panel(image: np.ndarray, label, pred, alpha: float = 0.6, gap: int = 4) -> np.ndarray:
-    """One row: image | ground truth | prediction (class colours blended over the image,
-    background pixels untinted)."""
+def tint(image: np.ndarray, label, alpha: float = 0.6) -> np.ndarray:
+    """Class colours of `label` blended over `image` ((H, W, 3) uint8); background (0) left as is."""
     img = np.asarray(image, dtype=np.float32)
-    parts = [img]
-    for lab in (label, pred):
-        lab = np.asarray(torch.as_tensor(lab).cpu().numpy())
-        tint = (1 - alpha) * img + alpha * colorize(lab).astype(np.float32)
-        parts.append(np.where((lab != 0)[..., None], tint, img))  # background left as is
-    h = img.shape[0]
-    sep = np.full((h, gap, 3), 255.0, dtype=np.float32)
-    row = np.concatenate([parts[0], sep, parts[1], sep, parts[2]], axis=1)
-    return np.clip(np.rint(row), 0, 255).astype(np.uint8)
+    lab = np.asarray(torch.as_tensor(label).cpu().numpy())
+    blended = (1 - alpha) * img + alpha * colorize(lab).astype(np.float32)
+    return np.clip(np.rint(np.where((lab != 0)[..., None], blended, img)), 0, 255).astype(np.uint8)
 
 
-def save_overlay(path, rows, scale: int = 1, gap: int = 4) -> str:
-    """Stack rows from :func:`overlay_panel` (padded to one width) and write a PNG."""
-    from PIL import Image
+def overlay_panel(image: np.ndarray, label, pred, alpha: float = 0.6) -> list:
+    """One overlay row: [image, ground truth tinted over it, prediction tinted over it]."""
+    return [np.asarray(image, dtype=np.uint8), tint(image, label, alpha), tint(image, pred, alpha)]
 
-    if not rows:
-        raise ValueError("no rows to write")
-    width = max(r.shape[1] for r in rows)
-    out = []
-    for i, r in enumerate(rows):
-        if r.shape[1] < width:
-            r = np.concatenate([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)], axis=1)
-        out.append(r)
-        if i + 1 < len(rows):
-            out.append(np.full((gap, width, 3), 255, np.uint8))
-    pic = Image.fromarray(np.concatenate(out, axis=0))
-    if scale != 1:
-        pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
-    pic.save(str(path))
+
+def save_overlay(path, rows, *, scale=None, titles=None, class_names=None, gap: int = 4) -> str:
+    """Write rows of panels as one PNG, atomically; returns the path.
+
+    rows: a list of rows, each a list of (H, W, 3) uint8 panels (columns). scale: integer zoom
+    (default: panels about 256 pixels high). titles: one per column, written above it. class_names:
+    a legend under the picture, a swatch of each class's colour (classes 1 ..; the background is
+    left untinted) and its name."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from .._io import atomic_write
+
+    if not rows or not all(len(r) for r in rows):
+        raise ValueError("save_overlay: rows must be a non-empty list of non-empty lists of panels")
+    n_cols = max(len(r) for r in rows)
+    if titles is not None and len(titles) != n_cols:
+        raise ValueError(f"save_overlay: {len(titles)} titles for {n_cols} columns")
+    panel_h = max(p.shape[0] for r in rows for p in r)
+    scale = max(1, 256 // panel_h) if scale is None else int(scale)
+    col_w = [max(r[c].shape[1] for r in rows if c < len(r)) * scale for c in range(n_cols)]
+    row_h = [max(p.shape[0] for p in r) * scale for r in rows]
+    font = ImageFont.load_default()
+    line_h = font.getbbox("Ag")[3] + 6
+    width = sum(col_w) + gap * (n_cols - 1)
+    legend = [(k, name) for k, name in enumerate(class_names or []) if k > 0]
+    # legend entries flow left to right, wrapping at the picture's width
+    entries, x, y = [], 0, 0
+    for k, name in legend:
+        w = line_h + 4 + int(font.getlength(str(name))) + 12
+        if x and x + w > width:
+            x, y = 0, y + line_h
+        entries.append((x, y, k, str(name)))
+        x += w
+    top = line_h if titles is not None else 0
+    body = sum(row_h) + gap * (len(rows) - 1)
+    height = top + body + ((gap + y + line_h) if entries else 0)
+    pic = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(pic)
+    left = [sum(col_w[:c]) + gap * c for c in range(n_cols)]
+    if titles is not None:
+        for c, title in enumerate(titles):
+            tw = font.getlength(str(title))
+            draw.text((left[c] + max(0, (col_w[c] - tw) / 2), 2), str(title), fill=(0, 0, 0), font=font)
+    y0 = top
+    for r, h in zip(rows, row_h):
+        for c, panel in enumerate(r):
+            im = Image.fromarray(np.ascontiguousarray(panel, dtype=np.uint8))
+            pic.paste(im.resize((im.width * scale, im.height * scale), Image.NEAREST), (left[c], y0))
+        y0 += h + gap
+    for ex, ey, k, name in entries:
+        sy = top + body + gap + ey
+        draw.rectangle([ex, sy + 2, ex + line_h - 4, sy + line_h - 2], fill=tuple(int(v) for v in _CMAP[k]),
+                       outline=(0, 0, 0))
+        draw.text((ex + line_h, sy + 2), name, fill=(0, 0, 0), font=font)
+    with atomic_write(path) as f:
+        pic.save(f, format="PNG")
     return str(path)
 
 

@@ -10,6 +10,7 @@ ROOT may also be a folder holding ``VOC2012/`` or ``VOCdevkit/VOC2012/``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def _find_root(root: Path) -> Path:
         if (cand / "JPEGImages").is_dir() or (cand / "SegmentationClass").is_dir():
             return cand
     return root
+
+
+@contextlib.contextmanager
+def _reading(path, what):
+    """A file PIL cannot decode (truncated, not an image, missing) is a DataError naming it."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL's errors for broken files
+        raise DataError(f"{path}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
 
 
 def write_voc_label(path, label: np.ndarray) -> None:
@@ -96,11 +108,11 @@ class VOCSegmentation(Dataset):
             ids.append(line)
         if not ids:
             raise DataError(f"split list {str(list_file)!r} is empty")
-        absent = [i for i in ids if not (self.root / "JPEGImages" / f"{i}.jpg").is_file()
-                  or not (self.root / "SegmentationClass" / f"{i}.png").is_file()]
-        if absent:
-            raise DataError(f"{len(absent)} of {len(ids)} ids in {list_file.name} lack JPEGImages/<id>.jpg or "
-                            f"SegmentationClass/<id>.png, e.g. {absent[:3]}")
+        missing = [p for i in ids for p in (self.root / "JPEGImages" / f"{i}.jpg",
+                                              self.root / "SegmentationClass" / f"{i}.png") if not p.is_file()]
+        if missing:
+            raise DataError(f"{list_file}: {len(missing)} image or label file(s) it names lack JPEGImages/<id>.jpg "
+                            f"or SegmentationClass/<id>.png, e.g. {str(missing[0])!r} does not exist")
         self.ids = ids
         self.class_names = list(VOC_CLASSES) if self.n_class == 21 else [str(i) for i in range(self.n_class)]
 
@@ -112,24 +124,21 @@ class VOCSegmentation(Dataset):
 
     def raw(self, index: int):
         """((H, W, 3) uint8 RGB, (H, W) int64 label) of item ``index``, validated."""
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         i = self.ids[index]
         img_path = self.root / "JPEGImages" / f"{i}.jpg"
         lab_path = self.root / "SegmentationClass" / f"{i}.png"
-        try:
-            with Image.open(img_path) as im:
-                img = np.asarray(im.convert("RGB"))
-            with Image.open(lab_path) as lab_im:
-                if lab_im.mode not in ("P", "L"):
-                    raise DataError(f"{lab_path}: label image has mode {lab_im.mode!r}; expected a palette ('P') "
-                                    "PNG whose pixel values are class indices (or 'L' grayscale indices)")
-                label = np.asarray(lab_im).astype(np.int64)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"cannot read image or label of {i!r}: {exc}") from exc
+        with _reading(img_path, "image"), Image.open(img_path) as im:
+            img = np.asarray(im.convert("RGB"))
+        with _reading(lab_path, "label"), Image.open(lab_path) as lab_im:
+            if lab_im.mode not in ("P", "L"):
+                raise DataError(f"{lab_path}: label image has mode {lab_im.mode!r}; expected a palette ('P') "
+                                "PNG whose pixel values are class indices (or 'L' grayscale indices)")
+            label = np.asarray(lab_im).astype(np.int64)
         if img.shape[:2] != label.shape:
-            raise DataError(f"{i!r}: image is {img.shape[1]}x{img.shape[0]} but its label is "
-                            f"{label.shape[1]}x{label.shape[0]}")
+            raise DataError(f"{lab_path}: the label is {label.shape[1]}x{label.shape[0]} but its image "
+                            f"{img_path.name} is {img.shape[1]}x{img.shape[0]}")
         bad = (label != self.ignore_index) & ((label < 0) | (label >= self.n_class))
         if bad.any():
             vals = sorted(set(np.unique(label[bad]).tolist()))[:10]

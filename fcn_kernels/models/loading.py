@@ -7,13 +7,14 @@ import os
 import torch
 from torch import nn
 
+from .._io import load_weights
 from ..convolutionalize import convolutionalize
 from .vgg import TORCHVISION_CONV_INDICES, conv_names
 
 
 def _read(path_or_state_dict):
     if isinstance(path_or_state_dict, (str, bytes, os.PathLike)):
-        return torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+        return load_weights(path_or_state_dict)  # refuses (ValueError) anything that could run code
     if not isinstance(path_or_state_dict, dict):
         raise TypeError(f"expected a path or a state_dict, got {type(path_or_state_dict).__name__}")
     return path_or_state_dict

@@ -1,0 +1,60 @@
+"""File I/O every writer and loader of the package shares: atomic writes and code-free loads."""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_write", "load_weights"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Yield a file object whose content replaces `path` only once it is completely written.
+
+    The data goes to a temporary file in the same folder (same file system, so the rename is atomic),
+    is fsynced, then renamed over `path`: a crash at any moment leaves either the old file or the new
+    one, never a half-written one. The temporary name starts with a dot and ends in ``.tmp``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # the rename itself survives a power loss only once the folder is synced
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_weights(path):
+    """torch.load(path) with weights_only=True, onto the CPU: tensors, containers, numbers and strings
+    only. A file holding anything else (which unpickling could make run code) is refused with a
+    ValueError naming it; nothing in it is executed."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) and "Unsupported operand" not in str(exc):  # not garbage
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            what = f" ({found.group(1)})" if found else ""
+            raise ValueError(f"refused to load {str(path)!r}: it holds objects{what} other than tensors, "
+                             "containers, numbers and strings, and loading those could run code; nothing was "
+                             "executed") from None
+        error = type(exc)("unpickling failed")
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError) as exc:  # a damaged file
+        error = exc
+    raise ValueError(f"cannot read {str(path)!r}: not a complete file written by torch.save "
+                     f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})")
