@@ -3,7 +3,8 @@
 A training checkpoint is a dict of tensors, containers, numbers and strings only (it loads with
 ``torch.load(weights_only=True)``): format, version, model_config, model, optimizer, step, epoch,
 pos (batches done in the epoch), elapsed (training seconds), world, rng (one state per rank),
-config (every option of the run, for resuming) and written_by ("train" or "demo")."""
+config (every option of the run, for resuming), written_by ("train" or "demo") and class_names (the
+training set's, for legends; empty when it has none)."""
 from pathlib import Path
 
 import torch

@@ -150,7 +150,8 @@ def train(cfg, d, device, ckpt=None, written_by="train") -> dict:
             save_checkpoint(ckpt_path, {
                 "format": FORMAT, "version": VERSION, "model_config": mconfig, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "pos": pos, "elapsed": elapsed,
-                "world": d.world, "rng": rngs, "config": config_mod.as_dict(cfg), "written_by": written_by})
+                "world": d.world, "rng": rngs, "config": config_mod.as_dict(cfg), "written_by": written_by,
+                "class_names": list(getattr(train_ds, "class_names", None) or [])})
         return step
 
     model.train()

@@ -15,9 +15,6 @@ HELP = "label maps (VOC-palette PNGs) and overlays for images, from a checkpoint
 DESCRIPTION = ("Predict label maps for PNG/JPEG images of any size with a checkpoint; writes <name>.png (VOC "
                "palette) and <name>_overlay.png (image | prediction) per image to --out.")
 
-OVERLAY_GAP = 4  # pixels between the overlay's two panels
-
-
 def add_arguments(p):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     p.add_argument("--checkpoint", required=True, help="an fcn-kernels training checkpoint (checkpoint.pt)")
@@ -73,37 +70,20 @@ def _batches(sizes, batch_size):
     return [ks[i:i + batch_size] for ks in by_size.values() for i in range(0, len(ks), batch_size)]
 
 
-def _write_atomic(path, write):
-    """write(tmp) to a temporary file next to path, then move it over path: never a half-written file."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _load_model(path, fused, device):
-    """The checkpoint's model on device in eval mode, and its training preprocessing."""
-    from .. import engine
+    """The checkpoint's model on device in eval mode, its training preprocessing and its class names."""
+    from ..app.checkpoint import load_model_state, load_own_checkpoint
+    from ..app.factory import build_model
     from ..errors import CLIError
 
-    ckpt = engine.load_checkpoint(path)
-    if not engine.is_own_checkpoint(ckpt) or not {"model_config", "model"} <= ckpt.keys():
+    ckpt = load_own_checkpoint(path)
+    if not {"model_config", "model", "config"} <= ckpt.keys():
         raise CLIError(f"{path!r} is not an fcn-kernels training checkpoint (written by fcn-kernels train)")
-    model = engine.build_model(ckpt["model_config"], fused=fused)
-    engine.load_model_state(model, ckpt["model"], path)
+    model = build_model(ckpt["model_config"], fused=fused)
+    load_model_state(model, ckpt["model"], path)
     if model.n_class > 256:
         raise CLIError(f"{path!r}: {model.n_class} classes do not fit a palette PNG (at most 256)")
-    train_args = ckpt.get("args") or {}
-    # engine.build_dataset's defaults: rgb_norm for the synthetic set, bgr_mean (the reference's) for VOC
-    mode = train_args.get("preprocess") or ("rgb_norm" if train_args.get("data") == "synthetic" else "bgr_mean")
-    return model.to(device).eval(), mode
+    return model.to(device).eval(), ckpt["config"]["preprocess"], ckpt.get("class_names") or None
 
 
 def run(args):
@@ -112,8 +92,10 @@ def run(args):
 
     import torch
 
-    from .. import engine
-    from ..data import overlay_panel, preprocess, save_overlay, write_voc_label
+    from .._io import atomic_write
+    from ..app.device import autocast, resolve_device
+    from ..app.distributed import Dist
+    from ..data import preprocess, save_overlay, tint, write_voc_label
     from ..errors import CLIError
 
     if args.batch_size < 1:
@@ -133,8 +115,8 @@ def run(args):
     for p in paths:  # every file checked before any work
         with _opened(p) as im:
             sizes.append(im.size)
-    device = engine.resolve_device(args.device, engine.Dist())
-    model, mode = _load_model(args.checkpoint, args.fused, device)
+    device = resolve_device(args.device, Dist())
+    model, mode, class_names = _load_model(args.checkpoint, args.fused, device)
     mode = args.preprocess or mode
     out.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -144,15 +126,13 @@ def run(args):
     for batch in _batches(sizes, args.batch_size):
         images = [_read_rgb(paths[k]) for k in batch]
         x = torch.stack([preprocess(im, mode) for im in images]).to(device)
-        with engine.autocast(device, args.dtype == "bfloat16"):
+        with autocast(device, args.dtype == "bfloat16"):
             labels = model.predict(x).cpu().numpy()
         for k, image, label in zip(batch, images, labels):
-            _write_atomic(out / f"{names[k]}.png", lambda tmp: write_voc_label(tmp, label))
-            # overlay_panel's first two panels (image | tinted labels) with the prediction as the labels
-            w = image.shape[1]
-            row = overlay_panel(image, label, label, gap=OVERLAY_GAP)[:, :2 * w + OVERLAY_GAP]
-            scale = max(1, 256 // image.shape[0])
-            _write_atomic(out / f"{names[k]}_overlay.png", lambda tmp: save_overlay(tmp, [row], scale=scale))
+            with atomic_write(out / f"{names[k]}.png") as f:
+                write_voc_label(f, label)
+            save_overlay(out / f"{names[k]}_overlay.png", [[image, tint(image, label)]],
+                         titles=("image", "prediction"), class_names=class_names)
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:

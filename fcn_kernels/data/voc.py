@@ -48,14 +48,14 @@ def _reading(path, what):
 
 
 def write_voc_label(path, label: np.ndarray) -> None:
-    """Write an (H, W) label map as a VOC palette PNG."""
+    """Write an (H, W) label map as a VOC palette PNG to a path or a binary file."""
     from PIL import Image
 
     from .transforms import voc_colormap
 
     im = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
     im.putpalette(voc_colormap().reshape(-1).tolist())
-    im.save(str(path))
+    im.save(path, format="PNG")
 
 
 class VOCSegmentation(Dataset):
