@@ -12,6 +12,7 @@ from .ops import rarefied_conv2d
 from .modules import RarefiedConv2d
 from .shift_stitch import rarefy, shift_and_stitch
 from .convolutionalize import convolutionalize
+from .export import export_onnx, onnx_translations
 from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
 
 __version__ = "0.1.0"
@@ -28,4 +29,6 @@ __all__ = [
     "RarefiedConv2d",
     "shift_and_stitch",
     "rarefy",
+    "export_onnx",
+    "onnx_translations",
 ]
