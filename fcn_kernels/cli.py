@@ -2,10 +2,10 @@
 import argparse
 import sys
 
-from .commands import bench, demo, evaluate, train
+from .commands import bench, demo, evaluate, export, train
 from .errors import CLIError, DataError
 
-COMMANDS = (demo, train, evaluate, bench)
+COMMANDS = (demo, train, evaluate, bench, export)
 
 
 def build_parser():

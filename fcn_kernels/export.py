@@ -1,5 +1,6 @@
-"""ONNX export of models that use the fcn_kernels ops (DESIGN.md §3): every op becomes its stock ONNX
-composition, so the file runs in ONNX Runtime, OpenVINO, TensorRT ... without our kernels.
+"""Export of models that use the fcn_kernels ops (DESIGN.md §3). ONNX: every op becomes its stock ONNX
+composition, so the file runs in ONNX Runtime, OpenVINO, TensorRT ... without our kernels; AOTInductor:
+a compiled package (.pt2) that calls our kernels.
 
     upsample_skip    -> ConvTranspose, Slice (the crop), Add (the skip's window, also a Slice)
     rarefied_conv2d  -> Conv with dilations
@@ -9,6 +10,7 @@ Crop windows are Slices whose ends are computed from the graph's shapes where th
 input size (the FCN's final crop), so a dynamic export takes any batch and image size.
 Needs the `deploy` extra (onnx, onnxscript).
 """
+import contextlib
 import os
 import tempfile
 
@@ -82,11 +84,19 @@ def onnx_translations():
     return table
 
 
-def _dynamic_shapes(example_inputs):
-    # Every dimension but the channels (dim 1) of each tensor input: any batch and image size.
-    dyn = torch.export.Dim.DYNAMIC
-    return tuple({d: dyn for d in range(t.dim()) if d != 1} if isinstance(t, torch.Tensor) else None
-                 for t in example_inputs)
+def _in_eval_mode(model, example_inputs, dynamic, export):
+    """export(model, inputs, dynamic_shapes) with the model in eval mode (its mode restored after).
+    dynamic: every dimension but the channels (dim 1) of each tensor input is symbolic."""
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    shapes = tuple({d: torch.export.Dim.DYNAMIC for d in range(t.dim()) if d != 1}
+                   if isinstance(t, torch.Tensor) else None for t in inputs) if dynamic else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return export(model, inputs, shapes)
+    finally:
+        model.train(was_training)
 
 
 def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
@@ -96,31 +106,43 @@ def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
     file in the same folder, then renamed). Returns the path."""
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    if isinstance(example_inputs, torch.Tensor):
-        example_inputs = (example_inputs,)
-    example_inputs = tuple(example_inputs)
-    was_training = model.training
-    model.eval()
-    try:
-        program = torch.onnx.export(
-            model, example_inputs, None, dynamo=True, opset_version=opset, verbose=False,
-            custom_translation_table=onnx_translations(),
-            dynamic_shapes=_dynamic_shapes(example_inputs) if dynamic else None)
-    finally:
-        model.train(was_training)
+    program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.onnx.export(
+        m, inputs, None, dynamo=True, opset_version=opset, verbose=False,
+        custom_translation_table=onnx_translations(), dynamic_shapes=shapes))
     foreign = sorted({f"{n.domain}::{n.op_type}" for n in program.model_proto.graph.node
                       if n.domain not in ("", "ai.onnx")})
     if foreign:
         raise RuntimeError(f"export_onnx: the graph has non-standard ONNX ops {foreign}: an op without a "
                            "translation in fcn_kernels.export.TRANSLATIONS")
+    return _write_atomically(path, lambda tmp: program.save(tmp, external_data=False))
+
+
+def _write_atomically(path, write, suffix=".tmp"):
+    """write(tmp) into a temporary file beside `path`, then rename it to `path`: a failed write never
+    leaves a half-written file over a good one."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=os.path.basename(path) + ".",
+                               suffix=suffix)
     os.close(fd)
     try:
-        program.save(tmp, external_data=False)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return path
+
+
+def export_aoti(model, example_inputs, path, dynamic=True):
+    """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2),
+    written atomically; dynamic as for export_onnx. Load it with torch._inductor.aoti_load_package(path)
+    after `import fcn_kernels` (which loads fcn_kernels/_C.so: the package calls our C++ kernels through
+    the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
+    fcn_kernels/_C.so (dlopen) before it loads the package, so that the fcn_kernels ops are registered."""
+    if not os.fspath(path).endswith(".pt2"):
+        raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
+    program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.export.export(
+        m, inputs, dynamic_shapes=shapes))
+    return _write_atomically(
+        path, lambda tmp: torch._inductor.aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")

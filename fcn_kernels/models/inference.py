@@ -1,0 +1,70 @@
+"""optimize_for_inference: an FCN (or any image model) made fast for inference (DESIGN.md §3)."""
+import contextlib
+import copy
+
+import torch
+from torch import nn
+
+
+class InferenceModel(nn.Module):
+    """What optimize_for_inference returns: `forward(images)` gives the model's scores (in the images'
+    dtype), `predict(images)` its (N, H, W) int64 labels. Inference only: no gradients."""
+
+    def __init__(self, model, dtype, compile):
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+        # Functions, not modules: a compiled module would register the parameters a second time.
+        self._scores = torch.compile(model.forward) if compile else model.forward
+        self._labels = torch.compile(_labels_of(model)) if compile else _labels_of(model)
+        self.compiled = compile
+
+    def _run(self, fn, images):
+        images = images.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(images.device.type, dtype=self.dtype) if self.dtype != images.dtype
+                    else contextlib.nullcontext())
+        # Freezing is read when a graph is compiled (the first call, and a recompilation for a new size).
+        freezing = torch._inductor.config.patch(freezing=True) if self.compiled else contextlib.nullcontext()
+        with torch.no_grad(), autocast, freezing:
+            return fn(images)
+
+    def forward(self, images):
+        return self._run(self._scores, images).to(images.dtype)
+
+    def predict(self, images):
+        return self._run(self._labels, images)
+
+    def extra_repr(self):
+        return f"dtype={self.dtype}, compiled={self.compiled}"
+
+
+def _labels_of(model):
+    # FCN*.predict writes labels without the full-resolution scores (upsample_argmax); other models argmax.
+    return model.predict if hasattr(model, "predict") else (lambda images: model(images).argmax(1))
+
+
+def optimize_for_inference(model, dtype=torch.float32, compile=True):
+    """A copy of `model` (left untouched) tuned for inference; returns an InferenceModel whose outputs
+    equal `model`'s within the dtype's rounding. dtype: torch.float32, or torch.bfloat16 (autocast);
+    compile: torch.compile with Inductor freezing (the first call per input size compiles: tens of
+    seconds for a whole FCN on a CPU).
+
+    The choices, measured on the whole FCN-8s (width 1, 256x256, batch 1, 2 threads of the project's
+    AMD EPYC CPU, medians of interleaved rounds; ratios of time, lower is faster; see the report in
+    benchmarks/bench_peers.py for the command):
+      - eval mode, parameters without grad, no autograd: dropout is the identity and no graph is kept.
+      - channels_last: the oneDNN convolutions run in NHWC without reordering their input each call.
+        Our upsample_skip reads NCHW: it reorders its three small score maps (21 channels), which costs
+        little next to the convolutions (see the profile in the report), and writes NCHW scores.
+      - bf16 autocast (dtype=torch.bfloat16): the convolutions in bf16 (AVX512-BF16/AMX where the CPU
+        has them); our ops get bf16 inputs and accumulate in fp32.
+      - torch.compile with Inductor freezing: the weights become constants, so Inductor prepacks them
+        for oneDNN, folds the bf16 weight casts, and fuses bias + ReLU into the convolutions; our ops stay
+        custom ops in the graph.
+    """
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    m = copy.deepcopy(model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile)
