@@ -90,10 +90,12 @@ def _in_eval_mode(model, example_inputs, dynamic, export):
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     shapes = tuple({d: torch.export.Dim.DYNAMIC for d in range(t.dim()) if d != 1}
                    if isinstance(t, torch.Tensor) else None for t in inputs) if dynamic else None
+    # Size-oblivious: an example of batch 1 must not specialise the batch to 1.
+    oblivious = torch.fx.experimental._config.patch(backed_size_oblivious=dynamic)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), oblivious:
             return export(model, inputs, shapes)
     finally:
         model.train(was_training)
@@ -134,15 +136,17 @@ def _write_atomically(path, write, suffix=".tmp"):
     return path
 
 
-def export_aoti(model, example_inputs, path, dynamic=True):
-    """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2),
-    written atomically; dynamic as for export_onnx. Load it with torch._inductor.aoti_load_package(path)
+def export_aoti(model, example_inputs, path):
+    """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2) for
+    the example's batch and image size, written atomically. (Not dynamic: under torch 2.14.1 a dynamic
+    package of the fused FCN-8s fed fcn_kernels::upsample_skip a score map one row and column short at
+    sizes other than the example's, where the stock model's dynamic package was right.) Load it with torch._inductor.aoti_load_package(path)
     after `import fcn_kernels` (which loads fcn_kernels/_C.so: the package calls our C++ kernels through
     the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
     fcn_kernels/_C.so (dlopen) before it loads the package, so that the fcn_kernels ops are registered."""
     if not os.fspath(path).endswith(".pt2"):
         raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
-    program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.export.export(
+    program = _in_eval_mode(model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(
         m, inputs, dynamic_shapes=shapes))
     return _write_atomically(
         path, lambda tmp: torch._inductor.aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")

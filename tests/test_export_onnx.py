@@ -178,3 +178,38 @@ def test_export_keeps_training_mode(tmp_path):
 def test_opset_too_old(tmp_path):
     with pytest.raises(ValueError, match="opset must be >= 17, got 13"):
         export_onnx(small_fcn8s(), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", opset=13)
+
+
+def checkpoint(tmp_path, model):
+    from fcn_kernels.engine import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
+                           "model_config": {"arch": "fcn8s", "n_class": model.n_class, "width": model.width}})
+    return path
+
+
+def test_cli_export_onnx(tmp_path, seed, capsys):
+    from fcn_kernels.cli import main
+
+    model = small_fcn8s()
+    out = tmp_path / "fcn8s.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint(tmp_path, model)), "--format", "onnx", "--out", str(out),
+                 "--image-size", "40", "36"]) == 0
+    assert "any batch and image size" in capsys.readouterr().out
+    x = torch.randn(2, 3, 57, 33)
+    with torch.no_grad():
+        assert_close(ort_run(str(out), x), model(x))
+
+
+def test_cli_export_errors(tmp_path, capsys):
+    from fcn_kernels.cli import main
+
+    plain = tmp_path / "plain.pt"
+    torch.save(small_fcn8s().state_dict(), plain)
+    assert main(["export", "--checkpoint", str(plain), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "is not an fcn-kernels checkpoint" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(plain), "--format", "aoti", "--out", str(tmp_path / "m.so")]) == 2
+    assert "must end in .pt2" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(plain), "--out", "m.onnx", "--image-size", "1", "2", "3"]) == 2
+    assert "--image-size takes one or two positive sizes" in capsys.readouterr().err

@@ -9,8 +9,8 @@ NAME = "export"
 HELP = "export a checkpoint to ONNX (standard ops only) or an AOTInductor package"
 DESCRIPTION = ("Export a checkpoint of `fcn-kernels train` to ONNX (standard ops only, for ONNX Runtime, "
                "OpenVINO, TensorRT ...) or to an AOTInductor package (.pt2; load it with "
-               "torch._inductor.aoti_load_package after `import fcn_kernels`). Both take any batch and image "
-               "size unless --static.")
+               "torch._inductor.aoti_load_package after `import fcn_kernels`). ONNX takes any batch and image "
+               "size unless --static; an AOTInductor package takes the example's (--batch-size, --image-size).")
 
 
 def add_arguments(p):
@@ -20,7 +20,7 @@ def add_arguments(p):
     p.add_argument("--image-size", type=int, nargs="+", default=[256], metavar="SIZE",
                    help="the example input's size: H [W]; with --static the only size the export takes")
     p.add_argument("--batch-size", type=int, default=1, help="the example input's batch")
-    p.add_argument("--static", action="store_true", help="fix the batch and image size to the example's")
+    p.add_argument("--static", action="store_true", help="onnx: fix the batch and image size to the example's (aoti always does)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcn_kernels.export.OPSET)")
 
 
@@ -46,6 +46,7 @@ def run(args):
     if args.format == "onnx":
         export_onnx(model, x, args.out, dynamic=not args.static, opset=args.opset or OPSET)
     else:
-        export_aoti(model, x, args.out, dynamic=not args.static)
-    print(f"wrote {args.out} ({args.format}, {'static' if args.static else 'any batch and image size'})")
+        export_aoti(model, x, args.out)
+    static = args.static or args.format == "aoti"
+    print(f"wrote {args.out} ({args.format}, {'for ' + 'x'.join(map(str, x.shape)) if static else 'any batch and image size'})")
     return 0
