@@ -39,13 +39,16 @@ class Head(nn.Module):
         return head([score_fr, pool4, pool3], ws, self.groups, self.image)
 
 
-def _fcn8s(fused, width, seed=0):
+def fcn8s_pair(width, seed=0):
+    """(stock, fused) FCN-8s on the same parameters; random score layers, so the skips carry signal."""
     torch.manual_seed(seed)
-    m = FCN8s(n_class=N_CLASS, fused=fused, width=width).eval()
-    with torch.no_grad():  # random score layers: the skips carry signal
-        for name in m.score_layer_names():
-            getattr(m, name).weight.normal_(0, 0.01)
-    return m
+    fused = FCN8s(n_class=N_CLASS, fused=True, width=width).eval()
+    with torch.no_grad():
+        for name in fused.score_layer_names():
+            getattr(fused, name).weight.normal_(0, 0.01)
+    stock = FCN8s(n_class=N_CLASS, fused=False, width=width).eval()
+    stock.load_state_dict(fused.state_dict())
+    return stock, fused
 
 
 def _eager(module):
@@ -97,7 +100,7 @@ def _peer_paths(module, inputs, folder):
 def model_paths(batch, image, width, folder, compile=True):
     """{path name: callable or skip reason} and the inputs, for the whole FCN-8s."""
     x = torch.randn(batch, 3, image, image, generator=torch.Generator().manual_seed(1))
-    stock, fused = _fcn8s(False, width), _fcn8s(True, width)
+    stock, fused = fcn8s_pair(width)
     paths = {"stock eager": _eager(stock)}
     if compile:
         paths["compile(stock)"] = _eager(torch.compile(stock))

@@ -8,7 +8,8 @@ from torch import nn
 
 class InferenceModel(nn.Module):
     """What optimize_for_inference returns: `forward(images)` gives the model's scores (in the images'
-    dtype), `predict(images)` its (N, H, W) int64 labels. Inference only: no gradients."""
+    dtype), `predict(images)` its (N, H, W) int64 labels. Inference only: no gradients. A model of
+    several inputs takes them all (forward(*inputs)), each 4-D one made channels_last."""
 
     def __init__(self, model, dtype, compile):
         super().__init__()
@@ -19,20 +20,21 @@ class InferenceModel(nn.Module):
         self._labels = torch.compile(_labels_of(model)) if compile else _labels_of(model)
         self.compiled = compile
 
-    def _run(self, fn, images):
-        images = images.contiguous(memory_format=torch.channels_last)
-        autocast = (torch.autocast(images.device.type, dtype=self.dtype) if self.dtype != images.dtype
+    def _run(self, fn, inputs):
+        inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
+        x = inputs[0]
+        autocast = (torch.autocast(x.device.type, dtype=self.dtype) if self.dtype != x.dtype
                     else contextlib.nullcontext())
         # Freezing is read when a graph is compiled (the first call, and a recompilation for a new size).
         freezing = torch._inductor.config.patch(freezing=True) if self.compiled else contextlib.nullcontext()
         with torch.no_grad(), autocast, freezing:
-            return fn(images)
+            return fn(*inputs)
 
-    def forward(self, images):
-        return self._run(self._scores, images).to(images.dtype)
+    def forward(self, *inputs):
+        return self._run(self._scores, inputs).to(inputs[0].dtype)
 
-    def predict(self, images):
-        return self._run(self._labels, images)
+    def predict(self, *inputs):
+        return self._run(self._labels, inputs)
 
     def extra_repr(self):
         return f"dtype={self.dtype}, compiled={self.compiled}"
@@ -40,7 +42,7 @@ class InferenceModel(nn.Module):
 
 def _labels_of(model):
     # FCN*.predict writes labels without the full-resolution scores (upsample_argmax); other models argmax.
-    return model.predict if hasattr(model, "predict") else (lambda images: model(images).argmax(1))
+    return model.predict if hasattr(model, "predict") else (lambda *inputs: model(*inputs).argmax(1))
 
 
 def optimize_for_inference(model, dtype=torch.float32, compile=True):
