@@ -51,18 +51,23 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
     compile: torch.compile with Inductor freezing (the first call per input size compiles: tens of
     seconds for a whole FCN on a CPU).
 
-    The choices, measured on the whole FCN-8s (width 1, 256x256, batch 1, 2 threads of the project's
-    AMD EPYC CPU, medians of interleaved rounds; ratios of time, lower is faster; see the report in
-    benchmarks/bench_peers.py for the command):
-      - eval mode, parameters without grad, no autograd: dropout is the identity and no graph is kept.
-      - channels_last: the oneDNN convolutions run in NHWC without reordering their input each call.
-        Our upsample_skip reads NCHW: it reorders its three small score maps (21 channels), which costs
-        little next to the convolutions (see the profile in the report), and writes NCHW scores.
-      - bf16 autocast (dtype=torch.bfloat16): the convolutions in bf16 (AVX512-BF16/AMX where the CPU
-        has them); our ops get bf16 inputs and accumulate in fp32.
-      - torch.compile with Inductor freezing: the weights become constants, so Inductor prepacks them
-        for oneDNN, folds the bf16 weight casts, and fuses bias + ReLU into the convolutions; our ops stay
-        custom ops in the graph.
+    The choices, measured on the whole FCN-8s (width 1, 256x256, batch 1, 2 threads) on the project's
+    shared 2-core machine under a load of 6 to 9 (so: ratios of medians of interleaved rounds, two runs,
+    2026-12-02; lower is faster):
+      - eval mode, parameters without grad, no autograd: dropout is the identity, no graph is kept.
+      - channels_last: eager 0.95x NCHW eager. Under compile + freezing the two runs disagree (1.33x and
+        0.88x NCHW's): within this machine's noise, kept for the GPU, where NHWC convolutions are the
+        fast ones. Our upsample_skip reads NCHW: it reorders its small 21-channel inputs, about 0.7% of
+        the model's time in the profile, and writes NCHW scores, the layout a user wants.
+      - torch.compile alone: 0.98x eager; with Inductor freezing 0.83x of compile alone (the weights are
+        constants: prepacked for oneDNN, bias + ReLU fused into the convolutions; our ops stay custom ops).
+      - bf16 autocast (dtype=torch.bfloat16): eager 0.51x of fp32 eager; compiled and frozen 0.23x and
+        0.38x of compiled fp32 (the bf16 weight casts are folded by freezing; our ops take bf16 inputs and
+        accumulate in fp32).
+      Against OpenVINO (same runs, INFERENCE_PRECISION_HINT set): fp32 1.6x and 1.12x OpenVINO f32's
+      time; bf16 2.1x and 2.9x OpenVINO bf16's. The profile puts 93% (fp32) and 75% (bf16) of the time in
+      oneDNN's convolutions (mkldnn::_convolution_pointwise), 22% (bf16) in Inductor's own kernels (pools,
+      casts), and 1 to 2.5% in upsample_skip.
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
