@@ -52,8 +52,8 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
     seconds for a whole FCN on a CPU).
 
     The choices, measured on the whole FCN-8s (width 1, 256x256, batch 1, 2 threads) on the project's
-    shared 2-core machine under a load of 6 to 9 (so: ratios of medians of interleaved rounds, two runs,
-    2026-12-02; lower is faster):
+    shared 2-core machine (an Intel Xeon with AVX512-BF16 and AMX) under a load of 6 to 9, so as ratios
+    of medians of interleaved rounds (two runs, 2026-12-02; lower is faster):
       - eval mode, parameters without grad, no autograd: dropout is the identity, no graph is kept.
       - channels_last: eager 0.95x NCHW eager. Under compile + freezing the two runs disagree (1.33x and
         0.88x NCHW's): within this machine's noise, kept for the GPU, where NHWC convolutions are the
