@@ -138,11 +138,11 @@ def _write_atomically(path, write, suffix=".tmp"):
 
 def export_aoti(model, example_inputs, path):
     """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2) for
-    the example's batch and image size, written atomically. (Not dynamic: under torch 2.14.1 a dynamic
-    package of the fused FCN-8s fed fcn_kernels::upsample_skip a score map one row and column short at
-    sizes other than the example's, where the stock model's dynamic package was right.) Load it with torch._inductor.aoti_load_package(path)
-    after `import fcn_kernels` (which loads fcn_kernels/_C.so: the package calls our C++ kernels through
-    the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
+    the example's batch and image size, written atomically. (Not dynamic: under torch 2.14.1 a dynamic,
+    size-oblivious package of the fused FCN-8s fed fcn_kernels::upsample_skip a score map one row and
+    column short at sizes other than the example's, where the stock model's dynamic package was right;
+    not yet understood.) Load it with torch._inductor.aoti_load_package(path) after `import fcn_kernels`
+    (which loads fcn_kernels/_C.so: the package calls our C++ kernels through the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
     fcn_kernels/_C.so (dlopen) before it loads the package, so that the fcn_kernels ops are registered."""
     if not os.fspath(path).endswith(".pt2"):
         raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
