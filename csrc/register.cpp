@@ -15,11 +15,11 @@ TORCH_LIBRARY(fcn_kernels, m) {
   // DESIGN.md §2 upsample_skip; out_size is explicit here (Python fills the default).
   m.def(
       "upsample_skip(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, "
-      "int groups, int[2] out_offset, int[2] out_size, int[2] skip_offset) -> Tensor");
+      "int groups, int[2] out_offset, SymInt[2] out_size, int[2] skip_offset) -> Tensor");
   // DESIGN.md §2 upsample_argmax: upsample_skip(...).argmax(1) as int64 (N, Ho, Wo); not differentiable.
   m.def(
       "upsample_argmax(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, int groups, "
-      "int[2] out_offset, int[2] out_size, int[2] skip_offset) -> Tensor");
+      "int[2] out_offset, SymInt[2] out_size, int[2] skip_offset) -> Tensor");
   m.def(
       "upsample_skip_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
       "int[2] stride, int groups, int[2] out_offset) -> Tensor");

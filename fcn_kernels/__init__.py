@@ -17,6 +17,7 @@ from .ops import rarefied_conv2d
 from .modules import RarefiedConv2d
 from .shift_stitch import rarefy, shift_and_stitch
 from .convolutionalize import convolutionalize
+from .export import export_onnx, onnx_translations
 from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
 
 # Every public submodule, reachable as an attribute; those not imported above load on first access.
@@ -45,4 +46,6 @@ __all__ = [
     "RarefiedConv2d",
     "shift_and_stitch",
     "rarefy",
+    "export_onnx",
+    "onnx_translations",
 ]

@@ -23,6 +23,10 @@ def check_planes(channels, rows, cols, what):
 
 
 
+def _is_int(v):
+    return isinstance(v, torch.SymInt) or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+
+
 def pair(value, name, *, minimum=None):
     """An int or a pair of ints -> tuple of two Python ints; TypeError/ValueError name the argument."""
     if isinstance(value, torch.Tensor) or isinstance(value, bool):
@@ -34,9 +38,11 @@ def pair(value, name, *, minimum=None):
             out = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if len(out) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in out):
+        if len(out) != 2 or not all(_is_int(v) for v in out):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        out = (int(out[0]), int(out[1]))
+        # A SymInt (an input's size under torch.export with dynamic shapes) stays symbolic: int() would
+        # specialise the exported graph to the example's size.
+        out = tuple(v if isinstance(v, torch.SymInt) else int(v) for v in out)
     if minimum is not None and min(out) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {out}")
     return out

@@ -2,10 +2,10 @@
 import argparse
 import sys
 
-from .commands import bench, demo, doctor, evaluate, predict, train
+from .commands import bench, demo, doctor, evaluate, export, predict, train
 from .errors import CLIError, DataError
 
-COMMANDS = (demo, train, evaluate, predict, bench, doctor)
+COMMANDS = (demo, train, evaluate, predict, export, bench, doctor)
 
 
 def build_parser():

@@ -39,6 +39,13 @@ def add_arguments(p):
                    help="fused backends to time, one column each; None: the automatic choice")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
 
+    p.add_argument("--peers", action="store_true",
+                   help="instead of the head table: the peers' table on CPU (fcn_kernels.peers), the head and the "
+                        "whole FCN-8s against torch.compile, ONNX Runtime and OpenVINO; --repeat interleaved rounds")
+    p.add_argument("--peers-cases", nargs="+", default=["1:256", "1:500", "4:256"], metavar="BATCH:IMAGE",
+                   help="--peers: the (batch, image size) cases")
+    p.add_argument("--peers-width", type=float, default=1.0, help="--peers: the FCN-8s trunk's width")
+
 
 def _device(name):
     try:
@@ -56,6 +63,16 @@ def _device(name):
     return device
 
 
+def _cases(specs):
+    try:
+        cases = [tuple(int(v) for v in spec.split(":")) for spec in specs]
+    except ValueError:
+        cases = []
+    if not cases or any(len(c) != 2 or min(c) < 1 for c in cases):
+        raise CLIError(f"--peers-cases takes BATCH:IMAGE pairs of positive ints, got {' '.join(specs)}")
+    return cases
+
+
 def run(args):
     import platform
     import time
@@ -71,7 +88,12 @@ def run(args):
             raise CLIError(f"--backend {b}: {exc}") from None
     dtype = getattr(torch, args.dtype)
     rows = []
-    for backward in ([False, True] if args.backward else [False]):
+    if args.peers:  # a CPU table
+        from ..peers import run as run_peers
+        rows = run_peers(cases=_cases(args.peers_cases), width=args.peers_width, rounds=args.repeat,
+                         compile=not args.no_compile)
+        args.device = "cpu"
+    for backward in ([] if args.peers else [False, True] if args.backward else [False]):
         rows += run_head(batches=args.batch, weights=args.weights, dtype=dtype, backward=backward,
                          compile=not args.no_compile, repeat=args.repeat, image=args.image, device=device,
                          backends=args.backend or [None])

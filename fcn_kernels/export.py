@@ -1,0 +1,152 @@
+"""Export of models that use the fcn_kernels ops (DESIGN.md §3). ONNX: every op becomes its stock ONNX
+composition, so the file runs in ONNX Runtime, OpenVINO, TensorRT ... without our kernels; AOTInductor:
+a compiled package (.pt2) that calls our kernels.
+
+    upsample_skip    -> ConvTranspose, Slice (the crop), Add (the skip's window, also a Slice)
+    rarefied_conv2d  -> Conv with dilations
+    upsample_argmax  -> ConvTranspose, Slice (, Slice, Add), ArgMax over the classes
+
+Crop windows are Slices whose ends are computed from the graph's shapes where the op's out_size is an
+input size (the FCN's final crop), so a dynamic export takes any batch and image size.
+Needs the `deploy` extra (onnx, onnxscript).
+"""
+import contextlib
+import os
+import tempfile
+
+import torch
+
+OPSET = 18
+
+
+def _ints(values):
+    """A 1-D INT64 ONNX value from ints and (under dynamic shapes) the graph's symbolic sizes."""
+    from onnxscript import opset18 as op
+
+    if all(isinstance(v, int) for v in values):
+        return op.Constant(value_ints=[int(v) for v in values])
+    return op.Concat(*[op.Constant(value_ints=[v]) if isinstance(v, int) else op.Reshape(v, op.Constant(value_ints=[1]))
+                       for v in values], axis=0)
+
+
+def _window(t, offset, size):
+    """t[:, :, oy:oy + h, ox:ox + w]."""
+    from onnxscript import opset18 as op
+
+    starts = op.Constant(value_ints=[int(v) for v in offset])
+    return op.Slice(t, starts, op.Add(starts, _ints(size)), op.Constant(value_ints=[2, 3]))
+
+
+def _upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+    from onnxscript import opset18 as op
+
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    y = _window(op.ConvTranspose(*inputs, strides=[int(s) for s in stride], group=int(groups)), out_offset, out_size)
+    return y if skip is None else op.Add(y, _window(skip, skip_offset, out_size))
+
+
+def _upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+    from onnxscript import opset18 as op
+
+    # ArgMax returns the first maximal index, as torch.argmax does at ties.
+    return op.ArgMax(_upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset),
+                     axis=1, keepdims=0, select_last_index=0)
+
+
+def _rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):
+    from onnxscript import opset18 as op
+
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    ph, pw = (int(p) for p in padding)
+    return op.Conv(*inputs, dilations=[int(r) for r in rarefaction], pads=[ph, pw, ph, pw], group=int(groups))
+
+
+# fcn_kernels::NAME -> its translation. A backend's twin of an op (the Triton ops) shares the op's
+# signature and so its translation: a new op or a renamed twin is one line here.
+TRANSLATIONS = {
+    "upsample_skip": _upsample_skip,
+    "upsample_skip_triton": _upsample_skip,
+    "upsample_argmax": _upsample_argmax,
+    "upsample_argmax_triton": _upsample_argmax,
+    "rarefied_conv2d": _rarefied_conv2d,
+    "rarefied_conv2d_triton": _rarefied_conv2d,
+}
+
+
+def onnx_translations():
+    """The custom translation table for torch.onnx.export(..., dynamo=True): {op overload: translation}
+    for every fcn_kernels op registered now (the Triton ops only once fcn_kernels.triton was imported)."""
+    table = {}
+    for name, fn in TRANSLATIONS.items():
+        packet = getattr(torch.ops.fcn_kernels, name, None)
+        if packet is not None:
+            table[packet.default] = fn
+    return table
+
+
+def _in_eval_mode(model, example_inputs, dynamic, export):
+    """export(model, inputs, dynamic_shapes) with the model in eval mode (its mode restored after).
+    dynamic: every dimension but the channels (dim 1) of each tensor input is symbolic."""
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    shapes = tuple({d: torch.export.Dim.DYNAMIC for d in range(t.dim()) if d != 1}
+                   if isinstance(t, torch.Tensor) else None for t in inputs) if dynamic else None
+    # Size-oblivious: an example of batch 1 must not specialise the batch to 1.
+    oblivious = torch.fx.experimental._config.patch(backed_size_oblivious=dynamic)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), oblivious:
+            return export(model, inputs, shapes)
+    finally:
+        model.train(was_training)
+
+
+def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
+    """Write `model` (evaluated in eval mode on `example_inputs`, a tensor or a tuple) to `path` as ONNX
+    of standard ops only (opset >= 17). dynamic=True: every dimension but the channels of each input is
+    symbolic, so the file takes any batch and image size. The file is written atomically (a temporary
+    file in the same folder, then renamed). Returns the path."""
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.onnx.export(
+        m, inputs, None, dynamo=True, opset_version=opset, verbose=False,
+        custom_translation_table=onnx_translations(), dynamic_shapes=shapes))
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in program.model_proto.graph.node
+                      if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise RuntimeError(f"export_onnx: the graph has non-standard ONNX ops {foreign}: an op without a "
+                           "translation in fcn_kernels.export.TRANSLATIONS")
+    return _write_atomically(path, lambda tmp: program.save(tmp, external_data=False))
+
+
+def _write_atomically(path, write, suffix=".tmp"):
+    """write(tmp) into a temporary file beside `path`, then rename it to `path`: a failed write never
+    leaves a half-written file over a good one."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=os.path.basename(path) + ".",
+                               suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def export_aoti(model, example_inputs, path):
+    """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2) for
+    the example's batch and image size, written atomically. (Not dynamic: under torch 2.14.1 a dynamic,
+    size-oblivious package of the fused FCN-8s fed fcn_kernels::upsample_skip a score map one row and
+    column short at sizes other than the example's, where the stock model's dynamic package was right;
+    not yet understood.) Load it with torch._inductor.aoti_load_package(path) after `import fcn_kernels`
+    (which loads fcn_kernels/_C.so: the package calls our C++ kernels through the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
+    fcn_kernels/_C.so (dlopen) before it loads the package, so that the fcn_kernels ops are registered."""
+    if not os.fspath(path).endswith(".pt2"):
+        raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
+    program = _in_eval_mode(model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(
+        m, inputs, dynamic_shapes=shapes))
+    return _write_atomically(
+        path, lambda tmp: torch._inductor.aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")
