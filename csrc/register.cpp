@@ -12,11 +12,11 @@ PyMODINIT_FUNC PyInit__C(void) {
 }
 
 TORCH_LIBRARY(fcn_kernels, m) {
-  // DESIGN.md §2 upsample_skip; out_size is explicit here (Python fills the default).
+  // docs/DESIGN.md §2 upsample_skip; out_size is explicit here (Python fills the default).
   m.def(
       "upsample_skip(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, "
       "int groups, int[2] out_offset, SymInt[2] out_size, int[2] skip_offset) -> Tensor");
-  // DESIGN.md §2 upsample_argmax: upsample_skip(...).argmax(1) as int64 (N, Ho, Wo); not differentiable.
+  // docs/DESIGN.md §2 upsample_argmax: upsample_skip(...).argmax(1) as int64 (N, Ho, Wo); not differentiable.
   m.def(
       "upsample_argmax(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, int[2] stride, int groups, "
       "int[2] out_offset, SymInt[2] out_size, int[2] skip_offset) -> Tensor");
@@ -27,7 +27,7 @@ TORCH_LIBRARY(fcn_kernels, m) {
       "upsample_skip_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
       "int[2] stride, int groups, int[2] out_offset) -> Tensor");
 
-  // DESIGN.md §2 rarefied_conv2d: F.conv2d(x, w, b, padding=padding, dilation=rarefaction, groups).
+  // docs/DESIGN.md §2 rarefied_conv2d: F.conv2d(x, w, b, padding=padding, dilation=rarefaction, groups).
   m.def(
       "rarefied_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] rarefaction, int[2] padding, "
       "int groups) -> Tensor");

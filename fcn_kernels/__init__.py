@@ -1,6 +1,6 @@
 """fcn-kernels: fused kernels for Fully Convolutional Networks (Long, Shelhamer, Darrell, CVPR 2015).
 
-Public names and semantics: DESIGN.md. Ops run on the backend chosen by
+Public names and semantics: docs/DESIGN.md. Ops run on the backend chosen by
 `backend=` / FCN_KERNELS_BACKEND / automatically (see fcn_kernels.backends).
 The other public submodules (fcn_kernels.metrics, .data, .losses, .bench, ...) load on first use.
 """

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -10,22 +11,23 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write", "load_weights"]
+__all__ = ["atomic_path", "atomic_write", "write_json", "load_weights"]
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "wb"):
-    """Yield a file object whose content replaces `path` only once it is completely written.
+def atomic_path(path, suffix: str = ".tmp"):
+    """Yield a temporary file name beside `path` for a writer that wants a name (ONNX, AOTInductor);
+    once the block ends without an error, the file is fsynced and renamed over `path`.
 
-    The data goes to a temporary file in the same folder (same file system, so the rename is atomic),
-    is fsynced, then renamed over `path`: a crash at any moment leaves either the old file or the new
-    one, never a half-written one. The temporary name starts with a dot and ends in ``.tmp``."""
+    The temporary file is in the same folder (same file system, so the rename is atomic): a crash at any
+    moment leaves either the old file or the new one, never a half-written one. Its name starts with a
+    dot and ends in `suffix`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -38,6 +40,18 @@ def atomic_write(path, mode: str = "wb"):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Yield a file object whose content replaces `path` only once it is completely written (atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+
+
+def write_json(path, obj) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=1)
 
 
 def load_weights(path):

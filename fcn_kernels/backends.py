@@ -1,4 +1,4 @@
-"""Backend selection (DESIGN.md §4).
+"""Backend selection (docs/DESIGN.md §4).
 
 backend=None picks automatically, per call and per shape (choose(), explained by explain()):
 our kernels (CUDA tensors: the CUDA C++ kernels where built, else Triton; CPU tensors: the C++ CPU

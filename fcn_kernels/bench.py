@@ -1,4 +1,4 @@
-"""The FCN-8s head benchmark: the three upsample + skip + crop stages of DESIGN.md §2 (VOC geometry,
+"""The FCN-8s head benchmark: the three upsample + skip + crop stages of docs/DESIGN.md §2 (VOC geometry,
 500x500 input, 21 classes), fused vs the stock composition vs torch.compile(stock).
 
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.

@@ -19,7 +19,7 @@ import torch
 
 from . import _ext, backends, bench, reference
 from ._args import pair
-from ._files import write_json
+from ._io import write_json
 from ._tolerance import worst_error
 
 

@@ -1,4 +1,4 @@
-"""Export of models that use the fcn_kernels ops (DESIGN.md §3). ONNX: every op becomes its stock ONNX
+"""Export of models that use the fcn_kernels ops (docs/DESIGN.md §3). ONNX: every op becomes its stock ONNX
 composition, so the file runs in ONNX Runtime, OpenVINO, TensorRT ... without our kernels; AOTInductor:
 a compiled package (.pt2) that calls our kernels.
 
@@ -10,11 +10,11 @@ Crop windows are Slices whose ends are computed from the graph's shapes where th
 input size (the FCN's final crop), so a dynamic export takes any batch and image size.
 Needs the `deploy` extra (onnx, onnxscript).
 """
-import contextlib
 import os
-import tempfile
 
 import torch
+
+from ._io import atomic_path
 
 OPSET = 18
 
@@ -116,24 +116,9 @@ def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
     if foreign:
         raise RuntimeError(f"export_onnx: the graph has non-standard ONNX ops {foreign}: an op without a "
                            "translation in fcn_kernels.export.TRANSLATIONS")
-    return _write_atomically(path, lambda tmp: program.save(tmp, external_data=False))
-
-
-def _write_atomically(path, write, suffix=".tmp"):
-    """write(tmp) into a temporary file beside `path`, then rename it to `path`: a failed write never
-    leaves a half-written file over a good one."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=os.path.basename(path) + ".",
-                               suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        program.save(tmp, external_data=False)
+    return os.fspath(path)
 
 
 def export_aoti(model, example_inputs, path):
@@ -148,5 +133,6 @@ def export_aoti(model, example_inputs, path):
         raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
     program = _in_eval_mode(model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(
         m, inputs, dynamic_shapes=shapes))
-    return _write_atomically(
-        path, lambda tmp: torch._inductor.aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")
+    with atomic_path(path, suffix=".pt2") as tmp:
+        torch._inductor.aoti_compile_and_package(program, package_path=tmp)
+    return os.fspath(path)

@@ -1,4 +1,4 @@
-"""The stock PyTorch compositions that every kernel must equal (DESIGN.md §2).
+"""The stock PyTorch compositions that every kernel must equal (docs/DESIGN.md §2).
 
 Deliberately literal: these are the ground truth of the tests and the "stock"
 side of the benchmarks. They do not validate beyond what PyTorch itself does;

@@ -1,4 +1,4 @@
-"""Backend selection (DESIGN.md §4): automatic choice, FCN_KERNELS_BACKEND, clear errors."""
+"""Backend selection (docs/DESIGN.md §4): automatic choice, FCN_KERNELS_BACKEND, clear errors."""
 import importlib
 
 import pytest

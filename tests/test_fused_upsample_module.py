@@ -1,4 +1,4 @@
-"""FusedUpsampleSkip and bilinear_kernel (DESIGN.md §3)."""
+"""FusedUpsampleSkip and bilinear_kernel (docs/DESIGN.md §3)."""
 import numpy as np
 import pytest
 import torch

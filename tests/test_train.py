@@ -82,7 +82,7 @@ def test_no_overwrite_and_errors(tmp_path, capsys):
     assert "does not fit the model" in capsys.readouterr().err
     torch.save({"foo": 1}, tmp_path / "other.pt")
     assert train(tmp_path / "r", "--resume", str(tmp_path / "other.pt")) == 2
-    assert "not an fcn-kernels training checkpoint" in capsys.readouterr().err
+    assert "is not an fcn-kernels checkpoint" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "e")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

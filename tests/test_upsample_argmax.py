@@ -1,4 +1,4 @@
-"""fcn_kernels.upsample_argmax on CPU against the reference and the CPU upsample_skip (DESIGN.md §2)."""
+"""fcn_kernels.upsample_argmax on CPU against the reference and the CPU upsample_skip (docs/DESIGN.md §2)."""
 import os
 import random
 

@@ -1,4 +1,4 @@
-"""fcn_kernels.upsample_skip on CPU against fcn_kernels.reference (DESIGN.md §2)."""
+"""fcn_kernels.upsample_skip on CPU against fcn_kernels.reference (docs/DESIGN.md §2)."""
 import random
 
 import pytest

@@ -61,7 +61,7 @@ def case(*, channels=None, **fields) -> Case:
     return Case(**fields)
 
 
-# FCN-8s head stages (DESIGN.md §2) at reduced channels and maps, with the real offsets.
+# FCN-8s head stages (docs/DESIGN.md §2) at reduced channels and maps, with the real offsets.
 FCN8S_STAGES = {
     "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
     "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9,

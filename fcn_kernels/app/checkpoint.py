@@ -32,11 +32,12 @@ def is_own_checkpoint(ckpt) -> bool:
     return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
 
 
-def load_own_checkpoint(path) -> dict:
+def load_own_checkpoint(path, hint: str = "") -> dict:
+    """A checkpoint written by `fcn-kernels train` or `demo`; `hint` ends the error for any other file."""
     ckpt = load_checkpoint(path)
     if not is_own_checkpoint(ckpt):
-        raise CLIError(f"{str(path)!r} is not an fcn-kernels training checkpoint (no 'format' {FORMAT!r}); "
-                       "to start from pretrained weights use --init-from")
+        raise CLIError(f"{str(path)!r} is not an fcn-kernels checkpoint (one written by `fcn-kernels train`; no "
+                       f"'format' {FORMAT!r}){hint}")
     return ckpt
 
 

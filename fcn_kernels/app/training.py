@@ -36,7 +36,7 @@ def configure(cls, args, default_out: str):
     cfg = config_mod.from_args(cls, args)
     ckpt = None
     if cfg.resume:
-        ckpt = load_own_checkpoint(cfg.resume)
+        ckpt = load_own_checkpoint(cfg.resume, hint="; to start from pretrained weights use --init-from")
         cfg = config_mod.from_args(cls, args, inherited=ckpt.get("config", {}))
         requested = {k: getattr(cfg, key) for k, key in (("arch", "model"), ("n_class", "n_class"),
                                                           ("width", "width")) if key in given}

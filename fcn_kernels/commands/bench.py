@@ -77,7 +77,7 @@ def run(args):
     import platform
     import time
 
-    from .._files import write_json
+    from .._io import write_json
     from ..bench import run as run_head
 
     device = _device(args.device)

@@ -27,7 +27,8 @@ def add_arguments(p):
 def run(args):
     import torch
 
-    from ..engine import build_model, is_own_checkpoint, load_checkpoint, load_model_state
+    from ..app.checkpoint import load_model_state, load_own_checkpoint
+    from ..app.factory import build_model
     from ..export import OPSET, export_aoti, export_onnx
 
     if len(args.image_size) not in (1, 2) or min(args.image_size) < 1:
@@ -36,9 +37,7 @@ def run(args):
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.format == "aoti" and not args.out.endswith(".pt2"):
         raise CLIError(f"--out of an AOTInductor package must end in .pt2, got {args.out!r}")
-    ckpt = load_checkpoint(args.checkpoint)
-    if not is_own_checkpoint(ckpt):
-        raise CLIError(f"{args.checkpoint!r} is not an fcn-kernels checkpoint (one written by `fcn-kernels train`)")
+    ckpt = load_own_checkpoint(args.checkpoint)
     model = build_model(ckpt["model_config"])
     load_model_state(model, ckpt["model"], args.checkpoint)
     h, w = args.image_size * 2 if len(args.image_size) == 1 else args.image_size
@@ -48,5 +47,6 @@ def run(args):
     else:
         export_aoti(model, x, args.out)
     static = args.static or args.format == "aoti"
-    print(f"wrote {args.out} ({args.format}, {'for ' + 'x'.join(map(str, x.shape)) if static else 'any batch and image size'})")
+    shapes = f"for {'x'.join(map(str, x.shape))}" if static else "any batch and image size"
+    print(f"wrote {args.out} ({args.format}, {shapes})")
     return 0

@@ -78,7 +78,7 @@ def _load_model(path, fused, device):
 
     ckpt = load_own_checkpoint(path)
     if not {"model_config", "model", "config"} <= ckpt.keys():
-        raise CLIError(f"{path!r} is not an fcn-kernels training checkpoint (written by fcn-kernels train)")
+        raise CLIError(f"{path!r} is not a complete fcn-kernels training checkpoint (no model or config)")
     model = build_model(ckpt["model_config"], fused=fused)
     load_model_state(model, ckpt["model"], path)
     if model.n_class > 256:

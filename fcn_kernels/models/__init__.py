@@ -1,4 +1,4 @@
-"""The reference FCN models on VGG16, powered by the fused ops (DESIGN.md §3)."""
+"""The reference FCN models on VGG16, powered by the fused ops (docs/DESIGN.md §3)."""
 from .coord import CoordMap, crop_offset, layer_map
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .inference import InferenceModel, optimize_for_inference

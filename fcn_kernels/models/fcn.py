@@ -1,4 +1,4 @@
-"""FCN-32s, FCN-16s, FCN-8s and FCN-8s at-once on VGG16 (Long, Shelhamer, Darrell; DESIGN.md §3).
+"""FCN-32s, FCN-16s, FCN-8s and FCN-8s at-once on VGG16 (Long, Shelhamer, Darrell; docs/DESIGN.md §3).
 
 The layers and their names are those of the Caffe reference and of torchfcn, so their state_dicts map
 one to one. The head (upsampling, skip additions, crops) runs, with fused=True, as one

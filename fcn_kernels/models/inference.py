@@ -1,4 +1,4 @@
-"""optimize_for_inference: an FCN (or any image model) made fast for inference (DESIGN.md §3)."""
+"""optimize_for_inference: an FCN (or any image model) made fast for inference (docs/DESIGN.md §3)."""
 import contextlib
 import copy
 

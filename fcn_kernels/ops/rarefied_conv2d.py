@@ -1,4 +1,4 @@
-"""fcn_kernels.rarefied_conv2d: convolution with the paper's rarefied filter (DESIGN.md §2)."""
+"""fcn_kernels.rarefied_conv2d: convolution with the paper's rarefied filter (docs/DESIGN.md §2)."""
 import torch
 
 from .. import _ext, backends, reference
@@ -59,7 +59,7 @@ def output_size(x_shape, weight_shape, rarefaction, padding):
 
 def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1, backend=None):
     """F.conv2d(x, weight, bias, stride=1, padding=padding, dilation=rarefaction, groups=groups),
-    computed without materialising the rarefied filter (DESIGN.md §2).
+    computed without materialising the rarefied filter (docs/DESIGN.md §2).
 
     x (N, Cin, H, W); weight (Cout, Cin // groups, Kh, Kw), nn.Conv2d's layout; bias (Cout,) or None.
     rarefaction and padding: int or pair (rows, cols). Differentiable in x, weight and bias; a weight

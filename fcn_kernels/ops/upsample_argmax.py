@@ -1,4 +1,4 @@
-"""fcn_kernels.upsample_argmax: FCN's last stage as labels, without the full-resolution scores (DESIGN.md §2)."""
+"""fcn_kernels.upsample_argmax: FCN's last stage as labels, without the full-resolution scores (docs/DESIGN.md §2)."""
 import torch
 
 from .. import _ext, backends, reference

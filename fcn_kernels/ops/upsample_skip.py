@@ -1,4 +1,4 @@
-"""fcn_kernels.upsample_skip: transposed conv + crop + skip add (DESIGN.md §2)."""
+"""fcn_kernels.upsample_skip: transposed conv + crop + skip add (docs/DESIGN.md §2)."""
 import torch
 
 from .. import _ext, backends, reference
@@ -67,7 +67,7 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
 def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None,
                   skip_offset=(0, 0), backend=None):
     """conv_transpose2d(x, weight, bias, stride, groups), cropped to out_size at out_offset, plus the
-    window of skip at skip_offset: one pass, never the uncropped output (DESIGN.md §2).
+    window of skip at skip_offset: one pass, never the uncropped output (docs/DESIGN.md §2).
 
     Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
     weight-gradient work. Under torch.autocast all four inputs are cast to the autocast dtype (as

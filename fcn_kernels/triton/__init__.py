@@ -1,4 +1,4 @@
-"""Triton kernels (DESIGN.md §4): one module per op family, each holding its kernels, launchers and the
+"""Triton kernels (docs/DESIGN.md §4): one module per op family, each holding its kernels, launchers and the
 `torch.library.triton_op` registration with autograd; bias_grad.py the bias gradient of both, utils.py
 the helpers they share (autotuning, the launch on the tensors' device, dot arithmetic), _tiles.py their
 program -> work decompositions.

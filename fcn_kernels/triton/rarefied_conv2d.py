@@ -1,4 +1,4 @@
-"""rarefied_conv2d in Triton (DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
+"""rarefied_conv2d in Triton (docs/DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
 autograd, in one file (as fcn_kernels/triton/upsample_skip.py).
 
 The op is F.conv2d(x, w, b, stride=1, padding=p, dilation=r, groups=g). Index math (csrc/index/

@@ -1,4 +1,4 @@
-"""upsample_argmax in Triton (DESIGN.md §2): labels of FCN's last stage, never writing the scores.
+"""upsample_argmax in Triton (docs/DESIGN.md §2): labels of FCN's last stage, never writing the scores.
 
 One program per BLOCK_H x BLOCK_W tile of one image's cropped output. A loop over the classes computes
 each class's scores on the tile with upsample_skip's per-phase sub-filter (full-output p = b * s + r

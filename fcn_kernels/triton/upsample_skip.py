@@ -1,4 +1,4 @@
-"""upsample_skip in Triton (DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
+"""upsample_skip in Triton (docs/DESIGN.md §2): kernels, launchers, `torch.library.triton_op` registration and
 autograd, in one file (Liger-Kernel style).
 
 Index math (csrc/index/upsample_skip.h, the CPU kernel's column blocks): along one axis, input i reaches

@@ -34,7 +34,7 @@ def _default_device():
             yield
 
 
-# Reduced FCN-8s stages (DESIGN.md §2): the real kernels, strides and offsets, few channels, small maps.
+# Reduced FCN-8s stages (docs/DESIGN.md §2): the real kernels, strides and offsets, few channels, small maps.
 CASES = {
     "upscore2+pool4-dw": case(N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18),
                               bias=True),
