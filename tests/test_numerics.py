@@ -136,23 +136,10 @@ def assert_specials(actual, expected, stock, what):
     torch.testing.assert_close(actual[finite], stock[finite], rtol=1e-9, atol=1e-9, msg=what)
 
 
-# Found by this test, not fixed (the CPU kernels' layouts multiply zeros that are no terms of the op
-# by the weights or inputs: 0 * NaN or 0 * Inf gives NaN where neither the math nor stock has one):
-# upsample_skip's GEMM forward (wide groups) with a NaN/Inf weight, and rarefied_conv2d's backward
-# (the wide layout's dropped columns) with a NaN/Inf weight (grad x) or input (grad weight).
-# (The dense rarefied case's dropped columns reach only x's padding, so it shows none.)
-KNOWN_EXTRA_NAN = {("upsample_skip", "wide", "weight"), ("rarefied_conv2d", "depthwise", "x"),
-                   ("rarefied_conv2d", "depthwise", "weight"), ("rarefied_conv2d", "wide", "x"),
-                   ("rarefied_conv2d", "wide", "weight")}
-
-
 @pytest.mark.parametrize("special", [float("nan"), INF, -INF])
 @pytest.mark.parametrize("where", ["x", "weight", "bias", "skip", "grad_out"])
 @pytest.mark.parametrize("op,name", PARAMS)
-def test_nan_and_inf_propagate_as_in_the_stock_composition(request, seed, op, name, where, special):
-    if (op, name, where) in KNOWN_EXTRA_NAN:
-        request.applymarker(pytest.mark.xfail(reason="known: NaN from zeros that are no terms of the op (see "
-                                                     "KNOWN_EXTRA_NAN)", strict=False))
+def test_nan_and_inf_propagate_as_in_the_stock_composition(seed, op, name, where, special):
     cases, make, out_hw, fn, ref, expected_of = OPS[op]
     case = cases[name]
     inputs = list(make(case))

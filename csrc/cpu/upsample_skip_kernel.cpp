@@ -17,6 +17,7 @@
 
 #include "../index/upsample_argmax.h"
 #include "../upsample_skip_host.h"
+#include "finite.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
@@ -277,6 +278,12 @@ void backward_input_gemm_kernel(const Geometry& g, const scalar_t* go, const sca
 // The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
 bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
 
+// The forward GEMM's gathered x holds zeros outside x, no terms of the op, that a non-finite weight
+// would make NaN (0 * Inf): such a weight takes the direct path, which multiplies x's own elements
+// only. (The input-gradient GEMM's zeros outside the crop window are the stock composition's too.)
+// upsample_argmax chooses the same way, so that its scores are the forward's.
+bool forward_uses_gemm(const Geometry& g, const at::Tensor& weight) { return use_gemm(g) && all_finite(weight); }
+
 // grad_x[n, ci, ih, iw] = sum over co, kh, t, r of goz[(iw + t) * sw + r] * wt[t * sw + r]: per input
 // row, blocks of sw partial sums (unit stride), reduced across the block at the end.
 template <int SW, typename scalar_t>
@@ -488,7 +495,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
     const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
     const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
     scalar_t* op = p.out.mutable_data_ptr<scalar_t>();
-    if (use_gemm(p.g)) {
+    if (forward_uses_gemm(p.g, p.b)) {
       forward_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { forward_kernel(sw, p.g, xp, wp, bp, sp, op); });
@@ -507,7 +514,7 @@ at::Tensor argmax_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
     const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
     const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
     int64_t* op = p.out.mutable_data_ptr<int64_t>();
-    if (use_gemm(p.g)) {
+    if (forward_uses_gemm(p.g, p.b)) {
       argmax_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { argmax_kernel(sw, p.g, xp, wp, bp, sp, op); });
