@@ -28,13 +28,18 @@ pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
 
 INF = float("inf")
 
-UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide; crops at both edges, skip
+UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide, the direct and GEMM paths with a kernel
+    # that the stride does not divide (taps past the kernel in their layouts); crops at both edges, skip
     "depthwise": Case(N=2, cin=3, cout=3, groups=3, H=5, W=4, K=(4, 4), stride=(2, 2), out_offset=(1, 0),
                       out_size=None, skip_offset=(1, 2), skip_hw=(12, 12), bias=True),
     "dense": Case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(0, 2),
                   out_size=(6, 9), skip_offset=(0, 1), skip_hw=(7, 11), bias=True),
     "wide": Case(N=1, cin=8, cout=5, groups=1, H=4, W=3, K=(3, 4), stride=(1, 2), out_offset=(2, 0),
                  out_size=(4, 8), skip_offset=(0, 0), skip_hw=(4, 8), bias=True),
+    "depthwise_odd_kernel": Case(N=1, cin=3, cout=3, groups=3, H=4, W=5, K=(3, 3), stride=(2, 2), out_offset=(1, 1),
+                                 out_size=None, skip_offset=(0, 0), skip_hw=(8, 10), bias=True),
+    "wide_odd_kernel": Case(N=1, cin=4, cout=4, groups=1, H=4, W=5, K=(3, 5), stride=(2, 3), out_offset=(0, 1),
+                            out_size=(7, 12), skip_offset=(0, 0), skip_hw=(7, 12), bias=True),
 }
 RAREFIED = {  # padding on every side, both CPU paths (direct, GEMM-wide)
     "depthwise": RarefiedCase(N=2, cin=3, cout=3, groups=3, H=7, W=6, K=(3, 3), rarefaction=(2, 3),
