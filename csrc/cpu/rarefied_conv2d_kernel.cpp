@@ -172,25 +172,30 @@ void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, 
 }
 
 // grad_w[co, ci_l, kh, kw] = sum over n of <grad_out plane, input plane shifted by the
-// tap>: one weight element per task, fixed order (kLanes partial sums, then in order). Only
-// the output rows' real columns: a dropped column's zero times an infinite input is NaN.
+// tap>: one weight element per task, fixed order (kLanes partial sums, then in order). One
+// dot spans each plane, dropped columns too; their zeros times a non-finite input are NaN
+// (0 * Inf), so an element that comes out non-finite is redone over the real columns alone.
 template <typename acc_t>
 void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw, acc_t* gw) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t plane = g.image_cols(), grow = g.N * plane, row = g.wide_row();
+  const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane, row = g.wide_row();
   const int64_t elems = g.Cout * cin_g * g.Kh * g.Kw;
-  at::parallel_for(0, elems, grain_for(g.N * g.Ho * g.Wo), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, elems, grain_for(g.N * L), [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
       const int64_t ci_l = (e / (g.Kw * g.Kh)) % cin_g, co = e / (g.Kw * g.Kh * cin_g);
       const int64_t ci = (co / cout_g) * cin_g + ci_l;
-      acc_t lanes[kLanes] = {};
-      for (int64_t n = 0; n < g.N; ++n)
-        dot_lanes(lanes, gow + co * grow + n * plane, xw + ci * row + n * plane + g.tap_shift(kh, kw), g.Wo, g.Ho,
-                  g.Wp());
-      acc_t acc = 0;
-      for (int l = 0; l < kLanes; ++l) acc += lanes[l];
-      gw[e] = acc;
+      const acc_t* a = gow + co * grow;
+      const acc_t* b = xw + ci * row + g.tap_shift(kh, kw);
+      const auto dot = [&](int64_t cols, int64_t rows) {
+        acc_t lanes[kLanes] = {};
+        for (int64_t n = 0; n < g.N; ++n) dot_lanes(lanes, a + n * plane, b + n * plane, cols, rows, g.Wp());
+        acc_t acc = 0;
+        for (int l = 0; l < kLanes; ++l) acc += lanes[l];
+        return acc;
+      };
+      const acc_t v = dot(L, 1);
+      gw[e] = v - v == acc_t(0) ? v : dot(g.Wo, g.Ho);
     }
   });
 }
@@ -338,11 +343,11 @@ at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, 
   if (g.N == 0) return at::zeros(weight_size, grad_out.options());
   auto gw = at::empty(weight_size, grad_out.options());
   const auto acc = acc_type(grad_out.scalar_type());
-  // The GEMMs span the dropped columns and rows: exact for finite inputs only. The check reads x
-  // once, as to_wide_input does, next to GEMMs of Cout * Kh * Kw multiply-adds per element of x.
-  if (use_gemm(g) && all_finite(x)) {
+  if (use_gemm(g)) {
     gemm_backward_weight(g, grad_out, x, gw, acc);
-    return gw;
+    // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
+    // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
+    if (all_finite(gw)) return gw;
   }
   const auto gow = to_wide_output(grad_out, g, acc), xw = to_wide_input(x, g, acc);
   auto gwa = grad_out.scalar_type() == acc ? gw : at::empty(gw.sizes(), gw.options().dtype(acc));
