@@ -1,7 +1,7 @@
 // The CPU kernels' fast layouts multiply zeros that are no terms of the op (padding of a gathered
 // operand, dropped columns) by the other operand: exact while that operand is finite, NaN (0 * Inf)
-// otherwise. Their glue checks a small tensor (a weight, a weight gradient) and takes an exact path
-// when it is not finite.
+// otherwise. They check what such zeros meet, where that is small (a weight, a result's element),
+// and take an exact path when it is not finite.
 #pragma once
 
 #include <ATen/Dispatch.h>
@@ -10,7 +10,13 @@
 
 namespace fcn_kernels {
 
-// One pass without a branch per element (v - v is 0 exactly when v is finite), so that it vectorizes.
+// v - v is 0 exactly when v is finite (NaN for NaN and infinities): no branch, so loops vectorize.
+template <typename T>
+inline bool is_finite(T v) {
+  return v - v == T(0);
+}
+
+// One pass without a branch per element, so that it vectorizes.
 inline bool all_finite(const at::Tensor& t) {
   const at::Tensor c = t.contiguous();
   bool bad = false;
@@ -18,8 +24,7 @@ inline bool all_finite(const at::Tensor& t) {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* p = c.const_data_ptr<scalar_t>();
     for (int64_t i = 0, n = c.numel(); i < n; ++i) {
-      const acc_t v = static_cast<acc_t>(p[i]);
-      bad |= v - v != acc_t(0);
+      bad |= !is_finite(static_cast<acc_t>(p[i]));
     }
   });
   return !bad;

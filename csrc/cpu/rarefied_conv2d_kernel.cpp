@@ -195,7 +195,7 @@ void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw
         return acc;
       };
       const acc_t v = dot(L, 1);
-      gw[e] = v - v == acc_t(0) ? v : dot(g.Wo, g.Ho);
+      gw[e] = is_finite(v) ? v : dot(g.Wo, g.Ho);
     }
   });
 }
@@ -318,7 +318,8 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
   auto gx = at::empty(input_size, grad_out.options());
   if (gx.numel() == 0) return gx;
   const auto acc = acc_type(grad_out.scalar_type());
-  // The GEMMs span the dropped columns and rows: exact for finite weights only.
+  // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
+  // finite weights only: a non-finite one takes the direct path's exact form.
   const bool finite_weight = all_finite(weight);
   if (finite_weight && use_gemm(g)) {
     gemm_backward_input(g, grad_out, weight, gx, acc);
