@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../rarefied_conv_host.h"
+#include "finite.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FCN_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -55,36 +56,42 @@ int64_t grain_for(int64_t work_per_item) {
 
 // ---- vectorizable primitives (float and double) --------------------------------
 
-// dst[j + k * dst_step] += w[k] * src[j + k * src_step] for j in [0, n), k = 0..K-1 in order.
+// dst[i * pitch + j + k * dst_step] += w[k] * src[i * pitch + j + k * src_step] for rows i in
+// [0, rows), j in [0, n), k = 0..K-1 in order.
 #define FCN_DEFINE_AXPY_TAPS(T)                                                                    \
   FCN_VEC_CLONES void axpy_taps(T* __restrict__ dst, const T* __restrict__ src,                   \
                                 const T* __restrict__ w, int64_t K, int64_t dst_step,            \
-                                int64_t src_step, int64_t n) {                                   \
-    if (K == 3 && dst_step == 0) { /* gather form, 3 taps per load/store of dst */               \
-      const T w0 = w[0], w1 = w[1], w2 = w[2];                                                   \
-      const T *s0 = src, *s1 = src + src_step, *s2 = src + 2 * src_step;                         \
-      for (int64_t j = 0; j < n; ++j) dst[j] = ((dst[j] + w0 * s0[j]) + w1 * s1[j]) + w2 * s2[j]; \
-      return;                                                                                    \
-    }                                                                                            \
-    for (int64_t k = 0; k < K; ++k) {                                                            \
-      const T wv = w[k];                                                                         \
-      T* d = dst + k * dst_step;                                                                 \
-      const T* s = src + k * src_step;                                                           \
-      for (int64_t j = 0; j < n; ++j) d[j] += wv * s[j];                                         \
+                                int64_t src_step, int64_t n, int64_t rows, int64_t pitch) {      \
+    for (int64_t i = 0; i < rows; ++i, dst += pitch, src += pitch) {                             \
+      if (K == 3 && dst_step == 0) { /* gather form, 3 taps per load/store of dst */             \
+        const T w0 = w[0], w1 = w[1], w2 = w[2];                                                 \
+        const T *s0 = src, *s1 = src + src_step, *s2 = src + 2 * src_step;                       \
+        for (int64_t j = 0; j < n; ++j) dst[j] = ((dst[j] + w0 * s0[j]) + w1 * s1[j]) + w2 * s2[j]; \
+        continue;                                                                                \
+      }                                                                                          \
+      for (int64_t k = 0; k < K; ++k) {                                                          \
+        const T wv = w[k];                                                                       \
+        T* d = dst + k * dst_step;                                                               \
+        const T* s = src + k * src_step;                                                         \
+        for (int64_t j = 0; j < n; ++j) d[j] += wv * s[j];                                       \
+      }                                                                                          \
     }                                                                                            \
   }
 FCN_DEFINE_AXPY_TAPS(float)
 FCN_DEFINE_AXPY_TAPS(double)
 
-// lanes[l] += sum over j = l (mod kLanes) of a[j] * b[j]: a fixed association, so
-// the result does not depend on the vector width the compiler picks.
+// lanes[l] += sum over rows i in [0, rows) and j = l (mod kLanes), j < n, of a[i * pitch + j] *
+// b[i * pitch + j]: a fixed association, so the result does not depend on the vector width the
+// compiler picks.
 #define FCN_DEFINE_DOT_LANES(T)                                                                    \
   FCN_VEC_CLONES void dot_lanes(T* __restrict__ lanes, const T* __restrict__ a,                   \
-                                const T* __restrict__ b, int64_t n) {                            \
-    int64_t j = 0;                                                                               \
-    for (; j + kLanes <= n; j += kLanes)                                                         \
-      for (int l = 0; l < kLanes; ++l) lanes[l] += a[j + l] * b[j + l];                          \
-    for (int l = 0; j + l < n; ++l) lanes[l] += a[j + l] * b[j + l];                             \
+                                const T* __restrict__ b, int64_t n, int64_t rows, int64_t pitch) { \
+    for (int64_t i = 0; i < rows; ++i, a += pitch, b += pitch) {                                 \
+      int64_t j = 0;                                                                             \
+      for (; j + kLanes <= n; j += kLanes)                                                       \
+        for (int l = 0; l < kLanes; ++l) lanes[l] += a[j + l] * b[j + l];                        \
+      for (int l = 0; j + l < n; ++l) lanes[l] += a[j + l] * b[j + l];                           \
+    }                                                                                            \
   }
 FCN_DEFINE_DOT_LANES(float)
 FCN_DEFINE_DOT_LANES(double)
@@ -129,7 +136,7 @@ void direct_forward(const Geometry& g, const acc_t* xw, const acc_t* w, const ac
       for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l) {
         const acc_t* src = xw + (grp * cin_g + ci_l) * row + n * plane;
         for (int64_t kh = 0; kh < g.Kh; ++kh)
-          axpy_taps(acc.data(), src + g.tap_shift(kh, 0), w + g.w_index(co, ci_l, kh, 0), g.Kw, 0, g.rw, L);
+          axpy_taps(acc.data(), src + g.tap_shift(kh, 0), w + g.w_index(co, ci_l, kh, 0), g.Kw, 0, g.rw, L, 1, 0);
       }
       for (int64_t i = 0; i < g.Ho; ++i)
         std::copy_n(acc.data() + i * g.Wp(), g.Wo, out + g.out_index(n, co, i, 0));
@@ -138,11 +145,14 @@ void direct_forward(const Geometry& g, const acc_t* xw, const acc_t* w, const ac
 }
 
 // grad_x: the transposed (scatter) form of the forward, into a private padded plane per
-// (n, ci) task, then cropped: the correlation with the flipped rarefied filter.
+// (n, ci) task, then cropped: the correlation with the flipped rarefied filter. The dropped
+// columns' zeros are no terms of the op: times finite weights they add zeros, so one axpy spans
+// the plane; a non-finite weight would make them NaN (0 * Inf), so then each row's real columns.
 template <typename acc_t>
-void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, acc_t* gx) {
+void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, acc_t* gx, bool finite_weight) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane;
+  const int64_t rows = finite_weight ? 1 : g.Ho, cols = finite_weight ? L : g.Wo;
   at::parallel_for(0, g.N * g.Cin, grain_for(L * cout_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plane + g.slack());
     for (int64_t task = begin; task < end; ++task) {
@@ -152,7 +162,8 @@ void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, 
         const int64_t co = grp * cout_g + co_l;
         const acc_t* src = gow + co * grow + n * plane;
         for (int64_t kh = 0; kh < g.Kh; ++kh)
-          axpy_taps(acc.data() + g.tap_shift(kh, 0), src, w + g.w_index(co, ci_l, kh, 0), g.Kw, g.rw, 0, L);
+          axpy_taps(acc.data() + g.tap_shift(kh, 0), src, w + g.w_index(co, ci_l, kh, 0), g.Kw, g.rw, 0, cols,
+                    rows, g.Wp());
       }
       for (int64_t i = 0; i < g.H; ++i)
         std::copy_n(acc.data() + (i + g.ph) * g.Wp() + g.pw, g.W, gx + g.x_index(n, ci, i, 0));
@@ -161,7 +172,9 @@ void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, 
 }
 
 // grad_w[co, ci_l, kh, kw] = sum over n of <grad_out plane, input plane shifted by the
-// tap>: one weight element per task, fixed order (kLanes partial sums, then in order).
+// tap>: one weight element per task, fixed order (kLanes partial sums, then in order). One
+// dot spans each plane, dropped columns too; their zeros times a non-finite input are NaN
+// (0 * Inf), so an element that comes out non-finite is redone over the real columns alone.
 template <typename acc_t>
 void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw, acc_t* gw) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
@@ -172,12 +185,17 @@ void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw
       const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
       const int64_t ci_l = (e / (g.Kw * g.Kh)) % cin_g, co = e / (g.Kw * g.Kh * cin_g);
       const int64_t ci = (co / cout_g) * cin_g + ci_l;
-      acc_t lanes[kLanes] = {};
-      for (int64_t n = 0; n < g.N; ++n)
-        dot_lanes(lanes, gow + co * grow + n * plane, xw + ci * row + n * plane + g.tap_shift(kh, kw), L);
-      acc_t acc = 0;
-      for (int l = 0; l < kLanes; ++l) acc += lanes[l];
-      gw[e] = acc;
+      const acc_t* a = gow + co * grow;
+      const acc_t* b = xw + ci * row + g.tap_shift(kh, kw);
+      const auto dot = [&](int64_t cols, int64_t rows) {
+        acc_t lanes[kLanes] = {};
+        for (int64_t n = 0; n < g.N; ++n) dot_lanes(lanes, a + n * plane, b + n * plane, cols, rows, g.Wp());
+        acc_t acc = 0;
+        for (int l = 0; l < kLanes; ++l) acc += lanes[l];
+        return acc;
+      };
+      const acc_t v = dot(L, 1);
+      gw[e] = is_finite(v) ? v : dot(g.Wo, g.Ho);
     }
   });
 }
@@ -300,7 +318,10 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
   auto gx = at::empty(input_size, grad_out.options());
   if (gx.numel() == 0) return gx;
   const auto acc = acc_type(grad_out.scalar_type());
-  if (use_gemm(g)) {
+  // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
+  // finite weights only: a non-finite one takes the direct path's exact form.
+  const bool finite_weight = all_finite(weight);
+  if (finite_weight && use_gemm(g)) {
     gemm_backward_input(g, grad_out, weight, gx, acc);
     return gx;
   }
@@ -309,7 +330,7 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     direct_backward_input<acc_t>(g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
-                                 gxa.mutable_data_ptr<acc_t>());
+                                 gxa.mutable_data_ptr<acc_t>(), finite_weight);
   });
   if (!gxa.is_same(gx)) gx.copy_(gxa);
   return gx;
@@ -325,7 +346,9 @@ at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, 
   const auto acc = acc_type(grad_out.scalar_type());
   if (use_gemm(g)) {
     gemm_backward_weight(g, grad_out, x, gw, acc);
-    return gw;
+    // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
+    // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
+    if (all_finite(gw)) return gw;
   }
   const auto gow = to_wide_output(grad_out, g, acc), xw = to_wide_input(x, g, acc);
   auto gwa = grad_out.scalar_type() == acc ? gw : at::empty(gw.sizes(), gw.options().dtype(acc));

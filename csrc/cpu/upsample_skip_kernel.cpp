@@ -17,6 +17,7 @@
 
 #include "../index/upsample_argmax.h"
 #include "../upsample_skip_host.h"
+#include "finite.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
@@ -53,19 +54,31 @@ struct Stride {
   constexpr int64_t operator()() const { return SW > 0 ? SW : dyn; }
 };
 
+// Runs fn(phases) with the phases r of tap block t that are taps (r + t * sw < Kw): all sw of them
+// (fixed at compile time), but in the last block where the stride does not divide the kernel. The
+// others are tap_blocks' zeros, no terms of the op, and 0 * Inf would be NaN: they are skipped.
+template <int SW, typename Fn>
+void with_phases(Stride<SW> sw, int64_t Kw, int64_t t, Fn&& fn) {
+  const int64_t n = Kw - t * sw();
+  if (n >= sw()) return fn(sw);
+  fn(Stride<0>{n});
+}
+
 // acc[(m - m_lo) * sw + r] += sum_t x[m - t] * wt[t * sw + r] for blocks m in [m_lo, m_hi).
 template <int SW, typename scalar_t, typename acc_t>
 void forward_row(Stride<SW> sw, acc_t* __restrict__ acc, const scalar_t* __restrict__ xrow,
                  const acc_t* __restrict__ wt, int64_t m_lo,
-                 int64_t m_hi, int64_t W, int64_t T) {
+                 int64_t m_hi, int64_t W, int64_t Kw, int64_t T) {
   for (int64_t t = 0; t < T; ++t) {
     const acc_t* wv = wt + t * sw();
     const int64_t m0 = std::max(m_lo, t), m1 = std::min(m_hi, W + t);
-    for (int64_t m = m0; m < m1; ++m) {
-      const acc_t xv = static_cast<acc_t>(xrow[m - t]);
-      acc_t* __restrict__ a = acc + (m - m_lo) * sw();
-      for (int64_t r = 0; r < sw(); ++r) a[r] += xv * wv[r];
-    }
+    with_phases(sw, Kw, t, [&](auto phases) {
+      for (int64_t m = m0; m < m1; ++m) {
+        const acc_t xv = static_cast<acc_t>(xrow[m - t]);
+        acc_t* __restrict__ a = acc + (m - m_lo) * sw();
+        for (int64_t r = 0; r < phases(); ++r) a[r] += xv * wv[r];
+      }
+    });
   }
 }
 
@@ -107,7 +120,7 @@ struct RowPlan {
       for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
         const int64_t kh = p - in_row * g.sh;
         const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
-        forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, T);
+        forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, g.Kw, T);
       }
     }
     return acc + first;
@@ -277,6 +290,23 @@ void backward_input_gemm_kernel(const Geometry& g, const scalar_t* go, const sca
 // The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
 bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
 
+// The GEMMs multiply zeros that are no terms of the op, and 0 * Inf is NaN; where they could, the
+// direct path (which multiplies real terms only) takes over. weight_blocks' zeros past the kernel
+// (a stride that does not divide it) meet every element of x or grad_out: then those are checked,
+// a pass over them cheaper than the GEMM's own gather. The forward's gathered zeros outside x meet
+// every weight: checked always (the weight is small). upsample_argmax chooses as the forward does,
+// so that its scores are the forward's. (The input gradient's zeros outside the crop window are
+// the stock composition's too.)
+bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.sw == 0; }
+
+bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {
+  return use_gemm(g) && all_finite(weight) && (whole_tap_blocks(g) || all_finite(x));
+}
+
+bool backward_input_uses_gemm(const Geometry& g, const at::Tensor& grad_out) {
+  return use_gemm(g) && (whole_tap_blocks(g) || all_finite(grad_out));
+}
+
 // grad_x[n, ci, ih, iw] = sum over co, kh, t, r of goz[(iw + t) * sw + r] * wt[t * sw + r]: per input
 // row, blocks of sw partial sums (unit stride), reduced across the block at the end.
 template <int SW, typename scalar_t>
@@ -302,11 +332,13 @@ void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go,
           const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
           for (int64_t t = 0; t < T; ++t) {
             const acc_t* wv = wrow + t * sw();
-            for (int64_t iw = 0; iw < g.W; ++iw) {
-              acc_t* __restrict__ a = acc.data() + iw * sw();
-              const acc_t* __restrict__ gz = goz.data() + (iw + t) * sw();
-              for (int64_t r = 0; r < sw(); ++r) a[r] += gz[r] * wv[r];
-            }
+            with_phases(sw, g.Kw, t, [&](auto phases) {
+              for (int64_t iw = 0; iw < g.W; ++iw) {
+                acc_t* __restrict__ a = acc.data() + iw * sw();
+                const acc_t* __restrict__ gz = goz.data() + (iw + t) * sw();
+                for (int64_t r = 0; r < phases(); ++r) a[r] += gz[r] * wv[r];
+              }
+            });
           }
         }
       }
@@ -488,7 +520,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std:
     const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
     const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
     scalar_t* op = p.out.mutable_data_ptr<scalar_t>();
-    if (use_gemm(p.g)) {
+    if (forward_uses_gemm(p.g, p.a, p.b)) {
       forward_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { forward_kernel(sw, p.g, xp, wp, bp, sp, op); });
@@ -507,7 +539,7 @@ at::Tensor argmax_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
     const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
     const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
     int64_t* op = p.out.mutable_data_ptr<int64_t>();
-    if (use_gemm(p.g)) {
+    if (forward_uses_gemm(p.g, p.a, p.b)) {
       argmax_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { argmax_kernel(sw, p.g, xp, wp, bp, sp, op); });
@@ -524,7 +556,7 @@ at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weig
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
     const scalar_t *gop = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
     scalar_t* gxp = p.out.mutable_data_ptr<scalar_t>();
-    if (use_gemm(p.g)) {
+    if (backward_input_uses_gemm(p.g, p.a)) {
       backward_input_gemm_kernel(p.g, gop, wp, gxp, grad_out.options().dtype(acc_scalar_type<scalar_t>()));
     } else {
       with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
