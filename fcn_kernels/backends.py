@@ -8,7 +8,11 @@ kernels), except where the vendor library is faster, where it runs the stock com
   rarefied_conv2d, CPU and CUDA: >= 8 channels per group each way (dense) -> stock F.conv2d(dilation).
       Measured on CPU: oneDNN 1.25x to 1.7x faster than ours at 512 -> 512 3x3, 64 x 64, r = 2 and 4
       (backend=None then within 1.01x of F.conv2d); on CUDA our kernels have no reuse across output
-      channels (estimated 50x slower than cuDNN; unmeasured). Depthwise and narrow groups: ours.
+      channels (estimated 50x slower than cuDNN; unmeasured). Depthwise and narrow groups: ours, except
+      on CPU without gradients (inference) on a large map: from 2**17 output elements an image
+      (Cout * Ho * Wo) and below rarefaction 8, oneDNN's depthwise forward measured 1.1x to 1.4x faster
+      than ours (forward + backward ours 2x to 2.8x faster; at rarefaction 8 ours 2x to 2.6x faster;
+      Intel Xeon, 2 threads, 2026-12-02, 16 to 256 channels, 32 x 32 to 128 x 128).
   upsample_skip, CPU: a layer with >= 4 channels per group each way runs stock F.conv_transpose2d +
       crop + add (i) when its weight is trained (ours measured 1.4x to 11x slower forward + backward on
       14 of 15 shapes; 1.5x faster on one, 4 channels at stride 8), (ii) at stride 1 (ours 1.2x to 3.4x
@@ -87,12 +91,22 @@ def available_backends() -> list:
             if any(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
-def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad):
+# rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this
+# many output elements per image (Cout * Ho * Wo) up, below rarefaction 8 (measured, module doc).
+DEPTHWISE_FORWARD_ELEMENTS = 2**17
+
+
+def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad, channels=1,
+                   grad=True):
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
     if op == "rarefied_conv2d":
         if cin_g >= 8 and cout_g >= 8:
             return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
+        if (device_type == "cpu" and cin_g == 1 and not grad and max(stride) < 8
+                and channels * out_size[0] * out_size[1] >= DEPTHWISE_FORWARD_ELEMENTS):
+            return ("depthwise, no gradient, a large map, rarefaction < 8: oneDNN's depthwise forward is "
+                    "faster")
     elif op == "upsample_skip" and cin_g >= 4 and cout_g >= 4:
         if weight_grad:
             return "dense groups with a trained weight: the vendor weight gradient is faster"
@@ -108,11 +122,13 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
     return None
 
 
-def _auto(op, device, cin_g=1, cout_g=1, kernel=(1, 1), stride=(1, 1), out_size=(0, 0), weight_grad=False):
+def _auto(op, device, cin_g=1, cout_g=1, kernel=(1, 1), stride=(1, 1), out_size=(0, 0), weight_grad=False,
+          channels=1, grad=True):
     """(backend, why) of the automatic choice. cin_g, cout_g: channels per group; kernel, stride, out_size:
-    (rows, cols) of the filter, of upsample_skip's stride, of the output; weight_grad: whether the
-    weight's gradient will be computed."""
-    why = _vendor_faster(op, device.type, cin_g, cout_g, kernel, stride, out_size, weight_grad)
+    (rows, cols) of the filter, of upsample_skip's stride (rarefied_conv2d's rarefaction), of the output;
+    weight_grad: whether the weight's gradient will be computed; channels: output channels; grad: whether
+    any gradient will be."""
+    why = _vendor_faster(op, device.type, cin_g, cout_g, kernel, stride, out_size, weight_grad, channels, grad)
     if why is not None:
         return "reference", why
     for b in ("cuda", "triton") if device.type == "cuda" else ("cpu",):

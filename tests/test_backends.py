@@ -85,6 +85,40 @@ def test_rule_rarefied_conv2d(device, cin_g, cout_g, stock):
     assert (chosen == "reference") == stock or not backends._built("cpu", "rarefied_conv2d"), chosen
 
 
+# depthwise rarefied_conv2d on CPU: (channels, out_size, rarefaction, grad) -> stock?
+DEPTHWISE_RULE = [
+    (64, 64, 2, False, True),     # inference on a large map: oneDNN's depthwise forward
+    (32, 64, 4, False, True),     # exactly 2**17 output elements
+    (31, 64, 4, False, False),    # just under
+    (64, 64, 2, True, False),     # training: our forward + backward (2x to 2.8x faster)
+    (64, 64, 8, False, False),    # rarefaction 8: ours (oneDNN 2x slower there)
+    (21, 64, 2, False, False),    # FCN-sized score maps: ours
+]
+
+
+@pytest.mark.parametrize("channels,hw,r,grad,stock", DEPTHWISE_RULE)
+def test_rule_depthwise_rarefied_conv2d_on_cpu(channels, hw, r, grad, stock):
+    shape = dict(cin_g=1, cout_g=1, stride=(r, r), channels=channels, out_size=(hw, hw), grad=grad)
+    chosen = backends.choose("rarefied_conv2d", CPU, **shape)
+    assert (chosen == "reference") == stock or not backends._built("cpu", "rarefied_conv2d"), chosen
+    assert backends.choose("rarefied_conv2d", CUDA, **shape) != "reference"  # a CPU rule only
+
+
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
+def test_depthwise_inference_runs_stock_and_training_ours(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fcn_kernels.reference, "rarefied_conv2d",
+                        lambda *a, _f=fcn_kernels.reference.rarefied_conv2d, **k: calls.append("stock") or _f(*a, **k))
+    x, w = torch.randn(1, 64, 66, 66), torch.randn(64, 1, 3, 3)
+    with torch.no_grad():
+        y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=1, groups=64)
+    assert calls == ["stock"]
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1, dilation=2, groups=64))
+    x.requires_grad_()
+    y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=1, groups=64)
+    assert calls == ["stock"] and y.grad_fn is not None  # with a gradient to come: our kernels
+
+
 # (device, cin_g, cout_g, kernel, stride, out_size, weight_grad) -> stock?
 UPSAMPLE_RULE = [
     (CPU, 1, 1, 16, 8, 500, True, False),         # depthwise: always ours

@@ -70,8 +70,10 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
     """
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
     which = backends.resolve(backend, x.device, "rarefied_conv2d", cin_g=weight.shape[1],
-                             cout_g=weight.shape[0] // groups)
+                             cout_g=weight.shape[0] // groups, stride=rarefaction, channels=weight.shape[0],
+                             out_size=output_size(x.shape, weight.shape, rarefaction, padding)[2:], grad=grad)
     if which == "reference":
         return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding,
                                          groups=groups)
