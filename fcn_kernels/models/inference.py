@@ -64,8 +64,10 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
       - bf16 autocast (dtype=torch.bfloat16): eager 0.51x of fp32 eager; compiled and frozen 0.23x and
         0.38x of compiled fp32 (the bf16 weight casts are folded by freezing; our ops take bf16 inputs and
         accumulate in fp32).
-      Against OpenVINO (same runs and the peers' table, INFERENCE_PRECISION_HINT set): fp32 1.12x to 1.6x
-      OpenVINO f32's time, bf16 2.1x to 2.9x OpenVINO bf16's; at 1 thread 1.20x (fp32) and 1.21x (bf16).
+      Against OpenVINO (same runs, INFERENCE_PRECISION_HINT set): fp32 1.12x to 1.6x OpenVINO f32's time,
+      bf16 2.1x to 2.9x OpenVINO bf16's; at 1 thread 1.20x (fp32) and 1.21x (bf16). On the quiet machine
+      (the README's peers' table, 2026-12-02): 0.68x to 0.79x of the fused eager model's time in fp32,
+      0.11x to 0.27x in bf16; 1.10x to 1.15x OpenVINO f32's time, 1.14x to 2.8x OpenVINO bf16's.
       The profile puts 93% (fp32) and 75% (bf16) of the time in oneDNN's convolutions
       (mkldnn::_convolution_pointwise: the same AMX brgemm kernels OpenVINO runs, weights prepacked, no
       reorders), 22% (bf16) in Inductor's own kernels (pools, casts), and 1 to 2.5% in upsample_skip.
