@@ -97,16 +97,22 @@ def _peer_paths(module, inputs, folder):
     return paths
 
 
-def model_paths(batch, image, width, folder, compile=True):
-    """{path name: callable or skip reason} and the inputs, for the whole FCN-8s."""
-    x = torch.randn(batch, 3, image, image, generator=torch.Generator().manual_seed(1))
-    stock, fused = fcn8s_pair(width)
+def _torch_paths(stock, fused, compile):
+    """The PyTorch paths of one comparison: stock eager, torch.compile(stock), fused eager, optimized."""
     paths = {"stock eager": _eager(stock)}
     if compile:
         paths["compile(stock)"] = _eager(torch.compile(stock))
     paths["fused eager"] = _eager(fused)
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         paths[f"optimized {name}"] = optimize_for_inference(fused, dtype=dtype, compile=compile)
+    return paths
+
+
+def model_paths(batch, image, width, folder, compile=True):
+    """{path name: callable or skip reason} and the inputs, for the whole FCN-8s."""
+    x = torch.randn(batch, 3, image, image, generator=torch.Generator().manual_seed(1))
+    stock, fused = fcn8s_pair(width)
+    paths = _torch_paths(stock, fused, compile)
     paths.update(_peer_paths(fused, (x,), folder))
     return paths, (x,)
 
@@ -115,12 +121,7 @@ def head_paths(batch, image, folder, compile=True):
     """{path name: callable or skip reason} and the inputs, for the FCN-8s head (depthwise bilinear)."""
     scores, weights, groups = head_inputs(batch, n_class=N_CLASS, image=image)
     stock, fused = Head(weights, groups, image, False), Head(weights, groups, image, True)
-    paths = {"stock eager": _eager(stock)}
-    if compile:
-        paths["compile(stock)"] = _eager(torch.compile(stock))
-    paths["fused eager"] = _eager(fused)
-    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        paths[f"optimized {name}"] = optimize_for_inference(fused, dtype=dtype, compile=compile)
+    paths = _torch_paths(stock, fused, compile)
     paths.update(_peer_paths(fused, tuple(scores), folder))
     paths["floor: empty + fill"] = lambda *_: torch.empty(batch, N_CLASS, image, image).fill_(1.0)
     return paths, tuple(scores)
