@@ -8,7 +8,7 @@
 # Stages, each under its own timeout, each logging to $out/<stage>.log; a failing stage does not stop the
 # later ones; the summary ($out/summary.txt) gives rc and seconds per stage; the exit status is 1 if any failed.
 #   build       the extension in place, CUDA for sm_90 only (smoke: reuses a built extension, else a CPU build)
-#   doctor      python -m fcn_kernels.doctor --json doctor.json
+#   doctor      python -m fcn_kernels.app.doctor --json doctor.json
 #   cuda-tests  every CUDA kernel registered (FCN_EXPECT_CUDA_KERNELS=1), then pytest -m cuda
 #   triton-tests  pytest tests/triton, autotuning cut to one config (FCN_KERNELS_TRITON_AUTOTUNE=0); smoke: a
 #               few cases under TRITON_INTERPRET=1
@@ -67,7 +67,7 @@ if torch.cuda.is_available() and "cuda" not in fcn_kernels.available_backends():
 PY
 }
 
-stage_doctor() { FCN_KERNELS_TRITON_AUTOTUNE=0 "$PY" -m fcn_kernels.doctor --json "$OUT_DIR/doctor.json"; }
+stage_doctor() { FCN_KERNELS_TRITON_AUTOTUNE=0 "$PY" -m fcn_kernels.app.doctor --json "$OUT_DIR/doctor.json"; }
 
 stage_cuda_tests() {
   if [ "$SMOKE" != 1 ]; then  # every CUDA kernel registered (else every GPU test would skip and pass)
@@ -106,11 +106,11 @@ stage_head_bench() {
   backends=$("$PY" -c "import fcn_kernels as f, sys; print(' '.join(b for b in (('cpu',) if sys.argv[1] == '1' else ('cuda', 'triton')) if b in f.available_backends()))" "$SMOKE")
   for dtype in float32 bfloat16; do
     if [ "$SMOKE" = 1 ]; then
-      "$PY" -m fcn_kernels.cli bench --device cpu --batch 1 --weights depthwise --dtype "$dtype" --backward \
+      "$PY" -m fcn_kernels.app.cli bench --device cpu --batch 1 --weights depthwise --dtype "$dtype" --backward \
         --image 64 --repeat 1 --no-compile --backend $backends --json "$OUT_DIR/head-$dtype.json" || rc=1
     else
       # bf16: depthwise only (FCN's own upsampling), to keep the compiles within the stage's time
-      "$PY" -m fcn_kernels.cli bench --device cuda --batch 1 16 --weights depthwise \
+      "$PY" -m fcn_kernels.app.cli bench --device cuda --batch 1 16 --weights depthwise \
         $([ "$dtype" = float32 ] && echo dense) --dtype "$dtype" --backward --repeat 10 --backend $backends \
         --json "$OUT_DIR/head-$dtype.json" || rc=1
     fi

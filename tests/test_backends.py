@@ -221,7 +221,7 @@ def test_auto_choice_compiles_fullgraph(spies):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One autograd per op family (fcn_kernels/ops/_autograd.py): the same names and the same saved tensors on
+# One autograd per op family (fcn_kernels/_autograd/): the same names and the same saved tensors on
 # every backend
 # ---------------------------------------------------------------------------------------------------------
 def _runnable(backend):

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from fcn_kernels import bench
-from fcn_kernels.cli import build_parser, main
+from fcn_kernels.app import bench
+from fcn_kernels.app.cli import build_parser, main
 from fcn_kernels.models import FCN8s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +70,7 @@ def test_tiny_table_and_json(tmp_path, capsys):
 def test_compile_import_logs_nothing():
     """torch.compile imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on a CUDA build
     without a GPU; the bench imports it quietly first."""
-    code = "from fcn_kernels import bench; bench._import_cpp_extension_quietly()"
+    code = "from fcn_kernels.app import bench; bench._import_cpp_extension_quietly()"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout == "" and "CUDA runtime" not in r.stderr, r.stderr

@@ -10,7 +10,7 @@ import torch
 
 from fcn_kernels._io import atomic_write, load_weights
 from fcn_kernels.app.checkpoint import load_checkpoint, save_checkpoint
-from fcn_kernels.cli import main
+from fcn_kernels.app.cli import main
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--val-size", "2", "--no-progress"]
 

@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from fcn_kernels import _ext, doctor
-from fcn_kernels.cli import main
+from fcn_kernels import _ext
+from fcn_kernels.app import doctor
+from fcn_kernels.app.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +84,7 @@ def test_gpu_code_rule():
 def test_module_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     env.pop("TRITON_INTERPRET", None)
-    r = subprocess.run([sys.executable, "-m", "fcn_kernels.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "fcn_kernels.app.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "checks, 0 failed: PASS" in r.stdout and (tmp_path / "d.json").exists()

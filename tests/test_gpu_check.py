@@ -45,7 +45,7 @@ def summary(out):
 
 
 def test_a_failing_stage_does_not_stop_the_others(tmp_path):
-    python, calls = fake_python(tmp_path, "fcn_kernels.doctor")
+    python, calls = fake_python(tmp_path, "fcn_kernels.app.doctor")
     r, out = run_smoke(tmp_path, python)
     assert r.returncode == 1, r.stdout + r.stderr
     rows = summary(out)
@@ -58,7 +58,7 @@ def test_a_failing_stage_does_not_stop_the_others(tmp_path):
     # the later stages ran, each through the given interpreter (`-m pytest`, never a bare console script)
     assert "-m pytest -q -p no:cacheprovider -m cuda tests" in recorded
     assert "tools/cuda_sanitize.py --device cpu" in recorded
-    assert "-m fcn_kernels.cli bench --device cpu" in recorded
+    assert "-m fcn_kernels.app.cli bench --device cpu" in recorded
     assert "benchmarks/bench_rarefied_conv2d.py --benchmark-disable" in recorded
 
 

@@ -69,7 +69,7 @@ def test_predict_under_bfloat16_autocast(seed):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny FCN-8s trained from scratch by `fcn-kernels train` (a few steps: labels vary, not accurate)."""
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--data", "synthetic", "--width", "0.03125", "--image-size", "32", "--n-class", "3",
@@ -110,7 +110,7 @@ def test_predict_command_writes_labels_and_overlays(tmp_path, checkpoint, capsys
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     paths = write_images(tmp_path, [(33, 41), (20, 27), (33, 41)])
     out = tmp_path / "pred"
@@ -136,7 +136,7 @@ def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     (path,) = write_images(tmp_path, [(29, 35)])
     for extra in (["--no-fused"], ["--dtype", "bfloat16"]):
@@ -151,7 +151,7 @@ def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
 def test_predict_command_errors(tmp_path, checkpoint, capsys):
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     (good,) = write_images(tmp_path, [(16, 16)])
     text = tmp_path / "notes.png"

@@ -35,12 +35,11 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ..ops._autograd import register_rarefied_conv2d
-from . import upsample_skip as _us
+from .._autograd import register_rarefied_conv2d
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-from .upsample_skip import BWD_WEIGHT_DENSE_FMA_CONFIGS  # the same loop over positions
-from .utils import (acc_dtype, autotune, check_planes, config, dot_operand, dot_precision, dot_upcast, launch,
-                    needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
+from .bias_grad import backward_bias_skip_triton
+from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, acc_dtype, autotune, check_planes, config, dot_operand,
+                    dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -509,7 +508,7 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
 
 # ---------------------------------------------------------------------------------------------------------
 # torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
-# differentiated by the rules of fcn_kernels/ops/_autograd.py.
+# differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::rarefied_conv2d_triton", mutates_args={})
 def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -530,7 +529,7 @@ def rarefied_conv2d_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tens
 
 
 register_rarefied_conv2d(rarefied_conv2d_triton, rarefied_conv2d_backward_input_triton,
-                         rarefied_conv2d_backward_weight_triton, bias_skip=_us.backward_bias_skip_triton)
+                         rarefied_conv2d_backward_weight_triton, bias_skip=backward_bias_skip_triton)
 
 
 def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):

@@ -34,11 +34,12 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ..ops._autograd import register_upsample_skip
+from .._autograd import register_upsample_skip
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-from .bias_grad import backward_bias
-from .utils import (MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config, dot_operand, dot_precision,
-                    dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
+from .bias_grad import backward_bias, backward_bias_skip_triton
+from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config,
+                    dot_operand, dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits,
+                    use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -95,11 +96,7 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
     # No larger tiles: (8 warps, 2x32 or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and
     # with 4 warps they spill on sm_80 (255 registers); the AOT test holds every config to no spills.
 ]
-BWD_WEIGHT_DENSE_FMA_CONFIGS = [
-    config(4, BLOCK_H=2, BLOCK_W=16),
-    config(4, BLOCK_H=4, BLOCK_W=16),
-    config(8, BLOCK_H=4, BLOCK_W=32),
-]
+# BWD_WEIGHT_DENSE_FMA_CONFIGS: utils.py's, shared with rarefied_conv2d.py (the same loop over positions).
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -565,7 +562,7 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 
 # ---------------------------------------------------------------------------------------------------------
 # torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
-# differentiated by the rules of fcn_kernels/ops/_autograd.py.
+# differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
 def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -585,16 +582,6 @@ def upsample_skip_backward_input_triton(grad_out: torch.Tensor, weight: torch.Te
 def upsample_skip_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
                                          stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(stride), groups, tuple(out_offset))
-
-
-@triton_op("fcn_kernels::backward_bias_skip_triton", mutates_args={})
-def backward_bias_skip_triton(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
-                              need_bias: bool) -> List[torch.Tensor]:
-    """[grad skip, grad bias] of both Triton op families; empty tensors for those not wanted (skip_size [],
-    need_bias False)."""
-    gb, gs = backward_bias_skip(grad_out, list(skip_size) or None, tuple(skip_offset), need_bias)
-    empty = grad_out.new_empty((0,))
-    return [gs if gs is not None else empty, gb if gb is not None else empty.clone()]
 
 
 register_upsample_skip(upsample_skip_triton, upsample_skip_backward_input_triton,

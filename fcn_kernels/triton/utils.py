@@ -42,6 +42,14 @@ def autotune(configs, key):
     return decorate
 
 
+# The dense weight gradients' FMA loop over positions, the same in upsample_skip.py and rarefied_conv2d.py.
+BWD_WEIGHT_DENSE_FMA_CONFIGS = [
+    config(4, BLOCK_H=2, BLOCK_W=16),
+    config(4, BLOCK_H=4, BLOCK_W=16),
+    config(8, BLOCK_H=4, BLOCK_W=32),
+]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # launching
 # ---------------------------------------------------------------------------------------------------------

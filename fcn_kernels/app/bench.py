@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import reference
-from .models import FCN8s
-from .modules.upsample import bilinear_kernel
-from .ops.upsample_skip import upsample_skip
+from .. import reference
+from ..models import FCN8s
+from ..modules.upsample import bilinear_kernel
+from ..ops.upsample_skip import upsample_skip
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """`fcn-kernels bench`: time the fused FCN-8s head against the stock ops and torch.compile."""
 import torch
 
-from .. import backends
-from ..errors import CLIError
+from ... import backends
+from ...errors import CLIError
 
 NAME = "bench"
 HELP = "time the fused FCN-8s head against the stock ops and torch.compile"
@@ -40,7 +40,7 @@ def add_arguments(p):
     p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
 
     p.add_argument("--peers", action="store_true",
-                   help="instead of the head table: the peers' table on CPU (fcn_kernels.peers), the head and the "
+                   help="instead of the head table: the peers' table on CPU (fcn_kernels.app.peers), the head and the "
                         "whole FCN-8s against torch.compile, ONNX Runtime and OpenVINO; --repeat interleaved rounds")
     p.add_argument("--peers-cases", nargs="+", default=["1:256", "1:500", "4:256"], metavar="BATCH:IMAGE",
                    help="--peers: the (batch, image size) cases")
@@ -77,7 +77,7 @@ def run(args):
     import platform
     import time
 
-    from .._io import write_json
+    from ..._io import write_json
     from ..bench import run as run_head
 
     device = _device(args.device)

@@ -3,7 +3,7 @@
     fcn-kernels export --checkpoint runs/a/checkpoint.pt --format onnx --out fcn8s.onnx
     fcn-kernels export --checkpoint runs/a/checkpoint.pt --format aoti --out fcn8s.pt2
 """
-from ..errors import CLIError
+from ...errors import CLIError
 
 NAME = "export"
 HELP = "export a checkpoint to ONNX (standard ops only) or an AOTInductor package"
@@ -27,9 +27,9 @@ def add_arguments(p):
 def run(args):
     import torch
 
-    from ..app.checkpoint import load_model_state, load_own_checkpoint
-    from ..app.factory import build_model
-    from ..export import OPSET, export_aoti, export_onnx
+    from ..checkpoint import load_model_state, load_own_checkpoint
+    from ..factory import build_model
+    from ...export import OPSET, export_aoti, export_onnx
 
     if len(args.image_size) not in (1, 2) or min(args.image_size) < 1:
         raise CLIError(f"--image-size takes one or two positive sizes (H [W]), got {args.image_size}")

@@ -8,7 +8,7 @@ path never builds the full-resolution scores (fcn_kernels.upsample_argmax).
 """
 import argparse
 
-from ..data import PREPROCESS_MODES
+from ...data import PREPROCESS_MODES
 
 NAME = "predict"
 HELP = "label maps (VOC-palette PNGs) and overlays for images, from a checkpoint"
@@ -36,7 +36,7 @@ def _opened(path):
     """The PIL image of a PNG or JPEG file; DataError naming the file otherwise."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..errors import DataError
+    from ...errors import DataError
 
     if not path.is_file():
         raise DataError(f"image {str(path)!r} does not exist")
@@ -53,7 +53,7 @@ def _opened(path):
 def _read_rgb(path):
     import numpy as np
 
-    from ..errors import DataError
+    from ...errors import DataError
 
     with _opened(path) as im:
         try:
@@ -72,9 +72,9 @@ def _batches(sizes, batch_size):
 
 def _load_model(path, fused, device):
     """The checkpoint's model on device in eval mode, its training preprocessing and its class names."""
-    from ..app.checkpoint import load_model_state, load_own_checkpoint
-    from ..app.factory import build_model
-    from ..errors import CLIError
+    from ..checkpoint import load_model_state, load_own_checkpoint
+    from ..factory import build_model
+    from ...errors import CLIError
 
     ckpt = load_own_checkpoint(path)
     if not {"model_config", "model", "config"} <= ckpt.keys():
@@ -92,11 +92,11 @@ def run(args):
 
     import torch
 
-    from .._io import atomic_write
-    from ..app.device import autocast, resolve_device
-    from ..app.distributed import Dist
-    from ..data import preprocess, save_overlay, tint, write_voc_label
-    from ..errors import CLIError
+    from ..._io import atomic_write
+    from ..device import autocast, resolve_device
+    from ..distributed import Dist
+    from ...data import preprocess, save_overlay, tint, write_voc_label
+    from ...errors import CLIError
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")

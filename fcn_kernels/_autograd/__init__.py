@@ -1,4 +1,5 @@
-"""The one autograd formula of each op family, registered on every backend's ops.
+"""The one autograd formula of each op family, registered on every backend's ops: imported by
+fcn_kernels/ops/ (the C++ ops) and fcn_kernels/triton/ (the Triton ops), importing neither.
 
 Op names (torch.library namespace fcn_kernels) follow one rule, so that a graph or a profile names the
 same function the same way on every backend: an op is named for the function it computes,

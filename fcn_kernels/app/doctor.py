@@ -1,4 +1,4 @@
-"""`fcn-kernels doctor` (also `python -m fcn_kernels.doctor`): what was built, then every available backend
+"""`fcn-kernels doctor` (also `python -m fcn_kernels.app.doctor`): what was built, then every available backend
 on every device present checked against the float64 reference, then one timing of the FCN-8s head per
 backend. Exits 0 only if every check passes.
 
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _ext, backends, bench, reference
-from ._args import pair
-from ._io import write_json
-from ._tolerance import worst_error
+from .. import _ext, backends, reference
+from .._args import pair
+from .._io import write_json
+from .._tolerance import worst_error
+from . import bench
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ def add_arguments(p):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fcn_kernels.doctor", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fcn_kernels.app.doctor", description=__doc__.split("\n\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
     return 0 if doctor(args.json)["passed"] else 1

@@ -1,9 +1,9 @@
-"""The `fcn-kernels` command line: every command is a module of fcn_kernels.commands, listed here."""
+"""The `fcn-kernels` command line: every command is a module of fcn_kernels.app.commands, listed here."""
 import argparse
 import sys
 
 from .commands import bench, demo, doctor, evaluate, export, predict, train
-from .errors import CLIError, DataError
+from ..errors import CLIError, DataError
 
 COMMANDS = (demo, train, evaluate, predict, export, bench, doctor)
 
