@@ -38,7 +38,7 @@ from torch.library import triton_op
 from .._autograd import register_rarefied_conv2d
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 from .bias_grad import backward_bias_skip_triton
-from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, acc_dtype, autotune, check_planes, config, dot_operand,
+from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, acc_dtype, autotune, check_plane_int32, config, dot_operand,
                     dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
 
 
@@ -420,7 +420,7 @@ def forward(x, weight, bias, rarefaction, padding, groups):
         return out
     x = x.contiguous()
     bias = bias.contiguous() if bias is not None else None
-    check_planes("rarefied_conv2d", x.shape, out.shape)
+    check_plane_int32("rarefied_conv2d", x.shape, out.shape)
     acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
@@ -450,7 +450,7 @@ def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out = grad_out.contiguous()
-    check_planes("rarefied_conv2d", gx.shape, grad_out.shape)
+    check_plane_int32("rarefied_conv2d", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
         grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
@@ -481,7 +481,7 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
-    check_planes("rarefied_conv2d", x.shape, grad_out.shape)
+    check_plane_int32("rarefied_conv2d", x.shape, grad_out.shape)
     acc = acc_dtype(x.dtype)
     part_dtype = partial_dtype(x.dtype)
     numel = Cout * cin_g * Kh * Kw

@@ -122,7 +122,7 @@ def needs_int64(*tensors):
     return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= INT32_LIMIT for t in tensors)
 
 
-def check_planes(op, *shapes):
+def check_plane_int32(op, *shapes):
     """In-plane offsets are int32 in every kernel: refuse a plane of 2**31 elements or more."""
     for s in shapes:
         if s[-1] * s[-2] >= INT32_LIMIT:
