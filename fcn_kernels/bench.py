@@ -4,6 +4,7 @@
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.
 """
 import functools
+import json
 import logging
 import statistics
 import time
@@ -101,6 +102,23 @@ def head_bytes(batch, n_class=21, image=500, itemsize=4):
              + up2 * up2 + 2 * up4 * up4  # stage-1 output read, pool3 window read, stage-2 output written
              + up4 * up4 + image * image)  # stage-2 output read, final output written
     return batch * n_class * elems * itemsize
+
+
+class JsonLines:
+    """Results as they come: one JSON object a line, each flushed as it is written, so a run cut short (a
+    timeout) keeps every line before. path None: writes nothing."""
+
+    def __init__(self, path):
+        self.file = open(path, "w") if path else None
+
+    def __call__(self, obj):
+        if self.file:
+            self.file.write(json.dumps(obj) + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
 
 
 def timeit(fn, repeat=10, warmup=2):
