@@ -84,7 +84,8 @@ def stock_head(scores, weights, groups, image=500):
 
 def compiled_stock_head(image=500):
     """torch.compile(stock head), (scores, weights, groups) -> output; the stages are found before
-    compiling (building the meta model is no part of the graph)."""
+    compiling (building the meta model is no part of the graph). Dynamo's caches are reset first: each
+    table row makes one (one compile per shape and pass: forward, forward+backward)."""
     torch._dynamo.reset()
     stages = fcn8s_stages(image)
     return torch.compile(lambda scores, weights, groups: _head(reference.upsample_skip, scores, weights, groups,
@@ -168,10 +169,12 @@ def cudnn_tf32(enabled):
 
 
 def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, backward=False, compile=True,
-        repeat=10, image=500, device="cpu", backends=(None,), out=print):
+        repeat=10, image=500, device="cpu", backends=(None,), out=print, on_row=None):
     """The head table: one row per (batch, weights), a fused column per backend (None: automatic).
-    On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32.
-    Returns the rows as dicts."""
+    On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32,
+    by the same compiled head (cuDNN's TF32 switch is read at run time: no second compile).
+    compile: the torch.compile(stock) columns, compiled once per row. Returns the rows as dicts; each is
+    also given to on_row as soon as it is measured (a caller that saves it keeps it past a timeout)."""
     device = torch.device(device)
     rows = []
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -230,6 +233,8 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                        arithmetic=dict(fused=arithmetic(dtype), **{
                            c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols}))
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
             times = dict(t_fused, **t_stock)
             out(f"{batch:>5} {kind:>9} " + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
                 + f" {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x {err:>9.1e} {100 * floor / best:>6.0f}%")
