@@ -21,8 +21,8 @@
 #   build       the extension in place, CUDA for sm_90 only, then every op's every kernel checked present
 #               (smoke: reuses a built extension, else a CPU build)
 #   doctor      python -m fcn_kernels.doctor: doctor.jsonl (a line per check, as it ends), doctor.json
-#   cuda-tests  every CUDA kernel registered (FCN_EXPECT_CUDA_KERNELS=1), then pytest -m "gpu_check and cuda"
-#               (the curated subset, marker gpu_check in pyproject.toml): cuda-tests.xml
+#   cuda-tests  every CUDA kernel registered (FCN_EXPECT_CUDA_KERNELS=1), then pytest -m "gpu_check and cuda
+#               and not triton" (the curated subset, marker gpu_check in pyproject.toml): cuda-tests.xml
 #   triton-tests  pytest -m "gpu_check and triton": triton-tests.xml (smoke: under TRITON_INTERPRET=1)
 #   memcheck, racecheck, initcheck  compute-sanitizer over tools/cuda_sanitize.py (every CUDA kernel), without
 #               PyTorch's caching allocator (PYTORCH_NO_CUDA_MEMORY_CACHING=1: a read past a small tensor then
@@ -58,7 +58,9 @@ head-bench      75   -  bf16 (no compile): start 8 s + 2 rows x 2 passes, Triton
 rarefied-bench  45   -  run 1: 14 dense rows (batch 16) in 37 s with start, 5 rounds each; at 3 rounds 20 s; + 28 depthwise rows at 0.4 s (11 s) + start 8 s: 39 s
 "
 AIM=420
-CUDA_MARKS="gpu_check and cuda"      # the curated subsets (tests marked gpu_check), selected by marker only
+# the curated subsets (tests marked gpu_check), selected by marker only; a test marked both cuda and triton
+# (a Triton test that needs a GPU) belongs to the Triton stage, so that no test runs twice
+CUDA_MARKS="gpu_check and cuda and not triton"
 TRITON_MARKS="gpu_check and triton"
 STAGES=(build doctor cuda-tests triton-tests memcheck racecheck initcheck head-bench rarefied-bench)
 SMOKE_STAGES=(build doctor cuda-tests triton-tests memcheck head-bench rarefied-bench)
@@ -209,10 +211,12 @@ if [ "$MODE" = count ]; then  # the pytest stages' selections, collected as the 
   bad=0
   for name in cuda-tests triton-tests; do
     log=$(timeout -k 3 600 bash -c "stage_${name//-/_}" 2>&1)
-    n=$(printf '%s\n' "$log" | sed -nE 's/^([0-9]+)(\/[0-9]+)? tests? collected.*/\1/p' | tail -n 1)
+    prc=$?  # 0, or 5 when nothing is selected; else collection failed
+    n=$(printf '%s\n' "$log" | sed -nE 's/^[= ]*([0-9]+)(\/[0-9]+)? tests? collected.*/\1/p' | tail -n 1)
     n=${n:-0}
     verdict=ok
-    if [ "$n" -eq 0 ]; then verdict="EMPTY"; bad=1
+    if [ "$prc" != 0 ] && [ "$prc" != 5 ]; then verdict="COLLECTION FAILED (rc $prc)"; bad=1
+    elif [ "$n" -eq 0 ]; then verdict="EMPTY"; bad=1
     elif [ "$n" -gt "${MAX_TESTS[$name]}" ]; then verdict="OVER THE BUDGET"; bad=1; fi
     echo "$name: $n tests selected (budget: at most ${MAX_TESTS[$name]}) $verdict"
     [ "$verdict" = ok ] || printf '%s\n' "$log" | tail -n 5
@@ -250,7 +254,8 @@ failed=0
 for name in "${STAGES[@]}"; do
   t0=$SECONDS
   echo "== $name (at most ${LIMIT[$name]}s) -> $out/$name.log"
-  timeout -s INT -k 3 "${LIMIT[$name]}" "${DEFAULT_INT[@]}" bash -c "stage_${name//-/_}" > "$out/$name.log" 2>&1
+  STAGE=$name timeout -s INT -k 3 "${LIMIT[$name]}" "${DEFAULT_INT[@]}" bash -c "stage_${name//-/_}" \
+    > "$out/$name.log" 2>&1
   rc=$?
   [ $rc = 0 ] || failed=1
   timed_out=""; { [ $rc = 124 ] || [ $rc = 137 ]; } && timed_out=" (timed out)"

@@ -87,8 +87,8 @@ def main(device):
                                                  groups=groups)
                 check("rarefied_conv2d", y.detach(), want, dtype)
             for x, w, b, skip, kw in argmax_calls(dtype):
-                labels = fcn_kernels.upsample_argmax(*(t.to(device) if t is not None else None for t in (x, w, b, skip)),
-                                                     backend=backend, **kw)
+                on_device = [t.to(device) if t is not None else None for t in (x, w, b, skip)]
+                labels = fcn_kernels.upsample_argmax(*on_device, backend=backend, **kw)
                 check_labels(labels, x, w, b, skip, kw, dtype)
     if device == "cuda":
         torch.cuda.synchronize()
