@@ -247,15 +247,13 @@ rm -f "$out/results.tar.gz"
 } > "$out/summary.txt"
 command -v nvidia-smi >/dev/null && [ "$SMOKE" != 1 ] && \
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$out/nvidia-smi.txt" 2>&1
-# SIGINT at a stage's budget reaches Python as KeyboardInterrupt (pytest then writes its XML) even where this
-# script was started with SIGINT ignored (a background job), which Python would inherit
-DEFAULT_INT=(); env --default-signal=INT true 2>/dev/null && DEFAULT_INT=(env --default-signal=INT)
 failed=0
 for name in "${STAGES[@]}"; do
   t0=$SECONDS
   echo "== $name (at most ${LIMIT[$name]}s) -> $out/$name.log"
-  STAGE=$name timeout -s INT -k 3 "${LIMIT[$name]}" "${DEFAULT_INT[@]}" bash -c "stage_${name//-/_}" \
-    > "$out/$name.log" 2>&1
+  # SIGINT at the budget reaches Python as KeyboardInterrupt (pytest then still writes its XML; timeout's
+  # own handler for it means the stage starts with SIGINT at its default, even from a background job)
+  STAGE=$name timeout -s INT -k 3 "${LIMIT[$name]}" bash -c "stage_${name//-/_}" > "$out/$name.log" 2>&1
   rc=$?
   [ $rc = 0 ] || failed=1
   timed_out=""; { [ $rc = 124 ] || [ $rc = 137 ]; } && timed_out=" (timed out)"
