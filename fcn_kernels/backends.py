@@ -42,8 +42,15 @@ from . import _ext
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 ENV_VAR = "FCN_KERNELS_BACKEND"
 
-# Ops that every compiled backend provides; a backend counts as built when all have kernels.
-_OPS = ("upsample_skip", "upsample_argmax", "rarefied_conv2d")
+# The ops every compiled backend provides, each with the kernels it needs (its forward and backward ops).
+# An op counts as built for a backend when every one of its kernels is; a backend, when every op is.
+_KERNELS = {
+    "upsample_skip": ("upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight"),
+    "upsample_argmax": ("upsample_argmax",),
+    "rarefied_conv2d": ("rarefied_conv2d", "rarefied_conv2d_backward_input", "rarefied_conv2d_backward_weight"),
+}
+_OPS = tuple(_KERNELS)
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 
 def triton_interpret() -> bool:
@@ -58,12 +65,26 @@ def _triton_importable() -> bool:
             and importlib.util.find_spec("fcn_kernels.triton") is not None)
 
 
+def _missing_kernels(backend: str) -> list:
+    """The kernels (op names, backward ops included) that the extension lacks for a compiled backend
+    ("cpu", "cuda"); [] when it has them all."""
+    key = _DISPATCH_KEYS[backend]
+    return [k for op in _OPS for k in _KERNELS[op] if not _ext.has_kernel(k, key)]
+
+
+def _built_table() -> dict:
+    """(backend, op) -> whether the op has every kernel it needs on that backend."""
+    built = {("reference", op): True for op in _OPS}
+    for backend in _DISPATCH_KEYS:
+        missing = set(_missing_kernels(backend))
+        built.update({(backend, op): not missing & set(_KERNELS[op]) for op in _OPS})
+    built.update({("triton", op): _triton_importable() for op in _OPS})
+    return built
+
+
 # Which (backend, op) pairs have kernels, fixed once the extension has loaded. Computed at import
 # so that resolve() is plain Python that torch.compile traces without graph breaks.
-_BUILT = {("reference", op): True for op in _OPS}
-_BUILT.update({("cpu", op): _ext.has_kernel(op, "CPU") for op in _OPS})
-_BUILT.update({("cuda", op): _ext.has_kernel(op, "CUDA") for op in _OPS})
-_BUILT.update({("triton", op): _triton_importable() for op in _OPS})
+_BUILT = _built_table()
 
 
 def _built(backend: str, op: str) -> bool:
@@ -83,12 +104,13 @@ def _runs_on(backend: str, device: torch.device) -> bool:
 
 
 def available_backends() -> list:
-    """Backends usable now, for at least one device of this machine."""
+    """Backends usable now, for at least one device of this machine: built for every op (each with its
+    backward kernels), and able to run on one of its devices."""
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     return [b for b in BACKENDS
-            if any(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
+            if all(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
 # rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this

@@ -264,3 +264,51 @@ def test_same_saved_tensors_on_every_backend(backend, op):
     assert _saved_shapes(lambda: call(x.requires_grad_(), w)) == [tuple(w.shape)]
     assert _saved_shapes(lambda: call(x.detach(), w.requires_grad_())) == [tuple(x.shape)]
     assert sorted(_saved_shapes(lambda: call(x.requires_grad_(), w.requires_grad_()))) == sorted([x.shape, w.shape])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The build check: a compiled backend is available only when every op has every kernel it needs
+# ---------------------------------------------------------------------------------------------------------
+ALL_KERNELS = ["upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight", "upsample_argmax",
+               "rarefied_conv2d", "rarefied_conv2d_backward_input", "rarefied_conv2d_backward_weight"]
+
+
+def _pretend_built(monkeypatch, lacking=(), gpu=True):
+    """backends as if the extension had every CPU and CUDA kernel except `lacking` (CUDA), on a machine
+    with a GPU; returns the (kernel, dispatch key) pairs looked up."""
+    asked = []
+
+    def has_kernel(op, key):
+        asked.append((op, key))
+        return not (key == "CUDA" and op in lacking)
+    monkeypatch.setattr(backends._ext, "has_kernel", has_kernel)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(backends, "_BUILT", backends._built_table())
+    return asked
+
+
+def test_build_check_asks_for_every_kernel(monkeypatch):
+    asked = _pretend_built(monkeypatch)
+    assert sorted(op for op, key in asked if key == "CUDA") == sorted(ALL_KERNELS)
+    assert sorted(op for op, key in asked if key == "CPU") == sorted(ALL_KERNELS)
+    assert "cuda" in backends.available_backends() and backends._missing_kernels("cuda") == []
+
+
+@pytest.mark.parametrize("lacking", ALL_KERNELS)
+def test_one_missing_kernel_fails_the_build_check(monkeypatch, lacking):
+    _pretend_built(monkeypatch, lacking=[lacking])
+    assert "cuda" not in backends.available_backends() and "cpu" in backends.available_backends()
+    assert backends._missing_kernels("cuda") == [lacking]
+    owner = next(op for op, kernels in backends._KERNELS.items() if lacking in kernels)
+    assert not backends._built("cuda", owner)
+    assert all(backends._built("cuda", op) for op in backends._OPS if op != owner)
+    with pytest.raises(RuntimeError, match=f"without cuda kernels for {owner}"):
+        backends.resolve("cuda", torch.device("cuda"), owner)
+
+
+@pytest.mark.skipif(not fcn_kernels._ext.HAS_EXTENSION, reason="_C not built")
+def test_build_check_knows_every_registered_op():
+    """Every C++ op the extension registers is a kernel of some op in backends._KERNELS (a new op, or a new
+    backward op, must join the build check)."""
+    names = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")}
+    assert {n for n in names if not n.endswith("_triton")} == set(ALL_KERNELS)

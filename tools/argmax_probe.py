@@ -1,4 +1,4 @@
-"""upsample_argmax one call at a time on the doctor's upsample cases (fcn_kernels.doctor.UPSAMPLE, the
+"""upsample_argmax one call at a time on the doctor's upsample cases (fcn_kernels.app.doctor.UPSAMPLE, the
 doctor's inputs), each as given and without its bias and/or skip (an absent operand reaches the CUDA
 kernel as a null pointer), in float64, float32, bfloat16 and float16, on the CUDA kernel's 32- and 64-bit
 index paths. torch.cuda.synchronize() follows every call, so a fault is reported by the call that made
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import fcn_kernels  # noqa: E402
 from fcn_kernels import reference  # noqa: E402
 from fcn_kernels._tolerance import worst_error  # noqa: E402
-from fcn_kernels.doctor import UPSAMPLE, _inputs  # noqa: E402
+from fcn_kernels.app.doctor import UPSAMPLE, _inputs  # noqa: E402
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INDEX64 = "FCN_KERNELS_CUDA_INDEX64"  # read by the CUDA launcher at every call

@@ -1,6 +1,8 @@
 """The bias gradient of every op in Triton: grad_out summed per channel over (N, H, W), as per-tile
-partial sums that a fixed-order sum reduces (no atomics, the same bits every run). The same pass can also
-write the gradient of a tensor whose window was added to the output (upsample_skip's skip): grad_out
+partial sums that a fixed-order sum reduces. No atomics: the same bits on every call within a process. The
+tile shapes, and so the grouping, are the autotuned config's: FCN_KERNELS_TRITON_AUTOTUNE=0 pins it, for the
+same bits in every process on one GPU model, never across GPU models (docs/DESIGN.md §4.2). The same pass can
+also write the gradient of a tensor whose window was added to the output (upsample_skip's skip): grad_out
 placed at the window's offset, zeros elsewhere.
 
 The triton_op backward_bias_skip_triton is the bias (and skip) gradient of both Triton op families.

@@ -18,8 +18,10 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
   grad w     _bwd_weight_dw_kernel: per (output channel, kh), go rows read once per row and x gathered at the
              Kw shifted columns, a [Kw, BLOCK_Q] accumulator reduced at the end; _bwd_weight_dense_kernel:
              per tap, a [Cin/g, Cout/g] GEMM over the output positions that tap reads inside the input.
-             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same bits
-             every run.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, so the same bits
+             on every call within a process; the split and tile shapes come from the autotuned config
+             (FCN_KERNELS_TRITON_AUTOTUNE=0 pins it: the same bits in every process on one GPU model, never
+             across GPU models; docs/DESIGN.md §4.2).
   grad bias  bias_grad.py's kernel (both ops' bias gradient: per-tile partial sums, fixed-order sum).
 
 The dense kernels read the weight as wk = (groups, Kh, Kw, Cin/g, Cout/g) (one permuted copy per call, so

@@ -19,8 +19,10 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
   grad w     _bwd_weight_dw_kernel: per (channel, kh) and a slice of the rows, go rows read contiguously,
              x gathered per tap column t, reduced per phase r into w[kh, r + t * sw] (the CPU kernel's
              column blocks); _bwd_weight_dense_kernel: per tap, a [Cin/g, Cout/g] GEMM over positions.
-             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same
-             bits every run.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, so the same
+             bits on every call within a process; the split and tile shapes come from the autotuned config
+             (FCN_KERNELS_TRITON_AUTOTUNE=0 pins it: the same bits in every process on one GPU model, never
+             across GPU models; docs/DESIGN.md §4.2).
   grad bias, skip  bias_grad.py's kernel (both ops' bias gradient): one pass over grad_out that writes
              the skip's gradient (grad_out in its window, zeros elsewhere) and per-tile bias partial sums.
 

@@ -15,4 +15,4 @@ def add_arguments(p):
 
 def run(args):
     from ..doctor import doctor
-    return 0 if doctor(args.json)["passed"] else 1
+    return 0 if doctor(args.json, jsonl_path=args.jsonl)["passed"] else 1
