@@ -36,7 +36,7 @@ def add_arguments(p):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (the default is cuda where a GPU is present)")
     p.add_argument("--backend", nargs="+", choices=backends.BACKENDS, default=None,
-                   help="fused backends to time, one column each; None: the automatic choice")
+                   help="fused backends to time, one column each (default: the automatic choice)")
     p.add_argument("--json", metavar="PATH", default=None,
                    help="also write the rows as JSON, rewritten as each row is measured (\"complete\": false "
                         "until the last; a run cut short keeps the rows before)")

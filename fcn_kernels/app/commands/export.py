@@ -15,7 +15,8 @@ DESCRIPTION = ("Export a checkpoint of `fcn-kernels train` to ONNX (standard ops
 
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, help="an fcn-kernels checkpoint (train's checkpoint.pt)")
-    p.add_argument("--format", choices=["onnx", "aoti"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "aoti"], default="onnx",
+                   help="onnx: an ONNX file; aoti: an AOTInductor package")
     p.add_argument("--out", required=True, help="the file to write (.onnx; .pt2 for aoti)")
     p.add_argument("--image-size", type=int, nargs="+", default=[256], metavar="SIZE",
                    help="the example input's size: H [W]; with --static the only size the export takes")
