@@ -188,7 +188,7 @@ def test_predict_command_takes_a_folder(tmp_path, checkpoint, capsys):
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     src = tmp_path / "photos"
     (src / "sub").mkdir(parents=True)
@@ -210,7 +210,7 @@ def test_predict_command_takes_a_folder(tmp_path, checkpoint, capsys):
 
 def test_predict_command_folder_order(tmp_path):
     """Sorted by name, a folder's images after the files named before it, in the order given."""
-    from fcn_kernels.commands.predict import _image_paths
+    from fcn_kernels.app.commands.predict import _image_paths
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -221,7 +221,7 @@ def test_predict_command_folder_order(tmp_path):
 
 
 def test_predict_command_empty_folder(tmp_path, checkpoint, capsys):
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -255,7 +255,7 @@ def folder_with_bad_images(tmp_path):
 
 def test_predict_command_stops_at_a_bad_image_before_any_work(folder_with_bad_images, tmp_path, checkpoint,
                                                               capsys):
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     out = tmp_path / "out"
     assert main(["predict", str(folder_with_bad_images), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
@@ -270,7 +270,7 @@ def test_predict_command_keep_going(folder_with_bad_images, tmp_path, checkpoint
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     out = tmp_path / "out"
     assert main(["predict", str(folder_with_bad_images), "--checkpoint", str(checkpoint), "--out", str(out),
@@ -289,7 +289,7 @@ def test_predict_command_keep_going(folder_with_bad_images, tmp_path, checkpoint
 
 
 def test_predict_command_keep_going_with_nothing_readable(tmp_path, checkpoint, capsys):
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     (tmp_path / "x.png").write_bytes(b"junk")
     assert main(["predict", str(tmp_path / "x.png"), str(tmp_path / "missing.jpg"), "--checkpoint",

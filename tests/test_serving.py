@@ -187,7 +187,7 @@ def test_compiled_calls_keep_no_memory_and_freeze(seed):
 def test_help_shows_no_none_default(capsys):
     """No command's --help writes "(default: None)" (required options, options without a default); the
     defaults there are still written."""
-    from fcn_kernels.cli import COMMANDS, main
+    from fcn_kernels.app.cli import COMMANDS, main
 
     for cmd in COMMANDS:
         with pytest.raises(SystemExit) as done:
