@@ -14,7 +14,9 @@ def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_of
     float64 for float64 inputs, rounded once to ``x``'s dtype) and the label is the first maximum of those
     rounded scores in ``torch.argmax``'s order (NaN counts as the largest; the lowest class wins ties); the
     (N, Cout, Ho, Wo) scores are never written. On the CPU backend the labels equal
-    ``upsample_skip(..., backend="cpu").argmax(1)`` exactly. See docs/DESIGN.md §2.2.
+    ``upsample_skip(..., backend="cpu").argmax(1)`` exactly, ties included. Against the exact (float64
+    reference) scores, a label can differ only where the exact scores of the chosen and the true class are
+    within upsample_skip's error bound of each other. See docs/DESIGN.md §2.2.
 
     Args:
         x (Tensor[N, Cin, H, W]): the coarse input (class scores).
