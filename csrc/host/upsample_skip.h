@@ -1,17 +1,18 @@
-// Argument checks and geometry of upsample_skip for the host-side glue of every
-// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
-// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+// The host layer of upsample_skip, for the glue of every backend (csrc/cpu/upsample_skip_kernel.cpp,
+// csrc/cuda/upsample_skip_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
+// geometry, and the prepared call. The Python wrapper validates first with friendlier errors; these
+// checks keep direct torch.ops calls memory-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
-#include "host_checks.h"
-
 #include <optional>
+#include <utility>
 
-#include "index/upsample_skip.h"
+#include "../index/upsample_skip.h"
+#include "checks.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
@@ -99,72 +100,78 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-// What every backend's glue does before launching: check, make contiguous, allocate the result.
-// `a` and `b` are the kernel's two tensor inputs (x and weight; grad_out and weight; grad_out and x).
-struct Prepared {
+// What every backend's glue works on: the call's geometry, its inputs checked against it and
+// contiguous, and its result allocated (not yet written). Optional inputs are undefined where absent.
+struct ForwardInputs {
   Geometry g;
-  at::Tensor a, b, bias, skip, out;
+  at::Tensor x, weight, bias, skip;
 };
 
-inline void check_device_type(const at::Tensor& t, c10::DeviceType type, const char* op, const char* name) {
-  TORCH_CHECK(t.device().type() == type, op, ": ", name, " must be a ", c10::DeviceTypeName(type, true),
-              " tensor for this kernel, got ", t.device());
+// upsample_skip: out (N, Cout, Ho, Wo), x's dtype.
+struct Forward : ForwardInputs {
+  at::Tensor out;
+  bool done() const { return out.numel() == 0; }  // nothing left for a kernel to write
+};
+
+// upsample_skip_backward_input: grad_x (N, Cin, H, W) from grad_out and weight.
+struct BackwardInput {
+  Geometry g;
+  at::Tensor grad_out, weight, grad_x;
+  bool done() const { return grad_x.numel() == 0; }
+};
+
+// upsample_skip_backward_weight: grad_w (Cin, Cout / groups, Kh, Kw) from grad_out and x.
+struct BackwardWeight {
+  Geometry g;
+  at::Tensor grad_out, x, grad_w;
+  bool done() const { return grad_w.numel() == 0; }
+};
+
+// The forward's inputs, for upsample_skip and upsample_argmax (`op`, which allocates the result).
+inline ForwardInputs prepare_forward_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                                            const std::optional<at::Tensor>& bias,
+                                            const std::optional<at::Tensor>& skip, at::IntArrayRef stride,
+                                            int64_t groups, at::IntArrayRef out_offset, at::IntArrayRef out_size,
+                                            at::IntArrayRef skip_offset, c10::DeviceType type) {
+  check_device_type(op, x, "x", type);
+  const Geometry g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
+  return {g, x.contiguous(), weight.contiguous(), laid_out(bias, Layout::kContiguous),
+          laid_out(skip, Layout::kContiguous)};
 }
 
-// The forward's inputs, checked and contiguous; `op` (upsample_skip or upsample_argmax) allocates p.out.
-inline Prepared prepare_forward_inputs(const at::Tensor& x, const at::Tensor& weight,
-                                       const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& skip,
-                                       at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
-                                       at::IntArrayRef out_size, at::IntArrayRef skip_offset, c10::DeviceType type,
-                                       const char* op) {
-  check_device_type(x, type, op, "x");
-  Prepared p;
-  p.g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
-  p.a = x.contiguous();
-  p.b = weight.contiguous();
-  if (bias.has_value()) p.bias = bias->contiguous();
-  if (skip.has_value()) p.skip = skip->contiguous();
-  return p;
-}
-
-inline Prepared prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
-                                c10::DeviceType type) {
-  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                      type, kOp);
-  p.out = at::empty({p.g.N, p.g.Cout, p.g.Ho, p.g.Wo}, x.options());
-  return p;
-}
-
-// upsample_argmax: the same inputs, int64 labels (N, Ho, Wo) out.
-inline Prepared prepare_argmax(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+inline Forward prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
                                c10::DeviceType type) {
-  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                      type, "upsample_argmax");
-  TORCH_CHECK(p.g.Cout <= INT32_MAX, "upsample_argmax: ", p.g.Cout, " classes exceed 2**31 - 1");
-  p.out = at::empty({p.g.N, p.g.Ho, p.g.Wo}, x.options().dtype(at::kLong));
-  return p;
+  ForwardInputs in = prepare_forward_inputs(kOp, x, weight, bias, skip, stride, groups, out_offset, out_size,
+                                            skip_offset, type);
+  at::Tensor out = at::empty({in.g.N, in.g.Cout, in.g.Ho, in.g.Wo}, x.options());
+  return {std::move(in), std::move(out)};
 }
 
-// grad_x from (grad_out, weight), or grad_w from (grad_out, x): `other` is weight or x.
-inline Prepared prepare_backward(const at::Tensor& grad_out, const at::Tensor& other, bool other_is_weight,
-                                 at::IntArrayRef result_size, at::IntArrayRef stride, int64_t groups,
-                                 at::IntArrayRef out_offset, c10::DeviceType type) {
-  const char* op = other_is_weight ? "upsample_skip_backward_input" : "upsample_skip_backward_weight";
-  check_device_type(grad_out, type, op, "grad_out");
-  check_same(kOp, other, grad_out, other_is_weight ? "weight" : "x");
+// The backward ops' own checks (`op` names the one called); `other` is weight or x.
+inline void check_backward(const char* op, const at::Tensor& grad_out, const at::Tensor& other,
+                           const char* other_name, c10::DeviceType type) {
+  check_device_type(op, grad_out, "grad_out", type);
+  check_same(kOp, other, grad_out, other_name);
   TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()), op, ": grad_out must be floating point, got ",
               grad_out.scalar_type());
-  Prepared p;
-  p.g = other_is_weight ? backward_geometry(grad_out, result_size, other.sizes(), stride, groups, out_offset)
-                        : backward_geometry(grad_out, other.sizes(), result_size, stride, groups, out_offset);
-  p.a = grad_out.contiguous();
-  p.b = other.contiguous();
-  p.out = at::empty(result_size, grad_out.options());
-  return p;
+}
+
+inline BackwardInput prepare_backward_input(const at::Tensor& grad_out, const at::Tensor& weight,
+                                            at::IntArrayRef input_size, at::IntArrayRef stride, int64_t groups,
+                                            at::IntArrayRef out_offset, c10::DeviceType type) {
+  check_backward("upsample_skip_backward_input", grad_out, weight, "weight", type);
+  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
+  return {g, grad_out.contiguous(), weight.contiguous(), at::empty(input_size, grad_out.options())};
+}
+
+inline BackwardWeight prepare_backward_weight(const at::Tensor& grad_out, const at::Tensor& x,
+                                              at::IntArrayRef weight_size, at::IntArrayRef stride, int64_t groups,
+                                              at::IntArrayRef out_offset, c10::DeviceType type) {
+  check_backward("upsample_skip_backward_weight", grad_out, x, "x", type);
+  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, stride, groups, out_offset);
+  return {g, grad_out.contiguous(), x.contiguous(), at::empty(weight_size, grad_out.options())};
 }
 
 }  // namespace upsample_skip

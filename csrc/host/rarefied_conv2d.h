@@ -1,20 +1,21 @@
-// Argument checks and geometry of rarefied_conv2d for the host-side glue of every
-// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
-// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+// The host layer of rarefied_conv2d, for the glue of every backend (csrc/cpu/rarefied_conv2d_kernel.cpp,
+// csrc/cuda/rarefied_conv2d_glue.cpp): argument checks, the geometry, and the prepared call. The Python
+// wrapper validates first with friendlier errors; these checks keep direct torch.ops calls memory-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
-
-#include "host_checks.h"
 
 #include <algorithm>
 #include <optional>
 
-#include "index/rarefied_conv.h"
+#include "../index/rarefied_conv2d.h"
+#include "checks.h"
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 
 constexpr const char* kOp = "rarefied_conv2d";
 
@@ -90,5 +91,63 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-}  // namespace rarefied_conv
+// What every backend's glue works on: the call's geometry, its inputs checked against it and laid out
+// as its kernels read them (Layout), and its result allocated (not yet written). bias is undefined
+// where absent.
+
+// rarefied_conv2d: out (N, Cout, Ho, Wo), x's dtype.
+struct Forward {
+  Geometry g;
+  at::Tensor x, weight, bias, out;
+  bool done() const { return out.numel() == 0; }  // nothing left for a kernel to write
+};
+
+// rarefied_conv2d_backward_input: grad_x (N, Cin, H, W) from grad_out and weight.
+struct BackwardInput {
+  Geometry g;
+  at::Tensor grad_out, weight, grad_x;
+  bool done() const { return grad_x.numel() == 0; }
+};
+
+// rarefied_conv2d_backward_weight: grad_w (Cout, Cin / groups, Kh, Kw) from grad_out and x; zeros,
+// already final, for a batch of no images.
+struct BackwardWeight {
+  Geometry g;
+  at::Tensor grad_out, x, grad_w;
+  bool done() const { return g.N == 0; }
+};
+
+inline Forward prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                               at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups,
+                               c10::DeviceType type, Layout layout) {
+  check_device_type(kOp, x, "x", type);
+  const Geometry g = forward_geometry(x, weight, bias, rarefaction, padding, groups);
+  at::Tensor out = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
+  return {g, laid_out(x, layout), laid_out(weight, layout), laid_out(bias, layout), std::move(out)};
+}
+
+inline BackwardInput prepare_backward_input(const at::Tensor& grad_out, const at::Tensor& weight,
+                                            at::IntArrayRef input_size, at::IntArrayRef rarefaction,
+                                            at::IntArrayRef padding, int64_t groups, c10::DeviceType type,
+                                            Layout layout) {
+  check_device_type(kOp, grad_out, "grad_out", type);
+  check_same(kOp, weight, grad_out, "weight");
+  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
+  at::Tensor grad_x = at::empty(input_size, grad_out.options());
+  return {g, laid_out(grad_out, layout), laid_out(weight, layout), std::move(grad_x)};
+}
+
+inline BackwardWeight prepare_backward_weight(const at::Tensor& grad_out, const at::Tensor& x,
+                                              at::IntArrayRef weight_size, at::IntArrayRef rarefaction,
+                                              at::IntArrayRef padding, int64_t groups, c10::DeviceType type,
+                                              Layout layout) {
+  check_device_type(kOp, grad_out, "grad_out", type);
+  check_same(kOp, x, grad_out, "x");
+  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
+  if (g.N == 0) return {g, grad_out, x, at::zeros(weight_size, grad_out.options())};
+  at::Tensor grad_w = at::empty(weight_size, grad_out.options());
+  return {g, laid_out(grad_out, layout), laid_out(x, layout), std::move(grad_w)};
+}
+
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels
