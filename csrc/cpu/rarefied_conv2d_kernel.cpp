@@ -280,82 +280,70 @@ at::ScalarType acc_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;  // opmath_type of every dispatched dtype
 }
 
-at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  const Forward p = prepare_forward(x, weight, bias, rarefaction, padding, groups, c10::DeviceType::CPU,
-                                    Layout::kAsGiven);
-  if (p.done()) return p.out;
-  const auto acc = acc_type(p.x.scalar_type());
-  if (use_gemm(p.g)) {
-    gemm_forward(p.g, p.x, p.weight, p.bias.defined() ? p.bias.to(acc) : at::Tensor(), p.out, acc);
-    return p.out;
-  }
-  const auto xw = to_wide_input(p.x, p.g, acc), wa = p.weight.to(acc).contiguous();
-  const auto ba = p.bias.defined() ? p.bias.to(acc).contiguous() : at::Tensor();
-  auto oa = p.x.scalar_type() == acc ? p.out : at::empty(p.out.sizes(), p.out.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "rarefied_conv2d_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_forward<acc_t>(p.g, xw.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(), data_or_null<acc_t>(ba),
-                          oa.mutable_data_ptr<acc_t>());
-  });
-  if (!oa.is_same(p.out)) p.out.copy_(oa);
-  return p.out;
-}
+// The CPU kernels behind the op's entry points (csrc/host/rarefied_conv2d.h). They read the inputs as
+// given: both paths copy them into the wide layout, in the accumulation dtype, anyway.
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+  static constexpr Layout kLayout = Layout::kAsGiven;
 
-at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                              at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  const BackwardInput p = prepare_backward_input(grad_out, weight, input_size, rarefaction, padding, groups,
-                                                 c10::DeviceType::CPU, Layout::kAsGiven);
-  if (p.done()) return p.grad_x;
-  const auto acc = acc_type(p.grad_out.scalar_type());
-  // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
-  // finite weights only: a non-finite one takes the direct path's exact form.
-  const bool finite_weight = all_finite(p.weight);
-  if (finite_weight && use_gemm(p.g)) {
-    gemm_backward_input(p.g, p.grad_out, p.weight, p.grad_x, acc);
-    return p.grad_x;
+  static void forward(const Forward& p) {
+    const auto acc = acc_type(p.x.scalar_type());
+    if (use_gemm(p.g)) {
+      gemm_forward(p.g, p.x, p.weight, p.bias.defined() ? p.bias.to(acc) : at::Tensor(), p.out, acc);
+      return;
+    }
+    const auto xw = to_wide_input(p.x, p.g, acc), wa = p.weight.to(acc).contiguous();
+    const auto ba = p.bias.defined() ? p.bias.to(acc).contiguous() : at::Tensor();
+    auto oa = p.x.scalar_type() == acc ? p.out : at::empty(p.out.sizes(), p.out.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "rarefied_conv2d_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_forward<acc_t>(p.g, xw.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(), data_or_null<acc_t>(ba),
+                            oa.mutable_data_ptr<acc_t>());
+    });
+    if (!oa.is_same(p.out)) p.out.copy_(oa);
   }
-  const auto gow = to_wide_output(p.grad_out, p.g, acc), wa = p.weight.to(acc).contiguous();
-  auto gxa = p.grad_out.scalar_type() == acc ? p.grad_x : at::empty(p.grad_x.sizes(), p.grad_x.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_input<acc_t>(p.g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
-                                 gxa.mutable_data_ptr<acc_t>(), finite_weight);
-  });
-  if (!gxa.is_same(p.grad_x)) p.grad_x.copy_(gxa);
-  return p.grad_x;
-}
 
-at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                               at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  const BackwardWeight p = prepare_backward_weight(grad_out, x, weight_size, rarefaction, padding, groups,
-                                                   c10::DeviceType::CPU, Layout::kAsGiven);
-  if (p.done()) return p.grad_w;
-  const auto acc = acc_type(p.grad_out.scalar_type());
-  if (use_gemm(p.g)) {
-    gemm_backward_weight(p.g, p.grad_out, p.x, p.grad_w, acc);
-    // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
-    // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
-    if (all_finite(p.grad_w)) return p.grad_w;
+  static void backward_input(const BackwardInput& p) {
+    const auto acc = acc_type(p.grad_out.scalar_type());
+    // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
+    // finite weights only: a non-finite one takes the direct path's exact form.
+    const bool finite_weight = all_finite(p.weight);
+    if (finite_weight && use_gemm(p.g)) {
+      gemm_backward_input(p.g, p.grad_out, p.weight, p.grad_x, acc);
+      return;
+    }
+    const auto gow = to_wide_output(p.grad_out, p.g, acc), wa = p.weight.to(acc).contiguous();
+    auto gxa = p.grad_out.scalar_type() == acc ? p.grad_x : at::empty(p.grad_x.sizes(), p.grad_x.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_backward_input<acc_t>(p.g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
+                                   gxa.mutable_data_ptr<acc_t>(), finite_weight);
+    });
+    if (!gxa.is_same(p.grad_x)) p.grad_x.copy_(gxa);
   }
-  const auto gow = to_wide_output(p.grad_out, p.g, acc), xw = to_wide_input(p.x, p.g, acc);
-  auto gwa = p.grad_out.scalar_type() == acc ? p.grad_w : at::empty(p.grad_w.sizes(), p.grad_w.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_w", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_weight<acc_t>(p.g, gow.const_data_ptr<acc_t>(), xw.const_data_ptr<acc_t>(),
-                                  gwa.mutable_data_ptr<acc_t>());
-  });
-  if (!gwa.is_same(p.grad_w)) p.grad_w.copy_(gwa);
-  return p.grad_w;
-}
+
+  static void backward_weight(const BackwardWeight& p) {
+    const auto acc = acc_type(p.grad_out.scalar_type());
+    if (use_gemm(p.g)) {
+      gemm_backward_weight(p.g, p.grad_out, p.x, p.grad_w, acc);
+      // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
+      // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
+      if (all_finite(p.grad_w)) return;
+    }
+    const auto gow = to_wide_output(p.grad_out, p.g, acc), xw = to_wide_input(p.x, p.g, acc);
+    auto gwa = p.grad_out.scalar_type() == acc ? p.grad_w : at::empty(p.grad_w.sizes(), p.grad_w.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_w", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_backward_weight<acc_t>(p.g, gow.const_data_ptr<acc_t>(), xw.const_data_ptr<acc_t>(),
+                                    gwa.mutable_data_ptr<acc_t>());
+    });
+    if (!gwa.is_same(p.grad_w)) p.grad_w.copy_(gwa);
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("rarefied_conv2d", &forward_cpu);
-  m.impl("rarefied_conv2d_backward_input", &backward_input_cpu);
-  m.impl("rarefied_conv2d_backward_weight", &backward_weight_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

@@ -127,20 +127,19 @@ void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w,
   });
 }
 
-at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                       at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
-  const Forward p = prepare_forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                    c10::DeviceType::CPU);
-  if (p.done()) return p.labels;
-  run_forward<Result::kLabels>(p, p.labels, [](const auto&... a) { argmax_gemm_kernel(a...); },
-                               [](const auto&... a) { argmax_kernel(a...); });
-  return p.labels;
-}
+// The CPU kernel behind the op's entry point (csrc/host/upsample_argmax.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+
+  static void forward(const Forward& p) {
+    run_forward<Result::kLabels>(p, p.labels, [](const auto&... a) { argmax_gemm_kernel(a...); },
+                                 [](const auto&... a) { argmax_kernel(a...); });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { m.impl("upsample_argmax", &forward_cpu); }
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace upsample_argmax
 }  // namespace fcn_kernels

@@ -239,55 +239,40 @@ void backward_weight_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go
   });
 }
 
-at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                       at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
-  const Forward p = prepare_forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                    c10::DeviceType::CPU);
-  if (p.done()) return p.out;
-  run_forward<Result::kScores>(p, p.out, [](const auto&... a) { forward_gemm_kernel(a...); },
-                               [](const auto&... a) { forward_kernel(a...); });
-  return p.out;
-}
+// The CPU kernels behind the op's entry points (csrc/host/upsample_skip.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
 
-at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                              at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  const BackwardInput p = prepare_backward_input(grad_out, weight, input_size, stride, groups, out_offset,
-                                                 c10::DeviceType::CPU);
-  if (p.done()) return p.grad_x;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
-    const scalar_t *gop = p.grad_out.const_data_ptr<scalar_t>(), *wp = p.weight.const_data_ptr<scalar_t>();
-    scalar_t* gxp = p.grad_x.mutable_data_ptr<scalar_t>();
-    if (backward_input_uses_gemm(p.g, p.grad_out)) {
-      backward_input_gemm_kernel(p.g, gop, wp, gxp, p.grad_out.options().dtype(acc_scalar_type<scalar_t>()));
-    } else {
-      with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
-    }
-  });
-  return p.grad_x;
-}
+  static void forward(const Forward& p) {
+    run_forward<Result::kScores>(p, p.out, [](const auto&... a) { forward_gemm_kernel(a...); },
+                                 [](const auto&... a) { forward_kernel(a...); });
+  }
 
-at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                               at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  const BackwardWeight p = prepare_backward_weight(grad_out, x, weight_size, stride, groups, out_offset,
-                                                   c10::DeviceType::CPU);
-  if (p.done()) return p.grad_w;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
-    with_stride(p.g.sw, [&](auto sw) {
-      backward_weight_kernel(sw, p.g, p.grad_out.const_data_ptr<scalar_t>(), p.x.const_data_ptr<scalar_t>(),
-                             p.grad_w.mutable_data_ptr<scalar_t>());
+  static void backward_input(const BackwardInput& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
+      const scalar_t *gop = p.grad_out.const_data_ptr<scalar_t>(), *wp = p.weight.const_data_ptr<scalar_t>();
+      scalar_t* gxp = p.grad_x.mutable_data_ptr<scalar_t>();
+      if (backward_input_uses_gemm(p.g, p.grad_out)) {
+        backward_input_gemm_kernel(p.g, gop, wp, gxp, p.grad_out.options().dtype(acc_scalar_type<scalar_t>()));
+      } else {
+        with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
+      }
     });
-  });
-  return p.grad_w;
-}
+  }
+
+  static void backward_weight(const BackwardWeight& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
+      with_stride(p.g.sw, [&](auto sw) {
+        backward_weight_kernel(sw, p.g, p.grad_out.const_data_ptr<scalar_t>(), p.x.const_data_ptr<scalar_t>(),
+                               p.grad_w.mutable_data_ptr<scalar_t>());
+      });
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("upsample_skip", &forward_cpu);
-  m.impl("upsample_skip_backward_input", &backward_input_cpu);
-  m.impl("upsample_skip_backward_weight", &backward_weight_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace upsample_skip
 }  // namespace fcn_kernels

@@ -1,17 +1,19 @@
-// The host layer of upsample_skip, for the glue of every backend (csrc/cpu/upsample_skip_kernel.cpp,
+// The host layer of upsample_skip, for every backend (csrc/cpu/upsample_skip_kernel.cpp,
 // csrc/cuda/upsample_skip_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
-// geometry, and the prepared call. The Python wrapper validates first with friendlier errors; these
-// checks keep direct torch.ops calls memory-safe.
+// geometry, the prepared call, and the op's entry points around a backend's kernels. The Python
+// wrapper validates first with friendlier errors; these checks keep direct torch.ops calls memory-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
+#include <torch/library.h>
 
 #include <optional>
 #include <utility>
 
 #include "../index/upsample_skip.h"
+#include "backward.h"
 #include "checks.h"
 
 namespace fcn_kernels {
@@ -100,8 +102,8 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-// What every backend's glue works on: the call's geometry, its inputs checked against it and
-// contiguous, and its result allocated (not yet written). Optional inputs are undefined where absent.
+// What a backend's kernels work on: the call's geometry, its inputs checked against it and contiguous,
+// and its result allocated (not yet written). bias and skip are undefined where absent.
 struct ForwardInputs {
   Geometry g;
   at::Tensor x, weight, bias, skip;
@@ -113,21 +115,10 @@ struct Forward : ForwardInputs {
   bool done() const { return out.numel() == 0; }  // nothing left for a kernel to write
 };
 
-// upsample_skip_backward_input: grad_x (N, Cin, H, W) from grad_out and weight.
-struct BackwardInput {
-  Geometry g;
-  at::Tensor grad_out, weight, grad_x;
-  bool done() const { return grad_x.numel() == 0; }
-};
+using BackwardInput = host::BackwardInput<Geometry>;
+using BackwardWeight = host::BackwardWeight<Geometry>;
 
-// upsample_skip_backward_weight: grad_w (Cin, Cout / groups, Kh, Kw) from grad_out and x.
-struct BackwardWeight {
-  Geometry g;
-  at::Tensor grad_out, x, grad_w;
-  bool done() const { return grad_w.numel() == 0; }
-};
-
-// The forward's inputs, for upsample_skip and upsample_argmax (`op`, which allocates the result).
+// The forward's inputs, for upsample_skip and upsample_argmax (`op`, which allocates its result).
 inline ForwardInputs prepare_forward_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight,
                                             const std::optional<at::Tensor>& bias,
                                             const std::optional<at::Tensor>& skip, at::IntArrayRef stride,
@@ -139,16 +130,6 @@ inline ForwardInputs prepare_forward_inputs(const char* op, const at::Tensor& x,
           laid_out(skip, Layout::kContiguous)};
 }
 
-inline Forward prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                               const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                               at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
-                               c10::DeviceType type) {
-  ForwardInputs in = prepare_forward_inputs(kOp, x, weight, bias, skip, stride, groups, out_offset, out_size,
-                                            skip_offset, type);
-  at::Tensor out = at::empty({in.g.N, in.g.Cout, in.g.Ho, in.g.Wo}, x.options());
-  return {std::move(in), std::move(out)};
-}
-
 // The backward ops' own checks (`op` names the one called); `other` is weight or x.
 inline void check_backward(const char* op, const at::Tensor& grad_out, const at::Tensor& other,
                            const char* other_name, c10::DeviceType type) {
@@ -158,20 +139,47 @@ inline void check_backward(const char* op, const at::Tensor& grad_out, const at:
               grad_out.scalar_type());
 }
 
-inline BackwardInput prepare_backward_input(const at::Tensor& grad_out, const at::Tensor& weight,
-                                            at::IntArrayRef input_size, at::IntArrayRef stride, int64_t groups,
-                                            at::IntArrayRef out_offset, c10::DeviceType type) {
-  check_backward("upsample_skip_backward_input", grad_out, weight, "weight", type);
-  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
-  return {g, grad_out.contiguous(), weight.contiguous(), at::empty(input_size, grad_out.options())};
+// The op's entry points, one per schema (csrc/register.cpp), registered by every backend: the host
+// layer checks and prepares the call here, then the backend's Kernels::forward(p) (backward_input(p),
+// backward_weight(p)) writes its result. Kernels::kDevice is the backend's device type.
+template <typename Kernels>
+at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                   const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                   at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
+  ForwardInputs in = prepare_forward_inputs(kOp, x, weight, bias, skip, stride, groups, out_offset, out_size,
+                                            skip_offset, Kernels::kDevice);
+  at::Tensor out = at::empty({in.g.N, in.g.Cout, in.g.Ho, in.g.Wo}, x.options());
+  const Forward p{std::move(in), std::move(out)};
+  if (!p.done()) Kernels::forward(p);
+  return p.out;
 }
 
-inline BackwardWeight prepare_backward_weight(const at::Tensor& grad_out, const at::Tensor& x,
-                                              at::IntArrayRef weight_size, at::IntArrayRef stride, int64_t groups,
-                                              at::IntArrayRef out_offset, c10::DeviceType type) {
-  check_backward("upsample_skip_backward_weight", grad_out, x, "x", type);
+template <typename Kernels>
+at::Tensor backward_input(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
+                          at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
+  check_backward("upsample_skip_backward_input", grad_out, weight, "weight", Kernels::kDevice);
+  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
+  const BackwardInput p = host::backward_input(g, grad_out, weight, input_size, Layout::kContiguous);
+  if (!p.done()) Kernels::backward_input(p);
+  return p.grad_x;
+}
+
+template <typename Kernels>
+at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
+                           at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
+  check_backward("upsample_skip_backward_weight", grad_out, x, "x", Kernels::kDevice);
   const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, stride, groups, out_offset);
-  return {g, grad_out.contiguous(), x.contiguous(), at::empty(weight_size, grad_out.options())};
+  const BackwardWeight p = host::backward_weight(g, grad_out, x, weight_size, Layout::kContiguous);
+  if (!p.done()) Kernels::backward_weight(p);
+  return p.grad_w;
+}
+
+// In a backend's TORCH_LIBRARY_IMPL block: its kernels behind the op's entry points.
+template <typename Kernels>
+void register_kernels(torch::Library& m) {
+  m.impl("upsample_skip", &forward<Kernels>);
+  m.impl("upsample_skip_backward_input", &backward_input<Kernels>);
+  m.impl("upsample_skip_backward_weight", &backward_weight<Kernels>);
 }
 
 }  // namespace upsample_skip
