@@ -169,8 +169,7 @@ bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_g
 // (a stride that does not divide it) meet every element of x or grad_out: then those are checked,
 // a pass over them cheaper than the GEMM's own gather. The forward's gathered zeros outside x meet
 // every weight: checked always (the weight is small). upsample_argmax chooses as the forward does,
-// so that its scores are the forward's. (The input gradient's zeros outside the crop window are
-// the stock composition's too.)
+// so that its scores are the forward's.
 bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.sw == 0; }
 
 bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {

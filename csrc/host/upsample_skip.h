@@ -102,8 +102,9 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-// What a backend's kernels work on: the call's geometry, its inputs checked against it and contiguous,
-// and its result allocated (not yet written). bias and skip are undefined where absent.
+// What a backend's kernels work on (Forward here, upsample_argmax.h's Forward, backward.h's calls): the
+// call's geometry, its inputs checked against it and contiguous, and its result allocated (not yet
+// written). bias and skip are undefined where absent.
 struct ForwardInputs {
   Geometry g;
   at::Tensor x, weight, bias, skip;
