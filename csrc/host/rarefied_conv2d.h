@@ -94,11 +94,9 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-// What a backend's kernels work on: the call's geometry, its inputs checked against it and laid out as
-// the kernels read them (Kernels::kLayout), and its result allocated (not yet written). bias is
-// undefined where absent.
-
-// rarefied_conv2d: out (N, Cout, Ho, Wo), x's dtype.
+// What a backend's kernels work on (Forward, backward.h's calls): the call's geometry, its inputs
+// checked against it and laid out as the kernels read them (Kernels::kLayout), and its result allocated
+// (not yet written). bias is undefined where absent. rarefied_conv2d: out (N, Cout, Ho, Wo), x's dtype.
 struct Forward {
   Geometry g;
   at::Tensor x, weight, bias, out;
