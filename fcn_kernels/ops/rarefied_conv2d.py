@@ -40,7 +40,7 @@ def validate(x, weight, bias, rarefaction, padding, groups):
     check_planes(per_group, h, w, f"x of shape {tuple(x.shape)}")
     check_planes(per_group, *out, f"the output {out} of padding {padding}")
     check_extent(n * cout * out[0] * out[1], f"the output ({n}, {cout}, {out[0]}, {out[1]}) of padding {padding}")
-    # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv.h, the wide layout).
+    # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv2d.h, the wide layout).
     check_extent(max(cin, cout) * (n * padded[0] * padded[1] + eff[1] - 1),
                  f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)")
     if bias is not None:

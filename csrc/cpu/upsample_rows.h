@@ -1,0 +1,224 @@
+// The direct forward's row machinery and the GEMM path's gathers, shared by the CPU kernels of
+// upsample_skip (upsample_skip_kernel.cpp: the forward and its two backward passes) and upsample_argmax
+// (upsample_argmax_kernel.cpp: the same forward reduced to labels), and the forward's skeleton that both
+// run, so that upsample_argmax's scores are the forward's to the bit.
+//
+// Internal linkage (an anonymous namespace): each kernel file compiles its own copy, as private to it
+// as its kernels, so that the compiler inlines and vectorizes them as it would within one file.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "../host/upsample_skip.h"
+#include "finite.h"
+
+namespace fcn_kernels {
+namespace upsample_skip {
+namespace {
+
+// Aim for chunks of roughly this many multiply-adds per parallel task.
+constexpr int64_t kGrainWork = 1 << 15;
+
+int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work_per_item));
+}
+
+// Column blocks. Along the width, full-output column q = m * sw + r (phase r) receives
+// x[m - t] through tap kw = r + t * sw, t = 0 .. T-1 with T = ceil(Kw / sw). So a block of sw
+// consecutive output columns is  sum_t x[m - t] * wt[t][0 .. sw)  with wt the weight row
+// regrouped per tap (zero where r + t * sw >= Kw): a broadcast times a vector, unit stride,
+// the same for every phase. The direct kernels (upsample_skip's three passes, upsample_argmax's
+// forward) all work on such blocks.
+
+// wt[((ci * cout_g + co_l) * Kh + kh) * T * sw + t * sw + r] = w[ci, co_l, kh, r + t * sw] or 0.
+template <typename scalar_t, typename acc_t>
+std::vector<acc_t> tap_blocks(const Geometry& g, const scalar_t* w, int64_t T) {
+  const int64_t rows = g.Cin * g.cout_per_group() * g.Kh;
+  std::vector<acc_t> wt(rows * T * g.sw, acc_t(0));
+  for (int64_t row = 0; row < rows; ++row)
+    for (int64_t kw = 0; kw < g.Kw; ++kw)
+      wt[row * T * g.sw + (kw / g.sw) * g.sw + kw % g.sw] = static_cast<acc_t>(w[row * g.Kw + kw]);
+  return wt;
+}
+
+// SW > 0 fixes the stride at compile time so that the r loops unroll into vector code.
+template <int SW>
+struct Stride {
+  int64_t dyn;
+  constexpr int64_t operator()() const { return SW > 0 ? SW : dyn; }
+};
+
+// Runs fn(phases) with the phases r of tap block t that are taps (r + t * sw < Kw): all sw of them
+// (fixed at compile time), but in the last block where the stride does not divide the kernel. The
+// others are tap_blocks' zeros, no terms of the op, and 0 * Inf would be NaN: they are skipped.
+template <int SW, typename Fn>
+void with_phases(Stride<SW> sw, int64_t Kw, int64_t t, Fn&& fn) {
+  const int64_t n = Kw - t * sw();
+  if (n >= sw()) return fn(sw);
+  fn(Stride<0>{n});
+}
+
+// acc[(m - m_lo) * sw + r] += sum_t x[m - t] * wt[t * sw + r] for blocks m in [m_lo, m_hi).
+template <int SW, typename scalar_t, typename acc_t>
+void forward_row(Stride<SW> sw, acc_t* __restrict__ acc, const scalar_t* __restrict__ xrow,
+                 const acc_t* __restrict__ wt, int64_t m_lo,
+                 int64_t m_hi, int64_t W, int64_t Kw, int64_t T) {
+  for (int64_t t = 0; t < T; ++t) {
+    const acc_t* wv = wt + t * sw();
+    const int64_t m0 = std::max(m_lo, t), m1 = std::min(m_hi, W + t);
+    with_phases(sw, Kw, t, [&](auto phases) {
+      for (int64_t m = m0; m < m1; ++m) {
+        const acc_t xv = static_cast<acc_t>(xrow[m - t]);
+        acc_t* __restrict__ a = acc + (m - m_lo) * sw();
+        for (int64_t r = 0; r < phases(); ++r) a[r] += xv * wv[r];
+      }
+    });
+  }
+}
+
+// The direct forward's plan: the regrouped weight and the column blocks covering the crop window.
+template <int SW, typename scalar_t>
+struct RowPlan {
+  using acc_t = at::opmath_type<scalar_t>;
+  Stride<SW> sw;
+  const Geometry& g;
+  int64_t T, m_lo, m_hi, first;  // output column j is block element first + j
+  std::vector<acc_t> wt;
+
+  RowPlan(Stride<SW> s, const Geometry& geo, const scalar_t* w)
+      : sw(s), g(geo), T(ceil_div(geo.Kw, s())), m_lo(floor_div(geo.ox, s())), m_hi(ceil_div(geo.ox + geo.Wo, s())),
+        first(geo.ox - m_lo * s()), wt(tap_blocks<scalar_t, acc_t>(geo, w, T)) {}
+
+  int64_t acc_size() const { return (m_hi - m_lo) * sw(); }
+  int64_t work() const { return g.Wo * g.cin_per_group() * ceil_div(g.Kh, g.sh) * T + g.Wo; }
+
+  // acc (acc_size()) = output row (n, co, i) before bias and skip; returns its column 0.
+  const acc_t* row(const scalar_t* x, int64_t n, int64_t co, int64_t i, acc_t* acc) const {
+    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+    const int64_t grp = co / cout_g, co_l = co % cout_g;
+    std::fill(acc, acc + acc_size(), acc_t(0));
+    const int64_t p = i + g.oy;
+    const Range ih = inputs_for_output(p, g.sh, g.Kh, g.H);
+    for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci) {
+      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
+        const int64_t kh = p - in_row * g.sh;
+        const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
+        forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, g.Kw, T);
+      }
+    }
+    return acc + first;
+  }
+};
+
+// B[grp, (ci_l, th, tw), (co_l, rh, rw)] = w[ci, co_l, rh + th * sh, rw + tw * sw] (0 past the kernel):
+// the weight regrouped by output phase, shared by the forward and input-gradient GEMMs.
+template <typename scalar_t>
+at::Tensor weight_blocks(const Geometry& g, const scalar_t* w, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
+  const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
+  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
+  acc_t* b = B.mutable_data_ptr<acc_t>();
+  for (int64_t ci = 0; ci < g.Cin; ++ci)
+    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+      for (int64_t kh = 0; kh < g.Kh; ++kh)
+        for (int64_t kw = 0; kw < g.Kw; ++kw) {
+          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
+          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
+          b[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
+        }
+  return B;
+}
+
+// A[bj - bj_lo, (ci_l, th, tw)] = x[n, grp * cin_g + ci_l, bi - th, bj - tw] (0 outside x), the left
+// operand of block row bi's GEMM below.
+template <typename scalar_t, typename acc_t>
+void gather_block_row(const Geometry& g, const scalar_t* x, int64_t n, int64_t grp, int64_t bi, int64_t bj_lo,
+                      int64_t bj_hi, acc_t* a) {
+  const int64_t cin_g = g.cin_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw), kdim = cin_g * Th * Tw;
+  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
+    for (int64_t th = 0; th < Th; ++th) {
+      const int64_t ih = bi - th;
+      const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
+      for (int64_t tw = 0; tw < Tw; ++tw) {
+        const int64_t k = (ci_l * Th + th) * Tw + tw;
+        for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+          const int64_t iw = bj - tw;
+          a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
+        }
+      }
+    }
+}
+
+// The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
+bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
+
+// The GEMMs multiply zeros that are no terms of the op, and 0 * Inf is NaN; where they could, the
+// direct path (which multiplies real terms only) takes over. weight_blocks' zeros past the kernel
+// (a stride that does not divide it) meet every element of x or grad_out: then those are checked,
+// a pass over them cheaper than the GEMM's own gather. The forward's gathered zeros outside x meet
+// every weight: checked always (the weight is small). upsample_argmax chooses as the forward does,
+// so that its scores are the forward's.
+bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.sw == 0; }
+
+bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {
+  return use_gemm(g) && all_finite(weight) && (whole_tap_blocks(g) || all_finite(x));
+}
+
+// Runs fn(Stride<SW>{sw}) with SW fixed for the strides FCN uses (2, 8, 16, 32 and small ones).
+template <typename Fn>
+void with_stride(int64_t sw, Fn&& fn) {
+  switch (sw) {
+    case 1: return fn(Stride<1>{1});
+    case 2: return fn(Stride<2>{2});
+    case 4: return fn(Stride<4>{4});
+    case 8: return fn(Stride<8>{8});
+    case 16: return fn(Stride<16>{16});
+    case 32: return fn(Stride<32>{32});
+    default: return fn(Stride<0>{sw});
+  }
+}
+
+template <typename scalar_t>
+constexpr at::ScalarType acc_scalar_type() {
+  return c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value;
+}
+
+// What the forward's skeleton writes: upsample_skip's scores (the input's dtype), or upsample_argmax's
+// int64 labels.
+enum class Result { kScores, kLabels };
+
+// The forward's skeleton: dtype dispatch, then gemm(g, x, w, bias, skip, out, acc_options) or
+// direct(Stride<SW>, g, x, w, bias, skip, out), with the stride fixed at compile time where with_stride
+// can, as forward_uses_gemm chooses.
+template <Result R, typename Gemm, typename Direct>
+void run_forward(const ForwardInputs& in, const at::Tensor& out, Gemm&& gemm, Direct&& direct) {
+  // The dispatch's name (in its errors) is a constant expression.
+  constexpr const char* name = R == Result::kLabels ? "upsample_argmax_cpu" : "upsample_skip_cpu";
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.x.scalar_type(), name, [&] {
+    using out_t = std::conditional_t<R == Result::kLabels, int64_t, scalar_t>;
+    const scalar_t *xp = in.x.const_data_ptr<scalar_t>(), *wp = in.weight.const_data_ptr<scalar_t>();
+    const scalar_t *bp = data_or_null<scalar_t>(in.bias), *sp = data_or_null<scalar_t>(in.skip);
+    out_t* op = out.mutable_data_ptr<out_t>();
+    if (forward_uses_gemm(in.g, in.x, in.weight)) {
+      gemm(in.g, xp, wp, bp, sp, op, in.x.options().dtype(acc_scalar_type<scalar_t>()));
+    } else {
+      with_stride(in.g.sw, [&](auto sw) { direct(sw, in.g, xp, wp, bp, sp, op); });
+    }
+  });
+}
+
+}  // namespace
+}  // namespace upsample_skip
+}  // namespace fcn_kernels
