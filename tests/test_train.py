@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from fcn_kernels.cli import main
-from voc_tree import write_voc
+from _helpers.voc_tree import write_voc
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
 
