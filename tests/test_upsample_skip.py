@@ -275,9 +275,9 @@ def test_autocast_casts_like_a_convolution(seed, backend):
 # one grid dimension takes (65535: the grid-stride loop), reached through the batch (a float64 reference
 # over as many groups is slow).
 PATH_CASES = {
-    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=63, W=63, K=16, stride=8, out_offset=31,
+    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
                                 out_size=500),
-    "fcn8s_upscore8_odd": case(channels=21, groups=21, H=63, W=63, K=16, stride=8, out_offset=31,
+    "fcn8s_upscore8_odd": case(channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
                                out_size=(497, 501), bias=True),
     "skip_misaligned": case(N=2, channels=6, groups=6, H=9, W=11, K=4, stride=2, out_offset=1, out_size=(17, 19),
                             skip_offset=(5, 3), skip_hw=(25, 27), bias=True),
