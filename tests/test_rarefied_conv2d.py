@@ -232,7 +232,7 @@ def test_deterministic(seed, backend, path, dtype):
         inputs = [t.to(device_of(backend)) if t is not None else None for t in problem.inputs(dtype)]
         go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device=device_of(backend))
         first = run(rarefied_conv2d, inputs, go, backend=backend, **problem.kwargs())
-        for _ in range(2):
+        for _ in range(1 if tiny(backend) else 2):
             again = run(rarefied_conv2d, inputs, go, backend=backend, **problem.kwargs())
             assert torch.equal(first[0], again[0]), f"forward not bitwise reproducible (seed={seed}, {problem})"
             for a, b in zip(first[1], again[1]):
