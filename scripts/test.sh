@@ -38,7 +38,7 @@ echo "== pytest"
 python -m pytest -q "$@"
 
 echo "== pytest: Triton kernels under the interpreter (TRITON_INTERPRET=1 must be set before triton is imported)"
-TRITON_INTERPRET=1 python -m pytest -q tests/triton
+TRITON_INTERPRET=1 python -m pytest -q -m triton tests  # tests/triton and the op suites' triton parameters
 
 echo "== benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
