@@ -190,7 +190,7 @@ def test_cuda_matches_cpu_kernels(seed, backend):
 @pytest.mark.parametrize("backend", backends())
 def test_fixed_weight_costs_no_weight_gradient(backend):
     """A weight that does not require grad (FCN's fixed bilinear upsampling): no weight-gradient op runs (each
-    backend's is named <op>_backward_weight[_triton], fcn_kernels/ops/_autograd.py)."""
+    backend's is named <op>_backward_weight[_triton], fcn_kernels/_autograd/)."""
     device = device_of(backend)
     x = torch.randn(2, 3, 5, 5, device=device, requires_grad=True)
     skip = torch.randn(2, 3, 20, 20, device=device, requires_grad=True)
