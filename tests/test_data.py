@@ -4,9 +4,21 @@ import pytest
 import torch
 from PIL import Image
 
-from fcn_kernels.data import (BGR_MEAN, DataError, SyntheticShapes, VOCSegmentation, colorize, deprocess,
-                              overlay_panel, pad_collate, preprocess, save_overlay, tint, write_voc_label)
 from _helpers.voc_tree import write_voc
+from fcn_kernels.data import (
+    BGR_MEAN,
+    DataError,
+    SyntheticShapes,
+    VOCSegmentation,
+    colorize,
+    deprocess,
+    overlay_panel,
+    pad_collate,
+    preprocess,
+    save_overlay,
+    tint,
+    write_voc_label,
+)
 
 
 def test_synthetic_is_seeded_and_labelled():

@@ -42,7 +42,9 @@ def test_passes_and_writes_json(tmp_path, capsys):
 def test_fails_when_a_kernel_is_wrong(monkeypatch, tmp_path, capsys):
     ops = torch.ops.fcn_kernels
     real = ops.upsample_skip  # (the namespace holds the op once looked up; monkeypatch restores it)
-    wrong = lambda y: y + (1e-3 * y.detach().abs() + 1e-3)  # a wrong forward; the gradients stay right
+    def wrong(y):  # a wrong forward; the gradients stay right
+        return y + (1e-3 * y.detach().abs() + 1e-3)
+
     monkeypatch.setattr(ops, "upsample_skip", lambda *a: wrong(real(*a)))
     path = tmp_path / "doctor.json"
     assert doctor.main(["--json", str(path)]) == 1
@@ -75,8 +77,10 @@ def test_cuda_architectures_of_the_build():
 
 
 def test_gpu_code_rule():
-    check = lambda archs, cap: doctor._gpu_code_check(dict(cuda_kernels=["x"], cuda_architectures=archs,
-                                                           gpus=[dict(name="g", capability=cap)]))[0]["ok"]
+    def check(archs, cap):
+        info = dict(cuda_kernels=["x"], cuda_architectures=archs, gpus=[dict(name="g", capability=cap)])
+        return doctor._gpu_code_check(info)[0]["ok"]
+
     assert check(["sm_80", "sm_90"], "9.0") and check(["sm_80"], "8.6") and check(["compute_90"], "10.0")
     assert not check(["sm_80", "sm_90"], "10.0") and not check(["sm_90"], "8.0") and not check(["sm_86"], "8.0")
 
@@ -114,7 +118,9 @@ def test_jsonl_has_every_row_as_it_came(tmp_path, capsys):
     lines, report = _jsonl(path), json.loads(full.read_text())
     assert [line["kind"] for line in lines] == (["build"] + ["check"] * len(report["checks"])
                                                + ["timing"] * len(report["timings"]) + ["summary"])
-    strip = lambda line: {k: v for k, v in line.items() if k != "kind"}
+    def strip(line):
+        return {k: v for k, v in line.items() if k != "kind"}
+
     assert [strip(line) for line in lines if line["kind"] == "check"] == report["checks"]
     assert lines[0]["torch"] == torch.__version__ and lines[-1]["passed"] is True and lines[-1]["not_run"] == 0
 

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_kernels.metrics import (ConfusionMatrix, confusion_matrix, fw_iu, mean_acc, mean_iu, pixel_acc,
-                                 segmentation_scores)
+from fcn_kernels.metrics import (
+    ConfusionMatrix,
+    confusion_matrix,
+    fw_iu,
+    mean_acc,
+    mean_iu,
+    pixel_acc,
+    segmentation_scores,
+)
 
 
 def hand_scores(pred, target, n_cl, ignore=255):

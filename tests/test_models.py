@@ -13,8 +13,17 @@ from torch import nn
 
 import fcn_kernels
 from fcn_kernels import bilinear_kernel
-from fcn_kernels.models import (FCN8s, FCN8sAtOnce, FCN16s, FCN32s, CoordMap, crop_offset, layer_map,
-                                load_torchfcn, load_vgg16)
+from fcn_kernels.models import (
+    CoordMap,
+    FCN8s,
+    FCN8sAtOnce,
+    FCN16s,
+    FCN32s,
+    crop_offset,
+    layer_map,
+    load_torchfcn,
+    load_vgg16,
+)
 
 W = 0.0625  # trunk width of the test models: 4 ... 32 channels, fc6/fc7 256
 MODELS = (FCN32s, FCN16s, FCN8s, FCN8sAtOnce)

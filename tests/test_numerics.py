@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 import fcn_kernels
-from fcn_kernels import reference
-from fcn_kernels._tolerance import EPS
 from _helpers.property_cases import RarefiedCase
 from _helpers.tolerances import assert_close_bound, error_bound
 from _helpers.upsample_cases import Case, make_inputs, run
+from fcn_kernels import reference
+from fcn_kernels._tolerance import EPS
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")

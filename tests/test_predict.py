@@ -96,8 +96,8 @@ def expected_labels(checkpoint, path, fused=True):
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.data import preprocess
     from fcn_kernels.app.factory import build_model
+    from fcn_kernels.data import preprocess
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = build_model(ckpt["model_config"], fused=fused)

@@ -5,14 +5,27 @@ ValueError, TypeError or RuntimeError naming the argument, through the public fu
 torch.ops.fcn_kernels.* directly (the C++ host checks). A failure prints its reproducer."""
 import pytest
 import torch
-from hypothesis import given, note
-from hypothesis import strategies as st
+from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS, UPSAMPLE_MUTATIONS,
-                                    as_op_arguments, as_rarefied_op_arguments, check_rarefied_conv2d,
-                                    check_upsample_argmax, check_upsample_skip, expect_error, rarefied_arguments,
-                                    rarefied_cases, rarefied_path, upsample_arguments, upsample_cases)
+from _helpers.property_cases import (
+    DTYPES,
+    LAYOUT_NAMES,
+    RAREFIED_MUTATIONS,
+    SEEDS,
+    UPSAMPLE_MUTATIONS,
+    as_op_arguments,
+    as_rarefied_op_arguments,
+    check_rarefied_conv2d,
+    check_upsample_argmax,
+    check_upsample_skip,
+    expect_error,
+    rarefied_arguments,
+    rarefied_cases,
+    rarefied_path,
+    upsample_arguments,
+    upsample_cases,
+)
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")

@@ -397,11 +397,13 @@ def _bad_inputs():
     w = torch.randn(6, 4, 3, 3)
     return [
         # (args, kwargs, exception, message fragment)
-        ((x, torch.randn(6, 4, 3, 3)), dict(rarefaction=5), ValueError, r"rarefied kernel \(11, 11\).*padded input \(10, 10\)"),
+        ((x, torch.randn(6, 4, 3, 3)), dict(rarefaction=5), ValueError,
+         r"rarefied kernel \(11, 11\).*padded input \(10, 10\)"),
         ((x, w), dict(rarefaction=5, padding=0), ValueError, "larger than the padded input"),
         ((x, torch.randn(6, 3, 3, 3)), {}, ValueError, r"weight.shape\[1\] \(3\) \* groups \(1\).*\(4\)"),
         ((x, torch.randn(6, 2, 3, 3)), dict(groups=3), ValueError, r"channels \(4\).*groups \(3\)"),
-        ((x, torch.randn(5, 2, 3, 3)), dict(groups=2), ValueError, r"weight.shape\[0\] \(out channels, 5\).*groups \(2\)"),
+        ((x, torch.randn(5, 2, 3, 3)), dict(groups=2), ValueError,
+         r"weight.shape\[0\] \(out channels, 5\).*groups \(2\)"),
         ((x, w), dict(rarefaction=0), ValueError, "rarefaction must be >= 1"),
         ((x, w), dict(rarefaction=(1, -2)), ValueError, "rarefaction must be >= 1"),
         ((x, w), dict(padding=-1), ValueError, "padding must be >= 0"),

@@ -30,7 +30,8 @@ def _section(text, title):
 
 def _commands(script):
     """The command lines of a shell script: comments and blank lines left out."""
-    return [line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = (line.strip() for line in script.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _slug(heading):

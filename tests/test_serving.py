@@ -11,7 +11,7 @@ import torch
 
 import fcn_kernels
 from fcn_kernels.models import FCN8s, optimize_for_inference
-from fcn_kernels.models.inference import _FreezingOn, _freezing
+from fcn_kernels.models.inference import _freezing, _FreezingOn
 from test_predict import random_model  # labels that vary over the image
 
 needs_cpu_kernels = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),

@@ -15,8 +15,8 @@ are defined and neither takes a value from padding. Why those positions:
   computations on a "touched padding" mask (1 where a padded or missing value entered the window,
   propagated through every conv/pool with its own kernel, stride, dilation, padding) and excluded.
 
-Each test also checks that the compared region is substantial (>= 15% of the positions, every phase (dy, dx) present), so an
-empty comparison cannot pass.
+Each test also checks that the compared region is substantial (>= 15% of the positions, every phase (dy, dx)
+present), so an empty comparison cannot pass.
 """
 
 import pytest
@@ -48,7 +48,9 @@ def one_thread():
 
 def _geometry(m):
     """(kernel, stride, padding, dilation, ceil_mode) of a conv or pool, coarse or rarefied; None if pointwise."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    def pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
     if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         stride = m.stride if m.stride is not None else m.kernel_size
         dilation = getattr(m, "dilation", 1)

@@ -157,8 +157,8 @@ def test_demo_runs_twice_and_is_deterministic(tmp_path, capsys):
 def test_help_shows_every_default_once(capsys):
     import dataclasses
 
-    from fcn_kernels.app.config import TrainConfig, flag
     from fcn_kernels.app.commands.demo import DemoConfig
+    from fcn_kernels.app.config import TrainConfig, flag
 
     for cmd in ("train", "eval", "demo"):
         with pytest.raises(SystemExit):

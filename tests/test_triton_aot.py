@@ -11,7 +11,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     pytest.skip("AOT compilation needs the real triton.jit (TRITON_INTERPRET=1 is set)", allow_module_level=True)
 pytest.importorskip("triton")
 
-from fcn_kernels.triton import aot  # noqa: E402
+from fcn_kernels.triton import aot
 
 
 @pytest.mark.parametrize("arch", aot.ARCHS, ids=[f"sm_{a}" for a in aot.ARCHS])

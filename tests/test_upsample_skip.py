@@ -14,8 +14,17 @@ import fcn_kernels
 from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
-from _helpers.upsample_cases import (FCN8S_STAGES, LAYOUTS, SMALL, assert_matches_reference, case,
-                                     check_against_reference, make_inputs, random_case, run)
+from _helpers.upsample_cases import (
+    FCN8S_STAGES,
+    LAYOUTS,
+    SMALL,
+    assert_matches_reference,
+    case,
+    check_against_reference,
+    make_inputs,
+    random_case,
+    run,
+)
 from fcn_kernels import reference
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 import fcn_kernels
 from fcn_kernels import reference
 
-from .rarefied_cases import Case as RarefiedCase
-from .rarefied_cases import check_against_reference as check_rarefied_against_reference
+from .rarefied_cases import Case as RarefiedCase, check_against_reference as check_rarefied_against_reference
 from .tolerances import error_bound
 from .upsample_cases import Case, check_against_reference, make_inputs
 

@@ -17,13 +17,13 @@ if not RUNNABLE:
     pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
+from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import JITFunction
 
-import fcn_kernels  # noqa: E402
-from fcn_kernels import reference  # noqa: E402
-from fcn_kernels.triton import utils  # noqa: E402
-from _helpers.tolerances import assert_close_bound  # noqa: E402
+import fcn_kernels
+from _helpers.tolerances import assert_close_bound
+from fcn_kernels import reference
+from fcn_kernels.triton import utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

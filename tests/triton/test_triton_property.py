@@ -6,8 +6,7 @@ import importlib.util
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from _helpers.triton_env import DEVICE, NOT_RUNNABLE, RUNNABLE
 
@@ -15,11 +14,22 @@ if not RUNNABLE:
     pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
-import fcn_kernels  # noqa: E402
-from _helpers.property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS,  # noqa: E402
-                                    UPSAMPLE_MUTATIONS, check_rarefied_conv2d, check_upsample_argmax,
-                                    check_upsample_skip, expect_error, rarefied_arguments, rarefied_cases,
-                                    upsample_arguments, upsample_cases)
+import fcn_kernels
+from _helpers.property_cases import (
+    DTYPES,
+    LAYOUT_NAMES,
+    RAREFIED_MUTATIONS,
+    SEEDS,
+    UPSAMPLE_MUTATIONS,
+    check_rarefied_conv2d,
+    check_upsample_argmax,
+    check_upsample_skip,
+    expect_error,
+    rarefied_arguments,
+    rarefied_cases,
+    upsample_arguments,
+    upsample_cases,
+)
 
 HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax") and importlib.util.find_spec(
     "fcn_kernels.triton.upsample_argmax") is not None

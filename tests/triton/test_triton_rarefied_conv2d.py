@@ -12,8 +12,8 @@ if not RUNNABLE:
     pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
-from _helpers.rarefied_cases import SMALL, case, check_against_reference  # noqa: E402
-from fcn_kernels.triton import rarefied_conv2d as trc  # noqa: E402
+from _helpers.rarefied_cases import SMALL, case, check_against_reference
+from fcn_kernels.triton import rarefied_conv2d as trc
 
 
 def test_weight_gradient_splits(seed, monkeypatch):

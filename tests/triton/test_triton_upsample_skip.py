@@ -11,8 +11,8 @@ if not RUNNABLE:
     pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
-from _helpers.upsample_cases import SMALL, check_against_reference  # noqa: E402
-from fcn_kernels.triton import upsample_skip as tus  # noqa: E402
+from _helpers.upsample_cases import SMALL, check_against_reference
+from fcn_kernels.triton import upsample_skip as tus
 
 
 def test_weight_gradient_splits_and_dense_fallback(seed, monkeypatch):
