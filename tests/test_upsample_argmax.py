@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.argmax_cases import check, check_argmax
+from _helpers.argmax_cases import check
 from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, random_case
