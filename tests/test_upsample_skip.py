@@ -123,26 +123,35 @@ def test_batch_zero_and_empty_window(backend):
     assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
+def _gradcheck_inputs(rng, backend):
+    """A random problem (batch >= 1) and its float64 inputs requiring grad; fast_mode (random projections of the
+    Jacobians, not every entry) where the draw is large: a tl.dot-wide one has ~10**5 weight entries, which the
+    entry-by-entry check takes many minutes over."""
+    problem = random_case(rng, max_batch=1)
+    problem.N = max(problem.N, 1)
+    inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
+    fast = sum(t.numel() for t in inputs if t is not None) > 2000
+    return problem, inputs, fast
+
+
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradcheck(seed, backend):
     rng = random.Random(seed)
     for _ in range(3):
-        problem = random_case(rng, max_batch=1)
-        problem.N = max(problem.N, 1)
-        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
+        problem, inputs, fast = _gradcheck_inputs(rng, backend)
         assert torch.autograd.gradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
+            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
+            fast_mode=fast), problem
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradgradcheck(seed, backend):
     rng = random.Random(seed)
     for _ in range(2):
-        problem = random_case(rng, max_batch=1)
-        problem.N = max(problem.N, 1)
-        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
+        problem, inputs, fast = _gradcheck_inputs(rng, backend)
         assert torch.autograd.gradgradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
+            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
+            fast_mode=fast), problem
 
 
 @pytest.mark.parametrize("backend", backends())
