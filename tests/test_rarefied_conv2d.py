@@ -15,7 +15,7 @@ from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
@@ -62,14 +62,7 @@ GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), (
                    ("multiplier", F16)}
 
 
-def _checked(pairs):
-    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
-
-
-@pytest.mark.parametrize("backend, name, dtype", grid(
-    cpu=[(n, d) for n in SMALL for d in DTYPES],
-    cuda=_checked([(n, d) for n in SMALL for d in DTYPES]),
-    triton=_checked(TRITON_CASES)))
+@pytest.mark.parametrize("backend, name, dtype", case_grid(SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
 def test_cases(seed, backend, name, dtype):
     check_against_reference(SMALL[name], backend, dtype)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import (
@@ -38,14 +38,7 @@ GPU_CHECK_CASES = {("upscore2+pool4-dw", F32), ("dense-dot", F32), ("dense-fma",
                    ("upscore8-dw", F16)}
 
 
-def _checked(pairs):
-    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
-
-
-@pytest.mark.parametrize("backend, name, dtype", grid(
-    cpu=[(n, d) for n in CASES for d in DTYPES],
-    cuda=_checked([(n, d) for n in CASES for d in DTYPES]),
-    triton=_checked(TRITON_CASES)))
+@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
 def test_cases(seed, backend, name, dtype):
     check_against_reference(CASES[name], backend, dtype)
 

@@ -89,3 +89,13 @@ def grid(**per_backend):
     """Params of (backend, value, ...): per_backend[backend] lists that backend's values, each a value, a tuple
     of values (several argnames), or pytest.param(...) of them with marks (e.g. gpu_check(...))."""
     return [_param(backend, value) for backend, values in per_backend.items() for value in values]
+
+
+def case_grid(names, dtypes, triton_cases, gpu_check_cases):
+    """Params of (backend, name, dtype) for an op's named cases: cpu and cuda take every name in every dtype,
+    triton its (name, dtype) pairs; the pairs in gpu_check_cases are marked gpu_check (cuda and triton)."""
+    def checked(pairs):
+        return [gpu_check(*p) if p in gpu_check_cases else p for p in pairs]
+
+    every = [(n, d) for n in names for d in dtypes]
+    return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
