@@ -169,27 +169,27 @@ def test_matches_explicit_rarefied_filter(seed, backend):
     torch.testing.assert_close(y, y_explicit, atol=1e-10, rtol=1e-10, msg=lambda m: f"seed={seed}: {m}")
 
 
-@pytest.mark.parametrize("backend, path", grid(cpu=[("direct",), ("gemm",)], cuda=no_path()))
-def test_gradcheck(seed, backend, path):
+def _grad_problem(backend, batch, width):
+    """A grouped, rarefied, padded float64 problem on `backend`: fn(x, weight, bias) and its leaves."""
     d = device_of(backend)
-    x = torch.randn(2, 4, 7, 8, dtype=F64, device=d, requires_grad=True)
+    x = torch.randn(batch, 4, 7, width, dtype=F64, device=d, requires_grad=True)
     weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
     bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
-                                         backend=backend)
-    assert torch.autograd.gradcheck(fn, (x, weight, bias), fast_mode=True), f"seed={seed}"
+
+    def fn(a, b, c):
+        return rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2, backend=backend)
+    return fn, (x, weight, bias)
+
+
+@pytest.mark.parametrize("backend, path", grid(cpu=[("direct",), ("gemm",)], cuda=no_path()))
+def test_gradcheck(seed, backend, path):
+    assert torch.autograd.gradcheck(*_grad_problem(backend, 2, 8), fast_mode=True), f"seed={seed}"
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradgradcheck(seed, backend):
     """Double backward goes through the explicit backward ops, which have autograd of their own."""
-    d = device_of(backend)
-    x = torch.randn(1, 4, 7, 6, dtype=F64, device=d, requires_grad=True)
-    weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
-    bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
-                                         backend=backend)
-    assert torch.autograd.gradgradcheck(fn, (x, weight, bias)), f"seed={seed}"
+    assert torch.autograd.gradgradcheck(*_grad_problem(backend, 1, 6)), f"seed={seed}"
 
 
 @pytest.mark.parametrize("backend", backends())

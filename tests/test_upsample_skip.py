@@ -116,26 +116,24 @@ def test_batch_zero_and_empty_window(backend):
     assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
-@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
-def test_gradcheck(seed, backend):
+def _check_random_cases(seed, backend, check, count):
+    """check(fn, inputs) (gradcheck or gradgradcheck) on `count` random float64 cases, batch at least 1."""
     rng = random.Random(seed)
-    for _ in range(3):
+    for _ in range(count):
         problem = random_case(rng, max_batch=1)
         problem.N = max(problem.N, 1)
         inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
-        assert torch.autograd.gradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
+        assert check(lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_gradcheck(seed, backend):
+    _check_random_cases(seed, backend, torch.autograd.gradcheck, 3)
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradgradcheck(seed, backend):
-    rng = random.Random(seed)
-    for _ in range(2):
-        problem = random_case(rng, max_batch=1)
-        problem.N = max(problem.N, 1)
-        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
-        assert torch.autograd.gradgradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
+    _check_random_cases(seed, backend, torch.autograd.gradgradcheck, 2)
 
 
 @pytest.mark.parametrize("backend", backends())
