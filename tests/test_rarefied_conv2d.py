@@ -15,7 +15,7 @@ from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, case_grid, cuda_path_grid, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
@@ -343,9 +343,7 @@ GPU_CHECK_PATHS = {("depthwise_odd", F32, "int32"), ("depthwise_odd", F32, "int6
                    ("dense_two_slabs", BF16, "int32")}
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", grid(cuda=[
-    gpu_check(*p) if p in GPU_CHECK_PATHS else p
-    for p in ((n, d, i) for n in PATH_CASES for d in (F64, F32, BF16) for i in ("int32", "int64"))]))
+@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
 def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
     if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")

@@ -99,3 +99,11 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
 
     every = [(n, d) for n in names for d in dtypes]
     return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
+
+
+def cuda_path_grid(names, gpu_check_paths):
+    """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
+    and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check."""
+    triples = ((n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16)
+               for i in ("int32", "int64"))
+    return grid(cuda=[gpu_check(*p) if p in gpu_check_paths else p for p in triples])
