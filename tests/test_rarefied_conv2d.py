@@ -15,7 +15,17 @@ from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, case_grid, cuda_path_grid, device_of, gpu_check, grid, tiny
+from _helpers.backends import (
+    NEEDS_GPU,
+    assert_cuda_matches_triton,
+    backends,
+    case_grid,
+    cuda_path_grid,
+    device_of,
+    gpu_check,
+    grid,
+    tiny,
+)
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
@@ -356,16 +366,11 @@ def test_cuda_matches_triton(seed, backend, dtype):
     if "triton" not in fcn_kernels.available_backends():
         pytest.skip("needs the Triton backend")
     rng = random.Random(seed)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
     for _ in range(10):
         problem = random_case(rng)
         inputs = [t.cuda() if t is not None else None for t in problem.inputs(dtype)]
         go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device="cuda")
-        cuda = run(rarefied_conv2d, inputs, go, backend="cuda", **problem.kwargs())
-        trit = run(rarefied_conv2d, inputs, go, backend="triton", **problem.kwargs())
-        for a, b in zip([cuda[0], *cuda[1]], [trit[0], *trit[1]]):
-            if a is not None:
-                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{problem}: {m}")
+        assert_cuda_matches_triton(run, rarefied_conv2d, inputs, go, problem.kwargs(), problem)
 
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------

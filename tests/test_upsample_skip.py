@@ -11,7 +11,17 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, case_grid, cuda_path_grid, device_of, gpu_check, grid, tiny
+from _helpers.backends import (
+    NEEDS_GPU,
+    assert_cuda_matches_triton,
+    backends,
+    case_grid,
+    cuda_path_grid,
+    device_of,
+    gpu_check,
+    grid,
+    tiny,
+)
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import (
@@ -303,14 +313,8 @@ def test_cuda_matches_triton(seed, backend, dtype):
     if "triton" not in fcn_kernels.available_backends():
         pytest.skip("needs the Triton backend")
     rng = random.Random(seed)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
     for _ in range(10):
         c = random_case(rng)
         inputs = [t.cuda() if t is not None else None for t in make_inputs(c, dtype)]
         go = torch.randn(c.N, c.cout, *c.crop, dtype=dtype, device="cuda")
-        cuda = run(fcn_kernels.upsample_skip, inputs, go, backend="cuda", **c.kwargs())
-        trit = run(fcn_kernels.upsample_skip, inputs, go, backend="triton", **c.kwargs())
-        torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{c}: {m}")
-        for a, b in zip(cuda[1], trit[1]):
-            if a is not None:
-                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{c}: {m}")
+        assert_cuda_matches_triton(run, fcn_kernels.upsample_skip, inputs, go, c.kwargs(), c)

@@ -107,3 +107,15 @@ def cuda_path_grid(names, gpu_check_paths):
     triples = ((n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16)
                for i in ("int32", "int64"))
     return grid(cuda=[gpu_check(*p) if p in gpu_check_paths else p for p in triples])
+
+
+def assert_cuda_matches_triton(run, fn, inputs, grad_out, kwargs, label):
+    """fn's output and input grads (run(fn, inputs, grad_out, backend=..., **kwargs)) agree between the cuda
+    and the triton backend: to 1e-10 in float64, 1e-4 otherwise; a failure names `label`."""
+    tol = dict(rtol=1e-10, atol=1e-10) if grad_out.dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    cuda = run(fn, inputs, grad_out, backend="cuda", **kwargs)
+    trit = run(fn, inputs, grad_out, backend="triton", **kwargs)
+    torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{label}: {m}")
+    for a, b in zip(cuda[1], trit[1]):
+        if a is not None:
+            torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{label}: {m}")
