@@ -25,6 +25,7 @@ from _helpers.backends import (
     gpu_check,
     grid,
     tiny,
+    triton_case_pairs,
 )
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
@@ -64,10 +65,8 @@ def no_path(*values):
     return _with_path(None, values)
 
 
-# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
-# tl.dot paths in bfloat16 and float16.
-TRITON_CASES = ([(n, F32) for n in SMALL] + [(n, F64) for n in ("depthwise", "multiplier", "dense-fma")]
-                + [(n, d) for d in (BF16, F16) for n in ("depthwise", "dense-fma", "dense-dot")])
+TRITON_CASES = triton_case_pairs(SMALL, ("depthwise", "multiplier", "dense-fma"),
+                                 ("depthwise", "dense-fma", "dense-dot"))
 GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
                    ("multiplier", F16)}
 

@@ -21,6 +21,7 @@ from _helpers.backends import (
     gpu_check,
     grid,
     tiny,
+    triton_case_pairs,
 )
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
@@ -40,10 +41,8 @@ from fcn_kernels import reference
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
 CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
-# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
-# tl.dot paths in bfloat16 and float16.
-TRITON_CASES = ([(name, F32) for name in SMALL] + [(name, F64) for name in ("upscore2+pool4-dw", "dense-fma")]
-                + [(name, d) for d in (BF16, F16) for name in ("upscore2+pool4-dw", "dense-fma", "dense-dot")])
+TRITON_CASES = triton_case_pairs(SMALL, ("upscore2+pool4-dw", "dense-fma"),
+                                 ("upscore2+pool4-dw", "dense-fma", "dense-dot"))
 GPU_CHECK_CASES = {("upscore2+pool4-dw", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
                    ("upscore8-dw", F16)}
 

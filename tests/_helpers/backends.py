@@ -119,3 +119,10 @@ def assert_cuda_matches_triton(run, fn, inputs, grad_out, kwargs, label):
     for a, b in zip(cuda[1], trit[1]):
         if a is not None:
             torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{label}: {m}")
+
+
+def triton_case_pairs(names, float64_names, half_names):
+    """Triton's (name, dtype) pairs: each case (each kernel path) in float32, the FMA paths' float64_names in
+    float64 (no float64 tl.dot), half_names (the depthwise, FMA and tl.dot paths) in bfloat16 and float16."""
+    return ([(n, torch.float32) for n in names] + [(n, torch.float64) for n in float64_names]
+            + [(n, d) for d in (torch.bfloat16, torch.float16) for n in half_names])
