@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import fcn_kernels
-from conftest import DEVICES, FULL
+from conftest import DEVICES, FULL, step
 from fcn_kernels import rarefied_conv2d
 from fcn_kernels.app import bench
 
@@ -58,15 +58,6 @@ def _arithmetic(benchmark, impl, dtype):
     benchmark.extra_info["arithmetic"] = bench.arithmetic(DTYPES[dtype], "cuda", stock=impl in ("stock", "compiled"))
 
 
-def _step(fn, inputs, backward):
-    def run():
-        y = fn()
-        if backward:
-            torch.autograd.grad(y, inputs, torch.ones_like(y))
-        torch.cuda.synchronize()
-    return run
-
-
 def _inputs(cin, cout, groups, r, dtype, backward):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(BATCH, cin, HW, HW, generator=g).to("cuda", dtype).requires_grad_(backward)
@@ -97,7 +88,7 @@ def test_dense(benchmark, impl, r, dtype, backward):
     fn = _impl(impl)
     gflop = 2 * BATCH * 512 * 512 * 9 * HW * HW / 1e9 * (3 if backward else 1)
     benchmark.extra_info["gflop"] = gflop
-    benchmark(_step(lambda: fn(x, w, b, r, 1), [x, w, b], backward))
+    benchmark(step(lambda: fn(x, w, b, r, 1), [x, w, b], backward, torch.cuda.synchronize))
     median = _median(benchmark)
     if median:
         benchmark.extra_info["tflops"] = gflop / median / 1e3
@@ -117,7 +108,7 @@ def test_depthwise(benchmark, copy_bw, impl, channels, r, dtype, backward):
     nbytes = 2 * x.numel() * x.element_size()  # read x, write y (same size: padding r keeps 64x64)
     benchmark.extra_info["min_bytes"] = nbytes
     benchmark.extra_info["copy_gbps"] = copy_bw / 1e9
-    benchmark(_step(lambda: fn(x, w, b, r, channels), [x, w, b], backward))
+    benchmark(step(lambda: fn(x, w, b, r, channels), [x, w, b], backward, torch.cuda.synchronize))
     median = _median(benchmark)
     if median and not backward and impl in BACKENDS:  # the floor counts forward bytes only
         benchmark.extra_info["copy_fraction"] = nbytes / copy_bw / median

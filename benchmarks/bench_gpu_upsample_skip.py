@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import fcn_kernels
-from conftest import DEVICES, FULL
+from conftest import DEVICES, FULL, step
 from fcn_kernels import bilinear_kernel, reference, upsample_skip
 from fcn_kernels.app import bench
 
@@ -86,15 +86,6 @@ def _arithmetic(benchmark, impl, dtype):
                                                               stock=impl in ("stock", "compiled"))
 
 
-def _step(fn, inputs, backward):
-    def run():
-        y = fn()
-        if backward:
-            torch.autograd.grad(y, inputs, torch.ones_like(y))
-        _sync()
-    return run
-
-
 def _record_fraction(benchmark, nbytes, copy_bw, backward):
     benchmark.extra_info["min_bytes"] = nbytes
     benchmark.extra_info["copy_gbps"] = copy_bw / 1e9
@@ -118,7 +109,7 @@ def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
     y = fn(x, w, None, skip, **kw)
     nbytes = (x.numel() + 2 * y.numel()) * y.element_size() if skip is not None else \
         (x.numel() + y.numel()) * y.element_size()
-    benchmark(_step(lambda: fn(x, w, None, skip, **kw), inputs, backward))
+    benchmark(step(lambda: fn(x, w, None, skip, **kw), inputs, backward, _sync))
     if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)
 
@@ -146,6 +137,6 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
         stock = bench.compiled_stock_head(IMAGE) if impl == "compiled" else lambda *a: bench.stock_head(*a, IMAGE)
         stock = _ieee(stock) if impl == "stock-ieee" else stock
         head = partial(stock, scores, ws, groups)
-    benchmark(_step(head, scores, backward))
+    benchmark(step(head, scores, backward, _sync))
     if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)

@@ -123,40 +123,39 @@ def _run(benchmark, fn, device):
     benchmark.extra_info.update(width=WIDTH, size=SIZE, batch=1)
 
 
+def _bench(benchmark, group, variant, device, fn_of):
+    """Benchmark fn_of(model, x, target)'s function on `variant` on `device`, in group `group`."""
+    benchmark.group = group
+    model = build(variant, device)
+    x, target = inputs(device)
+    _run(benchmark, fn_of(model, x, target), device)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_forward(benchmark, variant, device):
-    benchmark.group = f"fcn8s-forward-{device}-{SIZE}x{SIZE}-w{WIDTH:g}"
-    model = build(variant, device)
-    x, _ = inputs(device)
-    _run(benchmark, forward_fn(model, x), device)
+    _bench(benchmark, f"fcn8s-forward-{device}-{SIZE}x{SIZE}-w{WIDTH:g}", variant, device,
+           lambda model, x, _: forward_fn(model, x))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_train_step(benchmark, variant, device):
-    benchmark.group = f"fcn8s-train-step-{device}-{SIZE}x{SIZE}-w{WIDTH:g}"
-    model = build(variant, device)
-    x, target = inputs(device)
-    _run(benchmark, train_step_fn(model, x, target), device)
+    _bench(benchmark, f"fcn8s-train-step-{device}-{SIZE}x{SIZE}-w{WIDTH:g}", variant, device, train_step_fn)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_head_forward(benchmark, variant, device):
-    benchmark.group = f"fcn8s-head-forward-{device}-{SIZE}x{SIZE}"
-    model = build(variant, device)
-    x, _ = inputs(device)
-    _run(benchmark, head_fns(model, x)[0], device)
+    _bench(benchmark, f"fcn8s-head-forward-{device}-{SIZE}x{SIZE}", variant, device,
+           lambda model, x, _: head_fns(model, x)[0])
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_head_train(benchmark, variant, device):
-    benchmark.group = f"fcn8s-head-train-{device}-{SIZE}x{SIZE}"
-    model = build(variant, device)
-    x, _ = inputs(device)
-    _run(benchmark, head_fns(model, x)[1], device)
+    _bench(benchmark, f"fcn8s-head-train-{device}-{SIZE}x{SIZE}", variant, device,
+           lambda model, x, _: head_fns(model, x)[1])
 
 
 # ---- the report: head share and peak memory -------------------------------------------------------

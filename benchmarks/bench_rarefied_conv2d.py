@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import DEVICES, FULL
+from conftest import DEVICES, FULL, step
 from fcn_kernels import rarefied_conv2d, rarefy, rarefy_filter, shift_and_stitch
 
 DENSE_C, DENSE_HW = (512, 64) if FULL else (64, 32)
@@ -30,15 +30,6 @@ def _conv(impl, device):
     return lambda x, w, b, r, g: F.conv2d(x, rarefy_filter(w, r), b, padding=r, groups=g)
 
 
-def _step(fn, inputs, backward, sync):
-    def run():
-        y = fn()
-        if backward:
-            torch.autograd.grad(y, inputs, torch.ones_like(y))
-        sync()
-    return run
-
-
 def _run(benchmark, sync, impl, cin, cout, groups, hw, r, backward, device):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, cin, hw, hw, generator=g).to(device).requires_grad_(backward)
@@ -46,7 +37,7 @@ def _run(benchmark, sync, impl, cin, cout, groups, hw, r, backward, device):
     b = torch.randn(cout, generator=g).to(device).requires_grad_(backward)
     conv = _conv(impl, device)
     benchmark.extra_info["gflop"] = 2 * cout * (cin // groups) * 9 * hw * hw / 1e9
-    benchmark(_step(lambda: conv(x, w, b, r, groups), [x, w, b], backward, sync))
+    benchmark(step(lambda: conv(x, w, b, r, groups), [x, w, b], backward, sync))
 
 
 @pytest.mark.parametrize("device", DEVICES)

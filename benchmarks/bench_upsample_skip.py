@@ -7,7 +7,7 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import DEVICES, FULL
+from conftest import DEVICES, FULL, step
 from fcn_kernels import bilinear_kernel, reference, upsample_skip
 from fcn_kernels.app import bench
 
@@ -41,15 +41,6 @@ def _impl(name):
     return torch.compile(reference.upsample_skip)
 
 
-def _step(fn, inputs, backward, sync):
-    def run():
-        y = fn()
-        if backward:
-            torch.autograd.grad(y, inputs, torch.ones_like(y))
-        sync()
-    return run
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
 @pytest.mark.parametrize("weights", ["depthwise", "dense"])
@@ -64,7 +55,7 @@ def test_stage(benchmark, sync, impl, stage, batch, weights, backward, device):
     inputs = [t for t in (x, skip) if t is not None]
     y = fn(x, w, None, skip, **kw)
     benchmark.extra_info["out_bytes"] = y.numel() * y.element_size()
-    benchmark(_step(lambda: fn(x, w, None, skip, **kw), inputs, backward, sync))
+    benchmark(step(lambda: fn(x, w, None, skip, **kw), inputs, backward, sync))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -89,4 +80,4 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
     else:
         stock = (lambda *a: bench.stock_head(*a, IMAGE)) if impl == "stock" else bench.compiled_stock_head(IMAGE)
         head = partial(stock, scores, ws, groups)
-    benchmark(_step(head, scores, backward, sync))
+    benchmark(step(head, scores, backward, sync))

@@ -46,6 +46,16 @@ def pytest_configure(config):
         config.option.benchmark_max_time = 0.0  # then exactly min_rounds rounds
 
 
+def step(fn, inputs, backward, sync):
+    """One timed call: fn(), then (backward) the gradient of its output wrt `inputs`, then sync()."""
+    def run():
+        y = fn()
+        if backward:
+            torch.autograd.grad(y, inputs, torch.ones_like(y))
+        sync()
+    return run
+
+
 @pytest.fixture
 def sync():
     return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)

@@ -15,7 +15,18 @@ from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.backends import (
+    NEEDS_GPU,
+    assert_cuda_matches_triton,
+    backends,
+    case_grid,
+    cuda_path_grid,
+    device_of,
+    gpu_check,
+    grid,
+    tiny,
+    triton_case_pairs,
+)
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
@@ -54,22 +65,13 @@ def no_path(*values):
     return _with_path(None, values)
 
 
-# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
-# tl.dot paths in bfloat16 and float16.
-TRITON_CASES = ([(n, F32) for n in SMALL] + [(n, F64) for n in ("depthwise", "multiplier", "dense-fma")]
-                + [(n, d) for d in (BF16, F16) for n in ("depthwise", "dense-fma", "dense-dot")])
+TRITON_CASES = triton_case_pairs(SMALL, ("depthwise", "multiplier", "dense-fma"),
+                                 ("depthwise", "dense-fma", "dense-dot"))
 GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
                    ("multiplier", F16)}
 
 
-def _checked(pairs):
-    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
-
-
-@pytest.mark.parametrize("backend, name, dtype", grid(
-    cpu=[(n, d) for n in SMALL for d in DTYPES],
-    cuda=_checked([(n, d) for n in SMALL for d in DTYPES]),
-    triton=_checked(TRITON_CASES)))
+@pytest.mark.parametrize("backend, name, dtype", case_grid(SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
 def test_cases(seed, backend, name, dtype):
     check_against_reference(SMALL[name], backend, dtype)
 
@@ -176,27 +178,27 @@ def test_matches_explicit_rarefied_filter(seed, backend):
     torch.testing.assert_close(y, y_explicit, atol=1e-10, rtol=1e-10, msg=lambda m: f"seed={seed}: {m}")
 
 
-@pytest.mark.parametrize("backend, path", grid(cpu=[("direct",), ("gemm",)], cuda=no_path()))
-def test_gradcheck(seed, backend, path):
+def _grad_problem(backend, batch, width):
+    """A grouped, rarefied, padded float64 problem on `backend`: fn(x, weight, bias) and its leaves."""
     d = device_of(backend)
-    x = torch.randn(2, 4, 7, 8, dtype=F64, device=d, requires_grad=True)
+    x = torch.randn(batch, 4, 7, width, dtype=F64, device=d, requires_grad=True)
     weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
     bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
-                                         backend=backend)
-    assert torch.autograd.gradcheck(fn, (x, weight, bias), fast_mode=True), f"seed={seed}"
+
+    def fn(a, b, c):
+        return rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2, backend=backend)
+    return fn, (x, weight, bias)
+
+
+@pytest.mark.parametrize("backend, path", grid(cpu=[("direct",), ("gemm",)], cuda=no_path()))
+def test_gradcheck(seed, backend, path):
+    assert torch.autograd.gradcheck(*_grad_problem(backend, 2, 8), fast_mode=True), f"seed={seed}"
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradgradcheck(seed, backend):
     """Double backward goes through the explicit backward ops, which have autograd of their own."""
-    d = device_of(backend)
-    x = torch.randn(1, 4, 7, 6, dtype=F64, device=d, requires_grad=True)
-    weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
-    bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
-                                         backend=backend)
-    assert torch.autograd.gradgradcheck(fn, (x, weight, bias)), f"seed={seed}"
+    assert torch.autograd.gradgradcheck(*_grad_problem(backend, 1, 6)), f"seed={seed}"
 
 
 @pytest.mark.parametrize("backend", backends())
@@ -350,9 +352,7 @@ GPU_CHECK_PATHS = {("depthwise_odd", F32, "int32"), ("depthwise_odd", F32, "int6
                    ("dense_two_slabs", BF16, "int32")}
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", grid(cuda=[
-    gpu_check(*p) if p in GPU_CHECK_PATHS else p
-    for p in ((n, d, i) for n in PATH_CASES for d in (F64, F32, BF16) for i in ("int32", "int64"))]))
+@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
 def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
     if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
@@ -365,16 +365,11 @@ def test_cuda_matches_triton(seed, backend, dtype):
     if "triton" not in fcn_kernels.available_backends():
         pytest.skip("needs the Triton backend")
     rng = random.Random(seed)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
     for _ in range(10):
         problem = random_case(rng)
         inputs = [t.cuda() if t is not None else None for t in problem.inputs(dtype)]
         go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device="cuda")
-        cuda = run(rarefied_conv2d, inputs, go, backend="cuda", **problem.kwargs())
-        trit = run(rarefied_conv2d, inputs, go, backend="triton", **problem.kwargs())
-        for a, b in zip([cuda[0], *cuda[1]], [trit[0], *trit[1]]):
-            if a is not None:
-                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{problem}: {m}")
+        assert_cuda_matches_triton(run, rarefied_conv2d, inputs, go, problem.kwargs(), problem)
 
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------

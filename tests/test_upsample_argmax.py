@@ -13,7 +13,7 @@ import torch
 
 import fcn_kernels
 from _helpers.argmax_cases import check
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, random_case
 from fcn_kernels import reference
@@ -38,14 +38,7 @@ GPU_CHECK_CASES = {("dense-16", BF16), ("dense-16", F16), ("dense-16", F32), ("u
                    ("upscore2+pool4-dw", BF16)}
 
 
-def _checked(pairs):
-    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
-
-
-@pytest.mark.parametrize("backend, name, dtype", grid(
-    cpu=[(n, d) for n in CASES for d in DTYPES],
-    cuda=_checked([(n, d) for n in CASES for d in DTYPES]),
-    triton=_checked(TRITON_CASES)))
+@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
 def test_cases(seed, backend, name, dtype):
     check(CASES[name], backend, dtype)
 

@@ -11,7 +11,18 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.backends import (
+    NEEDS_GPU,
+    assert_cuda_matches_triton,
+    backends,
+    case_grid,
+    cuda_path_grid,
+    device_of,
+    gpu_check,
+    grid,
+    tiny,
+    triton_case_pairs,
+)
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import (
@@ -30,22 +41,13 @@ from fcn_kernels import reference
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
 CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
-# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
-# tl.dot paths in bfloat16 and float16.
-TRITON_CASES = ([(name, F32) for name in SMALL] + [(name, F64) for name in ("upscore2+pool4-dw", "dense-fma")]
-                + [(name, d) for d in (BF16, F16) for name in ("upscore2+pool4-dw", "dense-fma", "dense-dot")])
+TRITON_CASES = triton_case_pairs(SMALL, ("upscore2+pool4-dw", "dense-fma"),
+                                 ("upscore2+pool4-dw", "dense-fma", "dense-dot"))
 GPU_CHECK_CASES = {("upscore2+pool4-dw", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
                    ("upscore8-dw", F16)}
 
 
-def _checked(pairs):
-    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
-
-
-@pytest.mark.parametrize("backend, name, dtype", grid(
-    cpu=[(n, d) for n in CASES for d in DTYPES],
-    cuda=_checked([(n, d) for n in CASES for d in DTYPES]),
-    triton=_checked(TRITON_CASES)))
+@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
 def test_cases(seed, backend, name, dtype):
     check_against_reference(CASES[name], backend, dtype)
 
@@ -123,35 +125,28 @@ def test_batch_zero_and_empty_window(backend):
     assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
-def _gradcheck_inputs(rng, backend):
-    """A random problem (batch >= 1) and its float64 inputs requiring grad; fast_mode (random projections of the
-    Jacobians, not every entry) where the draw is large: a tl.dot-wide one has ~10**5 weight entries, which the
-    entry-by-entry check takes many minutes over."""
-    problem = random_case(rng, max_batch=1)
-    problem.N = max(problem.N, 1)
-    inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
-    fast = sum(t.numel() for t in inputs if t is not None) > 2000
-    return problem, inputs, fast
+def _check_random_cases(seed, backend, check, count):
+    """check(fn, inputs, fast_mode=...) (gradcheck or gradgradcheck) on `count` random float64 cases, batch at
+    least 1; fast_mode (random projections of the Jacobians, not every entry) where the draw is large: a
+    tl.dot-wide one has ~10**5 weight entries, which the entry-by-entry check takes many minutes over."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        problem = random_case(rng, max_batch=1)
+        problem.N = max(problem.N, 1)
+        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
+        fast = sum(t.numel() for t in inputs if t is not None) > 2000
+        assert check(lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
+                     fast_mode=fast), problem
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradcheck(seed, backend):
-    rng = random.Random(seed)
-    for _ in range(3):
-        problem, inputs, fast = _gradcheck_inputs(rng, backend)
-        assert torch.autograd.gradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
-            fast_mode=fast), problem
+    _check_random_cases(seed, backend, torch.autograd.gradcheck, 3)
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradgradcheck(seed, backend):
-    rng = random.Random(seed)
-    for _ in range(2):
-        problem, inputs, fast = _gradcheck_inputs(rng, backend)
-        assert torch.autograd.gradgradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
-            fast_mode=fast), problem
+    _check_random_cases(seed, backend, torch.autograd.gradgradcheck, 2)
 
 
 @pytest.mark.parametrize("backend", backends())
@@ -308,9 +303,7 @@ GPU_CHECK_PATHS = {("skip_misaligned", F32, "int32"), ("skip_misaligned", F32, "
                    ("fcn8s_upscore8_odd", BF16, "int32"), ("many_planes", F32, "int32")}
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", grid(cuda=[
-    gpu_check(*p) if p in GPU_CHECK_PATHS else p
-    for p in ((n, d, i) for n in PATH_CASES for d in (F64, F32, BF16) for i in ("int32", "int64"))]))
+@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
 def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
     if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
@@ -323,14 +316,8 @@ def test_cuda_matches_triton(seed, backend, dtype):
     if "triton" not in fcn_kernels.available_backends():
         pytest.skip("needs the Triton backend")
     rng = random.Random(seed)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
     for _ in range(10):
         c = random_case(rng)
         inputs = [t.cuda() if t is not None else None for t in make_inputs(c, dtype)]
         go = torch.randn(c.N, c.cout, *c.crop, dtype=dtype, device="cuda")
-        cuda = run(fcn_kernels.upsample_skip, inputs, go, backend="cuda", **c.kwargs())
-        trit = run(fcn_kernels.upsample_skip, inputs, go, backend="triton", **c.kwargs())
-        torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{c}: {m}")
-        for a, b in zip(cuda[1], trit[1]):
-            if a is not None:
-                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{c}: {m}")
+        assert_cuda_matches_triton(run, fcn_kernels.upsample_skip, inputs, go, c.kwargs(), c)

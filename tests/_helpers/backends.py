@@ -89,3 +89,40 @@ def grid(**per_backend):
     """Params of (backend, value, ...): per_backend[backend] lists that backend's values, each a value, a tuple
     of values (several argnames), or pytest.param(...) of them with marks (e.g. gpu_check(...))."""
     return [_param(backend, value) for backend, values in per_backend.items() for value in values]
+
+
+def case_grid(names, dtypes, triton_cases, gpu_check_cases):
+    """Params of (backend, name, dtype) for an op's named cases: cpu and cuda take every name in every dtype,
+    triton its (name, dtype) pairs; the pairs in gpu_check_cases are marked gpu_check (cuda and triton)."""
+    def checked(pairs):
+        return [gpu_check(*p) if p in gpu_check_cases else p for p in pairs]
+
+    every = [(n, d) for n in names for d in dtypes]
+    return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
+
+
+def cuda_path_grid(names, gpu_check_paths):
+    """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
+    and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check."""
+    triples = ((n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16)
+               for i in ("int32", "int64"))
+    return grid(cuda=[gpu_check(*p) if p in gpu_check_paths else p for p in triples])
+
+
+def assert_cuda_matches_triton(run, fn, inputs, grad_out, kwargs, label):
+    """fn's output and input grads (run(fn, inputs, grad_out, backend=..., **kwargs)) agree between the cuda
+    and the triton backend: to 1e-10 in float64, 1e-4 otherwise; a failure names `label`."""
+    tol = dict(rtol=1e-10, atol=1e-10) if grad_out.dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    cuda = run(fn, inputs, grad_out, backend="cuda", **kwargs)
+    trit = run(fn, inputs, grad_out, backend="triton", **kwargs)
+    torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{label}: {m}")
+    for a, b in zip(cuda[1], trit[1]):
+        if a is not None:
+            torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{label}: {m}")
+
+
+def triton_case_pairs(names, float64_names, half_names):
+    """Triton's (name, dtype) pairs: each case (each kernel path) in float32, the FMA paths' float64_names in
+    float64 (no float64 tl.dot), half_names (the depthwise, FMA and tl.dot paths) in bfloat16 and float16."""
+    return ([(n, torch.float32) for n in names] + [(n, torch.float64) for n in float64_names]
+            + [(n, d) for d in (torch.bfloat16, torch.float16) for n in half_names])

@@ -68,22 +68,24 @@ def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed):
     check_rarefied_conv2d(case, "triton", dtype, layout)
 
 
+def _check_invalid_is_named(op, arguments, mutations, case, mutation, seed, data):
+    """op on the triton backend, given arguments(case) broken by `mutation`, raises an error naming it."""
+    torch.manual_seed(seed)
+    a = arguments(case, torch.float32)
+    words = mutations[mutation](a, data.draw)
+    fn = getattr(fcn_kernels, op)
+    expect_error(lambda: fn(**a, backend="triton"), words, f"{op} with {mutation}")
+
+
 @FEW
 @given(case=upsample_cases(small=True), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), seed=SEEDS,
        data=st.data())
 def test_upsample_invalid_arguments_are_named(case, mutation, seed, data):
-    torch.manual_seed(seed)
-    a = upsample_arguments(case, torch.float32)
-    words = UPSAMPLE_MUTATIONS[mutation](a, data.draw)
-    expect_error(lambda: fcn_kernels.upsample_skip(**a, backend="triton"), words, f"upsample_skip with {mutation}")
+    _check_invalid_is_named("upsample_skip", upsample_arguments, UPSAMPLE_MUTATIONS, case, mutation, seed, data)
 
 
 @FEW
 @given(case=rarefied_cases(small=True), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), seed=SEEDS,
        data=st.data())
 def test_rarefied_invalid_arguments_are_named(case, mutation, seed, data):
-    torch.manual_seed(seed)
-    a = rarefied_arguments(case, torch.float32)
-    words = RAREFIED_MUTATIONS[mutation](a, data.draw)
-    expect_error(lambda: fcn_kernels.rarefied_conv2d(**a, backend="triton"), words,
-                 f"rarefied_conv2d with {mutation}")
+    _check_invalid_is_named("rarefied_conv2d", rarefied_arguments, RAREFIED_MUTATIONS, case, mutation, seed, data)
