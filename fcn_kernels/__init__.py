@@ -11,7 +11,7 @@ from ._version import __version__
 from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
 from .backends import available_backends
 from .modules import FusedUpsampleSkip, bilinear_kernel
-from .ops import upsample_argmax, upsample_skip
+from .ops import upsample_argmax, upsample_cross_entropy, upsample_skip
 from .reference import rarefy_filter
 from .ops import rarefied_conv2d
 from .modules import RarefiedConv2d
@@ -37,6 +37,7 @@ __all__ = [
     "available_backends",
     "upsample_skip",
     "upsample_argmax",
+    "upsample_cross_entropy",
     "FusedUpsampleSkip",
     "bilinear_kernel",
     "rarefy_filter",

@@ -65,6 +65,12 @@ _BUILT.update({("cpu", op): _ext.has_kernel(op, "CPU") for op in _OPS})
 _BUILT.update({("cuda", op): _ext.has_kernel(op, "CUDA") for op in _OPS})
 _BUILT.update({("triton", op): _triton_importable() for op in _OPS})
 
+# The fused losses (docs/DESIGN.md §2.5), each computed by a statistics op: CPU kernels only so far.
+_LOSS_OPS = {"upsample_cross_entropy": "upsample_logsumexp"}
+for _op, _kernel in _LOSS_OPS.items():
+    _BUILT.update({("reference", _op): True, ("cpu", _op): _ext.has_kernel(_kernel, "CPU"),
+                   ("cuda", _op): False, ("triton", _op): False})
+
 
 def _built(backend: str, op: str) -> bool:
     return _BUILT.get((backend, op), False)
@@ -100,6 +106,8 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
                    grad=True):
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
+    if op in _LOSS_OPS:
+        return _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad)
     if op == "rarefied_conv2d":
         if cin_g >= 8 and cout_g >= 8:
             return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
@@ -119,6 +127,11 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
             taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
             if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:
                 return "dense groups, compute-bound on a small map: the vendor GEMM is faster"
+    return None
+
+
+def _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad):
+    """The fused losses' rule (docs/DESIGN.md §4.1): why the stock composition is faster, or None."""
     return None
 
 
