@@ -28,9 +28,10 @@ TORCH_LIBRARY(fcn_kernels, m) {
       "int[2] stride, int groups, int[2] out_offset) -> Tensor");
 
   // docs/DESIGN.md §2.5 upsample_cross_entropy's per-pixel statistics of the scores upsample_skip(x, weight,
-  // bias, skip, ..., out_size = target's (Ho, Wo)) would give: lse = their log-sum-exp over the classes,
-  // picked = the target class's score (0 where target == ignore_index); (N, Ho, Wo), float32 (float64 for
-  // float64 x). A label outside [0, Cout) other than ignore_index is a ValueError.
+  // bias, skip, ..., out_size = target's (Ho, Wo)) would give: lse = their log-sum-exp over the classes
+  // (F.log_softmax's normaliser: NaN where the largest score is infinite), picked = the target class's
+  // score (0 where target == ignore_index); (N, Ho, Wo), float32 (float64 for float64 x). A label outside
+  // [0, Cout) other than ignore_index is a ValueError.
   m.def(
       "upsample_logsumexp(Tensor x, Tensor weight, Tensor? bias, Tensor? skip, Tensor target, int[2] stride, "
       "int groups, int[2] out_offset, int[2] skip_offset, int ignore_index) -> (Tensor lse, Tensor picked)");

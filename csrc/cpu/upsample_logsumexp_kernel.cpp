@@ -56,30 +56,23 @@ void score_rows(const RowPlan<SW, scalar_t>& plan, const scalar_t* x, const scal
   }
 }
 
-// lse[j] = log sum_c exp(v[c * Wo + j]) as torch.logsumexp computes it: shifted by the largest score,
-// or by 0 where that is infinite (then the library's exp, per pixel: such rows are rare). m, s:
-// scratch of Wo. A NaN score makes the pixel's lse NaN.
+// lse[j] = log sum_c exp(v[c * Wo + j]), shifted by the largest score m as F.log_softmax shifts (and so
+// F.cross_entropy): NaN where a score is NaN or m is infinite (all scores -inf, or one +inf), where
+// log_softmax is NaN. m, s: scratch of Wo.
 template <typename acc_t>
 void logsumexp_row(const acc_t* v, int64_t C, int64_t Wo, acc_t* m, acc_t* s, acc_t* lse) {
   std::fill(m, m + Wo, -std::numeric_limits<acc_t>::infinity());
   for (int64_t c = 0; c < C; ++c) {
     const acc_t* vc = v + c * Wo;
-    for (int64_t j = 0; j < Wo; ++j) m[j] = vc[j] > m[j] ? vc[j] : m[j];
+    for (int64_t j = 0; j < Wo; ++j) m[j] = vc[j] > m[j] ? vc[j] : m[j];  // NaN never wins: s gets it
   }
   std::fill(s, s + Wo, acc_t(0));
   for (int64_t c = 0; c < C; ++c) {
     const acc_t* vc = v + c * Wo;
     for (int64_t j = 0; j < Wo; ++j) s[j] += exp_nonpositive(vc[j] - m[j]);
   }
-  for (int64_t j = 0; j < Wo; ++j) {
-    if (std::isfinite(m[j])) {
-      lse[j] = std::log(s[j]) + m[j];
-    } else {  // every score -inf (or NaN), or one +inf: torch's shift by 0
-      acc_t sum = 0;
-      for (int64_t c = 0; c < C; ++c) sum += std::exp(v[c * Wo + j]);
-      lse[j] = std::log(sum);
-    }
-  }
+  for (int64_t j = 0; j < Wo; ++j)
+    lse[j] = std::isfinite(m[j]) ? std::log(s[j]) + m[j] : std::numeric_limits<acc_t>::quiet_NaN();
 }
 
 // The score gradient of one output row: d[c * ld + j] = a[j] * softmax_c + b[j] * [c == y[j]] (b only
