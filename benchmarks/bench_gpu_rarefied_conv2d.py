@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICES, FULL
-from fcn_kernels import bench, rarefied_conv2d
+from fcn_kernels import rarefied_conv2d
+from fcn_kernels.app import bench
 
 import fcn_kernels
 

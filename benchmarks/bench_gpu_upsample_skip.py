@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import DEVICES, FULL
-from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
+from fcn_kernels import bilinear_kernel, reference, upsample_skip
+from fcn_kernels.app import bench
 
 import fcn_kernels
 

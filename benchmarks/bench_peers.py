@@ -1,5 +1,5 @@
 """The peers' table (issue 13): the FCN-8s head and the whole FCN-8s on CPU, side by side in one run with
-the rounds interleaved (fcn_kernels.peers): stock eager, torch.compile(stock), fused eager,
+the rounds interleaved (fcn_kernels.app.peers): stock eager, torch.compile(stock), fused eager,
 optimize_for_inference fp32 / bf16, ONNX Runtime, OpenVINO f32 / bf16, and the head's fresh-memory floor.
 
 pytest-benchmark times one interleaved run per (part, batch, image); every path's median is in extra_info
@@ -11,7 +11,7 @@ The same table, printed: `fcn-kernels bench --peers` (see `--help`).
 import pytest
 import torch
 
-from fcn_kernels import peers
+from fcn_kernels.app import peers
 
 from conftest import FULL
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import DEVICES, FULL
-from fcn_kernels import bench, bilinear_kernel, reference, upsample_argmax, upsample_skip
+from fcn_kernels import bilinear_kernel, reference, upsample_argmax, upsample_skip
+from fcn_kernels.app import bench
 
 IMAGES = [500, 256] if FULL else [64]
 BATCHES = [1, 4] if FULL else [1]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import DEVICES, FULL
-from fcn_kernels import bench, bilinear_kernel, reference, upsample_skip
+from fcn_kernels import bilinear_kernel, reference, upsample_skip
+from fcn_kernels.app import bench
 
 IMAGE = 500 if FULL else 64
 BATCHES = [1, 8] if FULL else [1]

@@ -7,7 +7,11 @@ The switches, read here once for every benchmark file:
                             the bench_gpu_* files run only when cuda is among them
   FCN_BENCH_ROUNDS=N        every benchmark times exactly N rounds (else pytest-benchmark's own choice,
                             and each file's default for its fixed-round benchmarks)
+  FCN_BENCH_JSONL=PATH      also every benchmark's result as one JSON line, written (flushed) as it ends:
+                            a run cut short keeps them (pytest-benchmark's --benchmark-json is written at
+                            the end only)
 """
+import json
 import os
 
 import pytest
@@ -26,6 +30,7 @@ for _d in DEVICES:
         raise pytest.UsageError(f"FCN_BENCH_DEVICES={_devices!r}: no CUDA GPU is available here")
 if ROUNDS is not None and ROUNDS < 1:
     raise pytest.UsageError(f"FCN_BENCH_ROUNDS must be at least 1, got {ROUNDS}")
+JSONL = os.environ.get("FCN_BENCH_JSONL") or None
 
 
 def rounds(default):
@@ -34,6 +39,8 @@ def rounds(default):
 
 
 def pytest_configure(config):
+    if JSONL:
+        open(JSONL, "w").close()  # this run's lines only
     if ROUNDS is not None and hasattr(config.option, "benchmark_min_rounds"):
         config.option.benchmark_min_rounds = ROUNDS
         config.option.benchmark_max_time = 0.0  # then exactly min_rounds rounds
@@ -42,3 +49,19 @@ def pytest_configure(config):
 @pytest.fixture
 def sync():
     return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+
+@pytest.fixture(autouse=True)
+def _result_line(request):
+    """FCN_BENCH_JSONL: after each benchmark, its group, name, statistics (seconds; None where
+    --benchmark-disable ran it once untimed) and extra_info as one JSON line."""
+    yield
+    fixture = request.node.funcargs.get("benchmark") if JSONL else None
+    if fixture is None or getattr(fixture, "_mode", None) is None:  # skipped before it ran
+        return
+    stats = getattr(getattr(fixture, "stats", None), "stats", None)
+    row = dict(group=fixture.group, name=fixture.name, test=request.node.nodeid, extra_info=fixture.extra_info,
+               **{k: getattr(stats, k) if stats is not None else None
+                  for k in ("median", "iqr", "min", "max", "mean", "rounds")})
+    with open(JSONL, "a") as f:  # closed (so flushed) line by line
+        f.write(json.dumps(row) + "\n")

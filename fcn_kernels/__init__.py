@@ -2,10 +2,11 @@
 
 Public names and semantics: docs/DESIGN.md. Ops run on the backend chosen by
 `backend=` / FCN_KERNELS_BACKEND / automatically (see fcn_kernels.backends).
-The other public submodules (fcn_kernels.metrics, .data, .losses, .bench, ...) load on first use.
+The other public submodules (fcn_kernels.metrics, .data, .losses, ...) load on first use. The
+application (training, the CLI, doctor, benchmarks) is fcn_kernels.app: imported by name, never an
+attribute of this package.
 """
 import importlib
-import pkgutil
 
 from ._version import __version__
 from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
@@ -20,8 +21,12 @@ from .convolutionalize import convolutionalize
 from .export import export_onnx, onnx_translations
 from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
 
-# Every public submodule, reachable as an attribute; those not imported above load on first access.
-_SUBMODULES = frozenset(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+# The library's public submodules, reachable as attributes; those not imported above load on first access.
+# Not fcn_kernels.app (the application): it imports the library, never the reverse (tests/test_layers.py).
+_SUBMODULES = frozenset({
+    "backends", "convolutionalize", "data", "errors", "export", "losses", "metrics", "models", "modules", "ops",
+    "reference", "shift_stitch", "triton",
+})
 
 
 def __getattr__(name):

@@ -7,11 +7,34 @@ import os
 import pickle
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
 
 __all__ = ["atomic_path", "atomic_write", "write_json", "load_weights"]
+
+_UMASK_LOCK = threading.Lock()
+_STATUS = "/proc/self/status"  # where Linux tells the umask
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux 4.7+:
+    /proc/self/status). os.umask can only be read by setting it, and the value is process-wide: a file
+    another thread creates in between gets the value set. Elsewhere we set 0o077 for that instant, so
+    such a file is at worst more private than asked, never less, and the lock keeps two readers here from
+    restoring each other's stand-in."""
+    try:
+        with open(_STATUS) as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -21,12 +44,14 @@ def atomic_path(path, suffix: str = ".tmp"):
 
     The temporary file is in the same folder (same file system, so the rename is atomic): a crash at any
     moment leaves either the old file or the new one, never a half-written one. Its name starts with a
-    dot and ends in `suffix`."""
+    dot and ends in `suffix`. The file written gets the mode any new file gets, 0o666 less the umask
+    (0o644 under the usual 0o022), not mkstemp's private 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # before the fsync, which then makes the mode durable too
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

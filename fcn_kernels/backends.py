@@ -23,9 +23,12 @@ kernels), except where the vendor library is faster, where it runs the stock com
       backward 0.9x to 2.2x). So FCN-8s with dense 21 x 21 bilinear weights on VOC (500 x 500): upscore8
       is ours, upscore2 and upscore_pool4 (34 x 34, 70 x 70 maps) are stock; depthwise: all ours.
       Data: benchmarks/results/2026-12-02-cpu-upsample-skip-rule.json (1 thread, loaded machine).
-  upsample_skip, CUDA: unmeasured (no GPU has run it yet), so conservative: the same trained-weight
-      and stride-1 rules, and cuDNN for every layer wider than 32 channels per group; FCN's fixed
-      21 x 21 bilinear heads, which fusion is for, stay ours.
+  upsample_skip, CUDA: a layer with >= 4 channels per group each way runs cuDNN. Measured on an H200
+      (2026-12-04, FCN-8s head, 500 x 500, 21 classes, fixed dense 21 x 21 weights): cuDNN 3.1x to 3.7x
+      faster than our faster backend, forward and forward + backward, at batch 1 and 16 (the 4-channel
+      threshold is the CPU rule's; only 21 was measured). Depthwise (FCN's per-class bilinear
+      upsampling) stays ours: forward 3.6x (batch 1) to 18.7x (batch 16) faster than cuDNN, forward +
+      backward level at batch 1 and 7x faster at batch 16.
 
 The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice (a
 forced backend, shapes notwithstanding), and backend= overrides both. Asking for a backend that
@@ -42,8 +45,15 @@ from . import _ext
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 ENV_VAR = "FCN_KERNELS_BACKEND"
 
-# Ops that every compiled backend provides; a backend counts as built when all have kernels.
-_OPS = ("upsample_skip", "upsample_argmax", "rarefied_conv2d")
+# The ops every compiled backend provides, each with the kernels it needs (its forward and backward ops).
+# An op counts as built for a backend when every one of its kernels is; a backend, when every op is.
+_KERNELS = {
+    "upsample_skip": ("upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight"),
+    "upsample_argmax": ("upsample_argmax",),
+    "rarefied_conv2d": ("rarefied_conv2d", "rarefied_conv2d_backward_input", "rarefied_conv2d_backward_weight"),
+}
+_OPS = tuple(_KERNELS)
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 
 def triton_interpret() -> bool:
@@ -58,12 +68,26 @@ def _triton_importable() -> bool:
             and importlib.util.find_spec("fcn_kernels.triton") is not None)
 
 
+def _missing_kernels(backend: str) -> list:
+    """The kernels (op names, backward ops included) that the extension lacks for a compiled backend
+    ("cpu", "cuda"); [] when it has them all."""
+    key = _DISPATCH_KEYS[backend]
+    return [k for op in _OPS for k in _KERNELS[op] if not _ext.has_kernel(k, key)]
+
+
+def _built_table() -> dict:
+    """(backend, op) -> whether the op has every kernel it needs on that backend."""
+    built = {("reference", op): True for op in _OPS}
+    for backend in _DISPATCH_KEYS:
+        missing = set(_missing_kernels(backend))
+        built.update({(backend, op): not missing & set(_KERNELS[op]) for op in _OPS})
+    built.update({("triton", op): _triton_importable() for op in _OPS})
+    return built
+
+
 # Which (backend, op) pairs have kernels, fixed once the extension has loaded. Computed at import
 # so that resolve() is plain Python that torch.compile traces without graph breaks.
-_BUILT = {("reference", op): True for op in _OPS}
-_BUILT.update({("cpu", op): _ext.has_kernel(op, "CPU") for op in _OPS})
-_BUILT.update({("cuda", op): _ext.has_kernel(op, "CUDA") for op in _OPS})
-_BUILT.update({("triton", op): _triton_importable() for op in _OPS})
+_BUILT = _built_table()
 
 # The fused losses (docs/DESIGN.md §2.5), each computed by a statistics op: CPU kernels only so far.
 _LOSS_OPS = {"upsample_cross_entropy": "upsample_logsumexp"}
@@ -89,12 +113,13 @@ def _runs_on(backend: str, device: torch.device) -> bool:
 
 
 def available_backends() -> list:
-    """Backends usable now, for at least one device of this machine."""
+    """Backends usable now, for at least one device of this machine: built for every op (each with its
+    backward kernels), and able to run on one of its devices."""
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     return [b for b in BACKENDS
-            if any(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
+            if all(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
 # rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this
@@ -121,8 +146,7 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
         if tuple(stride) == (1, 1):
             return "dense groups at stride 1: the vendor convolution is faster"
         if device_type == "cuda":
-            if cin_g > 32 or cout_g > 32:
-                return "dense groups wider than 32 on CUDA (unmeasured; conservative): cuDNN"
+            return "dense groups on CUDA: cuDNN is faster (measured on an H200, docs/performance.md)"
         else:
             taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
             if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:

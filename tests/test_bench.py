@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from fcn_kernels import bench
-from fcn_kernels.cli import build_parser, main
+from fcn_kernels.app import bench
+from fcn_kernels.app.cli import build_parser, main
 from fcn_kernels.models import FCN8s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +70,32 @@ def test_tiny_table_and_json(tmp_path, capsys):
 def test_compile_import_logs_nothing():
     """torch.compile imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on a CUDA build
     without a GPU; the bench imports it quietly first."""
-    code = "from fcn_kernels import bench; bench._import_cpp_extension_quietly()"
+    code = "from fcn_kernels.app import bench; bench._import_cpp_extension_quietly()"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout == "" and "CUDA runtime" not in r.stderr, r.stderr
+
+
+def test_json_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch, capsys):
+    """--json is rewritten as each row is measured: a run cut short (a timeout) keeps the rows before."""
+    import json
+    real, calls = bench.head_inputs, []
+
+    def inputs(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a timeout's signal would end the run, during the second row
+        return real(*args, **kwargs)
+    monkeypatch.setattr(bench, "head_inputs", inputs)
+    path = tmp_path / "b.json"
+    with pytest.raises(KeyboardInterrupt):
+        main(["bench", "--device", "cpu", "--batch", "1", "2", "--weights", "depthwise", "--image", "40",
+              "--repeat", "1", "--no-compile", "--json", str(path)])
+    saved = json.loads(path.read_text())
+    assert saved["complete"] is False and [row["batch"] for row in saved["rows"]] == [1]
+    monkeypatch.setattr(bench, "head_inputs", real)
+    assert main(["bench", "--device", "cpu", "--batch", "1", "2", "--weights", "depthwise", "--image", "40",
+                 "--repeat", "1", "--no-compile", "--backward", "--json", str(path)]) == 0
+    saved = json.loads(path.read_text())
+    assert saved["complete"] is True and [(r["batch"], r["backward"]) for r in saved["rows"]] == [
+        (1, False), (2, False), (1, True), (2, True)]

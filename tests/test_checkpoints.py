@@ -10,7 +10,7 @@ import torch
 
 from fcn_kernels._io import atomic_write, load_weights
 from fcn_kernels.app.checkpoint import load_checkpoint, save_checkpoint
-from fcn_kernels.cli import main
+from fcn_kernels.app.cli import main
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--val-size", "2", "--no-progress"]
 
@@ -102,3 +102,45 @@ def test_atomic_write_error_keeps_old_file(tmp_path):
             f.write("half")
             raise RuntimeError("boom")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+@pytest.mark.parametrize("read_by", ["proc", "os.umask"])
+def test_written_files_follow_the_umask(tmp_path, monkeypatch, umask, read_by):
+    """Checkpoints, metrics (JSON), overlays, label PNGs and exports (atomic_path) get 0o666 less the umask
+    like any new file, not the temporary file's 0o600; the umask read through /proc or, where there is none,
+    through os.umask (which must be left as it was)."""
+    import numpy as np
+
+    from fcn_kernels import _io
+    from fcn_kernels.data import save_overlay, write_voc_label
+
+    if read_by == "os.umask":
+        monkeypatch.setattr(_io, "_STATUS", str(tmp_path / "no-proc"))
+    written = {"checkpoint.pt": lambda p: save_checkpoint(p, {"model": {"w": torch.zeros(2)}}),
+               "metrics.json": lambda p: _io.write_json(p, {"miou": 0.5}),
+               "overlay.png": lambda p: save_overlay(p, [[np.zeros((4, 4, 3), np.uint8)]]),
+               "label.png": lambda p: _write_label(p, write_voc_label),
+               "model.onnx": lambda p: _write_by_name(p, _io)}
+    before = os.umask(umask)
+    try:
+        for name, write in written.items():
+            write(tmp_path / name)
+        assert os.umask(umask) == umask  # reading it left it as it was
+    finally:
+        os.umask(before)
+    modes = {name: oct((tmp_path / name).stat().st_mode & 0o777) for name in written}
+    assert modes == {name: oct(0o666 & ~umask) for name in written}
+
+
+def _write_label(path, write_voc_label):
+    import numpy as np
+
+    with atomic_write(path) as f:
+        write_voc_label(f, np.zeros((3, 3), np.uint8))
+
+
+def _write_by_name(path, io):
+    with io.atomic_path(path) as tmp:  # the ONNX and AOTInductor writers want a name
+        with open(tmp, "wb") as f:
+            f.write(b"model")

@@ -27,7 +27,7 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     port = _free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(port),
-           "-m", "fcn_kernels.cli", *ARGS, "--out", str(tmp_path / "ddp")]
+           "-m", "fcn_kernels.app.cli", *ARGS, "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -36,7 +36,7 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     digests = m["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1], "the ranks' weights differ"
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
     assert main([*ARGS, "--out", str(tmp_path / "single")]) == 0
     ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)
     one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -60,7 +60,7 @@ def test_a_dead_rank_makes_the_other_fail_not_hang(tmp_path):
         env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                    WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         args = [a if a != "3" or i != ARGS.index("--iters") + 1 else "100000" for i, a in enumerate(ARGS)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "fcn_kernels.cli", *args, "--dist-timeout", "30",
+        procs.append(subprocess.Popen([sys.executable, "-m", "fcn_kernels.app.cli", *args, "--dist-timeout", "30",
                                        "--out", str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     try:

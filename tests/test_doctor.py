@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from fcn_kernels import _ext, doctor
-from fcn_kernels.cli import main
+from fcn_kernels import _ext
+from fcn_kernels.app import doctor
+from fcn_kernels.app.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +84,7 @@ def test_gpu_code_rule():
 def test_module_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     env.pop("TRITON_INTERPRET", None)
-    r = subprocess.run([sys.executable, "-m", "fcn_kernels.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "fcn_kernels.app.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "checks, 0 failed: PASS" in r.stdout and (tmp_path / "d.json").exists()
@@ -101,3 +102,65 @@ def test_upsample_argmax_is_checked_when_present(monkeypatch, right):
     assert {r["backend"] for r in rows} >= {"reference", "cpu"}
     assert len({r["case"] for r in rows}) == len(doctor.UPSAMPLE)
     assert all(r["ok"] == right for r in rows)
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jsonl_has_every_row_as_it_came(tmp_path, capsys):
+    path, full = tmp_path / "d.jsonl", tmp_path / "d.json"
+    assert doctor.main(["--jsonl", str(path), "--json", str(full)]) == 0
+    lines, report = _jsonl(path), json.loads(full.read_text())
+    assert [line["kind"] for line in lines] == (["build"] + ["check"] * len(report["checks"])
+                                               + ["timing"] * len(report["timings"]) + ["summary"])
+    strip = lambda line: {k: v for k, v in line.items() if k != "kind"}
+    assert [strip(line) for line in lines if line["kind"] == "check"] == report["checks"]
+    assert lines[0]["torch"] == torch.__version__ and lines[-1]["passed"] is True and lines[-1]["not_run"] == 0
+
+
+def test_a_run_cut_short_keeps_the_lines_written(monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as a timeout's signal would end the run: no report at the end
+    monkeypatch.setattr(doctor, "check_argmax", interrupted)
+    path = tmp_path / "d.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        doctor.main(["--jsonl", str(path)])
+    lines = _jsonl(path)
+    assert lines[0]["kind"] == "build" and lines[-1]["kind"] == "check"
+    assert len(lines) - 1 == 2 * len(doctor.UPSAMPLE + doctor.RAREFIED)  # the reference's checks up to argmax
+    assert all(line["ok"] for line in lines[1:])
+
+
+def test_after_an_unusable_device_the_rest_is_not_run(monkeypatch, tmp_path, capsys):
+    """A CUDA error that breaks the device's context (an illegal memory access) fails one check; every later
+    check on that device is reported as not run, not as one more failure (simulated here on the CPU)."""
+    broken = []
+
+    def illegal_access(*args, **kwargs):
+        broken.append(1)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    monkeypatch.setattr(torch.ops.fcn_kernels, "rarefied_conv2d", illegal_access)
+    monkeypatch.setattr(doctor, "_context_usable", lambda device: not broken)
+    path = tmp_path / "d.jsonl"
+    assert doctor.main(["--jsonl", str(path)]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    rows = [line for line in _jsonl(path) if line["kind"] in ("check", "timing")]
+    first = next(i for i, r in enumerate(rows) if not r["ok"])
+    assert rows[first]["what"] == "raised" and "illegal memory access" in rows[first]["message"]
+    assert rows[first]["backend"] == "cpu" and rows[first]["op"] == "rarefied_conv2d"
+    assert all(r["ok"] for r in rows[:first])
+    later = rows[first + 1:]
+    assert later and all(r.get("not_run") and not r["ok"] for r in later)
+    assert {r["kind"] for r in later} == {"check", "timing"}
+    summary = _jsonl(path)[-1]
+    assert summary["failed"] == 1 and summary["not_run"] == len(later) and not summary["passed"]
+    assert "cpu" in summary["lost"] and "illegal memory access" in summary["lost"]["cpu"]
+    assert sum(line.endswith("  FAIL") for line in printed) == 1  # the one check that failed
+    assert sum(line.endswith("NOT RUN") for line in printed) == len(later)
+    assert printed[-1].endswith(f"1 failed, {len(later)} not run (after the CUDA error above): FAIL")
+
+
+def test_triton_is_checked_in_float32_only_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(doctor.backends, "available_backends", lambda: ["reference", "cuda", "triton"])
+    assert dict(doctor.backends_on(torch.device("cuda", 0)))["triton"] == (torch.float32,)

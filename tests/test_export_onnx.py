@@ -190,7 +190,7 @@ def checkpoint(tmp_path, model):
 
 
 def test_cli_export_onnx(tmp_path, seed, capsys):
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     model = small_fcn8s()
     out = tmp_path / "fcn8s.onnx"
@@ -203,7 +203,7 @@ def test_cli_export_onnx(tmp_path, seed, capsys):
 
 
 def test_cli_export_errors(tmp_path, capsys):
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     plain = tmp_path / "plain.pt"
     torch.save(small_fcn8s().state_dict(), plain)

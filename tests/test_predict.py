@@ -69,7 +69,7 @@ def test_predict_under_bfloat16_autocast(seed):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny FCN-8s trained from scratch by `fcn-kernels train` (a few steps: labels vary, not accurate)."""
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--data", "synthetic", "--width", "0.03125", "--image-size", "32", "--n-class", "3",
@@ -110,7 +110,7 @@ def test_predict_command_writes_labels_and_overlays(tmp_path, checkpoint, capsys
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     paths = write_images(tmp_path, [(33, 41), (20, 27), (33, 41)])
     out = tmp_path / "pred"
@@ -136,7 +136,7 @@ def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
     import numpy as np
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     (path,) = write_images(tmp_path, [(29, 35)])
     for extra in (["--no-fused"], ["--dtype", "bfloat16"]):
@@ -151,7 +151,7 @@ def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
 def test_predict_command_errors(tmp_path, checkpoint, capsys):
     from PIL import Image
 
-    from fcn_kernels.cli import main
+    from fcn_kernels.app.cli import main
 
     (good,) = write_images(tmp_path, [(16, 16)])
     text = tmp_path / "notes.png"
@@ -180,3 +180,120 @@ def test_predict_command_errors(tmp_path, checkpoint, capsys):
         assert err.startswith("fcn-kernels predict: error:") and needle in err and "\n" not in err, err
     assert main(["predict", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 2
     assert "would be overwritten" in capsys.readouterr().err
+
+
+def test_predict_command_takes_a_folder(tmp_path, checkpoint, capsys):
+    """A folder stands for its images (by extension, any case), sorted by name; other files, hidden files
+    and subfolders are left out; every format named is read."""
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.app.cli import main
+
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["b.jpg", "a.PNG", "c.bmp", "d.tiff", "e.webp", "f.ppm", "g.JPEG", "h.tif"]
+    for name in names + [".hidden.png", "sub/inner.png"]:
+        Image.fromarray(rng.integers(0, 256, (18, 23, 3), dtype=np.uint8)).save(src / name)
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    assert main(["predict", str(src), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert f"{len(names)} label map(s)" in capsys.readouterr().out
+    stems = sorted(n.split(".")[0] for n in names)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}{x}" for s in stems for x in (".png", "_overlay.png"))
+    for name in ("c.bmp", "d.tiff", "e.webp"):  # the labels of the image, whatever its format
+        assert np.array_equal(np.asarray(Image.open(out / f"{name[0]}.png")),
+                              expected_labels(checkpoint, src / name))
+
+
+def test_predict_command_folder_order(tmp_path):
+    """Sorted by name, a folder's images after the files named before it, in the order given."""
+    from fcn_kernels.app.commands.predict import _image_paths
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name in ("z.png", "B.jpg", "a.png", "m.Tif"):
+        (folder / name).touch()
+    assert [p.name for p in _image_paths([str(tmp_path / "x.png"), str(folder)])] == [
+        "x.png", "B.jpg", "a.png", "m.Tif", "z.png"]
+
+
+def test_predict_command_empty_folder(tmp_path, checkpoint, capsys):
+    from fcn_kernels.app.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "anim.gif").touch()
+    assert main(["predict", str(empty), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fcn-kernels predict: error: folder") and "has no images" in err and ".webp" in err
+    assert "\n" not in err
+
+
+@pytest.fixture
+def folder_with_bad_images(tmp_path):
+    """Five images: two good, one not an image, one GIF, one whose data is cut short (its header reads)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "c.jpg"):
+        Image.fromarray(rng.integers(0, 256, (21, 17, 3), dtype=np.uint8)).save(src / name)
+    (src / "b.png").write_bytes(b"not a png")
+    Image.new("RGB", (8, 8)).save(src / "d.png", format="GIF")
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    (src / "e.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return src
+
+
+def test_predict_command_stops_at_a_bad_image_before_any_work(folder_with_bad_images, tmp_path, checkpoint,
+                                                              capsys):
+    from fcn_kernels.app.cli import main
+
+    out = tmp_path / "out"
+    assert main(["predict", str(folder_with_bad_images), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "b.png" in err and "--keep-going" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_predict_command_keep_going(folder_with_bad_images, tmp_path, checkpoint, capsys):
+    """--keep-going: one line on stderr for each bad image (whether its header or its data is bad), the others
+    written, then a summary and exit status 1."""
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.app.cli import main
+
+    out = tmp_path / "out"
+    assert main(["predict", str(folder_with_bad_images), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--keep-going", "--batch-size", "2", "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    skipped = [line for line in lines if line.startswith("fcn-kernels predict: skipped:")]
+    assert [next(n for n in ("b.png", "d.png", "e.png") if n in line) for line in skipped] == ["b.png", "d.png",
+                                                                                              "e.png"]
+    assert "GIF" in skipped[1] and "truncated" in skipped[2]
+    assert lines[-1].startswith("fcn-kernels predict: error: 3 of 5 image(s)") and "2 written" in lines[-1]
+    assert "2 label map(s)" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png", "c.png", "c_overlay.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "c.png")),
+                          expected_labels(checkpoint, folder_with_bad_images / "c.jpg"))
+
+
+def test_predict_command_keep_going_with_nothing_readable(tmp_path, checkpoint, capsys):
+    from fcn_kernels.app.cli import main
+
+    (tmp_path / "x.png").write_bytes(b"junk")
+    assert main(["predict", str(tmp_path / "x.png"), str(tmp_path / "missing.jpg"), "--checkpoint",
+                 str(checkpoint), "--out", str(tmp_path / "o"), "--keep-going"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "x.png" in err[0] and "missing.jpg" in err[1] and "2 of 2" in err[2]
+    assert not (tmp_path / "o").exists()

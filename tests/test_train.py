@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcn_kernels.cli import main
+from fcn_kernels.app.cli import main
 from voc_tree import write_voc
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
@@ -158,7 +158,7 @@ def test_help_shows_every_default_once(capsys):
     import dataclasses
 
     from fcn_kernels.app.config import TrainConfig, flag
-    from fcn_kernels.commands.demo import DemoConfig
+    from fcn_kernels.app.commands.demo import DemoConfig
 
     for cmd in ("train", "eval", "demo"):
         with pytest.raises(SystemExit):

@@ -1,5 +1,6 @@
-"""Small calls of every CUDA kernel (both ops, forward and backward; float64, float32, bfloat16;
-odd and 16-byte-multiple widths, a multi-slab and an untiled filter, 32- and 64-bit offsets), for
+"""Small calls of every CUDA kernel (upsample_skip and rarefied_conv2d forward and backward, upsample_argmax on
+the doctor's three cases with and without bias and skip; float64, float32, bfloat16; odd and 16-byte-multiple
+widths, a multi-slab and an untiled filter, 32- and 64-bit offsets), for
 compute-sanitizer, without PyTorch's caching allocator (else a read past a small tensor lands in cached
 memory and goes unreported):
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 1 python tools/cuda_sanitize.py
@@ -14,6 +15,7 @@ import torch
 
 import fcn_kernels
 from fcn_kernels import reference
+from fcn_kernels.app.doctor import UPSAMPLE, _inputs
 
 
 def upsample_calls(dtype):
@@ -34,6 +36,25 @@ def rarefied_calls(dtype):
     yield r(1, 4, 8, 16), r(4, 1, 3, 3), 4, 4, 4
     yield r(1, 1000, 3, 5), r(2, 1000, 3, 3), 1, 1, 1
     yield r(1, 1, 1, 8300), r(1, 1, 1, 8200), 1, 0, 1
+
+
+def argmax_calls(dtype):
+    # (x, weight, bias, skip, kwargs): each of the doctor's cases as it is (bias, skip or both), and bare
+    for i, case in enumerate(UPSAMPLE):
+        x, w, b, skip = (t.to(dtype) if t is not None else None
+                         for t in _inputs(case, torch.Generator().manual_seed(2 + i)))
+        yield x, w, b, skip, case.kwargs
+        yield x, w, None, None, {k: v for k, v in case.kwargs.items() if k != "skip_offset"}
+
+
+def check_labels(got, x, w, b, skip, kw, dtype):
+    """Each label's exact score within the tolerance of the row's maximum (a near-tie may pick either)."""
+    exact = reference.upsample_skip(*(t.double() if t is not None else None for t in (x, w, b, skip)), **kw)
+    got = got.cpu()
+    if got.dtype != torch.int64 or got.shape != exact[:, 0].shape:
+        sys.exit(f"upsample_argmax {dtype}: labels {got.dtype} {tuple(got.shape)}, want int64 "
+                 f"{tuple(exact[:, 0].shape)}")
+    check("upsample_argmax", exact.gather(1, got.unsqueeze(1)).squeeze(1), exact.amax(1), dtype)
 
 
 def check(name, got, want, dtype):
@@ -65,6 +86,10 @@ def main(device):
                 want = reference.rarefied_conv2d(x.double(), w.double(), None, rarefaction=r, padding=pad,
                                                  groups=groups)
                 check("rarefied_conv2d", y.detach(), want, dtype)
+            for x, w, b, skip, kw in argmax_calls(dtype):
+                on_device = [t.to(device) if t is not None else None for t in (x, w, b, skip)]
+                labels = fcn_kernels.upsample_argmax(*on_device, backend=backend, **kw)
+                check_labels(labels, x, w, b, skip, kw, dtype)
     if device == "cuda":
         torch.cuda.synchronize()
     print(f"cuda_sanitize: all calls done ({backend} backend)")

@@ -28,12 +28,28 @@ __device__ __forceinline__ void assign(double& dst, double v) { dst = v; }
 __device__ __forceinline__ void assign(__half& dst, float v) { dst = __float2half_rn(v); }
 __device__ __forceinline__ void assign(__nv_bfloat16& dst, float v) { dst = __float2bfloat16_rn(v); }
 
+// Read-only (non-coherent) global load of one element: every kernel reads its inputs through ldg,
+// never __ldg directly. cuda_fp16.hpp and cuda_bf16.hpp (CUDA 13.0) write __ldg of __half and
+// __nv_bfloat16 as a non-volatile asm, which the compiler takes for a pure computation and may run
+// where the source does not: it hoisted upsample_argmax's bias(0) above its has_bias test, a load
+// through the null bias pointer in every 16-bit instantiation (an illegal address on the H200). A
+// volatile asm stays under its guard; the float and double __ldg are volatile already.
+__device__ __forceinline__ float ldg(const float* p) { return __ldg(p); }
+__device__ __forceinline__ double ldg(const double* p) { return __ldg(p); }
+__device__ __forceinline__ unsigned short ldg_bits16(const void* p) {
+  unsigned short v;
+  asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ __half ldg(const __half* p) { return __ushort_as_half(ldg_bits16(p)); }
+__device__ __forceinline__ __nv_bfloat16 ldg(const __nv_bfloat16* p) { return __ushort_as_bfloat16(ldg_bits16(p)); }
+
 // Loader functors of the shared index math: a flat offset (int32_t or int64_t) to the accumulation type.
 template <typename T>
 struct Load {
   const T* __restrict__ p;
   template <typename Idx>
-  __device__ __forceinline__ typename AccOf<T>::type operator()(Idx k) const { return to_acc(__ldg(p + k)); }
+  __device__ __forceinline__ typename AccOf<T>::type operator()(Idx k) const { return to_acc(ldg(p + k)); }
 };
 
 template <typename Fn>

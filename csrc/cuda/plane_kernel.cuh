@@ -45,7 +45,7 @@ __device__ __forceinline__ void add_run(const T* __restrict__ p, A (&acc)[V], I 
 #pragma unroll
     for (int v = 0; v < V; ++v) acc[v] += to_acc(pk.v[v]);
   } else {
-    for (I v = 0; v < n; ++v) acc[v] += to_acc(__ldg(p + v));
+    for (I v = 0; v < n; ++v) acc[v] += to_acc(ldg(p + v));
   }
 }
 

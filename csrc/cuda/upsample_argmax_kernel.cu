@@ -13,7 +13,7 @@ namespace upsample_argmax {
 namespace cuda {
 namespace {
 
-using namespace fcn_kernels::cuda;  // AccOf, Load, assign, to_acc, with_type, kThreads, kMaxBlocks
+using namespace fcn_kernels::cuda;  // AccOf, Load, ldg, assign, to_acc, with_type, kThreads, kMaxBlocks
 
 template <typename T>
 struct Inputs {
@@ -25,8 +25,8 @@ struct Inputs {
   bool has_bias, has_skip;
   __device__ __forceinline__ Load<T> x(int64_t base) const { return Load<T>{xp + base}; }
   __device__ __forceinline__ Load<T> w(int64_t base) const { return Load<T>{wp + base}; }
-  __device__ __forceinline__ Acc bias(int64_t co) const { return to_acc(__ldg(bp + co)); }
-  __device__ __forceinline__ Acc skip(int64_t k) const { return to_acc(__ldg(sp + k)); }
+  __device__ __forceinline__ Acc bias(int64_t co) const { return to_acc(ldg(bp + co)); }
+  __device__ __forceinline__ Acc skip(int64_t k) const { return to_acc(ldg(sp + k)); }
   __device__ __forceinline__ Acc round(Acc v) const {
     T t;
     assign(t, v);

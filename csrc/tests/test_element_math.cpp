@@ -108,18 +108,20 @@ static int64_t random_threads(std::mt19937_64& rng) {
   return choices[std::uniform_int_distribution<int>(0, 4)(rng)];
 }
 
-// upsample_argmax's operands for label_at: reads checked against the plane's extents, scores rounded
-// to multiples of `quantum` (when > 0) so that rounded scores tie often.
+// upsample_argmax's operands for label_at: reads checked against the plane's extents (x, weight) and
+// the tensors' (bias, skip); an absent bias or skip is a null pointer, as the CUDA kernel gets it, and
+// any read of it fails. Scores rounded to multiples of `quantum` (when > 0) so that rounded scores tie
+// often.
 struct ArgmaxIn {
   using Acc = double;
   const double *xp, *wp, *bp, *sp;
-  int64_t x_extent, w_extent;
+  int64_t x_extent, w_extent, b_extent, s_extent;
   bool has_bias, has_skip;
   double quantum;
   Load x(int64_t base) const { return Load{xp + base, x_extent}; }
   Load w(int64_t base) const { return Load{wp + base, w_extent}; }
-  double bias(int64_t co) const { return bp[co]; }
-  double skip(int64_t k) const { return sp[k]; }
+  double bias(int64_t co) const { return Load{bp, bp ? b_extent : 0}(co); }
+  double skip(int64_t k) const { return Load{sp, sp ? s_extent : 0}(k); }
   double round(double v) const { return quantum > 0 ? std::round(v / quantum) * quantum : v; }
 };
 
@@ -141,6 +143,8 @@ static void check_labels(const fcn_kernels::upsample_skip::Geometry& g, const Ar
   ArgmaxIn in = in_proto;
   in.x_extent = int64_t(op.reduce()) * op.in_rows * op.in_cols;
   in.w_extent = (int64_t(op.reduce()) - 1) * op.weight_stride() + op.taps();
+  in.b_extent = g.Cout;
+  in.s_extent = g.N * g.Cout * g.Hs * g.Ws;
   std::vector<double> v(g.Cout);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t i = 0; i < g.Ho; ++i)
@@ -241,8 +245,8 @@ static void test_upsample_skip(std::mt19937_64& rng) {
     std::vector<double> bias_a = bias, skip_a = skip;
     if (uni(0, 3) == 0) bias_a[uni(0, int(g.Cout) - 1)] = NAN;
     if (with_skip && !skip_a.empty() && uni(0, 1)) skip_a[uni(0, int(skip_a.size()) - 1)] = NAN;
-    const ArgmaxIn in{x.data(), w.data(), bias_a.data(), skip_a.data(), 0, 0, with_bias, with_skip,
-                      uni(0, 1) ? 0.0 : 0.5 * uni(1, 4)};
+    const ArgmaxIn in{x.data(), w.data(), with_bias ? bias_a.data() : nullptr, with_skip ? skip_a.data() : nullptr,
+                      0, 0, 0, 0, with_bias, with_skip, uni(0, 1) ? 0.0 : 0.5 * uni(1, 4)};
     auto scores = [&](int64_t n, int64_t co, int64_t i, int64_t j) {
       return full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (with_bias ? bias_a[co] : 0.0) +
              (with_skip ? skip_a[g.skip_index(n, co, i, j)] : 0.0);
@@ -253,6 +257,65 @@ static void test_upsample_skip(std::mt19937_64& rng) {
     for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "upsample_skip input gradient", trial);
     const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));
     for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "upsample_skip weight gradient", trial);
+  }
+}
+
+// The uncropped transposed convolution of x by w, naively scattered: (N, Cout, Hf, Wf).
+static std::vector<double> naive_full(const fcn_kernels::upsample_skip::Geometry& g, const std::vector<double>& x,
+                                      const std::vector<double>& w) {
+  using fcn_kernels::upsample_skip::full_size;
+  const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t ci = 0; ci < g.Cin; ++ci)
+      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+        for (int64_t ih = 0; ih < g.H; ++ih)
+          for (int64_t iw = 0; iw < g.W; ++iw)
+            for (int64_t kh = 0; kh < g.Kh; ++kh)
+              for (int64_t kw = 0; kw < g.Kw; ++kw) {
+                const int64_t co = (ci / cin_g) * cout_g + co_l;
+                full[((n * g.Cout + co) * Hf + ih * g.sh + kh) * Wf + iw * g.sw + kw] +=
+                    x[g.x_index(n, ci, ih, iw)] * w[g.w_index(ci, co_l, kh, kw)];
+              }
+  return full;
+}
+
+// The doctor's upsample cases (fcn_kernels/doctor.py UPSAMPLE) through label_at in both index types,
+// every read checked against its tensor. The dense one has no bias: there the first H200 run's 16-bit
+// CUDA upsample_argmax faulted, the compiler having hoisted the load of bias(0) above the has_bias test
+// (fixed in csrc/cuda/common.cuh, ldg). The source's reads are in bounds and skip the absent operand,
+// which this pins; the hoisting itself shows only on a GPU (tools/argmax_probe.py).
+static void test_doctor_argmax_cases(std::mt19937_64& rng) {
+  using namespace fcn_kernels::upsample_skip;
+  struct Case { int64_t N, Cin, H, W, cout_g, K, stride, groups, oy, ox, Ho, Wo, Hs, Ws, sy, sx; bool bias; };
+  const Case cases[] = {
+      {2, 3, 5, 7, 1, 4, 2, 3, 1, 2, 9, 13, 12, 15, 2, 1, true},  // depthwise s2 k4, skip
+      {1, 4, 3, 2, 3, 9, 4, 2, 5, 3, 12, 10, 0, 0, 0, 0, true},   // grouped s4 k9, crop at the end
+      {1, 16, 3, 4, 16, 4, 2, 1, 0, 0, 8, 10, 9, 10, 1, 0, false},  // dense 16->16 s2 k4, skip, no bias
+  };
+  std::normal_distribution<double> normal;
+  int trial = 1000;
+  for (const Case& c : cases) {
+    Geometry g{};
+    g.N = c.N; g.Cin = c.Cin; g.H = c.H; g.W = c.W; g.groups = c.groups; g.Cout = c.cout_g * c.groups;
+    g.Kh = g.Kw = c.K; g.sh = g.sw = c.stride; g.oy = c.oy; g.ox = c.ox; g.Ho = c.Ho; g.Wo = c.Wo;
+    g.Hs = c.Hs; g.Ws = c.Ws; g.sy = c.sy; g.sx = c.sx;
+    const bool with_skip = c.Hs > 0;
+    std::vector<double> x(g.N * g.Cin * g.H * g.W), w(g.Cin * c.cout_g * g.Kh * g.Kw), bias(c.bias ? g.Cout : 0),
+        skip(g.N * g.Cout * g.Hs * g.Ws);
+    for (auto* v : {&x, &w, &bias, &skip})
+      for (double& e : *v) e = normal(rng);
+    const auto full = naive_full(g, x, w);
+    const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
+    auto scores = [&](int64_t n, int64_t co, int64_t i, int64_t j) {
+      return full[((n * g.Cout + co) * Hf + i + g.oy) * Wf + j + g.ox] + (c.bias ? bias[co] : 0.0) +
+             (with_skip ? skip[g.skip_index(n, co, i, j)] : 0.0);
+    };
+    const ArgmaxIn in{x.data(), w.data(), c.bias ? bias.data() : nullptr, with_skip ? skip.data() : nullptr,
+                      0, 0, 0, 0, c.bias, with_skip, 0.0};
+    check_labels<int32_t>(g, in, scores, trial);
+    check_labels<int64_t>(g, in, scores, trial++);
   }
 }
 
@@ -310,6 +373,7 @@ static void test_rarefied_conv(std::mt19937_64& rng) {
 int main() {
   std::mt19937_64 rng(12345);
   test_upsample_skip(rng);
+  test_doctor_argmax_cases(rng);
   test_rarefied_conv(rng);
   std::printf("%ld elements compared, %d failures\n", compared, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

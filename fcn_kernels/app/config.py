@@ -118,6 +118,19 @@ class _Default:
         return str(self.value) if self.shown is None else self.shown
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help that writes each option's default after its help, except where there is none to write: a
+    required option, or a default of None (no value, or a rule the help text states)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if isinstance(default, _Default) and default.shown is None:
+            default = default.value
+        if action.required or default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -6,7 +6,7 @@ import torch
 from ..errors import CLIError
 
 
-def resolve_device(name: str, d) -> torch.device:
+def resolve_device(name: str, dist) -> torch.device:
     """'auto' is cuda when available, else cpu; a bare 'cuda' under torchrun is this rank's local GPU."""
     if name in (None, "auto"):
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -18,7 +18,7 @@ def resolve_device(name: str, d) -> torch.device:
         if not torch.cuda.is_available():
             raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
         if device.index is None:
-            device = torch.device("cuda", d.local_rank if d.enabled else torch.cuda.current_device())
+            device = torch.device("cuda", dist.local_rank if dist.enabled else torch.cuda.current_device())
         if device.index >= torch.cuda.device_count():
             raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)

@@ -4,7 +4,7 @@ import os
 import re
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 
 from ..errors import CLIError
 
@@ -30,56 +30,56 @@ class Dist:
     def setup(self, device: torch.device, timeout: float):
         """Join the process group; every collective then fails after `timeout` seconds without its peers
         (a rank that died makes the others exit with an error, not hang)."""
-        if not self.enabled or dist.is_initialized():
+        if not self.enabled or torch_dist.is_initialized():
             return
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
+        torch_dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
         self.owned = True
 
     def teardown(self):
-        if self.owned and dist.is_initialized():
-            dist.destroy_process_group()
+        if self.owned and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
 
     def all_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.enabled:
-            dist.all_reduce(t)
+            torch_dist.all_reduce(t)
         return t
 
     def all_max(self, t: torch.Tensor) -> torch.Tensor:
         if self.enabled:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
         return t
 
     def gather(self, obj):
         if not self.enabled:
             return [obj]
         out = [None] * self.world
-        dist.all_gather_object(out, obj)
+        torch_dist.all_gather_object(out, obj)
         return out
 
     def barrier(self):
         if self.enabled:
-            dist.barrier()
+            torch_dist.barrier()
 
 
 def run_distributed(job, cfg, device_name: str):
-    """Run job(cfg, d, device) inside the process group. A peer lost or silent past the timeout is a
+    """Run job(cfg, dist, device) inside the process group. A peer lost or silent past the timeout is a
     one-line CLIError naming this rank."""
     from .device import resolve_device
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    d = Dist()
-    device = resolve_device(device_name, d)
+    dist = Dist()
+    device = resolve_device(device_name, dist)
     try:
-        d.setup(device, cfg.dist_timeout)
-        return job(cfg, d, device)
+        dist.setup(device, cfg.dist_timeout)
+        return job(cfg, dist, device)
     except RuntimeError as exc:  # DistError, or a plain RuntimeError from gloo inside DDP's backward
         text = str(exc).strip()
-        if not d.enabled or not (isinstance(exc, dist.DistError) or _PEER_LOST.search(text)):
+        if not dist.enabled or not (isinstance(exc, torch_dist.DistError) or _PEER_LOST.search(text)):
             raise
         first = text.splitlines()[0] if text else type(exc).__name__
-        raise CLIError(f"rank {d.rank} of {d.world}: lost the other processes ({first[:300]}); "
+        raise CLIError(f"rank {dist.rank} of {dist.world}: lost the other processes ({first[:300]}); "
                        "did another rank fail?") from None
     finally:
-        d.teardown()
+        dist.teardown()

@@ -17,13 +17,13 @@ from .factory import batches, build_dataset, build_model
 
 
 @torch.no_grad()
-def evaluate(model, ds, n_class, device, d, batch_size=1, amp=False, num_workers=0, progress=False):
+def evaluate(model, ds, n_class, device, dist, batch_size=1, amp=False, num_workers=0, progress=False):
     """The four metrics over the data set (each rank scores every W-th image, no padding;
     the confusion matrices are summed)."""
     was_training = model.training
     model.eval()
-    mine = list(range(d.rank, len(ds), d.world))
-    local_bs = max(1, batch_size // d.world)
+    mine = list(range(dist.rank, len(ds), dist.world))
+    local_bs = max(1, batch_size // dist.world)
     cm = ConfusionMatrix(n_class, device=device)
     it = batches(ds, [mine[i:i + local_bs] for i in range(0, len(mine), local_bs)], num_workers)
     if progress:
@@ -54,7 +54,7 @@ def save_metrics(path, result: dict) -> None:
         json.dump(result, f, indent=2)
 
 
-def run_eval(cfg, d, device, given=frozenset()) -> dict:
+def run_eval(cfg, dist, device, given=frozenset()) -> dict:
     """`fcn-kernels eval`: score a checkpoint; metrics.json and overlay.png under cfg.out.
     `given`: the options given on the command line (the architecture comes from the checkpoint)."""
     from .overlay import write_overlay
@@ -79,12 +79,12 @@ def run_eval(cfg, d, device, given=frozenset()) -> dict:
         init_from(model, cfg.checkpoint)
     ds = build_dataset(cfg, cfg.split, train=False)
     t0 = time.perf_counter()
-    s = evaluate(model, ds, config["n_class"], device, d, cfg.batch_size, cfg.amp, cfg.num_workers,
-                 progress=cfg.progress and d.main)
+    s = evaluate(model, ds, config["n_class"], device, dist, cfg.batch_size, cfg.amp, cfg.num_workers,
+                 progress=cfg.progress and dist.main)
     result = dict(s, split=cfg.split, eval_seconds=round(time.perf_counter() - t0, 3), model=config,
                   fused=cfg.fused, amp=cfg.amp, device=str(device), checkpoint=str(cfg.checkpoint),
                   step=ckpt.get("step") if is_own_checkpoint(ckpt) else None)
-    if d.main:
+    if dist.main:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         result["overlay"] = write_overlay(model, ds, out / "overlay.png", device, n=cfg.overlay_images, amp=cfg.amp)

@@ -60,14 +60,14 @@ def build_dataset(cfg, split: str, train: bool):
                            flip=train and cfg.flip, seed=getattr(cfg, "seed", 0))
 
 
-def epoch_batches(n_items: int, batch_size: int, d, seed: int, epoch: int):
+def epoch_batches(n_items: int, batch_size: int, dist, seed: int, epoch: int):
     """This rank's batches (lists of indices) of an epoch: DistributedSampler's permutation for (seed,
     epoch), rank r taking every W-th index, so the union of the ranks' k-th batches is the
     single-process k-th batch."""
     from torch.utils.data import DistributedSampler
 
-    local = batch_size // d.world
-    sampler = DistributedSampler(range(n_items), num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed,
+    local = batch_size // dist.world
+    sampler = DistributedSampler(range(n_items), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed,
                                  drop_last=True)
     sampler.set_epoch(epoch)
     idx = list(sampler)

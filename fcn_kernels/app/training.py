@@ -10,7 +10,11 @@ make runs reproducible and world-size independent:
 - Checkpoints hold the model, optimizer, step, epoch, position in the epoch and every rank's RNG
   states: a resumed run continues the same run, bitwise on the CPU.
 - The run is a fixed amount of work (``iters`` steps); ``max_seconds`` only stops it early.
+
+The recipe: :func:`train` = :func:`setup` (and :func:`resume`), :func:`train_one_epoch` until the steps are
+done (:func:`train_step` a batch), :func:`finish`; :func:`checkpoint_payload` is what checkpoint.pt holds.
 """
+import dataclasses
 import math
 import sys
 import time
@@ -79,20 +83,57 @@ def lr_at(cfg, step: int) -> float:
     return cfg.lr
 
 
-def log(d, *msg):
-    if d.main:
+def log(dist, *msg):
+    if dist.main:
         print(*msg, flush=True)
 
 
-def train(cfg, d, device, ckpt=None, written_by="train") -> dict:
-    """Train as `cfg` says (a resolved TrainConfig), continuing `ckpt` when given; returns the final
-    metrics. Writes checkpoint.pt, metrics.json and overlay.png under cfg.out."""
+@dataclasses.dataclass(eq=False)
+class TrainingRun:
+    """One training run: what it is built from, and where it stands (what a checkpoint saves)."""
+    cfg: object
+    dist: object  # the process group (distributed.Dist)
+    device: torch.device
+    written_by: str
+    out: Path
+    model_config: dict
+    train_ds: object
+    val_ds: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the loss-sampling stream
+    net: torch.nn.Module | None = None  # the model, wrapped in DistributedDataParallel under torchrun
+    weight: torch.Tensor | None = None  # the loss's class weights
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # batches of this epoch done
+    elapsed0: float = 0.0  # training seconds before this process (a resumed run's)
+    elapsed: float = 0.0  # training seconds so far, elapsed0 included
+    started: float = 0.0  # perf_counter() when this process began training
+    saved_step: int | None = None  # the step of the checkpoint on disk (None: none written or resumed)
+    last_loss: float = math.nan
+    history: list = dataclasses.field(default_factory=list)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+
+def build_optimizer(cfg, model) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def setup(cfg, dist, device, ckpt=None, written_by="train") -> TrainingRun:
+    """Check the options against the world and the data, build the data sets, model, optimizer and random
+    streams, and continue `ckpt` when given."""
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    if cfg.batch_size % d.world:
+    if cfg.batch_size % dist.world:
         raise CLIError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
-                       f"world size {d.world}")
-    _check_overwrite(cfg, ckpt_path, written_by)
+                       f"world size {dist.world}")
+    _check_overwrite(cfg, out / "checkpoint.pt", written_by)
     mconfig = model_config(cfg)
 
     train_ds = build_dataset(cfg, cfg.train_split, train=True)
@@ -107,136 +148,170 @@ def train(cfg, d, device, ckpt=None, written_by="train") -> dict:
             kaiming_init(model)
         if cfg.init_from:
             init_from(model, cfg.init_from)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, epoch, pos, elapsed0 = 0, 0, 0, 0.0
-    gen = seed_streams(cfg.seed, d.rank, device)
-    saved_step = None
+    optimizer = build_optimizer(cfg, model)
+    run = TrainingRun(cfg, dist, device, written_by, out, mconfig, train_ds, val_ds, model, optimizer,
+                      generator=seed_streams(cfg.seed, dist.rank, device))
     if ckpt is not None:
-        load_model_state(model, ckpt["model"], cfg.resume)
-        opt.load_state_dict(ckpt["optimizer"])
-        step, epoch, pos, elapsed0 = ckpt["step"], ckpt["epoch"], ckpt["pos"], ckpt["elapsed"]
-        saved_step = step
-        if len(ckpt["rng"]) == d.world:
-            set_rng_state(ckpt["rng"][d.rank], gen)
-        else:
-            log(d, f"note: checkpoint from {len(ckpt['rng'])} process(es), now {d.world}: random streams restart")
-        if ckpt["world"] != d.world:
-            log(d, "note: world size changed since the checkpoint; the sample order of this epoch restarts")
-            pos = 0
-        log(d, f"resumed {cfg.resume} at step {step}/{cfg.iters}")
+        resume(run, ckpt)
 
-    weight = None
     if cfg.class_weights != "none":
-        weight = class_weights(class_frequencies(train_ds, cfg.n_class), cfg.class_weights).to(device)
-        log(d, "class weights:", " ".join(f"{w:.3g}" for w in weight.tolist()))
+        run.weight = class_weights(class_frequencies(train_ds, cfg.n_class), cfg.class_weights).to(device)
+        log(dist, "class weights:", " ".join(f"{w:.3g}" for w in run.weight.tolist()))
 
-    net = model
-    if d.enabled:
+    run.net = model
+    if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     out.mkdir(parents=True, exist_ok=True)
-    log(d, f"training {cfg.model} (n_class={cfg.n_class}, width={cfg.width}, fused={cfg.fused}) on {train_ds!r}, "
-           f"device {device}, world {d.world}, global batch {cfg.batch_size}")
+    log(dist, f"training {cfg.model} (n_class={cfg.n_class}, width={cfg.width}, fused={cfg.fused}) on "
+              f"{train_ds!r}, device {device}, world {dist.world}, global batch {cfg.batch_size}")
+    return run
 
-    def checkpoint():
-        check_finite(model, step)
-        rngs = d.gather(rng_state(gen))  # every rank joins the gather
-        if d.main:
-            save_checkpoint(ckpt_path, {
-                "format": FORMAT, "version": VERSION, "model_config": mconfig, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "pos": pos, "elapsed": elapsed,
-                "world": d.world, "rng": rngs, "config": config_mod.as_dict(cfg), "written_by": written_by,
-                "class_names": list(getattr(train_ds, "class_names", None) or [])})
-        return step
 
-    model.train()
-    t0 = time.perf_counter()
-    elapsed = elapsed0
-    bar = None
-    if cfg.progress and d.main:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.iters, initial=step, desc="train", dynamic_ncols=True, file=sys.stderr)
-    train_ds.set_epoch(epoch)
-    it = batches(train_ds, epoch_batches(len(train_ds), cfg.batch_size, d, cfg.seed, epoch)[pos:], cfg.num_workers)
-    last_loss = math.nan
-    stopped_early = False
-    history = []
-    while step < cfg.iters:
-        try:
-            x, y = next(it)
-        except StopIteration:
-            epoch, pos = epoch + 1, 0
-            train_ds.set_epoch(epoch)
-            it = batches(train_ds, epoch_batches(len(train_ds), cfg.batch_size, d, cfg.seed, epoch),
-                         cfg.num_workers)
-            continue
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        lr = lr_at(cfg, step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with autocast(device, cfg.amp):
-            scores = net(x)
-        total = pixelwise_cross_entropy(scores, y, weight, sample_p=cfg.sample_p, generator=gen, reduction="sum")
-        n_valid = d.all_sum((y != 255).sum().to(torch.float64))
-        loss = total * d.world / n_valid.clamp_min(1)
-        last_loss = float(d.all_sum(loss.detach().double()) / d.world)  # rank-equal: all ranks stop together
-        if not math.isfinite(last_loss):
-            kept = (f"the checkpoint on disk is the one of step {saved_step}" if saved_step is not None
-                    else "no checkpoint was written")
-            raise CLIError(f"the loss is {last_loss} at step {step + 1} (lr {lr:g}): training stopped before "
-                           f"that update; {kept} (lower --lr?)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step, pos = step + 1, pos + 1
-        elapsed = elapsed0 + time.perf_counter() - t0
-        if d.enabled and cfg.max_seconds is not None:  # one clock for all ranks: a rank-equal stop
-            elapsed = float(d.all_max(torch.tensor(elapsed, dtype=torch.float64, device=device)))
-        if step % cfg.log_every == 0 or step == cfg.iters:
-            history.append({"step": step, "loss": last_loss, "lr": lr, "seconds": round(elapsed, 2)})
+def resume(run: TrainingRun, ckpt: dict) -> None:
+    """Continue `ckpt`: the weights, the optimizer, the position, and every random stream when the world
+    size is the checkpoint's."""
+    cfg, dist = run.cfg, run.dist
+    load_model_state(run.model, ckpt["model"], cfg.resume)
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.step, run.epoch, run.pos, run.elapsed0 = ckpt["step"], ckpt["epoch"], ckpt["pos"], ckpt["elapsed"]
+    run.saved_step = run.step
+    if len(ckpt["rng"]) == dist.world:
+        set_rng_state(ckpt["rng"][dist.rank], run.generator)
+    else:
+        log(dist, f"note: checkpoint from {len(ckpt['rng'])} process(es), now {dist.world}: random streams restart")
+    if ckpt["world"] != dist.world:
+        log(dist, "note: world size changed since the checkpoint; the sample order of this epoch restarts")
+        run.pos = 0
+    log(dist, f"resumed {cfg.resume} at step {run.step}/{cfg.iters}")
+
+
+def train_step(run: TrainingRun, x, y, lr: float) -> float:
+    """One optimizer step at learning rate `lr` on this rank's part (x, y) of the global batch; returns
+    the loss, the same on every rank."""
+    cfg, dist = run.cfg, run.dist
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    with autocast(run.device, cfg.amp):
+        scores = run.net(x)
+    total = pixelwise_cross_entropy(scores, y, run.weight, sample_p=cfg.sample_p, generator=run.generator,
+                                   reduction="sum")
+    n_valid = dist.all_sum((y != 255).sum().to(torch.float64))
+    loss = total * dist.world / n_valid.clamp_min(1)
+    loss_value = float(dist.all_sum(loss.detach().double()) / dist.world)  # rank-equal: all ranks stop together
+    if not math.isfinite(loss_value):
+        kept = (f"the checkpoint on disk is the one of step {run.saved_step}" if run.saved_step is not None
+                else "no checkpoint was written")
+        raise CLIError(f"the loss is {loss_value} at step {run.step + 1} (lr {lr:g}): training stopped before "
+                       f"that update; {kept} (lower --lr?)")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return loss_value
+
+
+def train_one_epoch(run: TrainingRun, bar=None) -> bool:
+    """Train on the rest of epoch run.epoch (from its batch run.pos) until the epoch ends (the run then
+    stands at the next epoch's start), the run has done cfg.iters steps, or the time limit passes;
+    returns whether the time limit stopped it."""
+    cfg, dist = run.cfg, run.dist
+    run.train_ds.set_epoch(run.epoch)
+    order = epoch_batches(len(run.train_ds), cfg.batch_size, dist, cfg.seed, run.epoch)
+    for x, y in batches(run.train_ds, order[run.pos:], cfg.num_workers):
+        lr = lr_at(cfg, run.step)
+        run.last_loss = train_step(run, x, y, lr)
+        run.step, run.pos = run.step + 1, run.pos + 1
+        run.elapsed = run.elapsed0 + time.perf_counter() - run.started
+        if dist.enabled and cfg.max_seconds is not None:  # one clock for all ranks: a rank-equal stop
+            run.elapsed = float(dist.all_max(torch.tensor(run.elapsed, dtype=torch.float64, device=run.device)))
+        if run.step % cfg.log_every == 0 or run.step == cfg.iters:
+            run.history.append({"step": run.step, "loss": run.last_loss, "lr": lr, "seconds": round(run.elapsed, 2)})
         if bar is not None:
             bar.update(1)
-            if step % cfg.log_every == 0:
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
-        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.iters:
-            s = evaluate(model, val_ds, cfg.n_class, device, d, cfg.batch_size, cfg.amp, cfg.num_workers)
-            msg = f"step {step}: val {format_scores(s)}"
-            (bar.write(msg) if bar is not None else log(d, msg))
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.iters:
-            saved_step = checkpoint()
-        if cfg.max_seconds is not None and elapsed > cfg.max_seconds:
-            stopped_early = step < cfg.iters
-            break
-    if bar is not None:
-        bar.close()
-    train_seconds = elapsed - elapsed0
+            if run.step % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{run.last_loss:.4f}", lr=f"{lr:.2e}")
+        if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.iters:
+            s = evaluate(run.model, run.val_ds, cfg.n_class, run.device, dist, cfg.batch_size, cfg.amp,
+                         cfg.num_workers)
+            msg = f"step {run.step}: val {format_scores(s)}"
+            (bar.write(msg) if bar is not None else log(dist, msg))
+        if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < cfg.iters:
+            write_checkpoint(run)
+        if cfg.max_seconds is not None and run.elapsed > cfg.max_seconds:
+            return True
+        if run.step >= cfg.iters:
+            return False
+    run.epoch, run.pos = run.epoch + 1, 0
+    return False
+
+
+def checkpoint_payload(run: TrainingRun, rngs: list) -> dict:
+    """checkpoint.pt: the model (and how to rebuild it), the optimizer, the position and every rank's
+    random streams (`rngs`), so that a resumed run continues the same run; and the run's options."""
+    cfg = run.cfg
+    return {"format": FORMAT, "version": VERSION, "model_config": run.model_config, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "step": run.step, "epoch": run.epoch, "pos": run.pos,
+            "elapsed": run.elapsed, "world": run.dist.world, "rng": rngs, "config": config_mod.as_dict(cfg),
+            "written_by": run.written_by, "class_names": list(getattr(run.train_ds, "class_names", None) or [])}
+
+
+def write_checkpoint(run: TrainingRun) -> None:
+    check_finite(run.model, run.step)
+    rngs = run.dist.gather(rng_state(run.generator))  # every rank joins the gather
+    if run.dist.main:
+        save_checkpoint(run.checkpoint_path, checkpoint_payload(run, rngs))
+    run.saved_step = run.step
+
+
+def finish(run: TrainingRun) -> dict:
+    """The last checkpoint and the final evaluation; metrics.json and overlay.png. Returns the metrics."""
+    cfg, dist, out = run.cfg, run.dist, run.out
+    stopped_early = run.step < cfg.iters
     if stopped_early:
-        log(d, f"time limit of {cfg.max_seconds:g} s reached at step {step}/{cfg.iters}")
-    checkpoint()
-    digests = d.gather(weight_digest(model))
+        log(dist, f"time limit of {cfg.max_seconds:g} s reached at step {run.step}/{cfg.iters}")
+    write_checkpoint(run)
+    digests = dist.gather(weight_digest(run.model))
 
     t1 = time.perf_counter()
-    s = evaluate(model, val_ds, cfg.n_class, device, d, cfg.batch_size, cfg.amp, cfg.num_workers,
-                 progress=cfg.progress and d.main)
-    result = dict(s, split=cfg.val_split, step=step, iters=cfg.iters, epoch=epoch, stopped_early=stopped_early,
-                  train_seconds=round(train_seconds, 3), total_train_seconds=round(elapsed, 3),
-                  eval_seconds=round(time.perf_counter() - t1, 3), final_loss=last_loss, loss_history=history,
-                  model=mconfig, fused=cfg.fused, amp=cfg.amp, device=str(device), world_size=d.world,
-                  global_batch=cfg.batch_size, checkpoint=str(ckpt_path), rank_weight_digests=digests)
-    if d.main:
+    s = evaluate(run.model, run.val_ds, cfg.n_class, run.device, dist, cfg.batch_size, cfg.amp, cfg.num_workers,
+                 progress=cfg.progress and dist.main)
+    result = dict(s, split=cfg.val_split, step=run.step, iters=cfg.iters, epoch=run.epoch,
+                  stopped_early=stopped_early, train_seconds=round(run.elapsed - run.elapsed0, 3),
+                  total_train_seconds=round(run.elapsed, 3), eval_seconds=round(time.perf_counter() - t1, 3),
+                  final_loss=run.last_loss, loss_history=run.history, model=run.model_config, fused=cfg.fused,
+                  amp=cfg.amp, device=str(run.device), world_size=dist.world, global_batch=cfg.batch_size,
+                  checkpoint=str(run.checkpoint_path), rank_weight_digests=digests)
+    if dist.main:
         from .overlay import write_overlay
 
         if len(set(digests)) != 1:
             print("warning: the ranks' weights differ", file=sys.stderr)
-        result["overlay"] = write_overlay(model, val_ds, out / "overlay.png", device, n=cfg.overlay_images,
-                                          amp=cfg.amp)
+        result["overlay"] = write_overlay(run.model, run.val_ds, out / "overlay.png", run.device,
+                                          n=cfg.overlay_images, amp=cfg.amp)
         save_metrics(out / "metrics.json", result)
-        print(f"val ({len(val_ds)} images): {format_scores(s)}")
-        print(f"checkpoint: {ckpt_path}\nmetrics: {out / 'metrics.json'}\noverlay: {result['overlay']}", flush=True)
-    d.barrier()
+        print(f"val ({len(run.val_ds)} images): {format_scores(s)}")
+        print(f"checkpoint: {run.checkpoint_path}\nmetrics: {out / 'metrics.json'}\noverlay: {result['overlay']}",
+              flush=True)
+    dist.barrier()
     return result
+
+
+def train(cfg, dist, device, ckpt=None, written_by="train") -> dict:
+    """Train as `cfg` says (a resolved TrainConfig) on the process group `dist`, continuing `ckpt` when
+    given; returns the final metrics. Writes checkpoint.pt, metrics.json and overlay.png under cfg.out."""
+    run = setup(cfg, dist, device, ckpt, written_by)
+    run.model.train()
+    run.started = time.perf_counter()
+    run.elapsed = run.elapsed0
+    bar = None
+    if cfg.progress and dist.main:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.iters, initial=run.step, desc="train", dynamic_ncols=True, file=sys.stderr)
+    out_of_time = False
+    while run.step < cfg.iters and not out_of_time:
+        out_of_time = train_one_epoch(run, bar)
+    if bar is not None:
+        bar.close()
+    return finish(run)

@@ -14,10 +14,8 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from .transforms import preprocess, random_flip
+from ._base import SegmentationDataset
 
 __all__ = ["SyntheticShapes", "SHAPES"]
 
@@ -50,7 +48,7 @@ def _shape_mask(kind, yy, xx, cy, cx, r, theta):
     raise ValueError(kind)
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(SegmentationDataset):
     """Seeded synthetic scenes of shapes on textured backgrounds.
 
     Args:
@@ -88,9 +86,6 @@ class SyntheticShapes(Dataset):
     def __len__(self):
         return self.length
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def raw(self, index: int):
         """Image i as ((H, W, 3) uint8 RGB, (H, W) int64 label) before preprocessing."""
         if not 0 <= index < self.length:
@@ -122,12 +117,6 @@ class SyntheticShapes(Dataset):
             label[mask] = cls
         img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         return img, label
-
-    def __getitem__(self, index):
-        img, label = self.raw(index)
-        if self.flip:
-            img, label = random_flip(img, label, np.random.default_rng([self.seed, 7, self.epoch, index]))
-        return preprocess(img, self.preprocess), torch.from_numpy(np.ascontiguousarray(label))
 
     def __repr__(self):
         return (f"SyntheticShapes(length={self.length}, size={self.size}, n_class={self.n_class}, "

@@ -15,11 +15,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from ..errors import DataError  # re-exported: fcn_kernels.data.DataError
-from .transforms import preprocess, random_flip
+from ._base import SegmentationDataset
 
 __all__ = ["VOCSegmentation", "VOC_CLASSES", "DataError", "write_voc_label"]
 
@@ -58,7 +56,7 @@ def write_voc_label(path, label: np.ndarray) -> None:
     im.save(path, format="PNG")
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(SegmentationDataset):
     """A VOC-format segmentation split.
 
     Args:
@@ -119,9 +117,6 @@ class VOCSegmentation(Dataset):
     def __len__(self):
         return len(self.ids)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def raw(self, index: int):
         """((H, W, 3) uint8 RGB, (H, W) int64 label) of item ``index``, validated."""
         from PIL import Image
@@ -145,12 +140,6 @@ class VOCSegmentation(Dataset):
             raise DataError(f"{lab_path}: labels {vals} are outside [0, {self.n_class}) and are not the ignore "
                             f"label {self.ignore_index} (wrong --n-class, or not a class-index PNG?)")
         return img, label
-
-    def __getitem__(self, index):
-        img, label = self.raw(index)
-        if self.flip:
-            img, label = random_flip(img, label, np.random.default_rng([self.seed, 7, self.epoch, index]))
-        return preprocess(img, self.preprocess), torch.from_numpy(np.ascontiguousarray(label))
 
     def __repr__(self):
         return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"

@@ -1,9 +1,67 @@
 """optimize_for_inference: an FCN (or any image model) made fast for inference (docs/DESIGN.md §3)."""
 import contextlib
+import contextvars
 import copy
+import functools
+import threading
 
 import torch
 from torch import nn
+
+
+class _FreezingOn:
+    """A reusable context manager: `config.freezing` is True inside it, and as it was once it ends, when
+    threads enter and leave it in any order.
+
+    Dynamo reads torch._inductor.config.freezing itself when it traces (parameters become constants of the
+    graph), so a compile option (torch.compile(options=...)) cannot replace the flag: measured, the graph
+    is then not frozen. A new `config.patch(freezing=True)` a call is unsafe: where the config is one for
+    the process (torch before 2.12) a thread leaving its patch turned freezing off under another thread's
+    compilation, and the last one to leave could leave it on for the whole process; where values are per
+    thread, torch 2.14's patch object keeps a ContextVar alive in the thread for good, about 300 bytes a
+    call (measured: tests/test_serving.py). So: per thread, set and restore the thread's own value;
+    process-wide, count the calls inside under a lock, the first one in sets it, the last one out
+    restores it."""
+
+    def __init__(self, config, per_thread):
+        self._config, self._per_thread = config, per_thread
+        self._lock, self._inside, self._saved = threading.Lock(), 0, None
+        self._prior = threading.local()
+
+    def __enter__(self):
+        if self._per_thread:
+            stack = self._prior.__dict__.setdefault("stack", [])
+            stack.append(self._config.freezing)
+            self._config.freezing = True
+            return
+        with self._lock:
+            if self._inside == 0:
+                self._saved = self._config.freezing
+                self._config.freezing = True
+            self._inside += 1
+
+    def __exit__(self, *exc):
+        if self._per_thread:
+            self._config.freezing = self._prior.stack.pop()
+            return
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._config.freezing = self._saved
+
+
+def _per_thread(config) -> bool:
+    """Whether `config`'s values are per thread (torch >= 2.12: each entry's override is a ContextVar)."""
+    entry = getattr(config, "_config", {}).get("freezing")
+    return isinstance(getattr(entry, "user_override", None), contextvars.ContextVar)
+
+
+@functools.cache
+def _freezing():
+    """The one _FreezingOn of torch._inductor.config (imported on the first compiled call, not with us)."""
+    import torch._inductor.config as config
+
+    return _FreezingOn(config, _per_thread(config))
 
 
 class InferenceModel(nn.Module):
@@ -25,8 +83,9 @@ class InferenceModel(nn.Module):
         x = inputs[0]
         autocast = (torch.autocast(x.device.type, dtype=self.dtype) if self.dtype != x.dtype
                     else contextlib.nullcontext())
-        # Freezing is read when a graph is compiled (the first call, and a recompilation for a new size).
-        freezing = torch._inductor.config.patch(freezing=True) if self.compiled else contextlib.nullcontext()
+        # Freezing is read when a graph is traced and compiled (the first call, and a recompilation for a
+        # new size). Nothing else here is shared between calls: threads may call forward and predict at once.
+        freezing = _freezing() if self.compiled else contextlib.nullcontext()
         with torch.no_grad(), autocast, freezing:
             return fn(*inputs)
 

@@ -1,6 +1,7 @@
 """The public ops; each module validates arguments, picks a backend (fcn_kernels.backends) and
-registers the C++ ops' fake kernels. _autograd.py holds each op family's one autograd, registered on
-the C++ ops here and on the Triton ops in fcn_kernels/triton/, and the op naming rule."""
+registers the C++ ops' fake kernels and autograd. Each op family's one autograd, and the op naming rule,
+live in fcn_kernels/_autograd/, which both backends import (the C++ ops here, the Triton ops in
+fcn_kernels/triton/): ops/ imports triton/, never the other way."""
 from .upsample_skip import upsample_skip
 from .upsample_argmax import upsample_argmax
 from .rarefied_conv2d import rarefied_conv2d

@@ -3,7 +3,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_extent, check_int, check_planes, check_tensor, pair
-from ._autograd import register_upsample_skip
+from .._autograd import register_upsample_skip
 
 
 def _full_size(n, s, k):

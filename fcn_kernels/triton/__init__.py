@@ -1,7 +1,8 @@
 """Triton kernels (docs/DESIGN.md §4): one module per op family, each holding its kernels, launchers and the
-`torch.library.triton_op` registration with autograd; bias_grad.py the bias gradient of both, utils.py
-the helpers they share (autotuning, the launch on the tensors' device, dot arithmetic), _tiles.py their
-program -> work decompositions.
+`torch.library.triton_op` registration with autograd (fcn_kernels/_autograd/); bias_grad.py the bias
+gradient of both (kernel and triton_op), utils.py the helpers they share (autotuning, the launch on the
+tensors' device, dot arithmetic), _tiles.py their program -> work decompositions. An op module imports
+those three, never another op module, and nothing here imports fcn_kernels.ops (tests/test_layers.py).
 
 Import needs `triton`. For CPU tensors, set TRITON_INTERPRET=1 before triton is first imported: the
 kernels then run in Triton's interpreter (slow; how they are tested without a GPU).

@@ -1,11 +1,18 @@
 """The bias gradient of every op in Triton: grad_out summed per channel over (N, H, W), as per-tile
-partial sums that a fixed-order sum reduces (no atomics, the same bits every run). The same pass can also
-write the gradient of a tensor whose window was added to the output (upsample_skip's skip): grad_out
+partial sums that a fixed-order sum reduces. No atomics: the same bits on every call within a process. The
+tile shapes, and so the grouping, are the autotuned config's: FCN_KERNELS_TRITON_AUTOTUNE=0 pins it, for the
+same bits in every process on one GPU model, never across GPU models (docs/DESIGN.md §4.2). The same pass can
+also write the gradient of a tensor whose window was added to the output (upsample_skip's skip): grad_out
 placed at the window's offset, zeros elsewhere.
+
+The triton_op backward_bias_skip_triton is the bias (and skip) gradient of both Triton op families.
 """
+from typing import List
+
 import torch
 import triton
 import triton.language as tl
+from torch.library import triton_op
 
 from .utils import acc_dtype, autotune, config, launch, partial_dtype
 
@@ -76,3 +83,13 @@ def backward_bias(grad_out, need_bias=True, skip_size=None, skip_offset=(0, 0)):
            WRITE_SKIP=write_skip, NEED_BIAS=need_bias, ACC=acc_dtype(grad_out.dtype))
     gb = part.sum((0, 2)).to(grad_out.dtype) if need_bias else None
     return gb, gs
+
+
+@triton_op("fcn_kernels::backward_bias_skip_triton", mutates_args={})
+def backward_bias_skip_triton(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
+                              need_bias: bool) -> List[torch.Tensor]:
+    """[grad skip, grad bias] of both Triton op families; empty tensors for those not wanted (skip_size [],
+    need_bias False)."""
+    gb, gs = backward_bias(grad_out, need_bias, list(skip_size) or None, tuple(skip_offset))
+    empty = grad_out.new_empty((0,))
+    return [gs if gs is not None else empty, gb if gb is not None else empty.clone()]

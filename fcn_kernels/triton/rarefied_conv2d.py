@@ -18,8 +18,10 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
   grad w     _bwd_weight_dw_kernel: per (output channel, kh), go rows read once per row and x gathered at the
              Kw shifted columns, a [Kw, BLOCK_Q] accumulator reduced at the end; _bwd_weight_dense_kernel:
              per tap, a [Cin/g, Cout/g] GEMM over the output positions that tap reads inside the input.
-             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same bits
-             every run.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, so the same bits
+             on every call within a process; the split and tile shapes come from the autotuned config
+             (FCN_KERNELS_TRITON_AUTOTUNE=0 pins it: the same bits in every process on one GPU model, never
+             across GPU models; docs/DESIGN.md §4.2).
   grad bias  bias_grad.py's kernel (both ops' bias gradient: per-tile partial sums, fixed-order sum).
 
 The dense kernels read the weight as wk = (groups, Kh, Kw, Cin/g, Cout/g) (one permuted copy per call, so
@@ -35,12 +37,11 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ..ops._autograd import register_rarefied_conv2d
-from . import upsample_skip as _us
+from .._autograd import register_rarefied_conv2d
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-from .upsample_skip import BWD_WEIGHT_DENSE_FMA_CONFIGS  # the same loop over positions
-from .utils import (acc_dtype, autotune, check_planes, config, dot_operand, dot_precision, dot_upcast, launch,
-                    needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
+from .bias_grad import backward_bias_skip_triton
+from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, acc_dtype, autotune, check_plane_int32, config, dot_operand,
+                    dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -421,7 +422,7 @@ def forward(x, weight, bias, rarefaction, padding, groups):
         return out
     x = x.contiguous()
     bias = bias.contiguous() if bias is not None else None
-    check_planes("rarefied_conv2d", x.shape, out.shape)
+    check_plane_int32("rarefied_conv2d", x.shape, out.shape)
     acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
@@ -451,7 +452,7 @@ def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out = grad_out.contiguous()
-    check_planes("rarefied_conv2d", gx.shape, grad_out.shape)
+    check_plane_int32("rarefied_conv2d", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
         grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
@@ -482,7 +483,7 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
-    check_planes("rarefied_conv2d", x.shape, grad_out.shape)
+    check_plane_int32("rarefied_conv2d", x.shape, grad_out.shape)
     acc = acc_dtype(x.dtype)
     part_dtype = partial_dtype(x.dtype)
     numel = Cout * cin_g * Kh * Kw
@@ -509,7 +510,7 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
 
 # ---------------------------------------------------------------------------------------------------------
 # torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
-# differentiated by the rules of fcn_kernels/ops/_autograd.py.
+# differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::rarefied_conv2d_triton", mutates_args={})
 def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -530,7 +531,7 @@ def rarefied_conv2d_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tens
 
 
 register_rarefied_conv2d(rarefied_conv2d_triton, rarefied_conv2d_backward_input_triton,
-                         rarefied_conv2d_backward_weight_triton, bias_skip=_us.backward_bias_skip_triton)
+                         rarefied_conv2d_backward_weight_triton, bias_skip=backward_bias_skip_triton)
 
 
 def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):

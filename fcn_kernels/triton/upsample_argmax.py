@@ -17,7 +17,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from ._tiles import channel, plane_tile
-from .utils import MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config, launch, needs_int64
+from .utils import MAX_UNROLLED_TAPS, acc_dtype, autotune, check_plane_int32, config, launch, needs_int64
 
 ARGMAX_CONFIGS = [
     config(4, BLOCK_H=4, BLOCK_W=64),
@@ -28,12 +28,12 @@ ARGMAX_CONFIGS = [
 
 
 @triton.jit
-def _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw, sh, sw,
+def _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw, sh, sw,
          ACC: tl.constexpr, BIG: tl.constexpr):
     """acc plus tap (th, tw) of class co_l of group g over the group's input channels."""
-    kh = rh + th * sh
+    kh = phase_h + th * sh
     ih = bi - th
-    kw = rw + tw * sw
+    kw = phase_w + tw * sw
     iw = bj - tw
     m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
     for ci in range(0, cin_g):
@@ -54,9 +54,9 @@ def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     p = i + oy  # full-output coordinates, >= 0
     q = j + ox
     bi = p // sh
-    rh = p - bi * sh
+    phase_h = p - bi * sh
     bj = q // sw
-    rw = q - bj * sw
+    phase_w = q - bj * sw
     x_img = x_ptr + n * Cin * H * W
     s_img = s_ptr + n * Cout * Hs * Ws
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it
@@ -68,13 +68,13 @@ def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         if TH * TW <= MAX_UNROLLED_TAPS:
             for th in tl.static_range(TH):
                 for tw in tl.static_range(TW):
-                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw,
-                               sh, sw, ACC, BIG)
+                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g,
+                               H, W, Kh, Kw, sh, sw, ACC, BIG)
         else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
             for th in range(0, TH):
                 for tw in range(0, TW):
-                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, rh, rw, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw,
-                               sh, sw, ACC, BIG)
+                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g,
+                               H, W, Kh, Kw, sh, sw, ACC, BIG)
         if HAS_BIAS:
             acc += tl.load(b_ptr + co).to(ACC)
         if HAS_SKIP:
@@ -105,7 +105,7 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     bias = bias.contiguous() if bias is not None else None
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    check_planes("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    check_plane_int32("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
     grid = lambda m: (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
     launch(_argmax, grid,
            x, weight, bias if bias is not None else x, skip if skip is not None else x, out,

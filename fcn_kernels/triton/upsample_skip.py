@@ -11,7 +11,7 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
   forward    _fwd_dw_kernel      depthwise (1 in, 1 out channel per group): a BLOCK_H x BLOCK_W tile of
                                  the cropped output per program, row-contiguous (coalesced) loads of skip
                                  and stores of out, bias and skip added before the one store.
-             _fwd_dense_kernel   one output phase (rh, rw) and a tile of blocks per program, so that the
+             _fwd_dense_kernel   one output phase (phase_h, phase_w) and a tile of blocks per program, so that the
                                  tile's sub-filter is one [Cin/g, Cout/g] matrix per tap: tl.dot over
                                  channels (both >= 8 per group), else an FMA loop over input channels.
   grad x     _bwd_input_dw_kernel / _bwd_input_dense_kernel: the strided correlation
@@ -19,8 +19,10 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
   grad w     _bwd_weight_dw_kernel: per (channel, kh) and a slice of the rows, go rows read contiguously,
              x gathered per tap column t, reduced per phase r into w[kh, r + t * sw] (the CPU kernel's
              column blocks); _bwd_weight_dense_kernel: per tap, a [Cin/g, Cout/g] GEMM over positions.
-             Both write per-split partial sums that a fixed-order sum reduces: no atomics, the same
-             bits every run.
+             Both write per-split partial sums that a fixed-order sum reduces: no atomics, so the same
+             bits on every call within a process; the split and tile shapes come from the autotuned config
+             (FCN_KERNELS_TRITON_AUTOTUNE=0 pins it: the same bits in every process on one GPU model, never
+             across GPU models; docs/DESIGN.md §4.2).
   grad bias, skip  bias_grad.py's kernel (both ops' bias gradient): one pass over grad_out that writes
              the skip's gradient (grad_out in its window, zeros elsewhere) and per-tile bias partial sums.
 
@@ -34,11 +36,12 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ..ops._autograd import register_upsample_skip
+from .._autograd import register_upsample_skip
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
-from .bias_grad import backward_bias
-from .utils import (MAX_UNROLLED_TAPS, acc_dtype, autotune, check_planes, config, dot_operand, dot_precision,
-                    dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
+from .bias_grad import backward_bias, backward_bias_skip_triton
+from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, MAX_UNROLLED_TAPS, acc_dtype, autotune, check_plane_int32,
+                    config, dot_operand, dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp,
+                    splits, use_dot)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -95,22 +98,18 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
     # No larger tiles: (8 warps, 2x32 or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and
     # with 4 warps they spill on sm_80 (255 registers); the AOT test holds every config to no spills.
 ]
-BWD_WEIGHT_DENSE_FMA_CONFIGS = [
-    config(4, BLOCK_H=2, BLOCK_W=16),
-    config(4, BLOCK_H=4, BLOCK_W=16),
-    config(8, BLOCK_H=4, BLOCK_W=32),
-]
+# BWD_WEIGHT_DENSE_FMA_CONFIGS: utils.py's, shared with rarefied_conv2d.py (the same loop over positions).
 
 
 # ---------------------------------------------------------------------------------------------------------
 # forward
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
-def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC: tl.constexpr):
-    # acc plus the products of sub-filter tap (th, tw): tap (rh + th*sh, rw + tw*sw) of each output's phase
-    kh = rh + th * sh
+def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC: tl.constexpr):
+    # acc plus the products of sub-filter tap (th, tw): tap (phase_h + th*sh, phase_w + tw*sw) of each output's phase
+    kh = phase_h + th * sh
     ih = bi - th
-    kw = rw + tw * sw
+    kw = phase_w + tw * sw
     iw = bj - tw
     m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
     xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
@@ -129,20 +128,22 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     p = i + oy  # full-output coordinates, >= 0
     q = j + ox
     bi = p // sh
-    rh = p - bi * sh
+    phase_h = p - bi * sh
     bj = q // sw
-    rw = q - bj * sw
+    phase_w = q - bj * sw
     x_plane = x_ptr + plane.to(tl.int64) * H * W
     w_chan = w_ptr + c * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
     if TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC)
+                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw,
+                                  sh, sw, ACC)
     else:
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, rh, rw, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC)
+                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw,
+                                  sh, sw, ACC)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(ACC)
     if HAS_SKIP:
@@ -153,12 +154,12 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
 
 
 @triton.jit
-def _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
+def _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
                  H, W, Kh, Kw, sh, sw, ACC: tl.constexpr, BIG: tl.constexpr):
     # acc plus sub-filter tap (th, tw)'s products, an FMA per input channel of the group
-    kh = rh + th * sh
+    kh = phase_h + th * sh
     ih = bi - th
-    kw = rw + tw * sw
+    kw = phase_w + tw * sw
     iw = bj - tw
     tap_ok = (kh < Kh) & (kw < Kw)
     m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
@@ -187,11 +188,11 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     pid = tl.program_id(0)
     phase = pid % phases
     n, g, bi, bj, _ = group_tile(pid // phases, groups, n_bi, n_bj, BLOCK_BI, BLOCK_BJ, bi_lo, bj_lo)
-    rh = phase // sw
-    rw = phase % sw
+    phase_h = phase // sw
+    phase_w = phase % sw
     P: tl.constexpr = BLOCK_BI * BLOCK_BJ
-    p = bi * sh + rh
-    q = bj * sw + rw
+    p = bi * sh + phase_h
+    q = bj * sw + phase_w
     valid = (p >= oy) & (p < oy + Ho) & (q >= ox) & (q < ox + Wo)
     co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
     co_ok = co < cout_g
@@ -202,8 +203,8 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         n_chunks = tl.cdiv(cin_g, BLOCK_CI)
         for kk in range(0, TH * TW * n_chunks):
             tap, th, tw, ci = tap_chunk(kk, n_chunks, TW, BLOCK_CI)
-            kh = rh + th * sh
-            kw = rw + tw * sw
+            kh = phase_h + th * sh
+            kw = phase_w + tw * sw
             ih = bi - th
             iw = bj - tw
             tap_ok = (kh < Kh) & (kw < Kw)
@@ -218,13 +219,13 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     elif TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
-                                   H, W, Kh, Kw, sh, sw, ACC, BIG)
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok,
+                                   cin_g, cout_g, H, W, Kh, Kw, sh, sw, ACC, BIG)
     else:
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, rh, rw, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
-                                   H, W, Kh, Kw, sh, sw, ACC, BIG)
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok,
+                                   cin_g, cout_g, H, W, Kh, Kw, sh, sw, ACC, BIG)
     co_glob = g * cout_g + co
     if HAS_BIAS:
         acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
@@ -461,7 +462,7 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     bias = bias.contiguous() if bias is not None else None
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    check_planes("upsample_skip", x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    check_plane_int32("upsample_skip", x.shape, out.shape, *([skip.shape] if skip is not None else []))
     TH, TW = triton.cdiv(Kh, sh), triton.cdiv(Kw, sw)
     acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
@@ -499,7 +500,7 @@ def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out, weight = grad_out.contiguous(), weight.contiguous()
-    check_planes("upsample_skip", gx.shape, grad_out.shape)
+    check_plane_int32("upsample_skip", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1 and cout_g == 1:
         grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
@@ -531,7 +532,7 @@ def backward_weight(grad_out, x, weight_size, stride, groups, out_offset):
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
-    check_planes("upsample_skip", x.shape, grad_out.shape)
+    check_plane_int32("upsample_skip", x.shape, grad_out.shape)
     acc = acc_dtype(x.dtype)
     part_dtype = partial_dtype(x.dtype)
     numel = Cin * cout_g * Kh * Kw
@@ -565,7 +566,7 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 
 # ---------------------------------------------------------------------------------------------------------
 # torch.library registration: triton_op (torch.compile sees the kernels; the body is the fake), named and
-# differentiated by the rules of fcn_kernels/ops/_autograd.py.
+# differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
 def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -585,16 +586,6 @@ def upsample_skip_backward_input_triton(grad_out: torch.Tensor, weight: torch.Te
 def upsample_skip_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
                                          stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(stride), groups, tuple(out_offset))
-
-
-@triton_op("fcn_kernels::backward_bias_skip_triton", mutates_args={})
-def backward_bias_skip_triton(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
-                              need_bias: bool) -> List[torch.Tensor]:
-    """[grad skip, grad bias] of both Triton op families; empty tensors for those not wanted (skip_size [],
-    need_bias False)."""
-    gb, gs = backward_bias_skip(grad_out, list(skip_size) or None, tuple(skip_offset), need_bias)
-    empty = grad_out.new_empty((0,))
-    return [gs if gs is not None else empty, gb if gb is not None else empty.clone()]
 
 
 register_upsample_skip(upsample_skip_triton, upsample_skip_backward_input_triton,

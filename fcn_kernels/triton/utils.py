@@ -42,6 +42,14 @@ def autotune(configs, key):
     return decorate
 
 
+# The dense weight gradients' FMA loop over positions, the same in upsample_skip.py and rarefied_conv2d.py.
+BWD_WEIGHT_DENSE_FMA_CONFIGS = [
+    config(4, BLOCK_H=2, BLOCK_W=16),
+    config(4, BLOCK_H=4, BLOCK_W=16),
+    config(8, BLOCK_H=4, BLOCK_W=32),
+]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # launching
 # ---------------------------------------------------------------------------------------------------------
@@ -114,7 +122,7 @@ def needs_int64(*tensors):
     return any(t is not None and t.dim() and t.numel() // max(1, t.shape[0]) >= INT32_LIMIT for t in tensors)
 
 
-def check_planes(op, *shapes):
+def check_plane_int32(op, *shapes):
     """In-plane offsets are int32 in every kernel: refuse a plane of 2**31 elements or more."""
     for s in shapes:
         if s[-1] * s[-2] >= INT32_LIMIT:

@@ -219,7 +219,7 @@ def test_torch_compile_fullgraph():
 
 @pytest.mark.cuda
 def test_fcn8s_head_full_size_bf16():
-    from fcn_kernels import bench
+    from fcn_kernels.app import bench
     for dense in (False, True):
         scores, ws, groups = bench.head_inputs(2, dense=dense, dtype=torch.bfloat16, device="cuda")
         y = bench.fused_head(scores, ws, groups, backend="triton")

@@ -2,7 +2,7 @@
 
     fcn-kernels eval --checkpoint runs/a/checkpoint.pt --data synthetic --out runs/a/eval
 """
-from ..app.config import EvalConfig, add_arguments as _add
+from ..config import EvalConfig, add_arguments as _add
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: metrics JSON and overlay PNG"
@@ -16,9 +16,9 @@ def add_arguments(p):
 def run(args):
     import functools
 
-    from ..app import config
-    from ..app.distributed import run_distributed
-    from ..app.evaluation import run_eval
+    from .. import config
+    from ..distributed import run_distributed
+    from ..evaluation import run_eval
 
     cfg = config.from_args(EvalConfig, args)
     run_distributed(functools.partial(run_eval, given=config.given(args)), cfg, cfg.device)

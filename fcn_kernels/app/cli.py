@@ -1,9 +1,10 @@
-"""The `fcn-kernels` command line: every command is a module of fcn_kernels.commands, listed here."""
+"""The `fcn-kernels` command line: every command is a module of fcn_kernels.app.commands, listed here."""
 import argparse
 import sys
 
+from .config import HelpFormatter
 from .commands import bench, demo, doctor, evaluate, export, predict, train
-from .errors import CLIError, DataError
+from ..errors import CLIError, DataError
 
 COMMANDS = (demo, train, evaluate, predict, export, bench, doctor)
 
@@ -16,7 +17,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=getattr(cmd, "DESCRIPTION", cmd.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         cmd.add_arguments(p)
         p.set_defaults(run=cmd.run)
     return parser

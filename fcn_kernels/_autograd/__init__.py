@@ -1,4 +1,5 @@
-"""The one autograd formula of each op family, registered on every backend's ops.
+"""The one autograd formula of each op family, registered on every backend's ops: imported by
+fcn_kernels/ops/ (the C++ ops) and fcn_kernels/triton/ (the Triton ops), importing neither.
 
 Op names (torch.library namespace fcn_kernels) follow one rule, so that a graph or a profile names the
 same function the same way on every backend: an op is named for the function it computes,
@@ -19,18 +20,18 @@ import torch.nn.functional as F
 from ._double_backward import register_double_backward
 
 
-def bias_skip_grads(grad, need_bias, skip_size, skip_offset, fused=None):
+def bias_skip_grads(grad, need_bias, skip_size, skip_offset, bias_skip=None):
     """(grad bias or None, grad skip or None) of y = ... + bias + skip window.
 
     grad bias is grad summed over (N, H, W); grad skip is grad placed into the skip's window at
-    skip_offset, zeros elsewhere (skip_size None: no skip gradient). fused(grad, skip_size or [],
+    skip_offset, zeros elsewhere (skip_size None: no skip gradient). bias_skip(grad, skip_size or [],
     skip_offset, need_bias) -> [grad skip, grad bias], a backend's one-pass kernel of the same sums,
     serves first backward; double backward (grad itself differentiable) takes the stock ops.
     """
     if not need_bias and skip_size is None:
         return None, None
-    if fused is not None and not grad.requires_grad:
-        gs, gb = fused(grad, list(skip_size or []), list(skip_offset), need_bias)
+    if bias_skip is not None and not grad.requires_grad:
+        gs, gb = bias_skip(grad, list(skip_size or []), list(skip_offset), need_bias)
         return (gb if need_bias else None), (gs if skip_size is not None else None)
     gb = grad.sum((0, 2, 3)) if need_bias else None
     gs = None
@@ -58,7 +59,7 @@ def register_upsample_skip(forward, backward_input, backward_weight, bias_skip=N
     """Autograd (and double backward) of one backend's upsample_skip ops: forward(x, weight, bias, skip,
     stride, groups, out_offset, out_size, skip_offset); backward_input(grad_out, weight, x_size, stride,
     groups, out_offset); backward_weight(grad_out, x, weight_size, stride, groups, out_offset);
-    bias_skip: the backend's fused bias/skip reduction, if any (see bias_skip_grads)."""
+    bias_skip: the backend's one-pass bias/skip reduction, if any (see bias_skip_grads)."""
 
     def setup(ctx, inputs, output):
         x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset = inputs

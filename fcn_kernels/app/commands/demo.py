@@ -1,5 +1,5 @@
 """`fcn-kernels demo`: train a narrow FCN-8s on generated shapes, on the CPU, with no download."""
-from ..app.config import TrainConfig, add_arguments as _add, with_defaults
+from ..config import TrainConfig, add_arguments as _add, with_defaults
 
 NAME = "demo"
 HELP = "train a narrow FCN-8s on synthetic data on the CPU (about 2 minutes)"
@@ -27,8 +27,8 @@ def run(args) -> int:
     import functools
     import time
 
-    from ..app.distributed import run_distributed
-    from ..app.training import configure, train
+    from ..distributed import run_distributed
+    from ..training import configure, train
 
     t0 = time.perf_counter()
     cfg, _ = configure(DemoConfig, args, default_out=DemoConfig.out)

@@ -4,6 +4,7 @@
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.
 """
 import functools
+import json
 import logging
 import statistics
 import time
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import reference
-from .models import FCN8s
-from .modules.upsample import bilinear_kernel
-from .ops.upsample_skip import upsample_skip
+from .. import reference
+from ..models import FCN8s
+from ..modules.upsample import bilinear_kernel
+from ..ops.upsample_skip import upsample_skip
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def stock_head(scores, weights, groups, image=500):
 
 def compiled_stock_head(image=500):
     """torch.compile(stock head), (scores, weights, groups) -> output; the stages are found before
-    compiling (building the meta model is no part of the graph)."""
+    compiling (building the meta model is no part of the graph). Dynamo's caches are reset first: each
+    table row makes one (one compile per shape and pass: forward, forward+backward)."""
     torch._dynamo.reset()
     stages = fcn8s_stages(image)
     return torch.compile(lambda scores, weights, groups: _head(reference.upsample_skip, scores, weights, groups,
@@ -101,6 +103,23 @@ def head_bytes(batch, n_class=21, image=500, itemsize=4):
              + up2 * up2 + 2 * up4 * up4  # stage-1 output read, pool3 window read, stage-2 output written
              + up4 * up4 + image * image)  # stage-2 output read, final output written
     return batch * n_class * elems * itemsize
+
+
+class JsonLines:
+    """Results as they come: one JSON object a line, each flushed as it is written, so a run cut short (a
+    timeout) keeps every line before. path None: writes nothing."""
+
+    def __init__(self, path):
+        self.file = open(path, "w") if path else None
+
+    def __call__(self, obj):
+        if self.file:
+            self.file.write(json.dumps(obj) + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
 
 
 def timeit(fn, repeat=10, warmup=2):
@@ -150,10 +169,12 @@ def cudnn_tf32(enabled):
 
 
 def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, backward=False, compile=True,
-        repeat=10, image=500, device="cpu", backends=(None,), out=print):
+        repeat=10, image=500, device="cpu", backends=(None,), out=print, on_row=None):
     """The head table: one row per (batch, weights), a fused column per backend (None: automatic).
-    On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32.
-    Returns the rows as dicts."""
+    On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32,
+    by the same compiled head (cuDNN's TF32 switch is read at run time: no second compile).
+    compile: the torch.compile(stock) columns, compiled once per row. Returns the rows as dicts; each is
+    also given to on_row as soon as it is measured (a caller that saves it keeps it past a timeout)."""
     device = torch.device(device)
     rows = []
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -212,6 +233,8 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                        arithmetic=dict(fused=arithmetic(dtype), **{
                            c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols}))
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
             times = dict(t_fused, **t_stock)
             out(f"{batch:>5} {kind:>9} " + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
                 + f" {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x {err:>9.1e} {100 * floor / best:>6.0f}%")

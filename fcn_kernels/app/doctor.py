@@ -1,6 +1,11 @@
-"""`fcn-kernels doctor` (also `python -m fcn_kernels.doctor`): what was built, then every available backend
+"""`fcn-kernels doctor` (also `python -m fcn_kernels.app.doctor`): what was built, then every available backend
 on every device present checked against the float64 reference, then one timing of the FCN-8s head per
 backend. Exits 0 only if every check passes.
+
+Results go out as they come: each line printed as its check ends, and with --jsonl one JSON line per check
+(flushed), so a run cut short keeps everything already checked. A CUDA error that leaves the device's
+context unusable (an illegal memory access: every later CUDA call fails with it) is reported once, as the
+failure it is; the remaining checks on that device are reported as not run, not as failures of their own.
 
 Each check runs an op forward and backward on a small case (one with 16 channels per group each way, the
 size at which the Triton kernels use tl.dot) and compares the output and every gradient with the float64
@@ -17,10 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _ext, backends, bench, reference
-from ._args import pair
-from ._io import write_json
-from ._tolerance import worst_error
+from .. import _ext, backends, reference
+from .._args import pair
+from .._io import write_json
+from .._tolerance import worst_error
+from . import bench
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,8 @@ def backends_on(device):
     out = [("reference", (torch.float64,))]
     if "cuda" in backends.available_backends():
         out.append(("cuda", (torch.float64, torch.float32, torch.bfloat16)))
-    if "triton" in backends.available_backends():  # (float64: the tests' FMA path; every dtype costs compiles)
-        out.append(("triton", (torch.float32, torch.bfloat16)))
+    if "triton" in backends.available_backends():  # float32 only: every dtype costs compiles, and the
+        out.append(("triton", (torch.float32,)))     # tests cover the others (benchmarks/gpu_check.sh)
     return out
 
 
@@ -206,8 +212,9 @@ def build_info():
     info = dict(python=platform.python_version(), torch=torch.__version__, torch_cuda=torch.version.cuda,
                 triton=triton, triton_interpret=backends.triton_interpret(),
                 extension=str(_ext._C.__file__) if _ext.HAS_EXTENSION else f"not loaded: {_ext.EXTENSION_ERROR}",
-                cpu_kernels=[op for op in backends._OPS if _ext.has_kernel(op, "CPU")],
-                cuda_kernels=[op for op in backends._OPS if _ext.has_kernel(op, "CUDA")],
+                cpu_kernels=[op for op in backends._OPS if backends._built("cpu", op)],
+                cuda_kernels=[op for op in backends._OPS if backends._built("cuda", op)],
+                missing_kernels={b: backends._missing_kernels(b) for b in ("cpu", "cuda")},
                 cuda_architectures=cuda_architectures(), available_backends=backends.available_backends(),
                 cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads(), gpus=[])
     for i in range(torch.cuda.device_count()):
@@ -232,23 +239,50 @@ def _gpu_code_check(info):
     return out
 
 
-def run_checks(out=print):
+def _context_usable(device):
+    """Whether the device still runs work: False once a CUDA error (an illegal memory access, a device-side
+    assert) has left its context broken, where every later call fails with that error."""
+    try:
+        ok = torch.ones(2, device=device).add_(1).sum().item() == 4.0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return ok
+    except Exception:
+        return False
+
+
+def _not_run(base, lost):
+    return dict(base, what="not run", message=f"skipped: {base['device']} failed earlier with {lost}, which "
+                f"left it unusable", ok=False, not_run=True)
+
+
+def run_checks(out=print, record=None, lost=None):
+    """Every check, each row printed (and given to record) as it ends. lost: {device: the error that broke
+    its CUDA context}, filled here; the checks after that error on that device are rows marked not run."""
     import fcn_kernels
     argmax = hasattr(fcn_kernels, "upsample_argmax")  # (inference op, forward only)
     calls = [(c, False) for c in UPSAMPLE + RAREFIED] + [(c, True) for c in UPSAMPLE if argmax]
+    lost = {} if lost is None else lost
     results = []
     with ieee_float32():
         for device in devices():
             for backend, dtypes in backends_on(device):
                 for dtype in dtypes:
                     for case, is_argmax in calls:
-                        results += _run_one(case, backend, device, dtype, out, is_argmax)
+                        results += _run_one(case, backend, device, dtype, out, is_argmax, record, lost)
     return results
 
 
-def _run_one(case, backend, device, dtype, out, argmax=False):
+def _run_one(case, backend, device, dtype, out, argmax=False, record=None, lost=None):
     op = "upsample_argmax" if argmax else case.op
     base = dict(device=str(device), backend=backend, op=op, case=case.name, dtype=str(dtype).replace("torch.", ""))
+    lost = {} if lost is None else lost
+    record = record or (lambda row: None)
+    if str(device) in lost:
+        row = _not_run(base, lost[str(device)])
+        out(_format(row))
+        record(row)
+        return [row]
     try:
         lines = (check_argmax if argmax else check_case)(case, backend, device, dtype)
     except Exception as exc:  # a backend that raises is a failed check, reported, not a crash of the doctor
@@ -257,53 +291,83 @@ def _run_one(case, backend, device, dtype, out, argmax=False):
             return []
         row = dict(base, what="raised", message=f"{type(exc).__name__}: {msg}", ok=False)
         out(_format(row))
+        record(row)
+        if not _context_usable(device):
+            lost[str(device)] = f"{type(exc).__name__}: {msg} ({backend} {op}, {case.name}, {base['dtype']})"
         return [row]
     rows = []
     for what, ratio, err, bound in lines:
         row = dict(base, what=what, error=err, bound=bound, ratio=ratio, ok=ratio <= 1.0)
         out(_format(row))
+        record(row)
         rows.append(row)
     return rows
 
 
 def _format(row):
     head = f"{row['device']:<7} {row['backend']:<9} {row['op']:<16} {row['case']:<32} {row['dtype']:<8}"
-    status = "PASS" if row["ok"] else "FAIL"
+    status = "NOT RUN" if row.get("not_run") else "PASS" if row["ok"] else "FAIL"
     if "bound" in row:
         return f"{head} {row['what']:<28} err {row['error']:8.1e}  bound {row['bound']:8.1e}  {status}"
     return f"{head} {row['what']} {row.get('message', '')}  {status}"
 
 
-def head_timings(out=print, repeat=3):
+def head_timings(out=print, repeat=3, record=None, lost=None):
     """One forward of the FCN-8s head (batch 1, 21 classes, depthwise bilinear) per backend and device;
-    Triton's interpreter at a tiny image."""
+    Triton's interpreter at a tiny image. Not run on a device in `lost` (see run_checks)."""
     rows = []
+    lost = {} if lost is None else lost
+    record = record or (lambda row: None)
     for device in devices():
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
         for backend, _ in backends_on(device):
             image = 32 if device.type == "cpu" and backend == "triton" else 500  # the interpreter is slow
-            scores, weights, groups = bench.head_inputs(1, image=image, device=device)
-            fn = (lambda: bench.stock_head(scores, weights, groups, image)) if backend == "reference" else \
-                (lambda: bench.fused_head(scores, weights, groups, image, backend))
+            base = dict(device=str(device), backend=backend, image=image)
+            if str(device) in lost:
+                rows.append(dict(base, error=f"not run: {device} failed earlier with {lost[str(device)]}",
+                                 ok=False, not_run=True))
+                out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: not run (the device failed "
+                    f"earlier)  NOT RUN")
+                record(rows[-1])
+                continue
             try:
+                scores, weights, groups = bench.head_inputs(1, image=image, device=device)
+                fn = (lambda: bench.stock_head(scores, weights, groups, image)) if backend == "reference" else \
+                    (lambda: bench.fused_head(scores, weights, groups, image, backend))
                 with torch.no_grad():
                     interpreted = device.type == "cpu" and backend == "triton"
                     ms = bench.timeit(lambda: (fn(), sync()), repeat=1 if interpreted else repeat,
                                       warmup=0 if interpreted else 1) * 1e3
             except Exception as exc:
-                rows.append(dict(device=str(device), backend=backend, image=image, error=str(exc), ok=False))
-                out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: {exc}  FAIL")
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                rows.append(dict(base, error=f"{type(exc).__name__}: {msg}", ok=False))
+                out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: {type(exc).__name__}: {msg}  FAIL")
+                record(rows[-1])
+                if not _context_usable(device):
+                    lost[str(device)] = f"{type(exc).__name__}: {msg} ({backend} FCN-8s head)"
                 continue
-            rows.append(dict(device=str(device), backend=backend, image=image, batch=1, ms=ms, ok=True))
+            rows.append(dict(base, batch=1, ms=ms, ok=True))
+            record(rows[-1])
             label = "stock ops" if backend == "reference" else "fused"
             out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}, batch 1, float32 forward "
                 f"({label}): {ms:9.2f} ms")
     return rows
 
 
-def doctor(json_path=None, out=print):
-    """Prints the report; returns it (a dict, also written to json_path). report["passed"]: every check."""
+def doctor(json_path=None, out=print, jsonl_path=None):
+    """Prints the report; returns it (a dict, also written to json_path at the end). report["passed"]: every
+    check. jsonl_path: the same rows as they come, one JSON line each: {"kind": "build", ...}, then
+    {"kind": "check", ...} and {"kind": "timing", ...} rows, last {"kind": "summary", ...}."""
+    lines = bench.JsonLines(jsonl_path)
+    try:
+        return _doctor(json_path, out, lines)
+    finally:
+        lines.close()
+
+
+def _doctor(json_path, out, lines):
     info = build_info()
+    lines(dict(kind="build", **info))
     out(f"fcn-kernels doctor: torch {info['torch']} (CUDA {info['torch_cuda'] or 'none'}), triton "
         f"{info['triton'] or 'not installed'}{' (TRITON_INTERPRET=1)' if info['triton_interpret'] else ''}, "
         f"Python {info['python']}")
@@ -311,20 +375,30 @@ def doctor(json_path=None, out=print):
     out(f"  CPU kernels: {', '.join(info['cpu_kernels']) or 'none'}; CUDA kernels: "
         f"{', '.join(info['cuda_kernels']) or 'none'}; CUDA architectures: "
         f"{', '.join(info['cuda_architectures']) or 'none'}")
+    for backend, missing in info["missing_kernels"].items():
+        if missing and _ext.HAS_EXTENSION and any(info[f"{b}_kernels"] for b in ("cpu", "cuda")):
+            out(f"  {backend} kernels missing from the build: {', '.join(missing)}")
     gpus = ", ".join(f"cuda:{i} {g['name']} (sm {g['capability']})" for i, g in enumerate(info["gpus"]))
     out(f"  devices: cpu ({info['cpu']}, {info['threads']} threads){', ' + gpus if gpus else ''}; "
         f"backends available: {', '.join(info['available_backends'])}")
     out("checks against the float64 reference (forward, and the worst gradient; float32 with TF32 off):")
+    check_row = lambda row: lines(dict(kind="check", **row))
     checks = _gpu_code_check(info)
     for row in checks:
         out(_format(row))
-    checks += run_checks(out)
+        check_row(row)
+    lost = {}
+    checks += run_checks(out, check_row, lost)
     out("timings:")
-    timings = head_timings(out)
-    failed = [c for c in checks + timings if not c["ok"]]
-    passed = not failed
-    out(f"{len(checks)} checks, {len(failed)} failed: {'PASS' if passed else 'FAIL'}")
-    report = dict(build=info, checks=checks, timings=timings, passed=passed)
+    timings = head_timings(out, record=lambda row: lines(dict(kind="timing", **row)), lost=lost)
+    not_run = [c for c in checks + timings if c.get("not_run")]
+    failed = [c for c in checks + timings if not c["ok"] and not c.get("not_run")]
+    passed = not failed and not not_run
+    skipped = f", {len(not_run)} not run (after the CUDA error above)" if not_run else ""
+    out(f"{len(checks)} checks, {len(failed)} failed{skipped}: {'PASS' if passed else 'FAIL'}")
+    report = dict(build=info, checks=checks, timings=timings, passed=passed, lost=lost)
+    lines(dict(kind="summary", checks=len(checks), failed=len(failed), not_run=len(not_run), lost=lost,
+               passed=passed))
     if json_path:
         write_json(json_path, report)
         out(f"wrote {json_path}")
@@ -332,14 +406,17 @@ def doctor(json_path=None, out=print):
 
 
 def add_arguments(p):
-    p.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON (at the end)")
+    p.add_argument("--jsonl", metavar="PATH", default=None,
+                   help="also write every check as it ends, one JSON line each (flushed: a run cut short keeps "
+                        "the lines written)")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fcn_kernels.doctor", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fcn_kernels.app.doctor", description=__doc__.split("\n\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
-    return 0 if doctor(args.json)["passed"] else 1
+    return 0 if doctor(args.json, jsonl_path=args.jsonl)["passed"] else 1
 
 
 if __name__ == "__main__":

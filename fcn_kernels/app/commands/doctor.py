@@ -1,5 +1,5 @@
 """`fcn-kernels doctor`: what was built, and every available backend checked against the reference on every
-device present (also `python -m fcn_kernels.doctor`)."""
+device present (also `python -m fcn_kernels.app.doctor`)."""
 NAME = "doctor"
 HELP = "check the build: every available backend against the float64 reference, on every device present"
 DESCRIPTION = ("Prints what was built (torch, CUDA and Triton versions, kernels, CUDA architectures, GPUs), "
@@ -15,4 +15,4 @@ def add_arguments(p):
 
 def run(args):
     from ..doctor import doctor
-    return 0 if doctor(args.json)["passed"] else 1
+    return 0 if doctor(args.json, jsonl_path=args.jsonl)["passed"] else 1

@@ -1,8 +1,8 @@
 """`fcn-kernels bench`: time the fused FCN-8s head against the stock ops and torch.compile."""
 import torch
 
-from .. import backends
-from ..errors import CLIError
+from ... import backends
+from ...errors import CLIError
 
 NAME = "bench"
 HELP = "time the fused FCN-8s head against the stock ops and torch.compile"
@@ -36,11 +36,13 @@ def add_arguments(p):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (the default is cuda where a GPU is present)")
     p.add_argument("--backend", nargs="+", choices=backends.BACKENDS, default=None,
-                   help="fused backends to time, one column each; None: the automatic choice")
-    p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
+                   help="fused backends to time, one column each (default: the automatic choice)")
+    p.add_argument("--json", metavar="PATH", default=None,
+                   help="also write the rows as JSON, rewritten as each row is measured (\"complete\": false "
+                        "until the last; a run cut short keeps the rows before)")
 
     p.add_argument("--peers", action="store_true",
-                   help="instead of the head table: the peers' table on CPU (fcn_kernels.peers), the head and the "
+                   help="instead of the head table: the peers' table on CPU (fcn_kernels.app.peers), the head and the "
                         "whole FCN-8s against torch.compile, ONNX Runtime and OpenVINO; --repeat interleaved rounds")
     p.add_argument("--peers-cases", nargs="+", default=["1:256", "1:500", "4:256"], metavar="BATCH:IMAGE",
                    help="--peers: the (batch, image size) cases")
@@ -77,7 +79,7 @@ def run(args):
     import platform
     import time
 
-    from .._io import write_json
+    from ..._io import write_json
     from ..bench import run as run_head
 
     device = _device(args.device)
@@ -88,18 +90,28 @@ def run(args):
             raise CLIError(f"--backend {b}: {exc}") from None
     dtype = getattr(torch, args.dtype)
     rows = []
+
+    def save(complete):
+        if args.json:
+            where = torch.device("cpu") if args.peers else device
+            name = torch.cuda.get_device_name(where) if where.type == "cuda" else platform.processor()
+            write_json(args.json, dict(device=str(where), device_name=name, date=time.strftime("%Y-%m-%d"),
+                                       torch=torch.__version__, threads=torch.get_num_threads(), rows=rows,
+                                       complete=complete))
+
+    def add(row):  # saved as it comes
+        rows.append(row)
+        save(False)
     if args.peers:  # a CPU table
         from ..peers import run as run_peers
         rows = run_peers(cases=_cases(args.peers_cases), width=args.peers_width, rounds=args.repeat,
                          compile=not args.no_compile)
         args.device = "cpu"
     for backward in ([] if args.peers else [False, True] if args.backward else [False]):
-        rows += run_head(batches=args.batch, weights=args.weights, dtype=dtype, backward=backward,
-                         compile=not args.no_compile, repeat=args.repeat, image=args.image, device=device,
-                         backends=args.backend or [None])
+        run_head(batches=args.batch, weights=args.weights, dtype=dtype, backward=backward,
+                 compile=not args.no_compile, repeat=args.repeat, image=args.image, device=device,
+                 backends=args.backend or [None], on_row=add)
+    save(True)
     if args.json:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        write_json(args.json, dict(device=str(device), device_name=name, date=time.strftime("%Y-%m-%d"),
-                                   torch=torch.__version__, threads=torch.get_num_threads(), rows=rows))
         print(f"wrote {args.json}")
     return 0

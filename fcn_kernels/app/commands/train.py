@@ -2,11 +2,11 @@
 
     fcn-kernels train --data synthetic --n-class 4 --width 0.125 --iters 500 --out runs/a
     fcn-kernels train --data VOCdevkit/VOC2012 --init-from vgg16.pth --iters 100000 --out runs/voc
-    torchrun --nproc-per-node 2 -m fcn_kernels.cli train ...   # DistributedDataParallel
+    torchrun --nproc-per-node 2 -m fcn_kernels.app.cli train ...   # DistributedDataParallel
 
 Writes checkpoint.pt, metrics.json and overlay.png under --out.
 """
-from ..app.config import TrainConfig, add_arguments as _add
+from ..config import TrainConfig, add_arguments as _add
 
 NAME = "train"
 HELP = "train an FCN (single process or under torchrun)"
@@ -22,8 +22,8 @@ def add_arguments(p):
 def run(args):
     import functools
 
-    from ..app.distributed import run_distributed
-    from ..app.training import configure, train
+    from ..distributed import run_distributed
+    from ..training import configure, train
 
     cfg, ckpt = configure(TrainConfig, args, default_out="fcn-kernels-run")
     run_distributed(functools.partial(train, ckpt=ckpt), cfg, cfg.device)

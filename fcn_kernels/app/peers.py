@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from .bench import fused_head, head_inputs, stock_head
-from .export import export_onnx
-from .models import FCN8s, optimize_for_inference
+from ..export import export_onnx
+from ..models import FCN8s, optimize_for_inference
 
 N_CLASS = 21
 OPENVINO_PRECISIONS = ("f32", "bf16")

@@ -1,4 +1,4 @@
-"""The `fcn-kernels` commands, one module each, all listed in fcn_kernels/cli.py.
+"""The `fcn-kernels` commands, one module each, all listed in fcn_kernels/app/cli.py.
 
 A command module defines
     NAME: str                      the subcommand ("train")

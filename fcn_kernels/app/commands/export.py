@@ -3,7 +3,7 @@
     fcn-kernels export --checkpoint runs/a/checkpoint.pt --format onnx --out fcn8s.onnx
     fcn-kernels export --checkpoint runs/a/checkpoint.pt --format aoti --out fcn8s.pt2
 """
-from ..errors import CLIError
+from ...errors import CLIError
 
 NAME = "export"
 HELP = "export a checkpoint to ONNX (standard ops only) or an AOTInductor package"
@@ -15,7 +15,8 @@ DESCRIPTION = ("Export a checkpoint of `fcn-kernels train` to ONNX (standard ops
 
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, help="an fcn-kernels checkpoint (train's checkpoint.pt)")
-    p.add_argument("--format", choices=["onnx", "aoti"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "aoti"], default="onnx",
+                   help="onnx: an ONNX file; aoti: an AOTInductor package")
     p.add_argument("--out", required=True, help="the file to write (.onnx; .pt2 for aoti)")
     p.add_argument("--image-size", type=int, nargs="+", default=[256], metavar="SIZE",
                    help="the example input's size: H [W]; with --static the only size the export takes")
@@ -27,9 +28,9 @@ def add_arguments(p):
 def run(args):
     import torch
 
-    from ..app.checkpoint import load_model_state, load_own_checkpoint
-    from ..app.factory import build_model
-    from ..export import OPSET, export_aoti, export_onnx
+    from ..checkpoint import load_model_state, load_own_checkpoint
+    from ..factory import build_model
+    from ...export import OPSET, export_aoti, export_onnx
 
     if len(args.image_size) not in (1, 2) or min(args.image_size) < 1:
         raise CLIError(f"--image-size takes one or two positive sizes (H [W]), got {args.image_size}")
