@@ -155,7 +155,15 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
 
 
 def _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad):
-    """The fused losses' rule (docs/DESIGN.md §4.1): why the stock composition is faster, or None."""
+    """The fused losses' rule (docs/DESIGN.md §4.1): why the stock composition is faster, or None. Our
+    kernels gather every class's scores tap by tap, with no reuse across channels: from 4 channels per
+    group each way (3 with a trained weight) the vendor's GEMM-based transposed convolution and
+    cross-entropy beat them, on small and large maps alike; depthwise and narrow groups are ours, tiny
+    maps included (measured: benchmarks/results/2026-12-04-cpu-upsample-cross-entropy-rule.json)."""
+    if cin_g >= 4 and cout_g >= 4:
+        return "dense groups (>= 4 channels each way): the vendor GEMM is faster"
+    if weight_grad and cin_g >= 3 and cout_g >= 3:
+        return "dense groups (>= 3 channels each way) with a trained weight: the vendor GEMM is faster"
     return None
 
 

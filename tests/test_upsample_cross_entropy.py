@@ -574,6 +574,18 @@ def test_auto_choice_runs_the_chosen_path(monkeypatch):
     assert bool(calls) == (expected == "reference")
 
 
+@pytest.mark.parametrize("cin_g,cout_g,weight_grad,stock", [
+    (1, 1, True, False), (2, 2, True, False), (3, 3, False, False), (3, 3, True, True), (4, 4, False, True),
+    (21, 21, False, True), (4, 1, True, False), (1, 21, True, False)])
+def test_rule(cin_g, cout_g, weight_grad, stock):
+    """docs/DESIGN.md §4.1: dense groups go to the stock composition, depthwise and narrow groups stay ours."""
+    shape = dict(cin_g=cin_g, cout_g=cout_g, kernel=(16, 16), stride=(8, 8), out_size=(8, 8),
+                 weight_grad=weight_grad)
+    expected = "reference" if stock else ("cpu" if "cpu" in fcn_kernels.available_backends() else "reference")
+    assert backend_rule.choose("upsample_cross_entropy", torch.device("cpu"), **shape) == expected
+    assert backend_rule.explain("upsample_cross_entropy", torch.device("cpu"), **shape).startswith(expected)
+
+
 def test_cuda_tensors_have_no_kernels_yet():
     """Until the CUDA and Triton kernels exist, CUDA tensors take the stock composition automatically."""
     assert backend_rule.choose("upsample_cross_entropy", torch.device("cuda")) == "reference"
