@@ -89,11 +89,26 @@ def _built_table() -> dict:
 # so that resolve() is plain Python that torch.compile traces without graph breaks.
 _BUILT = _built_table()
 
-# The fused losses (docs/DESIGN.md §2.5), each computed by a statistics op: CPU kernels only so far.
-_LOSS_OPS = {"upsample_cross_entropy": "upsample_logsumexp"}
-for _op, _kernel in _LOSS_OPS.items():
-    _BUILT.update({("reference", _op): True, ("cpu", _op): _ext.has_kernel(_kernel, "CPU"),
-                   ("cuda", _op): False, ("triton", _op): False})
+# Ops whose kernels only some backends have so far, with those backends and the kernels: they are no part
+# of a backend's availability (the check above); each is built where listed and all its kernels are.
+_PARTIAL_KERNELS = {
+    # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op; CPU kernels first.
+    "upsample_cross_entropy": (("cpu",), ("upsample_logsumexp", "upsample_logsumexp_backward")),
+}
+_LOSS_OPS = ("upsample_cross_entropy",)
+
+
+def _partial_built_table() -> dict:
+    built = {}
+    for op, (where, kernels) in _PARTIAL_KERNELS.items():
+        built[("reference", op)] = True
+        for backend, key in _DISPATCH_KEYS.items():
+            built[(backend, op)] = backend in where and all(_ext.has_kernel(k, key) for k in kernels)
+        built[("triton", op)] = "triton" in where and _triton_importable()
+    return built
+
+
+_BUILT.update(_partial_built_table())
 
 
 def _built(backend: str, op: str) -> bool:

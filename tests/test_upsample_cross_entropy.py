@@ -434,6 +434,18 @@ def test_compile_fullgraph(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_autocast_casts_like_upsample_skip(backend):
+    x, w, b, skip, target, kw = _small()
+    x, w, b, skip = (t.detach().float() for t in (x, w, b, skip))
+    with torch.autocast("cpu", dtype=BF16):
+        loss = fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, backend=backend, **kw)
+    want = reference.upsample_cross_entropy(*(t.to(BF16) for t in (x,)), target, *(t.to(BF16) for t in (w, b, skip)),
+                                            **kw)
+    assert loss.dtype == F32
+    torch.testing.assert_close(loss, want, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_bits(seed, backend):
     c = case(N=3, cin=6, cout=6, groups=2, H=9, W=11, K=16, stride=8, out_offset=(5, 3), skip_hw=(80, 100),
              skip_offset=(2, 3), bias=True)
