@@ -42,6 +42,17 @@ TORCH_LIBRARY(fcn_kernels, m) {
       "Tensor? skip, Tensor target, Tensor lse, int[2] stride, int groups, int[2] out_offset, int[2] skip_offset, "
       "int ignore_index, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
 
+  // docs/DESIGN.md §2.6 the same statistics of F.interpolate(x, size=target's (Ho, Wo), mode="bilinear",
+  // align_corners)'s scores, and their gradient in x (from those of lse and picked, recomputing the scores).
+  m.def(
+      "interpolate_logsumexp(Tensor x, Tensor target, bool align_corners, int ignore_index) -> "
+      "(Tensor lse, Tensor picked)");
+  m.def(
+      "interpolate_logsumexp_backward(Tensor grad_lse, Tensor grad_picked, Tensor x, Tensor target, Tensor lse, "
+      "bool align_corners, int ignore_index) -> Tensor");
+  // docs/DESIGN.md §2.6 F.interpolate(x, size, mode="bilinear", align_corners).argmax(1): int64 (N, Ho, Wo).
+  m.def("interpolate_argmax(Tensor x, SymInt[2] size, bool align_corners) -> Tensor");
+
   // docs/DESIGN.md §2 rarefied_conv2d: F.conv2d(x, w, b, padding=padding, dilation=rarefaction, groups).
   m.def(
       "rarefied_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] rarefaction, int[2] padding, "

@@ -12,7 +12,7 @@ from ._version import __version__
 from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
 from .backends import available_backends
 from .modules import FusedUpsampleSkip, bilinear_kernel
-from .ops import upsample_argmax, upsample_cross_entropy, upsample_skip
+from .ops import interpolate_argmax, interpolate_cross_entropy, upsample_argmax, upsample_cross_entropy, upsample_skip
 from .reference import rarefy_filter
 from .ops import rarefied_conv2d
 from .modules import RarefiedConv2d
@@ -43,6 +43,8 @@ __all__ = [
     "upsample_skip",
     "upsample_argmax",
     "upsample_cross_entropy",
+    "interpolate_cross_entropy",
+    "interpolate_argmax",
     "FusedUpsampleSkip",
     "bilinear_kernel",
     "rarefy_filter",

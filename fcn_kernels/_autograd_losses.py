@@ -3,6 +3,7 @@ backend's ops; imported by fcn_kernels/ops/, importing neither ops/ nor triton/.
 
 A fused loss is a statistics op and a few cheap (N, H, W) tensor ops (fcn_kernels.losses.weigh_and_reduce):
   upsample_logsumexp(x, weight, bias, skip, target, ...) -> (lse, picked)
+  interpolate_logsumexp(x, target, align_corners, ignore_index) -> (lse, picked)
 lse is the log-sum-exp of the scores over the classes at each pixel, picked the target class's score. Its
 backward op, one for every input (named `<op>_backward`), takes the gradients a of lse and b of picked and
 recomputes the scores: the score gradient a * softmax + b * onehot(target) goes straight through the
@@ -37,5 +38,25 @@ def register_upsample_logsumexp(forward, backward):
             out = backward(grad_lse, grad_picked, x, weight, bias, skip, target, lse, *ctx.arguments, mask)
             result[:_INPUTS] = [g if m else None for g, m in zip(out, mask)]
         return tuple(result)
+
+    torch.library.register_autograd(forward, grads, setup_context=setup)
+
+
+def register_interpolate_logsumexp(forward, backward):
+    """Autograd of one backend's interpolate_logsumexp: forward(x, target, align_corners, ignore_index) ->
+    (lse, picked); backward(grad_lse, grad_picked, x, target, lse, align_corners, ignore_index) -> grad_x."""
+
+    def setup(ctx, inputs, output):
+        x, target, align_corners, ignore_index = inputs
+        ctx.save_for_backward(x, target, output[0])
+        ctx.arguments = (align_corners, ignore_index)
+
+    def grads(ctx, grad_lse, grad_picked):
+        x, target, lse = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        grad_lse = torch.zeros_like(lse) if grad_lse is None else grad_lse
+        grad_picked = torch.zeros_like(lse) if grad_picked is None else grad_picked
+        return backward(grad_lse, grad_picked, x, target, lse, *ctx.arguments), None, None, None
 
     torch.library.register_autograd(forward, grads, setup_context=setup)

@@ -94,8 +94,10 @@ _BUILT = _built_table()
 _PARTIAL_KERNELS = {
     # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op; CPU kernels first.
     "upsample_cross_entropy": (("cpu",), ("upsample_logsumexp", "upsample_logsumexp_backward")),
+    "interpolate_cross_entropy": (("cpu",), ("interpolate_logsumexp", "interpolate_logsumexp_backward")),
+    "interpolate_argmax": (("cpu",), ("interpolate_argmax",)),
 }
-_LOSS_OPS = ("upsample_cross_entropy",)
+_LOSS_OPS = ("upsample_cross_entropy", "interpolate_cross_entropy", "interpolate_argmax")
 
 
 def _partial_built_table() -> dict:
@@ -175,6 +177,8 @@ def _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size
     group each way (3 with a trained weight) the vendor's GEMM-based transposed convolution and
     cross-entropy beat them, on small and large maps alike; depthwise and narrow groups are ours, tiny
     maps included (measured: benchmarks/results/2026-12-04-cpu-upsample-cross-entropy-rule.json)."""
+    if op != "upsample_cross_entropy":
+        return None
     if cin_g >= 4 and cout_g >= 4:
         return "dense groups (>= 4 channels each way): the vendor GEMM is faster"
     if weight_grad and cin_g >= 3 and cout_g >= 3:

@@ -42,6 +42,19 @@ def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, g
                                    generator=generator, reduction=reduction)
 
 
+def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=None, ignore_index=255, sample_p=1.0,
+                              generator=None, reduction="mean"):
+    """pixelwise_cross_entropy of F.interpolate(x, size=target's, mode="bilinear")'s scores."""
+    scores = F.interpolate(x, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
+    return pixelwise_cross_entropy(scores, target, class_weight, ignore_index=ignore_index, sample_p=sample_p,
+                                   generator=generator, reduction=reduction)
+
+
+def interpolate_argmax(x, size, *, align_corners=False):
+    """F.interpolate(x, size, mode="bilinear").argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
+    return F.interpolate(x, size=tuple(pair(size, "size")), mode="bilinear", align_corners=align_corners).argmax(1)
+
+
 def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:
     """The paper's rarefied filter f'[i, j] = f[i/s, j/s] where s divides i and j, else 0.
 

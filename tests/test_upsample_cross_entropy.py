@@ -9,7 +9,7 @@ import os
 import random
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,31 +19,12 @@ from hypothesis import strategies as st
 import fcn_kernels
 from fcn_kernels import backends as backend_rule
 from fcn_kernels import reference
-from fcn_kernels._tolerance import EPS, error_bound
+from loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
 from property_cases import upsample_cases
 from upsample_cases import FCN8S_STAGES, LAYOUTS, case, make_inputs, random_case
 
-F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
-IGNORE = 255
 BACKENDS = [pytest.param("cpu", marks=pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                                          reason="fcn_kernels._C was not built"))]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# helpers (private to this suite until tests/_helpers/ holds the case builders)
-# ---------------------------------------------------------------------------------------------------------
-@dataclass
-class Loss:
-    """The loss's own options: class weights or not, the fraction of ignored labels, sampling, reduction."""
-    class_weight: bool = False
-    ignore: float = 0.1
-    sample_p: float = 1.0
-    reduction: str = "mean"
-
-
-def random_loss(rng: random.Random) -> Loss:
-    return Loss(class_weight=rng.random() < 0.5, ignore=rng.choice([0.0, 0.1, 0.5, 1.0]),
-                sample_p=rng.choice([1.0, 1.0, 0.5, 0.1]), reduction=rng.choice(["mean", "sum", "none"]))
 
 
 def geometry(c):
@@ -51,140 +32,27 @@ def geometry(c):
     return dict(stride=c.stride, groups=c.groups, out_offset=c.out_offset, skip_offset=c.skip_offset)
 
 
-def make_target(c, loss: Loss):
-    n, (ho, wo) = c.N, c.crop
-    target = torch.randint(0, c.cout, (n, ho, wo))
-    target[torch.rand(n, ho, wo) < loss.ignore] = IGNORE
-    return target
+def problem(c, dtype=F64):
+    """The loss of upsample_skip Case c's scores (tests/loss_cases.py), on fresh inputs in `dtype`.
 
-
-def scores_of(c, inputs):
-    return reference.upsample_skip(*inputs, stride=c.stride, groups=c.groups, out_offset=c.out_offset,
-                                   out_size=c.crop, skip_offset=c.skip_offset)
-
-
-def grads_of(fn, leaves, grad_out):
-    """fn(*leaves) and its gradient in every leaf that requires grad (None for the others; zeros where
-    the graph does not reach a leaf, e.g. batch 0)."""
-    y = fn(*leaves)
-    wanted = [t for t in leaves if t is not None and t.requires_grad]
-    got = iter(torch.autograd.grad(y, wanted, grad_out, allow_unused=True)) if wanted else iter(())
-    grads = []
-    for t in leaves:
-        if t is None or not t.requires_grad:
-            grads.append(None)
-        else:
-            g = next(got)
-            grads.append(torch.zeros_like(t) if g is None else g)
-    return y.detach(), grads
-
-
-def term_counts(c):
-    """Most terms summed into one element: of a score (the forward's taps, bias, skip), and of each gradient
-    (x: every tap of every class of its group and the phase sum; weight: every input pixel, and the partial
-    sums; bias: every output pixel; skip: one)."""
+    Terms per element: a score sums its group's input channels over its taps, then bias and skip; grad x
+    every tap of every class of its group (and the column phases' sum); grad weight every input pixel (and the
+    backward's partial sums); grad bias every output pixel (and the partial sums); grad skip is one term."""
+    kw = geometry(c)
     taps = math.ceil(c.K[0] / c.stride[0]) * math.ceil(c.K[1] / c.stride[1])
-    pixels = c.N * c.crop[0] * c.crop[1]
-    return c.cin // c.groups * taps + 2, (c.cout // c.groups * c.K[0] * c.K[1] + c.stride[1],
-                                         c.N * c.H * c.W + 64, pixels + 64, 2)
+    return Problem(
+        inputs=list(make_inputs(c, dtype)), names=("x", "weight", "bias", "skip"),
+        scores=lambda *v: reference.upsample_skip(*v, out_size=c.crop, **kw),
+        fused=lambda v, t, **o: fcn_kernels.upsample_cross_entropy(v[0], t, *v[1:], **kw, **o),
+        stock=lambda v, t, **o: reference.upsample_cross_entropy(v[0], t, *v[1:], **kw, **o),
+        n_fwd=c.cin // c.groups * taps + 2,
+        n_grads=(c.cout // c.groups * c.K[0] * c.K[1] + c.stride[1], c.N * c.H * c.W + 64,
+                 c.N * c.crop[0] * c.crop[1] + 64, 2))
 
 
-def sum_roundings(count):
-    """Roundings to allow in torch's CPU sum of `count` terms: a cascade of chunked sums, whose error grows
-    with log2 of the count, not with the count."""
-    return 16 + 4 * math.ceil(math.log2(count + 1))
-
-
-def loss_bounds(c, exact_in, target, class_weight, keep, loss: Loss, grad_out, dtype):
-    """Per-element bounds on |kernel - exact| of the loss and of its gradient in each input.
-
-    Each score the kernel computes is within upsample_skip's bound e_c of the exact one (rounding to
-    `dtype`, float32 accumulation). The log-sum-exp moves by at most max_c e_c (its gradient, the softmax,
-    sums to 1), the target's score by e_y; the statistics' own float32 arithmetic (C exps of relative error
-    2**-22, their sum, the log, the shift) adds `stat`. The score gradient a * (softmax - onehot) then errs
-    by |a| softmax_c (exp(e_c + E_lse + shift rounding) - 1) plus its rounding, and the adjoint of the
-    upsampling, applied to those errors and to |dscore| (its accumulation error), bounds each gradient.
-    """
-    eps = 2.0**-51 if dtype == F64 else 2.0**-22  # the statistics' arithmetic (float64: the library exp)
-    abs_in = [t.abs() if t is not None else None for t in exact_in]
-    s, a = scores_of(c, exact_in), scores_of(c, abs_in)
-    e = error_bound(s, a, term_counts(c)[0], dtype)
-    C = s.shape[1]
-    valid = target != IGNORE
-    y = target.clamp(0, C - 1).unsqueeze(1)
-    lse = s.logsumexp(1)
-    picked = s.gather(1, y).squeeze(1)
-    span = (s.amax(1) - s.amin(1)) if C else torch.zeros_like(lse)
-    stat = eps * (2 * C + 8 + 2 * span + 2 * lse.abs() + picked.abs() + s.abs().amax(1))
-    e_lse = e.amax(1) + stat
-    coef = valid.double() * keep
-    if class_weight is not None:
-        coef = coef * class_weight.double()[y.squeeze(1)]
-    term = coef * (lse - picked)
-    term_err = coef * (e_lse + e.gather(1, y).squeeze(1) + stat) + 8 * eps * term.abs()
-    count = max(int(valid.sum()), 1)
-    if loss.reduction == "none":
-        value_bound, g = term_err, grad_out.double()
-    else:
-        value_bound = term_err.sum() + sum_roundings(term.numel()) * eps * term.abs().sum()
-        g = grad_out.double() / (count if loss.reduction == "mean" else 1)
-        value_bound = value_bound / (count if loss.reduction == "mean" else 1)
-        g = g.expand_as(term)
-    A = (coef * g).unsqueeze(1)
-    soft = s.softmax(1)
-    onehot = torch.zeros_like(s).scatter_(1, y, 1.0) * valid.unsqueeze(1)
-    dscore = A * (soft - onehot)
-    rel = e + e_lse.unsqueeze(1) + eps * ((s - lse.unsqueeze(1)).abs() + 4)
-    D = A.abs() * soft * torch.expm1(rel) + 8 * eps * dscore.abs()
-    leaves = [t.detach().requires_grad_() if t is not None else None for t in abs_in]
-    _, through_d = grads_of(lambda *v: scores_of(c, v), leaves, D)
-    _, through_abs = grads_of(lambda *v: scores_of(c, v), leaves, dscore.abs())
-    return value_bound, through_d, through_abs
-
-
-def assert_within(actual, exact, bound, what):
-    err = (actual.double() - exact).abs()
-    if err.numel() == 0:
-        return
-    ratio = (err / bound).nan_to_num(nan=0.0, posinf=float("inf"))
-    worst = ratio.max().item()
-    assert worst <= 1.0, f"{what}: error exceeds the bound by {worst:.3g}x (max error {err.max().item():.3g})"
-
-
-def check_loss(c, loss: Loss = Loss(), dtype=F64, *, backend="cpu", transform=lambda t: t, need=(True,) * 4,
-               seed=0, fn=fcn_kernels.upsample_cross_entropy):
-    """upsample_cross_entropy on `dtype` inputs passed through `transform` against the float64 composition on
-    the same rounded values, value and gradient in the inputs selected by `need` (x, weight, bias, skip)."""
-    inputs = make_inputs(c, dtype)
-    exact_in = [t.double() if t is not None else None for t in inputs]
-    target = make_target(c, loss)
-    class_weight = torch.rand(c.cout, dtype=F64) * 2 if loss.class_weight else None
-    kwargs = dict(geometry(c), class_weight=class_weight, ignore_index=IGNORE, sample_p=loss.sample_p,
-                  reduction=loss.reduction)
-    gen = lambda: torch.Generator().manual_seed(seed)  # noqa: E731  (the same draws for both)
-    leaves = [transform(t).detach().requires_grad_(bool(r)) if t is not None else None for t, r in zip(inputs, need)]
-    exact_leaves = [t.detach().requires_grad_(bool(r)) if t is not None else None for t, r in zip(exact_in, need)]
-    shape = tuple(target.shape) if loss.reduction == "none" else ()
-    grad_out = torch.randn(shape, dtype=F64)
-    got, grads = grads_of(lambda *v: fn(
-        v[0], transform(target), *v[1:], generator=gen(), backend=backend, **kwargs), leaves,
-        grad_out.to(F64 if dtype == F64 else F32))
-    exact, exact_grads = grads_of(lambda *v: reference.upsample_cross_entropy(
-        v[0], target, *v[1:], generator=gen(), **kwargs), exact_leaves, grad_out)
-    assert got.shape == exact.shape and got.dtype == (F64 if dtype == F64 else F32), (got.shape, got.dtype)
-    keep = torch.ones(target.shape, dtype=F64)
-    if loss.sample_p < 1:
-        keep = (torch.rand(target.shape, generator=gen()) < loss.sample_p).double() / loss.sample_p
-    value_bound, through_d, through_abs = loss_bounds(c, exact_in, target, class_weight, keep, loss, grad_out,
-                                                      dtype)
-    assert_within(got, exact, value_bound + 1e-300, f"loss {c} {loss} {dtype}")
-    for name, g, e, d, a, n in zip(("x", "weight", "bias", "skip"), grads, exact_grads, through_d, through_abs,
-                                   term_counts(c)[1]):
-        if e is None:
-            assert g is None, name
-            continue
-        assert g.shape == e.shape and g.dtype == dtype, (name, g.shape, g.dtype)
-        assert_within(g, e, error_bound(e, a, n, dtype) + d, f"grad {name} {c} {loss} {dtype}")
+def check(c, loss: Loss = Loss(), dtype=F64, **kw):
+    """upsample_cross_entropy on Case c against the float64 composition (loss_cases.check_loss)."""
+    check_loss(problem(c, dtype), make_target(c.N, c.cout, c.crop, loss), loss, dtype, what=str(c), **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,13 +63,13 @@ def check_loss(c, loss: Loss = Loss(), dtype=F64, *, backend="cpu", transform=la
 def test_random_float64(seed, backend, batch):
     rng = random.Random(seed)
     for _ in range(12):
-        check_loss(random_case(rng), random_loss(rng), backend=backend, seed=rng.randrange(2**31))
+        check(random_case(rng), random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stage", FCN8S_STAGES)
 def test_fcn8s_stages_float64(seed, backend, stage):
-    check_loss(FCN8S_STAGES[stage], Loss(class_weight=True), backend=backend)
+    check(FCN8S_STAGES[stage], Loss(class_weight=True), backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -210,7 +78,7 @@ def test_channel_layouts(seed, backend, kind):
     cin_g, cout_g, groups = {"depthwise": (1, 1, 5), "grouped": (2, 3, 2), "dense": (5, 6, 1)}[kind]
     c = case(N=2, cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=5, W=4, K=(5, 4), stride=(3, 2),
              out_offset=(2, 1), out_size=(9, 6), skip_offset=(1, 2), skip_hw=(11, 9), bias=True)
-    check_loss(c, Loss(class_weight=True, ignore=0.2), backend=backend)
+    check(c, Loss(class_weight=True, ignore=0.2), backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -228,7 +96,7 @@ def test_windows_at_both_edges(seed, backend, stride):
             ox = rng.randint(0, Wf - 1)
             c = case(N=2, channels=3, groups=3, H=H, W=W, K=K, stride=stride, out_offset=(oy, ox),
                      out_size=(ho, Wf - ox), skip_offset=(1, 2), skip_hw=(ho + 1, Wf - ox + 2), bias=True)
-            check_loss(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
+            check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -236,8 +104,8 @@ def test_windows_at_both_edges(seed, backend, stride):
 def test_lower_precision(seed, backend, dtype):
     rng = random.Random(seed)
     for _ in range(6):
-        check_loss(random_case(rng), random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
-    check_loss(FCN8S_STAGES["upscore8"], Loss(class_weight=True), dtype, backend=backend)
+        check(random_case(rng), random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
+    check(FCN8S_STAGES["upscore8"], Loss(class_weight=True), dtype, backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -245,7 +113,7 @@ def test_lower_precision(seed, backend, dtype):
 def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
     for _ in range(4):
-        check_loss(random_case(rng), random_loss(rng), backend=backend, transform=LAYOUTS[layout])
+        check(random_case(rng), random_loss(rng), backend=backend, transform=LAYOUTS[layout])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -253,7 +121,7 @@ def test_non_contiguous_inputs(seed, backend, layout):
                                   (False, False, True, True), (False, False, False, False)])
 def test_each_gradient_alone(seed, backend, need):
     """Only the gradients asked for: a fixed weight (FCN's bilinear upsampling) gets none."""
-    check_loss(case(N=2, cin=4, cout=6, groups=2, H=4, W=5, K=4, stride=2, out_offset=1, skip_hw=(10, 12),
+    check(case(N=2, cin=4, cout=6, groups=2, H=4, W=5, K=4, stride=2, out_offset=1, skip_hw=(10, 12),
                     skip_offset=(0, 1), bias=True), Loss(ignore=0.3), backend=backend, need=need)
 
 
@@ -385,7 +253,7 @@ def test_gradcheck(seed, backend):
         c = random_case(rng, max_batch=1)
         c.N = max(c.N, 1)
         loss = random_loss(rng)
-        target = make_target(c, replace(loss, ignore=min(loss.ignore, 0.5)))
+        target = make_target(c.N, c.cout, c.crop, replace(loss, ignore=min(loss.ignore, 0.5)))
         inputs = [t.requires_grad_() if t is not None else None for t in make_inputs(c)]
         cw = torch.rand(c.cout, dtype=F64) if loss.class_weight else None
         fn = lambda *v: fcn_kernels.upsample_cross_entropy(  # noqa: E731
@@ -450,7 +318,7 @@ def test_deterministic_bits(seed, backend):
     c = case(N=3, cin=6, cout=6, groups=2, H=9, W=11, K=16, stride=8, out_offset=(5, 3), skip_hw=(80, 100),
              skip_offset=(2, 3), bias=True)
     inputs = make_inputs(c, F32)
-    target = make_target(c, Loss())
+    target = make_target(c.N, c.cout, c.crop, Loss())
     outs = []
     for _ in range(2):
         leaves = [t.clone().requires_grad_() for t in inputs]
@@ -607,24 +475,20 @@ def test_cuda_tensors_have_no_kernels_yet():
 # ---------------------------------------------------------------------------------------------------------
 # properties (hypothesis; profiles in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-@st.composite
-def losses(draw):
-    return Loss(class_weight=draw(st.booleans()), ignore=draw(st.sampled_from([0.0, 0.2, 1.0])),
-                sample_p=draw(st.sampled_from([1.0, 0.5])), reduction=draw(st.sampled_from(["mean", "sum", "none"])))
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(c=upsample_cases(small=True), loss=losses(), dtype=st.sampled_from([F64, F32, BF16]),
        seed=st.integers(0, 2**31 - 1))
 def test_property_equals_the_composition(backend, c, loss, dtype, seed):
     torch.manual_seed(seed)
     note(f"{c} {loss} {dtype}")
-    check_loss(c, loss, dtype, backend=backend, seed=seed)
+    check(c, loss, dtype, backend=backend, seed=seed)
 
 
 def test_bound_catches_a_wrong_loss(seed):
     """The derived bounds fail a loss (and so its gradient) off by a relative 1e-4: they test something."""
-    wrong = lambda *a, **k: fcn_kernels.upsample_cross_entropy(*a, **k) * (1 + 1e-4)  # noqa: E731
+    c = FCN8S_STAGES["upscore8"]
     for loss in (Loss(), Loss(reduction="none")):
+        p = problem(c, F32)
+        wrong = lambda v, t, **o: p.fused(v, t, **o) * (1 + 1e-4)  # noqa: E731
         with pytest.raises(AssertionError, match="exceeds the bound"):
-            check_loss(FCN8S_STAGES["upscore8"], loss, F32, fn=wrong)
+            check_loss(p, make_target(c.N, c.cout, c.crop, loss), loss, F32, fused=wrong)

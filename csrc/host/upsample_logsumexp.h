@@ -51,7 +51,7 @@ struct Backward : Scores {
 };
 
 // Every label is ignore_index or in [0, classes): ValueError naming the first that is not.
-inline void check_labels(const at::Tensor& target, int64_t classes, int64_t ignore_index) {
+inline void check_labels(const at::Tensor& target, int64_t classes, int64_t ignore_index, const char* op = kOp) {
   const int64_t* y = target.const_data_ptr<int64_t>();
   const int64_t n = target.numel();
   bool bad = false;
@@ -61,7 +61,7 @@ inline void check_labels(const at::Tensor& target, int64_t classes, int64_t igno
   int64_t k = 0;
   while (y[k] == ignore_index || (y[k] >= 0 && y[k] < classes)) ++k;
   const int64_t hw = target.size(1) * target.size(2);
-  TORCH_CHECK_VALUE(false, kOp, ": target label ", y[k], " at (n, i, j) = (", k / hw, ", ", (k % hw) / target.size(2),
+  TORCH_CHECK_VALUE(false, op, ": target label ", y[k], " at (n, i, j) = (", k / hw, ", ", (k % hw) / target.size(2),
                     ", ", k % target.size(2), ") is outside [0, ", classes, ") and is not ignore_index (",
                     ignore_index, ")");
 }
@@ -102,14 +102,15 @@ inline Forward prepare_forward(const at::Tensor& x, const at::Tensor& weight, co
   return f;
 }
 
-// A per-pixel statistic or its gradient: (N, Ho, Wo), stats_type, on x's device; contiguous.
-inline at::Tensor pixel_map(const at::Tensor& t, const Scores& s, const char* name) {
-  TORCH_CHECK(t.dim() == 3 && t.size(0) == s.g.N && t.size(1) == s.g.Ho && t.size(2) == s.g.Wo, kOp,
-              "_backward: ", name, " must have size (", s.g.N, ", ", s.g.Ho, ", ", s.g.Wo, "), got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == stats_type(s.x.scalar_type()), kOp, "_backward: ", name, " must be ",
-              stats_type(s.x.scalar_type()), " for x of dtype ", s.x.scalar_type(), ", got ", t.scalar_type());
-  TORCH_CHECK(t.device() == s.x.device(), kOp, "_backward: ", name, " is on ", t.device(), " but x is on ",
-              s.x.device());
+// A per-pixel statistic or its gradient for the backward op `op`: (N, Ho, Wo), the statistics' dtype of x,
+// on x's device; contiguous.
+inline at::Tensor stats_map(const char* op, const at::Tensor& t, const char* name, int64_t N, int64_t Ho, int64_t Wo,
+                            const at::Tensor& x) {
+  TORCH_CHECK(t.dim() == 3 && t.size(0) == N && t.size(1) == Ho && t.size(2) == Wo, op, ": ", name,
+              " must have size (", N, ", ", Ho, ", ", Wo, "), got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == stats_type(x.scalar_type()), op, ": ", name, " must be ",
+              stats_type(x.scalar_type()), " for x of dtype ", x.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(), " but x is on ", x.device());
   return t.contiguous();
 }
 
@@ -122,9 +123,12 @@ inline Backward prepare_backward(const at::Tensor& grad_lse, const at::Tensor& g
   Backward b;
   static_cast<Scores&>(b) =
       prepare_scores(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index, type);
-  b.grad_lse = pixel_map(grad_lse, b, "grad_lse");
-  b.grad_picked = pixel_map(grad_picked, b, "grad_picked");
-  b.lse = pixel_map(lse, b, "lse");
+  const auto map = [&](const at::Tensor& t, const char* name) {
+    return stats_map("upsample_logsumexp_backward", t, name, b.g.N, b.g.Ho, b.g.Wo, b.x);
+  };
+  b.grad_lse = map(grad_lse, "grad_lse");
+  b.grad_picked = map(grad_picked, "grad_picked");
+  b.lse = map(lse, "lse");
   b.need_x = output_mask[0];
   b.need_weight = output_mask[1];
   b.need_bias = output_mask[2] && b.bias.defined();

@@ -6,5 +6,7 @@ from .upsample_skip import upsample_skip
 from .upsample_argmax import upsample_argmax
 from .rarefied_conv2d import rarefied_conv2d
 from .upsample_cross_entropy import upsample_cross_entropy
+from .interpolate_cross_entropy import interpolate_argmax, interpolate_cross_entropy
 
-__all__ = ["upsample_skip", "upsample_argmax", "rarefied_conv2d", "upsample_cross_entropy"]
+__all__ = ["upsample_skip", "upsample_argmax", "rarefied_conv2d", "upsample_cross_entropy", "interpolate_cross_entropy",
+           "interpolate_argmax"]
