@@ -5,7 +5,7 @@ import torch
 
 # The kernels' index arithmetic is int64: every extent, and every extent times a stride, rarefaction
 # or channel count, is kept at most 2**60 so that the sums of such terms in csrc/index/ cannot
-# overflow. csrc/host_checks.h (kMaxExtent, kRowSlack) holds the same limits for direct op calls.
+# overflow. csrc/host/checks.h (kMaxExtent, kRowSlack) holds the same limits for direct op calls.
 MAX_EXTENT = 2**60
 ROW_SLACK = 64
 

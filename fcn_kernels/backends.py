@@ -1,38 +1,23 @@
-"""Backend selection (docs/DESIGN.md §4).
+"""Backend selection: which kernels run an op (docs/DESIGN.md §4).
 
-backend=None picks automatically, per call and per shape (choose(), explained by explain()):
-our kernels (CUDA tensors: the CUDA C++ kernels where built, else Triton; CPU tensors: the C++ CPU
-kernels), except where the vendor library is faster, where it runs the stock composition
-("reference": F.conv2d(dilation) / F.conv_transpose2d + crop + add, i.e. oneDNN or cuDNN):
+backend=None picks per call and per shape (choose(); explain() says which and why): our kernels (CUDA
+tensors: the CUDA C++ kernels where built, else Triton; CPU tensors: the C++ CPU kernels), except where the
+vendor library is faster, where the stock composition runs ("reference": F.conv2d(dilation) or
+F.conv_transpose2d + crop + add, i.e. oneDNN or cuDNN). The rule, whose measurements are the table of
+docs/DESIGN.md §4.1:
 
-  rarefied_conv2d, CPU and CUDA: >= 8 channels per group each way (dense) -> stock F.conv2d(dilation).
-      Measured on CPU: oneDNN 1.25x to 1.7x faster than ours at 512 -> 512 3x3, 64 x 64, r = 2 and 4
-      (backend=None then within 1.01x of F.conv2d); on CUDA our kernels have no reuse across output
-      channels (estimated 50x slower than cuDNN; unmeasured). Depthwise and narrow groups: ours, except
-      on CPU without gradients (inference) on a large map: from 2**17 output elements an image
-      (Cout * Ho * Wo) and below rarefaction 8, oneDNN's depthwise forward measured 1.1x to 1.4x faster
-      than ours (forward + backward ours 2x to 2.8x faster; at rarefaction 8 ours 2x to 2.6x faster;
-      Intel Xeon, 2 threads, 2026-12-02, 16 to 256 channels, 32 x 32 to 128 x 128).
-  upsample_skip, CPU: a layer with >= 4 channels per group each way runs stock F.conv_transpose2d +
-      crop + add (i) when its weight is trained (ours measured 1.4x to 11x slower forward + backward on
-      14 of 15 shapes; 1.5x faster on one, 4 channels at stride 8), (ii) at stride 1 (ours 1.2x to 3.4x
-      slower), (iii) when compute-bound on a small map: cin/g * ceil(Kh/sh) * ceil(Kw/sw) > 32 products
-      per output on an output plane under 128 x 128 (forward alone a wash, stock/ours 0.6 to 1.5;
-      forward + backward ours 1.0x to 1.9x slower). Otherwise ours: depthwise and narrow groups (forward
-      1.1x to 9.7x faster), fixed dense weights on large maps (forward 1.1x to 5.4x faster, forward +
-      backward 0.9x to 2.2x). So FCN-8s with dense 21 x 21 bilinear weights on VOC (500 x 500): upscore8
-      is ours, upscore2 and upscore_pool4 (34 x 34, 70 x 70 maps) are stock; depthwise: all ours.
-      Data: benchmarks/results/2026-12-02-cpu-upsample-skip-rule.json (1 thread, loaded machine).
-  upsample_skip, CUDA: a layer with >= 4 channels per group each way runs cuDNN. Measured on an H200
-      (2026-12-04, FCN-8s head, 500 x 500, 21 classes, fixed dense 21 x 21 weights): cuDNN 3.1x to 3.7x
-      faster than our faster backend, forward and forward + backward, at batch 1 and 16 (the 4-channel
-      threshold is the CPU rule's; only 21 was measured). Depthwise (FCN's per-class bilinear
-      upsampling) stays ours: forward 3.6x (batch 1) to 18.7x (batch 16) faster than cuDNN, forward +
-      backward level at batch 1 and 7x faster at batch 16.
+- rarefied_conv2d, CPU and CUDA: 8 or more channels per group each way (dense) runs F.conv2d(dilation).
+- rarefied_conv2d, CPU: depthwise without gradients, from DEPTHWISE_FORWARD_ELEMENTS output elements an
+  image (Cout * Ho * Wo) and below rarefaction 8, runs F.conv2d(dilation).
+- upsample_skip, CPU: 4 or more channels per group each way runs the stock composition when the weight is
+  trained, at stride 1, or when compute-bound on a small map (cin/g * ceil(Kh/sh) * ceil(Kw/sw) > 32
+  products per output, on an output plane under 128 x 128).
+- upsample_skip, CUDA: 4 or more channels per group each way runs cuDNN.
+- Everything else runs our kernels.
 
-The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice (a
-forced backend, shapes notwithstanding), and backend= overrides both. Asking for a backend that
-cannot run on the given tensors is an error, never a silent fallback.
+The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice (a forced
+backend, shapes notwithstanding), and backend= overrides both. Asking for a backend that cannot run on the
+given tensors is an error, never a silent fallback.
 """
 import importlib.util
 import math
@@ -130,8 +115,23 @@ def _runs_on(backend: str, device: torch.device) -> bool:
 
 
 def available_backends() -> list:
-    """Backends usable now, for at least one device of this machine: built for every op (each with its
-    backward kernels), and able to run on one of its devices."""
+    r"""The backends usable now on at least one device of this machine.
+
+    A backend counts when it is built for every op (each with its backward kernels) and can run on this
+    machine's CPU or GPU: "triton" needs a GPU, or ``TRITON_INTERPRET=1`` for CPU tensors. See
+    docs/DESIGN.md §4.
+
+    Returns:
+        List[str]: a sublist of ``["reference", "cpu", "cuda", "triton"]``, in that order; "reference" is
+        always there.
+
+    Example::
+
+        >>> import fcn_kernels
+        >>> backends = fcn_kernels.available_backends()        # e.g. ['reference', 'cpu'] on a CPU machine
+        >>> backends[0]
+        'reference'
+    """
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
@@ -140,7 +140,7 @@ def available_backends() -> list:
 
 
 # rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this
-# many output elements per image (Cout * Ho * Wo) up, below rarefaction 8 (measured, module doc).
+# many output elements per image (Cout * Ho * Wo) up, below rarefaction 8 (measured: docs/DESIGN.md §4.1).
 DEPTHWISE_FORWARD_ELEMENTS = 2**17
 
 
@@ -202,18 +202,91 @@ def _auto(op, device, cin_g=1, cout_g=1, kernel=(1, 1), stride=(1, 1), out_size=
 
 
 def choose(op: str, device: torch.device, **shape) -> str:
-    """backend=None's backend for `op` on tensors of `device`, for a shape described as in _auto."""
+    r"""The backend that ``backend=None`` picks for ``op`` on tensors of ``device`` and this shape.
+
+    Our kernels, except where the vendor library is faster (the rule of docs/DESIGN.md §4.1, in this
+    module's docstring); the environment variable FCN_KERNELS_BACKEND is not read here (see :func:`resolve`).
+
+    Args:
+        op (str): ``"upsample_skip"``, ``"upsample_argmax"`` or ``"rarefied_conv2d"``.
+        device (torch.device): the device of the op's tensors.
+        **shape: what the rule reads (each optional):
+            cin_g (int): input channels per group. Default: 1.
+            cout_g (int): output channels per group. Default: 1.
+            kernel (Tuple[int, int]): upsample_skip's filter size (Kh, Kw). Default: (1, 1).
+            stride (Tuple[int, int]): upsample_skip's stride, or rarefied_conv2d's rarefaction. Default: (1, 1).
+            out_size (Tuple[int, int]): the output's (Ho, Wo). Default: (0, 0).
+            weight_grad (bool): whether the weight's gradient will be computed (upsample_skip). Default: False.
+            channels (int): output channels (rarefied_conv2d). Default: 1.
+            grad (bool): whether any gradient will be computed (rarefied_conv2d). Default: True.
+
+    Returns:
+        str: ``"reference"`` (the stock composition), ``"cpu"``, ``"cuda"`` or ``"triton"``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import backends
+        >>> backends.choose("rarefied_conv2d", torch.device("cpu"), cin_g=512, cout_g=512)
+        'reference'
+        >>> backends.choose("upsample_skip", torch.device("cpu"), cin_g=1, cout_g=1) in ("cpu", "reference")
+        True
+    """
     return _auto(op, device, **shape)[0]
 
 
 def explain(op: str, device: torch.device, **shape) -> str:
-    """choose()'s answer and why, e.g. 'reference: dense groups ...' or 'cpu: our kernels'."""
+    r""":func:`choose`'s answer and the reason for it, for logs and for people.
+
+    Args:
+        op (str): as in :func:`choose`.
+        device (torch.device): as in :func:`choose`.
+        **shape: as in :func:`choose`.
+
+    Returns:
+        str: ``"<backend>: <why>"``, e.g. ``"cpu: our kernels"``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import backends
+        >>> backends.explain("upsample_skip", torch.device("cpu"), cin_g=21, cout_g=21, kernel=(4, 4),
+        ...                  stride=(2, 2), out_size=(34, 34), weight_grad=True)
+        'reference: dense groups with a trained weight: the vendor weight gradient is faster'
+    """
     return ": ".join(_auto(op, device, **shape))
 
 
 def resolve(backend, device: torch.device, op: str, **shape) -> str:
-    """The backend that runs `op` on tensors of `device`: backend, else FCN_KERNELS_BACKEND, else
-    choose(op, device, **shape)."""
+    r"""The backend that runs ``op`` on tensors of ``device``, as every op resolves its ``backend=`` argument.
+
+    ``backend`` if given, else the environment variable FCN_KERNELS_BACKEND if set, else
+    :func:`choose` ``(op, device, **shape)``. A named backend is checked, never replaced.
+
+    Args:
+        backend (str, optional): ``"reference"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None.
+        device (torch.device): the device of the op's tensors.
+        op (str): as in :func:`choose`.
+        **shape: as in :func:`choose` (read only when the choice is automatic).
+
+    Returns:
+        str: the backend's name.
+
+    Raises:
+        ValueError: an unknown backend name. RuntimeError: a backend not built for ``op``, or one that cannot
+        run on ``device`` (the message lists the available backends).
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import backends
+        >>> backends.resolve("reference", torch.device("cpu"), "upsample_skip")
+        'reference'
+        >>> backends.resolve("cuda", torch.device("cpu"), "upsample_skip")
+        Traceback (most recent call last):
+            ...
+        RuntimeError: backend='cuda' ...
+    """
     source = "backend"
     if backend is None:
         backend = os.environ.get(ENV_VAR) or None

@@ -23,13 +23,35 @@ def _shape(input_shape, in_features):
 
 
 def convolutionalize(linear: nn.Linear, input_shape) -> nn.Conv2d:
-    """The nn.Conv2d(C, out_features, (h, w)) equivalent to `linear` reading a flattened (C, h, w) map.
+    r"""A fully connected layer as the equivalent convolution (the paper's section 3.1).
 
-    `input_shape` is (C, h, w) (or C for a 1x1 map), the shape whose C-major flattening
-    (``x.flatten(1)``, as torchvision's VGG does before its classifier) is the linear layer's input.
-    On an (N, C, h, w) map the result is the linear layer's output as (N, out, 1, 1); on a larger map
-    it is the classifier applied to every h x w window, stride 1. Weights are copied (the new
-    layer shares no storage with `linear`), on the same device and dtype, with the same requires_grad.
+    Returns ``nn.Conv2d(C, out_features, (h, w))`` computing ``linear`` on every h x w window of a map, stride
+    1: on an (N, C, h, w) map its output is ``linear(x.flatten(1))`` as (N, out_features, 1, 1); on a larger
+    map, the classifier slid over it. See docs/DESIGN.md §3.
+
+    Args:
+        linear (nn.Linear): reads a C-major flattened (C, h, w) map (``x.flatten(1)``, as torchvision's VGG
+            does before its classifier); ``in_features`` must be ``C * h * w``.
+        input_shape (Tuple[int, int, int] or int): (C, h, w) of that map, or C for a 1 x 1 map.
+
+    Returns:
+        nn.Conv2d: weight (out_features, C, h, w) and bias (out_features,) copied from ``linear`` (no shared
+        storage), on its device and dtype, with its requires_grad.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fcn_kernels import convolutionalize
+        >>> fc = nn.Linear(8 * 7 * 7, 16)
+        >>> conv = convolutionalize(fc, (8, 7, 7))
+        >>> conv
+        Conv2d(8, 16, kernel_size=(7, 7), stride=(1, 1))
+        >>> x = torch.randn(2, 8, 7, 7)
+        >>> torch.allclose(conv(x).flatten(1), fc(x.flatten(1)), atol=1e-6)
+        True
+        >>> conv(torch.randn(2, 8, 10, 12)).shape             # every 7 x 7 window
+        torch.Size([2, 16, 4, 6])
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"convolutionalize expects nn.Linear, got {type(linear).__name__}")

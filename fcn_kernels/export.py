@@ -74,8 +74,24 @@ TRANSLATIONS = {
 
 
 def onnx_translations():
-    """The custom translation table for torch.onnx.export(..., dynamo=True): {op overload: translation}
-    for every fcn_kernels op registered now (the Triton ops only once fcn_kernels.triton was imported)."""
+    r"""The custom translation table for ``torch.onnx.export(..., dynamo=True)``.
+
+    Each fcn_kernels op becomes its stock ONNX composition (this module's docstring), so the file runs
+    without our kernels. See docs/DESIGN.md §3.
+
+    Returns:
+        Dict[OpOverload, Callable]: ``{op overload: onnxscript translation}`` for every fcn_kernels op
+        registered now (the Triton ops only once ``fcn_kernels.triton`` was imported).
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import onnx_translations
+        >>> table = onnx_translations()
+        >>> torch.ops.fcn_kernels.upsample_skip.default in table
+        True
+        >>> # torch.onnx.export(model, inputs, dynamo=True, custom_translation_table=table)
+    """
     table = {}
     for name, fn in TRANSLATIONS.items():
         packet = getattr(torch.ops.fcn_kernels, name, None)
@@ -102,10 +118,36 @@ def _in_eval_mode(model, example_inputs, dynamic, export):
 
 
 def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
-    """Write `model` (evaluated in eval mode on `example_inputs`, a tensor or a tuple) to `path` as ONNX
-    of standard ops only (opset >= 17). dynamic=True: every dimension but the channels of each input is
-    symbolic, so the file takes any batch and image size. The file is written atomically (a temporary
-    file in the same folder, then renamed). Returns the path."""
+    r"""Write ``model`` to ``path`` as ONNX of standard ops only, which runs without our kernels.
+
+    The model is traced in eval mode (its mode is restored after) with :func:`onnx_translations`; the file
+    is written atomically (a temporary file in the same folder, then renamed). Needs the ``deploy`` extra
+    (onnx, onnxscript). See docs/DESIGN.md §3.
+
+    Args:
+        model (nn.Module): the model, e.g. an FCN.
+        example_inputs (Tensor or Tuple[Tensor, ...]): inputs to trace with, e.g. Tensor[N, 3, H, W].
+        path (str or os.PathLike): the file to write.
+        dynamic (bool): every dimension but the channels (dim 1) of each input is symbolic, so the file
+            takes any batch and image size; False: the example's sizes only. Default: True.
+        opset (int): the ONNX opset, at least 17. Default: 18.
+
+    Returns:
+        str: ``path``.
+
+    Raises:
+        RuntimeError: the graph holds an op without a translation (named).
+
+    Example::
+
+        >>> import os, tempfile, torch
+        >>> from fcn_kernels import FusedUpsampleSkip, export_onnx
+        >>> model = FusedUpsampleSkip(2, 2, 4, 2, groups=2)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = export_onnx(model, torch.randn(1, 2, 5, 5), os.path.join(folder, "up.onnx"))
+        ...     os.path.basename(path), os.path.getsize(path) > 0
+        ('up.onnx', True)
+    """
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.onnx.export(
@@ -122,13 +164,34 @@ def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
 
 
 def export_aoti(model, example_inputs, path):
-    """Compile `model` (in eval mode) ahead of time with AOTInductor into a package at `path` (.pt2) for
-    the example's batch and image size, written atomically. (Not dynamic: under torch 2.14.1 a dynamic,
-    size-oblivious package of the fused FCN-8s fed fcn_kernels::upsample_skip a score map one row and
-    column short at sizes other than the example's, where the stock model's dynamic package was right;
-    not yet understood.) Load it with torch._inductor.aoti_load_package(path) after `import fcn_kernels`
-    (which loads fcn_kernels/_C.so: the package calls our C++ kernels through the dispatcher). A C++ deployment links libtorch (torch::inductor::AOTIModelPackageLoader) and loads
-    fcn_kernels/_C.so (dlopen) before it loads the package, so that the fcn_kernels ops are registered."""
+    r"""Compile ``model`` ahead of time with AOTInductor into a package (.pt2) that calls our kernels.
+
+    The model is exported in eval mode (its mode is restored after) for the example's batch and image size
+    only (not dynamic: docs/DESIGN.md §3 says why), and the package is written atomically. To run it:
+    ``import fcn_kernels`` (which loads ``fcn_kernels/_C.so``, registering the ops the package calls), then
+    ``torch._inductor.aoti_load_package(path)``. A C++ deployment links libtorch
+    (``torch::inductor::AOTIModelPackageLoader``) and loads ``fcn_kernels/_C.so`` (dlopen) first.
+
+    Args:
+        model (nn.Module): the model, e.g. an FCN.
+        example_inputs (Tensor or Tuple[Tensor, ...]): the inputs, of the sizes the package will take.
+        path (str or os.PathLike): the package to write; must end in ``.pt2``.
+
+    Returns:
+        str: ``path``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.export import export_aoti
+        >>> from fcn_kernels.models import FCN8s
+        >>> model = FCN8s(n_class=21, width=1 / 16)
+        >>> export_aoti(model, torch.randn(1, 3, 64, 64), "fcn8s.pt2")  # doctest: +SKIP
+        'fcn8s.pt2'
+        >>> runner = torch._inductor.aoti_load_package("fcn8s.pt2")     # doctest: +SKIP
+        >>> runner(torch.randn(1, 3, 64, 64)).shape                      # doctest: +SKIP
+        torch.Size([1, 21, 64, 64])
+    """
     if not os.fspath(path).endswith(".pt2"):
         raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
     program = _in_eval_mode(model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(

@@ -39,14 +39,41 @@ def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: 
                             *, ignore_index: int = 255, sample_p: float = 1.0,
                             generator: torch.Generator | None = None,
                             reduction: str = "mean") -> torch.Tensor:
-    """Per-pixel cross-entropy with ignore label, class weights and loss sampling.
+    r"""Per-pixel cross-entropy with an ignore label, class weights and loss sampling (paper 3.4).
 
-    logits: (N, C, H, W) scores; target: (N, H, W) int labels in [0, C) or ``ignore_index``.
-    weight: optional (C,) class weights. sample_p in (0, 1]: probability to keep each
-    pixel's term (unbiased: kept terms are scaled by 1 / p). ``generator`` drives the
-    sampling (on the logits' device). reduction: "mean" (divide by the number of
-    non-ignored pixels; 0 if there are none), "sum", or "none" (the (N, H, W) map of
-    terms, zero at ignored and dropped pixels).
+    The loss of this module's docstring: each non-ignored pixel's ``-log softmax(logits)[target]``, times its
+    class weight, kept with probability ``sample_p`` and then divided by it (an unbiased estimate of the
+    unsampled loss), summed and divided by the number of non-ignored pixels (``"mean"``). Computed in float32
+    (float64 for float64 logits), also under bf16 autocast.
+
+    Args:
+        logits (Tensor[N, C, H, W]): the class scores.
+        target (Tensor[N, H, W]): int labels in [0, C), or ``ignore_index``.
+        weight (Tensor[C], optional): per-class weights (see :func:`class_weights`). Default: None (ones).
+        ignore_index (int): the label of pixels that do not count. Default: 255.
+        sample_p (float): in (0, 1], the probability to keep each pixel's term. Default: 1.0.
+        generator (torch.Generator, optional): drives the sampling, on the logits' device. Default: None.
+        reduction (str): ``"mean"`` (divide by the number of non-ignored pixels; 0 if there are none),
+            ``"sum"``, or ``"none"``. Default: ``"mean"``.
+
+    Returns:
+        Tensor: a scalar for ``"mean"`` and ``"sum"``; Tensor[N, H, W] of the terms for ``"none"`` (zero at
+        ignored and dropped pixels). float32, or float64 for float64 logits.
+
+    Raises:
+        ValueError: mismatched shapes, a label outside [0, C) other than ``ignore_index``, or a bad
+        ``sample_p`` or ``reduction``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.losses import pixelwise_cross_entropy
+        >>> logits = torch.zeros(1, 4, 2, 2)                  # uniform over 4 classes: log(4) a pixel
+        >>> target = torch.tensor([[[0, 1], [2, 255]]])       # one ignored pixel
+        >>> pixelwise_cross_entropy(logits, target)
+        tensor(1.3863)
+        >>> pixelwise_cross_entropy(logits, target, reduction="sum")
+        tensor(4.1589)
     """
     check_loss_arguments(sample_p, reduction)
     if logits.dim() != target.dim() + 1 or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
@@ -95,7 +122,24 @@ def weigh_and_reduce(terms, target, valid, weight, n_class, sample_p, generator,
 
 
 class PixelwiseCrossEntropy(nn.Module):
-    """Module form of :func:`pixelwise_cross_entropy` (weights kept as a buffer)."""
+    r"""Module form of :func:`pixelwise_cross_entropy`; the class weights are kept as a buffer.
+
+    Args:
+        weight (Tensor[C] or sequence, optional): per-class weights, stored as float32. Default: None.
+        ignore_index (int): Default: 255.
+        sample_p (float): in (0, 1]. Default: 1.0.
+        reduction (str): ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.losses import PixelwiseCrossEntropy
+        >>> loss = PixelwiseCrossEntropy(weight=[1.0, 2.0], sample_p=0.5)
+        >>> logits, target = torch.zeros(2, 2, 8, 8), torch.randint(0, 2, (2, 8, 8))
+        >>> value = loss(logits, target, generator=torch.Generator().manual_seed(0))
+        >>> value.shape, bool(value > 0)
+        (torch.Size([]), True)
+    """
 
     def __init__(self, weight=None, ignore_index: int = 255, sample_p: float = 1.0, reduction: str = "mean"):
         super().__init__()
@@ -105,13 +149,42 @@ class PixelwiseCrossEntropy(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits, target, generator=None):
+        r"""The loss of ``logits`` against ``target``.
+
+        Args:
+            logits (Tensor[N, C, H, W]): the class scores.
+            target (Tensor[N, H, W]): int labels in [0, C), or ``ignore_index``.
+            generator (torch.Generator, optional): drives the sampling. Default: None.
+
+        Returns:
+            Tensor: as :func:`pixelwise_cross_entropy` returns for this ``reduction``.
+        """
         return pixelwise_cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index,
                                        sample_p=self.sample_p, generator=generator, reduction=self.reduction)
 
 
 def class_frequencies(labels, n_class: int, ignore_index: int = 255) -> torch.Tensor:
-    """Pixel counts per class (float64, shape (n_class,)) over an iterable of label maps
-    (tensors or arrays), or over a data set yielding (image, label) pairs."""
+    r"""Pixel counts per class over a collection of label maps, for :func:`class_weights`.
+
+    Args:
+        labels (Iterable): label maps (tensors or arrays of any shape), or (image, label) pairs such as a
+            data set yields.
+        n_class (int): the number of classes C.
+        ignore_index (int): the label of pixels that are not counted. Default: 255.
+
+    Returns:
+        Tensor[C]: float64 counts, on the CPU.
+
+    Raises:
+        ValueError: a label outside [0, C) other than ``ignore_index``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.losses import class_frequencies
+        >>> class_frequencies([torch.tensor([[0, 0, 1], [2, 255, 0]])], n_class=3)
+        tensor([3., 1., 1.], dtype=torch.float64)
+    """
     counts = torch.zeros(n_class, dtype=torch.float64)
     for item in labels:
         lab = item[1] if isinstance(item, (tuple, list)) else item
@@ -124,17 +197,34 @@ def class_frequencies(labels, n_class: int, ignore_index: int = 255) -> torch.Te
 
 
 def class_weights(counts, method: str = "median") -> torch.Tensor:
-    """Class-balancing weights (float32) from per-class pixel counts.
+    r"""Class-balancing weights from per-class pixel counts.
 
-    With f_c = count_c / sum(count) the class frequencies, over the classes present:
+    With ``f_c = count_c / sum(count)`` the class frequencies, over the classes present:
 
-    - "median": median frequency balancing, w_c = median(f) / f_c (Eigen & Fergus);
-      the class of median frequency gets weight 1.
-    - "inverse": w_c = 1 / (K f_c), K the number of present classes, so that
-      sum_c f_c w_c = 1: the expected weight of a pixel is 1 and every class
-      carries the same total weight.
+    - ``"median"``: median frequency balancing, ``w_c = median(f) / f_c`` (Eigen & Fergus); the class of
+      median frequency gets weight 1.
+    - ``"inverse"``: ``w_c = 1 / (K f_c)``, K the number of present classes, so that ``sum_c f_c w_c = 1``:
+      the expected weight of a pixel is 1 and every class carries the same total weight.
 
     Classes absent from the counts get the largest weight of the present ones.
+
+    Args:
+        counts (Tensor[C] or sequence): pixel counts per class (e.g. :func:`class_frequencies`).
+        method (str): ``"median"`` or ``"inverse"``. Default: ``"median"``.
+
+    Returns:
+        Tensor[C]: float32 weights, for :func:`pixelwise_cross_entropy`'s ``weight``.
+
+    Raises:
+        ValueError: no class is present, or an unknown ``method``.
+
+    Example::
+
+        >>> from fcn_kernels.losses import class_weights
+        >>> class_weights([10, 40, 50, 0])
+        tensor([4.0000, 1.0000, 0.8000, 4.0000])
+        >>> class_weights([10, 40, 50, 0], method="inverse")
+        tensor([3.3333, 0.8333, 0.6667, 3.3333])
     """
     counts = torch.as_tensor(counts, dtype=torch.float64)
     present = counts > 0

@@ -141,21 +141,66 @@ def scores_from_confusion(hist: torch.Tensor) -> dict:
 
 
 def segmentation_scores(pred, target, n_class: int, ignore_index: int = 255) -> dict:
-    """pixel_acc, mean_acc, mean_iu and fw_iu of ``pred`` against ``target``.
+    r"""The paper's four metrics (section 5) of a prediction against the ground truth.
 
-    pred: predicted label map (same shape as target), or class scores with the
-    classes on dim 1 (their argmax is taken). Pixels labelled ``ignore_index``
-    are not counted; any other label outside [0, n_class) is an error.
+    Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU, as defined in this module's docstring
+    and computed from the confusion matrix, as Caffe FCN's ``score.py``: a class whose ratio is undefined
+    (0 / 0) is left out of the class averages. See docs/DESIGN.md §3.
+
+    Args:
+        pred (Tensor[N, H, W] or Tensor[N, C, H, W]): predicted labels of ``target``'s shape, or class
+            scores with the classes on dim 1 (their argmax is taken).
+        target (Tensor[N, H, W]): int labels in [0, n_class), or ``ignore_index``.
+        n_class (int): the number of classes.
+        ignore_index (int): the label of pixels that are not counted. Default: 255.
+
+    Returns:
+        Dict[str, float]: ``{"pixel_acc", "mean_acc", "mean_iu", "fw_iu"}``, each in [0, 1], or NaN when
+        nothing is counted.
+
+    Raises:
+        ValueError: mismatched shapes, or a label outside [0, n_class) other than ``ignore_index``.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.metrics import segmentation_scores
+        >>> target = torch.tensor([[[0, 0, 1, 1]]])
+        >>> pred = torch.tensor([[[0, 1, 1, 1]]])
+        >>> segmentation_scores(pred, target, n_class=2)
+        {'pixel_acc': 0.75, 'mean_acc': 0.75, 'mean_iu': 0.5833333333333333, 'fw_iu': 0.5833333333333333}
     """
     return scores_from_confusion(confusion_matrix(pred, target, n_class, ignore_index))
 
 
 class ConfusionMatrix:
-    """A streaming confusion matrix for a whole data set.
+    r"""A confusion matrix accumulated over a data set, and the paper's four metrics from it.
 
-    ``update(pred, target)`` adds a batch (on the batch's device: no host copy
-    of the images), ``compute()`` returns the four metrics, ``all_reduce()``
-    sums the matrices of all ranks of a torch.distributed group.
+    ``update(pred, target)`` adds a batch on the batch's device (no host copy of the images);
+    ``compute()`` returns the metrics of :func:`segmentation_scores` over everything added;
+    ``all_reduce()`` sums the matrices of all ranks of a ``torch.distributed`` group. The matrix is
+    ``hist[true, pred]``, int64 (n_class, n_class).
+
+    Args:
+        n_class (int): the number of classes.
+        ignore_index (int, optional): the label of pixels that are not counted; None counts all. Default: 255.
+        device (torch.device, optional): where the matrix starts; it moves to the first batch's device while
+            still empty. Default: None (CPU).
+        validate (bool): True: a label out of range is a ValueError; False: such pixels are dropped.
+            Default: True.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.metrics import ConfusionMatrix
+        >>> cm = ConfusionMatrix(n_class=2)
+        >>> cm = cm.update(torch.tensor([[0, 1]]), torch.tensor([[0, 0]]))
+        >>> cm = cm.update(torch.tensor([[1, 1]]), torch.tensor([[1, 255]]))
+        >>> cm.hist
+        tensor([[1, 1],
+                [0, 1]])
+        >>> cm.compute()["pixel_acc"]
+        0.6666666666666666
     """
 
     def __init__(self, n_class: int, ignore_index: int | None = 255, device=None,
@@ -170,6 +215,15 @@ class ConfusionMatrix:
 
     @torch.no_grad()
     def update(self, pred, target) -> "ConfusionMatrix":
+        r"""Add a batch to the matrix.
+
+        Args:
+            pred (Tensor[N, H, W] or Tensor[N, C, H, W]): predicted labels, or class scores on dim 1.
+            target (Tensor[N, H, W]): int labels in [0, n_class), or ``ignore_index``.
+
+        Returns:
+            ConfusionMatrix: ``self``.
+        """
         h = confusion_matrix(pred, target, self.n_class, self.ignore_index, self.validate)
         if h.device != self.hist.device:
             if self.hist.abs().sum() == 0:
@@ -189,6 +243,11 @@ class ConfusionMatrix:
         return per_class_iu(self.hist.cpu()).tolist()
 
     def compute(self) -> dict:
+        r"""The four metrics of everything added so far.
+
+        Returns:
+            Dict[str, float]: as :func:`segmentation_scores` returns.
+        """
         return scores_from_confusion(self.hist.cpu())
 
     def __repr__(self):

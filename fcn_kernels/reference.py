@@ -56,9 +56,27 @@ def interpolate_argmax(x, size, *, align_corners=False):
 
 
 def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:
-    """The paper's rarefied filter f'[i, j] = f[i/s, j/s] where s divides i and j, else 0.
+    r"""The paper's rarefied filter: ``f'[i, j] = f[i / s, j / s]`` where s divides i and j, else 0.
 
-    weight (..., K, K') -> (..., (K - 1) * s + 1, (K' - 1) * s' + 1).
+    Zeros are inserted between the taps, so ``F.conv2d(x, rarefy_filter(w, s))`` equals
+    ``F.conv2d(x, w, dilation=s)`` and :func:`fcn_kernels.rarefied_conv2d`. Built explicitly, for references
+    and tests; see docs/DESIGN.md §2.3.
+
+    Args:
+        weight (Tensor[..., Kh, Kw]): the filter; the leading dimensions are kept.
+        s (int or Tuple[int, int]): the rarefaction (rows, cols), at least 1.
+
+    Returns:
+        Tensor[..., (Kh - 1) * sh + 1, (Kw - 1) * sw + 1]: in ``weight``'s dtype and device.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import rarefy_filter
+        >>> rarefy_filter(torch.tensor([[1., 2.], [3., 4.]]), 2)
+        tensor([[1., 0., 2.],
+                [0., 0., 0.],
+                [3., 0., 4.]])
     """
     sh, sw = pair(s, "s", minimum=1)
     kh, kw = weight.shape[-2:]

@@ -21,20 +21,39 @@ def _ceil_div(a, b):
 
 
 def shift_and_stitch(fn, x, factor):
-    """Dense output of `fn` (a net of total stride `factor`) by the paper's shift-and-stitch.
+    r"""Dense output of a strided net by the paper's shift-and-stitch (section 3.2).
 
-    For every shift (dy, dx), 0 <= dy < fy, 0 <= dx < fx (factor is an int or a pair (fy, fx)):
+    Runs ``fn`` once for every shift (dy, dx), ``0 <= dy < fy``, ``0 <= dx < fx``, and interlaces the outputs:
+    ``out[..., y * fy + dy, x * fx + dx] = fn(x[..., dy:, dx:])[..., y, x]``. Shifting *crops* the first dy rows
+    and dx columns of the input (nothing is zero-filled), so the dense position ``Y = y * fy + dy`` reads the
+    same input pixels as output ``Y`` of :func:`rarefy` ``(net)``. See docs/DESIGN.md §2.4.
 
-        out[..., y * fy + dy, x * fx + dx] = fn(x[..., dy:, dx:])[..., y, x]
+    Args:
+        fn (Callable[[Tensor], Tensor]): a net of total stride ``factor``; maps (..., H, W) to (..., h, w).
+        x (Tensor[..., H, W]): the input, at least 2-D, with ``H >= fy`` and ``W >= fx``.
+        factor (int or Tuple[int, int]): the net's total stride (fy, fx).
 
-    Shift convention: shifting by (dy, dx) *crops* the first dy rows and dx columns of the input; nothing
-    is zero-filled, so later shifts see slightly smaller inputs. With this convention the dense position
-    Y = y * f + dy reads the input pixels Y + c where output y of fn reads y * f + c: exactly what output Y
-    of `rarefy(net)` reads, so the two can be compared position by position.
+    Differentiable in ``x``. Costs ``fy * fx`` passes of ``fn``.
 
-    The result has size (..., Hd, Wd) with Hd = min over dy of (dy + fy * h_dy), h_dy the height of the
-    passes with row shift dy (Wd alike): the largest top-left block that the passes fill completely.
-    Differentiable in x. Costs fy * fx passes of fn.
+    Returns:
+        Tensor[..., Hd, Wd]: in the dtype of ``fn``'s output. ``Hd`` is the minimum over dy of
+        ``dy + fy * h_dy`` (h_dy: the height of the passes with row shift dy), ``Wd`` alike: the largest
+        top-left block that the passes fill completely.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fcn_kernels import rarefy, shift_and_stitch
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+        >>> x = torch.randn(1, 1, 10, 10)
+        >>> dense = shift_and_stitch(net, x, 2)               # 4 passes of net
+        >>> dense.shape
+        torch.Size([1, 2, 4, 4])
+        >>> torch.equal(dense[..., ::2, ::2], net(x))          # shift (0, 0) is the coarse output
+        True
+        >>> torch.allclose(dense, rarefy(net)(x), atol=1e-5)   # one pass of the rarefied net
+        True
     """
     fy, fx = pair(factor, "factor", minimum=1)
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
@@ -124,18 +143,39 @@ def _rarefy_layer(m, r, path):
 
 
 def rarefy(net: nn.Sequential) -> nn.Sequential:
-    """A copy of the sequential `net` whose one stride-1 pass gives shift-and-stitch's dense output.
+    r"""A copy of a sequential net whose one stride-1 pass gives shift-and-stitch's dense output.
 
     Every stride becomes 1, and every conv and pool after a stride is rarefied by the product s of the
-    strides before it (the paper's f'[i, j] = f[i / s, j / s]): dilation * s, padding * s. Convs become
-    `RarefiedConv2d` (same `weight`/`bias`, so `rarefy(net).load_state_dict(net.state_dict())` works),
-    max pools `RarefiedMaxPool2d`, average pools `RarefiedAvgPool2d` (same count_include_pad and
-    divisor_override semantics). Supported: nested nn.Sequential, nn.Conv2d (padding_mode 'zeros'),
-    nn.MaxPool2d (no return_indices), nn.AvgPool2d, pointwise layers (activations; BatchNorm2d and
-    dropout in eval mode). Anything else is a TypeError naming the layer.
+    strides before it (the paper's f'[i, j] = f[i / s, j / s]): dilation and padding times s. Convs become
+    :class:`RarefiedConv2d` (same ``weight`` and ``bias``, so state_dicts load unchanged), max pools
+    ``RarefiedMaxPool2d``, average pools ``RarefiedAvgPool2d`` (same count_include_pad and divisor_override).
+    ``rarefy(net)(x)`` equals ``shift_and_stitch(net, x, f)`` (f the net's total stride) on every position
+    where neither takes a value from padding. See docs/DESIGN.md §2.4.
 
-    Equivalence: rarefy(net)(x) == shift_and_stitch(net, x, total_stride(net)) on every position where
-    neither takes a value from padding (bottom/right: also where the coarse net dropped a partial window).
+    Args:
+        net (nn.Sequential): nested nn.Sequential, nn.Conv2d (padding_mode 'zeros'), nn.MaxPool2d (no
+            return_indices), nn.AvgPool2d and pointwise layers (activations; BatchNorm2d and dropout in eval
+            mode). ``net`` itself is not changed.
+
+    Returns:
+        nn.Sequential: the rarefied copy, with ``net``'s layer names and training mode.
+
+    Raises:
+        TypeError: ``net`` is not an nn.Sequential, or holds a layer outside the list above (named).
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fcn_kernels import rarefy
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+        >>> dense = rarefy(net)
+        >>> dense[2]
+        RarefiedConv2d(4, 2, kernel_size=(3, 3), rarefaction=(2, 2), padding=(2, 2))
+        >>> dense(torch.randn(1, 1, 10, 10)).shape           # net(x) would be (1, 2, 4, 4)
+        torch.Size([1, 2, 8, 8])
+        >>> dense.load_state_dict(net.state_dict())
+        <All keys matched successfully>
     """
     if not isinstance(net, nn.Sequential):
         raise TypeError(f"rarefy expects an nn.Sequential, got {type(net).__name__}")

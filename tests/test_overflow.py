@@ -1,7 +1,7 @@
 """Geometries whose sizes or index arithmetic would overflow int64 (or fill memory): a clear error
 naming the argument, raised before anything is allocated, never a crash. Through the public functions
 (Python validation) and through torch.ops.fcn_kernels.* directly (the C++ host checks,
-csrc/host_checks.h). Every case runs in one child process, so that a crash fails the cases it reached
+csrc/host/checks.h). Every case runs in one child process, so that a crash fails the cases it reached
 instead of ending the test run. Tensors are tiny, or expanded views that own no memory."""
 import json
 import os

@@ -21,7 +21,7 @@ namespace {
 constexpr int64_t kGrainScores = 1 << 14;
 
 template <typename scalar_t>
-void argmax_kernel(const Call& call) {
+void argmax_kernel(const Forward& call) {
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g = call.g;
   const interpolate::PlaneTaps<acc_t> taps(g);
@@ -48,18 +48,19 @@ void argmax_kernel(const Call& call) {
   });
 }
 
-at::Tensor argmax_cpu(const at::Tensor& x, at::IntArrayRef size, bool align_corners) {
-  const Call call = prepare(x, size, align_corners, c10::DeviceType::CPU);
-  if (!call.done()) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "interpolate_argmax_cpu",
-                                    [&] { argmax_kernel<scalar_t>(call); });
+// The CPU kernel behind the op's entry point (csrc/host/interpolate_argmax.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+
+  static void forward(const Forward& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "interpolate_argmax_cpu",
+                                    [&] { argmax_kernel<scalar_t>(p); });
   }
-  return call.labels;
-}
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { m.impl("interpolate_argmax", &argmax_cpu); }
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace interpolate_argmax
 }  // namespace fcn_kernels

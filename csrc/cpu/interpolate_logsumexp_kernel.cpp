@@ -98,33 +98,24 @@ void backward_kernel(const Backward& b) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x, const at::Tensor& target, bool align_corners,
-                                               int64_t ignore_index) {
-  const Forward f = prepare_forward(x, target, align_corners, ignore_index, c10::DeviceType::CPU);
-  if (!f.done()) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "interpolate_logsumexp_cpu",
-                                    [&] { forward_kernel<scalar_t>(f); });
-  }
-  return {f.lse, f.picked};
-}
+// The CPU kernels behind the ops' entry points (csrc/host/interpolate_logsumexp.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
 
-at::Tensor backward_cpu(const at::Tensor& grad_lse, const at::Tensor& grad_picked, const at::Tensor& x,
-                        const at::Tensor& target, const at::Tensor& lse, bool align_corners, int64_t ignore_index) {
-  const Backward b = prepare_backward(grad_lse, grad_picked, x, target, lse, align_corners, ignore_index,
-                                      c10::DeviceType::CPU);
-  if (b.grad_x.numel() != 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "interpolate_logsumexp_backward_cpu",
-                                    [&] { backward_kernel<scalar_t>(b); });
+  static void forward(const Forward& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "interpolate_logsumexp_cpu",
+                                    [&] { forward_kernel<scalar_t>(p); });
   }
-  return b.grad_x;
-}
+
+  static void backward(const Backward& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "interpolate_logsumexp_backward_cpu",
+                                    [&] { backward_kernel<scalar_t>(p); });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("interpolate_logsumexp", &forward_cpu);
-  m.impl("interpolate_logsumexp_backward", &backward_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace interpolate_logsumexp
 }  // namespace fcn_kernels

@@ -3,7 +3,7 @@
 // backward passes. Two paths, same results up to rounding order:
 //
 //  * GEMM path (channels per group >= 8 on both sides): the "wide layout" of
-//    index/rarefied_conv.h. Each rarefied tap (kh, kw) is one constant shift of
+//    index/rarefied_conv2d.h. Each rarefied tap (kh, kw) is one constant shift of
 //    the flattened, padded input, so the convolution is Kh * Kw matrix products
 //    per group, each over all N images and all r^2 phases at once, accumulated
 //    in a fixed order into one buffer (BLAS via at::addmm_, ld = row length, no
@@ -34,7 +34,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../rarefied_conv_host.h"
+#include "../host/rarefied_conv2d.h"
 #include "finite.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -44,7 +44,7 @@
 #endif
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 namespace {
 
 constexpr int64_t kGrainWork = 1 << 15;
@@ -207,16 +207,16 @@ at::Tensor taps_first(const at::Tensor& weight, at::ScalarType acc) {
   return weight.to(acc).permute({2, 3, 0, 1}).contiguous();
 }
 
-void gemm_forward(const Geometry& g, const at::Tensor& x, const at::Tensor& weight,
-                  const std::optional<at::Tensor>& bias, at::Tensor& out, at::ScalarType acc) {
+void gemm_forward(const Geometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                  const at::Tensor& out, at::ScalarType acc) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group(), L = g.wide_cols();
   const auto xw = to_wide_input(x, g, acc);
   const auto wt = taps_first(weight, acc);
   auto ow = at::empty({g.Cout, g.N * g.image_cols()}, x.options().dtype(acc));
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     auto o = ow.narrow(0, grp * cout_g, cout_g).narrow(1, 0, L);
-    if (bias.has_value())
-      o.copy_(bias->narrow(0, grp * cout_g, cout_g).unsqueeze(1));
+    if (bias.defined())
+      o.copy_(bias.narrow(0, grp * cout_g, cout_g).unsqueeze(1));
     else
       o.zero_();
     const auto xg = xw.narrow(0, grp * cin_g, cin_g);
@@ -227,7 +227,7 @@ void gemm_forward(const Geometry& g, const at::Tensor& x, const at::Tensor& weig
   out.copy_(ow.view({g.Cout, g.N, g.Hp(), g.Wp()}).narrow(2, 0, g.Ho).narrow(3, 0, g.Wo).transpose(0, 1));
 }
 
-void gemm_backward_input(const Geometry& g, const at::Tensor& go, const at::Tensor& weight, at::Tensor& gx,
+void gemm_backward_input(const Geometry& g, const at::Tensor& go, const at::Tensor& weight, const at::Tensor& gx,
                          at::ScalarType acc) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group(), L = g.wide_cols();
   const auto gow = to_wide_output(go, g, acc);
@@ -247,7 +247,7 @@ void gemm_backward_input(const Geometry& g, const at::Tensor& go, const at::Tens
                .transpose(0, 1));
 }
 
-void gemm_backward_weight(const Geometry& g, const at::Tensor& go, const at::Tensor& x, at::Tensor& gw,
+void gemm_backward_weight(const Geometry& g, const at::Tensor& go, const at::Tensor& x, const at::Tensor& gw,
                           at::ScalarType acc) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group(), L = g.wide_cols();
   const auto gow = to_wide_output(go, g, acc);
@@ -280,94 +280,70 @@ at::ScalarType acc_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;  // opmath_type of every dispatched dtype
 }
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "rarefied_conv2d (cpu kernel): ", name, " must be a CPU tensor, got ",
-              t.device());
-}
+// The CPU kernels behind the op's entry points (csrc/host/rarefied_conv2d.h). They read the inputs as
+// given: both paths copy them into the wide layout, in the accumulation dtype, anyway.
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+  static constexpr Layout kLayout = Layout::kAsGiven;
 
-at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  check_cpu(x, "x");
-  const Geometry g = forward_geometry(x, weight, bias, rarefaction, padding, groups);
-  auto out = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
-  if (out.numel() == 0) return out;
-  const auto acc = acc_type(x.scalar_type());
-  if (use_gemm(g)) {
-    std::optional<at::Tensor> b;
-    if (bias.has_value()) b = bias->to(acc);
-    gemm_forward(g, x, weight, b, out, acc);
-    return out;
+  static void forward(const Forward& p) {
+    const auto acc = acc_type(p.x.scalar_type());
+    if (use_gemm(p.g)) {
+      gemm_forward(p.g, p.x, p.weight, p.bias.defined() ? p.bias.to(acc) : at::Tensor(), p.out, acc);
+      return;
+    }
+    const auto xw = to_wide_input(p.x, p.g, acc), wa = p.weight.to(acc).contiguous();
+    const auto ba = p.bias.defined() ? p.bias.to(acc).contiguous() : at::Tensor();
+    auto oa = p.x.scalar_type() == acc ? p.out : at::empty(p.out.sizes(), p.out.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "rarefied_conv2d_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_forward<acc_t>(p.g, xw.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(), data_or_null<acc_t>(ba),
+                            oa.mutable_data_ptr<acc_t>());
+    });
+    if (!oa.is_same(p.out)) p.out.copy_(oa);
   }
-  const auto xw = to_wide_input(x, g, acc), wa = weight.to(acc).contiguous();
-  const auto ba = bias.has_value() ? bias->to(acc).contiguous() : at::Tensor();
-  auto oa = x.scalar_type() == acc ? out : at::empty(out.sizes(), out.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "rarefied_conv2d_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_forward<acc_t>(g, xw.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
-                          ba.defined() ? ba.const_data_ptr<acc_t>() : nullptr, oa.mutable_data_ptr<acc_t>());
-  });
-  if (!oa.is_same(out)) out.copy_(oa);
-  return out;
-}
 
-at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                              at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  check_cpu(grad_out, "grad_out");
-  check_same(kOp, weight, grad_out, "weight");
-  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
-  auto gx = at::empty(input_size, grad_out.options());
-  if (gx.numel() == 0) return gx;
-  const auto acc = acc_type(grad_out.scalar_type());
-  // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
-  // finite weights only: a non-finite one takes the direct path's exact form.
-  const bool finite_weight = all_finite(weight);
-  if (finite_weight && use_gemm(g)) {
-    gemm_backward_input(g, grad_out, weight, gx, acc);
-    return gx;
+  static void backward_input(const BackwardInput& p) {
+    const auto acc = acc_type(p.grad_out.scalar_type());
+    // Both paths' fast forms span the dropped columns (the GEMMs the dropped rows too), exact for
+    // finite weights only: a non-finite one takes the direct path's exact form.
+    const bool finite_weight = all_finite(p.weight);
+    if (finite_weight && use_gemm(p.g)) {
+      gemm_backward_input(p.g, p.grad_out, p.weight, p.grad_x, acc);
+      return;
+    }
+    const auto gow = to_wide_output(p.grad_out, p.g, acc), wa = p.weight.to(acc).contiguous();
+    auto gxa = p.grad_out.scalar_type() == acc ? p.grad_x : at::empty(p.grad_x.sizes(), p.grad_x.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_backward_input<acc_t>(p.g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
+                                   gxa.mutable_data_ptr<acc_t>(), finite_weight);
+    });
+    if (!gxa.is_same(p.grad_x)) p.grad_x.copy_(gxa);
   }
-  const auto gow = to_wide_output(grad_out, g, acc), wa = weight.to(acc).contiguous();
-  auto gxa = grad_out.scalar_type() == acc ? gx : at::empty(gx.sizes(), gx.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "rarefied_conv2d_bwd_x", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_input<acc_t>(g, gow.const_data_ptr<acc_t>(), wa.const_data_ptr<acc_t>(),
-                                 gxa.mutable_data_ptr<acc_t>(), finite_weight);
-  });
-  if (!gxa.is_same(gx)) gx.copy_(gxa);
-  return gx;
-}
 
-at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                               at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  check_cpu(grad_out, "grad_out");
-  check_same(kOp, x, grad_out, "x");
-  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
-  if (g.N == 0) return at::zeros(weight_size, grad_out.options());
-  auto gw = at::empty(weight_size, grad_out.options());
-  const auto acc = acc_type(grad_out.scalar_type());
-  if (use_gemm(g)) {
-    gemm_backward_weight(g, grad_out, x, gw, acc);
-    // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
-    // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
-    if (all_finite(gw)) return gw;
+  static void backward_weight(const BackwardWeight& p) {
+    const auto acc = acc_type(p.grad_out.scalar_type());
+    if (use_gemm(p.g)) {
+      gemm_backward_weight(p.g, p.grad_out, p.x, p.grad_w, acc);
+      // The GEMMs span the dropped columns and rows, whose zeros a non-finite x makes NaN: a result
+      // that is not finite (small, cheap to check) is redone by the direct path, which is exact.
+      if (all_finite(p.grad_w)) return;
+    }
+    const auto gow = to_wide_output(p.grad_out, p.g, acc), xw = to_wide_input(p.x, p.g, acc);
+    auto gwa = p.grad_out.scalar_type() == acc ? p.grad_w : at::empty(p.grad_w.sizes(), p.grad_w.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "rarefied_conv2d_bwd_w", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      direct_backward_weight<acc_t>(p.g, gow.const_data_ptr<acc_t>(), xw.const_data_ptr<acc_t>(),
+                                    gwa.mutable_data_ptr<acc_t>());
+    });
+    if (!gwa.is_same(p.grad_w)) p.grad_w.copy_(gwa);
   }
-  const auto gow = to_wide_output(grad_out, g, acc), xw = to_wide_input(x, g, acc);
-  auto gwa = grad_out.scalar_type() == acc ? gw : at::empty(gw.sizes(), gw.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "rarefied_conv2d_bwd_w", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    direct_backward_weight<acc_t>(g, gow.const_data_ptr<acc_t>(), xw.const_data_ptr<acc_t>(),
-                                  gwa.mutable_data_ptr<acc_t>());
-  });
-  if (!gwa.is_same(gw)) gw.copy_(gwa);
-  return gw;
-}
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("rarefied_conv2d", &forward_cpu);
-  m.impl("rarefied_conv2d_backward_input", &backward_input_cpu);
-  m.impl("rarefied_conv2d_backward_weight", &backward_weight_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
-}  // namespace rarefied_conv
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

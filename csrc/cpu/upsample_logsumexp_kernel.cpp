@@ -31,11 +31,6 @@ using upsample_skip::Stride;
 using upsample_skip::with_phases;
 using upsample_skip::with_stride;
 
-template <typename T>
-const T* ptr_or_null(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<T>() : nullptr;
-}
-
 // The scores of output row (n, i) for every class exactly as upsample_skip stores them (the row
 // gather, then bias, then skip added, one rounding to scalar_t): v[c * Wo + j].
 template <int SW, typename scalar_t>
@@ -62,8 +57,8 @@ void forward_kernel(Stride<SW> sw, const Forward& f) {
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g = f.g;
   const RowPlan<SW, scalar_t> plan(sw, g, f.weight.const_data_ptr<scalar_t>());
-  const scalar_t *x = f.x.const_data_ptr<scalar_t>(), *bias = ptr_or_null<scalar_t>(f.bias),
-                 *skip = ptr_or_null<scalar_t>(f.skip);
+  const scalar_t *x = f.x.const_data_ptr<scalar_t>(), *bias = data_or_null<scalar_t>(f.bias),
+                 *skip = data_or_null<scalar_t>(f.skip);
   const int64_t* target = f.target.const_data_ptr<int64_t>();
   acc_t *lse = f.lse.mutable_data_ptr<acc_t>(), *picked = f.picked.mutable_data_ptr<acc_t>();
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
@@ -88,8 +83,8 @@ void backward_kernel(Stride<SW> sw, const Backward& bw) {
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g = bw.g;
   const RowPlan<SW, scalar_t> plan(sw, g, bw.weight.const_data_ptr<scalar_t>());
-  const scalar_t *x = bw.x.const_data_ptr<scalar_t>(), *bias = ptr_or_null<scalar_t>(bw.bias),
-                 *skip = ptr_or_null<scalar_t>(bw.skip);
+  const scalar_t *x = bw.x.const_data_ptr<scalar_t>(), *bias = data_or_null<scalar_t>(bw.bias),
+                 *skip = data_or_null<scalar_t>(bw.skip);
   const int64_t* target = bw.target.const_data_ptr<int64_t>();
   const acc_t *lse = bw.lse.const_data_ptr<acc_t>(), *ga = bw.grad_lse.const_data_ptr<acc_t>(),
               *gb = bw.grad_picked.const_data_ptr<acc_t>();
@@ -202,43 +197,25 @@ void backward_kernel(Stride<SW> sw, const Backward& bw) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x, const at::Tensor& weight,
-                                               const std::optional<at::Tensor>& bias,
-                                               const std::optional<at::Tensor>& skip, const at::Tensor& target,
-                                               at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
-                                               at::IntArrayRef skip_offset, int64_t ignore_index) {
-  const Forward f = prepare_forward(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset,
-                                    ignore_index, c10::DeviceType::CPU);
-  if (!f.done()) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_logsumexp_cpu", [&] {
-      with_stride(f.g.sw, [&](auto sw) { forward_kernel<scalar_t>(sw, f); });
+// The CPU kernels behind the ops' entry points (csrc/host/upsample_logsumexp.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+
+  static void forward(const Forward& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "upsample_logsumexp_cpu", [&] {
+      with_stride(p.g.sw, [&](auto sw) { forward_kernel<scalar_t>(sw, p); });
     });
   }
-  return {f.lse, f.picked};
-}
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
-    const at::Tensor& grad_lse, const at::Tensor& grad_picked, const at::Tensor& x, const at::Tensor& weight,
-    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& skip, const at::Tensor& target,
-    const at::Tensor& lse, at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
-    at::IntArrayRef skip_offset, int64_t ignore_index, std::array<bool, 4> output_mask) {
-  const Backward b = prepare_backward(grad_lse, grad_picked, x, weight, bias, skip, target, lse, stride, groups,
-                                      out_offset, skip_offset, ignore_index, output_mask, c10::DeviceType::CPU);
-  if (b.g.N * b.g.Ho * b.g.Wo == 0) {  // no pixel: every gradient is zero
-    for (const at::Tensor& t : {b.grad_x, b.grad_weight, b.grad_bias}) t.zero_();
-  } else if (b.need_x || b.need_weight || b.need_bias || b.need_skip) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_logsumexp_backward_cpu",
-                                    [&] { with_stride(b.g.sw, [&](auto sw) { backward_kernel<scalar_t>(sw, b); }); });
+  static void backward(const Backward& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "upsample_logsumexp_backward_cpu",
+                                    [&] { with_stride(p.g.sw, [&](auto sw) { backward_kernel<scalar_t>(sw, p); }); });
   }
-  return {b.grad_x, b.grad_weight, b.grad_bias, b.grad_skip};
-}
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("upsample_logsumexp", &forward_cpu);
-  m.impl("upsample_logsumexp_backward", &backward_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace upsample_logsumexp
 }  // namespace fcn_kernels

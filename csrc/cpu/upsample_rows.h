@@ -1,22 +1,35 @@
-// The row gather of upsample_skip's direct CPU kernels, shared by every op that computes its scores
-// row by row (csrc/cpu/upsample_skip_kernel.cpp: upsample_skip, its input and weight gradients and
-// upsample_argmax; csrc/cpu/upsample_logsumexp_kernel.cpp: the loss statistics and their gradient).
+// The direct forward's row machinery and the GEMM path's gathers, shared by the CPU kernels of
+// upsample_skip (upsample_skip_kernel.cpp: the forward and its two backward passes) and upsample_argmax
+// (upsample_argmax_kernel.cpp: the same forward reduced to labels), and the forward's skeleton that both
+// run, so that upsample_argmax's scores are the forward's to the bit. upsample_logsumexp_kernel.cpp (the
+// fused loss) computes its scores, forward and backward, with the direct row machinery.
+//
+// Internal linkage (an anonymous namespace): each kernel file compiles its own copy, as private to it
+// as its kernels, so that the compiler inlines and vectorizes them as it would within one file.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
-#include "index/upsample_skip.h"
+#include "../host/upsample_skip.h"
+#include "finite.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
+namespace {
 
 // Aim for chunks of roughly this many multiply-adds per parallel task.
 constexpr int64_t kGrainWork = 1 << 15;
 
-inline int64_t grain_for(int64_t work_per_item) {
+int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work_per_item));
 }
 
@@ -24,7 +37,8 @@ inline int64_t grain_for(int64_t work_per_item) {
 // x[m - t] through tap kw = r + t * sw, t = 0 .. T-1 with T = ceil(Kw / sw). So a block of sw
 // consecutive output columns is  sum_t x[m - t] * wt[t][0 .. sw)  with wt the weight row
 // regrouped per tap (zero where r + t * sw >= Kw): a broadcast times a vector, unit stride,
-// the same for every phase. Every pass of upsample_skip and of the loss works on such blocks.
+// the same for every phase. The direct kernels (upsample_skip's three passes, upsample_argmax's
+// forward) all work on such blocks.
 
 // wt[((ci * cout_g + co_l) * Kh + kh) * T * sw + t * sw + r] = w[ci, co_l, kh, r + t * sw] or 0.
 template <typename scalar_t, typename acc_t>
@@ -72,17 +86,6 @@ void forward_row(Stride<SW> sw, acc_t* __restrict__ acc, const scalar_t* __restr
   }
 }
 
-// A cropped grad_out row put back in full-output coordinates, zero outside the crop window:
-// goz[m * sw + r] = grad_out[m * sw + r - ox] for blocks m in [0, blocks).
-template <typename scalar_t, typename acc_t>
-inline void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t blocks) {
-  const int64_t len = blocks * g.sw;
-  const int64_t lo = std::min(g.ox, len), hi = std::min(g.ox + g.Wo, len);
-  std::fill(goz, goz + lo, acc_t(0));
-  for (int64_t q = lo; q < hi; ++q) goz[q] = static_cast<acc_t>(grow[q - g.ox]);
-  std::fill(goz + std::max(hi, lo), goz + len, acc_t(0));
-}
-
 // The direct forward's plan: the regrouped weight and the column blocks covering the crop window.
 template <int SW, typename scalar_t>
 struct RowPlan {
@@ -117,6 +120,70 @@ struct RowPlan {
   }
 };
 
+// B[grp, (ci_l, th, tw), (co_l, rh, rw)] = w[ci, co_l, rh + th * sh, rw + tw * sw] (0 past the kernel):
+// the weight regrouped by output phase, shared by the forward and input-gradient GEMMs.
+template <typename scalar_t>
+at::Tensor weight_blocks(const Geometry& g, const scalar_t* w, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
+  const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
+  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
+  acc_t* b = B.mutable_data_ptr<acc_t>();
+  for (int64_t ci = 0; ci < g.Cin; ++ci)
+    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+      for (int64_t kh = 0; kh < g.Kh; ++kh)
+        for (int64_t kw = 0; kw < g.Kw; ++kw) {
+          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
+          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
+          b[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
+        }
+  return B;
+}
+
+// A[bj - bj_lo, (ci_l, th, tw)] = x[n, grp * cin_g + ci_l, bi - th, bj - tw] (0 outside x), the left
+// operand of block row bi's GEMM below.
+template <typename scalar_t, typename acc_t>
+void gather_block_row(const Geometry& g, const scalar_t* x, int64_t n, int64_t grp, int64_t bi, int64_t bj_lo,
+                      int64_t bj_hi, acc_t* a) {
+  const int64_t cin_g = g.cin_per_group();
+  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw), kdim = cin_g * Th * Tw;
+  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
+    for (int64_t th = 0; th < Th; ++th) {
+      const int64_t ih = bi - th;
+      const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
+      for (int64_t tw = 0; tw < Tw; ++tw) {
+        const int64_t k = (ci_l * Th + th) * Tw + tw;
+        for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+          const int64_t iw = bj - tw;
+          a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
+        }
+      }
+    }
+}
+
+// The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
+bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
+
+// The GEMMs multiply zeros that are no terms of the op, and 0 * Inf is NaN; where they could, the
+// direct path (which multiplies real terms only) takes over. weight_blocks' zeros past the kernel
+// (a stride that does not divide it) meet every element of x or grad_out: then those are checked,
+// a pass over them cheaper than the GEMM's own gather. The forward's gathered zeros outside x meet
+// every weight: checked always (the weight is small). upsample_argmax chooses as the forward does,
+// so that its scores are the forward's.
+bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.sw == 0; }
+
+bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {
+  return use_gemm(g) && all_finite(weight) && (whole_tap_blocks(g) || all_finite(x));
+}
+
+// v rounded to scalar_t, as the forward stores a score (upsample_argmax and the loss compare and use
+// the scores so rounded).
+template <typename scalar_t, typename acc_t>
+inline acc_t rounded(acc_t v) {
+  return static_cast<acc_t>(static_cast<scalar_t>(v));
+}
+
 // Runs fn(Stride<SW>{sw}) with SW fixed for the strides FCN uses (2, 8, 16, 32 and small ones).
 template <typename Fn>
 void with_stride(int64_t sw, Fn&& fn) {
@@ -131,10 +198,35 @@ void with_stride(int64_t sw, Fn&& fn) {
   }
 }
 
-template <typename scalar_t, typename acc_t>
-inline acc_t rounded(acc_t v) {
-  return static_cast<acc_t>(static_cast<scalar_t>(v));
+template <typename scalar_t>
+constexpr at::ScalarType acc_scalar_type() {
+  return c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value;
 }
 
+// What the forward's skeleton writes: upsample_skip's scores (the input's dtype), or upsample_argmax's
+// int64 labels.
+enum class Result { kScores, kLabels };
+
+// The forward's skeleton: dtype dispatch, then gemm(g, x, w, bias, skip, out, acc_options) or
+// direct(Stride<SW>, g, x, w, bias, skip, out), with the stride fixed at compile time where with_stride
+// can, as forward_uses_gemm chooses.
+template <Result R, typename Gemm, typename Direct>
+void run_forward(const ForwardInputs& in, const at::Tensor& out, Gemm&& gemm, Direct&& direct) {
+  // The dispatch's name (in its errors) is a constant expression.
+  constexpr const char* name = R == Result::kLabels ? "upsample_argmax_cpu" : "upsample_skip_cpu";
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.x.scalar_type(), name, [&] {
+    using out_t = std::conditional_t<R == Result::kLabels, int64_t, scalar_t>;
+    const scalar_t *xp = in.x.const_data_ptr<scalar_t>(), *wp = in.weight.const_data_ptr<scalar_t>();
+    const scalar_t *bp = data_or_null<scalar_t>(in.bias), *sp = data_or_null<scalar_t>(in.skip);
+    out_t* op = out.mutable_data_ptr<out_t>();
+    if (forward_uses_gemm(in.g, in.x, in.weight)) {
+      gemm(in.g, xp, wp, bp, sp, op, in.x.options().dtype(acc_scalar_type<scalar_t>()));
+    } else {
+      with_stride(in.g.sw, [&](auto sw) { direct(sw, in.g, xp, wp, bp, sp, op); });
+    }
+  });
+}
+
+}  // namespace
 }  // namespace upsample_skip
 }  // namespace fcn_kernels

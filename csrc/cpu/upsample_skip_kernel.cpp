@@ -1,8 +1,7 @@
 // upsample_skip on CPU: transposed conv + crop + skip add in one pass over the
-// cropped output, and its two backward passes; upsample_argmax, the same
-// forward reduced to labels over the classes without storing the scores.
-// Deterministic: every output element is written by one thread with a fixed
-// summation order.
+// cropped output, and its two backward passes, over the row machinery of
+// upsample_rows.h. Deterministic: every output element is written by one thread
+// with a fixed summation order.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -15,14 +14,24 @@
 #include <algorithm>
 #include <vector>
 
-#include "../index/upsample_argmax.h"
-#include "../upsample_skip_host.h"
+#include "../host/upsample_skip.h"
 #include "finite.h"
 #include "upsample_rows.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
 namespace {
+
+// A cropped grad_out row put back in full-output coordinates, zero outside the crop window:
+// goz[m * sw + r] = grad_out[m * sw + r - ox] for blocks m in [0, blocks).
+template <typename scalar_t, typename acc_t>
+void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t blocks) {
+  const int64_t len = blocks * g.sw;
+  const int64_t lo = std::min(g.ox, len), hi = std::min(g.ox + g.Wo, len);
+  std::fill(goz, goz + lo, acc_t(0));
+  for (int64_t q = lo; q < hi; ++q) goz[q] = static_cast<acc_t>(grow[q - g.ox]);
+  std::fill(goz + std::max(hi, lo), goz + len, acc_t(0));
+}
 
 // One output row (n, co, i) per step: accumulate the blocks covering the crop window, then
 // store the window with bias and skip added, each output element written once.
@@ -47,48 +56,6 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
       }
     }
   });
-}
-
-// B[grp, (ci_l, th, tw), (co_l, rh, rw)] = w[ci, co_l, rh + th * sh, rw + tw * sw] (0 past the kernel):
-// the weight regrouped by output phase, shared by the forward and input-gradient GEMMs.
-template <typename scalar_t>
-at::Tensor weight_blocks(const Geometry& g, const scalar_t* w, const at::TensorOptions& acc_options) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw);
-  const int64_t kdim = cin_g * Th * Tw, cols = cout_g * g.sh * g.sw;
-  auto B = at::zeros({g.groups, kdim, cols}, acc_options);
-  acc_t* b = B.mutable_data_ptr<acc_t>();
-  for (int64_t ci = 0; ci < g.Cin; ++ci)
-    for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-      for (int64_t kh = 0; kh < g.Kh; ++kh)
-        for (int64_t kw = 0; kw < g.Kw; ++kw) {
-          const int64_t k = ((ci % cin_g) * Th + kh / g.sh) * Tw + kw / g.sw;
-          const int64_t c = (co_l * g.sh + kh % g.sh) * g.sw + kw % g.sw;
-          b[((ci / cin_g) * kdim + k) * cols + c] = static_cast<acc_t>(w[g.w_index(ci, co_l, kh, kw)]);
-        }
-  return B;
-}
-
-// A[bj - bj_lo, (ci_l, th, tw)] = x[n, grp * cin_g + ci_l, bi - th, bj - tw] (0 outside x), the left
-// operand of block row bi's GEMM below.
-template <typename scalar_t, typename acc_t>
-void gather_block_row(const Geometry& g, const scalar_t* x, int64_t n, int64_t grp, int64_t bi, int64_t bj_lo,
-                      int64_t bj_hi, acc_t* a) {
-  const int64_t cin_g = g.cin_per_group();
-  const int64_t Th = ceil_div(g.Kh, g.sh), Tw = ceil_div(g.Kw, g.sw), kdim = cin_g * Th * Tw;
-  for (int64_t ci_l = 0; ci_l < cin_g; ++ci_l)
-    for (int64_t th = 0; th < Th; ++th) {
-      const int64_t ih = bi - th;
-      const scalar_t* xrow = (ih >= 0 && ih < g.H) ? x + g.x_index(n, grp * cin_g + ci_l, ih, 0) : nullptr;
-      for (int64_t tw = 0; tw < Tw; ++tw) {
-        const int64_t k = (ci_l * Th + th) * Tw + tw;
-        for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
-          const int64_t iw = bj - tw;
-          a[(bj - bj_lo) * kdim + k] = (xrow && iw >= 0 && iw < g.W) ? static_cast<acc_t>(xrow[iw]) : acc_t(0);
-        }
-      }
-    }
 }
 
 // Dense and grouped weights with many channels: per output block row, a GEMM. Full-output
@@ -184,22 +151,8 @@ void backward_input_gemm_kernel(const Geometry& g, const scalar_t* go, const sca
   });
 }
 
-// The GEMM pays off once both channel counts per group are wide; depthwise stays direct.
-bool use_gemm(const Geometry& g) { return g.cin_per_group() >= 4 && g.cout_per_group() >= 4; }
-
-// The GEMMs multiply zeros that are no terms of the op, and 0 * Inf is NaN; where they could, the
-// direct path (which multiplies real terms only) takes over. weight_blocks' zeros past the kernel
-// (a stride that does not divide it) meet every element of x or grad_out: then those are checked,
-// a pass over them cheaper than the GEMM's own gather. The forward's gathered zeros outside x meet
-// every weight: checked always (the weight is small). upsample_argmax chooses as the forward does,
-// so that its scores are the forward's. (The input gradient's zeros outside the crop window are
-// the stock composition's too.)
-bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.sw == 0; }
-
-bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {
-  return use_gemm(g) && all_finite(weight) && (whole_tap_blocks(g) || all_finite(x));
-}
-
+// The input gradient's GEMMs choose as forward_uses_gemm does (upsample_rows.h), checking grad_out where
+// weight_blocks' zeros meet it. (Its zeros outside the crop window are the stock composition's too.)
 bool backward_input_uses_gemm(const Geometry& g, const at::Tensor& grad_out) {
   return use_gemm(g) && (whole_tap_blocks(g) || all_finite(grad_out));
 }
@@ -286,185 +239,40 @@ void backward_weight_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go
   });
 }
 
-// upsample_argmax. Each score is computed as the forward above computes it (same summation order,
-// bias then skip added, rounded to scalar_t), so the labels are exactly the argmax of the CPU
-// upsample_skip's output. Classes are visited in increasing order; a row of running maxima (and
-// int32 labels, the maxima's width, so that the update vectorizes) is kept per output row.
-template <typename acc_t>
-struct RunningArgmax {
-  std::vector<acc_t> best;
-  std::vector<int32_t> label;
-  explicit RunningArgmax(int64_t n) : best(n), label(n) {}
+// The CPU kernels behind the op's entry points (csrc/host/upsample_skip.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
 
-  // Class co's rounded score v at position j.
-  void take(int64_t j, int32_t co, acc_t v) {
-    const bool t = co == 0 || upsample_argmax::takes_over(v, best[j]);
-    best[j] = t ? v : best[j];
-    label[j] = t ? co : label[j];
+  static void forward(const Forward& p) {
+    run_forward<Result::kScores>(p, p.out, [](const auto&... a) { forward_gemm_kernel(a...); },
+                                 [](const auto&... a) { forward_kernel(a...); });
   }
-  void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
-};
 
-// Direct path: one output row (n, i) per step, the classes' rows accumulated in turn.
-template <int SW, typename scalar_t>
-void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
-                   const scalar_t* skip, int64_t* out) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const RowPlan<SW, scalar_t> plan(sw, g, w);
-  at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(plan.acc_size());
-    RunningArgmax<acc_t> run(g.Wo);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % g.Ho, n = row / g.Ho;
-      for (int64_t co = 0; co < g.Cout; ++co) {
-        const acc_t* a = plan.row(x, n, co, i, acc.data());
-        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-        if (skip) {
-          const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
-          for (int64_t j = 0; j < g.Wo; ++j)
-            run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j])));
-        } else {
-          for (int64_t j = 0; j < g.Wo; ++j) run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b));
-        }
+  static void backward_input(const BackwardInput& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
+      const scalar_t *gop = p.grad_out.const_data_ptr<scalar_t>(), *wp = p.weight.const_data_ptr<scalar_t>();
+      scalar_t* gxp = p.grad_x.mutable_data_ptr<scalar_t>();
+      if (backward_input_uses_gemm(p.g, p.grad_out)) {
+        backward_input_gemm_kernel(p.g, gop, wp, gxp, p.grad_out.options().dtype(acc_scalar_type<scalar_t>()));
+      } else {
+        with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
       }
-      run.store(0, g.Wo, out + row * g.Wo);
-    }
-  });
-}
-
-// GEMM path: one block row bi of one image per task, its groups' GEMMs in turn (forward_gemm_kernel's).
-template <typename scalar_t>
-void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
-                        const scalar_t* skip, int64_t* out, const at::TensorOptions& acc_options) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
-  const int64_t kdim = cin_g * ceil_div(g.Kh, g.sh) * ceil_div(g.Kw, g.sw), cols = cout_g * g.sh * g.sw;
-  const auto B = weight_blocks(g, w, acc_options);
-  const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
-  const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
-  at::parallel_for(0, g.N * (bi_hi - bi_lo), 1, [&](int64_t begin, int64_t end) {
-    auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
-    acc_t* a = A.mutable_data_ptr<acc_t>();
-    const acc_t* c = C.const_data_ptr<acc_t>();
-    RunningArgmax<acc_t> run(g.sh * g.Wo);  // rows rh of the block row
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t bi = bi_lo + task % (bi_hi - bi_lo), n = task / (bi_hi - bi_lo);
-      const int64_t rh_lo = std::max<int64_t>(0, g.oy - bi * g.sh), rh_hi = std::min(g.sh, g.oy + g.Ho - bi * g.sh);
-      for (int64_t grp = 0; grp < g.groups; ++grp) {
-        gather_block_row(g, x, n, grp, bi, bj_lo, bj_hi, a);
-        at::mm_out(C, A, B[grp]);
-        for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
-          const int64_t co = grp * cout_g + co_l;
-          const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-          for (int64_t rh = rh_lo; rh < rh_hi; ++rh) {
-            const int64_t i = bi * g.sh + rh - g.oy;
-            const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
-            for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
-              const acc_t* cb = c + (bj - bj_lo) * cols + (co_l * g.sh + rh) * g.sw;
-              const int64_t j0 = bj * g.sw - g.ox;
-              const int64_t r0 = std::max<int64_t>(0, -j0), r1 = std::min<int64_t>(g.sw, g.Wo - j0);
-              for (int64_t r = r0; r < r1; ++r) {
-                acc_t v = cb[r] + b;
-                if (srow) v += static_cast<acc_t>(srow[j0 + r]);
-                run.take(rh * g.Wo + j0 + r, int32_t(co), rounded<scalar_t>(v));
-              }
-            }
-          }
-        }
-      }
-      for (int64_t rh = rh_lo; rh < rh_hi; ++rh)
-        run.store(rh * g.Wo, g.Wo, out + (n * g.Ho + bi * g.sh + rh - g.oy) * g.Wo);
-    }
-  });
-}
-
-template <typename scalar_t>
-constexpr at::ScalarType acc_scalar_type() {
-  return c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value;
-}
-
-template <typename T>
-const T* ptr_or_null(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<T>() : nullptr;
-}
-
-at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                       at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
-  Prepared p = prepare_forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                               c10::DeviceType::CPU);
-  if (p.out.numel() == 0) return p.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_skip_cpu", [&] {
-    const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
-    const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
-    scalar_t* op = p.out.mutable_data_ptr<scalar_t>();
-    if (forward_uses_gemm(p.g, p.a, p.b)) {
-      forward_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
-    } else {
-      with_stride(p.g.sw, [&](auto sw) { forward_kernel(sw, p.g, xp, wp, bp, sp, op); });
-    }
-  });
-  return p.out;
-}
-
-at::Tensor argmax_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                      const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                      at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
-  Prepared p = prepare_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                              c10::DeviceType::CPU);
-  if (p.out.numel() == 0) return p.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upsample_argmax_cpu", [&] {
-    const scalar_t *xp = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
-    const scalar_t *bp = ptr_or_null<scalar_t>(p.bias), *sp = ptr_or_null<scalar_t>(p.skip);
-    int64_t* op = p.out.mutable_data_ptr<int64_t>();
-    if (forward_uses_gemm(p.g, p.a, p.b)) {
-      argmax_gemm_kernel(p.g, xp, wp, bp, sp, op, x.options().dtype(acc_scalar_type<scalar_t>()));
-    } else {
-      with_stride(p.g.sw, [&](auto sw) { argmax_kernel(sw, p.g, xp, wp, bp, sp, op); });
-    }
-  });
-  return p.out;
-}
-
-at::Tensor backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                              at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  Prepared p = prepare_backward(grad_out, weight, true, input_size, stride, groups, out_offset,
-                                c10::DeviceType::CPU);
-  if (p.out.numel() == 0) return p.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_x", [&] {
-    const scalar_t *gop = p.a.const_data_ptr<scalar_t>(), *wp = p.b.const_data_ptr<scalar_t>();
-    scalar_t* gxp = p.out.mutable_data_ptr<scalar_t>();
-    if (backward_input_uses_gemm(p.g, p.a)) {
-      backward_input_gemm_kernel(p.g, gop, wp, gxp, grad_out.options().dtype(acc_scalar_type<scalar_t>()));
-    } else {
-      with_stride(p.g.sw, [&](auto sw) { backward_input_kernel(sw, p.g, gop, wp, gxp); });
-    }
-  });
-  return p.out;
-}
-
-at::Tensor backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                               at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  Prepared p = prepare_backward(grad_out, x, false, weight_size, stride, groups, out_offset,
-                                c10::DeviceType::CPU);
-  if (p.out.numel() == 0) return p.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
-    with_stride(p.g.sw, [&](auto sw) {
-      backward_weight_kernel(sw, p.g, p.a.const_data_ptr<scalar_t>(), p.b.const_data_ptr<scalar_t>(),
-                             p.out.mutable_data_ptr<scalar_t>());
     });
-  });
-  return p.out;
-}
+  }
+
+  static void backward_weight(const BackwardWeight& p) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad_out.scalar_type(), "upsample_skip_bwd_w", [&] {
+      with_stride(p.g.sw, [&](auto sw) {
+        backward_weight_kernel(sw, p.g, p.grad_out.const_data_ptr<scalar_t>(), p.x.const_data_ptr<scalar_t>(),
+                               p.grad_w.mutable_data_ptr<scalar_t>());
+      });
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) {
-  m.impl("upsample_skip", &forward_cpu);
-  m.impl("upsample_skip_backward_input", &backward_input_cpu);
-  m.impl("upsample_skip_backward_weight", &backward_weight_cpu);
-  m.impl("upsample_argmax", &argmax_cpu);
-}
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
 
 }  // namespace upsample_skip
 }  // namespace fcn_kernels

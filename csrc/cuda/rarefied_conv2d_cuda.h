@@ -3,11 +3,11 @@
 
 #include <cuda_runtime.h>
 
-#include "../index/rarefied_conv.h"
+#include "../index/rarefied_conv2d.h"
 #include "dtype.h"
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 namespace cuda {
 
 using fcn_kernels::cuda::DType;
@@ -24,5 +24,5 @@ cudaError_t launch_backward_weight(DType dtype, const Geometry& g, const void* g
                                    void* grad_w, void* workspace, cudaStream_t stream);
 
 }  // namespace cuda
-}  // namespace rarefied_conv
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

@@ -1,13 +1,13 @@
 // rarefied_conv2d on CUDA. Forward and input gradient: output-stationary gathers over the real (not
 // zero-inserted) taps, the plane kernel (plane_kernel.cuh) running the ForwardPlane / InputGradPlane
-// ops of csrc/index/rarefied_conv.h that the host tests replay. Weight gradient: the split reduction
+// ops of csrc/index/rarefied_conv2d.h that the host tests replay. Weight gradient: the split reduction
 // of weight_grad_kernel.cuh over its WeightGradOp. No atomics: every run gives the same bits.
 #include "plane_kernel.cuh"
 #include "weight_grad_kernel.cuh"
 #include "rarefied_conv2d_cuda.h"
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 namespace cuda {
 using namespace fcn_kernels::cuda;  // launch_plane, launch_weight_grad, weight_grad_workspace
 
@@ -29,5 +29,5 @@ cudaError_t launch_backward_weight(DType dtype, const Geometry& g, const void* g
 }
 
 }  // namespace cuda
-}  // namespace rarefied_conv
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

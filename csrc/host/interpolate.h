@@ -17,14 +17,15 @@
 #include <optional>
 #include <vector>
 
-#include "../host_checks.h"
-#include "../upsample_skip_host.h"
-#include "index/interpolate.h"
+#include "../index/interpolate.h"
+#include "checks.h"
 
 namespace fcn_kernels {
 namespace interpolate {
 
-inline Geometry make_geometry(const char* op, const at::Tensor& x, int64_t Ho, int64_t Wo, bool align_corners) {
+inline Geometry make_geometry(const char* op, const at::Tensor& x, int64_t Ho, int64_t Wo, bool align_corners,
+                              c10::DeviceType type) {
+  check_device_type(op, x, "x", type);
   TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D (N, C, H, W), got size ", x.sizes());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be floating point, got ", x.scalar_type());
   check_numel(op, "x", x.sizes());

@@ -9,7 +9,7 @@
 // tap k = kh * Kw + kw. Offsets inside a plane are of type I, int32_t whenever `span()` fits: the
 // 64-bit plane bases are computed once per plane, not per element.
 //
-// An op type (csrc/index/upsample_skip.h, csrc/index/rarefied_conv.h) is a PlaneLayout (below:
+// An op type (csrc/index/upsample_skip.h, csrc/index/rarefied_conv2d.h) is a PlaneLayout (below:
 // planes(), rows(), cols(), out_channels() for the bias, reduce(), taps(), in_offset(plane)) and provides
 //   weight_base(plane), weight_stride()        weight of (local channel c, tap k): base + c * stride + k
 //   kHasSkip, skip_offset(plane, i, j)         the skip element added at output (i, j), if it has one

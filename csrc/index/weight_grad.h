@@ -9,7 +9,7 @@
 // fixed order (columns, then rows, then lanes, then chunks), so a call gives the same bits every time
 // on a given GPU. No atomics.
 //
-// An op type (WeightGradOp in csrc/index/upsample_skip.h and csrc/index/rarefied_conv.h) provides
+// An op type (WeightGradOp in csrc/index/upsample_skip.h and csrc/index/rarefied_conv2d.h) provides
 //   pairs(), taps(), kw(), images(), term_rows()      int64_t
 //   row_range(kh)                                     term rows r where tap row kh connects x and grad_out
 //   col_map(kw)                                       columns c, and x column c + xb, grad_out column c * gs + gb

@@ -15,7 +15,7 @@
 #include <random>
 #include <vector>
 
-#include "index/rarefied_conv.h"
+#include "index/rarefied_conv2d.h"
 #include "index/upsample_argmax.h"
 #include "index/upsample_skip.h"
 
@@ -319,8 +319,8 @@ static void test_doctor_argmax_cases(std::mt19937_64& rng) {
   }
 }
 
-static void test_rarefied_conv(std::mt19937_64& rng) {
-  using namespace fcn_kernels::rarefied_conv;
+static void test_rarefied_conv2d(std::mt19937_64& rng) {
+  using namespace fcn_kernels::rarefied_conv2d;
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   std::normal_distribution<double> normal;
   for (int trial = 0; trial < 400; ++trial) {
@@ -374,7 +374,7 @@ int main() {
   std::mt19937_64 rng(12345);
   test_upsample_skip(rng);
   test_doctor_argmax_cases(rng);
-  test_rarefied_conv(rng);
+  test_rarefied_conv2d(rng);
   std::printf("%ld elements compared, %d failures\n", compared, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

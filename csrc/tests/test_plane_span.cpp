@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "index/rarefied_conv.h"
+#include "index/rarefied_conv2d.h"
 #include "index/upsample_skip.h"
 
 static int64_t largest = 0;
@@ -99,7 +99,7 @@ int main() {
     check_all<InputGradPlane>(g, slab, rng, "upsample_skip input gradient");
   }
   for (int t = 0; t < 250; ++t) {
-    using namespace fcn_kernels::rarefied_conv;
+    using namespace fcn_kernels::rarefied_conv2d;
     Geometry g{};
     const int big = int(uni(0, 2));
     g.groups = uni(1, 3);

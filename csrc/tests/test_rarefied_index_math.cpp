@@ -3,10 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "index/rarefied_conv.h"
+#include "index/rarefied_conv2d.h"
 
 using namespace fcn_kernels;
-using namespace fcn_kernels::rarefied_conv;
+using namespace fcn_kernels::rarefied_conv2d;
 
 static int failures = 0;
 

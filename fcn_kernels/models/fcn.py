@@ -160,14 +160,42 @@ class _FCN(nn.Module):
         return last(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].contiguous()
 
     def forward(self, x):
+        r"""Class scores at the input's resolution.
+
+        Args:
+            x (Tensor[N, in_channels, H, W]): the images, any H, W >= 1.
+
+        Returns:
+            Tensor[N, n_class, H, W]: the scores, in the parameters' dtype.
+        """
         return self.head(*self.scores(x), out_size=(x.shape[2], x.shape[3]))
 
     @torch.no_grad()
     def predict(self, images):
-        """(N, H, W) int64 labels of (N, C, H, W) images: forward(images).argmax(1) except at exact ties
-        (of the rounded scores), in eval mode (dropout off; the module's mode is restored). With fused=True
-        the last stage is upsample_argmax, so the (N, n_class, H, W) scores are never built; with
-        fused=False it is the stock composition, then argmax."""
+        r"""Per-pixel labels: ``forward(images).argmax(1)``, in eval mode, without gradients.
+
+        With ``fused=True`` the last stage is :func:`fcn_kernels.upsample_argmax`, so the (N, n_class, H, W)
+        scores are never built; the labels then equal ``forward(images).argmax(1)`` except at exact ties of
+        the rounded scores (docs/DESIGN.md §2.2). With ``fused=False`` it is the stock composition, then
+        argmax. Dropout is off during the call; the module's training mode is restored after it.
+
+        Args:
+            images (Tensor[N, in_channels, H, W]): the images.
+
+        Returns:
+            Tensor[N, H, W]: int64 class indices in [0, n_class).
+
+        Example::
+
+            >>> import torch
+            >>> from fcn_kernels.models import FCN8s
+            >>> model = FCN8s(n_class=21, width=1 / 16)
+            >>> labels = model.predict(torch.randn(2, 3, 32, 48))
+            >>> labels.shape, labels.dtype
+            (torch.Size([2, 32, 48]), torch.int64)
+            >>> model.training                                # the mode is restored
+            True
+        """
         was_training = self.training
         self.eval()
         try:
@@ -187,20 +215,86 @@ class _FCN(nn.Module):
 
 
 class FCN32s(_FCN):
-    """FCN-32s: score_fr upsampled by 32 (kernel 64) and cropped to the input."""
+    r"""FCN-32s: VGG16's score_fr upsampled by 32 (kernel 64) and cropped to the input.
+
+    The paper's single-stream net; ``upscore`` is fixed bilinear upsampling. See docs/DESIGN.md §3.
+
+    Args:
+        n_class, fused, width, padding, in_channels, dropout: as in :class:`FCN8s`.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.models import FCN32s
+        >>> model = FCN32s(n_class=21, width=1 / 16)
+        >>> model.offsets                                     # derived from the layers, as Caffe's crop
+        {'output': (19, 19)}
+        >>> model(torch.randn(1, 3, 32, 32)).shape
+        torch.Size([1, 21, 32, 32])
+    """
     STAGES = (("upscore", 64, 32, None),)
 
 
 class FCN16s(_FCN):
-    """FCN-16s: score_fr x2 (+ score_pool4), then x16 (kernel 32) cropped to the input."""
+    r"""FCN-16s: score_fr upsampled by 2 plus score_pool4, then by 16 (kernel 32), cropped to the input.
+
+    See docs/DESIGN.md §3.
+
+    Args:
+        n_class, fused, width, padding, in_channels, dropout: as in :class:`FCN8s`.
+
+    Example::
+
+        >>> from fcn_kernels.models import FCN16s
+        >>> FCN16s(n_class=21, width=1 / 16).offsets
+        {'pool4': (5, 5), 'output': (27, 27)}
+    """
     STAGES = (("upscore2", 4, 2, "pool4"), ("upscore16", 32, 16, None))
 
 
 class FCN8s(_FCN):
-    """FCN-8s: score_fr x2 (+ score_pool4) x2 (+ score_pool3), then x8 (kernel 16) cropped to the input."""
+    r"""FCN-8s on VGG16 (Long, Shelhamer, Darrell): the paper's best net.
+
+    score_fr upsampled by 2 plus score_pool4, by 2 again plus score_pool3, then by 8 (kernel 16) and cropped
+    to the input. The trunk is VGG16 with conv1_1 padded by 100, ceil-mode pools, fc6 7 x 7 and fc7 1 x 1
+    (convolutionalized); score layers start at zero, the upsampling is fixed bilinear and depthwise. Layer
+    names are Caffe's and torchfcn's. Every crop offset is derived from the layers. See docs/DESIGN.md §3.
+
+    Args:
+        n_class (int): the number of classes (VOC: 21). Default: 21.
+        fused (bool): True: each upsampling, skip addition and crop is one :class:`FusedUpsampleSkip`;
+            False: the stock composition (``nn.ConvTranspose2d``, slice, add) on the same parameters.
+            Default: True.
+        width (float): the trunk's channels times ``width`` (at least 1 each); 1 is VGG16. Default: 1.0.
+        padding (int): conv1_1's padding. Default: 100.
+        in_channels (int): the images' channels. Default: 3.
+        dropout (float): drop6's and drop7's probability. Default: 0.5.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.models import FCN8s
+        >>> model = FCN8s(n_class=21, width=1 / 16).eval()    # width 1 is VGG16 (134M parameters)
+        >>> model(torch.randn(1, 3, 40, 30)).shape            # any input size
+        torch.Size([1, 21, 40, 30])
+        >>> model.offsets
+        {'pool4': (5, 5), 'pool3': (9, 9), 'output': (31, 31)}
+    """
     STAGES = (("upscore2", 4, 2, "pool4"), ("upscore_pool4", 4, 2, "pool3"), ("upscore8", 16, 8, None))
 
 
 class FCN8sAtOnce(FCN8s):
-    """FCN-8s trained all at once: pool4 scaled by 0.01 and pool3 by 0.0001 before their score layers."""
+    r"""FCN-8s trained all at once: pool4 scaled by 0.01 and pool3 by 0.0001 before their score layers.
+
+    The paper's "at-once" variant (instead of the staged 32s, 16s, 8s training). See docs/DESIGN.md §3.
+
+    Args:
+        n_class, fused, width, padding, in_channels, dropout: as in :class:`FCN8s`.
+
+    Example::
+
+        >>> from fcn_kernels.models import FCN8sAtOnce
+        >>> FCN8sAtOnce(n_class=21, width=1 / 16).SKIP_SCALE
+        {'pool4': 0.01, 'pool3': 0.0001}
+    """
     SKIP_SCALE = {"pool4": 0.01, "pool3": 0.0001}

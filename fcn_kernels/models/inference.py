@@ -14,12 +14,12 @@ class _FreezingOn:
     threads enter and leave it in any order.
 
     Dynamo reads torch._inductor.config.freezing itself when it traces (parameters become constants of the
-    graph), so a compile option (torch.compile(options=...)) cannot replace the flag: measured, the graph
+    graph), so a compile option (torch.compile(options=...)) cannot replace the flag: tried, the graph
     is then not frozen. A new `config.patch(freezing=True)` a call is unsafe: where the config is one for
     the process (torch before 2.12) a thread leaving its patch turned freezing off under another thread's
     compilation, and the last one to leave could leave it on for the whole process; where values are per
-    thread, torch 2.14's patch object keeps a ContextVar alive in the thread for good, about 300 bytes a
-    call (measured: tests/test_serving.py). So: per thread, set and restore the thread's own value;
+    thread, torch 2.14's patch object keeps a ContextVar alive in the thread for good, a leak on every
+    call (tests/test_serving.py holds the memory flat). So: per thread, set and restore the thread's own value;
     process-wide, count the calls inside under a lock, the first one in sets it, the last one out
     restores it."""
 
@@ -105,31 +105,36 @@ def _labels_of(model):
 
 
 def optimize_for_inference(model, dtype=torch.float32, compile=True):
-    """A copy of `model` (left untouched) tuned for inference; returns an InferenceModel whose outputs
-    equal `model`'s within the dtype's rounding. dtype: torch.float32, or torch.bfloat16 (autocast);
-    compile: torch.compile with Inductor freezing (the first call per input size compiles: tens of
-    seconds for a whole FCN on a CPU).
+    r"""A copy of ``model`` tuned for inference, with the same outputs within the dtype's rounding.
 
-    The choices, measured on the whole FCN-8s (width 1, 256x256, batch 1, 2 threads) on the project's
-    shared 2-core machine (an Intel Xeon with AVX512-BF16 and AMX) under a load of 6 to 9, so as ratios
-    of medians of interleaved rounds (two runs, 2026-12-02; lower is faster):
-      - eval mode, parameters without grad, no autograd: dropout is the identity, no graph is kept.
-      - channels_last: eager 0.95x NCHW eager. Under compile + freezing the two runs disagree (1.33x and
-        0.88x NCHW's): within this machine's noise, kept for the GPU, where NHWC convolutions are the
-        fast ones. Our upsample_skip reads NCHW: it reorders its small 21-channel inputs, about 0.7% of
-        the model's time in the profile, and writes NCHW scores, the layout a user wants.
-      - torch.compile alone: 0.98x eager; with Inductor freezing 0.83x of compile alone (the weights are
-        constants: prepacked for oneDNN, bias + ReLU fused into the convolutions; our ops stay custom ops).
-      - bf16 autocast (dtype=torch.bfloat16): eager 0.51x of fp32 eager; compiled and frozen 0.23x and
-        0.38x of compiled fp32 (the bf16 weight casts are folded by freezing; our ops take bf16 inputs and
-        accumulate in fp32).
-      Against OpenVINO (same runs, INFERENCE_PRECISION_HINT set): fp32 1.12x to 1.6x OpenVINO f32's time,
-      bf16 2.1x to 2.9x OpenVINO bf16's; at 1 thread 1.20x (fp32) and 1.21x (bf16). On the quiet machine
-      (the README's peers' table, 2026-12-02): 0.68x to 0.79x of the fused eager model's time in fp32,
-      0.11x to 0.27x in bf16; 1.10x to 1.15x OpenVINO f32's time, 1.14x to 2.8x OpenVINO bf16's.
-      The profile puts 93% (fp32) and 75% (bf16) of the time in oneDNN's convolutions
-      (mkldnn::_convolution_pointwise: the same AMX brgemm kernels OpenVINO runs, weights prepacked, no
-      reorders), 22% (bf16) in Inductor's own kernels (pools, casts), and 1 to 2.5% in upsample_skip.
+    The copy is in eval mode, its parameters do not require grad, it runs without autograd, in
+    channels_last, under bf16 autocast when asked, and compiled with Inductor freezing when asked (the
+    fcn_kernels ops stay custom ops in the graph). Each choice is kept because it measured faster: see the
+    table in docs/DESIGN.md §3. ``model`` itself is left untouched.
+
+    Args:
+        model (nn.Module): an image model; an FCN's ``predict`` is kept (labels via
+            :func:`fcn_kernels.upsample_argmax`), others predict ``model(images).argmax(1)``.
+        dtype (torch.dtype): ``torch.float32``, or ``torch.bfloat16`` (autocast; outputs are returned in the
+            inputs' dtype). Default: torch.float32.
+        compile (bool): ``torch.compile`` with Inductor freezing; the first call per input size compiles
+            (tens of seconds for a whole FCN on a CPU). Default: True.
+
+    Returns:
+        InferenceModel: ``forward(images)`` gives the scores (Tensor[N, n_class, H, W], in the images' dtype),
+        ``predict(images)`` the labels (Tensor[N, H, W], int64). Thread-safe; inference only.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.models import FCN8s, optimize_for_inference
+        >>> model = FCN8s(n_class=21, width=1 / 16)
+        >>> fast = optimize_for_inference(model, dtype=torch.bfloat16, compile=False)
+        >>> images = torch.randn(1, 3, 32, 32)
+        >>> fast(images).dtype, fast.predict(images).shape
+        (torch.float32, torch.Size([1, 32, 32]))
+        >>> model.training                                    # the original is untouched
+        True
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")

@@ -35,11 +35,41 @@ def _require(sd, key, what):
 
 @torch.no_grad()
 def load_vgg16(model, state_dict):
-    """Fill the trunk (conv1_1 ... conv5_3), fc6 and fc7 of `model` from torchvision's VGG16 state_dict
-    (``features.N.weight/bias``, ``classifier.0`` and ``classifier.3``; ``classifier.6``, the ImageNet
-    classifier, is ignored). fc6 and fc7 are the classifier's linear layers convolutionalized (paper
-    3.1): classifier.0 reads pool5's flattened (512, 7, 7) map and becomes the 7x7 fc6. A path is
-    accepted too. Score and upsampling layers are left as they are. Returns `model`."""
+    r"""Fill an FCN's trunk, fc6 and fc7 from torchvision's VGG16 weights.
+
+    conv1_1 ... conv5_3 take ``features.N.weight/bias``; fc6 and fc7 take ``classifier.0`` and
+    ``classifier.3`` convolutionalized (paper 3.1, :func:`fcn_kernels.convolutionalize`): classifier.0 reads
+    pool5's flattened (512, 7, 7) map and becomes the 7 x 7 fc6. ``classifier.6`` (ImageNet's classifier) is
+    ignored; the score and upsampling layers are left as they are. Nothing is downloaded. See
+    docs/DESIGN.md §3.
+
+    Args:
+        model (FCN32s, FCN16s, FCN8s or FCN8sAtOnce): the model to fill, of the checkpoint's width.
+        state_dict (dict or str or os.PathLike): torchvision's ``vgg16().state_dict()``, or a path to one
+            (loaded with ``weights_only=True``).
+
+    Returns:
+        nn.Module: ``model``, filled in place.
+
+    Raises:
+        KeyError: a key is missing. ValueError: a tensor's shape does not match the model's (both named).
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels.models import FCN8s, load_vgg16
+        >>> from fcn_kernels.models.vgg import TORCHVISION_CONV_INDICES, conv_names
+        >>> model = FCN8s(n_class=21, width=1 / 16)
+        >>> # A torchvision VGG16 state_dict of this width (with torchvision: vgg16(weights=...).state_dict()):
+        >>> sd = {f"features.{i}.{p}": torch.ones_like(getattr(getattr(model, name), p))
+        ...       for name, i in zip(conv_names(), TORCHVISION_CONV_INDICES) for p in ("weight", "bias")}
+        >>> sd |= {"classifier.0.weight": torch.ones(256, 32 * 7 * 7), "classifier.0.bias": torch.ones(256),
+        ...        "classifier.3.weight": torch.ones(256, 256), "classifier.3.bias": torch.ones(256)}
+        >>> load_vgg16(model, sd) is model
+        True
+        >>> model.fc6.weight.shape                            # classifier.0 as a 7 x 7 convolution
+        torch.Size([256, 32, 7, 7])
+    """
     sd = _read(state_dict)
     new = {}
     for name, idx in zip(conv_names(), TORCHVISION_CONV_INDICES):
@@ -73,14 +103,35 @@ def _is_diagonal(w):
 
 @torch.no_grad()
 def load_torchfcn(model, path_or_state_dict):
-    """Load a torchfcn (pytorch-fcn) checkpoint into the matching model (FCN32s/16s/8s/8sAtOnce).
+    r"""Load a torchfcn (pytorch-fcn) checkpoint into the matching model.
 
-    Accepts a path or a dict: a plain state_dict, or the trainer's checkpoint with ``model_state_dict``
-    (a ``module.`` prefix from DataParallel is dropped). torchfcn's upsampling weights are dense
-    (C, C, K, K); an exactly diagonal one becomes the fused model's depthwise (C, 1, K, K) weight, any
-    other stays dense (that layer runs with groups=1), so the model gives the checkpoint's outputs.
-    Depthwise (C, 1, K, K) weights are taken as they are. Missing or unexpected keys and shape
-    mismatches are errors naming the key and the shapes. Returns `model`."""
+    torchfcn's upsampling weights are dense (C, C, K, K); an exactly diagonal one becomes the fused model's
+    depthwise (C, 1, K, K) weight, any other stays dense (that layer runs with groups=1), so the model
+    gives the checkpoint's outputs. Depthwise (C, 1, K, K) weights are taken as they are. See docs/DESIGN.md
+    §3.
+
+    Args:
+        model (FCN32s, FCN16s, FCN8s or FCN8sAtOnce): the architecture the checkpoint was trained as.
+        path_or_state_dict (dict or str or os.PathLike): a state_dict, or torchfcn's trainer checkpoint
+            holding one as ``model_state_dict`` (a ``module.`` prefix from DataParallel is dropped), or a
+            path to either (loaded with ``weights_only=True``).
+
+    Returns:
+        nn.Module: ``model``, filled in place.
+
+    Raises:
+        KeyError: missing or unexpected keys. ValueError: a shape mismatch (the key and shapes named).
+
+    Example::
+
+        >>> from fcn_kernels import bilinear_kernel
+        >>> from fcn_kernels.models import FCN32s, load_torchfcn
+        >>> sd = FCN32s(n_class=21, width=1 / 16).state_dict()
+        >>> sd["upscore.weight"] = bilinear_kernel(21, 64)     # torchfcn's dense (21, 21, 64, 64)
+        >>> model = load_torchfcn(FCN32s(n_class=21, width=1 / 16), sd)
+        >>> model.upscore.groups, tuple(model.upscore.weight.shape)   # the diagonal weight made depthwise
+        (21, (21, 1, 64, 64))
+    """
     sd = _read(path_or_state_dict)
     if "model_state_dict" in sd and isinstance(sd["model_state_dict"], dict):
         sd = sd["model_state_dict"]

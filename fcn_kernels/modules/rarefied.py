@@ -10,15 +10,34 @@ from ..ops.rarefied_conv2d import rarefied_conv2d
 
 
 class RarefiedConv2d(nn.Module):
-    """Convolution with the paper's rarefied filter (fcn_kernels.rarefied_conv2d):
-    F.conv2d(x, weight, bias, stride=1, padding=padding, dilation=rarefaction, groups=groups).
+    r"""Convolution with the paper's rarefied filter (:func:`fcn_kernels.rarefied_conv2d`).
 
-    `weight` (out_channels, in_channels // groups, kH, kW) and `bias` (out_channels,) have nn.Conv2d's
-    names, layout and default initialisation, so state_dicts are interchangeable with an
-    nn.Conv2d(..., dilation=rarefaction, padding=padding). `stride` is always 1 and `dilation` is
-    `rarefaction` (read-only aliases, for code that inspects conv layers).
+    A drop-in for ``nn.Conv2d(..., dilation=rarefaction, padding=padding)``: ``weight`` and ``bias`` have its
+    names, layout and default initialisation, so state_dicts are interchangeable. ``stride`` is always 1 and
+    ``dilation`` is ``rarefaction`` (read-only aliases, for code that inspects conv layers). See
+    docs/DESIGN.md §3.
+
+    Args:
+        in_channels (int): Cin.
+        out_channels (int): Cout.
+        kernel_size (int or Tuple[int, int]): (Kh, Kw).
+        rarefaction (int or Tuple[int, int]): the distance between the filter's taps. Default: 1.
+        padding (int or Tuple[int, int]): zeros added on both sides of each spatial axis. Default: 0.
+        groups (int): as in ``nn.Conv2d``. Default: 1.
+        bias (bool): whether to add a learnable bias. Default: True.
+        backend (str, optional): as in :func:`fcn_kernels.rarefied_conv2d`. Default: None.
+        device, dtype: of the parameters. Default: None.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import RarefiedConv2d
+        >>> conv = RarefiedConv2d(8, 16, 3, rarefaction=2, padding=2)
+        >>> conv(torch.randn(1, 8, 20, 20)).shape
+        torch.Size([1, 16, 20, 20])
+        >>> sorted(conv.state_dict())                         # nn.Conv2d's keys
+        ['bias', 'weight']
     """
-
     def __init__(self, in_channels, out_channels, kernel_size, rarefaction=1, padding=0, groups=1, bias=True,
                  *, backend=None, device=None, dtype=None):
         super().__init__()
@@ -50,18 +69,47 @@ class RarefiedConv2d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        r"""The rarefied convolution of ``x``.
+
+        Args:
+            x (Tensor[N, Cin, H, W]): the input.
+
+        Returns:
+            Tensor[N, Cout, Ho, Wo]: ``Ho = H + 2 * ph - (Kh - 1) * rh`` (``Wo`` alike), in ``x``'s dtype.
+        """
         return rarefied_conv2d(x, self.weight, self.bias, rarefaction=self.rarefaction, padding=self.padding,
                                groups=self.groups, backend=self.backend)
 
     @classmethod
     def from_conv(cls, m: nn.Conv2d, rarefaction=1, *, drop_stride=False, backend=None):
-        """Adopt an nn.Conv2d (weight and bias are copied, requires_grad kept), rarefied by `rarefaction`:
-        dilation becomes m.dilation * rarefaction and padding m.padding * rarefaction (the layer as it acts
-        on a feature map that was upsampled by `rarefaction`). With rarefaction=1 it computes exactly m.
+        r"""A RarefiedConv2d with the weight and bias of an ``nn.Conv2d``, rarefied by ``rarefaction``.
 
-        m must have stride 1, unless drop_stride=True (what `rarefy` does: the stride moves into the
-        rarefaction of the later layers). padding_mode must be "zeros"; padding="same" needs an even
-        total padding dilation * (kernel - 1) on each axis.
+        Dilation becomes ``m.dilation * rarefaction`` and padding ``m.padding * rarefaction``: the layer as it
+        acts on a map upsampled by ``rarefaction``. With ``rarefaction=1`` it computes exactly ``m``. Weight
+        and bias are copied, with their requires_grad, and the training mode is kept.
+
+        Args:
+            m (nn.Conv2d): stride 1 (unless ``drop_stride``), padding_mode ``"zeros"``; ``padding="same"``
+                needs an even total padding ``dilation * (kernel - 1)`` on each axis.
+            rarefaction (int or Tuple[int, int]): the factor on dilation and padding. Default: 1.
+            drop_stride (bool): accept a strided ``m`` and drop its stride (what :func:`fcn_kernels.rarefy`
+                does: the stride moves into the rarefaction of the later layers). Default: False.
+            backend (str, optional): as in :func:`fcn_kernels.rarefied_conv2d`. Default: None.
+
+        Returns:
+            RarefiedConv2d: on ``m``'s device and dtype.
+
+        Example::
+
+            >>> import torch
+            >>> from torch import nn
+            >>> from fcn_kernels import RarefiedConv2d
+            >>> m = nn.Conv2d(4, 4, 3, padding=1)
+            >>> RarefiedConv2d.from_conv(m, 2)
+            RarefiedConv2d(4, 4, kernel_size=(3, 3), rarefaction=(2, 2), padding=(2, 2))
+            >>> x = torch.randn(1, 4, 9, 9)
+            >>> torch.allclose(RarefiedConv2d.from_conv(m)(x), m(x), atol=1e-6)
+            True
         """
         if not isinstance(m, nn.Conv2d):
             raise TypeError(f"from_conv expects nn.Conv2d, got {type(m).__name__}")

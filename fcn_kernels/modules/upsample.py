@@ -16,7 +16,36 @@ def _bilinear_1d(size: int) -> torch.Tensor:
 
 
 def bilinear_kernel(channels, kernel_size, groups=1, *, dtype=torch.float32, device=None):
-    """FCN's bilinear upsampling weights: (C, C, K, K) diagonal for groups=1, (C, 1, K, K) for groups=C."""
+    r"""FCN's bilinear upsampling weights (Caffe FCN's ``upsample_filt``), for a transposed convolution.
+
+    Each channel is upsampled by ``(K + 1) // 2`` with the bilinear interpolation kernel; channels do not
+    mix. See docs/DESIGN.md §3.
+
+    Args:
+        channels (int): C, the number of channels (FCN: classes).
+        kernel_size (int or Tuple[int, int]): K (rows, cols); FCN uses ``2 * stride``.
+        groups (int): 1 (a dense, diagonal weight) or ``channels`` (depthwise). Default: 1.
+        dtype (torch.dtype): Default: torch.float32.
+        device (torch.device, optional): Default: None (the default device).
+
+    Returns:
+        Tensor[C, C, Kh, Kw] for ``groups=1`` (zero off the diagonal), Tensor[C, 1, Kh, Kw] for ``groups=C``:
+        in ``nn.ConvTranspose2d``'s layout.
+
+    Example::
+
+        >>> from fcn_kernels import bilinear_kernel
+        >>> w = bilinear_kernel(21, 4, groups=21)
+        >>> w.shape
+        torch.Size([21, 1, 4, 4])
+        >>> w[0, 0]
+        tensor([[0.0625, 0.1875, 0.1875, 0.0625],
+                [0.1875, 0.5625, 0.5625, 0.1875],
+                [0.1875, 0.5625, 0.5625, 0.1875],
+                [0.0625, 0.1875, 0.1875, 0.0625]])
+        >>> bilinear_kernel(21, 4).shape                      # dense diagonal, groups=1
+        torch.Size([21, 21, 4, 4])
+    """
     channels = check_int(channels, "channels", minimum=1)
     groups = check_int(groups, "groups", minimum=1)
     kh, kw = pair(kernel_size, "kernel_size", minimum=1)
@@ -32,18 +61,39 @@ def bilinear_kernel(channels, kernel_size, groups=1, *, dtype=torch.float32, dev
 
 
 class FusedUpsampleSkip(nn.Module):
-    """Transposed-conv upsampling, crop and skip addition in one op (fcn_kernels.upsample_skip).
+    r"""Transposed-convolution upsampling, crop and skip addition in one op (:func:`fcn_kernels.upsample_skip`).
 
-    `weight` (in_channels, out_channels // groups, kH, kW) and `bias` (out_channels,) have
-    nn.ConvTranspose2d's names and layout, so state_dicts are interchangeable with one.
-    forward(x, skip=None, out_size=None) returns
-    conv_transpose2d(x)[..., oy:oy+Ho, ox:ox+Wo] (+ skip[..., sy:sy+Ho, sx:sx+Wo]).
+    A drop-in for ``nn.ConvTranspose2d`` followed by a crop and a skip addition: ``weight`` and ``bias`` have
+    its names and layout, so state_dicts are interchangeable. See docs/DESIGN.md §3.
 
-    init: "bilinear" (FCN's fixed upsampling; needs in_channels == out_channels and groups 1 or C),
-    "default" (nn.ConvTranspose2d's initialisation) or "zeros". trainable=False keeps the weight
-    fixed: it does not require grad, and backward does no weight-gradient work.
+    Args:
+        in_channels (int): Cin.
+        out_channels (int): Cout.
+        kernel_size (int or Tuple[int, int]): (Kh, Kw).
+        stride (int or Tuple[int, int]): the upsampling factor.
+        groups (int): ``groups=Cin`` is depthwise (FCN's per-class upsampling). Default: 1.
+        bias (bool): whether to add a learnable bias. Default: False.
+        skip_offset (int or Tuple[int, int]): top-left corner of the window of ``skip`` added. Default: 0.
+        out_offset (int or Tuple[int, int]): top-left corner of the crop of the uncropped output. Default: 0.
+        init (str): ``"bilinear"`` (FCN's fixed upsampling, :func:`bilinear_kernel`; needs
+            ``in_channels == out_channels`` and groups 1 or Cin), ``"default"`` (``nn.ConvTranspose2d``'s
+            initialisation) or ``"zeros"``. Default: ``"bilinear"``.
+        trainable (bool): False: the weight and bias do not require grad, and backward does no
+            weight-gradient work. Default: True.
+        backend (str, optional): as in :func:`fcn_kernels.upsample_skip`. Default: None.
+        device, dtype: of the parameters. Default: None.
+
+    Example::
+
+        >>> import torch
+        >>> from fcn_kernels import FusedUpsampleSkip
+        >>> up = FusedUpsampleSkip(21, 21, 4, 2, groups=21, skip_offset=5, trainable=False)   # FCN-8s' upscore2
+        >>> score_fr, score_pool4 = torch.randn(1, 21, 8, 8), torch.randn(1, 21, 28, 28)
+        >>> up(score_fr, score_pool4).shape                   # (8 - 1) * 2 + 4 = 18 rows, uncropped
+        torch.Size([1, 21, 18, 18])
+        >>> up(score_fr, out_size=(16, 16)).shape
+        torch.Size([1, 21, 16, 16])
     """
-
     def __init__(self, in_channels, out_channels, kernel_size, stride, *, groups=1, bias=False,
                  skip_offset=0, out_offset=0, init="bilinear", trainable=True, backend=None,
                  device=None, dtype=None):
@@ -83,14 +133,47 @@ class FusedUpsampleSkip(nn.Module):
                 self.bias.zero_()
 
     def forward(self, x, skip=None, out_size=None):
+        r"""Upsample ``x``, crop at ``out_offset`` and add the window of ``skip`` at ``skip_offset``.
+
+        Args:
+            x (Tensor[N, Cin, H, W]): the input.
+            skip (Tensor[N, Cout, Hs, Ws], optional): the map whose window is added. Default: None.
+            out_size (int or Tuple[int, int], optional): (Ho, Wo); None: everything from ``out_offset`` to the
+                end of the uncropped output. Default: None.
+
+        Returns:
+            Tensor[N, Cout, Ho, Wo]: in ``x``'s dtype.
+        """
         return upsample_skip(x, self.weight, self.bias, skip, stride=self.stride, groups=self.groups,
                              out_offset=self.out_offset, out_size=out_size, skip_offset=self.skip_offset,
                              backend=self.backend)
 
     @classmethod
     def from_conv_transpose(cls, m: nn.ConvTranspose2d, **kw):
-        """Adopt an nn.ConvTranspose2d (its weight and bias are copied). Padding, output_padding and
-        dilation must be the defaults: the crop (out_offset, out_size) replaces them."""
+        r"""A FusedUpsampleSkip with the weight and bias of an ``nn.ConvTranspose2d``.
+
+        The crop (``out_offset``, ``out_size``) replaces padding, output_padding and dilation, which must be
+        the defaults. The weight and bias are copied; ``trainable`` defaults to ``m.weight.requires_grad``.
+
+        Args:
+            m (nn.ConvTranspose2d): padding 0, output_padding 0, dilation 1.
+            **kw: other arguments of the constructor (``skip_offset``, ``out_offset``, ``trainable``,
+                ``backend``).
+
+        Returns:
+            FusedUpsampleSkip: on ``m``'s device and dtype.
+
+        Example::
+
+            >>> import torch
+            >>> from torch import nn
+            >>> from fcn_kernels import FusedUpsampleSkip
+            >>> m = nn.ConvTranspose2d(4, 4, 4, stride=2, groups=4, bias=False)
+            >>> fused = FusedUpsampleSkip.from_conv_transpose(m, out_offset=1)
+            >>> x = torch.randn(1, 4, 5, 5)
+            >>> torch.allclose(fused(x, out_size=10), m(x)[:, :, 1:11, 1:11])
+            True
+        """
         if not isinstance(m, nn.ConvTranspose2d):
             raise TypeError(f"from_conv_transpose expects nn.ConvTranspose2d, got {type(m).__name__}")
         if tuple(m.padding) != (0, 0) or tuple(m.output_padding) != (0, 0) or tuple(m.dilation) != (1, 1):

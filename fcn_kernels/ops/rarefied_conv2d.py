@@ -40,7 +40,7 @@ def validate(x, weight, bias, rarefaction, padding, groups):
     check_planes(per_group, h, w, f"x of shape {tuple(x.shape)}")
     check_planes(per_group, *out, f"the output {out} of padding {padding}")
     check_extent(n * cout * out[0] * out[1], f"the output ({n}, {cout}, {out[0]}, {out[1]}) of padding {padding}")
-    # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv.h, the wide layout).
+    # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv2d.h, the wide layout).
     check_extent(max(cin, cout) * (n * padded[0] * padded[1] + eff[1] - 1),
                  f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)")
     if bias is not None:
@@ -58,15 +58,45 @@ def output_size(x_shape, weight_shape, rarefaction, padding):
 
 
 def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1, backend=None):
-    """F.conv2d(x, weight, bias, stride=1, padding=padding, dilation=rarefaction, groups=groups),
-    computed without materialising the rarefied filter (docs/DESIGN.md §2).
+    r"""Convolution with the paper's rarefied filter, without building it.
 
-    x (N, Cin, H, W); weight (Cout, Cin // groups, Kh, Kw), nn.Conv2d's layout; bias (Cout,) or None.
-    rarefaction and padding: int or pair (rows, cols). Differentiable in x, weight and bias; a weight
-    that does not require grad costs no weight-gradient work. backend=None: our kernels, or stock
-    F.conv2d(dilation) for dense groups (fcn_kernels.backends, whose explain() says which and why).
-    Our kernels' output is contiguous (NCHW) whatever the input's memory format; the stock op's follows
-    F.conv2d (channels_last in, channels_last out).
+    Computes ``F.conv2d(x, weight, bias, stride=1, padding=padding, dilation=rarefaction, groups=groups)``:
+    the filter's taps are read ``rarefaction`` pixels apart (the paper's f'[i, j] = f[i / s, j / s], see
+    :func:`fcn_kernels.rarefy_filter`). See docs/DESIGN.md §2.3.
+
+    Args:
+        x (Tensor[N, Cin, H, W]): the input.
+        weight (Tensor[Cout, Cin // groups, Kh, Kw]): the filters, in ``nn.Conv2d``'s layout.
+        bias (Tensor[Cout], optional): added to every output position. Default: None.
+        rarefaction (int or Tuple[int, int]): the distance (rows, cols) between the filter's taps. Default: 1.
+        padding (int or Tuple[int, int]): zeros added on both sides of each spatial axis. Default: 0.
+        groups (int): as in ``nn.Conv2d``; ``groups=Cin`` is depthwise. Default: 1.
+        backend (str, optional): ``"cpu"``, ``"cuda"``, ``"triton"`` or ``"reference"``; None: the
+            automatic choice of :mod:`fcn_kernels.backends` (docs/DESIGN.md §4.1). Default: None.
+
+    Differentiable in ``x``, ``weight`` and ``bias``; a weight that does not require grad costs no
+    weight-gradient work.
+
+    Returns:
+        Tensor[N, Cout, Ho, Wo]: in ``x``'s dtype, with ``Ho = H + 2 * ph - (Kh - 1) * rh`` (``Wo`` alike).
+        Our kernels write it contiguous (NCHW); the stock path follows ``F.conv2d``'s memory format.
+
+    Raises:
+        ValueError, TypeError: an argument of the wrong shape, dtype or device, or a rarefied filter larger
+        than the padded input.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from fcn_kernels import rarefied_conv2d, rarefy_filter
+        >>> x = torch.arange(2 * 8 * 8.).reshape(1, 2, 8, 8)
+        >>> weight = torch.ones(2, 1, 3, 3)                   # depthwise 3 x 3
+        >>> y = rarefied_conv2d(x, weight, rarefaction=2, padding=2, groups=2)
+        >>> y.shape
+        torch.Size([1, 2, 8, 8])
+        >>> torch.equal(y, F.conv2d(x, rarefy_filter(weight, 2), padding=2, groups=2))   # the 5 x 5 filter
+        True
     """
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)

@@ -66,14 +66,53 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
 
 def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None,
                   skip_offset=(0, 0), backend=None):
-    """conv_transpose2d(x, weight, bias, stride, groups), cropped to out_size at out_offset, plus the
-    window of skip at skip_offset: one pass, never the uncropped output (docs/DESIGN.md §2).
+    r"""Transposed convolution, crop and skip addition in one pass.
 
-    Differentiable in x, weight, bias and skip; a weight that does not require grad costs no
-    weight-gradient work. Under torch.autocast all four inputs are cast to the autocast dtype (as
-    conv_transpose2d casts x, weight and bias; the stock `+ skip` would promote instead).
-    backend=None: our kernels, or the stock composition for the dense shapes where it is faster
-    (fcn_kernels.backends, whose explain() says which and why).
+    Computes ``conv_transpose2d(x, weight, bias, stride=stride, groups=groups)``, cropped to the window of
+    size ``out_size`` at ``out_offset``, plus the window of ``skip`` of the same size at ``skip_offset``;
+    each output element is written once and the uncropped output is never built. The result equals
+    :func:`fcn_kernels.reference.upsample_skip`; see docs/DESIGN.md §2.1 for the full contract.
+
+    Args:
+        x (Tensor[N, Cin, H, W]): the coarse input (e.g. class scores).
+        weight (Tensor[Cin, Cout // groups, Kh, Kw]): the filters, in ``nn.ConvTranspose2d``'s layout.
+        bias (Tensor[Cout], optional): added to every output position. Default: None.
+        skip (Tensor[N, Cout, Hs, Ws], optional): the map whose window is added. Default: None.
+        stride (int or Tuple[int, int]): the upsampling factor (rows, cols).
+        groups (int): the transposed convolution's groups; ``groups=Cin`` is depthwise. Default: 1.
+        out_offset (int or Tuple[int, int]): top-left corner (oy, ox) of the crop in the uncropped output,
+            whose size is ``((H - 1) * sh + Kh, (W - 1) * sw + Kw)``. Default: (0, 0).
+        out_size (int or Tuple[int, int], optional): the output size (Ho, Wo); None: everything from
+            ``out_offset`` to the end. The window must fit inside the uncropped output. Default: None.
+        skip_offset (int or Tuple[int, int]): top-left corner (sy, sx) of the window of ``skip`` that is
+            added; it must fit inside ``skip``. Default: (0, 0).
+        backend (str, optional): ``"cpu"``, ``"cuda"``, ``"triton"`` or ``"reference"``; None: the
+            automatic choice of :mod:`fcn_kernels.backends` (docs/DESIGN.md §4.1). Default: None.
+
+    Differentiable in ``x``, ``weight``, ``bias`` and ``skip``; a weight that does not require grad costs no
+    weight-gradient work. Under ``torch.autocast`` all four tensors are cast to the autocast dtype.
+
+    Returns:
+        Tensor[N, Cout, Ho, Wo]: in ``x``'s dtype and device.
+
+    Raises:
+        ValueError, TypeError: an argument of the wrong shape, dtype or device, or a window that does not fit.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from fcn_kernels import bilinear_kernel, upsample_skip
+        >>> x = torch.arange(18.).reshape(1, 2, 3, 3)         # 2 channels of 3 x 3 scores
+        >>> weight = bilinear_kernel(2, 4, groups=2)          # (2, 1, 4, 4): bilinear upsampling by 2
+        >>> skip = torch.ones(1, 2, 8, 8)
+        >>> y = upsample_skip(x, weight, None, skip, stride=2, groups=2, out_offset=1, out_size=6,
+        ...                   skip_offset=2)
+        >>> y.shape
+        torch.Size([1, 2, 6, 6])
+        >>> full = F.conv_transpose2d(x, weight, stride=2, groups=2)   # (1, 2, 8, 8), never built above
+        >>> torch.equal(y, full[:, :, 1:7, 1:7] + skip[:, :, 2:8, 2:8])
+        True
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(

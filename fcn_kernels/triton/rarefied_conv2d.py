@@ -2,7 +2,7 @@
 autograd, in one file (as fcn_kernels/triton/upsample_skip.py).
 
 The op is F.conv2d(x, w, b, stride=1, padding=p, dilation=r, groups=g). Index math (csrc/index/
-rarefied_conv.h): along one axis, output o reads input i = o - p + k * r through tap k; positions outside
+rarefied_conv2d.h): along one axis, output o reads input i = o - p + k * r through tap k; positions outside
 [0, in) are the zero padding. Only the K real taps are visited (the rarefied filter, zeros between the taps,
 is never formed).
 

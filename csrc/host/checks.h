@@ -1,11 +1,13 @@
-// Argument checks shared by every op's host glue (CPU kernel files, CUDA glue). Messages start with
-// the op's name, and name the argument and its sizes.
+// Argument checks shared by every op's host layer (csrc/host/<op>.h), which the glue of every
+// backend calls (the CPU kernel files, csrc/cuda/*_glue.cpp). Messages start with the op's name, and
+// name the argument and its sizes.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace fcn_kernels {
 
@@ -62,6 +64,33 @@ inline void check_same(const char* op, const at::Tensor& t, const at::Tensor& x,
   TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(), " but x is on ", x.device());
   TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
               " but x has dtype ", x.scalar_type());
+}
+
+// t is a tensor of the kernel's device type (the dispatcher picks a kernel by any argument's device).
+inline void check_device_type(const char* op, const at::Tensor& t, const char* name, c10::DeviceType type) {
+  TORCH_CHECK(t.device().type() == type, op, ": ", name, " must be a ", c10::DeviceTypeName(type, true),
+              " tensor for this kernel, got ", t.device());
+}
+
+// How a kernel reads its inputs: contiguous (NCHW; a copy only where they are not), or as given, for
+// kernels that copy them into a layout of their own anyway.
+enum class Layout { kContiguous, kAsGiven };
+
+inline at::Tensor laid_out(const at::Tensor& t, Layout layout) {
+  return layout == Layout::kContiguous ? t.contiguous() : t;
+}
+
+// An optional input: undefined where absent.
+inline at::Tensor laid_out(const std::optional<at::Tensor>& t, Layout layout) {
+  return t.has_value() ? laid_out(*t, layout) : at::Tensor();
+}
+
+// An optional input's data, or null where it is absent (undefined).
+inline const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
+
+template <typename T>
+const T* data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
 }  // namespace fcn_kernels

@@ -18,7 +18,7 @@
 #include "weight_grad.h"
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 
 // Output extent along one axis (>= 1 for a valid call).
 FCN_HOST_DEVICE int64_t out_size(int64_t in, int64_t pad, int64_t K, int64_t r) {
@@ -204,5 +204,5 @@ struct WeightGradOp {
   }
 };
 
-}  // namespace rarefied_conv
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

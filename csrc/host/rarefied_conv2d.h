@@ -1,20 +1,24 @@
-// Argument checks and geometry of rarefied_conv2d for the host-side glue of every
-// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
-// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+// The host layer of rarefied_conv2d, for every backend (csrc/cpu/rarefied_conv2d_kernel.cpp,
+// csrc/cuda/rarefied_conv2d_glue.cpp): argument checks, the geometry, the prepared call, and the op's
+// entry points around a backend's kernels. The Python wrapper validates first with friendlier errors;
+// these checks keep direct torch.ops calls memory-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
-
-#include "host_checks.h"
+#include <torch/library.h>
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
-#include "index/rarefied_conv.h"
+#include "../index/rarefied_conv2d.h"
+#include "backward.h"
+#include "checks.h"
 
 namespace fcn_kernels {
-namespace rarefied_conv {
+namespace rarefied_conv2d {
 
 constexpr const char* kOp = "rarefied_conv2d";
 
@@ -90,5 +94,62 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-}  // namespace rarefied_conv
+// What a backend's kernels work on (Forward, backward.h's calls): the call's geometry, its inputs
+// checked against it and laid out as the kernels read them (Kernels::kLayout), and its result allocated
+// (not yet written). bias is undefined where absent. rarefied_conv2d: out (N, Cout, Ho, Wo), x's dtype.
+struct Forward {
+  Geometry g;
+  at::Tensor x, weight, bias, out;
+  bool done() const { return out.numel() == 0; }  // nothing left for a kernel to write
+};
+
+using BackwardInput = host::BackwardInput<Geometry>;
+using BackwardWeight = host::BackwardWeight<Geometry>;
+
+// The op's entry points, one per schema (csrc/register.cpp), registered by every backend: the host
+// layer checks and prepares the call here, then the backend's Kernels::forward(p) (backward_input(p),
+// backward_weight(p)) writes its result. Kernels::kDevice is the backend's device type.
+template <typename Kernels>
+at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                   at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
+  check_device_type(kOp, x, "x", Kernels::kDevice);
+  const Geometry g = forward_geometry(x, weight, bias, rarefaction, padding, groups);
+  at::Tensor out = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
+  const Layout layout = Kernels::kLayout;
+  const Forward p{g, laid_out(x, layout), laid_out(weight, layout), laid_out(bias, layout), std::move(out)};
+  if (!p.done()) Kernels::forward(p);
+  return p.out;
+}
+
+template <typename Kernels>
+at::Tensor backward_input(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
+                          at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
+  check_device_type(kOp, grad_out, "grad_out", Kernels::kDevice);
+  check_same(kOp, weight, grad_out, "weight");
+  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
+  const BackwardInput p = host::backward_input(g, grad_out, weight, input_size, Kernels::kLayout);
+  if (!p.done()) Kernels::backward_input(p);
+  return p.grad_x;
+}
+
+template <typename Kernels>
+at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
+                           at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
+  check_device_type(kOp, grad_out, "grad_out", Kernels::kDevice);
+  check_same(kOp, x, grad_out, "x");
+  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
+  const BackwardWeight p = host::backward_weight(g, grad_out, x, weight_size, Kernels::kLayout);
+  if (!p.done()) Kernels::backward_weight(p);
+  return p.grad_w;
+}
+
+// In a backend's TORCH_LIBRARY_IMPL block: its kernels behind the op's entry points.
+template <typename Kernels>
+void register_kernels(torch::Library& m) {
+  m.impl("rarefied_conv2d", &forward<Kernels>);
+  m.impl("rarefied_conv2d_backward_input", &backward_input<Kernels>);
+  m.impl("rarefied_conv2d_backward_weight", &backward_weight<Kernels>);
+}
+
+}  // namespace rarefied_conv2d
 }  // namespace fcn_kernels

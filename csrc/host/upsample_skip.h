@@ -1,17 +1,20 @@
-// Argument checks and geometry of upsample_skip for the host-side glue of every
-// backend (CPU kernel file, CUDA glue). The Python wrapper validates first with
-// friendlier errors; these checks keep direct torch.ops calls memory-safe.
+// The host layer of upsample_skip, for every backend (csrc/cpu/upsample_skip_kernel.cpp,
+// csrc/cuda/upsample_skip_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
+// geometry, the prepared call, and the op's entry points around a backend's kernels. The Python
+// wrapper validates first with friendlier errors; these checks keep direct torch.ops calls memory-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
-
-#include "host_checks.h"
+#include <torch/library.h>
 
 #include <optional>
+#include <utility>
 
-#include "index/upsample_skip.h"
+#include "../index/upsample_skip.h"
+#include "backward.h"
+#include "checks.h"
 
 namespace fcn_kernels {
 namespace upsample_skip {
@@ -99,72 +102,85 @@ inline Geometry backward_geometry(const at::Tensor& grad_out, at::IntArrayRef x_
   return g;
 }
 
-// What every backend's glue does before launching: check, make contiguous, allocate the result.
-// `a` and `b` are the kernel's two tensor inputs (x and weight; grad_out and weight; grad_out and x).
-struct Prepared {
+// What a backend's kernels work on (Forward here, upsample_argmax.h's Forward, backward.h's calls): the
+// call's geometry, its inputs checked against it and contiguous, and its result allocated (not yet
+// written). bias and skip are undefined where absent.
+struct ForwardInputs {
   Geometry g;
-  at::Tensor a, b, bias, skip, out;
+  at::Tensor x, weight, bias, skip;
 };
 
-inline void check_device_type(const at::Tensor& t, c10::DeviceType type, const char* op, const char* name) {
-  TORCH_CHECK(t.device().type() == type, op, ": ", name, " must be a ", c10::DeviceTypeName(type, true),
-              " tensor for this kernel, got ", t.device());
+// upsample_skip: out (N, Cout, Ho, Wo), x's dtype.
+struct Forward : ForwardInputs {
+  at::Tensor out;
+  bool done() const { return out.numel() == 0; }  // nothing left for a kernel to write
+};
+
+using BackwardInput = host::BackwardInput<Geometry>;
+using BackwardWeight = host::BackwardWeight<Geometry>;
+
+// The forward's inputs, for upsample_skip and upsample_argmax (`op`, which allocates its result).
+inline ForwardInputs prepare_forward_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                                            const std::optional<at::Tensor>& bias,
+                                            const std::optional<at::Tensor>& skip, at::IntArrayRef stride,
+                                            int64_t groups, at::IntArrayRef out_offset, at::IntArrayRef out_size,
+                                            at::IntArrayRef skip_offset, c10::DeviceType type) {
+  check_device_type(op, x, "x", type);
+  const Geometry g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
+  return {g, x.contiguous(), weight.contiguous(), laid_out(bias, Layout::kContiguous),
+          laid_out(skip, Layout::kContiguous)};
 }
 
-// The forward's inputs, checked and contiguous; `op` (upsample_skip or upsample_argmax) allocates p.out.
-inline Prepared prepare_forward_inputs(const at::Tensor& x, const at::Tensor& weight,
-                                       const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& skip,
-                                       at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
-                                       at::IntArrayRef out_size, at::IntArrayRef skip_offset, c10::DeviceType type,
-                                       const char* op) {
-  check_device_type(x, type, op, "x");
-  Prepared p;
-  p.g = forward_geometry(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset);
-  p.a = x.contiguous();
-  p.b = weight.contiguous();
-  if (bias.has_value()) p.bias = bias->contiguous();
-  if (skip.has_value()) p.skip = skip->contiguous();
-  return p;
-}
-
-inline Prepared prepare_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                                at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
-                                c10::DeviceType type) {
-  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                      type, kOp);
-  p.out = at::empty({p.g.N, p.g.Cout, p.g.Ho, p.g.Wo}, x.options());
-  return p;
-}
-
-// upsample_argmax: the same inputs, int64 labels (N, Ho, Wo) out.
-inline Prepared prepare_argmax(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                               const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
-                               at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset,
-                               c10::DeviceType type) {
-  Prepared p = prepare_forward_inputs(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset,
-                                      type, "upsample_argmax");
-  TORCH_CHECK(p.g.Cout <= INT32_MAX, "upsample_argmax: ", p.g.Cout, " classes exceed 2**31 - 1");
-  p.out = at::empty({p.g.N, p.g.Ho, p.g.Wo}, x.options().dtype(at::kLong));
-  return p;
-}
-
-// grad_x from (grad_out, weight), or grad_w from (grad_out, x): `other` is weight or x.
-inline Prepared prepare_backward(const at::Tensor& grad_out, const at::Tensor& other, bool other_is_weight,
-                                 at::IntArrayRef result_size, at::IntArrayRef stride, int64_t groups,
-                                 at::IntArrayRef out_offset, c10::DeviceType type) {
-  const char* op = other_is_weight ? "upsample_skip_backward_input" : "upsample_skip_backward_weight";
-  check_device_type(grad_out, type, op, "grad_out");
-  check_same(kOp, other, grad_out, other_is_weight ? "weight" : "x");
+// The backward ops' own checks (`op` names the one called); `other` is weight or x.
+inline void check_backward(const char* op, const at::Tensor& grad_out, const at::Tensor& other,
+                           const char* other_name, c10::DeviceType type) {
+  check_device_type(op, grad_out, "grad_out", type);
+  check_same(kOp, other, grad_out, other_name);
   TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()), op, ": grad_out must be floating point, got ",
               grad_out.scalar_type());
-  Prepared p;
-  p.g = other_is_weight ? backward_geometry(grad_out, result_size, other.sizes(), stride, groups, out_offset)
-                        : backward_geometry(grad_out, other.sizes(), result_size, stride, groups, out_offset);
-  p.a = grad_out.contiguous();
-  p.b = other.contiguous();
-  p.out = at::empty(result_size, grad_out.options());
-  return p;
+}
+
+// The op's entry points, one per schema (csrc/register.cpp), registered by every backend: the host
+// layer checks and prepares the call here, then the backend's Kernels::forward(p) (backward_input(p),
+// backward_weight(p)) writes its result. Kernels::kDevice is the backend's device type.
+template <typename Kernels>
+at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                   const std::optional<at::Tensor>& skip, at::IntArrayRef stride, int64_t groups,
+                   at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
+  ForwardInputs in = prepare_forward_inputs(kOp, x, weight, bias, skip, stride, groups, out_offset, out_size,
+                                            skip_offset, Kernels::kDevice);
+  at::Tensor out = at::empty({in.g.N, in.g.Cout, in.g.Ho, in.g.Wo}, x.options());
+  const Forward p{std::move(in), std::move(out)};
+  if (!p.done()) Kernels::forward(p);
+  return p.out;
+}
+
+template <typename Kernels>
+at::Tensor backward_input(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
+                          at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
+  check_backward("upsample_skip_backward_input", grad_out, weight, "weight", Kernels::kDevice);
+  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
+  const BackwardInput p = host::backward_input(g, grad_out, weight, input_size, Layout::kContiguous);
+  if (!p.done()) Kernels::backward_input(p);
+  return p.grad_x;
+}
+
+template <typename Kernels>
+at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
+                           at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
+  check_backward("upsample_skip_backward_weight", grad_out, x, "x", Kernels::kDevice);
+  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, stride, groups, out_offset);
+  const BackwardWeight p = host::backward_weight(g, grad_out, x, weight_size, Layout::kContiguous);
+  if (!p.done()) Kernels::backward_weight(p);
+  return p.grad_w;
+}
+
+// In a backend's TORCH_LIBRARY_IMPL block: its kernels behind the op's entry points.
+template <typename Kernels>
+void register_kernels(torch::Library& m) {
+  m.impl("upsample_skip", &forward<Kernels>);
+  m.impl("upsample_skip_backward_input", &backward_input<Kernels>);
+  m.impl("upsample_skip_backward_weight", &backward_weight<Kernels>);
 }
 
 }  // namespace upsample_skip

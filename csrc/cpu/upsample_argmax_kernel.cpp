@@ -1,0 +1,141 @@
+// upsample_argmax on CPU: upsample_skip's forward (the row machinery and GEMM gathers of
+// upsample_rows.h) reduced to labels over the classes without storing the scores. Each score is
+// computed as the forward computes it (same summation order, bias then skip added, rounded to
+// scalar_t), so the labels are exactly the argmax of the CPU upsample_skip's output. Deterministic:
+// every label is written by one thread.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../host/upsample_argmax.h"
+#include "../index/upsample_argmax.h"
+#include "upsample_rows.h"
+
+namespace fcn_kernels {
+namespace upsample_argmax {
+namespace {
+
+// upsample_skip's forward machinery (upsample_rows.h).
+using upsample_skip::gather_block_row;
+using upsample_skip::grain_for;
+using upsample_skip::Result;
+using upsample_skip::rounded;
+using upsample_skip::RowPlan;
+using upsample_skip::run_forward;
+using upsample_skip::Stride;
+using upsample_skip::weight_blocks;
+
+// Classes are visited in increasing order; a row of running maxima (and int32 labels, the maxima's
+// width, so that the update vectorizes) is kept per output row.
+template <typename acc_t>
+struct RunningArgmax {
+  std::vector<acc_t> best;
+  std::vector<int32_t> label;
+  explicit RunningArgmax(int64_t n) : best(n), label(n) {}
+
+  // Class co's rounded score v at position j.
+  void take(int64_t j, int32_t co, acc_t v) {
+    const bool t = co == 0 || takes_over(v, best[j]);
+    best[j] = t ? v : best[j];
+    label[j] = t ? co : label[j];
+  }
+  void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
+};
+
+// Direct path: one output row (n, i) per step, the classes' rows accumulated in turn.
+template <int SW, typename scalar_t>
+void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
+                   const scalar_t* skip, int64_t* out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const RowPlan<SW, scalar_t> plan(sw, g, w);
+  at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(plan.acc_size());
+    RunningArgmax<acc_t> run(g.Wo);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row % g.Ho, n = row / g.Ho;
+      for (int64_t co = 0; co < g.Cout; ++co) {
+        const acc_t* a = plan.row(x, n, co, i, acc.data());
+        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+        if (skip) {
+          const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
+          for (int64_t j = 0; j < g.Wo; ++j)
+            run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j])));
+        } else {
+          for (int64_t j = 0; j < g.Wo; ++j) run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b));
+        }
+      }
+      run.store(0, g.Wo, out + row * g.Wo);
+    }
+  });
+}
+
+// GEMM path: one block row bi of one image per task, its groups' GEMMs in turn (as upsample_skip's
+// forward_gemm_kernel runs them).
+template <typename scalar_t>
+void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
+                        const scalar_t* skip, int64_t* out, const at::TensorOptions& acc_options) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  const int64_t kdim = cin_g * ceil_div(g.Kh, g.sh) * ceil_div(g.Kw, g.sw), cols = cout_g * g.sh * g.sw;
+  const auto B = weight_blocks(g, w, acc_options);
+  const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
+  const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
+  at::parallel_for(0, g.N * (bi_hi - bi_lo), 1, [&](int64_t begin, int64_t end) {
+    auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
+    acc_t* a = A.mutable_data_ptr<acc_t>();
+    const acc_t* c = C.const_data_ptr<acc_t>();
+    RunningArgmax<acc_t> run(g.sh * g.Wo);  // rows rh of the block row
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = bi_lo + task % (bi_hi - bi_lo), n = task / (bi_hi - bi_lo);
+      const int64_t rh_lo = std::max<int64_t>(0, g.oy - bi * g.sh), rh_hi = std::min(g.sh, g.oy + g.Ho - bi * g.sh);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        gather_block_row(g, x, n, grp, bi, bj_lo, bj_hi, a);
+        at::mm_out(C, A, B[grp]);
+        for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
+          const int64_t co = grp * cout_g + co_l;
+          const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+          for (int64_t rh = rh_lo; rh < rh_hi; ++rh) {
+            const int64_t i = bi * g.sh + rh - g.oy;
+            const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+            for (int64_t bj = bj_lo; bj < bj_hi; ++bj) {
+              const acc_t* cb = c + (bj - bj_lo) * cols + (co_l * g.sh + rh) * g.sw;
+              const int64_t j0 = bj * g.sw - g.ox;
+              const int64_t r0 = std::max<int64_t>(0, -j0), r1 = std::min<int64_t>(g.sw, g.Wo - j0);
+              for (int64_t r = r0; r < r1; ++r) {
+                acc_t v = cb[r] + b;
+                if (srow) v += static_cast<acc_t>(srow[j0 + r]);
+                run.take(rh * g.Wo + j0 + r, int32_t(co), rounded<scalar_t>(v));
+              }
+            }
+          }
+        }
+      }
+      for (int64_t rh = rh_lo; rh < rh_hi; ++rh)
+        run.store(rh * g.Wo, g.Wo, out + (n * g.Ho + bi * g.sh + rh - g.oy) * g.Wo);
+    }
+  });
+}
+
+// The CPU kernel behind the op's entry point (csrc/host/upsample_argmax.h).
+struct CpuKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
+
+  static void forward(const Forward& p) {
+    run_forward<Result::kLabels>(p, p.labels, [](const auto&... a) { argmax_gemm_kernel(a...); },
+                                 [](const auto&... a) { argmax_kernel(a...); });
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fcn_kernels, CPU, m) { register_kernels<CpuKernels>(m); }
+
+}  // namespace upsample_argmax
+}  // namespace fcn_kernels
