@@ -176,7 +176,7 @@ def _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size
     kernels gather every class's scores tap by tap, with no reuse across channels: from 4 channels per
     group each way (3 with a trained weight) the vendor's GEMM-based transposed convolution and
     cross-entropy beat them, on small and large maps alike; depthwise and narrow groups are ours, tiny
-    maps included (measured: benchmarks/results/2026-12-04-cpu-upsample-cross-entropy-rule.json)."""
+    maps included (the measurements: docs/DESIGN.md §4.1)."""
     if op != "upsample_cross_entropy":
         return None
     if cin_g >= 4 and cout_g >= 4:

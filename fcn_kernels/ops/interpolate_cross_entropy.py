@@ -30,27 +30,44 @@ def validate(x, size, align_corners, what="size"):
 
 def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=None, ignore_index=255, sample_p=1.0,
                               generator=None, reduction="mean", backend=None):
-    """pixelwise_cross_entropy(F.interpolate(x, size=target.shape[-2:], mode="bilinear",
-    align_corners=align_corners), target, class_weight, ...) without the (N, C, Ho, Wo) scores, forward or
-    backward (docs/DESIGN.md §2.6): the loss of torchvision's and mmsegmentation's bilinear heads.
+    r"""A bilinear head's upsampling and the pixelwise cross-entropy in one, from the coarse scores.
+
+    Computes ``pixelwise_cross_entropy(F.interpolate(x, size=target.shape[-2:], mode="bilinear",
+    align_corners=align_corners), target, class_weight, ...)`` (the loss of torchvision's and mmsegmentation's
+    bilinear heads) in value and gradient, without any tensor of the scores' size (N, C, Ho, Wo), forward or
+    backward. The result equals :func:`fcn_kernels.reference.interpolate_cross_entropy`; see docs/DESIGN.md
+    §2.6 for the full contract.
 
     Args:
-        x: (N, C, H, W) coarse scores; any output size (the target's), up or down, integer scale or not, with
-            PyTorch's source coordinates exactly.
-        target: (N, Ho, Wo) integer labels in [0, C) or ignore_index; any other label is a ValueError.
-        class_weight, ignore_index, sample_p, generator, reduction: as pixelwise_cross_entropy's (sampling
-            draws torch.rand over (N, Ho, Wo) on x's device, as it does).
-        backend: None (automatic), "cpu" or "reference" (the composition).
+        x (Tensor[N, C, H, W]): the coarse class scores.
+        target (Tensor[N, Ho, Wo]): integer labels in [0, C) or ``ignore_index``; any output size (the target's),
+            up or down, integer scale or not, with PyTorch's source coordinates exactly.
+        align_corners (bool): as ``F.interpolate``'s. Default: False.
+        class_weight, ignore_index, sample_p, generator, reduction: as
+            :func:`fcn_kernels.upsample_cross_entropy`'s (the sampling draws as
+            :func:`~fcn_kernels.losses.pixelwise_cross_entropy` draws).
+        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice. Default: None.
 
     Returns:
-        The loss, float32 (float64 for float64 x): a scalar, or (N, Ho, Wo) for reduction="none".
-        Differentiable (once) in x (and class_weight).
+        Tensor: a scalar for ``"mean"`` and ``"sum"``; Tensor[N, Ho, Wo] of the terms for ``"none"``. float32,
+        or float64 for float64 ``x``. Differentiable (once) in ``x`` (and ``class_weight``).
+
+    Raises:
+        ValueError, TypeError: an argument of the wrong shape, dtype or device, a label outside [0, C) other
+        than ``ignore_index``.
 
     Example::
 
-        >>> x = torch.randn(2, 150, 64, 64, requires_grad=True)
-        >>> target = torch.randint(0, 150, (2, 512, 512))
-        >>> fcn_kernels.interpolate_cross_entropy(x, target).backward()
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from fcn_kernels import interpolate_cross_entropy
+        >>> from fcn_kernels.losses import pixelwise_cross_entropy
+        >>> x = torch.randn(2, 150, 16, 16, requires_grad=True)   # ADE20K's 150 classes, 1/8 resolution
+        >>> target = torch.randint(0, 150, (2, 128, 128))
+        >>> loss = interpolate_cross_entropy(x, target)
+        >>> loss.backward()                                       # no (2, 150, 128, 128) tensor, either way
+        >>> scores = F.interpolate(x, size=(128, 128), mode="bilinear")
+        >>> torch.testing.assert_close(loss, pixelwise_cross_entropy(scores, target))
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a 4-D tensor (N, C, H, W), got "
@@ -73,23 +90,34 @@ def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=No
 
 
 def interpolate_argmax(x, size, *, align_corners=False, backend=None):
-    """F.interpolate(x, size, mode="bilinear", align_corners=align_corners).argmax(1): int64 labels (N, Ho, Wo)
-    of any bilinear head, never writing the (N, C, Ho, Wo) scores (docs/DESIGN.md §2.6).
+    r"""The labels of a bilinear head, without its full-resolution scores.
+
+    Computes ``F.interpolate(x, size, mode="bilinear", align_corners=align_corners).argmax(1)`` one output row
+    at a time, never writing the (N, C, Ho, Wo) scores. Each score is computed as ``F.interpolate`` computes
+    it (PyTorch's source coordinates and blend order, weights and sums in float32, float64 for float64 ``x``)
+    and rounded to ``x``'s dtype; the first maximum is taken in ``torch.argmax``'s order (NaN counts as the
+    largest; the lowest class wins ties). See docs/DESIGN.md §2.6.
 
     Args:
-        x: (N, C, H, W) scores; size: int or (Ho, Wo), each >= 1.
-        backend: None (automatic), "cpu" or "reference".
+        x (Tensor[N, C, H, W]): the class scores.
+        size (int or Tuple[int, int]): the output size (Ho, Wo), each >= 1.
+        align_corners (bool): as ``F.interpolate``'s. Default: False.
+        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice. Default: None.
 
     Returns:
-        int64 (N, Ho, Wo). Each score is computed as F.interpolate computes it (PyTorch's source coordinates and
-        blend order, weights and sums in float32, float64 for float64 x), rounded to x's dtype, and the first
-        maximum taken in torch.argmax's order (NaN counts as the largest; the lowest class wins ties). Not
-        differentiable.
+        Tensor[N, Ho, Wo]: int64 labels. Not differentiable.
 
     Example::
 
-        >>> x = torch.randn(1, 150, 64, 64)
-        >>> labels = fcn_kernels.interpolate_argmax(x, (512, 512))  # (1, 512, 512)
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from fcn_kernels import interpolate_argmax
+        >>> x = torch.randn(1, 150, 16, 16)
+        >>> labels = interpolate_argmax(x, (128, 128))
+        >>> labels.shape
+        torch.Size([1, 128, 128])
+        >>> torch.equal(labels, F.interpolate(x, size=(128, 128), mode="bilinear").argmax(1))
+        True
     """
     size = validate(x, size, align_corners)
     which = backends.resolve(backend, x.device, "interpolate_argmax", channels=x.shape[1], out_size=size)

@@ -48,33 +48,53 @@ def loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_inde
 def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
                            skip_offset=(0, 0), class_weight=None, ignore_index=255, sample_p=1.0, generator=None,
                            reduction="mean", backend=None):
-    """pixelwise_cross_entropy(upsample_skip(x, weight, bias, skip, ..., out_size=target.shape[-2:]), target,
-    class_weight, ...) without the (N, C, Ho, Wo) scores, forward or backward (docs/DESIGN.md §2.5).
+    r"""FCN's last upsampling and the pixelwise cross-entropy in one, from the coarse scores.
+
+    Computes ``pixelwise_cross_entropy(upsample_skip(x, weight, bias, skip, ..., out_size=target.shape[-2:]),
+    target, class_weight, ...)`` in value and gradient, without any tensor of the scores' size (N, C, Ho, Wo),
+    forward or backward: the forward keeps two (N, Ho, Wo) statistics, the backward recomputes each row's
+    scores. The result equals :func:`fcn_kernels.reference.upsample_cross_entropy`; see docs/DESIGN.md §2.5
+    for the full contract.
 
     Args:
-        x: (N, Cin, H, W) coarse scores (or features); weight (Cin, Cout // groups, Kh, Kw); bias (Cout,) or
-            None; skip (N, Cout, Hs, Ws) or None: upsample_skip's inputs, with its stride, groups,
-            out_offset and skip_offset. The crop window's size is the target's.
-        target: (N, Ho, Wo) integer labels in [0, Cout) or ignore_index; any other label is a ValueError.
-        class_weight: (Cout,) per-class weights or None; sample_p, generator: loss sampling, each pixel
-            kept with probability sample_p and scaled by 1 / sample_p, drawn exactly as
-            pixelwise_cross_entropy draws (torch.rand over (N, Ho, Wo) on x's device); reduction: "mean"
-            (over the labelled pixels), "sum" or "none" (the (N, Ho, Wo) map of terms).
-        backend: None (automatic: our kernels, or the stock composition where it is faster,
-            fcn_kernels.backends.explain), "cpu" or "reference".
+        x (Tensor[N, Cin, H, W]): the coarse input (e.g. class scores).
+        target (Tensor[N, Ho, Wo]): integer labels in [0, C), C = ``weight.shape[1] * groups``, or
+            ``ignore_index``; its size is the crop window's.
+        weight, bias, skip, stride, groups, out_offset, skip_offset: :func:`fcn_kernels.upsample_skip`'s.
+        class_weight (Tensor[C], optional): per-class weights. Default: None (ones).
+        ignore_index (int): the label of pixels that do not count. Default: 255.
+        sample_p (float): in (0, 1], the probability to keep each pixel's term (kept terms are divided by it);
+            the kept pixels are those :func:`~fcn_kernels.losses.pixelwise_cross_entropy` keeps with the same
+            generator state. Default: 1.0.
+        generator (torch.Generator, optional): drives the sampling, on ``x``'s device. Default: None.
+        reduction (str): ``"mean"`` (over the non-ignored pixels), ``"sum"`` or ``"none"``. Default: ``"mean"``.
+        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice of
+            :mod:`fcn_kernels.backends` (docs/DESIGN.md §4.1). Default: None.
+
+    Differentiable (once) in ``x``, ``weight``, ``bias`` and ``skip`` (and ``class_weight``); a weight that does
+    not require grad costs no weight-gradient work. Under ``torch.autocast`` x, weight, bias and skip are cast
+    as :func:`fcn_kernels.upsample_skip` casts them.
 
     Returns:
-        The loss, float32 (float64 for float64 x): a scalar, or (N, Ho, Wo) for reduction="none".
-        Differentiable (once) in x, weight, bias and skip (and class_weight); a weight that does not
-        require grad costs no weight-gradient work.
+        Tensor: a scalar for ``"mean"`` and ``"sum"``; Tensor[N, Ho, Wo] of the terms for ``"none"``. float32,
+        or float64 for float64 ``x``.
+
+    Raises:
+        ValueError, TypeError: an argument of the wrong shape, dtype or device, a window that does not fit, a
+        label outside [0, C) other than ``ignore_index``.
 
     Example::
 
-        >>> x = torch.randn(1, 21, 16, 16, requires_grad=True)
-        >>> w = fcn_kernels.bilinear_kernel(21, 16, groups=21)
-        >>> target = torch.randint(0, 21, (1, 100, 100))
-        >>> loss = fcn_kernels.upsample_cross_entropy(x, target, w, stride=8, groups=21, out_offset=31)
-        >>> loss.backward()
+        >>> import torch
+        >>> from fcn_kernels import bilinear_kernel, upsample_cross_entropy, upsample_skip
+        >>> from fcn_kernels.losses import pixelwise_cross_entropy
+        >>> x = torch.randn(1, 21, 11, 11, requires_grad=True)  # coarse scores of 21 classes
+        >>> weight = bilinear_kernel(21, 16, groups=21)       # FCN-8s's upscore8: stride 8, kernel 16
+        >>> target = torch.randint(0, 21, (1, 50, 50))
+        >>> loss = upsample_cross_entropy(x, target, weight, stride=8, groups=21, out_offset=31)
+        >>> loss.backward()                                   # no (1, 21, 50, 50) tensor, either way
+        >>> scores = upsample_skip(x, weight, stride=8, groups=21, out_offset=31, out_size=(50, 50))
+        >>> torch.testing.assert_close(loss, pixelwise_cross_entropy(scores, target))
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)  # as upsample_skip under torch.autocast
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
