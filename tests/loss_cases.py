@@ -41,6 +41,22 @@ def make_target(n, classes, size, loss: Loss):
     return target
 
 
+def random_shape(rng: random.Random, max_batch=2):
+    """A random bilinear geometry (interpolate_cross_entropy, interpolate_argmax): up, down and mixed sizes,
+    integer scales and not, align_corners or not, sizes 1 included."""
+    H, W = rng.randint(1, 9), rng.randint(1, 9)
+    kind = rng.random()
+    if kind < 0.4:    # integer upsampling, the heads' case
+        s = rng.choice([2, 4, 8])
+        size = (H * s, W * s)
+    elif kind < 0.7:  # any size
+        size = (rng.randint(1, 30), rng.randint(1, 30))
+    else:             # downsampling or the same size
+        size = (rng.randint(1, H), rng.randint(1, W))
+    return dict(N=rng.randint(0, max_batch), C=rng.randint(1, 6), H=H, W=W, size=size,
+                align_corners=rng.random() < 0.4)
+
+
 @dataclass
 class Problem:
     """One fused loss on one geometry.
