@@ -149,7 +149,7 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
     if op in _LOSS_OPS:
-        return _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad)
+        return _loss_vendor_faster(op, cin_g, cout_g, out_size, weight_grad, channels)
     if op == "rarefied_conv2d":
         if cin_g >= 8 and cout_g >= 8:
             return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
@@ -171,12 +171,19 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
     return None
 
 
-def _loss_vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad):
-    """The fused losses' rule (docs/DESIGN.md §4.1): why the stock composition is faster, or None. Our
-    kernels gather every class's scores tap by tap, with no reuse across channels: from 4 channels per
-    group each way (3 with a trained weight) the vendor's GEMM-based transposed convolution and
-    cross-entropy beat them, on small and large maps alike; depthwise and narrow groups are ours, tiny
-    maps included (the measurements: docs/DESIGN.md §4.1)."""
+# interpolate_cross_entropy: below this many scores an image (classes * Ho * Wo), the stock composition's
+# few small ops cost less than our op's fixed overhead (docs/DESIGN.md §4.1).
+INTERPOLATE_LOSS_MIN_SCORES = 2**13
+
+
+def _loss_vendor_faster(op, cin_g, cout_g, out_size, weight_grad, channels):
+    """The fused losses' rule (docs/DESIGN.md §4.1, with its measurements): why the stock composition is faster,
+    or None. upsample_cross_entropy's kernels gather every class's scores tap by tap, with no reuse across
+    channels: from 4 channels per group each way (3 with a trained weight) the vendor's GEMM-based transposed
+    convolution beats them, on small and large maps alike; depthwise and narrow groups are ours, tiny maps
+    included. interpolate_cross_entropy is ours but on tiny maps; interpolate_argmax, always ours."""
+    if op == "interpolate_cross_entropy" and channels * out_size[0] * out_size[1] < INTERPOLATE_LOSS_MIN_SCORES:
+        return "a tiny map: the stock composition's overhead is smaller"
     if op != "upsample_cross_entropy":
         return None
     if cin_g >= 4 and cout_g >= 4:

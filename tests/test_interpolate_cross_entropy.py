@@ -353,8 +353,27 @@ def test_overflowing_sizes_are_clear_errors(backend):
         assert "alloc" not in r["message"], (name, r["message"])
 
 
-def test_auto_choice_is_ours_on_cpu_and_stock_on_cuda():
-    for op in ("interpolate_cross_entropy", "interpolate_argmax"):
-        expected = "cpu" if "cpu" in fcn_kernels.available_backends() else "reference"
-        assert backend_rule.choose(op, torch.device("cpu"), channels=150, out_size=(512, 512)) == expected
+@pytest.mark.parametrize("channels,size,stock", [(21, (8, 8), True), (150, (4, 4), True), (21, (32, 32), False),
+                                                 (150, (64, 64), False), (2, (128, 128), False)])
+def test_rule(channels, size, stock):
+    """docs/DESIGN.md §4.1: the loss of a tiny map goes to the stock composition; the labels are always ours."""
+    ours = "cpu" if "cpu" in fcn_kernels.available_backends() else "reference"
+    cpu = torch.device("cpu")
+    got = backend_rule.choose("interpolate_cross_entropy", cpu, channels=channels, out_size=size)
+    assert got == ("reference" if stock else ours)
+    assert backend_rule.choose("interpolate_argmax", cpu, channels=channels, out_size=size) == ours
+    for op in ("interpolate_cross_entropy", "interpolate_argmax"):  # no CUDA or Triton kernels yet
         assert backend_rule.choose(op, torch.device("cuda"), channels=150, out_size=(512, 512)) == "reference"
+
+
+def test_auto_choice_runs_the_chosen_path(monkeypatch):
+    monkeypatch.delenv("FCN_KERNELS_BACKEND", raising=False)
+    calls = []
+    real = reference.interpolate_cross_entropy
+    monkeypatch.setattr(reference, "interpolate_cross_entropy", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    for size in ((4, 4), (64, 64)):
+        calls.clear()
+        x = torch.randn(1, 3, 4, 4)
+        fcn_kernels.interpolate_cross_entropy(x, torch.randint(0, 3, (1, *size)))
+        expected = backend_rule.choose("interpolate_cross_entropy", x.device, channels=3, out_size=size)
+        assert bool(calls) == (expected == "reference"), size

@@ -18,8 +18,6 @@ namespace fcn_kernels {
 namespace interpolate_argmax {
 namespace {
 
-constexpr int64_t kGrainScores = 1 << 14;
-
 template <typename scalar_t>
 void argmax_kernel(const Forward& call) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -27,7 +25,7 @@ void argmax_kernel(const Forward& call) {
   const interpolate::PlaneTaps<acc_t> taps(g);
   const scalar_t* x = call.x.const_data_ptr<scalar_t>();
   int64_t* labels = call.labels.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, g.N * g.Ho, std::max<int64_t>(1, kGrainScores / (g.C * g.Wo)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
     interpolate::ScoreRows<scalar_t> rows(g, x, taps.rows.view(), taps.cols.view());
     std::vector<acc_t> v(g.C * g.Wo), best(g.Wo);
     std::vector<int32_t> label(g.Wo);  // the maxima's width, so that the update vectorizes

@@ -23,9 +23,6 @@ namespace {
 using interpolate::PlaneTaps;
 using interpolate::ScoreRows;
 
-// Aim for tasks of roughly this many score elements.
-constexpr int64_t kGrainScores = 1 << 14;
-
 template <typename scalar_t>
 void forward_kernel(const Forward& f) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -34,8 +31,7 @@ void forward_kernel(const Forward& f) {
   const scalar_t* x = f.x.const_data_ptr<scalar_t>();
   const int64_t* target = f.target.const_data_ptr<int64_t>();
   acc_t *lse = f.lse.mutable_data_ptr<acc_t>(), *picked = f.picked.mutable_data_ptr<acc_t>();
-  const int64_t grain = std::max<int64_t>(1, kGrainScores / (g.C * g.Wo));
-  at::parallel_for(0, g.N * g.Ho, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
     ScoreRows<scalar_t> rows(g, x, taps.rows.view(), taps.cols.view());
     std::vector<acc_t> v(g.C * g.Wo), m(g.Wo), s(g.Wo);
     for (int64_t row = begin; row < end; ++row) {
@@ -61,7 +57,8 @@ void backward_kernel(const Backward& b) {
               *gb = b.grad_picked.const_data_ptr<acc_t>();
   scalar_t* gx = b.grad_x.mutable_data_ptr<scalar_t>();
   const int64_t nb = interpolate::bands_per_image(g.H), B = interpolate::kBandRows;
-  at::parallel_for(0, g.N * nb, 1, [&](int64_t begin, int64_t end) {
+  const int64_t band_scores = g.C * g.Wo * (B * ceil_div(g.Ho, g.H) + 2);  // about, and twice for the adjoint
+  at::parallel_for(0, g.N * nb, interpolate::grain_for_scores(2 * band_scores), [&](int64_t begin, int64_t end) {
     ScoreRows<scalar_t> rows(g, x, rt, ct);
     std::vector<acc_t> v(g.C * g.Wo), d(g.C * g.Wo), G(g.C * B * g.Wo), row(g.W);
     for (int64_t task = begin; task < end; ++task) {

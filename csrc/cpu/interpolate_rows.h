@@ -6,6 +6,7 @@
 
 #include <ATen/OpMathType.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -13,6 +14,14 @@
 
 namespace fcn_kernels {
 namespace interpolate {
+
+// Score elements (a class at an output pixel: a blend, an exp, a few products) per parallel task: tasks
+// much smaller than this cost more in the threads' hand-off than they save.
+constexpr int64_t kGrainScores = 1 << 16;
+
+inline int64_t grain_for_scores(int64_t scores_per_item) {
+  return std::max<int64_t>(1, kGrainScores / std::max<int64_t>(1, scores_per_item));
+}
 
 template <typename scalar_t>
 class ScoreRows {

@@ -94,7 +94,10 @@ void backward_kernel(Stride<SW> sw, const Backward& bw) {
   const int64_t len = (g.W + T - 1) * sw(), wrow = T * sw(), wsize = g.Cin * cout_g * g.Kh * wrow;
   const int64_t B = band_rows(g), nb = bands_per_image(g), chunks = chunk_count(g);
   std::vector<acc_t> wpart(bw.need_weight ? chunks * wsize : 0), bpart(bw.need_bias ? chunks * C : 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+  // A run's work: its rows' scores, recomputed, and their adjoint (about as much again). The grain groups
+  // runs on a thread; the runs, and so the sums, stay the geometry's.
+  const int64_t run_work = 2 * g.N * g.Ho * g.Cout * plan.work() / std::max<int64_t>(1, chunks);
+  at::parallel_for(0, chunks, grain_for(run_work), [&](int64_t c_begin, int64_t c_end) {
     std::vector<acc_t> scratch(plan.acc_size()), v(C * g.Wo), d(C * len, acc_t(0));
     std::vector<acc_t> gx(bw.need_x ? g.Cin * B * g.W * sw() : 0);
     for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {
