@@ -1,14 +1,17 @@
-// ctest: the fused loss's shared math (csrc/index/upsample_logsumexp.h, csrc/cpu/exp.h) against brute
-// force. The backward's bands, for every small stride, kernel, size and crop window: the owned output
-// rows partition [0, Ho); each (input row, output row) pair a tap joins is visited exactly once, by the
-// band owning the input row, among the rows it recomputes; a band recomputes at most a quarter more rows
-// than its share plus one kernel's overlap. The vectorizable exp: within 2**-22 of std::exp on its whole
-// domain, 0 below it, NaN for NaN.
+// ctest: the fused losses' shared math (csrc/index/upsample_logsumexp.h, csrc/index/interpolate.h,
+// csrc/cpu/exp.h) against brute force. upsample_logsumexp's backward bands, for every small stride, kernel,
+// size and crop window: the owned output rows partition [0, Ho); each (input row, output row) pair a tap
+// joins is visited exactly once, by the band owning the input row, among the rows it recomputes; a band
+// recomputes at most a quarter more rows than its share plus one kernel's overlap. interpolate_logsumexp's
+// bands, for every small input and output size (PyTorch's taps, up and down, align_corners or not): each
+// (output row, tap row) pair is visited exactly once, by the band owning the tap row. The vectorizable exp:
+// within 2**-22 of std::exp on its whole domain, 0 below it, NaN for NaN.
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "cpu/exp.h"
+#include "index/interpolate.h"
 #include "index/upsample_logsumexp.h"
 
 using namespace fcn_kernels;
@@ -54,8 +57,56 @@ static long check_bands(const Geometry& g) {
   return checks;
 }
 
+// PyTorch's row taps (ATen/native/UpSample.h, float), written out: the host layer calls PyTorch's own.
+static void torch_taps(long in, long out, bool align_corners, std::vector<int64_t>& i0, std::vector<int64_t>& i1,
+                       std::vector<float>& l0, std::vector<float>& l1) {
+  i0.resize(out), i1.resize(out), l0.resize(out), l1.resize(out);
+  const float scale = align_corners ? (out > 1 ? float(in - 1) / float(out - 1) : 0.0f) : float(in) / float(out);
+  for (long i = 0; i < out; ++i) {
+    if (in == out) {
+      i0[i] = i1[i] = i, l0[i] = 1, l1[i] = 0;
+      continue;
+    }
+    float src = align_corners ? scale * float(i) : scale * (float(i) + 0.5f) - 0.5f;
+    if (!align_corners && src < 0) src = 0;
+    i0[i] = std::min<int64_t>(int64_t(std::floor(src)), in - 1);
+    l1[i] = std::min(std::max(src - float(i0[i]), 0.0f), 1.0f);
+    i1[i] = i0[i] + (i0[i] < in - 1 ? 1 : 0);
+    l0[i] = 1.0f - l1[i];
+  }
+}
+
+static long check_interpolate_bands(long in, long out, bool align_corners) {
+  long checks = 0;
+  std::vector<int64_t> i0, i1;
+  std::vector<float> l0, l1;
+  torch_taps(in, out, align_corners, i0, i1, l0, l1);
+  const interpolate::Taps<float> taps{i0.data(), i1.data(), l0.data(), l1.data()};
+  std::vector<int> visits(2 * out, 0);
+  const long nb = interpolate::bands_per_image(in);
+  expect(interpolate::band_inputs(in, nb - 1).end == in, "interpolate bands cover x", in, out, nb, 0);
+  for (long b = 0; b < nb; ++b) {
+    const Range band = interpolate::band_inputs(in, b), rows = interpolate::rows_reaching(taps, out, band);
+    for (long i = 0; i < out; ++i) {
+      const bool reaches = (i0[i] >= band.begin && i0[i] < band.end) || (i1[i] >= band.begin && i1[i] < band.end);
+      expect(reaches == (i >= rows.begin && i < rows.end), "rows_reaching", in, out, b, i);
+      ++checks;
+      if (i < rows.begin || i >= rows.end) continue;
+      for (int k = 0; k < 2; ++k) {
+        const int64_t h = k ? i1[i] : i0[i];
+        if (h >= band.begin && h < band.end) ++visits[2 * i + k];
+      }
+    }
+  }
+  for (long i = 0; i < 2 * out; ++i) expect(visits[i] == 1, "each (output row, tap) once", in, out, i / 2, i % 2);
+  return checks;
+}
+
 int main() {
   long checks = 0;
+  for (long in = 1; in <= 24; ++in)
+    for (long out = 1; out <= 70; ++out)
+      for (bool ac : {false, true}) checks += check_interpolate_bands(in, out, ac);
   for (long s = 1; s <= 9; ++s)
     for (long K = 1; K <= 2 * s + 3; ++K)
       for (long H = 1; H <= 9; ++H) {
