@@ -1,7 +1,7 @@
-"""rarefied_conv2d's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN F.conv2d(dilation=r) vs torch.compile(stock): dense
-VGG16 conv5-like layers (512 -> 512, 3x3, rarefaction 2 and 4, 64x64; batch 16 under FCN_BENCH_FULL=1, else
-batch 1) and depthwise 3x3 (21 and 64 channels, rarefaction 2..8, 64x64); float32 and bfloat16; forward and
-forward+backward. CUDA only (skipped without a GPU).
+"""rarefied_conv2d's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN F.conv2d(dilation=r)
+vs torch.compile(stock): dense VGG16 conv5-like layers (512 -> 512, 3x3, rarefaction 2 and 4, 64x64; batch 16
+under FCN_BENCH_FULL=1, else batch 1) and depthwise 3x3 (21 and 64 channels, rarefaction 2..8, 64x64);
+float32 and bfloat16; forward and forward+backward. CUDA only (skipped without a GPU).
 
 Arithmetic (extra_info["arithmetic"]): the fused kernels compute float32 in IEEE float32; cuDNN's float32
 convolutions use TF32 by default (torch.backends.cudnn.allow_tf32), so the float32 "stock" and "compiled"
@@ -16,11 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fcn_kernels
 from conftest import DEVICES, FULL
 from fcn_kernels import rarefied_conv2d
 from fcn_kernels.app import bench
-
-import fcn_kernels
 
 if "cuda" not in DEVICES:
     pytest.skip("the GPU benchmarks need a CUDA GPU (and cuda in FCN_BENCH_DEVICES)", allow_module_level=True)

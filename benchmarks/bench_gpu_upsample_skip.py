@@ -1,7 +1,8 @@
-"""upsample_skip's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN (conv_transpose2d + slice + add) vs torch.compile(stock), at
-the FCN-8s head stages (VOC 500x500, 21 classes, batch 16 under FCN_BENCH_FULL=1; 64x64, batch 1
-otherwise) and for the whole head; float32 and bfloat16; forward and forward+backward; depthwise bilinear
-(FCN's fixed upsampling) and dense 21x21 weights. CUDA only (skipped without a GPU).
+"""upsample_skip's GPU backends (CUDA C++ and Triton, each when built) vs stock cuDNN (conv_transpose2d +
+slice + add) vs torch.compile(stock), at the FCN-8s head stages (VOC 500x500, 21 classes, batch 16 under
+FCN_BENCH_FULL=1; 64x64, batch 1 otherwise) and for the whole head; float32 and bfloat16; forward and
+forward+backward; depthwise bilinear (FCN's fixed upsampling) and dense 21x21 weights. CUDA only (skipped
+without a GPU).
 
 Arithmetic (extra_info["arithmetic"]): the fused kernels compute float32 in IEEE float32; cuDNN's float32
 convolutions use TF32 by default (torch.backends.cudnn.allow_tf32), so the float32 "stock" and "compiled"
@@ -11,14 +12,15 @@ extra_info holds the bytes the fused op must move at least and, for the fused ro
 the median time at the copy bandwidth measured in the same run (`copy_fraction`, 1.0 = copy speed):
     pytest benchmarks/bench_gpu_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
 """
+from functools import partial
+
 import pytest
 import torch
 
+import fcn_kernels
 from conftest import DEVICES, FULL
 from fcn_kernels import bilinear_kernel, reference, upsample_skip
 from fcn_kernels.app import bench
-
-import fcn_kernels
 
 if "cuda" not in DEVICES:
     pytest.skip("the GPU benchmarks need a CUDA GPU (and cuda in FCN_BENCH_DEVICES)", allow_module_level=True)
@@ -43,7 +45,10 @@ def _sync():
 
 def _stage_inputs(stage, dense, dtype, backward):
     g = torch.Generator().manual_seed(0)
-    mk = lambda hw: torch.randn(BATCH, 21, *hw, generator=g).to("cuda", dtype).requires_grad_(backward)
+
+    def mk(hw):
+        return torch.randn(BATCH, 21, *hw, generator=g).to("cuda", dtype).requires_grad_(backward)
+
     x = mk(stage.in_hw)
     skip = mk(stage.skip_hw) if stage.skip_hw else None
     groups = 1 if dense else 21
@@ -136,11 +141,11 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
     scores, ws, groups = bench.head_inputs(BATCH, image=IMAGE, dense=weights == "dense", dtype=dt, device="cuda",
                                            requires_grad=backward)
     if impl in BACKENDS:
-        head = lambda: bench.fused_head(scores, ws, groups, IMAGE, backend=impl)
+        head = partial(bench.fused_head, scores, ws, groups, IMAGE, backend=impl)
     else:
         stock = bench.compiled_stock_head(IMAGE) if impl == "compiled" else lambda *a: bench.stock_head(*a, IMAGE)
         stock = _ieee(stock) if impl == "stock-ieee" else stock
-        head = lambda: stock(scores, ws, groups)
+        head = partial(stock, scores, ws, groups)
     benchmark(_step(head, scores, backward))
     if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)

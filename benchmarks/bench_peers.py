@@ -11,9 +11,8 @@ The same table, printed: `fcn-kernels bench --peers` (see `--help`).
 import pytest
 import torch
 
-from fcn_kernels.app import peers
-
 from conftest import FULL
+from fcn_kernels.app import peers
 
 CASES = peers.CASES if FULL else peers.SMOKE_CASES
 WIDTH = 1.0 if FULL else 1 / 16

@@ -2,6 +2,8 @@
 the FCN-8s head stages (VOC 500x500, 21 classes) and for the whole head; forward and forward+backward;
 depthwise bilinear (FCN's fixed upsampling) and dense 21x21 weights. extra_info holds the bytes moved
 and the copy-bandwidth floor measured in the same run."""
+from functools import partial
+
 import pytest
 import torch
 
@@ -17,7 +19,10 @@ STAGES = bench.fcn8s_stages(IMAGE)
 
 def _stage_inputs(stage, batch, dense, device, backward):
     g = torch.Generator().manual_seed(0)
-    mk = lambda hw: torch.randn(batch, 21, *hw, generator=g).to(device).requires_grad_(backward)
+
+    def mk(hw):
+        return torch.randn(batch, 21, *hw, generator=g).to(device).requires_grad_(backward)
+
     x = mk(stage.in_hw)
     skip = mk(stage.skip_hw) if stage.skip_hw else None
     groups = 1 if dense else 21
@@ -80,8 +85,8 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
     scores, ws, groups = bench.head_inputs(batch, image=IMAGE, dense=weights == "dense", device=device,
                                            requires_grad=backward)
     if impl == "fused":
-        head = lambda: bench.fused_head(scores, ws, groups, IMAGE)
+        head = partial(bench.fused_head, scores, ws, groups, IMAGE)
     else:
         stock = (lambda *a: bench.stock_head(*a, IMAGE)) if impl == "stock" else bench.compiled_stock_head(IMAGE)
-        head = lambda: stock(scores, ws, groups)
+        head = partial(stock, scores, ws, groups)
     benchmark(_step(head, scores, backward, sync))

@@ -8,18 +8,23 @@ attribute of this package.
 """
 import importlib
 
+# _ext registers the C++ ops (imported for that alone); models: fcn_kernels.models.FCN8s after `import fcn_kernels`
+from . import _ext, models, reference  # noqa: F401  (_ext)
 from ._version import __version__
-from . import _ext, reference  # noqa: F401  (_ext registers the C++ ops)
 from .backends import available_backends
-from .modules import FusedUpsampleSkip, bilinear_kernel
-from .ops import interpolate_argmax, interpolate_cross_entropy, upsample_argmax, upsample_cross_entropy, upsample_skip
-from .reference import rarefy_filter
-from .ops import rarefied_conv2d
-from .modules import RarefiedConv2d
-from .shift_stitch import rarefy, shift_and_stitch
 from .convolutionalize import convolutionalize
 from .export import export_onnx, onnx_translations
-from . import models  # noqa: E402  (fcn_kernels.models.FCN8s after `import fcn_kernels`)
+from .modules import FusedUpsampleSkip, RarefiedConv2d, bilinear_kernel
+from .ops import (
+    interpolate_argmax,
+    interpolate_cross_entropy,
+    rarefied_conv2d,
+    upsample_argmax,
+    upsample_cross_entropy,
+    upsample_skip,
+)
+from .reference import rarefy_filter
+from .shift_stitch import rarefy, shift_and_stitch
 
 # The library's public submodules, reachable as attributes; those not imported above load on first access.
 # Not fcn_kernels.app (the application): it imports the library, never the reverse (tests/test_layers.py).
@@ -38,7 +43,9 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | _SUBMODULES)
 
+
 __all__ = [
+    "__version__",
     "available_backends",
     "upsample_skip",
     "upsample_argmax",
@@ -49,6 +56,7 @@ __all__ = [
     "bilinear_kernel",
     "rarefy_filter",
     "reference",
+    "models",
     "convolutionalize",
     "rarefied_conv2d",
     "RarefiedConv2d",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every test, from a fresh checkout: sets up .venv (scripts/setup.sh), then
+#   0. ruff: lint and format check of the Python ([tool.ruff] in pyproject.toml),
 #   1. the C++ host tests (CMake + ctest: index math, the CUDA kernels replayed on the host),
 #   2. pytest (all CPU tests; CUDA-marked tests skip without a GPU),
 #   3. every benchmark once as a smoke test (--benchmark-disable),
@@ -11,6 +12,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv=${FCN_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
+
+echo "== ruff: lint, and the format check (fix with: ruff check --fix ...; ruff format ...)"
+ruff check fcn_kernels tests benchmarks
+ruff format --check fcn_kernels tests benchmarks
 
 echo "== ctest: shared index math, CUDA kernels replayed on the host"
 cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -33,7 +38,7 @@ echo "== pytest"
 python -m pytest -q "$@"
 
 echo "== pytest: Triton kernels under the interpreter (TRITON_INTERPRET=1 must be set before triton is imported)"
-TRITON_INTERPRET=1 python -m pytest -q tests/triton
+TRITON_INTERPRET=1 python -m pytest -q -m triton tests  # tests/triton and the op suites' triton parameters
 
 echo "== benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider

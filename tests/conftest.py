@@ -5,7 +5,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# Property-based tests (tests/property_cases.py). "ci": the default, a few hundred examples in all,
+# The helpers' asserts get pytest's introspection too (their comparisons are most of the checks).
+pytest.register_assert_rewrite("_helpers")
+
+# Property-based tests (tests/_helpers/property_cases.py). "ci": the default, a few hundred examples in all,
 # fresh ones every run (a failure prints its @reproduce_failure blob and the falsifying example);
 # "long": `pytest --hypothesis-profile long tests/test_property.py` for a long local search.
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]

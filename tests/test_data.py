@@ -6,7 +6,7 @@ from PIL import Image
 
 from fcn_kernels.data import (BGR_MEAN, DataError, SyntheticShapes, VOCSegmentation, colorize, deprocess,
                               overlay_panel, pad_collate, preprocess, save_overlay, tint, write_voc_label)
-from voc_tree import write_voc
+from _helpers.voc_tree import write_voc
 
 
 def test_synthetic_is_seeded_and_labelled():

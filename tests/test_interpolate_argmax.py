@@ -6,17 +6,18 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, note
-from hypothesis import strategies as st
+from hypothesis import given, note, strategies as st
 
 import fcn_kernels
+from _helpers.backends import backends
+from _helpers.loss_cases import random_shape
+from _helpers.opcheck import opcheck
+from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels._tolerance import EPS, error_bound
-from loss_cases import random_shape
-from upsample_cases import LAYOUTS
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
-BACKENDS = [pytest.param("cpu", marks=pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                                         reason="fcn_kernels._C was not built"))]
+# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu")
 
 
 def exact_scores(x, size, align_corners):
@@ -109,9 +110,8 @@ def test_errors(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck_and_compile(backend):
-    pytest.importorskip("expecttest", reason="torch.library.opcheck needs expecttest")
     x = torch.randn(2, 6, 5, 4)
-    torch.library.opcheck(torch.ops.fcn_kernels.interpolate_argmax.default, (x, [11, 9], True))
+    opcheck(torch.ops.fcn_kernels.interpolate_argmax.default, (x, [11, 9], True))
     torch._dynamo.reset()
     compiled = torch.compile(lambda x: fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend), fullgraph=True)
     assert torch.equal(compiled(x), fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend))

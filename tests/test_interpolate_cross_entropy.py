@@ -12,19 +12,31 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, note
-from hypothesis import strategies as st
+from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from fcn_kernels import backends as backend_rule
-from fcn_kernels import reference
+from _helpers.backends import backends
+from _helpers.loss_cases import (
+    BF16,
+    F16,
+    F32,
+    F64,
+    IGNORE,
+    Loss,
+    Problem,
+    check_loss,
+    losses,
+    make_target,
+    random_loss,
+    random_shape,
+)
+from _helpers.opcheck import opcheck
+from _helpers.upsample_cases import LAYOUTS
+from fcn_kernels import backends as backend_rule, reference
 from fcn_kernels._tolerance import EPS
-from loss_cases import (BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss,
-                        random_shape)
-from upsample_cases import LAYOUTS
 
-BACKENDS = [pytest.param("cpu", marks=pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                                         reason="fcn_kernels._C was not built"))]
+# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu")
 
 
 def problem(N, C, H, W, size, align_corners=False, dtype=F64):
@@ -225,8 +237,6 @@ def test_gradcheck(seed, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_opcheck(backend, align_corners):
-    opcheck = pytest.importorskip("expecttest", reason="torch.library.opcheck needs expecttest") and \
-        torch.library.opcheck
     x = torch.randn(2, 4, 5, 6, requires_grad=True)
     target = torch.randint(0, 4, (2, 13, 11))
     target[0, 0] = IGNORE

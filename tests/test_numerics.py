@@ -10,7 +10,7 @@ when a weight or input is infinite. The expected positions are counted by the re
 0/1 indicators of the special values.
 
 Subnormal and large-magnitude inputs in float32, bfloat16 and float16 stay within the bounds of
-tests/tolerances.py (no flushing of subnormals, one rounding of a float32 accumulation, so an output
+tests/_helpers/tolerances.py (no flushing of subnormals, one rounding of a float32 accumulation, so an output
 past float16's range is an infinity of its sign and nothing else is)."""
 import pytest
 import torch
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 import fcn_kernels
 from fcn_kernels import reference
 from fcn_kernels._tolerance import EPS
-from property_cases import RarefiedCase
-from tolerances import assert_close_bound, error_bound
-from upsample_cases import Case, make_inputs, run
+from _helpers.property_cases import RarefiedCase
+from _helpers.tolerances import assert_close_bound, error_bound
+from _helpers.upsample_cases import Case, make_inputs, run
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")

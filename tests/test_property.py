@@ -9,10 +9,10 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 import fcn_kernels
-from property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS, UPSAMPLE_MUTATIONS, as_op_arguments,
-                            as_rarefied_op_arguments, check_rarefied_conv2d, check_upsample_argmax,
-                            check_upsample_skip, expect_error, rarefied_arguments, rarefied_cases, rarefied_path,
-                            upsample_arguments, upsample_cases)
+from _helpers.property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS, UPSAMPLE_MUTATIONS,
+                                    as_op_arguments, as_rarefied_op_arguments, check_rarefied_conv2d,
+                                    check_upsample_argmax, check_upsample_skip, expect_error, rarefied_arguments,
+                                    rarefied_cases, rarefied_path, upsample_arguments, upsample_cases)
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
                                 reason="fcn_kernels._C was not built")

@@ -1,225 +1,295 @@
-"""fcn_kernels.rarefied_conv2d against fcn_kernels.reference.rarefied_conv2d (F.conv2d with dilation).
+"""fcn_kernels.rarefied_conv2d on every backend (cpu; cuda; triton) against fcn_kernels.reference.rarefied_conv2d
+(F.conv2d with dilation) in float64, forward and backward, at derived error bounds in lower precisions.
 
-Fresh random inputs every run: each test draws its seed at random (conftest's `seed`; replay with
-FCN_TEST_SEED=...) and names it in failure messages. Both CPU kernel paths (GEMM over the wide
-layout, direct row loops) are forced in turn through FCN_KERNELS_RAREFIED_CONV_PATH, so every case
-covers both whatever shape the automatic choice would pick.
+Fresh random inputs every run (conftest's `seed`; replay one with FCN_TEST_SEED=...). On the cpu backend
+both kernel paths (GEMM over the wide layout, direct row loops) are forced in turn through
+FCN_KERNELS_RAREFIED_CONV_PATH (`path`: direct, gemm, auto), so every case covers both. Triton gets the tiny
+variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python; its own launch paths: tests/triton/.
 """
-import functools
 import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from fcn_kernels import RarefiedConv2d, rarefied_conv2d, reference, rarefy_filter
-from rarefied_cases import describe, forward_backward, random_case
-from tolerances import assert_close_bound
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.op_calls import op_names
+from _helpers.opcheck import opcheck
+from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
+from _helpers.tolerances import assert_close_bound
+from _helpers.upsample_cases import LAYOUTS
+from fcn_kernels import RarefiedConv2d, rarefied_conv2d, rarefy_filter, reference
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was built without CPU kernels")
-
+F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
+DTYPES = [F64, F32, BF16, F16]
 PATHS = ["direct", "gemm", "auto"]
-# The C++ kernels, forced: backend=None sends dense groups to the stock op (fcn_kernels.backends).
-cpu_conv = functools.partial(rarefied_conv2d, backend="cpu")
 
 
-
-@pytest.fixture(params=PATHS)
-def path(request, monkeypatch):
-    if request.param == "auto":
+@pytest.fixture(autouse=True)
+def _cpu_path(request, monkeypatch):
+    """The cpu backend's kernel path, where a test takes `path` (None: not the cpu backend)."""
+    path = getattr(request.node, "callspec", None) and request.node.callspec.params.get("path")
+    if path == "auto":
         monkeypatch.delenv("FCN_KERNELS_RAREFIED_CONV_PATH", raising=False)
-    else:
-        monkeypatch.setenv("FCN_KERNELS_RAREFIED_CONV_PATH", request.param)
-    return request.param
+    elif path:
+        monkeypatch.setenv("FCN_KERNELS_RAREFIED_CONV_PATH", path)
 
 
-def assert_matches_reference(x, weight, bias, kw, seed, atol=1e-10, rtol=1e-10):
-    ours, grad = forward_backward(cpu_conv, x, weight, bias, kw)
-    ref, _ = forward_backward(reference.rarefied_conv2d, x, weight, bias, kw, grad)
-    for name, a, b in zip(("output", "grad x", "grad weight", "grad bias"), ours, ref):
-        if b is None:
-            assert a is None
-            continue
-        torch.testing.assert_close(a, b, atol=atol, rtol=rtol,
-                                   msg=lambda m: f"{name} differs (seed={seed}, {describe(x, weight, bias, kw)}): {m}")
+def _with_path(path, values):
+    out = [pytest.param(path, *v.values, marks=v.marks) if isinstance(v, ParameterSet)
+           else (path, *v) if isinstance(v, tuple) else (path, v) for v in values]
+    return out or [(path,)]
 
 
-def test_random_shapes_float64(seed, path):
-    rng = random.Random(seed)
-    for _ in range(25):
-        x, weight, bias, kw = random_case(rng)
-        assert_matches_reference(x, weight, bias, kw, seed)
+def on_paths(*values):
+    """The cpu backend's values (none: only `path`), once per kernel path."""
+    return [p for path in PATHS for p in _with_path(path, values)]
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 7])
-def test_every_kernel_size_and_rarefaction(seed, path, k):
+def no_path(*values):
+    """Another backend's values (none: only `path`, None)."""
+    return _with_path(None, values)
+
+
+# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
+# tl.dot paths in bfloat16 and float16.
+TRITON_CASES = ([(n, F32) for n in SMALL] + [(n, F64) for n in ("depthwise", "multiplier", "dense-fma")]
+                + [(n, d) for d in (BF16, F16) for n in ("depthwise", "dense-fma", "dense-dot")])
+GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
+                   ("multiplier", F16)}
+
+
+def _checked(pairs):
+    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
+
+
+@pytest.mark.parametrize("backend, name, dtype", grid(
+    cpu=[(n, d) for n in SMALL for d in DTYPES],
+    cuda=_checked([(n, d) for n in SMALL for d in DTYPES]),
+    triton=_checked(TRITON_CASES)))
+def test_cases(seed, backend, name, dtype):
+    check_against_reference(SMALL[name], backend, dtype)
+
+
+# cases per (backend, dtype): cpu float64 most (on each path), cuda every dtype, Triton a few in float32
+RANDOM = {"cpu": {F64: 25, F32: 4, BF16: 4, F16: 4}, "cuda": dict.fromkeys(DTYPES, 20), "triton": {F32: 2}}
+
+
+@pytest.mark.parametrize("backend, path, dtype, batch", grid(
+    cpu=on_paths(*[(d, 0) for d in DTYPES]),
+    cuda=no_path(*[gpu_check(d, 0) if d == F32 else (d, 0) for d in DTYPES]),
+    triton=no_path(*[(F32, b) for b in range(3)])))
+def test_random_cases(seed, backend, path, dtype, batch):
+    rng = random.Random(seed + batch)
+    done = 0
+    while done < RANDOM[backend][dtype]:
+        problem = random_case(rng, small=True, max_batch=1) if tiny(backend) else random_case(rng)
+        if min(problem.out) >= 1:  # the small draws may not fit
+            check_against_reference(problem, backend, dtype)
+            done += 1
+
+
+@pytest.mark.parametrize("backend, path, k", grid(cpu=on_paths(1, 3, 5, 7), cuda=no_path(1, 3, 5, 7),
+                                                  triton=no_path(((3, 2),))))
+def test_every_kernel_size_and_rarefaction(seed, backend, path, k):
+    """Rarefaction 1..8. Triton: rows and columns differing, padding 0..r, depthwise and dense FMA, small maps."""
     rng = random.Random(seed)
     for r in range(1, 9):
-        x, weight, bias, kw = random_case(rng, k=k, r=r)
-        assert_matches_reference(x, weight, bias, kw, seed)
+        if tiny(backend):
+            rw, dw = rng.randint(1, 8), r % 2 == 1
+            (H, ph), (W, pw) = extent(rng, k[0], r), extent(rng, k[1], rw)
+            problem = case(1, 2, 2 if dw else 3, 2 if dw else 1, H, W, k, (r, rw), (ph, pw), rng.random() < 0.5)
+        else:
+            problem = random_case(rng, k=k, r=r)
+        check_against_reference(problem, backend, F64)
 
 
-@pytest.mark.parametrize("multiplier", [1, 2])
-def test_depthwise(seed, path, multiplier):
+@pytest.mark.parametrize("backend, path, multiplier", grid(cpu=on_paths(1, 2), cuda=no_path(1, 2)))
+def test_depthwise(seed, backend, path, multiplier):
     rng = random.Random(seed)
     for r in (1, 2, 5, 8):
         c = rng.choice([1, 3, 21])
-        x = torch.randn(2, c, 17 + 2 * r, 19 + 2 * r, dtype=torch.float64)
-        weight = torch.randn(c * multiplier, 1, 3, 3, dtype=torch.float64)
-        bias = torch.randn(c * multiplier, dtype=torch.float64)
-        assert_matches_reference(x, weight, bias, dict(rarefaction=r, padding=rng.randint(0, r), groups=c), seed)
+        check_against_reference(case(2, c, c * multiplier, c, 17 + 2 * r, 19 + 2 * r, 3, r, rng.randint(0, r), True),
+                                backend, F64)
 
 
-def test_grouped_wide_channels(seed, path):
+@pytest.mark.parametrize("backend, path", grid(cpu=on_paths(), cuda=no_path()))
+def test_grouped_wide_channels(seed, backend, path):
     # Large enough groups that the automatic choice takes the GEMM path.
-    x = torch.randn(2, 32, 13, 15, dtype=torch.float64)
-    weight = torch.randn(16, 16, 3, 3, dtype=torch.float64)
-    bias = torch.randn(16, dtype=torch.float64)
-    assert_matches_reference(x, weight, bias, dict(rarefaction=(2, 3), padding=(2, 3), groups=2), seed)
+    check_against_reference(case(2, 32, 16, 2, 13, 15, 3, (2, 3), (2, 3), True), backend, F64)
 
 
-def test_batch_zero(seed, path):
-    x = torch.randn(0, 4, 9, 9, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(8, 4, 3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    y = cpu_conv(x, weight, bias, rarefaction=2, padding=1)
-    assert y.shape == (0, 8, 7, 7)
-    y.sum().backward()
-    assert x.grad.shape == x.shape
-    assert torch.equal(weight.grad, torch.zeros_like(weight)), f"seed={seed}"
-    assert torch.equal(bias.grad, torch.zeros_like(bias)), f"seed={seed}"
+@pytest.mark.parametrize("backend, path", grid(cpu=on_paths(), cuda=no_path(gpu_check()),
+                                               triton=no_path(gpu_check())))
+def test_batch_zero(seed, backend, path):
+    device = device_of(backend)
+    for cin, cout, groups, dtype in ((4, 8, 1, F64), (3, 3, 3, F32), (4, 6, 2, F32)):
+        x = torch.randn(0, cin, 9, 9, dtype=dtype, device=device, requires_grad=True)
+        w = torch.randn(cout, cin // groups, 3, 3, dtype=dtype, device=device, requires_grad=True)
+        b = torch.randn(cout, dtype=dtype, device=device, requires_grad=True)
+        y = rarefied_conv2d(x, w, b, rarefaction=2, padding=1, groups=groups, backend=backend)
+        assert y.shape == (0, cout, 7, 7)
+        gx, gw, gb = torch.autograd.grad(y.sum(), (x, w, b))
+        assert gx.shape == x.shape, f"seed={seed}"
+        assert torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b)), f"seed={seed}"
 
 
-def test_noncontiguous_and_channels_last(seed, path):
+def _rows_strided(t):
+    """Every other row of a wider tensor, one column in: a view that is not contiguous in any layout."""
+    if t.dim() != 4:
+        return t
+    big = torch.zeros(*t.shape[:2], 2 * t.shape[2], t.shape[3] + 3, dtype=t.dtype, device=t.device)
+    big[:, :, ::2, 1:t.shape[3] + 1] = t
+    return big[:, :, ::2, 1:t.shape[3] + 1]
+
+
+# Layouts of (x, weight, bias, grad_out): each of LAYOUTS for all, and a mix (x a strided slice, a channels_last
+# weight, a transposed grad_out).
+NON_CONTIGUOUS = {**{name: (f,) * 4 for name, f in LAYOUTS.items()},
+                  "mixed": (_rows_strided, LAYOUTS["channels_last"], lambda t: t, LAYOUTS["transposed"])}
+
+
+@pytest.mark.parametrize("backend, path, layout", grid(
+    cpu=on_paths(*NON_CONTIGUOUS), cuda=no_path(*NON_CONTIGUOUS), triton=no_path("channels_last", "transposed")))
+def test_non_contiguous_inputs(seed, backend, path, layout):
     rng = random.Random(seed)
-    for _ in range(4):
-        x, weight, bias, kw = random_case(rng, n=2)
-        # x: a strided slice of a bigger tensor; weight: channels_last; grad: transposed storage.
-        big = torch.randn(x.shape[0], x.shape[1], x.shape[2] * 2, x.shape[3] + 3, dtype=x.dtype)
-        xs = big[:, :, ::2, 1:x.shape[3] + 1]
-        assert not xs.is_contiguous()
-        ws = weight.contiguous(memory_format=torch.channels_last)
-        assert_matches_reference(xs, ws, bias, kw, seed)
-        xcl = x.contiguous(memory_format=torch.channels_last)
-        assert_matches_reference(xcl, weight, bias, kw, seed)
-        # grad_out non-contiguous through the autograd path
-        xl = x.clone().requires_grad_()
-        y = cpu_conv(xl, weight, bias, **kw)
-        g = torch.randn(y.shape[::-1], dtype=y.dtype).permute(3, 2, 1, 0)
-        y.backward(g)
-        xr = x.clone().requires_grad_()
-        reference.rarefied_conv2d(xr, weight, bias, **kw).backward(g)
-        torch.testing.assert_close(xl.grad, xr.grad, atol=1e-10, rtol=1e-10, msg=lambda m: f"seed={seed}: {m}")
+    if tiny(backend):  # the FMA path in channels_last, depthwise in column-major planes
+        problems = [SMALL["dense-fma" if layout == "channels_last" else "depthwise"]]
+    else:
+        problems = [random_case(rng, n=2) for _ in range(4)]
+    for problem in problems:
+        check_against_reference(problem, backend, F32 if tiny(backend) else F64, transform=NON_CONTIGUOUS[layout])
 
 
-def test_matches_explicit_rarefied_filter(seed):
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_matches_explicit_rarefied_filter(seed, backend):
     # The paper's reading: a stride-1 conv with f' (zeros inserted) is the same convolution.
-    x = torch.randn(2, 6, 20, 18, dtype=torch.float64)
-    weight = torch.randn(4, 3, 3, 2, dtype=torch.float64)
-    y = cpu_conv(x, weight, rarefaction=(3, 4), padding=(1, 2), groups=2)
+    x = torch.randn(2, 6, 20, 18, dtype=F64)
+    weight = torch.randn(4, 3, 3, 2, dtype=F64)
+    d = device_of(backend)
+    y = rarefied_conv2d(x.to(d), weight.to(d), rarefaction=(3, 4), padding=(1, 2), groups=2, backend=backend).cpu()
     y_explicit = F.conv2d(x, rarefy_filter(weight, (3, 4)), padding=(1, 2), groups=2)
     assert rarefy_filter(weight, (3, 4)).shape == (4, 3, 7, 5)
     torch.testing.assert_close(y, y_explicit, atol=1e-10, rtol=1e-10, msg=lambda m: f"seed={seed}: {m}")
 
 
-@pytest.mark.parametrize("which", ["direct", "gemm"])
-def test_gradcheck(seed, monkeypatch, which):
-    monkeypatch.setenv("FCN_KERNELS_RAREFIED_CONV_PATH", which)
-    x = torch.randn(2, 4, 7, 8, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    fn = lambda a, b, c: cpu_conv(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2)
+@pytest.mark.parametrize("backend, path", grid(cpu=[("direct",), ("gemm",)], cuda=no_path()))
+def test_gradcheck(seed, backend, path):
+    d = device_of(backend)
+    x = torch.randn(2, 4, 7, 8, dtype=F64, device=d, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
+    bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
+    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
+                                         backend=backend)
     assert torch.autograd.gradcheck(fn, (x, weight, bias), fast_mode=True), f"seed={seed}"
 
 
-# Low precision: the kernels accumulate in float, so the error is the output rounding of the dtype plus
-# float accumulation error, bounded (tests/tolerances.py) against the float64 result of the same rounded
-# inputs and the same op on absolute values.
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_low_precision(seed, path, dtype):
-    rng = random.Random(seed)
-    for _ in range(4):
-        x, weight, bias, kw = random_case(rng, dtype=dtype)
-        ours, grad = forward_backward(cpu_conv, x, weight, bias, kw)
-        x64, w64 = x.double(), weight.double()
-        b64 = bias.double() if bias is not None else None
-        ref, _ = forward_backward(reference.rarefied_conv2d, x64, w64, b64, kw, grad.double())
-        mag, _ = forward_backward(reference.rarefied_conv2d, x64.abs(), w64.abs(),
-                                  b64.abs() if b64 is not None else None, kw, grad.double().abs())
-        n, cin, _, _ = x.shape
-        cout, cin_g, kh, kw_ = weight.shape
-        positions = ours[0].shape[0] * ours[0].shape[2] * ours[0].shape[3]
-        terms = (cin_g * kh * kw_ + 1, (cout // kw["groups"]) * kh * kw_, positions, positions)
-        for name, a, b, m, t in zip(("output", "grad x", "grad weight", "grad bias"), ours, ref, mag, terms):
-            if b is None:
-                continue
-            assert a.dtype == dtype
-            what = f"{dtype} {name} (seed={seed}, {describe(x, weight, bias, kw)})"
-            assert_close_bound(a, b, m, t, dtype, what)  # the bound covers subnormal results too
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_gradgradcheck(seed, backend):
+    """Double backward goes through the explicit backward ops, which have autograd of their own."""
+    d = device_of(backend)
+    x = torch.randn(1, 4, 7, 6, dtype=F64, device=d, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 2, dtype=F64, device=d, requires_grad=True)
+    bias = torch.randn(6, dtype=F64, device=d, requires_grad=True)
+    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2,  # noqa: E731
+                                         backend=backend)
+    assert torch.autograd.gradgradcheck(fn, (x, weight, bias)), f"seed={seed}"
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_deterministic(seed, path, dtype):
-    x = torch.randn(2, 16, 23, 21, dtype=dtype)
-    weight = torch.randn(24, 16, 3, 3, dtype=dtype)
-    bias = torch.randn(24, dtype=dtype)
-    kw = dict(rarefaction=(2, 3), padding=(2, 1))
-    first, grad = forward_backward(cpu_conv, x, weight, bias, kw)
-    for _ in range(2):
-        again, _ = forward_backward(cpu_conv, x, weight, bias, kw, grad)
-        for a, b in zip(first, again):
-            assert torch.equal(a, b), f"not bitwise reproducible (seed={seed}, {dtype}, path {path})"
+@pytest.mark.parametrize("backend", backends())
+def test_double_backward(seed, backend):
+    """Gradients of the gradients (the backward ops' registered autograd) against the reference's."""
+    c = SMALL["multiplier"]
+    x, w, b = c.inputs(F64)
+    go = torch.randn(c.N, c.cout, *c.out, dtype=F64)
+    results = []
+    for fn, extra, d in ((rarefied_conv2d, dict(backend=backend), device_of(backend)),
+                         (reference.rarefied_conv2d, {}, "cpu")):
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = fn(xl.to(d), wl.to(d), b.to(d), **c.kwargs(), **extra)
+        gx, gw = torch.autograd.grad(y, (xl, wl), go.to(d), create_graph=True)
+        results.append([g.cpu() for g in torch.autograd.grad((gx * gx).sum() + (gw * gw).sum(), (xl, wl))])
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"seed={seed}: {m}")
 
 
-def test_weight_without_grad_skips_weight_gradient(seed):
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    seen = []
-
-    class Log(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            seen.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    x = torch.randn(1, 3, 10, 10, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(5, 3, 3, 3, dtype=torch.float64)  # fixed, like FCN's frozen layers
-    y = cpu_conv(x, weight, rarefaction=2, padding=2)
-    with Log():
-        y.sum().backward()
-    assert any("rarefied_conv2d_backward_input" in s for s in seen), seen
-    assert not any("rarefied_conv2d_backward_weight" in s for s in seen), "weight gradient computed needlessly"
-    weight.requires_grad_()
-    seen.clear()
-    with Log():
-        cpu_conv(x, weight, rarefaction=2, padding=2).sum().backward()
-    assert any("rarefied_conv2d_backward_weight" in s for s in seen), seen
+# The same bits every run: forward and every gradient. cpu: a dense problem on each path; cuda: FCN's
+# depthwise scores at a realistic map; Triton: its dense tl.dot and depthwise paths.
+DETERMINISM = {
+    "cpu": [case(2, 16, 24, 1, 23, 21, 3, (2, 3), (2, 1), True)],
+    "cuda": [case(2, 21, 21, 21, 33, 35, 3, 2, 2, False)],
+    "triton": [SMALL["dense-dot"], SMALL["depthwise"]],
+}
 
 
-def test_opcheck_all_three_ops(seed):
-    x = torch.randn(2, 4, 9, 8, dtype=torch.float64)
-    weight = torch.randn(6, 2, 3, 2, dtype=torch.float64)
-    bias = torch.randn(6, dtype=torch.float64)
-    r, p, g = [2, 3], [1, 2], 2
-    y = torch.ops.fcn_kernels.rarefied_conv2d(x, weight, bias, r, p, g)
-    go = torch.randn_like(y)
-    torch.library.opcheck(torch.ops.fcn_kernels.rarefied_conv2d.default,
-                          (x.requires_grad_(), weight.requires_grad_(), bias.requires_grad_(), r, p, g))
-    torch.library.opcheck(torch.ops.fcn_kernels.rarefied_conv2d.default, (x.detach(), weight.detach(), None, r, p, g))
-    torch.library.opcheck(torch.ops.fcn_kernels.rarefied_conv2d_backward_input.default,
-                          (go, weight.detach(), list(x.shape), r, p, g))
-    torch.library.opcheck(torch.ops.fcn_kernels.rarefied_conv2d_backward_weight.default,
-                          (go, x.detach(), list(weight.shape), r, p, g))
+@pytest.mark.parametrize("backend, path, dtype", grid(cpu=on_paths(F32, F64, BF16), cuda=no_path(F32),
+                                                      triton=no_path(F32)))
+def test_deterministic(seed, backend, path, dtype):
+    for problem in DETERMINISM[backend]:
+        inputs = [t.to(device_of(backend)) if t is not None else None for t in problem.inputs(dtype)]
+        go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device=device_of(backend))
+        first = run(rarefied_conv2d, inputs, go, backend=backend, **problem.kwargs())
+        for _ in range(1 if tiny(backend) else 2):
+            again = run(rarefied_conv2d, inputs, go, backend=backend, **problem.kwargs())
+            assert torch.equal(first[0], again[0]), f"forward not bitwise reproducible (seed={seed}, {problem})"
+            for a, b in zip(first[1], again[1]):
+                assert a is None or torch.equal(a, b), f"gradient not bitwise reproducible (seed={seed}, {problem})"
 
 
-def test_torch_compile_fullgraph(seed):
+@pytest.mark.parametrize("backend", backends())
+def test_weight_without_grad_skips_weight_gradient(seed, backend):
+    """A weight that does not require grad (FCN's frozen layers): no weight-gradient op runs (each backend's
+    is named rarefied_conv2d_backward_weight[_triton], fcn_kernels/ops/_autograd.py)."""
+    d = device_of(backend)
+    x = torch.randn(1, 3, 10, 10, dtype=F64, device=d, requires_grad=True)
+    weight = torch.randn(5, 3, 3, 3, dtype=F64, device=d)
+    for trainable in (False, True):
+        weight.requires_grad_(trainable)
+        seen = op_names(lambda: rarefied_conv2d(x, weight, rarefaction=2, padding=2, backend=backend).sum().backward())
+        assert any("rarefied_conv2d_backward_input" in s for s in seen), seen
+        assert any("rarefied_conv2d_backward_weight" in s for s in seen) == trainable, seen
+        assert (weight.grad is not None) == trainable
+
+
+# opcheck problems: the grouped float64 problem of the CPU kernels, and Triton's depthwise, FMA and tl.dot ones
+OPCHECK = {"grouped": (case(2, 4, 6, 2, 9, 8, (3, 2), (2, 3), (1, 2), True), F64),
+           **{n: (SMALL[n], F32) for n in ("depthwise", "dense-fma", "dense-dot")}}
+
+
+@pytest.mark.parametrize("backend, name", grid(
+    cpu=OPCHECK, cuda=[gpu_check(n) if n == "grouped" else n for n in OPCHECK],
+    triton=[pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "dense-dot" else []))
+            for n in ("depthwise", "dense-dot", "dense-fma")]))
+def test_opcheck(seed, backend, name):
+    """The forward op (with and without gradients and bias) and its backward pair."""
+    problem, dtype = OPCHECK[name]
+    suffix = "_triton" if backend == "triton" else ""
+    ops = torch.ops.fcn_kernels
+    x, weight, bias = [t.to(device_of(backend)) for t in problem.inputs(dtype)]
+    r, p, g = list(problem.rarefaction), list(problem.padding), problem.groups
+    forward = getattr(ops, f"rarefied_conv2d{suffix}").default
+    go = torch.randn_like(forward(x, weight, bias, r, p, g))
+    opcheck(forward, (x.clone().requires_grad_(), weight.clone().requires_grad_(), bias.clone().requires_grad_(),
+                      r, p, g))
+    opcheck(forward, (x, weight, None, r, p, g))
+    opcheck(getattr(ops, f"rarefied_conv2d_backward_input{suffix}").default, (go, weight, list(x.shape), r, p, g))
+    opcheck(getattr(ops, f"rarefied_conv2d_backward_weight{suffix}").default, (go, x, list(weight.shape), r, p, g))
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
+def test_module_compile_fullgraph(seed, backend):
+    """Two RarefiedConv2d layers under torch.compile(fullgraph=True) (aot_eager on CPU, Inductor on a GPU), forward
+    and backward, against the same modules eager."""
+    d = device_of(backend)
     torch._dynamo.reset()
-    m = nn.Sequential(RarefiedConv2d(3, 8, 3, rarefaction=2, padding=2), nn.ReLU(),
-                      RarefiedConv2d(8, 4, 3, rarefaction=(2, 4), padding=(2, 4), groups=4)).double()
-    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
-    x = torch.randn(2, 3, 14, 15, dtype=torch.float64, requires_grad=True)
+    m = nn.Sequential(RarefiedConv2d(3, 8, 3, rarefaction=2, padding=2, backend=backend), nn.ReLU(),
+                      RarefiedConv2d(8, 4, 3, rarefaction=(2, 4), padding=(2, 4), groups=4, backend=backend)
+                      ).to(device=d, dtype=F64)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager" if backend == "cpu" else "inductor")
+    x = torch.randn(2, 3, 14, 15, dtype=F64, device=d, requires_grad=True)
     y = compiled(x)
     y.square().sum().backward()
     gx = x.grad.clone()
@@ -230,6 +300,86 @@ def test_torch_compile_fullgraph(seed):
     torch.testing.assert_close(gx, x.grad, msg=lambda msg: f"seed={seed}: {msg}")
 
 
+@pytest.mark.parametrize("backend, name", grid(
+    cpu=["depthwise", "dense-dot"], cuda=["depthwise", "dense-dot"],
+    triton=[pytest.param(n, marks=NEEDS_GPU) for n in ("depthwise", "dense-dot")]))
+def test_compile_fullgraph_against_reference(seed, backend, name):
+    """The op alone under torch.compile (Inductor on a GPU: Triton's kernels inside its graph), float32, forward and
+    every gradient against float64 on CPU."""
+    problem = SMALL[name]
+    d = device_of(backend)
+    x, w, b = [t.to(d) for t in problem.inputs(F32)]
+    go = torch.randn(problem.N, problem.cout, *problem.out, device=d)
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, w, b: rarefied_conv2d(x, w, b, backend=backend, **problem.kwargs()), fullgraph=True,
+                       backend="aot_eager" if backend == "cpu" else "inductor")
+    y, grads = run(fn, (x, w, b), go)
+    exact, exact_grads = run(reference.rarefied_conv2d, [t.cpu().double() for t in (x, w, b)], go.cpu().double(),
+                             **problem.kwargs())
+    bound, bound_grads = run(reference.rarefied_conv2d, [t.cpu().double().abs() for t in (x, w, b)],
+                             go.cpu().double().abs(), **problem.kwargs())
+    for name, a, e, m, n in zip(("output", "grad x", "grad weight", "grad bias"), [y, *grads], [exact, *exact_grads],
+                                [bound, *bound_grads], problem.terms_per_output()):
+        assert_close_bound(a.cpu(), e, m, n, F32, f"compiled {backend} {name}")
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_autocast_casts_like_a_convolution(seed, backend):
+    d = device_of(backend)
+    x, w = torch.randn(2, 4, 6, 6, device=d), torch.randn(8, 4, 3, 3, device=d)
+    with torch.autocast(d, dtype=BF16):
+        y = rarefied_conv2d(x, w, rarefaction=2, padding=2, backend=backend)
+        y_ref = reference.rarefied_conv2d(x, w, rarefaction=2, padding=2)
+    assert y.dtype == BF16 and y_ref.dtype == BF16
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
+
+
+# ---- CUDA kernels only ----------------------------------------------------------------------------------------
+
+# Odd and 16-byte-multiple widths, channels past one slab, a filter past the tile, and more planes than one grid
+# dimension takes (65535: the grid-stride loop), reached through the batch (a float64 reference over as many
+# groups is slow).
+PATH_CASES = {
+    "depthwise_even": case(2, 21, 21, 21, 64, 64, 3, 2, 2),
+    "depthwise_odd": case(1, 21, 21, 21, 63, 61, 3, 4, 4),
+    "dense_two_slabs": case(1, 512, 8, 1, 12, 13, 3, 2, 2),
+    "untiled_filter": case(1, 2, 2, 2, 1, 9000, (1, 8500), 1, 0),
+    "many_planes": case(66000, 1, 1, 1, 2, 3, (1, 2), 1, 0),
+}
+GPU_CHECK_PATHS = {("depthwise_odd", F32, "int32"), ("depthwise_odd", F32, "int64"), ("many_planes", F32, "int32"),
+                   ("dense_two_slabs", BF16, "int32")}
+
+
+@pytest.mark.parametrize("backend, name, dtype, index", grid(cuda=[
+    gpu_check(*p) if p in GPU_CHECK_PATHS else p
+    for p in ((n, d, i) for n in PATH_CASES for d in (F64, F32, BF16) for i in ("int32", "int64"))]))
+def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
+    if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    check_against_reference(PATH_CASES[name], backend, dtype)
+
+
+@pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
+def test_cuda_matches_triton(seed, backend, dtype):
+    """The two GPU backends on the same inputs, forward and backward."""
+    if "triton" not in fcn_kernels.available_backends():
+        pytest.skip("needs the Triton backend")
+    rng = random.Random(seed)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
+    for _ in range(10):
+        problem = random_case(rng)
+        inputs = [t.cuda() if t is not None else None for t in problem.inputs(dtype)]
+        go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device="cuda")
+        cuda = run(rarefied_conv2d, inputs, go, backend="cuda", **problem.kwargs())
+        trit = run(rarefied_conv2d, inputs, go, backend="triton", **problem.kwargs())
+        for a, b in zip([cuda[0], *cuda[1]], [trit[0], *trit[1]]):
+            if a is not None:
+                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{problem}: {m}")
+
+
+# ---- the cpu backend's choice, bad input ----------------------------------------------------------------------
+
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 def test_backends(seed):
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
     weight = torch.randn(3, 2, 3, 3, dtype=torch.float64)
@@ -277,6 +427,7 @@ def test_bad_input(case):
         rarefied_conv2d(*args, **kwargs)
 
 
+@pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 def test_bad_input_direct_op_calls():
     # The C++ checks guard direct torch.ops calls (no Python validation in front of them).
     op = torch.ops.fcn_kernels
@@ -353,12 +504,3 @@ def test_module_from_conv(seed):
         RarefiedConv2d.from_conv(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="divisible by groups"):
         RarefiedConv2d(3, 4, 3, groups=2)
-
-
-def test_gradgradcheck_cpu(seed):
-    """Double backward goes through the explicit backward ops, which have autograd of their own."""
-    x = torch.randn(1, 4, 7, 6, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    fn = lambda a, b, c: rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2, backend="cpu")
-    assert torch.autograd.gradgradcheck(fn, (x, weight, bias)), f"seed={seed}"

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from _helpers.voc_tree import write_voc
 from fcn_kernels.app.cli import main
-from voc_tree import write_voc
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
 

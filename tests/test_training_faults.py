@@ -7,8 +7,8 @@ import torch
 
 import fcn_kernels.app.training as training
 from fcn_kernels.app.factory import build_model, weight_digest
+from _helpers.voc_tree import write_voc
 from fcn_kernels.app.cli import main
-from voc_tree import write_voc
 
 TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--train-size", "6", "--val-size", "2",
         "--batch-size", "2", "--no-progress"]

@@ -13,18 +13,18 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import given, note
-from hypothesis import strategies as st
+from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from fcn_kernels import backends as backend_rule
-from fcn_kernels import reference
-from loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
-from property_cases import upsample_cases
-from upsample_cases import FCN8S_STAGES, LAYOUTS, case, make_inputs, random_case
+from _helpers.backends import backends
+from _helpers.loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
+from _helpers.opcheck import opcheck
+from _helpers.property_cases import upsample_cases
+from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, make_inputs, random_case
+from fcn_kernels import backends as backend_rule, reference
 
-BACKENDS = [pytest.param("cpu", marks=pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                                         reason="fcn_kernels._C was not built"))]
+# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu")
 
 
 def geometry(c):
@@ -50,8 +50,9 @@ def problem(c, dtype=F64):
                  c.N * c.crop[0] * c.crop[1] + 64, 2))
 
 
-def check(c, loss: Loss = Loss(), dtype=F64, **kw):
+def check(c, loss: Loss = None, dtype=F64, **kw):
     """upsample_cross_entropy on Case c against the float64 composition (loss_cases.check_loss)."""
+    loss = loss or Loss()
     check_loss(problem(c, dtype), make_target(c.N, c.cout, c.crop, loss), loss, dtype, what=str(c), **kw)
 
 
@@ -261,15 +262,9 @@ def test_gradcheck(seed, backend):
         assert torch.autograd.gradcheck(fn, inputs), c
 
 
-def _opcheck():
-    pytest.importorskip("expecttest", reason="torch.library.opcheck needs expecttest")
-    return torch.library.opcheck
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias,with_skip", [(False, False), (True, True)])
 def test_opcheck(seed, backend, with_bias, with_skip):
-    opcheck = _opcheck()
     x = torch.randn(2, 4, 5, 6, requires_grad=True)
     w = torch.randn(4, 3, 4, 4, requires_grad=True)  # groups 2: 6 classes
     b = torch.randn(6, requires_grad=True) if with_bias else None

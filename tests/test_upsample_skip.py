@@ -1,170 +1,318 @@
-"""fcn_kernels.upsample_skip on CPU against fcn_kernels.reference (docs/DESIGN.md §2)."""
+"""fcn_kernels.upsample_skip on every backend (cpu; cuda; triton) against fcn_kernels.reference in float64
+(docs/DESIGN.md §2), forward and backward, at derived error bounds in lower precisions.
+
+Fresh random inputs every run (conftest's `seed`; replay one with FCN_TEST_SEED=...). Each test takes a
+`backend` (tests/_helpers/backends.py); Triton gets the tiny variants (`tiny`): under TRITON_INTERPRET=1 its
+kernels run in Python. Bad input: test_upsample_skip_errors.py; Triton's own launch paths: tests/triton/.
+"""
 import random
 
 import pytest
 import torch
 
 import fcn_kernels
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.op_calls import op_names
+from _helpers.opcheck import opcheck
+from _helpers.upsample_cases import (FCN8S_STAGES, LAYOUTS, SMALL, assert_matches_reference, case,
+                                     check_against_reference, make_inputs, random_case, run)
 from fcn_kernels import reference
-from upsample_cases import FCN8S_STAGES, LAYOUTS, case, check_against_reference, make_inputs, random_case
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was not built")
+F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
+DTYPES = [F64, F32, BF16, F16]
+CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
+# Triton: each kernel path in float32, the FMA paths in float64 (no float64 tl.dot), the depthwise, FMA and
+# tl.dot paths in bfloat16 and float16.
+TRITON_CASES = ([(name, F32) for name in SMALL] + [(name, F64) for name in ("upscore2+pool4-dw", "dense-fma")]
+                + [(name, d) for d in (BF16, F16) for name in ("upscore2+pool4-dw", "dense-fma", "dense-dot")])
+GPU_CHECK_CASES = {("upscore2+pool4-dw", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
+                   ("upscore8-dw", F16)}
 
 
-@pytest.mark.parametrize("batch", range(6))
-def test_random_float64_forward_backward(seed, batch):
+def _checked(pairs):
+    return [gpu_check(*p) if p in GPU_CHECK_CASES else p for p in pairs]
+
+
+@pytest.mark.parametrize("backend, name, dtype", grid(
+    cpu=[(n, d) for n in CASES for d in DTYPES],
+    cuda=_checked([(n, d) for n in CASES for d in DTYPES]),
+    triton=_checked(TRITON_CASES)))
+def test_cases(seed, backend, name, dtype):
+    check_against_reference(CASES[name], backend, dtype)
+
+
+# cases per (backend, dtype) and batches of them: cpu float64 most, cuda every dtype, Triton a few in float32
+RANDOM = {"cpu": {F64: 25, F32: 10, BF16: 10, F16: 10}, "cuda": dict.fromkeys(DTYPES, 20), "triton": {F32: 2}}
+
+
+@pytest.mark.parametrize("backend, dtype, batch", grid(
+    cpu=[(F64, b) for b in range(6)] + [(d, 0) for d in (F32, BF16, F16)],
+    cuda=[gpu_check(d, b) if b == 0 and d in (F32, BF16) else (d, b) for d in DTYPES for b in range(3)],
+    triton=[(F32, b) for b in range(3)]))
+def test_random_cases(seed, backend, dtype, batch):
+    rng = random.Random(seed + batch)
+    for _ in range(RANDOM[backend][dtype]):
+        check_against_reference(random_case(rng, max_batch=1 if tiny(backend) else 2), backend, dtype)
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", gpu_check("triton")))
+def test_random_dot_cases(seed, backend):
+    """Random geometries with >= 16 channels per group each way: Triton's tl.dot kernels."""
     rng = random.Random(seed)
-    for _ in range(25):
-        check_against_reference(random_case(rng), "cpu")
+    for _ in range(1 if tiny(backend) else 5):
+        check_against_reference(random_case(rng, max_batch=1, per_group=(16, 17)), backend, F32)
 
 
-
-
-@pytest.mark.parametrize("stage", FCN8S_STAGES)
-def test_fcn8s_stages_float64(seed, stage):
-    check_against_reference(FCN8S_STAGES[stage], "cpu")
-
-
-@pytest.mark.parametrize("stride", range(1, 9))
-def test_every_stride_with_windows_at_both_edges(seed, stride):
+@pytest.mark.parametrize("backend, stride", grid(cpu=range(1, 9), cuda=range(1, 9), triton=[1, 3, 8]))
+def test_windows_at_both_edges(seed, backend, stride):
+    """Crop windows from the start, touching the end, one row at the end, and empty; skip windows alike.
+    Triton: one kernel size, the two inner windows, smaller maps."""
     rng = random.Random(seed)
-    for K in {1, stride, 2 * stride, 2 * stride + 1}:
-        H, W = rng.randint(1, 5), rng.randint(1, 5)
+    small = tiny(backend)
+    for K in [2 * stride + (stride > 1)] if small else sorted({1, stride, 2 * stride, 2 * stride + 1}):
+        H, W = rng.randint(1, 3 if small else 5), rng.randint(1, 3 if small else 5)
         Hf, Wf = (H - 1) * stride + K, (W - 1) * stride + K
-        for oy, ho in ((0, Hf), (Hf - 1, 1), (1, Hf - 2), (0, 0)):
+        windows = ((Hf - 1, 1), (1, Hf - 2)) if small else ((0, Hf), (Hf - 1, 1), (1, Hf - 2), (0, 0))
+        for oy, ho in windows:
             if ho < 0:
                 continue
-            ox, wo = rng.randint(0, Wf - 1), None
+            ox = rng.randint(0, Wf - 1)
             wo = Wf - ox
-            check_against_reference(case(N=2, channels=3, groups=3, H=H, W=W, K=K, stride=stride,
+            c = 2 if small else 3
+            check_against_reference(case(N=1 if small else 2, channels=c, groups=c, H=H, W=W, K=K, stride=stride,
                                          out_offset=(oy, ox), out_size=(ho, wo), skip_offset=(1, 2),
-                                         skip_hw=(ho + 1, wo + 2), bias=True), "cpu")
+                                         skip_hw=(ho + 1, wo + 2), bias=True), backend, F32 if small else F64)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_lower_precision(seed, dtype):
+@pytest.mark.parametrize("backend, layout", grid(cpu=LAYOUTS, cuda=LAYOUTS, triton=["channels_last"]))
+def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
-    for _ in range(10):
-        check_against_reference(random_case(rng), "cpu", dtype)
-    check_against_reference(FCN8S_STAGES["upscore8"], "cpu", dtype)
+    problems = [SMALL["dense-fma"]] if tiny(backend) else [random_case(rng) for _ in range(8)]
+    for problem in problems:
+        check_against_reference(problem, backend, F32 if tiny(backend) else F64, transform=LAYOUTS[layout])
 
 
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_non_contiguous_inputs(seed, layout):
-    rng = random.Random(seed)
-    for _ in range(8):
-        case = random_case(rng)
-        inputs = make_inputs(case)
-        check_against_reference(case, "cpu", transform=LAYOUTS[layout])
-
-
-def test_batch_zero():
-    x = torch.randn(0, 4, 5, 5, requires_grad=True)
-    w = torch.randn(4, 1, 4, 4, requires_grad=True)
-    skip = torch.randn(0, 4, 20, 20, requires_grad=True)
-    y = fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=4, skip_offset=3, backend="cpu")
+@pytest.mark.parametrize("backend", backends("cpu", gpu_check("cuda"), gpu_check("triton")))
+def test_batch_zero_and_empty_window(backend):
+    device = device_of(backend)
+    leaf = lambda *shape: torch.randn(*shape, device=device, requires_grad=True)  # noqa: E731
+    x, w, skip = leaf(0, 4, 5, 5), leaf(4, 1, 4, 4), leaf(0, 4, 20, 20)
+    y = fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=4, skip_offset=3, backend=backend)
     assert y.shape == (0, 4, 12, 12)
     y.sum().backward()
     assert x.grad.shape == x.shape and skip.grad.shape == skip.shape
     assert torch.equal(w.grad, torch.zeros_like(w))
+    x, w = leaf(0, 3, 4, 4), leaf(3, 1, 4, 4)  # no skip
+    y = fcn_kernels.upsample_skip(x, w, stride=2, groups=3, backend=backend)
+    assert y.shape == (0, 3, 10, 10)
+    gx, gw = torch.autograd.grad(y.sum(), (x, w))
+    assert gx.shape == x.shape and torch.all(gw == 0)
+    x = leaf(1, 3, 4, 4)  # an empty crop window
+    y = fcn_kernels.upsample_skip(x, w, stride=2, groups=3, out_offset=(3, 0), out_size=(0, 5), backend=backend)
+    assert y.shape == (1, 3, 0, 5)
+    gx, gw = torch.autograd.grad(y.sum(), (x, w))
+    assert torch.all(gx == 0) and torch.all(gw == 0)
 
 
-def test_gradcheck(seed):
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_gradcheck(seed, backend):
     rng = random.Random(seed)
     for _ in range(3):
-        case = random_case(rng, max_batch=1)
-        case.N = max(case.N, 1)
-        inputs = [t.requires_grad_() if t is not None else None for t in make_inputs(case)]
+        problem = random_case(rng, max_batch=1)
+        problem.N = max(problem.N, 1)
+        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
         assert torch.autograd.gradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend="cpu", **case.kwargs()), inputs), case
+            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
 
 
-def test_gradgradcheck(seed):
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_gradgradcheck(seed, backend):
     rng = random.Random(seed)
     for _ in range(2):
-        case = random_case(rng, max_batch=1)
-        case.N = max(case.N, 1)
-        inputs = [t.requires_grad_() if t is not None else None for t in make_inputs(case)]
+        problem = random_case(rng, max_batch=1)
+        problem.N = max(problem.N, 1)
+        inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
         assert torch.autograd.gradgradcheck(
-            lambda *a: fcn_kernels.upsample_skip(*a, backend="cpu", **case.kwargs()), inputs), case
+            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs), problem
 
 
-def test_deterministic_bits(seed):
-    problem = case(N=3, channels=6, H=9, W=11, K=16, stride=8, out_offset=(5, 3), bias=True)
-    x, w, b, _ = make_inputs(problem, torch.float32)
-    outs = []
-    for _ in range(2):
-        xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
-        y = fcn_kernels.upsample_skip(xs, ws, bs, backend="cpu", **problem.kwargs())
-        y.backward(torch.ones_like(y))
-        outs.append((y, xs.grad, ws.grad, bs.grad))
-    for a, b_ in zip(*outs):
-        assert torch.equal(a, b_)
+@pytest.mark.parametrize("backend", backends())
+def test_double_backward(seed, backend):
+    """Gradients of the gradients (the backward ops' registered autograd; bias and skip through the stock
+    sums) against the reference's, float64."""
+    c = SMALL["upscore2+pool4-dw"]
+    device = device_of(backend)
+    x, w, b, skip = make_inputs(c, F64)
+    go = torch.randn(c.N, c.cout, *c.crop, dtype=F64)
+    results = []
+    for fn, extra in ((fcn_kernels.upsample_skip, dict(backend=backend)), (reference.upsample_skip, {})):
+        leaves = [t.detach().clone().requires_grad_() for t in (x, w, b, skip, go)]
+        on = device if fn is fcn_kernels.upsample_skip else "cpu"
+        y = fn(*(t.to(on) for t in leaves[:4]), **c.kwargs(), **extra)
+        grads = torch.autograd.grad(y, leaves[:4], leaves[4].to(on), create_graph=True)
+        wrt = (leaves[0], leaves[1], leaves[4])  # and grad_out: bias and skip gradients are linear in it
+        results.append([g.cpu() for g in torch.autograd.grad(sum((g * g).sum() for g in grads), wrt)])
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"seed={seed}: {m}")
 
 
-def _profiled_ops(fn):
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        fn()
-    return {e.name for e in prof.events()}
+# The same bits every run: forward and every gradient. cpu: a dense upscore8-like problem; cuda: FCN-8s's
+# upscore8 at full size; Triton: its dense tl.dot path (the weight gradient's fixed-order split sums).
+DETERMINISM = {
+    "cpu": case(N=3, channels=6, H=9, W=11, K=16, stride=8, out_offset=(5, 3), bias=True),
+    "cuda": case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31, out_size=500),
+    "triton": SMALL["dense-dot"],
+}
 
 
-def test_fixed_weight_costs_no_weight_gradient():
-    x = torch.randn(2, 3, 5, 5, requires_grad=True)
-    skip = torch.randn(2, 3, 20, 20, requires_grad=True)
+@pytest.mark.parametrize("backend", backends())
+def test_deterministic_bits(seed, backend):
+    problem = DETERMINISM[backend]
+    inputs = [t.to(device_of(backend)) if t is not None else None for t in make_inputs(problem, F32)]
+    go = torch.randn(problem.N, problem.cout, *problem.crop, device=device_of(backend))
+    first = run(fcn_kernels.upsample_skip, inputs, go, backend=backend, **problem.kwargs())
+    again = run(fcn_kernels.upsample_skip, inputs, go, backend=backend, **problem.kwargs())
+    assert torch.equal(first[0], again[0]), f"forward not bitwise reproducible on {backend}"
+    for name, a, b in zip(("x", "weight", "bias", "skip"), first[1], again[1]):
+        if a is not None:
+            assert torch.equal(a, b), f"grad {name} not bitwise reproducible on {backend}"
+
+
+@pytest.mark.parametrize("backend", backends("cuda"))
+def test_cuda_matches_cpu_kernels(seed, backend):
+    problem = DETERMINISM["cuda"]
+    x, w, _, _ = make_inputs(problem, F32)
+    y = fcn_kernels.upsample_skip(x.cuda(), w.cuda(), backend=backend, **problem.kwargs())
+    y_cpu = fcn_kernels.upsample_skip(x, w, backend="cpu", **problem.kwargs())
+    torch.testing.assert_close(y.cpu(), y_cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_fixed_weight_costs_no_weight_gradient(backend):
+    """A weight that does not require grad (FCN's fixed bilinear upsampling): no weight-gradient op runs (each
+    backend's is named <op>_backward_weight[_triton], fcn_kernels/_autograd/)."""
+    device = device_of(backend)
+    x = torch.randn(2, 3, 5, 5, device=device, requires_grad=True)
+    skip = torch.randn(2, 3, 20, 20, device=device, requires_grad=True)
     for trainable in (False, True):
-        w = fcn_kernels.bilinear_kernel(3, 4, groups=3).requires_grad_(trainable)
-        names = _profiled_ops(lambda: fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=3,
-                                                                 skip_offset=5, backend="cpu").sum().backward())
-        assert ("fcn_kernels::upsample_skip_backward_weight" in names) == trainable, names
-        assert "fcn_kernels::upsample_skip_backward_input" in names
+        w = fcn_kernels.bilinear_kernel(3, 4, groups=3, device=device).requires_grad_(trainable)
+        call = lambda: fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=3, skip_offset=5,  # noqa: E731
+                                                 backend=backend).sum().backward()
+        ours = op_names(call, "fcn_kernels::upsample_skip")
+        assert any("backward_weight" in n for n in ours) == trainable, ours
+        assert any("backward_input" in n for n in ours), ours
         assert (w.grad is not None) == trainable
 
 
-def test_module_and_compile_fullgraph(seed):
-    m = fcn_kernels.FusedUpsampleSkip(3, 3, 4, 2, groups=3, skip_offset=(1, 2), out_offset=1, bias=True,
-                                      init="default")
-    x = torch.randn(2, 3, 5, 6, requires_grad=True)
-    skip = torch.randn(2, 3, 12, 14, requires_grad=True)
-    torch._dynamo.reset()
-    compiled = torch.compile(lambda x, s: m(x, s, out_size=(9, 10)), fullgraph=True)
-    y = compiled(x, skip)
-    y_ref = reference.upsample_skip(x, m.weight, m.bias, skip, stride=2, groups=3, out_offset=1,
-                                    out_size=(9, 10), skip_offset=(1, 2))
-    torch.testing.assert_close(y, y_ref)
-    grads = torch.autograd.grad(y.square().sum(), (x, skip, m.weight, m.bias))
-    grads_ref = torch.autograd.grad(y_ref.square().sum(), (x, skip, m.weight, m.bias))
-    for g, r in zip(grads, grads_ref):
-        torch.testing.assert_close(g, r)
+# opcheck problems: bias and skip each present or not (groups 2, 3 -> 6 channels), and the depthwise and
+# tl.dot problems of Triton.
+OPCHECK = {
+    "plain": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2)),
+    "bias": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2),
+                 bias=True),
+    "skip": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2),
+                 skip_hw=(15, 16)),
+    "bias+skip": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10),
+                      skip_offset=(3, 2), skip_hw=(15, 16), bias=True),
+    "depthwise": SMALL["upscore2+pool4-dw"],
+    "dot": SMALL["dense-dot"],
+}
 
 
-@pytest.mark.parametrize("with_bias,with_skip", [(False, False), (True, True), (True, False)])
-def test_opcheck(seed, with_bias, with_skip):
-    x = torch.randn(2, 4, 5, 6, requires_grad=True)
-    w = torch.randn(4, 3, 4, 4, requires_grad=True)  # groups 2: Cout 6
-    b = torch.randn(6, requires_grad=True) if with_bias else None
-    skip = torch.randn(2, 6, 15, 16, requires_grad=True) if with_skip else None
+@pytest.mark.parametrize("backend, name", grid(
+    cpu=OPCHECK, cuda=[gpu_check(n) if n in ("skip", "dot") else n for n in OPCHECK],
+    triton=[pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "depthwise" else []))
+            for n in ("depthwise", "dot")]))
+def test_opcheck(seed, backend, name):
+    """The forward op and its backward pair (torch.library.opcheck: schema, fake, autograd registration)."""
+    c = OPCHECK[name]
+    suffix = "_triton" if backend == "triton" else ""
     ops = torch.ops.fcn_kernels
-    torch.library.opcheck(ops.upsample_skip.default, (x, w, b, skip, [2, 2], 2, [1, 2], [9, 10], [3, 2]))
-    go = torch.randn(2, 6, 9, 10)
-    torch.library.opcheck(ops.upsample_skip_backward_input.default, (go, w, [2, 4, 5, 6], [2, 2], 2, [1, 2]))
-    torch.library.opcheck(ops.upsample_skip_backward_weight.default, (go, x, [4, 3, 4, 4], [2, 2], 2, [1, 2]))
+    x, w, b, skip = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(c, F32)]
+    geometry = [list(c.stride), c.groups, list(c.out_offset)]
+    opcheck(getattr(ops, f"upsample_skip{suffix}").default,
+            (x, w, b, skip, *geometry, list(c.crop), list(c.skip_offset)))
+    go = torch.randn(c.N, c.cout, *c.crop, device=x.device)
+    # x and weight still require grad: the backward ops' own autograd (double backward) is checked too
+    opcheck(getattr(ops, f"upsample_skip_backward_input{suffix}").default, (go, w, list(x.shape), *geometry))
+    opcheck(getattr(ops, f"upsample_skip_backward_weight{suffix}").default, (go, x, list(w.shape), *geometry))
 
 
-@pytest.mark.parametrize("op", ["upsample_skip", "rarefied_conv2d"])
-def test_autocast_casts_like_a_convolution(seed, op):
-    x = torch.randn(2, 4, 6, 6)
-    if op == "upsample_skip":
-        w, skip = torch.randn(4, 1, 4, 4), torch.randn(2, 4, 16, 16)
-        fused = lambda: fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=4, skip_offset=1)
-        stock = lambda: reference.upsample_skip(x, w, None, skip.bfloat16(), stride=2, groups=4, skip_offset=1)
-    else:
-        w = torch.randn(8, 4, 3, 3)
-        fused = lambda: fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2)
-        stock = lambda: reference.rarefied_conv2d(x, w, rarefaction=2, padding=2)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y, y_ref = fused(), stock()
-    assert y.dtype == torch.bfloat16 and y_ref.dtype == torch.bfloat16
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
+def test_module_and_compile_fullgraph(seed, backend):
+    """FusedUpsampleSkip under torch.compile(fullgraph=True), forward and backward, against float64 on CPU."""
+    device = device_of(backend)
+    c = case(N=2, channels=3, groups=3, H=5, W=6, out_offset=1, out_size=(9, 10), skip_offset=(1, 2), skip_hw=(12, 14),
+             bias=True)
+    m = fcn_kernels.FusedUpsampleSkip(3, 3, 4, 2, groups=3, skip_offset=(1, 2), out_offset=1, bias=True,
+                                      init="default", backend=backend, device=device)
+    x = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)
+    skip = torch.randn(2, 3, 12, 14, device=device, requires_grad=True)
+    torch._dynamo.reset()
+    y = torch.compile(lambda x, s: m(x, s, out_size=(9, 10)), fullgraph=True)(x, skip)
+    go = torch.randn_like(y)
+    gx, gw, gb, gs = torch.autograd.grad(y, (x, m.weight, m.bias, skip), go)
+    assert_matches_reference(c, (x, m.weight, m.bias, skip), go, y, [gx, gw, gb, gs], f"compiled {backend}")
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_autocast_casts_like_a_convolution(seed, backend):
+    device = device_of(backend)
+    x = torch.randn(2, 4, 6, 6, device=device)
+    w, skip = torch.randn(4, 1, 4, 4, device=device), torch.randn(2, 4, 16, 16, device=device)
+    with torch.autocast(device, dtype=BF16):
+        y = fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=4, skip_offset=1, backend=backend)
+        y_ref = reference.upsample_skip(x, w, None, skip.bfloat16(), stride=2, groups=4, skip_offset=1)
+    assert y.dtype == BF16 and y_ref.dtype == BF16
     torch.testing.assert_close(y.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
+
+
+# ---- CUDA kernels only ----------------------------------------------------------------------------------------
+
+# Shapes that take each path of csrc/cuda/plane_kernel.cuh: widths that are and are not a multiple of
+# the 16-byte run (vector and scalar stores, misaligned skip rows), more channels than one weight slab
+# holds (64 x 16 x 16 fp32 > 32 KB), filters too big for the tile (read in place), and more planes than
+# one grid dimension takes (65535: the grid-stride loop), reached through the batch (a float64 reference
+# over as many groups is slow).
+PATH_CASES = {
+    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
+                                out_size=500),
+    "fcn8s_upscore8_odd": case(channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
+                               out_size=(497, 501), bias=True),
+    "skip_misaligned": case(N=2, channels=6, groups=6, H=9, W=11, K=4, stride=2, out_offset=1, out_size=(17, 19),
+                            skip_offset=(5, 3), skip_hw=(25, 27), bias=True),
+    "dense_two_slabs": case(channels=64, H=5, W=6, K=16, stride=8, out_offset=(3, 5), bias=True),
+    "untiled_filter": case(channels=2, groups=2, H=2, W=3, K=(1, 9000), stride=1, out_offset=(0, 100),
+                           out_size=(2, 37)),
+    "many_planes": case(N=66000, channels=1, H=1, W=2, K=2, stride=2, bias=True),
+}
+GPU_CHECK_PATHS = {("skip_misaligned", F32, "int32"), ("skip_misaligned", F32, "int64"),
+                   ("fcn8s_upscore8_odd", BF16, "int32"), ("many_planes", F32, "int32")}
+
+
+@pytest.mark.parametrize("backend, name, dtype, index", grid(cuda=[
+    gpu_check(*p) if p in GPU_CHECK_PATHS else p
+    for p in ((n, d, i) for n in PATH_CASES for d in (F64, F32, BF16) for i in ("int32", "int64"))]))
+def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
+    if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    check_against_reference(PATH_CASES[name], backend, dtype)
+
+
+@pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
+def test_cuda_matches_triton(seed, backend, dtype):
+    """The two GPU backends on the same inputs, forward and backward."""
+    if "triton" not in fcn_kernels.available_backends():
+        pytest.skip("needs the Triton backend")
+    rng = random.Random(seed)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
+    for _ in range(10):
+        c = random_case(rng)
+        inputs = [t.cuda() if t is not None else None for t in make_inputs(c, dtype)]
+        go = torch.randn(c.N, c.cout, *c.crop, dtype=dtype, device="cuda")
+        cuda = run(fcn_kernels.upsample_skip, inputs, go, backend="cuda", **c.kwargs())
+        trit = run(fcn_kernels.upsample_skip, inputs, go, backend="triton", **c.kwargs())
+        torch.testing.assert_close(cuda[0], trit[0], **tol, msg=lambda m: f"{c}: {m}")
+        for a, b in zip(cuda[1], trit[1]):
+            if a is not None:
+                torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{c}: {m}")

@@ -1,4 +1,4 @@
-"""The upsample_skip test helpers themselves (tests/upsample_cases.py): the case builder, and the
+"""The upsample_skip test helpers themselves (tests/_helpers/upsample_cases.py): the case builder, and the
 comparison running the backend on that backend's device (a GPU run once moved CUDA inputs back to
 CPU, where Triton refuses them)."""
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-import upsample_cases as uc
+import _helpers.upsample_cases as uc
 from fcn_kernels import backends
 
 

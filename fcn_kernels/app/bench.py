@@ -56,8 +56,11 @@ def head_inputs(batch, n_class=21, image=500, dense=False, dtype=torch.float32, 
     """(score_fr, score_pool4, score_pool3) and the three bilinear weights (depthwise or dense-diagonal)."""
     g = torch.Generator().manual_seed(seed)
     stages = fcn8s_stages(image)
-    mk = lambda hw: torch.randn(batch, n_class, *hw, generator=g).to(device=device, dtype=dtype) \
-        .requires_grad_(requires_grad)
+
+    def mk(hw):
+        x = torch.randn(batch, n_class, *hw, generator=g).to(device=device, dtype=dtype)
+        return x.requires_grad_(requires_grad)
+
     scores = [mk(stages[0].in_hw), mk(stages[0].skip_hw), mk(stages[1].skip_hw)]
     groups = 1 if dense else n_class
     weights = [bilinear_kernel(n_class, s.kernel, groups, dtype=dtype, device=device) for s in stages]

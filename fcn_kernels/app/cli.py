@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from .config import HelpFormatter
-from .commands import bench, demo, doctor, evaluate, export, predict, train
 from ..errors import CLIError, DataError
+from .commands import bench, demo, doctor, evaluate, export, predict, train
+from .config import HelpFormatter
 
 COMMANDS = (demo, train, evaluate, predict, export, bench, doctor)
 

@@ -8,7 +8,6 @@ import torch.distributed as torch_dist
 
 from ..errors import CLIError
 
-
 # what gloo and NCCL say when a peer is gone or silent past the timeout
 _PEER_LOST = re.compile(r"gloo|nccl|connection (reset|closed|refused)|timed out|timeout", re.IGNORECASE)
 

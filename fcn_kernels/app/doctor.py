@@ -100,7 +100,9 @@ def _op(name):
 
 
 def _inputs(case, g):
-    r = lambda shape: torch.randn(*shape, generator=g, dtype=torch.float64)
+    def r(shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
     cout = case.weight[0] if case.op == "rarefied_conv2d" else case.weight[1] * case.kwargs.get("groups", 1)
     return [r(case.x), r(case.weight), r((cout,)) if case.bias else None, r(case.skip) if case.skip else None]
 
@@ -382,7 +384,10 @@ def _doctor(json_path, out, lines):
     out(f"  devices: cpu ({info['cpu']}, {info['threads']} threads){', ' + gpus if gpus else ''}; "
         f"backends available: {', '.join(info['available_backends'])}")
     out("checks against the float64 reference (forward, and the worst gradient; float32 with TF32 off):")
-    check_row = lambda row: lines(dict(kind="check", **row))
+
+    def check_row(row):
+        lines(dict(kind="check", **row))
+
     checks = _gpu_code_check(info)
     for row in checks:
         out(_format(row))

@@ -15,9 +15,9 @@ import time
 import torch
 from torch import nn
 
-from .bench import fused_head, head_inputs, stock_head
 from ..export import export_onnx
 from ..models import FCN8s, optimize_for_inference
+from .bench import fused_head, head_inputs, stock_head
 
 N_CLASS = 21
 OPENVINO_PRECISIONS = ("f32", "bf16")

@@ -25,8 +25,17 @@ import torch
 from ..errors import CLIError
 from ..losses import class_frequencies, class_weights, pixelwise_cross_entropy
 from . import config as config_mod
-from .checkpoint import (FORMAT, VERSION, check_architecture, check_finite, init_from, load_checkpoint,
-                         load_model_state, load_own_checkpoint, save_checkpoint)
+from .checkpoint import (
+    FORMAT,
+    VERSION,
+    check_architecture,
+    check_finite,
+    init_from,
+    load_checkpoint,
+    load_model_state,
+    load_own_checkpoint,
+    save_checkpoint,
+)
 from .device import autocast
 from .evaluation import evaluate, format_scores, save_metrics
 from .factory import batches, build_dataset, build_model, epoch_batches, kaiming_init, model_config, weight_digest

@@ -4,7 +4,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import check_extent, check_int, check_planes, check_tensor, pair
-from .._autograd_losses import register_interpolate_logsumexp
+from .._autograd.losses import register_interpolate_logsumexp
 from ..losses import check_loss_arguments
 from .upsample_cross_entropy import check_class_weight, check_target, loss_from_statistics, stats_dtype
 

@@ -4,7 +4,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_int
-from .._autograd_losses import register_upsample_logsumexp
+from .._autograd.losses import register_upsample_logsumexp
 from ..losses import check_loss_arguments, weigh_and_reduce
 from .upsample_skip import validate
 

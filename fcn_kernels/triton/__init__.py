@@ -14,12 +14,12 @@ from ._interpreter import fix_interpreter_for_numpy_2_4
 
 fix_interpreter_for_numpy_2_4()
 
-from . import upsample_skip  # noqa: F401,E402  (registers fcn_kernels::upsample_skip_triton*)
+from . import upsample_skip  # noqa: E402  (registers fcn_kernels::upsample_skip_triton*)
 
 __all__ = ["upsample_skip"]
-from . import rarefied_conv2d  # noqa: F401,E402  (registers fcn_kernels::rarefied_conv2d_triton*)
+from . import rarefied_conv2d  # noqa: E402  (registers fcn_kernels::rarefied_conv2d_triton*)
 
 __all__ += ["rarefied_conv2d"]
-from . import upsample_argmax  # noqa: F401,E402  (registers fcn_kernels::upsample_argmax_triton)
+from . import upsample_argmax  # noqa: E402  (registers fcn_kernels::upsample_argmax_triton)
 
 __all__ += ["upsample_argmax"]

@@ -38,10 +38,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
 
-from . import bias_grad as bg
-from . import rarefied_conv2d as rc
-from . import upsample_argmax as ua
-from . import upsample_skip as us
+from . import bias_grad as bg, rarefied_conv2d as rc, upsample_argmax as ua, upsample_skip as us
 
 ARCHS = (80, 90)
 # the most dynamic shared memory one block may use (opt-in), bytes
@@ -167,7 +164,7 @@ def _ptxas_usage(ptx, capability):
     log = res.stdout + res.stderr
     regs = max((int(m) for m in _REGS.findall(log)), default=0)
     spills = [tuple(map(int, m)) for m in _SPILL.findall(log)]
-    return regs, sum(s for s, _ in spills), sum(l for _, l in spills)
+    return regs, sum(stores for stores, _ in spills), sum(loads for _, loads in spills)
 
 
 @dataclass

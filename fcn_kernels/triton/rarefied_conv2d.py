@@ -40,9 +40,22 @@ from torch.library import triton_op
 from .._autograd import register_rarefied_conv2d
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 from .bias_grad import backward_bias_skip_triton
-from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, acc_dtype, autotune, check_plane_int32, config, dot_operand,
-                    dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp, splits, use_dot)
-
+from .utils import (
+    BWD_WEIGHT_DENSE_FMA_CONFIGS,
+    acc_dtype,
+    autotune,
+    check_plane_int32,
+    config,
+    dot_operand,
+    dot_precision,
+    dot_upcast,
+    launch,
+    needs_int64,
+    partial_dtype,
+    pow2_clamp,
+    splits,
+    use_dot,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # autotune configs (only the first runs under the interpreter: utils.autotune). The depthwise kernels are memory-bound:
@@ -427,14 +440,16 @@ def forward(x, weight, bias, rarefaction, padding, groups):
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
         weight = weight.contiguous()
-        grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
+        def grid(m):
+            return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
         launch(_fwd_dw, grid, x, weight, b_arg, out, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
                HAS_BIAS=bias is not None, ACC=acc)
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
-    grid = lambda m: (N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
-                      triton.cdiv(cout_g, block_co))
+    def grid(m):
+        return (N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
+                triton.cdiv(cout_g, block_co))
     launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
            x, _tap_major(weight, groups), b_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
            Ho, Wo, HAS_BIAS=bias is not None, USE_DOT=dot, DOT_PREC=dot_precision(x.dtype),
@@ -455,14 +470,16 @@ def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
     check_plane_int32("rarefied_conv2d", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
-        grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+        def grid(m):
+            return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
         launch(_bwd_input_dw, grid, grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, H, W, Kh, Kw,
                rh, rw, ph, pw, Ho, Wo, ACC=acc)
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
-    grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
-                      triton.cdiv(cin_g, block_ci))
+    def grid(m):
+        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
+                triton.cdiv(cin_g, block_ci))
     launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
            grad_out, _tap_major(weight, groups), gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
            Ho, Wo, USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,

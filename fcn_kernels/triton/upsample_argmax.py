@@ -106,7 +106,8 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
     check_plane_int32("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
-    grid = lambda m: (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
+    def grid(m):
+        return (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
     launch(_argmax, grid,
            x, weight, bias if bias is not None else x, skip if skip is not None else x, out,
            Cin, Cout, Cin // groups, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,

@@ -39,10 +39,23 @@ from torch.library import triton_op
 from .._autograd import register_upsample_skip
 from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
 from .bias_grad import backward_bias, backward_bias_skip_triton
-from .utils import (BWD_WEIGHT_DENSE_FMA_CONFIGS, MAX_UNROLLED_TAPS, acc_dtype, autotune, check_plane_int32,
-                    config, dot_operand, dot_precision, dot_upcast, launch, needs_int64, partial_dtype, pow2_clamp,
-                    splits, use_dot)
-
+from .utils import (
+    BWD_WEIGHT_DENSE_FMA_CONFIGS,
+    MAX_UNROLLED_TAPS,
+    acc_dtype,
+    autotune,
+    check_plane_int32,
+    config,
+    dot_operand,
+    dot_precision,
+    dot_upcast,
+    launch,
+    needs_int64,
+    partial_dtype,
+    pow2_clamp,
+    splits,
+    use_dot,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # autotune configs. Block shapes for the memory-bound depthwise kernels are 1-8K elements per program
@@ -468,7 +481,8 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     s_arg = skip if skip is not None else out
     if cin_g == 1 and cout_g == 1:
-        grid = lambda m: (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
+        def grid(m):
+            return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
         launch(_fwd_dw, grid,
                x, weight, b_arg, s_arg, out, Cout, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
                TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, ACC=acc)
@@ -478,8 +492,9 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     bi_lo, bi_hi = oy // sh, triton.cdiv(oy + Ho, sh)
     bj_lo, bj_hi = ox // sw, triton.cdiv(ox + Wo, sw)
     n_bi, n_bj = bi_hi - bi_lo, bj_hi - bj_lo
-    grid = lambda m: (N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
-                      triton.cdiv(cout_g, block_co))
+    def grid(m):
+        return (N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
+                triton.cdiv(cout_g, block_co))
     launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
            x, weight, b_arg, s_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
            Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
@@ -503,13 +518,15 @@ def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
     check_plane_int32("upsample_skip", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1 and cout_g == 1:
-        grid = lambda m: (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+        def grid(m):
+            return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
         launch(_bwd_input_dw, grid, grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
-    grid = lambda m: (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
-                      triton.cdiv(cin_g, block_ci))
+    def grid(m):
+        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
+                triton.cdiv(cin_g, block_ci))
     launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
            grad_out, weight, gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
            USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,

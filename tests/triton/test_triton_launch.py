@@ -11,11 +11,10 @@ import sys
 import pytest
 import torch
 
-from triton_env import DEVICE, RUNNABLE
+from _helpers.triton_env import DEVICE, NOT_RUNNABLE, RUNNABLE
 
 if not RUNNABLE:
-    pytest.skip("Triton kernels need a CUDA GPU or TRITON_INTERPRET=1 (run: TRITON_INTERPRET=1 python -m pytest "
-                "tests/triton)", allow_module_level=True)
+    pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
@@ -24,7 +23,7 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 import fcn_kernels  # noqa: E402
 from fcn_kernels import reference  # noqa: E402
 from fcn_kernels.triton import utils  # noqa: E402
-from tolerances import assert_close_bound  # noqa: E402
+from _helpers.tolerances import assert_close_bound  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -173,7 +172,8 @@ def test_switch_pins_every_kernel_to_its_first_config():
 
 
 _WEIGHT_GRAD_BITS = """
-import hashlib, torch, triton_env
+import hashlib, torch
+from _helpers import triton_env
 from fcn_kernels.triton import rarefied_conv2d, upsample_skip, utils
 assert not utils.AUTOTUNE
 device = triton_env.DEVICE
@@ -189,7 +189,7 @@ print(digest.hexdigest())
 
 
 def test_switch_gives_the_same_weight_gradient_bits_in_two_processes():
-    tests = os.path.dirname(os.path.abspath(__file__))
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for _helpers
     env = dict(FCN_KERNELS_TRITON_AUTOTUNE="0", PYTHONPATH=f"{ROOT}{os.pathsep}{tests}")
     if DEVICE == "cpu":
         env["TRITON_INTERPRET"] = "1"

@@ -1,4 +1,4 @@
-"""Property-based tests of the Triton kernels (tests/property_cases.py, small geometries): a valid draw
+"""Property-based tests of the Triton kernels (tests/_helpers/property_cases.py, small geometries): a valid draw
 equals the float64 reference forward and backward in every dtype and layout, an invalid one raises an
 error naming the argument. A handful of examples each: under TRITON_INTERPRET=1 every launch is slow.
 `--hypothesis-profile long` searches longer (on a GPU, or with patience)."""
@@ -9,17 +9,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triton_env import DEVICE, RUNNABLE
+from _helpers.triton_env import DEVICE, NOT_RUNNABLE, RUNNABLE
 
 if not RUNNABLE:
-    pytest.skip("Triton kernels need a CUDA GPU or TRITON_INTERPRET=1 (run: TRITON_INTERPRET=1 python -m pytest "
-                "tests/triton)", allow_module_level=True)
+    pytest.skip(NOT_RUNNABLE, allow_module_level=True)
 pytest.importorskip("triton")
 
 import fcn_kernels  # noqa: E402
-from property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS, UPSAMPLE_MUTATIONS,  # noqa: E402
-                            check_rarefied_conv2d, check_upsample_argmax, check_upsample_skip, expect_error,
-                            rarefied_arguments, rarefied_cases, upsample_arguments, upsample_cases)
+from _helpers.property_cases import (DTYPES, LAYOUT_NAMES, RAREFIED_MUTATIONS, SEEDS,  # noqa: E402
+                                    UPSAMPLE_MUTATIONS, check_rarefied_conv2d, check_upsample_argmax,
+                                    check_upsample_skip, expect_error, rarefied_arguments, rarefied_cases,
+                                    upsample_arguments, upsample_cases)
 
 HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax") and importlib.util.find_spec(
     "fcn_kernels.triton.upsample_argmax") is not None

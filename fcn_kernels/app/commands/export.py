@@ -21,16 +21,17 @@ def add_arguments(p):
     p.add_argument("--image-size", type=int, nargs="+", default=[256], metavar="SIZE",
                    help="the example input's size: H [W]; with --static the only size the export takes")
     p.add_argument("--batch-size", type=int, default=1, help="the example input's batch")
-    p.add_argument("--static", action="store_true", help="onnx: fix the batch and image size to the example's (aoti always does)")
+    p.add_argument("--static", action="store_true",
+                   help="onnx: fix the batch and image size to the example's (aoti always does)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcn_kernels.export.OPSET)")
 
 
 def run(args):
     import torch
 
+    from ...export import OPSET, export_aoti, export_onnx
     from ..checkpoint import load_model_state, load_own_checkpoint
     from ..factory import build_model
-    from ...export import OPSET, export_aoti, export_onnx
 
     if len(args.image_size) not in (1, 2) or min(args.image_size) < 1:
         raise CLIError(f"--image-size takes one or two positive sizes (H [W]), got {args.image_size}")

@@ -124,9 +124,9 @@ def _batches(sizes, batch_size):
 
 def _load_model(path, fused, device):
     """The checkpoint's model on device in eval mode, its training preprocessing and its class names."""
+    from ...errors import CLIError
     from ..checkpoint import load_model_state, load_own_checkpoint
     from ..factory import build_model
-    from ...errors import CLIError
 
     ckpt = load_own_checkpoint(path)
     if not {"model_config", "model", "config"} <= ckpt.keys():
@@ -145,10 +145,10 @@ def run(args):
     import torch
 
     from ..._io import atomic_write
-    from ..device import autocast, resolve_device
-    from ..distributed import Dist
     from ...data import preprocess, save_overlay, tint, write_voc_label
     from ...errors import CLIError, DataError
+    from ..device import autocast, resolve_device
+    from ..distributed import Dist
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")

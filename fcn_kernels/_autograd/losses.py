@@ -1,5 +1,5 @@
-"""The one autograd of the fused losses' statistics ops (docs/DESIGN.md §2.5), registered on every
-backend's ops; imported by fcn_kernels/ops/, importing neither ops/ nor triton/.
+"""The one autograd of the fused losses' statistics ops (docs/DESIGN.md §2.5, §2.6), registered on every
+backend's ops (the C++ ops in fcn_kernels/ops/; the Triton ops' when they exist), importing neither.
 
 A fused loss is a statistics op and a few cheap (N, H, W) tensor ops (fcn_kernels.losses.weigh_and_reduce):
   upsample_logsumexp(x, weight, bias, skip, target, ...) -> (lse, picked)

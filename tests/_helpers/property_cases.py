@@ -1,18 +1,20 @@
 """Hypothesis strategies over the ops' whole argument space, and the two properties every draw must
-have: a valid draw equals the float64 reference (within tests/tolerances.py's bounds), an invalid one
+have: a valid draw equals the float64 reference (within tolerances.py's bounds), an invalid one
 raises ValueError, TypeError or RuntimeError whose message names the argument. Used by
 tests/test_property.py (cpu backend) and tests/triton/test_triton_property.py (small=True)."""
 import contextlib
 import os
-from dataclasses import dataclass
 
 import torch
 from hypothesis import strategies as st
 
 import fcn_kernels
 from fcn_kernels import reference
-from tolerances import assert_close_bound, error_bound
-from upsample_cases import Case, check_against_reference, make_inputs, run
+
+from .rarefied_cases import Case as RarefiedCase
+from .rarefied_cases import check_against_reference as check_rarefied_against_reference
+from .tolerances import error_bound
+from .upsample_cases import Case, check_against_reference, make_inputs
 
 DTYPES = st.sampled_from([torch.float64, torch.float32, torch.bfloat16, torch.float16])
 SEEDS = st.integers(0, 2**31 - 1)
@@ -89,39 +91,6 @@ def check_upsample_argmax(case, backend, dtype, layout):
     assert bool((best - chosen <= slack).all()), f"labels off by more than the bound for {case}"
 
 
-@dataclass
-class RarefiedCase:
-    N: int
-    cin: int
-    cout: int
-    groups: int
-    H: int
-    W: int
-    K: tuple
-    rarefaction: tuple
-    padding: tuple
-    bias: bool
-
-    @property
-    def out(self):
-        return tuple(i + 2 * p - (k - 1) * r for i, p, k, r in zip((self.H, self.W), self.padding, self.K,
-                                                                     self.rarefaction))
-
-    def kwargs(self):
-        return dict(rarefaction=self.rarefaction, padding=self.padding, groups=self.groups)
-
-    def terms(self):
-        """Most products summed into one element by any pass (forward, grad x/w/bias)."""
-        taps = self.K[0] * self.K[1]
-        return max(self.cin // self.groups * taps + 1, self.cout // self.groups * taps,
-                   self.N * self.out[0] * self.out[1], 1)
-
-    def inputs(self, dtype):
-        x = torch.randn(self.N, self.cin, self.H, self.W, dtype=dtype)
-        w = torch.randn(self.cout, self.cin // self.groups, *self.K, dtype=dtype)
-        return x, w, torch.randn(self.cout, dtype=dtype) if self.bias else None
-
-
 @st.composite
 def rarefied_cases(draw, small=False):
     """A valid rarefied_conv2d geometry: depthwise, channel multipliers, dense and (not small) GEMM-wide
@@ -153,20 +122,7 @@ def rarefied_path(path):
 
 
 def check_rarefied_conv2d(case, backend, dtype, layout):
-    inputs = case.inputs(dtype)
-    go = torch.randn(case.N, case.cout, *case.out, dtype=dtype)
-    on = lambda t: LAYOUTS[layout](t) if t is not None else None  # noqa: E731
-    y, grads = run(fcn_kernels.rarefied_conv2d, [on(t) for t in inputs], on(go), backend=backend, **case.kwargs())
-    exact, exact_grads = run(reference.rarefied_conv2d, [t.double() if t is not None else None for t in inputs],
-                             go.double(), **case.kwargs())
-    bound, bound_grads = run(reference.rarefied_conv2d, [t.double().abs() if t is not None else None for t in inputs],
-                             go.double().abs(), **case.kwargs())
-    assert y.shape == exact.shape and y.dtype == dtype, (tuple(y.shape), y.dtype)
-    assert_close_bound(y, exact, bound, case.terms(), dtype, f"forward {case}")
-    for name, g, e, b in zip(("x", "weight", "bias"), grads, exact_grads, bound_grads):
-        if e is not None:
-            assert g.shape == e.shape and g.dtype == dtype, name
-            assert_close_bound(g, e, b, case.terms(), dtype, f"grad {name} {case}")
+    check_rarefied_against_reference(case, backend, dtype, transform=LAYOUTS[layout])
 
 
 # ---- invalid draws: one argument broken at a time ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""The fused losses' test helpers (tests/test_upsample_cross_entropy.py, tests/test_interpolate_cross_entropy.py):
+"""The fused losses' test helpers (tests/test_upsample_cross_entropy.py, test_interpolate_cross_entropy.py,
+test_interpolate_argmax.py):
 random targets and loss options, and the comparison of a fused loss with its float64 composition, value and
 gradient in every input, at error bounds derived from the arithmetic (docs/DESIGN.md §5)."""
 import math
@@ -161,10 +162,11 @@ def assert_within(actual, exact, bound, what):
     assert worst <= 1.0, f"{what}: error exceeds the bound by {worst:.3g}x (max error {err.max().item():.3g})"
 
 
-def check_loss(p: Problem, target, loss: Loss = Loss(), dtype=F64, *, backend="cpu", transform=lambda t: t,
+def check_loss(p: Problem, target, loss: Loss = None, dtype=F64, *, backend="cpu", transform=lambda t: t,
                need=None, seed=0, fused=None, what=""):
     """p's fused loss on its inputs (in `dtype`) passed through `transform`, against the float64 composition on the
     same rounded values: value, and gradient in the inputs selected by `need` (default: all)."""
+    loss = loss or Loss()
     need = need or (True,) * len(p.inputs)
     exact_in = [t.double() if t is not None else None for t in p.inputs]
     C = p.scores(*exact_in).shape[1]

@@ -1,4 +1,5 @@
-"""Random upsample_skip problems and the comparison of a backend with the reference."""
+"""The case builder of upsample_skip (and upsample_argmax): named problems, random ones, and the comparison
+of a backend with the float64 reference at derived error bounds (tolerances.py)."""
 import math
 import random
 from dataclasses import dataclass
@@ -7,7 +8,9 @@ import torch
 
 import fcn_kernels
 from fcn_kernels import reference
-from tolerances import assert_close_bound
+
+from .backends import device_of as backend_device
+from .tolerances import assert_close_bound
 
 
 @dataclass
@@ -68,6 +71,20 @@ FCN8S_STAGES = {
                                 skip_hw=(38, 40)),
     "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
     "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
+}
+
+# One problem per Triton kernel path, sized for its interpreter: reduced FCN-8s stages (the real kernels, strides
+# and offsets, few channels, small maps), dense FMA (< 8 channels per group), dense and grouped tl.dot (>= 8 each
+# way).
+SMALL = {
+    "upscore2+pool4-dw": case(N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18),
+                              bias=True),
+    "upscore8-dw": case(channels=2, groups=2, H=5, W=4, K=16, stride=8, out_offset=31, out_size=(9, 1)),
+    "dense-fma": case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(1, 2),
+                      skip_offset=(0, 1), skip_hw=(9, 12), bias=True),
+    "dense-dot": case(cin=16, cout=8, K=4, stride=2, out_offset=1, skip_offset=(1, 0), skip_hw=(9, 8), bias=True),
+    "grouped-dot": case(channels=16, groups=2, H=2, W=3, K=(3, 4), stride=(1, 2), out_offset=(0, 1), out_size=(3, 5),
+                        bias=True),
 }
 
 # Memory layouts every kernel must accept; each gives the same values.
@@ -135,12 +152,6 @@ def make_inputs(case: Case, dtype=torch.float64):
     return x, w, b, skip
 
 
-def backend_device(backend: str) -> str:
-    """Where a backend's kernels run: Triton on CUDA unless its interpreter runs it on CPU."""
-    if backend == "cuda" or (backend == "triton" and not fcn_kernels.backends.triton_interpret()):
-        return "cuda"
-    return "cpu"
-
 
 def run(fn, inputs, grad_out=None, **kwargs):
     """fn(*inputs, **kwargs) and, with grad_out, the grads of every non-None input."""
@@ -162,22 +173,30 @@ def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, ba
     rounded values (never a CUDA reference, whose float32 convolutions may use TF32)."""
     device = device or backend_device(backend)
     inputs = make_inputs(case, dtype)
+    go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype, device="cpu") if backward else None
+    on = lambda t: transform(t.to(device)) if t is not None else None  # noqa: E731
+    y, grads = run(fcn_kernels.upsample_skip, [on(t) for t in inputs], on(go), backend=backend, **case.kwargs())
+    assert_matches_reference(case, inputs, go, y, grads, f"{backend} {dtype}")
+
+
+def assert_matches_reference(case: Case, inputs, grad_out, y, grads=None, what=""):
+    """y (and grads, of x, weight, bias, skip; None where not wanted) of `case` on `inputs` (x, weight, bias,
+    skip) and grad_out against the float64 reference on CPU at the bound of inputs' dtype."""
+    dtype = inputs[0].dtype
+    inputs = [t.detach().cpu() if t is not None else None for t in inputs]
+    y, grads = y.detach().cpu(), [g.cpu() if g is not None else None for g in grads] if grads else grads
     exact_in = [t.double() if t is not None else None for t in inputs]
     abs_in = [t.abs() if t is not None else None for t in exact_in]
-    go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype, device="cpu") if backward else None
+    go = grad_out.detach().cpu().double() if grads else None
     kw = case.kwargs()
-    on = lambda t: transform(t.to(device)) if t is not None else None
-    y, grads = run(fcn_kernels.upsample_skip, [on(t) for t in inputs], on(go), backend=backend, **kw)
-    y, grads = y.cpu(), [g.cpu() if g is not None else None for g in grads] if grads else grads
-    exact, exact_grads = run(reference.upsample_skip, exact_in, go.double() if backward else None, **kw)
-    bound, bound_grads = run(reference.upsample_skip, abs_in, go.double().abs() if backward else None, **kw)
+    exact, exact_grads = run(reference.upsample_skip, exact_in, go, **kw)
+    bound, bound_grads = run(reference.upsample_skip, abs_in, go.abs() if grads else None, **kw)
     assert y.shape == exact.shape, f"shape {tuple(y.shape)} != {tuple(exact.shape)} for {case}"
     assert y.dtype == dtype
     n = case.terms()
-    assert_close_bound(y, exact, bound, n, dtype, f"forward {case}")
-    if backward:
-        for name, g, e, b in zip(("x", "weight", "bias", "skip"), grads, exact_grads, bound_grads):
-            if e is None:
-                continue
-            assert g.shape == e.shape and g.dtype == dtype, name
-            assert_close_bound(g, e, b, n, dtype, f"grad {name} {case}")
+    assert_close_bound(y, exact, bound, n, dtype, f"{what} forward {case}")
+    for name, g, e, b in zip(("x", "weight", "bias", "skip"), grads or (), exact_grads or (), bound_grads or ()):
+        if e is None:
+            continue
+        assert g.shape == e.shape and g.dtype == dtype, name
+        assert_close_bound(g, e, b, n, dtype, f"{what} grad {name} {case}")

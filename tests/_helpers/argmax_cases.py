@@ -4,7 +4,10 @@ import torch
 import fcn_kernels
 from fcn_kernels import reference
 from fcn_kernels._tolerance import error_bound as score_bound  # per score: a kernel's rounded vs the exact
-from upsample_cases import make_inputs
+
+from .backends import device_of
+from .triton_env import INTERPRET
+from .upsample_cases import make_inputs
 
 
 def assert_labels_near_ties(labels, exact, bound, what=""):
@@ -19,9 +22,10 @@ def assert_labels_near_ties(labels, exact, bound, what=""):
     assert not bad.any(), f"{what}: {int(bad.sum())} labels differ from the exact argmax by more than rounding"
 
 
-def check_argmax(case, backend, dtype=torch.float64, *, transform=lambda t: t, device="cpu"):
-    """The backend's labels on `dtype` inputs against the float64 reference on the same rounded values;
-    returns (labels, the inputs as the backend got them) for further checks."""
+def check_argmax(case, backend, dtype=torch.float64, *, transform=lambda t: t, device=None):
+    """The backend's labels on `dtype` inputs (on `device`, default the backend's) against the float64
+    reference on the same rounded values; returns (labels, the inputs as the backend got them)."""
+    device = device or device_of(backend)
     inputs = make_inputs(case, dtype)
     exact_in = [t.double().cpu() if t is not None else None for t in inputs]
     abs_in = [t.abs() if t is not None else None for t in exact_in]
@@ -33,3 +37,19 @@ def check_argmax(case, backend, dtype=torch.float64, *, transform=lambda t: t, d
     assert labels.shape == (case.N, *case.crop), f"shape {tuple(labels.shape)} for {case}"
     assert_labels_near_ties(labels, exact, bound, f"{dtype} {case}")
     return labels, on
+
+
+def rounds_like_upsample_skip(backend):
+    """Whether the backend's argmax sees the very scores of its own upsample_skip: the same gather, order and
+    rounding. Not Triton on a GPU, where the compiler may contract a multiply-add into an FMA in one kernel
+    and not in the other."""
+    return backend != "triton" or INTERPRET
+
+
+def check(case, backend, dtype, transform=lambda t: t):
+    """Near the exact argmax, and (where rounding agrees) exactly the argmax of the backend's upsample_skip."""
+    labels, inputs = check_argmax(case, backend, dtype, transform=transform)
+    if rounds_like_upsample_skip(backend):
+        scores = fcn_kernels.upsample_skip(*inputs, backend=backend, **case.kwargs())
+        assert torch.equal(labels, scores.argmax(1).cpu()), f"{backend} {dtype} {case}"
+    return labels
