@@ -274,6 +274,24 @@ def test_deterministic_bits(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_same_bits_whatever_the_thread_count(backend):
+    x = torch.randn(2, 7, 13, 9)
+    target = torch.randint(0, 7, (2, 70, 50))
+    threads, outs = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xs = x.clone().requires_grad_()
+            loss = fcn_kernels.interpolate_cross_entropy(xs, target, backend=backend)
+            outs.append((loss, *torch.autograd.grad(loss, xs)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_saves_only_pixel_maps(backend):
     x = torch.randn(2, 19, 8, 9, requires_grad=True)
     target = torch.randint(0, 19, (2, 64, 72))

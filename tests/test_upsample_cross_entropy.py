@@ -324,6 +324,26 @@ def test_deterministic_bits(seed, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_same_bits_whatever_the_thread_count(seed, backend):
+    """docs/DESIGN.md §2.5: the backward's runs of bands, and so its sums, are the geometry's, not the threads'."""
+    c = case(N=2, cin=6, cout=6, groups=3, H=13, W=11, K=(6, 4), stride=(3, 2), out_offset=(2, 1), skip_hw=(45, 30),
+             skip_offset=(1, 2), bias=True)
+    inputs, target = make_inputs(c, F32), make_target(c.N, c.cout, c.crop, Loss())
+    threads, outs = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            leaves = [t.clone().requires_grad_() for t in inputs]
+            loss = fcn_kernels.upsample_cross_entropy(leaves[0], target, *leaves[1:], backend=backend, **geometry(c))
+            outs.append((loss, *torch.autograd.grad(loss, leaves)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_saves_only_pixel_maps(backend):
     """No tensor of the scores' size is kept for the backward: the inputs themselves, and (N, Ho, Wo) maps."""
     x = torch.randn(2, 5, 6, 7, requires_grad=True)
