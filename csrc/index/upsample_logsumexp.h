@@ -67,10 +67,16 @@ FCN_HOST_DEVICE Range band_inputs_of_row(const Geometry& g, int64_t b, int64_t i
 }
 
 // The backward's tasks: the bands of all images, in order, cut into `chunks` runs of consecutive bands
-// (split_rows), at most kMaxChunks. A run's weight and bias gradient partial sums are added in run order.
+// (split_rows), at most kMaxChunks, and fewer for a large weight: a run keeps a partial weight gradient
+// (in the CPU kernel's padded layout, Kh rows of ceil(Kw / sw) * sw), and all runs together at most
+// kMaxPartials elements. A run's weight and bias gradient partial sums are added in run order.
 constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kMaxPartials = int64_t(1) << 24;
 
-FCN_HOST_DEVICE int64_t chunk_count(const Geometry& g) { return imin(kMaxChunks, g.N * bands_per_image(g)); }
+FCN_HOST_DEVICE int64_t chunk_count(const Geometry& g) {
+  const int64_t partial = g.Cin * g.cout_per_group() * g.Kh * ceil_div(g.Kw, g.sw) * g.sw;
+  return imin(imin(kMaxChunks, g.N * bands_per_image(g)), imax(1, kMaxPartials / imax(1, partial)));
+}
 
 }  // namespace upsample_logsumexp
 }  // namespace fcn_kernels

@@ -54,6 +54,9 @@ static long check_bands(const Geometry& g) {
     expect(extra <= (share + 3) / 4 + g.Kh, "recomputed rows", b, share, rows.size(), g.Kh);
   }
   for (long i = 0; i < g.Ho; ++i) expect(owners[i] == 1, "one owner per output row", i, owners[i], g.Ho, nb);
+  const long chunks = chunk_count(g), partial = g.Kh * ceil_div(g.Kw, g.sw) * g.sw;
+  expect(chunks >= 1 && chunks <= kMaxChunks && chunks <= g.N * nb && (chunks == 1 || chunks * partial <= kMaxPartials),
+         "runs of bands", chunks, g.N * nb, partial, 0);
   return checks;
 }
 
@@ -126,6 +129,11 @@ int main() {
             checks += check_bands(g);
           }
       }
+  {  // a large dense weight: fewer runs, so that their partial weight gradients stay within kMaxPartials
+    Geometry g{};
+    g.N = 4, g.Cin = g.Cout = 512, g.groups = 1, g.H = g.W = 64, g.Kh = g.Kw = 4, g.sh = g.sw = 2, g.Ho = g.Wo = 128;
+    expect(chunk_count(g) == 4, "runs of a large weight", chunk_count(g), 4, 0, 0);
+  }
   // the exp: every float in [-88, 0] at a stride of 97 ulps, the boundaries, and the special values
   double worst = 0;
   for (float x = -88.0f; x <= 0.0f; x = std::nextafter(x, 1.0f)) {
