@@ -15,7 +15,14 @@ from .backends import available_backends
 from .convolutionalize import convolutionalize
 from .export import export_onnx, onnx_translations
 from .modules import FusedUpsampleSkip, RarefiedConv2d, bilinear_kernel
-from .ops import rarefied_conv2d, upsample_argmax, upsample_skip
+from .ops import (
+    interpolate_argmax,
+    interpolate_cross_entropy,
+    rarefied_conv2d,
+    upsample_argmax,
+    upsample_cross_entropy,
+    upsample_skip,
+)
 from .reference import rarefy_filter
 from .shift_stitch import rarefy, shift_and_stitch
 
@@ -42,6 +49,9 @@ __all__ = [
     "available_backends",
     "upsample_skip",
     "upsample_argmax",
+    "upsample_cross_entropy",
+    "interpolate_cross_entropy",
+    "interpolate_argmax",
     "FusedUpsampleSkip",
     "bilinear_kernel",
     "rarefy_filter",

@@ -74,6 +74,29 @@ def _built_table() -> dict:
 # so that resolve() is plain Python that torch.compile traces without graph breaks.
 _BUILT = _built_table()
 
+# Ops whose kernels only some backends have so far, with those backends and the kernels: they are no part
+# of a backend's availability (the check above); each is built where listed and all its kernels are.
+_PARTIAL_KERNELS = {
+    # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op; CPU kernels first.
+    "upsample_cross_entropy": (("cpu",), ("upsample_logsumexp", "upsample_logsumexp_backward")),
+    "interpolate_cross_entropy": (("cpu",), ("interpolate_logsumexp", "interpolate_logsumexp_backward")),
+    "interpolate_argmax": (("cpu",), ("interpolate_argmax",)),
+}
+_LOSS_OPS = ("upsample_cross_entropy", "interpolate_cross_entropy", "interpolate_argmax")
+
+
+def _partial_built_table() -> dict:
+    built = {}
+    for op, (where, kernels) in _PARTIAL_KERNELS.items():
+        built[("reference", op)] = True
+        for backend, key in _DISPATCH_KEYS.items():
+            built[(backend, op)] = backend in where and all(_ext.has_kernel(k, key) for k in kernels)
+        built[("triton", op)] = "triton" in where and _triton_importable()
+    return built
+
+
+_BUILT.update(_partial_built_table())
+
 
 def _built(backend: str, op: str) -> bool:
     return _BUILT.get((backend, op), False)
@@ -125,6 +148,8 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
                    grad=True):
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
+    if op in _LOSS_OPS:
+        return _loss_vendor_faster(op, cin_g, cout_g, out_size, weight_grad, channels)
     if op == "rarefied_conv2d":
         if cin_g >= 8 and cout_g >= 8:
             return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
@@ -143,6 +168,28 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
             taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
             if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:
                 return "dense groups, compute-bound on a small map: the vendor GEMM is faster"
+    return None
+
+
+# interpolate_cross_entropy: below this many scores an image (classes * Ho * Wo), the stock composition's
+# few small ops cost less than our op's fixed overhead (docs/DESIGN.md §4.1).
+INTERPOLATE_LOSS_MIN_SCORES = 2**13
+
+
+def _loss_vendor_faster(op, cin_g, cout_g, out_size, weight_grad, channels):
+    """The fused losses' rule (docs/DESIGN.md §4.1, with its measurements): why the stock composition is faster,
+    or None. upsample_cross_entropy's kernels gather every class's scores tap by tap, with no reuse across
+    channels: from 4 channels per group each way (3 with a trained weight) the vendor's GEMM-based transposed
+    convolution beats them, on small and large maps alike; depthwise and narrow groups are ours, tiny maps
+    included. interpolate_cross_entropy is ours but on tiny maps; interpolate_argmax, always ours."""
+    if op == "interpolate_cross_entropy" and channels * out_size[0] * out_size[1] < INTERPOLATE_LOSS_MIN_SCORES:
+        return "a tiny map: the stock composition's overhead is smaller"
+    if op != "upsample_cross_entropy":
+        return None
+    if cin_g >= 4 and cout_g >= 4:
+        return "dense groups (>= 4 channels each way): the vendor GEMM is faster"
+    if weight_grad and cin_g >= 3 and cout_g >= 3:
+        return "dense groups (>= 3 channels each way) with a trained weight: the vendor GEMM is faster"
     return None
 
 

@@ -75,10 +75,7 @@ def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: 
         >>> pixelwise_cross_entropy(logits, target, reduction="sum")
         tensor(4.1589)
     """
-    if not 0.0 < sample_p <= 1.0:
-        raise ValueError(f"sample_p must be in (0, 1], got {sample_p}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    check_loss_arguments(sample_p, reduction)
     if logits.dim() != target.dim() + 1 or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
                          "(expected (N, C, H, W) and (N, H, W))")
@@ -93,6 +90,22 @@ def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: 
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()
     terms = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index)
+    return weigh_and_reduce(terms, target, valid, weight, n_class, sample_p, generator, reduction)
+
+
+def check_loss_arguments(sample_p, reduction):
+    """ValueError unless sample_p is in (0, 1] and reduction is "mean", "sum" or "none"."""
+    if not 0.0 < sample_p <= 1.0:
+        raise ValueError(f"sample_p must be in (0, 1], got {sample_p}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def weigh_and_reduce(terms, target, valid, weight, n_class, sample_p, generator, reduction):
+    """The loss from the per-pixel cross-entropy terms (N, H, W) (0 at ignored pixels; target int64, valid
+    = target != ignore_index): the class weights, the loss sampling and the reduction of the module
+    docstring. Shared with the fused losses (fcn_kernels.upsample_cross_entropy, docs/DESIGN.md §2.5), so
+    that they keep the pixels this function keeps with the same generator state."""
     if weight is not None:
         w = torch.as_tensor(weight, dtype=terms.dtype, device=terms.device)
         terms = terms * w[target.clamp(0, n_class - 1)]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ._args import pair
+from .losses import pixelwise_cross_entropy
 
 
 def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
@@ -29,6 +30,29 @@ def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_of
     """upsample_skip(...).argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
     return upsample_skip(x, weight, bias, skip, stride=stride, groups=groups, out_offset=out_offset,
                          out_size=out_size, skip_offset=skip_offset).argmax(1)
+
+
+def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
+                           skip_offset=(0, 0), class_weight=None, ignore_index=255, sample_p=1.0, generator=None,
+                           reduction="mean"):
+    """pixelwise_cross_entropy of upsample_skip's scores cropped to the target's size."""
+    scores = upsample_skip(x, weight, bias, skip, stride=stride, groups=groups, out_offset=out_offset,
+                           out_size=tuple(target.shape[-2:]), skip_offset=skip_offset)
+    return pixelwise_cross_entropy(scores, target, class_weight, ignore_index=ignore_index, sample_p=sample_p,
+                                   generator=generator, reduction=reduction)
+
+
+def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=None, ignore_index=255, sample_p=1.0,
+                              generator=None, reduction="mean"):
+    """pixelwise_cross_entropy of F.interpolate(x, size=target's, mode="bilinear")'s scores."""
+    scores = F.interpolate(x, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
+    return pixelwise_cross_entropy(scores, target, class_weight, ignore_index=ignore_index, sample_p=sample_p,
+                                   generator=generator, reduction=reduction)
+
+
+def interpolate_argmax(x, size, *, align_corners=False):
+    """F.interpolate(x, size, mode="bilinear").argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
+    return F.interpolate(x, size=tuple(pair(size, "size")), mode="bilinear", align_corners=align_corners).argmax(1)
 
 
 def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:

@@ -26,6 +26,7 @@ namespace {
 using upsample_skip::gather_block_row;
 using upsample_skip::grain_for;
 using upsample_skip::Result;
+using upsample_skip::rounded;
 using upsample_skip::RowPlan;
 using upsample_skip::run_forward;
 using upsample_skip::Stride;
@@ -47,11 +48,6 @@ struct RunningArgmax {
   }
   void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
 };
-
-template <typename scalar_t, typename acc_t>
-inline acc_t rounded(acc_t v) {
-  return static_cast<acc_t>(static_cast<scalar_t>(v));
-}
 
 // Direct path: one output row (n, i) per step, the classes' rows accumulated in turn.
 template <int SW, typename scalar_t>

@@ -1,7 +1,8 @@
 // The direct forward's row machinery and the GEMM path's gathers, shared by the CPU kernels of
 // upsample_skip (upsample_skip_kernel.cpp: the forward and its two backward passes) and upsample_argmax
 // (upsample_argmax_kernel.cpp: the same forward reduced to labels), and the forward's skeleton that both
-// run, so that upsample_argmax's scores are the forward's to the bit.
+// run, so that upsample_argmax's scores are the forward's to the bit. upsample_logsumexp_kernel.cpp (the
+// fused loss) computes its scores, forward and backward, with the direct row machinery.
 //
 // Internal linkage (an anonymous namespace): each kernel file compiles its own copy, as private to it
 // as its kernels, so that the compiler inlines and vectorizes them as it would within one file.
@@ -174,6 +175,13 @@ bool whole_tap_blocks(const Geometry& g) { return g.Kh % g.sh == 0 && g.Kw % g.s
 
 bool forward_uses_gemm(const Geometry& g, const at::Tensor& x, const at::Tensor& weight) {
   return use_gemm(g) && all_finite(weight) && (whole_tap_blocks(g) || all_finite(x));
+}
+
+// v rounded to scalar_t, as the forward stores a score (upsample_argmax and the loss compare and use
+// the scores so rounded).
+template <typename scalar_t, typename acc_t>
+inline acc_t rounded(acc_t v) {
+  return static_cast<acc_t>(static_cast<scalar_t>(v));
 }
 
 // Runs fn(Stride<SW>{sw}) with SW fixed for the strides FCN uses (2, 8, 16, 32 and small ones).

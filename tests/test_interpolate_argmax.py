@@ -1,0 +1,127 @@
+"""fcn_kernels.interpolate_argmax (docs/DESIGN.md §2.6) against F.interpolate(x, size, mode="bilinear").argmax(1):
+labels whose exact (float64) score is within the scores' error bound of the best exact score, ties and NaN as
+torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu now)."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, note, strategies as st
+
+import fcn_kernels
+from _helpers.backends import backends
+from _helpers.loss_cases import random_shape
+from _helpers.opcheck import opcheck
+from _helpers.upsample_cases import LAYOUTS
+from fcn_kernels._tolerance import EPS, error_bound
+
+F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
+# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu")
+
+
+def exact_scores(x, size, align_corners):
+    return F.interpolate(x.double(), size=size, mode="bilinear", align_corners=align_corners)
+
+
+def check_labels(x, size, align_corners, backend, transform=lambda t: t):
+    """interpolate_argmax's labels: the right shape and dtype, and each one's exact score within the bound of the
+    best exact score (a label may differ from the reference's only where two classes are that close). The bound:
+    a score's rounding to x's dtype, its 4 products' accumulation, and the weights' float32 rounding (see
+    test_interpolate_cross_entropy.problem)."""
+    labels = fcn_kernels.interpolate_argmax(transform(x), size, align_corners=align_corners, backend=backend)
+    exact = exact_scores(x, size, align_corners)
+    N, C, H, W = x.shape
+    assert labels.dtype == torch.int64 and labels.shape == (N, *size), (labels.dtype, labels.shape)
+    if labels.numel() == 0:
+        return
+    eps = EPS[F64] if x.dtype == F64 else EPS[F32]
+    dl = 2 * eps * (H + 2) + 2 * eps * (W + 2)
+    bound = error_bound(exact, exact_scores(x.abs(), size, align_corners), 6, x.dtype)
+    bound = bound + 4 * dl * x.double().abs().amax((2, 3), keepdim=True)
+    chosen = exact.gather(1, labels.unsqueeze(1)).squeeze(1)
+    best, where = exact.max(1)
+    slack = bound.gather(1, labels.unsqueeze(1)).squeeze(1) + bound.gather(1, where.unsqueeze(1)).squeeze(1)
+    assert bool((best - chosen <= slack).all()), f"labels off by more than the bound for {x.shape} -> {size}"
+    return labels
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [F64, F32, BF16, F16])
+def test_random_shapes(seed, backend, dtype):
+    rng = random.Random(seed)
+    for _ in range(15):
+        s = random_shape(rng)
+        check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype), s["size"], s["align_corners"], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_heads(seed, backend, align_corners):
+    for N, C, H, W, size in [(2, 150, 8, 8, (64, 64)), (1, 19, 16, 32, (128, 256)), (1, 21, 63, 63, (500, 500))]:
+        check_labels(torch.randn(N, C, H, W), size, align_corners, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_non_contiguous_inputs(seed, backend, layout):
+    rng = random.Random(seed)
+    for _ in range(4):
+        s = random_shape(rng)
+        check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"]), s["size"], s["align_corners"], backend,
+                     LAYOUTS[layout])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_and_nan_as_torch_argmax(backend):
+    x = torch.zeros(2, 5, 4, 4)
+    size = (9, 7)
+    want = lambda x: F.interpolate(x, size=size, mode="bilinear").argmax(1)  # noqa: E731
+    assert torch.equal(fcn_kernels.interpolate_argmax(x, size, backend=backend), want(x))  # every class ties: 0
+    x[:, 3] = 1.0
+    x[:, 4] = 1.0
+    assert bool((fcn_kernels.interpolate_argmax(x, size, backend=backend) == 3).all())  # the lowest of the tied
+    x[1, 2, 1, 1] = float("nan")  # NaN wins where it is blended in
+    labels = fcn_kernels.interpolate_argmax(x, size, backend=backend)
+    assert torch.equal(labels, want(x)) and bool((labels[1] == 2).any()) and bool((labels[0] == 3).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_zero_and_size_forms(backend):
+    assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4), 8, backend=backend).shape == (0, 8, 8)
+    x = torch.randn(1, 3, 4, 5)
+    assert torch.equal(fcn_kernels.interpolate_argmax(x, 8, backend=backend),
+                       fcn_kernels.interpolate_argmax(x, (8, 8), backend=backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_errors(backend):
+    x = torch.randn(1, 3, 4, 5)
+    for args, error, words in [((x, 0), ValueError, "size"), ((x, (2, 3, 4)), TypeError, "size"),
+                               ((x[0], 4), ValueError, "x"), ((x.long(), 4), TypeError, "x"),
+                               ((x[:, :0], 4), ValueError, "x")]:
+        with pytest.raises(error, match=words):
+            fcn_kernels.interpolate_argmax(*args, backend=backend)
+    with pytest.raises(TypeError, match="align_corners"):
+        fcn_kernels.interpolate_argmax(x, 4, align_corners=None, backend=backend)
+    with pytest.raises(RuntimeError, match="size must be >= 1"):
+        torch.ops.fcn_kernels.interpolate_argmax(x, [0, 4], False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck_and_compile(backend):
+    x = torch.randn(2, 6, 5, 4)
+    opcheck(torch.ops.fcn_kernels.interpolate_argmax.default, (x, [11, 9], True))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend), fullgraph=True)
+    assert torch.equal(compiled(x), fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
+       dtype=st.sampled_from([F64, F32, BF16, F16]), seed=st.integers(0, 2**31 - 1))
+def test_property_labels_within_the_bound(backend, shape, dtype, seed):
+    torch.manual_seed(seed)
+    note(f"{shape} {dtype}")
+    s = shape
+    check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype), s["size"], s["align_corners"], backend)

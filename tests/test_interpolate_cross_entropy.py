@@ -1,0 +1,407 @@
+"""fcn_kernels.interpolate_cross_entropy (docs/DESIGN.md §2.6) against the float64 composition
+pixelwise_cross_entropy(F.interpolate(x, size=target's, mode="bilinear"), target), value and gradient, at
+derived error bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with
+FCN_TEST_SEED=...). Each test takes a `backend` (cpu now; cuda and triton when their kernels exist)."""
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, note, strategies as st
+
+import fcn_kernels
+from _helpers.backends import backends
+from _helpers.loss_cases import (
+    BF16,
+    F16,
+    F32,
+    F64,
+    IGNORE,
+    Loss,
+    Problem,
+    check_loss,
+    losses,
+    make_target,
+    random_loss,
+    random_shape,
+)
+from _helpers.opcheck import opcheck
+from _helpers.upsample_cases import LAYOUTS
+from fcn_kernels import backends as backend_rule, reference
+from fcn_kernels._tolerance import EPS
+
+# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu")
+
+
+def problem(N, C, H, W, size, align_corners=False, dtype=F64):
+    """The loss of F.interpolate's scores (tests/loss_cases.py), on fresh inputs in `dtype`.
+
+    A score blends 4 inputs; an input pixel's gradient gathers every output pixel whose taps include it.
+    Slack: the taps' weights are computed in float32 (float64 for float64 x) as PyTorch computes them, and
+    the source coordinate scale * (i + 0.5) - 0.5 rounds three times, so each weight is off the exact one by
+    at most dl = 2 eps (in + 2) per axis; a score by sum |dw| |x| <= 4 (dl_h + dl_w) max |x|, and a gradient
+    element by (dl_h + dl_w) times the sum of |dscore| over the outputs it gathers."""
+    Ho, Wo = size
+    x = torch.randn(N, C, H, W, dtype=dtype)
+    eps = EPS[F64] if dtype == F64 else EPS[F32]
+    dl = 2 * eps * (H + 2) + 2 * eps * (W + 2)
+    gathers = (2 * math.ceil(Ho / H) + 2) * (2 * math.ceil(Wo / W) + 2)
+
+    def scores(x):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+    def slack(exact_in, dscore_abs):
+        plane_max = exact_in[0].abs().amax((2, 3), keepdim=True)
+        grads = None
+        if dscore_abs is not None:
+            grads = [dl * gathers * dscore_abs.amax((2, 3), keepdim=True).expand_as(exact_in[0])]
+        return 4 * dl * plane_max, grads
+
+    return Problem(inputs=[x], names=("x",), scores=scores,
+                   fused=lambda v, t, **o: fcn_kernels.interpolate_cross_entropy(v[0], t, align_corners=align_corners,
+                                                                                 **o),
+                   stock=lambda v, t, **o: reference.interpolate_cross_entropy(v[0], t, align_corners=align_corners,
+                                                                               **o),
+                   n_fwd=6, n_grads=(gathers + Wo,), slack=slack)
+
+
+def check(N, C, H, W, size, align_corners=False, loss: Loss = None, dtype=F64, **kw):
+    loss = loss or Loss()
+    p = problem(N, C, H, W, size, align_corners, dtype)
+    check_loss(p, make_target(N, C, size, loss), loss, dtype, what=f"{(N, C, H, W)} -> {size} ac={align_corners}",
+               **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# value and gradient against the float64 composition
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch", range(3))
+def test_random_float64(seed, backend, batch):
+    rng = random.Random(seed)
+    for _ in range(12):
+        check(**random_shape(rng), loss=random_loss(rng), backend=backend, seed=rng.randrange(2**31))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("shape", [(1, 150, 8, 8, (64, 64)), (2, 19, 8, 16, (63, 130)), (1, 21, 13, 13, (100, 100)),
+                                   (1, 5, 40, 30, (7, 9)), (2, 4, 6, 6, (6, 6)), (1, 3, 1, 1, (5, 1))])
+def test_heads_and_edge_sizes(seed, backend, align_corners, shape):
+    """ADE20K-, Cityscapes- and VOC-like heads (small), downsampling, the same size, a 1 x 1 input."""
+    N, C, H, W, size = shape
+    check(N, C, H, W, size, align_corners, Loss(class_weight=True), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [F32, BF16, F16])
+def test_lower_precision(seed, backend, dtype):
+    rng = random.Random(seed)
+    for _ in range(6):
+        check(**random_shape(rng), loss=random_loss(rng), dtype=dtype, backend=backend, seed=rng.randrange(2**31))
+    check(1, 150, 8, 8, (64, 64), loss=Loss(class_weight=True), dtype=dtype, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_non_contiguous_inputs(seed, backend, layout):
+    rng = random.Random(seed)
+    for _ in range(4):
+        check(**random_shape(rng), loss=random_loss(rng), backend=backend, transform=LAYOUTS[layout])
+
+
+def test_bound_catches_a_wrong_loss(seed):
+    """The derived bounds fail a loss (and so its gradient) off by a relative 1e-3: they test something."""
+    for loss in (Loss(), Loss(reduction="none")):
+        p = problem(2, 5, 8, 8, (64, 64), dtype=F32)
+        wrong = lambda v, t, **o: p.fused(v, t, **o) * (1 + 1e-3)  # noqa: E731
+        with pytest.raises(AssertionError, match="exceeds the bound"):
+            check_loss(p, make_target(2, 5, (64, 64), loss), loss, F32, fused=wrong)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)), loss=losses(),
+       dtype=st.sampled_from([F64, F32, BF16]), seed=st.integers(0, 2**31 - 1))
+def test_property_equals_the_composition(backend, shape, loss, dtype, seed):
+    torch.manual_seed(seed)
+    note(f"{shape} {loss} {dtype}")
+    check(**shape, loss=loss, dtype=dtype, backend=backend, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loss's options
+# ---------------------------------------------------------------------------------------------------------
+def _small(**kw):
+    x = torch.randn(2, 3, 4, 5, dtype=F64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 11, 13))
+    return x, target, kw
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_all_ignored_gives_zero_loss_and_gradient(backend, reduction):
+    x, target, kw = _small(reduction=reduction)
+    target.fill_(IGNORE)
+    loss = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
+    assert bool((loss == 0).all()) and loss.shape == (() if reduction != "none" else target.shape)
+    assert bool((torch.autograd.grad(loss.sum(), x)[0] == 0).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("explicit_generator", [False, True])
+def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator):
+    x, target, kw = _small(reduction="none", sample_p=0.3)
+    gen = lambda: torch.Generator().manual_seed(seed) if explicit_generator else None  # noqa: E731
+    torch.manual_seed(seed)
+    terms = fcn_kernels.interpolate_cross_entropy(x, target, generator=gen(), backend=backend, **kw)
+    torch.manual_seed(seed)
+    stock = reference.interpolate_cross_entropy(x, target, generator=gen(), **kw)
+    torch.manual_seed(seed)
+    kept = torch.rand(target.shape, generator=gen()) < 0.3
+    assert torch.equal(terms != 0, kept) and torch.equal(stock != 0, kept)
+    torch.testing.assert_close(terms, stock)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("label", [3, -1, 256])
+def test_bad_labels_are_value_errors(backend, label):
+    x, target, kw = _small()
+    target[1, 4, 7] = label
+    with pytest.raises(ValueError, match=str(label)):
+        fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
+    with pytest.raises(ValueError, match=str(label)):
+        reference.interpolate_cross_entropy(x, target, **kw)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_scores_as_the_composition(backend, value):
+    x, target, kw = _small(reduction="none")
+    with torch.no_grad():
+        x[1, 1, 2, 3] = value
+    terms = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw).detach()
+    stock = reference.interpolate_cross_entropy(x, target, **kw).detach()
+    assert torch.equal(terms.isnan(), stock.isnan()) and torch.equal(terms.isinf(), stock.isinf())
+    assert bool(terms.isnan().any())
+    finite = stock.isfinite()
+    torch.testing.assert_close(terms[finite], stock[finite])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_weight_gradient_and_other_ignore_index(backend):
+    x, target, kw = _small()
+    target[0, :2] = -100
+    cw = torch.rand(3, dtype=F64, requires_grad=True)
+    got = fcn_kernels.interpolate_cross_entropy(x, target.int(), class_weight=cw, ignore_index=-100, backend=backend)
+    want = reference.interpolate_cross_entropy(x, target, class_weight=cw, ignore_index=-100)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, cw)[0], torch.autograd.grad(want, cw)[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_zero(backend):
+    x = torch.randn(0, 4, 5, 5, requires_grad=True)
+    target = torch.zeros(0, 12, 12, dtype=torch.long)
+    for reduction in ("mean", "sum", "none"):
+        loss = fcn_kernels.interpolate_cross_entropy(x, target, reduction=reduction, backend=backend)
+        assert loss.shape == ((0, 12, 12) if reduction == "none" else ()) and bool((loss == 0).all())
+        (gx,) = torch.autograd.grad(loss.sum(), x, allow_unused=True, materialize_grads=True)
+        assert gx.shape == x.shape
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the op's contract
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck(seed, backend):
+    rng = random.Random(seed)
+    for _ in range(4):
+        shape = random_shape(rng, max_batch=1)
+        shape["N"] = max(shape["N"], 1)
+        x = torch.randn(shape["N"], shape["C"], shape["H"], shape["W"], dtype=F64, requires_grad=True)
+        target = make_target(shape["N"], shape["C"], shape["size"], Loss(ignore=0.2))
+        reduction = rng.choice(["mean", "none"])
+
+        def fn(x, target=target, reduction=reduction, ac=shape["align_corners"]):
+            return fcn_kernels.interpolate_cross_entropy(x, target, align_corners=ac, reduction=reduction,
+                                                         backend=backend)
+        assert torch.autograd.gradcheck(fn, (x,)), shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_opcheck(backend, align_corners):
+    x = torch.randn(2, 4, 5, 6, requires_grad=True)
+    target = torch.randint(0, 4, (2, 13, 11))
+    target[0, 0] = IGNORE
+    ops = torch.ops.fcn_kernels
+    opcheck(ops.interpolate_logsumexp.default, (x, target, align_corners, IGNORE))
+    lse = ops.interpolate_logsumexp(x, target, align_corners, IGNORE)[0].detach()
+    opcheck(ops.interpolate_logsumexp_backward.default,
+            (torch.randn(2, 13, 11), torch.randn(2, 13, 11), x.detach(), target, lse, align_corners, IGNORE))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compile_fullgraph(backend):
+    x, target, kw = _small(class_weight=torch.rand(3))
+    x = x.detach().float().requires_grad_()
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, t: fcn_kernels.interpolate_cross_entropy(x, t, backend=backend, **kw),
+                             fullgraph=True)
+    loss = compiled(x, target)
+    eager = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
+    torch.testing.assert_close(loss, eager)
+    torch.testing.assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(eager, x)[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deterministic_bits(backend):
+    x = torch.randn(3, 7, 9, 11)
+    target = torch.randint(0, 7, (3, 61, 83))
+    outs = []
+    for _ in range(2):
+        xs = x.clone().requires_grad_()
+        loss = fcn_kernels.interpolate_cross_entropy(xs, target, backend=backend)
+        outs.append((loss, *torch.autograd.grad(loss, xs)))
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_bits_whatever_the_thread_count(backend):
+    x = torch.randn(2, 7, 13, 9)
+    target = torch.randint(0, 7, (2, 70, 50))
+    threads, outs = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xs = x.clone().requires_grad_()
+            loss = fcn_kernels.interpolate_cross_entropy(xs, target, backend=backend)
+            outs.append((loss, *torch.autograd.grad(loss, xs)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forward_saves_only_pixel_maps(backend):
+    x = torch.randn(2, 19, 8, 9, requires_grad=True)
+    target = torch.randint(0, 19, (2, 64, 72))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
+        loss = fcn_kernels.interpolate_cross_entropy(x, target, class_weight=torch.rand(19), sample_p=0.5,
+                                                     backend=backend)
+    assert saved
+    for t in saved:
+        assert t.data_ptr() in (x.data_ptr(), target.data_ptr()) or t.numel() <= target.numel(), tuple(t.shape)
+    loss.backward()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_argument_errors(backend):
+    x, target, kw = _small()
+    call = lambda x=x, target=target, **over: fcn_kernels.interpolate_cross_entropy(  # noqa: E731
+        x, target, backend=backend, **{**kw, **over})
+    for over, error, words in [
+        (dict(target=target.double()), TypeError, "target"),
+        (dict(target=target[:1]), ValueError, "target"),
+        (dict(target=torch.zeros(2, 0, 5, dtype=torch.long)), ValueError, "size"),
+        (dict(x=x[:, :0]), ValueError, "x"),
+        (dict(x=x[0]), ValueError, "x"),
+        (dict(align_corners=1), TypeError, "align_corners"),
+        (dict(sample_p=0.0), ValueError, "sample_p"),
+        (dict(reduction="max"), ValueError, "reduction"),
+        (dict(class_weight=torch.ones(4)), ValueError, "class_weight"),
+    ]:
+        with pytest.raises(error, match=words):
+            call(**over)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_direct_op_calls_are_checked(backend):
+    ops = torch.ops.fcn_kernels
+    x, target = torch.randn(1, 2, 3, 3), torch.zeros(1, 5, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="target label 2"):
+        ops.interpolate_logsumexp(x, target + 2, False, IGNORE)
+    with pytest.raises(RuntimeError, match="target must be int64"):
+        ops.interpolate_logsumexp(x, target.int(), False, IGNORE)
+    with pytest.raises(RuntimeError, match="output size must be >= 1"):
+        ops.interpolate_logsumexp(x, target[:, :0], False, IGNORE)
+    with pytest.raises(RuntimeError, match="x must have non-empty"):
+        ops.interpolate_logsumexp(x[:, :0], target, False, IGNORE)
+    lse = torch.zeros(1, 5, 5)
+    with pytest.raises(RuntimeError, match="grad_lse"):
+        ops.interpolate_logsumexp_backward(lse[0], lse, x, target, lse, False, IGNORE)
+
+
+_CHILD = r"""
+import json, sys, torch
+import fcn_kernels as F
+ops = torch.ops.fcn_kernels
+x = torch.randn(1, 1, 3, 3)
+
+def big_target(*shape):
+    return torch.zeros(1, 1, 1, dtype=torch.long).expand(shape)  # owns one element
+
+for name, expr in json.loads(sys.argv[1]).items():
+    try:
+        eval(expr)
+        print(json.dumps({"name": name, "raised": None}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"name": name, "raised": type(exc).__name__, "message": str(exc).splitlines()[0]}),
+              flush=True)
+"""
+OVERFLOW = {
+    "target 2**62 wide": ("F.interpolate_cross_entropy(x, big_target(1, 1, 2**62))", ["size"]),
+    "argmax size int64 max": (f"F.interpolate_argmax(x, (1, {2**63 - 1}))", ["size"]),
+    "op target 2**62 wide": ("ops.interpolate_logsumexp(x, big_target(1, 1, 2**62), False, 255)", ["size"]),
+    "op argmax size 2**40 each": ("ops.interpolate_argmax(x, [2**40, 2**40], False)", ["size", "scores"]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overflowing_sizes_are_clear_errors(backend):
+    env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    results = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(results) == set(OVERFLOW), proc.stderr[-3000:]
+    for name, (_, words) in OVERFLOW.items():
+        r = results[name]
+        assert r["raised"] in ("ValueError", "TypeError", "RuntimeError"), (name, r)
+        assert any(word in r["message"] for word in words), (name, r["message"])
+        assert "alloc" not in r["message"], (name, r["message"])
+
+
+@pytest.mark.parametrize("channels,size,stock", [(21, (8, 8), True), (150, (4, 4), True), (21, (32, 32), False),
+                                                 (150, (64, 64), False), (2, (128, 128), False)])
+def test_rule(channels, size, stock):
+    """docs/DESIGN.md §4.1: the loss of a tiny map goes to the stock composition; the labels are always ours."""
+    ours = "cpu" if "cpu" in fcn_kernels.available_backends() else "reference"
+    cpu = torch.device("cpu")
+    got = backend_rule.choose("interpolate_cross_entropy", cpu, channels=channels, out_size=size)
+    assert got == ("reference" if stock else ours)
+    assert backend_rule.choose("interpolate_argmax", cpu, channels=channels, out_size=size) == ours
+    for op in ("interpolate_cross_entropy", "interpolate_argmax"):  # no CUDA or Triton kernels yet
+        assert backend_rule.choose(op, torch.device("cuda"), channels=150, out_size=(512, 512)) == "reference"
+
+
+def test_auto_choice_runs_the_chosen_path(monkeypatch):
+    monkeypatch.delenv("FCN_KERNELS_BACKEND", raising=False)
+    calls = []
+    real = reference.interpolate_cross_entropy
+    monkeypatch.setattr(reference, "interpolate_cross_entropy", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    for size in ((4, 4), (64, 64)):
+        calls.clear()
+        x = torch.randn(1, 3, 4, 4)
+        fcn_kernels.interpolate_cross_entropy(x, torch.randint(0, 3, (1, *size)))
+        expected = backend_rule.choose("interpolate_cross_entropy", x.device, channels=3, out_size=size)
+        assert bool(calls) == (expected == "reference"), size
