@@ -12,6 +12,7 @@ depthwise forward must move at least, with that floor's share of the median time
 measured in the same run (`copy_fraction`, 1.0 = copy speed):
     pytest benchmarks/bench_gpu_rarefied_conv2d.py --benchmark-group-by=group --benchmark-columns=median
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,9 +43,11 @@ def _impl(name):
     if name == "stock":
         return _stock
     if name == "stock-ieee":
+
         def ieee(*args):
             with bench.cudnn_tf32(False):
                 return _stock(*args)
+
         return ieee
     torch._dynamo.reset()
     return torch.compile(_stock)
@@ -100,8 +103,7 @@ def test_dense(benchmark, impl, r, dtype, backward):
 @pytest.mark.parametrize("channels", [21, 64])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_depthwise(benchmark, copy_bw, impl, channels, r, dtype, backward):
-    benchmark.group = (f"depthwise {channels}ch 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} "
-                       f"{'fwd+bwd' if backward else 'fwd'}")
+    benchmark.group = f"depthwise {channels}ch 3x3 r{r} {HW}x{HW} b{BATCH} {dtype} {'fwd+bwd' if backward else 'fwd'}"
     _arithmetic(benchmark, impl, dtype)
     x, w, b = _inputs(channels, channels, channels, r, DTYPES[dtype], backward)
     fn = _impl(impl)

@@ -12,6 +12,7 @@ extra_info holds the bytes the fused op must move at least and, for the fused ro
 the median time at the copy bandwidth measured in the same run (`copy_fraction`, 1.0 = copy speed):
     pytest benchmarks/bench_gpu_upsample_skip.py --benchmark-group-by=group --benchmark-columns=median
 """
+
 from functools import partial
 
 import pytest
@@ -53,8 +54,13 @@ def _stage_inputs(stage, dense, dtype, backward):
     skip = mk(stage.skip_hw) if stage.skip_hw else None
     groups = 1 if dense else 21
     w = bilinear_kernel(21, stage.kernel, groups, device="cuda", dtype=dtype)
-    kw = dict(stride=stage.stride, groups=groups, out_offset=stage.out_offset, out_size=stage.out_size,
-              skip_offset=stage.skip_offset)
+    kw = dict(
+        stride=stage.stride,
+        groups=groups,
+        out_offset=stage.out_offset,
+        out_size=stage.out_size,
+        skip_offset=stage.skip_offset,
+    )
     return x, w, skip, kw
 
 
@@ -73,6 +79,7 @@ def _ieee(fn):
     def run(*args, **kwargs):
         with bench.cudnn_tf32(False):
             return fn(*args, **kwargs)
+
     return run
 
 
@@ -82,8 +89,9 @@ def _arithmetic(benchmark, impl, dtype):
     if impl == "stock-ieee" and dtype != "fp32":
         pytest.skip("TF32 concerns float32 only")
     if impl != "copy-floor":
-        benchmark.extra_info["arithmetic"] = bench.arithmetic(DTYPES[dtype], "cuda",
-                                                              stock=impl in ("stock", "compiled"))
+        benchmark.extra_info["arithmetic"] = bench.arithmetic(
+            DTYPES[dtype], "cuda", stock=impl in ("stock", "compiled")
+        )
 
 
 def _record_fraction(benchmark, nbytes, copy_bw, backward):
@@ -107,8 +115,11 @@ def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
     benchmark.group = f"{st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
     inputs = [t for t in (x, skip) if t is not None]
     y = fn(x, w, None, skip, **kw)
-    nbytes = (x.numel() + 2 * y.numel()) * y.element_size() if skip is not None else \
-        (x.numel() + y.numel()) * y.element_size()
+    nbytes = (
+        (x.numel() + 2 * y.numel()) * y.element_size()
+        if skip is not None
+        else (x.numel() + y.numel()) * y.element_size()
+    )
     benchmark(step(lambda: fn(x, w, None, skip, **kw), inputs, backward, _sync))
     if impl in BACKENDS:
         _record_fraction(benchmark, nbytes, copy_bw, backward)
@@ -129,8 +140,9 @@ def test_head(benchmark, copy_bw, impl, dtype, weights, backward):
         src = torch.ones(nbytes // 8, device="cuda")  # read + write = nbytes
         benchmark(lambda: (torch.empty_like(src).copy_(src), _sync()))
         return
-    scores, ws, groups = bench.head_inputs(BATCH, image=IMAGE, dense=weights == "dense", dtype=dt, device="cuda",
-                                           requires_grad=backward)
+    scores, ws, groups = bench.head_inputs(
+        BATCH, image=IMAGE, dense=weights == "dense", dtype=dt, device="cuda", requires_grad=backward
+    )
     if impl in BACKENDS:
         head = partial(bench.fused_head, scores, ws, groups, IMAGE, backend=impl)
     else:

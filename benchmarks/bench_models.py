@@ -16,6 +16,7 @@ The report (head share of the model's time, before and after fusion, and whole-m
 on CPU the peak is measured as the rise of the peak RSS in a fresh process per variant):
     python benchmarks/bench_models.py [--full] [--repeat N]
 """
+
 import argparse
 import gc
 import json
@@ -68,6 +69,7 @@ def forward_fn(model, x):
     def run():
         with torch.no_grad():
             return model(x)
+
     return run
 
 
@@ -81,6 +83,7 @@ def train_step_fn(model, x, target):
         loss.backward()
         opt.step()
         return loss
+
     return run
 
 
@@ -102,6 +105,7 @@ def head_fns(model, x):
         for t in leaves:
             t.grad = None
         model.head(*leaves, out_size=out_size).backward(grad)
+
     return fwd, fwd_bwd
 
 
@@ -134,8 +138,13 @@ def _bench(benchmark, group, variant, device, fn_of):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_forward(benchmark, variant, device):
-    _bench(benchmark, f"fcn8s-forward-{device}-{SIZE}x{SIZE}-w{WIDTH:g}", variant, device,
-           lambda model, x, _: forward_fn(model, x))
+    _bench(
+        benchmark,
+        f"fcn8s-forward-{device}-{SIZE}x{SIZE}-w{WIDTH:g}",
+        variant,
+        device,
+        lambda model, x, _: forward_fn(model, x),
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -147,15 +156,25 @@ def test_fcn8s_train_step(benchmark, variant, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_head_forward(benchmark, variant, device):
-    _bench(benchmark, f"fcn8s-head-forward-{device}-{SIZE}x{SIZE}", variant, device,
-           lambda model, x, _: head_fns(model, x)[0])
+    _bench(
+        benchmark,
+        f"fcn8s-head-forward-{device}-{SIZE}x{SIZE}",
+        variant,
+        device,
+        lambda model, x, _: head_fns(model, x)[0],
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fcn8s_head_train(benchmark, variant, device):
-    _bench(benchmark, f"fcn8s-head-train-{device}-{SIZE}x{SIZE}", variant, device,
-           lambda model, x, _: head_fns(model, x)[1])
+    _bench(
+        benchmark,
+        f"fcn8s-head-train-{device}-{SIZE}x{SIZE}",
+        variant,
+        device,
+        lambda model, x, _: head_fns(model, x)[1],
+    )
 
 
 # ---- the report: head share and peak memory -------------------------------------------------------
@@ -198,8 +217,12 @@ def _peak_child(variant, mode, width, size):
 
 
 def _peak_cpu(variant, mode, width, size):
-    out = subprocess.run([sys.executable, __file__, "--peak-child", variant, mode, str(width), str(size)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--peak-child", variant, mode, str(width), str(size)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -223,11 +246,14 @@ def report(width, size, repeat, devices):
             model = build(variant, device, width)
             x, target = inputs(device, size)
             head_fwd, head_train = head_fns(model, x)
-            r = {"device": device, "variant": variant,
-                 "model_fwd_ms": 1e3 * _median_s(forward_fn(model, x), device, repeat),
-                 "head_fwd_ms": 1e3 * _median_s(head_fwd, device, max(repeat, 5)),
-                 "train_step_ms": 1e3 * _median_s(train_step_fn(model, x, target), device, repeat),
-                 "head_fwd_bwd_ms": 1e3 * _median_s(head_train, device, max(repeat, 5))}
+            r = {
+                "device": device,
+                "variant": variant,
+                "model_fwd_ms": 1e3 * _median_s(forward_fn(model, x), device, repeat),
+                "head_fwd_ms": 1e3 * _median_s(head_fwd, device, max(repeat, 5)),
+                "train_step_ms": 1e3 * _median_s(train_step_fn(model, x, target), device, repeat),
+                "head_fwd_bwd_ms": 1e3 * _median_s(head_train, device, max(repeat, 5)),
+            }
             r["head_share_fwd"] = r["head_fwd_ms"] / r["model_fwd_ms"]
             r["head_share_train"] = r["head_fwd_bwd_ms"] / r["train_step_ms"]
             del model, head_fwd, head_train
@@ -237,10 +263,22 @@ def report(width, size, repeat, devices):
             r["peak_train_mib"] = peak(variant, "train", width, size)
             rows.append(r)
             print(json.dumps(r), flush=True)
-    print(f"\nFCN-8s, width {width:g}, {size}x{size}, batch 1, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    cols = ("device", "variant", "model_fwd_ms", "head_fwd_ms", "head_share_fwd", "train_step_ms",
-            "head_fwd_bwd_ms", "head_share_train", "peak_fwd_mib", "peak_train_mib")
+    print(
+        f"\nFCN-8s, width {width:g}, {size}x{size}, batch 1, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    cols = (
+        "device",
+        "variant",
+        "model_fwd_ms",
+        "head_fwd_ms",
+        "head_share_fwd",
+        "train_step_ms",
+        "head_fwd_bwd_ms",
+        "head_share_train",
+        "peak_fwd_mib",
+        "peak_train_mib",
+    )
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))

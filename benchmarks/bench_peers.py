@@ -8,6 +8,7 @@ pytest-benchmark times one interleaved run per (part, batch, image); every path'
     pytest benchmarks/bench_peers.py --benchmark-disable   # one tiny case, uncompiled: CI's smoke run
 The same table, printed: `fcn-kernels bench --peers` (see `--help`).
 """
+
 import pytest
 import torch
 
@@ -29,12 +30,17 @@ def test_peers(benchmark, part, batch, image, tmp_path):
         paths, inputs = peers.model_paths(batch, image, WIDTH, str(tmp_path), compile=FULL)
     runnable = {n: f for n, f in paths.items() if callable(f)}
     times = {}
-    benchmark.pedantic(lambda: times.update(peers.interleaved(runnable, inputs, ROUNDS, warmup=int(FULL))),
-                       rounds=1, iterations=1)
+    benchmark.pedantic(
+        lambda: times.update(peers.interleaved(runnable, inputs, ROUNDS, warmup=int(FULL))), rounds=1, iterations=1
+    )
     errors = peers.relative_errors(runnable, inputs)
-    benchmark.extra_info.update(ms={n: t * 1e3 for n, t in times.items()}, rel_err=errors, width=WIDTH,
-                                skipped={n: f for n, f in paths.items() if not callable(f)},
-                                threads=torch.get_num_threads())
+    benchmark.extra_info.update(
+        ms={n: t * 1e3 for n, t in times.items()},
+        rel_err=errors,
+        width=WIDTH,
+        skipped={n: f for n, f in paths.items() if not callable(f)},
+        threads=torch.get_num_threads(),
+    )
     # every path computes the same scores (bf16 ones within bf16's rounding)
     bad = {n: e for n, e in errors.items() if e > (5e-2 if "bf16" in n else 1e-4)}
     assert not bad, bad

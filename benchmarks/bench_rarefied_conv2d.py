@@ -6,6 +6,7 @@ rarefaction 2..8). "auto" is backend=None, which sends dense layers to the stock
 fcn_kernels/backends.py (within a few percent of "stock" there: the issue's 1.1x bound); "fused" forces our
 kernels (backend "cpu" / "cuda"). Then shift_and_stitch (f^2 passes) vs rarefy (one pass) on a small net.
 Compare side by side: `pytest benchmarks/bench_rarefied_conv2d.py --benchmark-group-by=group`."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,9 @@ def _run(benchmark, sync, impl, cin, cout, groups, hw, r, backward, device):
 @pytest.mark.parametrize("r", [2, 4])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_dense(benchmark, sync, impl, r, backward, device):
-    benchmark.group = (f"dense {DENSE_C}->{DENSE_C} 3x3 r{r} {DENSE_HW}x{DENSE_HW} b1 "
-                       f"{'fwd+bwd' if backward else 'fwd'} {device}")
+    benchmark.group = (
+        f"dense {DENSE_C}->{DENSE_C} 3x3 r{r} {DENSE_HW}x{DENSE_HW} b1 {'fwd+bwd' if backward else 'fwd'} {device}"
+    )
     _run(benchmark, sync, impl, DENSE_C, DENSE_C, 1, DENSE_HW, r, backward, device)
 
 
@@ -56,16 +58,23 @@ def test_dense(benchmark, sync, impl, r, backward, device):
 @pytest.mark.parametrize("channels", [21, 64])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_depthwise(benchmark, sync, impl, channels, r, backward, device):
-    benchmark.group = (f"depthwise {channels}ch 3x3 r{r} {DW_HW}x{DW_HW} b1 "
-                       f"{'fwd+bwd' if backward else 'fwd'} {device}")
+    benchmark.group = f"depthwise {channels}ch 3x3 r{r} {DW_HW}x{DW_HW} b1 {'fwd+bwd' if backward else 'fwd'} {device}"
     _run(benchmark, sync, impl, channels, channels, channels, DW_HW, r, backward, device)
 
 
 def _small_net():
     # total stride 4: the paper's cost argument, f^2 = 16 passes vs one rarefied pass
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-                         nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-                         nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 21, 1)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 21, 1),
+    ).eval()
 
 
 @pytest.mark.parametrize("device", DEVICES)

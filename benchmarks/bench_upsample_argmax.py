@@ -1,6 +1,7 @@
 """FCN-8s's last stage as labels: upsample_argmax against the fused scores followed by argmax and the stock
 composition followed by argmax (upscore8: stride 8, kernel 16, out_offset 31, 21 classes, depthwise
 bilinear; VOC 500x500 and 256x256 with FCN_BENCH_FULL=1). extra_info: the bytes each writes."""
+
 import pytest
 import torch
 
@@ -35,4 +36,5 @@ def test_last_stage_labels(benchmark, sync, impl, image, batch, device):
     def run():
         fn(x, w, kw)
         sync()
+
     benchmark(run)

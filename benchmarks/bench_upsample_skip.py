@@ -2,6 +2,7 @@
 the FCN-8s head stages (VOC 500x500, 21 classes) and for the whole head; forward and forward+backward;
 depthwise bilinear (FCN's fixed upsampling) and dense 21x21 weights. extra_info holds the bytes moved
 and the copy-bandwidth floor measured in the same run."""
+
 from functools import partial
 
 import pytest
@@ -27,8 +28,13 @@ def _stage_inputs(stage, batch, dense, device, backward):
     skip = mk(stage.skip_hw) if stage.skip_hw else None
     groups = 1 if dense else 21
     w = bilinear_kernel(21, stage.kernel, groups, device=device)
-    kw = dict(stride=stage.stride, groups=groups, out_offset=stage.out_offset, out_size=stage.out_size,
-              skip_offset=stage.skip_offset)
+    kw = dict(
+        stride=stage.stride,
+        groups=groups,
+        out_offset=stage.out_offset,
+        out_size=stage.out_size,
+        skip_offset=stage.skip_offset,
+    )
     return x, w, skip, kw
 
 
@@ -73,8 +79,9 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
         src = torch.ones(nbytes // 8, device=device)  # read + write = nbytes
         benchmark(lambda: (torch.empty_like(src).copy_(src), sync()))
         return
-    scores, ws, groups = bench.head_inputs(batch, image=IMAGE, dense=weights == "dense", device=device,
-                                           requires_grad=backward)
+    scores, ws, groups = bench.head_inputs(
+        batch, image=IMAGE, dense=weights == "dense", device=device, requires_grad=backward
+    )
     if impl == "fused":
         head = partial(bench.fused_head, scores, ws, groups, IMAGE)
     else:

@@ -11,6 +11,7 @@ The switches, read here once for every benchmark file:
                             a run cut short keeps them (pytest-benchmark's --benchmark-json is written at
                             the end only)
 """
+
 import json
 import os
 
@@ -19,8 +20,11 @@ import torch
 
 FULL = os.environ.get("FCN_BENCH_FULL") == "1"
 _devices = os.environ.get("FCN_BENCH_DEVICES")
-DEVICES = ([d.strip() for d in _devices.split(",") if d.strip()] if _devices
-           else ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+DEVICES = (
+    [d.strip() for d in _devices.split(",") if d.strip()]
+    if _devices
+    else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+)
 ROUNDS = int(os.environ["FCN_BENCH_ROUNDS"]) if os.environ.get("FCN_BENCH_ROUNDS") else None
 
 for _d in DEVICES:
@@ -48,11 +52,13 @@ def pytest_configure(config):
 
 def step(fn, inputs, backward, sync):
     """One timed call: fn(), then (backward) the gradient of its output wrt `inputs`, then sync()."""
+
     def run():
         y = fn()
         if backward:
             torch.autograd.grad(y, inputs, torch.ones_like(y))
         sync()
+
     return run
 
 
@@ -70,8 +76,15 @@ def _result_line(request):
     if fixture is None or getattr(fixture, "_mode", None) is None:  # skipped before it ran
         return
     stats = getattr(getattr(fixture, "stats", None), "stats", None)
-    row = dict(group=fixture.group, name=fixture.name, test=request.node.nodeid, extra_info=fixture.extra_info,
-               **{k: getattr(stats, k) if stats is not None else None
-                  for k in ("median", "iqr", "min", "max", "mean", "rounds")})
+    row = dict(
+        group=fixture.group,
+        name=fixture.name,
+        test=request.node.nodeid,
+        extra_info=fixture.extra_info,
+        **{
+            k: getattr(stats, k) if stats is not None else None
+            for k in ("median", "iqr", "min", "max", "mean", "rounds")
+        },
+    )
     with open(JSONL, "a") as f:  # closed (so flushed) line by line
         f.write(json.dumps(row) + "\n")

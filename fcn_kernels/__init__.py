@@ -6,6 +6,7 @@ The other public submodules (fcn_kernels.metrics, .data, .losses, ...) load on f
 application (training, the CLI, doctor, benchmarks) is fcn_kernels.app: imported by name, never an
 attribute of this package.
 """
+
 import importlib
 
 # _ext registers the C++ ops (imported for that alone); models: fcn_kernels.models.FCN8s after `import fcn_kernels`
@@ -28,10 +29,23 @@ from .shift_stitch import rarefy, shift_and_stitch
 
 # The library's public submodules, reachable as attributes; those not imported above load on first access.
 # Not fcn_kernels.app (the application): it imports the library, never the reverse (tests/test_layers.py).
-_SUBMODULES = frozenset({
-    "backends", "convolutionalize", "data", "errors", "export", "losses", "metrics", "models", "modules", "ops",
-    "reference", "shift_stitch", "triton",
-})
+_SUBMODULES = frozenset(
+    {
+        "backends",
+        "convolutionalize",
+        "data",
+        "errors",
+        "export",
+        "losses",
+        "metrics",
+        "models",
+        "modules",
+        "ops",
+        "reference",
+        "shift_stitch",
+        "triton",
+    }
+)
 
 
 def __getattr__(name):

@@ -1,4 +1,5 @@
 """Normalisation and validation of the int-or-pair arguments every op takes."""
+
 import numbers
 
 import torch
@@ -20,7 +21,6 @@ def check_extent(value, what):
 def check_planes(channels, rows, cols, what):
     """`channels` planes of rows x cols, as the kernels index them (a spare row, a run of slack)."""
     check_extent(max(channels, 1) * (rows + 1) * (cols + ROW_SLACK), what)
-
 
 
 def _is_int(v):
@@ -62,8 +62,9 @@ def check_channels(in_channels, out_channels, groups):
     out_channels = check_int(out_channels, "out_channels", minimum=1)
     groups = check_int(groups, "groups", minimum=1)
     if in_channels % groups or out_channels % groups:
-        raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                         f"divisible by groups ({groups})")
+        raise ValueError(
+            f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+        )
     return in_channels, out_channels, groups
 
 
@@ -90,8 +91,11 @@ def autocast_inputs(*tensors):
     convolutions get them (the ops require one dtype; autocast mixes them). Otherwise unchanged."""
     x = tensors[0]
     # Only device types with an autocast mode: torch >= 2.14 raises for others (meta, for shape checks).
-    if (not isinstance(x, torch.Tensor) or x.device.type not in _AUTOCAST_DEVICES
-            or not torch.is_autocast_enabled(x.device.type)):
+    if (
+        not isinstance(x, torch.Tensor)
+        or x.device.type not in _AUTOCAST_DEVICES
+        or not torch.is_autocast_enabled(x.device.type)
+    ):
         return tensors
     dtype = torch.get_autocast_dtype(x.device.type)
     return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)

@@ -1,4 +1,5 @@
 """Loads the compiled extension, if it was built. Importing it registers the C++ ops."""
+
 import sys
 import warnings
 from pathlib import Path
@@ -23,15 +24,19 @@ def _explain(exc):
     None for a pure-Python install (FCN_KERNELS_NO_EXT=1 installs no _C on purpose)."""
     built_here = list(_PACKAGE.glob("_C*.so"))
     if built_here:
-        return (f"fcn_kernels: the C++ extension {built_here[0]} failed to load ({exc}); only the 'reference' "
-                f"backend runs. Rebuild it (pip install --no-build-isolation .)")
+        return (
+            f"fcn_kernels: the C++ extension {built_here[0]} failed to load ({exc}); only the 'reference' "
+            f"backend runs. Rebuild it (pip install --no-build-isolation .)"
+        )
     if not (_PACKAGE.parent / "csrc").is_dir():
         return None
     others = _built_copies()
     shadowed = f", and it shadows the installed copy with the extension at {others[0]}" if others else ""
-    return (f"fcn_kernels was imported from the source tree {_PACKAGE.parent}, which has no built C++ "
-            f"extension{shadowed}: only the 'reference' backend runs. Run Python from another directory, "
-            f"or build the extension in place (pip install --no-build-isolation -e .).")
+    return (
+        f"fcn_kernels was imported from the source tree {_PACKAGE.parent}, which has no built C++ "
+        f"extension{shadowed}: only the 'reference' backend runs. Run Python from another directory, "
+        f"or build the extension in place (pip install --no-build-isolation -e .)."
+    )
 
 
 try:

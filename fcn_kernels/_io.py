@@ -1,4 +1,5 @@
 """File I/O every writer and loader of the package shares: atomic writes and code-free loads."""
+
 from __future__ import annotations
 
 import contextlib
@@ -89,11 +90,15 @@ def load_weights(path):
         if "Weights only load failed" in str(exc) and "Unsupported operand" not in str(exc):  # not garbage
             found = re.search(r"GLOBAL (\S+)", str(exc))
             what = f" ({found.group(1)})" if found else ""
-            raise ValueError(f"refused to load {str(path)!r}: it holds objects{what} other than tensors, "
-                             "containers, numbers and strings, and loading those could run code; nothing was "
-                             "executed") from None
+            raise ValueError(
+                f"refused to load {str(path)!r}: it holds objects{what} other than tensors, "
+                "containers, numbers and strings, and loading those could run code; nothing was "
+                "executed"
+            ) from None
         error = type(exc)("unpickling failed")
     except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError) as exc:  # a damaged file
         error = exc
-    raise ValueError(f"cannot read {str(path)!r}: not a complete file written by torch.save "
-                     f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})")
+    raise ValueError(
+        f"cannot read {str(path)!r}: not a complete file written by torch.save "
+        f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})"
+    )

@@ -9,6 +9,7 @@ where n is the number of terms, plus half the spacing of the dtype's subnormals
 (linear) inputs, computed by the reference. The bound is that of IEEE float32
 accumulation: TF32 (cuDNN's default for float32 convolutions) does not meet it.
 """
+
 import torch
 
 EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}

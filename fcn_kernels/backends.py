@@ -19,6 +19,7 @@ The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the au
 backend, shapes notwithstanding), and backend= overrides both. Asking for a backend that cannot run on the
 given tensors is an error, never a silent fallback.
 """
+
 import importlib.util
 import math
 import os
@@ -49,8 +50,7 @@ def _triton_importable() -> bool:
     # origin: a real package, not a namespace match on some folder named "triton" on sys.path
     # (pytest puts tests/ on it, and tests/triton/ exists).
     spec = importlib.util.find_spec("triton")
-    return (spec is not None and spec.origin is not None
-            and importlib.util.find_spec("fcn_kernels.triton") is not None)
+    return spec is not None and spec.origin is not None and importlib.util.find_spec("fcn_kernels.triton") is not None
 
 
 def _missing_kernels(backend: str) -> list:
@@ -135,8 +135,7 @@ def available_backends() -> list:
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
-    return [b for b in BACKENDS
-            if all(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
+    return [b for b in BACKENDS if all(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
 # rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this
@@ -144,8 +143,7 @@ def available_backends() -> list:
 DEPTHWISE_FORWARD_ELEMENTS = 2**17
 
 
-def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad, channels=1,
-                   grad=True):
+def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad, channels=1, grad=True):
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
     if op in _LOSS_OPS:
@@ -153,10 +151,14 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
     if op == "rarefied_conv2d":
         if cin_g >= 8 and cout_g >= 8:
             return "dense groups (>= 8 channels each way): the vendor convolution reuses across channels"
-        if (device_type == "cpu" and cin_g == 1 and not grad and max(stride) < 8
-                and channels * out_size[0] * out_size[1] >= DEPTHWISE_FORWARD_ELEMENTS):
-            return ("depthwise, no gradient, a large map, rarefaction < 8: oneDNN's depthwise forward is "
-                    "faster")
+        if (
+            device_type == "cpu"
+            and cin_g == 1
+            and not grad
+            and max(stride) < 8
+            and channels * out_size[0] * out_size[1] >= DEPTHWISE_FORWARD_ELEMENTS
+        ):
+            return "depthwise, no gradient, a large map, rarefaction < 8: oneDNN's depthwise forward is faster"
     elif op == "upsample_skip" and cin_g >= 4 and cout_g >= 4:
         if weight_grad:
             return "dense groups with a trained weight: the vendor weight gradient is faster"
@@ -193,8 +195,18 @@ def _loss_vendor_faster(op, cin_g, cout_g, out_size, weight_grad, channels):
     return None
 
 
-def _auto(op, device, cin_g=1, cout_g=1, kernel=(1, 1), stride=(1, 1), out_size=(0, 0), weight_grad=False,
-          channels=1, grad=True):
+def _auto(
+    op,
+    device,
+    cin_g=1,
+    cout_g=1,
+    kernel=(1, 1),
+    stride=(1, 1),
+    out_size=(0, 0),
+    weight_grad=False,
+    channels=1,
+    grad=True,
+):
     """(backend, why) of the automatic choice. cin_g, cout_g: channels per group; kernel, stride, out_size:
     (rows, cols) of the filter, of upsample_skip's stride (rarefied_conv2d's rarefaction), of the output;
     weight_grad: whether the weight's gradient will be computed; channels: output channels; grad: whether
@@ -304,10 +316,15 @@ def resolve(backend, device: torch.device, op: str, **shape) -> str:
         raise ValueError(f"{source}={backend!r} is not one of {BACKENDS}")
     if not _built(backend, op):
         why = f" ({_ext.EXTENSION_ERROR})" if backend in ("cpu", "cuda") and not _ext.HAS_EXTENSION else ""
-        raise RuntimeError(f"{source}={backend!r}: fcn_kernels was built without {backend} kernels "
-                           f"for {op}{why}; available: {available_backends()}")
+        raise RuntimeError(
+            f"{source}={backend!r}: fcn_kernels was built without {backend} kernels "
+            f"for {op}{why}; available: {available_backends()}"
+        )
     if not _runs_on(backend, device):
-        hint = " (set TRITON_INTERPRET=1 before importing triton to run Triton on CPU)" \
-            if backend == "triton" and device.type == "cpu" else ""
+        hint = (
+            " (set TRITON_INTERPRET=1 before importing triton to run Triton on CPU)"
+            if backend == "triton" and device.type == "cpu"
+            else ""
+        )
         raise RuntimeError(f"{source}={backend!r} cannot run {op} on {device.type} tensors{hint}")
     return backend

@@ -1,4 +1,5 @@
 """Convolutionalization (Long et al., paper 3.1): a fully connected layer as a convolution."""
+
 import numbers
 
 import torch
@@ -12,13 +13,13 @@ def _shape(input_shape, in_features):
         shape = tuple(input_shape)
     except TypeError:
         raise TypeError(f"input_shape must be (C, h, w) or C, got {input_shape!r}") from None
-    if len(shape) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-                                  for v in shape):
+    if len(shape) != 3 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+    ):
         raise ValueError(f"input_shape must be three positive ints (C, h, w), got {input_shape!r}")
     c, h, w = (int(v) for v in shape)
     if c * h * w != in_features:
-        raise ValueError(f"input_shape {shape} holds {c * h * w} features but the linear layer reads "
-                         f"{in_features}")
+        raise ValueError(f"input_shape {shape} holds {c * h * w} features but the linear layer reads {in_features}")
     return c, h, w
 
 
@@ -59,8 +60,9 @@ def convolutionalize(linear: nn.Linear, input_shape) -> nn.Conv2d:
     weight = linear.weight
     conv = nn.Conv2d(c, linear.out_features, (h, w), bias=linear.bias is not None, device="meta")
     with torch.no_grad():
-        conv.weight = nn.Parameter(weight.detach().reshape(linear.out_features, c, h, w).clone(),
-                                   requires_grad=weight.requires_grad)
+        conv.weight = nn.Parameter(
+            weight.detach().reshape(linear.out_features, c, h, w).clone(), requires_grad=weight.requires_grad
+        )
         if linear.bias is not None:
             conv.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
     return conv

@@ -10,6 +10,7 @@ Crop windows are Slices whose ends are computed from the graph's shapes where th
 input size (the FCN's final crop), so a dynamic export takes any batch and image size.
 Needs the `deploy` extra (onnx, onnxscript).
 """
+
 import os
 
 import torch
@@ -25,8 +26,13 @@ def _ints(values):
 
     if all(isinstance(v, int) for v in values):
         return op.Constant(value_ints=[int(v) for v in values])
-    return op.Concat(*[op.Constant(value_ints=[v]) if isinstance(v, int) else op.Reshape(v, op.Constant(value_ints=[1]))
-                       for v in values], axis=0)
+    return op.Concat(
+        *[
+            op.Constant(value_ints=[v]) if isinstance(v, int) else op.Reshape(v, op.Constant(value_ints=[1]))
+            for v in values
+        ],
+        axis=0,
+    )
 
 
 def _window(t, offset, size):
@@ -49,8 +55,12 @@ def _upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size
     from onnxscript import opset18 as op
 
     # ArgMax returns the first maximal index, as torch.argmax does at ties.
-    return op.ArgMax(_upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset),
-                     axis=1, keepdims=0, select_last_index=0)
+    return op.ArgMax(
+        _upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset),
+        axis=1,
+        keepdims=0,
+        select_last_index=0,
+    )
 
 
 def _rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):
@@ -104,8 +114,14 @@ def _in_eval_mode(model, example_inputs, dynamic, export):
     """export(model, inputs, dynamic_shapes) with the model in eval mode (its mode restored after).
     dynamic: every dimension but the channels (dim 1) of each tensor input is symbolic."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    shapes = tuple({d: torch.export.Dim.DYNAMIC for d in range(t.dim()) if d != 1}
-                   if isinstance(t, torch.Tensor) else None for t in inputs) if dynamic else None
+    shapes = (
+        tuple(
+            {d: torch.export.Dim.DYNAMIC for d in range(t.dim()) if d != 1} if isinstance(t, torch.Tensor) else None
+            for t in inputs
+        )
+        if dynamic
+        else None
+    )
     # Size-oblivious: an example of batch 1 must not specialise the batch to 1.
     oblivious = torch.fx.experimental._config.patch(backed_size_oblivious=dynamic)
     was_training = model.training
@@ -150,14 +166,29 @@ def export_onnx(model, example_inputs, path, dynamic=True, opset=OPSET):
     """
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    program = _in_eval_mode(model, example_inputs, dynamic, lambda m, inputs, shapes: torch.onnx.export(
-        m, inputs, None, dynamo=True, opset_version=opset, verbose=False,
-        custom_translation_table=onnx_translations(), dynamic_shapes=shapes))
-    foreign = sorted({f"{n.domain}::{n.op_type}" for n in program.model_proto.graph.node
-                      if n.domain not in ("", "ai.onnx")})
+    program = _in_eval_mode(
+        model,
+        example_inputs,
+        dynamic,
+        lambda m, inputs, shapes: torch.onnx.export(
+            m,
+            inputs,
+            None,
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
+            custom_translation_table=onnx_translations(),
+            dynamic_shapes=shapes,
+        ),
+    )
+    foreign = sorted(
+        {f"{n.domain}::{n.op_type}" for n in program.model_proto.graph.node if n.domain not in ("", "ai.onnx")}
+    )
     if foreign:
-        raise RuntimeError(f"export_onnx: the graph has non-standard ONNX ops {foreign}: an op without a "
-                           "translation in fcn_kernels.export.TRANSLATIONS")
+        raise RuntimeError(
+            f"export_onnx: the graph has non-standard ONNX ops {foreign}: an op without a "
+            "translation in fcn_kernels.export.TRANSLATIONS"
+        )
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
     return os.fspath(path)
@@ -194,8 +225,9 @@ def export_aoti(model, example_inputs, path):
     """
     if not os.fspath(path).endswith(".pt2"):
         raise ValueError(f"path of an AOTInductor package must end in .pt2, got {os.fspath(path)!r}")
-    program = _in_eval_mode(model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(
-        m, inputs, dynamic_shapes=shapes))
+    program = _in_eval_mode(
+        model, example_inputs, False, lambda m, inputs, shapes: torch.export.export(m, inputs, dynamic_shapes=shapes)
+    )
     with atomic_path(path, suffix=".pt2") as tmp:
         torch._inductor.aoti_compile_and_package(program, package_path=tmp)
     return os.fspath(path)

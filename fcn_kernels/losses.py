@@ -21,6 +21,7 @@ over the pixels i whose label y_i is not ``ignore_index`` (255), where
   pixels: with a fixed normaliser, each pixel's gradient is exactly
   m_i / p * w[y_i] times its unweighted, unsampled gradient.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,10 +36,16 @@ __all__ = [
 ]
 
 
-def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                            *, ignore_index: int = 255, sample_p: float = 1.0,
-                            generator: torch.Generator | None = None,
-                            reduction: str = "mean") -> torch.Tensor:
+def pixelwise_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    ignore_index: int = 255,
+    sample_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
     r"""Per-pixel cross-entropy with an ignore label, class weights and loss sampling (paper 3.4).
 
     The loss of this module's docstring: each non-ignored pixel's ``-log softmax(logits)[target]``, times its
@@ -77,8 +84,10 @@ def pixelwise_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: 
     """
     check_loss_arguments(sample_p, reduction)
     if logits.dim() != target.dim() + 1 or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
-                         "(expected (N, C, H, W) and (N, H, W))")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
+            "(expected (N, C, H, W) and (N, H, W))"
+        )
     target = target.long()
     valid = target != ignore_index
     n_class = logits.shape[1]
@@ -159,8 +168,15 @@ class PixelwiseCrossEntropy(nn.Module):
         Returns:
             Tensor: as :func:`pixelwise_cross_entropy` returns for this ``reduction``.
         """
-        return pixelwise_cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index,
-                                       sample_p=self.sample_p, generator=generator, reduction=self.reduction)
+        return pixelwise_cross_entropy(
+            logits,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            sample_p=self.sample_p,
+            generator=generator,
+            reduction=self.reduction,
+        )
 
 
 def class_frequencies(labels, n_class: int, ignore_index: int = 255) -> torch.Tensor:

@@ -18,6 +18,7 @@ border) are not counted at all.
 
 The confusion matrix is indexed ``hist[true, pred]`` (rows: ground truth).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,7 @@ def _as_labels(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return pred
 
 
-def confusion_matrix(pred, target, n_class: int, ignore_index: int | None = 255,
-                     validate: bool = True) -> torch.Tensor:
+def confusion_matrix(pred, target, n_class: int, ignore_index: int | None = 255, validate: bool = True) -> torch.Tensor:
     """The (n_class, n_class) int64 matrix hist[true, pred] on the inputs' device.
 
     pred: label map of target's shape, or scores (N, C, ...) to take the argmax of.
@@ -68,8 +68,7 @@ def confusion_matrix(pred, target, n_class: int, ignore_index: int | None = 255,
         if bool(bad_t.any()):
             vals = torch.unique(target[bad_t]).tolist()[:10]
             raise ValueError(
-                f"target labels {vals} are outside [0, {n_class}) and are not the ignore "
-                f"label {ignore_index}"
+                f"target labels {vals} are outside [0, {n_class}) and are not the ignore label {ignore_index}"
             )
         bad_p = keep & ((pred < 0) | (pred >= n_class))
         if bool(bad_p.any()):
@@ -84,8 +83,8 @@ def confusion_matrix(pred, target, n_class: int, ignore_index: int | None = 255,
 def _ratios(hist: torch.Tensor):
     h = hist.double()
     diag = torch.diagonal(h)
-    t = h.sum(1)            # pixels of each true class
-    p = h.sum(0)            # pixels predicted as each class
+    t = h.sum(1)  # pixels of each true class
+    p = h.sum(0)  # pixels predicted as each class
     union = t + p - diag
     return h, diag, t, union
 
@@ -125,7 +124,7 @@ def fw_iu(hist: torch.Tensor) -> float:
     total = float(t.sum())
     if total == 0:
         return math.nan
-    present = t > 0          # t_i > 0 implies union > 0
+    present = t > 0  # t_i > 0 implies union > 0
     return float((t[present] * diag[present] / union[present]).sum()) / total
 
 
@@ -203,8 +202,7 @@ class ConfusionMatrix:
         0.6666666666666666
     """
 
-    def __init__(self, n_class: int, ignore_index: int | None = 255, device=None,
-                 validate: bool = True):
+    def __init__(self, n_class: int, ignore_index: int | None = 255, device=None, validate: bool = True):
         self.n_class = int(n_class)
         self.ignore_index = ignore_index
         self.validate = validate
@@ -235,6 +233,7 @@ class ConfusionMatrix:
 
     def all_reduce(self, group=None) -> "ConfusionMatrix":
         import torch.distributed as dist
+
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.hist, group=group)
         return self

@@ -4,6 +4,7 @@ Deliberately literal: these are the ground truth of the tests and the "stock"
 side of the benchmarks. They do not validate beyond what PyTorch itself does;
 the public ops validate before calling them.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -11,43 +12,100 @@ from ._args import pair
 from .losses import pixelwise_cross_entropy
 
 
-def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
-                  out_size=None, skip_offset=(0, 0)):
+def upsample_skip(
+    x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None, skip_offset=(0, 0)
+):
     """conv_transpose2d, then crop [oy:oy+Ho, ox:ox+Wo], then add skip[sy:sy+Ho, sx:sx+Wo]."""
     stride = pair(stride, "stride")
     oy, ox = pair(out_offset, "out_offset")
     y = F.conv_transpose2d(x, weight, bias, stride=stride, groups=groups)
     ho, wo = pair(out_size, "out_size") if out_size is not None else (y.shape[-2] - oy, y.shape[-1] - ox)
-    y = y[:, :, oy:oy + ho, ox:ox + wo]
+    y = y[:, :, oy : oy + ho, ox : ox + wo]
     if skip is not None:
         sy, sx = pair(skip_offset, "skip_offset")
-        y = y + skip[:, :, sy:sy + ho, sx:sx + wo]
+        y = y + skip[:, :, sy : sy + ho, sx : sx + wo]
     return y
 
 
-def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
-                    out_size=None, skip_offset=(0, 0)):
+def upsample_argmax(
+    x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None, skip_offset=(0, 0)
+):
     """upsample_skip(...).argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
-    return upsample_skip(x, weight, bias, skip, stride=stride, groups=groups, out_offset=out_offset,
-                         out_size=out_size, skip_offset=skip_offset).argmax(1)
+    return upsample_skip(
+        x,
+        weight,
+        bias,
+        skip,
+        stride=stride,
+        groups=groups,
+        out_offset=out_offset,
+        out_size=out_size,
+        skip_offset=skip_offset,
+    ).argmax(1)
 
 
-def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
-                           skip_offset=(0, 0), class_weight=None, ignore_index=255, sample_p=1.0, generator=None,
-                           reduction="mean"):
+def upsample_cross_entropy(
+    x,
+    target,
+    weight,
+    bias=None,
+    skip=None,
+    *,
+    stride,
+    groups=1,
+    out_offset=(0, 0),
+    skip_offset=(0, 0),
+    class_weight=None,
+    ignore_index=255,
+    sample_p=1.0,
+    generator=None,
+    reduction="mean",
+):
     """pixelwise_cross_entropy of upsample_skip's scores cropped to the target's size."""
-    scores = upsample_skip(x, weight, bias, skip, stride=stride, groups=groups, out_offset=out_offset,
-                           out_size=tuple(target.shape[-2:]), skip_offset=skip_offset)
-    return pixelwise_cross_entropy(scores, target, class_weight, ignore_index=ignore_index, sample_p=sample_p,
-                                   generator=generator, reduction=reduction)
+    scores = upsample_skip(
+        x,
+        weight,
+        bias,
+        skip,
+        stride=stride,
+        groups=groups,
+        out_offset=out_offset,
+        out_size=tuple(target.shape[-2:]),
+        skip_offset=skip_offset,
+    )
+    return pixelwise_cross_entropy(
+        scores,
+        target,
+        class_weight,
+        ignore_index=ignore_index,
+        sample_p=sample_p,
+        generator=generator,
+        reduction=reduction,
+    )
 
 
-def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=None, ignore_index=255, sample_p=1.0,
-                              generator=None, reduction="mean"):
+def interpolate_cross_entropy(
+    x,
+    target,
+    *,
+    align_corners=False,
+    class_weight=None,
+    ignore_index=255,
+    sample_p=1.0,
+    generator=None,
+    reduction="mean",
+):
     """pixelwise_cross_entropy of F.interpolate(x, size=target's, mode="bilinear")'s scores."""
     scores = F.interpolate(x, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
-    return pixelwise_cross_entropy(scores, target, class_weight, ignore_index=ignore_index, sample_p=sample_p,
-                                   generator=generator, reduction=reduction)
+    return pixelwise_cross_entropy(
+        scores,
+        target,
+        class_weight,
+        ignore_index=ignore_index,
+        sample_p=sample_p,
+        generator=generator,
+        reduction=reduction,
+    )
 
 
 def interpolate_argmax(x, size, *, align_corners=False):
@@ -87,5 +145,12 @@ def rarefy_filter(weight: torch.Tensor, s) -> torch.Tensor:
 
 def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1):
     """F.conv2d with dilation = rarefaction, stride 1."""
-    return F.conv2d(x, weight, bias, stride=1, padding=pair(padding, "padding"),
-                    dilation=pair(rarefaction, "rarefaction"), groups=groups)
+    return F.conv2d(
+        x,
+        weight,
+        bias,
+        stride=1,
+        padding=pair(padding, "padding"),
+        dilation=pair(rarefaction, "rarefaction"),
+        groups=groups,
+    )

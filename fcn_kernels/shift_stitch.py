@@ -6,6 +6,7 @@
 
 On every position that neither computation takes from padding (see the tests), the two agree.
 """
+
 import copy
 from collections import OrderedDict
 
@@ -57,8 +58,10 @@ def shift_and_stitch(fn, x, factor):
     """
     fy, fx = pair(factor, "factor", minimum=1)
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise TypeError(f"x must be a tensor with at least 2 (spatial) dimensions, got "
-                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
+        raise TypeError(
+            f"x must be a tensor with at least 2 (spatial) dimensions, got "
+            f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}"
+        )
     if x.shape[-2] < fy or x.shape[-1] < fx:
         raise ValueError(f"x's spatial size {tuple(x.shape[-2:])} is smaller than the factor {(fy, fx)}")
     outs = {}
@@ -68,9 +71,11 @@ def shift_and_stitch(fn, x, factor):
     first = outs[0, 0]
     for (dy, dx), o in outs.items():
         if not isinstance(o, torch.Tensor) or o.dim() < 2 or o.shape[:-2] != first.shape[:-2]:
-            raise ValueError(f"fn's outputs must be tensors of the same leading shape; shift {(dy, dx)} gave "
-                             f"{tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__}, "
-                             f"shift (0, 0) gave {tuple(first.shape)}")
+            raise ValueError(
+                f"fn's outputs must be tensors of the same leading shape; shift {(dy, dx)} gave "
+                f"{tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__}, "
+                f"shift (0, 0) gave {tuple(first.shape)}"
+            )
     hd = min(dy + fy * o.shape[-2] for (dy, dx), o in outs.items())
     wd = min(dx + fx * o.shape[-1] for (dy, dx), o in outs.items())
     if hd <= 0 or wd <= 0:
@@ -78,24 +83,46 @@ def shift_and_stitch(fn, x, factor):
     out = first.new_empty(*first.shape[:-2], hd, wd)
     for (dy, dx), o in outs.items():
         if dy < hd and dx < wd:  # rows dy, dy + fy, ... below hd: ceil((hd - dy) / fy) of them
-            out[..., dy::fy, dx::fx] = o[..., :_ceil_div(hd - dy, fy), :_ceil_div(wd - dx, fx)]
+            out[..., dy::fy, dx::fx] = o[..., : _ceil_div(hd - dy, fy), : _ceil_div(wd - dx, fx)]
     return out
 
 
 # Layers that act on each spatial position independently: copied unchanged.
 _POINTWISE = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
-    nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.LocalResponseNorm,
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Threshold,
+    nn.LogSigmoid,
+    nn.LocalResponseNorm,
 )
 # Pointwise only in eval mode (batch statistics or random masks differ between the shifted passes).
 _POINTWISE_EVAL = (nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
 def _unsupported(path, m, why=""):
-    return TypeError(f"rarefy: unsupported layer {path} ({type(m).__name__}){why}; supported: nn.Sequential "
-                     f"(nested), nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, and pointwise layers (activations; "
-                     f"BatchNorm2d and dropout in eval mode)")
+    return TypeError(
+        f"rarefy: unsupported layer {path} ({type(m).__name__}){why}; supported: nn.Sequential "
+        f"(nested), nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, and pointwise layers (activations; "
+        f"BatchNorm2d and dropout in eval mode)"
+    )
 
 
 def _scale(p, r):
@@ -124,13 +151,19 @@ def _rarefy_layer(m, r, path):
         stride = pair(m.stride if m.stride is not None else m.kernel_size, "stride")
         dilation = pair(m.dilation, "dilation")
         # ceil_mode only adds partial windows at the coarse map's bottom/right border; at stride 1 it is moot.
-        return (RarefiedMaxPool2d(kernel, _scale(dilation, r), _scale(pair(m.padding, "padding"), r)),
-                _scale(stride, r))
+        return (
+            RarefiedMaxPool2d(kernel, _scale(dilation, r), _scale(pair(m.padding, "padding"), r)),
+            _scale(stride, r),
+        )
     if isinstance(m, nn.AvgPool2d):
         kernel = pair(m.kernel_size, "kernel_size")
         stride = pair(m.stride if m.stride is not None else m.kernel_size, "stride")
-        return (RarefiedAvgPool2d(kernel, r, _scale(pair(m.padding, "padding"), r), m.count_include_pad,
-                                  m.divisor_override), _scale(stride, r))
+        return (
+            RarefiedAvgPool2d(
+                kernel, r, _scale(pair(m.padding, "padding"), r), m.count_include_pad, m.divisor_override
+            ),
+            _scale(stride, r),
+        )
     if isinstance(m, _POINTWISE_EVAL):
         if m.training:
             raise _unsupported(path, m, " in train mode (call net.eval() first)")

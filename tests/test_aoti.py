@@ -1,6 +1,7 @@
 """AOTInductor: a fused FCN-8s compiled ahead of time (export_aoti), loaded with aoti_load_package, gives the
 model's outputs; our C++ kernels are called from the package (found because `import fcn_kernels` loaded
 them)."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Backend selection (docs/DESIGN.md §4): automatic choice, FCN_KERNELS_BACKEND, clear errors."""
+
 import importlib
 
 import pytest
@@ -78,8 +79,10 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 @pytest.mark.parametrize("device", [CPU, CUDA])
-@pytest.mark.parametrize("cin_g,cout_g,stock", [(512, 512, True), (8, 8, True), (8, 7, False), (7, 64, False),
-                                                (1, 1, False), (1, 2, False), (4, 4, False)])
+@pytest.mark.parametrize(
+    "cin_g,cout_g,stock",
+    [(512, 512, True), (8, 8, True), (8, 7, False), (7, 64, False), (1, 1, False), (1, 2, False), (4, 4, False)],
+)
 def test_rule_rarefied_conv2d(device, cin_g, cout_g, stock):
     chosen = backends.choose("rarefied_conv2d", device, cin_g=cin_g, cout_g=cout_g)
     assert (chosen == "reference") == stock or not backends._built("cpu", "rarefied_conv2d"), chosen
@@ -87,12 +90,12 @@ def test_rule_rarefied_conv2d(device, cin_g, cout_g, stock):
 
 # depthwise rarefied_conv2d on CPU: (channels, out_size, rarefaction, grad) -> stock?
 DEPTHWISE_RULE = [
-    (64, 64, 2, False, True),     # inference on a large map: oneDNN's depthwise forward
-    (32, 64, 4, False, True),     # exactly 2**17 output elements
-    (31, 64, 4, False, False),    # just under
-    (64, 64, 2, True, False),     # training: our forward + backward (2x to 2.8x faster)
-    (64, 64, 8, False, False),    # rarefaction 8: ours (oneDNN 2x slower there)
-    (21, 64, 2, False, False),    # FCN-sized score maps: ours
+    (64, 64, 2, False, True),  # inference on a large map: oneDNN's depthwise forward
+    (32, 64, 4, False, True),  # exactly 2**17 output elements
+    (31, 64, 4, False, False),  # just under
+    (64, 64, 2, True, False),  # training: our forward + backward (2x to 2.8x faster)
+    (64, 64, 8, False, False),  # rarefaction 8: ours (oneDNN 2x slower there)
+    (21, 64, 2, False, False),  # FCN-sized score maps: ours
 ]
 
 
@@ -107,8 +110,11 @@ def test_rule_depthwise_rarefied_conv2d_on_cpu(channels, hw, r, grad, stock):
 @pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="_C not built")
 def test_depthwise_inference_runs_stock_and_training_ours(monkeypatch):
     calls = []
-    monkeypatch.setattr(fcn_kernels.reference, "rarefied_conv2d",
-                        lambda *a, _f=fcn_kernels.reference.rarefied_conv2d, **k: calls.append("stock") or _f(*a, **k))
+    monkeypatch.setattr(
+        fcn_kernels.reference,
+        "rarefied_conv2d",
+        lambda *a, _f=fcn_kernels.reference.rarefied_conv2d, **k: calls.append("stock") or _f(*a, **k),
+    )
     x, w = torch.randn(1, 64, 66, 66), torch.randn(64, 1, 3, 3)
     with torch.no_grad():
         y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=1, groups=64)
@@ -121,23 +127,23 @@ def test_depthwise_inference_runs_stock_and_training_ours(monkeypatch):
 
 # (device, cin_g, cout_g, kernel, stride, out_size, weight_grad) -> stock?
 UPSAMPLE_RULE = [
-    (CPU, 1, 1, 16, 8, 500, True, False),         # depthwise: always ours
+    (CPU, 1, 1, 16, 8, 500, True, False),  # depthwise: always ours
     (CPU, 1, 1, 3, 1, 64, False, False),
-    (CPU, 3, 8, 4, 2, 34, True, False),           # narrow groups: ours
-    (CPU, 21, 21, 16, 8, 500, False, False),      # FCN-8s upscore8, fixed dense 21 x 21: ours
-    (CPU, 21, 21, 4, 2, 70, False, True),         # FCN-8s upscore_pool4 dense, a small map: stock
-    (CPU, 21, 21, 4, 2, 34, False, True),         # FCN-8s upscore2 dense
-    (CPU, 21, 21, 16, 8, 500, True, True),        # a trained dense weight: stock
+    (CPU, 3, 8, 4, 2, 34, True, False),  # narrow groups: ours
+    (CPU, 21, 21, 16, 8, 500, False, False),  # FCN-8s upscore8, fixed dense 21 x 21: ours
+    (CPU, 21, 21, 4, 2, 70, False, True),  # FCN-8s upscore_pool4 dense, a small map: stock
+    (CPU, 21, 21, 4, 2, 34, False, True),  # FCN-8s upscore2 dense
+    (CPU, 21, 21, 16, 8, 500, True, True),  # a trained dense weight: stock
     (CPU, 4, 4, 4, 2, 500, True, True),
-    (CPU, 8, 8, 3, 1, 500, False, True),          # stride 1
-    (CPU, 8, 8, 4, 2, 64, False, False),          # 8 * 4 = 32 products per output: ours
+    (CPU, 8, 8, 3, 1, 500, False, True),  # stride 1
+    (CPU, 8, 8, 4, 2, 64, False, False),  # 8 * 4 = 32 products per output: ours
     (CPU, 9, 9, 4, 2, 64, False, True),
-    (CPU, 64, 64, 4, 2, 254, False, False),       # a large map: ours
-    (CUDA, 21, 21, 16, 8, 500, False, True),      # CUDA: dense heads to cuDNN (measured 2x to 4.5x faster)
+    (CPU, 64, 64, 4, 2, 254, False, False),  # a large map: ours
+    (CUDA, 21, 21, 16, 8, 500, False, True),  # CUDA: dense heads to cuDNN (measured 2x to 4.5x faster)
     (CUDA, 21, 21, 4, 2, 34, False, True),
     (CUDA, 4, 4, 4, 2, 500, False, True),
-    (CUDA, 3, 8, 4, 2, 500, False, False),        # narrow groups and depthwise: ours
-    (CUDA, 1, 1, 16, 8, 500, False, False),       # FCN's depthwise upscore8 (3.6x to 18.7x faster forward)
+    (CUDA, 3, 8, 4, 2, 500, False, False),  # narrow groups and depthwise: ours
+    (CUDA, 1, 1, 16, 8, 500, False, False),  # FCN's depthwise upscore8 (3.6x to 18.7x faster forward)
     (CUDA, 33, 33, 4, 2, 500, False, True),
     (CUDA, 21, 21, 4, 2, 500, True, True),
     (CUDA, 8, 8, 3, 1, 500, False, True),
@@ -147,8 +153,16 @@ UPSAMPLE_RULE = [
 
 @pytest.mark.parametrize("device,cin_g,cout_g,k,s,out,weight_grad,stock", UPSAMPLE_RULE)
 def test_rule_upsample_skip(device, cin_g, cout_g, k, s, out, weight_grad, stock):
-    why = backends.explain("upsample_skip", device, cin_g=cin_g, cout_g=cout_g, kernel=(k, k), stride=(s, s),
-                           out_size=(out, out), weight_grad=weight_grad)
+    why = backends.explain(
+        "upsample_skip",
+        device,
+        cin_g=cin_g,
+        cout_g=cout_g,
+        kernel=(k, k),
+        stride=(s, s),
+        out_size=(out, out),
+        weight_grad=weight_grad,
+    )
     if device.type == "cpu" and not backends._built("cpu", "upsample_skip"):
         pytest.skip("_C not built")
     assert why.startswith("reference: ") == stock, why
@@ -160,8 +174,11 @@ def spies(monkeypatch):
     calls = []
     for name in ("upsample_skip", "rarefied_conv2d"):
         real = getattr(fcn_kernels.reference, name)
-        monkeypatch.setattr(fcn_kernels.reference, name,
-                            lambda *a, _real=real, _name=name, **k: (calls.append(f"stock {_name}"), _real(*a, **k))[1])
+        monkeypatch.setattr(
+            fcn_kernels.reference,
+            name,
+            lambda *a, _real=real, _name=name, **k: (calls.append(f"stock {_name}"), _real(*a, **k))[1],
+        )
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     return calls
 
@@ -200,8 +217,7 @@ def test_forced_backend_runs_the_kernels_on_dense_shapes(spies, monkeypatch, how
         monkeypatch.setenv(backends.ENV_VAR, "cpu")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         y = fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2, **kw)
-        fcn_kernels.upsample_skip(torch.randn(1, 8, 5, 5), torch.randn(8, 8, 4, 4, requires_grad=True), stride=2,
-                                  **kw)
+        fcn_kernels.upsample_skip(torch.randn(1, 8, 5, 5), torch.randn(8, 8, 4, 4, requires_grad=True), stride=2, **kw)
     names = {e.name for e in prof.events()}
     assert spies == [] and {"fcn_kernels::rarefied_conv2d", "fcn_kernels::upsample_skip"} <= names
     torch.testing.assert_close(y, F.conv2d(x, w, padding=2, dilation=2))
@@ -214,12 +230,14 @@ def test_forced_backend_runs_the_kernels_on_dense_shapes(spies, monkeypatch, how
 def test_auto_choice_compiles_fullgraph(spies):
     x, w = _dense_rarefied()
     torch._dynamo.reset()
-    f = torch.compile(lambda x, w: fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2), fullgraph=True,
-                      backend="eager")
+    f = torch.compile(
+        lambda x, w: fcn_kernels.rarefied_conv2d(x, w, rarefaction=2, padding=2), fullgraph=True, backend="eager"
+    )
     torch.testing.assert_close(f(x, w), F.conv2d(x, w, padding=2, dilation=2))
     xu, wu = torch.randn(1, 8, 5, 5, requires_grad=True), torch.randn(8, 8, 4, 4, requires_grad=True)
-    g = torch.compile(lambda x, w: fcn_kernels.upsample_skip(x, w, stride=2, out_offset=1), fullgraph=True,
-                      backend="eager")
+    g = torch.compile(
+        lambda x, w: fcn_kernels.upsample_skip(x, w, stride=2, out_offset=1), fullgraph=True, backend="eager"
+    )
     torch.testing.assert_close(g(xu, wu), F.conv_transpose2d(xu, wu, stride=2)[:, :, 1:, 1:])
 
 
@@ -231,19 +249,23 @@ def _runnable(backend):
     return backend in fcn_kernels.available_backends() and backends._runs_on(backend, torch.device("cpu"))
 
 
-@pytest.mark.skipif(not backends._triton_importable() or "cpu" not in fcn_kernels.available_backends(),
-                    reason="needs triton and the C++ ops")
+@pytest.mark.skipif(
+    not backends._triton_importable() or "cpu" not in fcn_kernels.available_backends(),
+    reason="needs triton and the C++ ops",
+)
 def test_op_names_follow_the_rule():
     import fcn_kernels.triton  # noqa: F401  (registers the Triton ops)
+
     names = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")}
     triton_ops = {n for n in names if n.endswith("_triton")}
     cpp_ops = names - triton_ops
-    family = {f"{op}{p}" for op in ("upsample_skip", "rarefied_conv2d") for p in ("", "_backward_input",
-                                                                                   "_backward_weight")}
+    family = {
+        f"{op}{p}" for op in ("upsample_skip", "rarefied_conv2d") for p in ("", "_backward_input", "_backward_weight")
+    }
     assert family <= cpp_ops
     assert {f"{n}_triton" for n in family} | {"backward_bias_skip_triton"} <= triton_ops
     for name in triton_ops - {"backward_bias_skip_triton"}:
-        assert name[:-len("_triton")] in cpp_ops, name
+        assert name[: -len("_triton")] in cpp_ops, name
 
 
 def _saved_shapes(fn):
@@ -260,9 +282,11 @@ def test_same_saved_tensors_on_every_backend(backend, op):
         pytest.skip(f"{backend} does not run on CPU tensors here")
     x, skip = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 8, 8)
     w = torch.randn(2, 1, 4, 4) if op == "upsample_skip" else torch.randn(2, 1, 3, 3)
-    call = (lambda x, w: fcn_kernels.upsample_skip(x, w, None, skip.requires_grad_(), stride=2, groups=2,
-                                                   backend=backend)) if op == "upsample_skip" else \
-        (lambda x, w: fcn_kernels.rarefied_conv2d(x, w, padding=1, groups=2, backend=backend))
+    call = (
+        (lambda x, w: fcn_kernels.upsample_skip(x, w, None, skip.requires_grad_(), stride=2, groups=2, backend=backend))
+        if op == "upsample_skip"
+        else (lambda x, w: fcn_kernels.rarefied_conv2d(x, w, padding=1, groups=2, backend=backend))
+    )
     # x only for the weight gradient, the weight only for x's, nothing for bias or skip
     assert _saved_shapes(lambda: call(x.requires_grad_(), w)) == [tuple(w.shape)]
     assert _saved_shapes(lambda: call(x.detach(), w.requires_grad_())) == [tuple(x.shape)]
@@ -272,8 +296,15 @@ def test_same_saved_tensors_on_every_backend(backend, op):
 # ---------------------------------------------------------------------------------------------------------
 # The build check: a compiled backend is available only when every op has every kernel it needs
 # ---------------------------------------------------------------------------------------------------------
-ALL_KERNELS = ["upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight", "upsample_argmax",
-               "rarefied_conv2d", "rarefied_conv2d_backward_input", "rarefied_conv2d_backward_weight"]
+ALL_KERNELS = [
+    "upsample_skip",
+    "upsample_skip_backward_input",
+    "upsample_skip_backward_weight",
+    "upsample_argmax",
+    "rarefied_conv2d",
+    "rarefied_conv2d_backward_input",
+    "rarefied_conv2d_backward_weight",
+]
 
 
 def _pretend_built(monkeypatch, lacking=(), gpu=True):
@@ -284,6 +315,7 @@ def _pretend_built(monkeypatch, lacking=(), gpu=True):
     def has_kernel(op, key):
         asked.append((op, key))
         return not (key == "CUDA" and op in lacking)
+
     monkeypatch.setattr(backends._ext, "has_kernel", has_kernel)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(backends, "_BUILT", backends._built_table())

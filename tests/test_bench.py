@@ -1,4 +1,5 @@
 """`fcn-kernels bench`: the FCN-8s geometry from the models, one-line errors, documented options, a quiet table."""
+
 import os
 import subprocess
 import sys
@@ -24,8 +25,11 @@ def test_fcn8s_stages_are_the_models():
         score_fr, pool4, pool3 = model.scores(torch.zeros(1, 3, 77, 77))
     s1, s2, s3 = bench.fcn8s_stages(77)
     assert (s1.in_hw, s1.skip_hw, s2.skip_hw) == (score_fr.shape[2:], pool4.shape[2:], pool3.shape[2:])
-    assert (s1.skip_offset, s2.skip_offset, s3.out_offset) == (model.offsets["pool4"], model.offsets["pool3"],
-                                                               model.offsets["output"])
+    assert (s1.skip_offset, s2.skip_offset, s3.out_offset) == (
+        model.offsets["pool4"],
+        model.offsets["pool3"],
+        model.offsets["output"],
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -58,11 +62,31 @@ def test_every_option_is_documented():
 
 def test_tiny_table_and_json(tmp_path, capsys):
     path = tmp_path / "b.json"
-    assert main(["bench", "--device", "cpu", "--batch", "1", "--weights", "depthwise", "--image", "40",
-                 "--repeat", "1", "--no-compile", "--json", str(path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--batch",
+                "1",
+                "--weights",
+                "depthwise",
+                "--image",
+                "40",
+                "--repeat",
+                "1",
+                "--no-compile",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert err == "" and "fused: IEEE float32; stock: IEEE float32" in out
     import json
+
     [row] = json.loads(path.read_text())["rows"]
     assert row["arithmetic"] == {"fused": "IEEE float32", "eager": "IEEE float32"} and row["max_err"] < 1e-4
 
@@ -71,14 +95,21 @@ def test_compile_import_logs_nothing():
     """torch.compile imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on a CUDA build
     without a GPU; the bench imports it quietly first."""
     code = "from fcn_kernels.app import bench; bench._import_cpp_extension_quietly()"
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stdout == "" and "CUDA runtime" not in r.stderr, r.stderr
 
 
 def test_json_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch, capsys):
     """--json is rewritten as each row is measured: a run cut short (a timeout) keeps the rows before."""
     import json
+
     real, calls = bench.head_inputs, []
 
     def inputs(*args, **kwargs):
@@ -86,16 +117,59 @@ def test_json_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch, capsys):
         if len(calls) == 2:
             raise KeyboardInterrupt  # as a timeout's signal would end the run, during the second row
         return real(*args, **kwargs)
+
     monkeypatch.setattr(bench, "head_inputs", inputs)
     path = tmp_path / "b.json"
     with pytest.raises(KeyboardInterrupt):
-        main(["bench", "--device", "cpu", "--batch", "1", "2", "--weights", "depthwise", "--image", "40",
-              "--repeat", "1", "--no-compile", "--json", str(path)])
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--batch",
+                "1",
+                "2",
+                "--weights",
+                "depthwise",
+                "--image",
+                "40",
+                "--repeat",
+                "1",
+                "--no-compile",
+                "--json",
+                str(path),
+            ]
+        )
     saved = json.loads(path.read_text())
     assert saved["complete"] is False and [row["batch"] for row in saved["rows"]] == [1]
     monkeypatch.setattr(bench, "head_inputs", real)
-    assert main(["bench", "--device", "cpu", "--batch", "1", "2", "--weights", "depthwise", "--image", "40",
-                 "--repeat", "1", "--no-compile", "--backward", "--json", str(path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--batch",
+                "1",
+                "2",
+                "--weights",
+                "depthwise",
+                "--image",
+                "40",
+                "--repeat",
+                "1",
+                "--no-compile",
+                "--backward",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(path.read_text())
     assert saved["complete"] is True and [(r["batch"], r["backward"]) for r in saved["rows"]] == [
-        (1, False), (2, False), (1, True), (2, True)]
+        (1, False),
+        (2, False),
+        (1, True),
+        (2, True),
+    ]

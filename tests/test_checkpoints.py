@@ -1,4 +1,5 @@
 """Checkpoint files: nothing a user loads runs code; a save killed midway leaves the previous file intact."""
+
 import os
 import signal
 import subprocess
@@ -37,9 +38,11 @@ def crafted(tmp_path):
 @pytest.mark.parametrize("command", ["init-from", "eval", "resume"])
 def test_crafted_pickle_is_refused_not_run(tmp_path, capsys, crafted, command):
     path, marker = crafted
-    argv = {"init-from": ["train", "--init-from", str(path), "--iters", "1", "--train-size", "2"],
-            "eval": ["eval", "--checkpoint", str(path), "--model", "fcn8s"],
-            "resume": ["train", "--resume", str(path)]}[command]
+    argv = {
+        "init-from": ["train", "--init-from", str(path), "--iters", "1", "--train-size", "2"],
+        "eval": ["eval", "--checkpoint", str(path), "--model", "fcn8s"],
+        "resume": ["train", "--resume", str(path)],
+    }[command]
     assert main([*argv, *TINY, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"refused to load {str(path)!r}" in err and "nothing was executed" in err
@@ -52,8 +55,25 @@ def test_crafted_pickle_is_refused_not_run(tmp_path, capsys, crafted, command):
 
 def test_own_checkpoint_loads_with_weights_only(tmp_path):
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--train-size", "2", "--batch-size", "2", "--iters", "2", "--sample-p", "0.5",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--train-size",
+                "2",
+                "--batch-size",
+                "2",
+                "--iters",
+                "2",
+                "--sample-p",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2 and isinstance(ckpt["rng"][0]["torch"], torch.Tensor)
     assert ckpt["config"]["iters"] == 2 and ckpt["written_by"] == "train"
@@ -84,8 +104,13 @@ def test_killed_save_leaves_the_previous_checkpoint(tmp_path):
         ck.torch.save = dying_save
         ck.save_checkpoint({str(path)!r}, {{"step": 4, "w": torch.zeros(2_000_000)}})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=os.getcwd()),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     left = [p for p in tmp_path.iterdir() if p.name != "checkpoint.pt"]
     assert len(left) == 1 and left[0].name.startswith(".checkpoint.pt.") and left[0].suffix == ".tmp"
@@ -117,11 +142,13 @@ def test_written_files_follow_the_umask(tmp_path, monkeypatch, umask, read_by):
 
     if read_by == "os.umask":
         monkeypatch.setattr(_io, "_STATUS", str(tmp_path / "no-proc"))
-    written = {"checkpoint.pt": lambda p: save_checkpoint(p, {"model": {"w": torch.zeros(2)}}),
-               "metrics.json": lambda p: _io.write_json(p, {"miou": 0.5}),
-               "overlay.png": lambda p: save_overlay(p, [[np.zeros((4, 4, 3), np.uint8)]]),
-               "label.png": lambda p: _write_label(p, write_voc_label),
-               "model.onnx": lambda p: _write_by_name(p, _io)}
+    written = {
+        "checkpoint.pt": lambda p: save_checkpoint(p, {"model": {"w": torch.zeros(2)}}),
+        "metrics.json": lambda p: _io.write_json(p, {"miou": 0.5}),
+        "overlay.png": lambda p: save_overlay(p, [[np.zeros((4, 4, 3), np.uint8)]]),
+        "label.png": lambda p: _write_label(p, write_voc_label),
+        "model.onnx": lambda p: _write_by_name(p, _io),
+    }
     before = os.umask(umask)
     try:
         for name, write in written.items():

@@ -1,13 +1,17 @@
 """The CUDA build: every op has CUDA kernels (checked on every CUDA build, GPU or not). The comparisons of the
 CUDA kernels with the reference are in each op's suite (tests/test_<op>.py, backend `cuda`)."""
+
 import os
 
 import pytest
 import torch
 
 # Every op and its backward pair: each has kernels in csrc/cuda/ (upsample_argmax: a forward only).
-CUDA_OPS = [f"{op}{suffix}" for op in ("upsample_skip", "rarefied_conv2d")
-            for suffix in ("", "_backward_input", "_backward_weight")] + ["upsample_argmax"]
+CUDA_OPS = [
+    f"{op}{suffix}"
+    for op in ("upsample_skip", "rarefied_conv2d")
+    for suffix in ("", "_backward_input", "_backward_weight")
+] + ["upsample_argmax"]
 
 
 # Checked twice: marked cuda, so that a GPU run (-m cuda) fails on a build without CUDA kernels instead of

@@ -1,4 +1,5 @@
 """Synthetic data set, VOC-format loader (on a tiny tree written here), preprocessing."""
+
 import numpy as np
 import pytest
 import torch
@@ -102,7 +103,8 @@ def test_voc_errors(tmp_path):
         VOCSegmentation(root, "val")
     # an RGB-coloured label instead of class indices
     Image.open(root / "SegmentationClass" / f"{ids['train'][0]}.png").convert("RGB").save(
-        root / "SegmentationClass" / f"{ids['train'][0]}.png")
+        root / "SegmentationClass" / f"{ids['train'][0]}.png"
+    )
     with pytest.raises(DataError, match="mode 'RGB'"):
         ds[0]
     (root / "ImageSets" / "Segmentation" / "empty.txt").write_text("\n")
@@ -117,9 +119,9 @@ def test_overlay(tmp_path):
     lab[0] = 255
     row = overlay_panel(img, lab, np.zeros_like(lab))
     assert len(row) == 3 and all(p.shape == (8, 10, 3) and p.dtype == np.uint8 for p in row)
-    assert np.array_equal(row[0], img)                    # the image
-    assert not np.array_equal(row[1][3, 3], img[3, 3])    # ground truth class 1 tinted
-    assert np.array_equal(row[2], img)                    # predicted background left as is
+    assert np.array_equal(row[0], img)  # the image
+    assert not np.array_equal(row[1][3, 3], img[3, 3])  # ground truth class 1 tinted
+    assert np.array_equal(row[2], img)  # predicted background left as is
     assert np.array_equal(tint(img, lab)[3, 3], row[1][3, 3])
     assert tuple(colorize(np.array([[1, 255]]))[0, 0]) == (128, 0, 0)
     plain = Image.open(save_overlay(tmp_path / "o.png", [row, row], scale=2))
@@ -132,16 +134,16 @@ def test_overlay_titles_and_legend(tmp_path):
     rows = [[img, img], [img, img]]
     names = ["background", "disk", "square"]
     plain = Image.open(save_overlay(tmp_path / "plain.png", rows, scale=1))
-    pic = Image.open(save_overlay(tmp_path / "o.png", rows, scale=1, titles=("image", "prediction"),
-                                  class_names=names))
+    pic = Image.open(save_overlay(tmp_path / "o.png", rows, scale=1, titles=("image", "prediction"), class_names=names))
     assert pic.width == plain.width and pic.height > plain.height + 20  # a title band and a legend band
     a = np.asarray(pic)
     body = plain.height
     title_h = next(y for y in range(a.shape[0]) if (a[y, :16] == 90).all())
     assert title_h > 5 and (a[:title_h] < 128).any()  # dark title text above the panels
-    assert np.array_equal(a[title_h:title_h + body], np.asarray(plain))
-    legend = a[title_h + body:]
+    assert np.array_equal(a[title_h : title_h + body], np.asarray(plain))
+    legend = a[title_h + body :]
     from fcn_kernels.data import voc_colormap
+
     cmap = voc_colormap()
     for k in (1, 2):  # a swatch of each shape class's colour
         assert (legend == cmap[k]).all(-1).sum() > 20, names[k]
@@ -156,19 +158,24 @@ def test_data_faults_name_the_file(tmp_path):
     ids = write_voc(root, n_train=4)
     jpg = [root / "JPEGImages" / f"{i}.jpg" for i in ids["train"]]
     png = [root / "SegmentationClass" / f"{i}.png" for i in ids["train"]]
-    jpg[0].write_bytes(jpg[0].read_bytes()[:200])                      # a truncated JPEG
-    jpg[1].write_text("not an image")                                    # a text file named .jpg
-    write_voc_label(png[2], np.zeros((5, 5), np.uint8))                  # a label of the wrong size
-    png[3].write_bytes(png[3].read_bytes()[:60])                         # a truncated PNG
+    jpg[0].write_bytes(jpg[0].read_bytes()[:200])  # a truncated JPEG
+    jpg[1].write_text("not an image")  # a text file named .jpg
+    write_voc_label(png[2], np.zeros((5, 5), np.uint8))  # a label of the wrong size
+    png[3].write_bytes(png[3].read_bytes()[:60])  # a truncated PNG
     ds = VOCSegmentation(root, "train")
-    for k, (path, words) in enumerate(((jpg[0], "cannot read the image"), (jpg[1], "cannot read the image"),
-                                       (png[2], "the label is 5x5 but its image"),
-                                       (png[3], "cannot read the label"))):
+    for k, (path, words) in enumerate(
+        (
+            (jpg[0], "cannot read the image"),
+            (jpg[1], "cannot read the image"),
+            (png[2], "the label is 5x5 but its image"),
+            (png[3], "cannot read the label"),
+        )
+    ):
         with pytest.raises(DataError) as e:
             ds[k]
         assert str(path) in str(e.value) and words in str(e.value), str(e.value)
         assert "\n" not in str(e.value)
-    Image.open(png[1]).convert("RGB").save(png[1])                       # a label of the wrong mode
+    Image.open(png[1]).convert("RGB").save(png[1])  # a label of the wrong mode
     jpg[1].write_bytes(jpg[2].read_bytes())
     with pytest.raises(DataError, match=f"{png[1]}: label image has mode 'RGB'"):
         ds[1]

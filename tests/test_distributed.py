@@ -1,4 +1,5 @@
 """`fcn-kernels train` under torchrun: 2 CPU processes (gloo, loopback) against one process."""
+
 import json
 import os
 import socket
@@ -16,18 +17,59 @@ def _free_port():
         return s.getsockname()[1]
 
 
-ARGS = ["train", "--data", "synthetic", "--width", "0.03125", "--image-size", "32", "--n-class", "3",
-        "--train-size", "8", "--val-size", "3", "--batch-size", "4", "--iters", "3", "--dropout", "0",
-        "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--device", "cpu", "--no-progress"]
+ARGS = [
+    "train",
+    "--data",
+    "synthetic",
+    "--width",
+    "0.03125",
+    "--image-size",
+    "32",
+    "--n-class",
+    "3",
+    "--train-size",
+    "8",
+    "--val-size",
+    "3",
+    "--batch-size",
+    "4",
+    "--iters",
+    "3",
+    "--dropout",
+    "0",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--momentum",
+    "0.9",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def test_ddp_two_ranks_match_single_process(tmp_path):
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     port = _free_port()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(port),
-           "-m", "fcn_kernels.app.cli", *ARGS, "--out", str(tmp_path / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "-m",
+        "fcn_kernels.app.cli",
+        *ARGS,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -37,6 +79,7 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1], "the ranks' weights differ"
 
     from fcn_kernels.app.cli import main
+
     assert main([*ARGS, "--out", str(tmp_path / "single")]) == 0
     ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)
     one = torch.load(tmp_path / "single" / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -57,12 +100,36 @@ def test_a_dead_rank_makes_the_other_fail_not_hang(tmp_path):
     port = _free_port()
     procs = []
     for rank in (0, 1):
-        env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            GLOO_SOCKET_IFNAME="lo",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            WORLD_SIZE="2",
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            OMP_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
         args = [a if a != "3" or i != ARGS.index("--iters") + 1 else "100000" for i, a in enumerate(ARGS)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "fcn_kernels.app.cli", *args, "--dist-timeout", "30",
-                                       "--out", str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fcn_kernels.app.cli",
+                    *args,
+                    "--dist-timeout",
+                    "30",
+                    "--out",
+                    str(tmp_path / "run"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         line = ""
         deadline = time.monotonic() + 120

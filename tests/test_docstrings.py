@@ -1,6 +1,7 @@
 """The library's docstrings are reference (issue 21): every public name has Args: (naming each parameter),
 Returns: and a runnable Example::; every example runs here, on the CPU; and no docstring of the library
 holds a measurement (those live in docs/DESIGN.md and docs/performance.md)."""
+
 import ast
 import doctest
 import importlib
@@ -67,9 +68,25 @@ PUBLIC = {
 }
 MODULES = sorted({module for module, _ in PUBLIC})
 # The files whose docstrings must hold no measurement.
-LIBRARY_FILES = sorted([*ROOT.glob("ops/*.py"), *ROOT.glob("modules/*.py"), *ROOT.glob("models/*.py"),
-                        *(ROOT / f for f in ("reference.py", "shift_stitch.py", "convolutionalize.py", "export.py",
-                                             "backends.py", "losses.py", "metrics.py"))])
+LIBRARY_FILES = sorted(
+    [
+        *ROOT.glob("ops/*.py"),
+        *ROOT.glob("modules/*.py"),
+        *ROOT.glob("models/*.py"),
+        *(
+            ROOT / f
+            for f in (
+                "reference.py",
+                "shift_stitch.py",
+                "convolutionalize.py",
+                "export.py",
+                "backends.py",
+                "losses.py",
+                "metrics.py",
+            )
+        ),
+    ]
+)
 # A date, a speed ratio ("1.4x", "3x") or a percentage.
 MEASUREMENT = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d+(?:\.\d+)?x\b|\b\d+(?:\.\d+)?%")
 
@@ -87,7 +104,7 @@ def _section(doc, header):
     start = next(i for i, line in enumerate(lines) if line.strip() == header)
     indent = len(lines[start]) - len(lines[start].lstrip())
     body = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.strip() and len(line) - len(line.lstrip()) <= indent:
             break
         body.append(line)
@@ -182,7 +199,12 @@ def _docstrings(path):
 
 @pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_measurement_in_docstrings(path):
-    found = [f"{name}: {line.strip()}" for name, doc in _docstrings(path) for line in doc.splitlines()
-             if MEASUREMENT.search(line)]
-    assert not found, (f"{path.name}: measurements belong in docs/DESIGN.md or docs/performance.md, not in "
-                       f"docstrings: {found}")
+    found = [
+        f"{name}: {line.strip()}"
+        for name, doc in _docstrings(path)
+        for line in doc.splitlines()
+        if MEASUREMENT.search(line)
+    ]
+    assert not found, (
+        f"{path.name}: measurements belong in docs/DESIGN.md or docs/performance.md, not in docstrings: {found}"
+    )

@@ -1,4 +1,5 @@
 """`fcn-kernels doctor`: passes on this build, fails (exit 1) when a backend is wrong, writes the report."""
+
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ def test_passes_and_writes_json(tmp_path, capsys):
 def test_fails_when_a_kernel_is_wrong(monkeypatch, tmp_path, capsys):
     ops = torch.ops.fcn_kernels
     real = ops.upsample_skip  # (the namespace holds the op once looked up; monkeypatch restores it)
+
     def wrong(y):  # a wrong forward; the gradients stay right
         return y + (1e-3 * y.detach().abs() + 1e-3)
 
@@ -58,19 +60,22 @@ def test_fails_when_a_kernel_is_wrong(monkeypatch, tmp_path, capsys):
 def test_a_backend_that_raises_is_a_failed_check(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
+
     monkeypatch.setattr(torch.ops.fcn_kernels, "rarefied_conv2d", broken)
     rows = doctor.run_checks(out=lambda line: None)
     failed = [r for r in rows if not r["ok"]]
-    assert failed and all(r["op"] == "rarefied_conv2d" and r["backend"] == "cpu" and "boom" in r["message"]
-                          for r in failed)
+    assert failed and all(
+        r["op"] == "rarefied_conv2d" and r["backend"] == "cpu" and "boom" in r["message"] for r in failed
+    )
 
 
 @pytest.mark.skipif(not _ext.has_kernel("upsample_skip", "CUDA"), reason="built without CUDA kernels")
 def test_cuda_architectures_of_the_build():
     archs = doctor.cuda_architectures()
     assert archs and all(a.startswith(("sm_", "compute_")) for a in archs)
-    info = dict(cuda_kernels=["upsample_skip"], cuda_architectures=archs,
-                gpus=[dict(name="a future GPU", capability="12.0")])
+    info = dict(
+        cuda_kernels=["upsample_skip"], cuda_architectures=archs, gpus=[dict(name="a future GPU", capability="12.0")]
+    )
     # a GPU newer than every cubin runs only with PTX (TORCH_CUDA_ARCH_LIST "...+PTX")
     [row] = doctor._gpu_code_check(info)
     assert row["ok"] == any(a.startswith("compute_") for a in archs)
@@ -88,8 +93,14 @@ def test_gpu_code_rule():
 def test_module_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     env.pop("TRITON_INTERPRET", None)
-    r = subprocess.run([sys.executable, "-m", "fcn_kernels.app.doctor", "--json", str(tmp_path / "d.json")], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "fcn_kernels.app.doctor", "--json", str(tmp_path / "d.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "checks, 0 failed: PASS" in r.stdout and (tmp_path / "d.json").exists()
 
@@ -101,6 +112,7 @@ def test_upsample_argmax_is_checked_when_present(monkeypatch, right):
     def argmax(*args, backend=None, **kwargs):
         scores = fcn_kernels.upsample_skip(*args, backend=backend, **kwargs)
         return scores.argmax(1) if right else scores.argmin(1)
+
     monkeypatch.setattr(fcn_kernels, "upsample_argmax", argmax, raising=False)
     rows = [r for r in doctor.run_checks(out=lambda line: None) if r["op"] == "upsample_argmax"]
     assert {r["backend"] for r in rows} >= {"reference", "cpu"}
@@ -116,8 +128,10 @@ def test_jsonl_has_every_row_as_it_came(tmp_path, capsys):
     path, full = tmp_path / "d.jsonl", tmp_path / "d.json"
     assert doctor.main(["--jsonl", str(path), "--json", str(full)]) == 0
     lines, report = _jsonl(path), json.loads(full.read_text())
-    assert [line["kind"] for line in lines] == (["build"] + ["check"] * len(report["checks"])
-                                               + ["timing"] * len(report["timings"]) + ["summary"])
+    assert [line["kind"] for line in lines] == (
+        ["build"] + ["check"] * len(report["checks"]) + ["timing"] * len(report["timings"]) + ["summary"]
+    )
+
     def strip(line):
         return {k: v for k, v in line.items() if k != "kind"}
 
@@ -128,6 +142,7 @@ def test_jsonl_has_every_row_as_it_came(tmp_path, capsys):
 def test_a_run_cut_short_keeps_the_lines_written(monkeypatch, tmp_path, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as a timeout's signal would end the run: no report at the end
+
     monkeypatch.setattr(doctor, "check_argmax", interrupted)
     path = tmp_path / "d.jsonl"
     with pytest.raises(KeyboardInterrupt):
@@ -146,6 +161,7 @@ def test_after_an_unusable_device_the_rest_is_not_run(monkeypatch, tmp_path, cap
     def illegal_access(*args, **kwargs):
         broken.append(1)
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
     monkeypatch.setattr(torch.ops.fcn_kernels, "rarefied_conv2d", illegal_access)
     monkeypatch.setattr(doctor, "_context_usable", lambda device: not broken)
     path = tmp_path / "d.jsonl"
@@ -156,7 +172,7 @@ def test_after_an_unusable_device_the_rest_is_not_run(monkeypatch, tmp_path, cap
     assert rows[first]["what"] == "raised" and "illegal memory access" in rows[first]["message"]
     assert rows[first]["backend"] == "cpu" and rows[first]["op"] == "rarefied_conv2d"
     assert all(r["ok"] for r in rows[:first])
-    later = rows[first + 1:]
+    later = rows[first + 1 :]
     assert later and all(r.get("not_run") and not r["ok"] for r in later)
     assert {r["kind"] for r in later} == {"check", "timing"}
     summary = _jsonl(path)[-1]

@@ -1,5 +1,6 @@
 """fcn_kernels.export_onnx: standard ONNX ops only, ONNX Runtime and OpenVINO give PyTorch's outputs at
 batch and image sizes other than the export's (dynamic shapes)."""
+
 import os
 
 import pytest
@@ -100,8 +101,17 @@ class Ops(nn.Module):
         skip = fcn_kernels.upsample_skip(x, self.w_skip, stride=3, groups=3)
         # rows: from the first row, skip window at 1; cols: from 1 to the full output's last column
         full_w = (h.shape[3] - 1) * 2 + 3
-        y = fcn_kernels.upsample_skip(h, self.w_up, self.b_up, skip, stride=(3, 2), groups=3, out_offset=(0, 1),
-                                      out_size=(skip.shape[2] - 1, full_w - 1), skip_offset=(1, 0))
+        y = fcn_kernels.upsample_skip(
+            h,
+            self.w_up,
+            self.b_up,
+            skip,
+            stride=(3, 2),
+            groups=3,
+            out_offset=(0, 1),
+            out_size=(skip.shape[2] - 1, full_w - 1),
+            skip_offset=(1, 0),
+        )
         return fcn_kernels.upsample_skip(y, self.w_up, None, None, stride=1, groups=3, out_offset=(4, 2))
 
 
@@ -119,8 +129,9 @@ def test_ops_onnxruntime(tmp_path, seed):
             assert_close(ort_run(path, x), m(x))
 
 
-@pytest.mark.skipif(not hasattr(torch.ops.fcn_kernels, "upsample_argmax"),
-                    reason="fcn_kernels::upsample_argmax is not in this build")
+@pytest.mark.skipif(
+    not hasattr(torch.ops.fcn_kernels, "upsample_argmax"), reason="fcn_kernels::upsample_argmax is not in this build"
+)
 def test_upsample_argmax_onnxruntime(tmp_path, seed):
     class Labels(nn.Module):
         def __init__(self):
@@ -184,8 +195,15 @@ def checkpoint(tmp_path, model):
     from fcn_kernels.app.checkpoint import FORMAT, VERSION, save_checkpoint
 
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"format": FORMAT, "version": VERSION, "model": model.state_dict(),
-                           "model_config": {"arch": "fcn8s", "n_class": model.n_class, "width": model.width}})
+    save_checkpoint(
+        path,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": model.state_dict(),
+            "model_config": {"arch": "fcn8s", "n_class": model.n_class, "width": model.width},
+        },
+    )
     return path
 
 
@@ -194,8 +212,23 @@ def test_cli_export_onnx(tmp_path, seed, capsys):
 
     model = small_fcn8s()
     out = tmp_path / "fcn8s.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint(tmp_path, model)), "--format", "onnx", "--out", str(out),
-                 "--image-size", "40", "36"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(checkpoint(tmp_path, model)),
+                "--format",
+                "onnx",
+                "--out",
+                str(out),
+                "--image-size",
+                "40",
+                "36",
+            ]
+        )
+        == 0
+    )
     assert "any batch and image size" in capsys.readouterr().out
     x = torch.randn(2, 3, 57, 33)
     with torch.no_grad():

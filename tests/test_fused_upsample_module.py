@@ -1,4 +1,5 @@
 """FusedUpsampleSkip and bilinear_kernel (docs/DESIGN.md §3)."""
+
 import numpy as np
 import pytest
 import torch

@@ -3,6 +3,7 @@ and the staging with a stand-in interpreter (fast): every stage runs and logs, a
 the later ones, every GPU stage pins Triton's autotuning, the summary has each stage's rc and seconds, the
 tarball holds the folder, the exit status tells. The real stages run on CPU in CI:
 `bash benchmarks/gpu_check.sh --cpu-smoke` (scripts/test.sh)."""
+
 import os
 import re
 import shutil
@@ -14,13 +15,23 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_check.sh")
-STAGES = ["build", "doctor", "cuda-tests", "triton-tests", "memcheck", "racecheck", "initcheck", "head-bench",
-          "rarefied-bench"]
+STAGES = [
+    "build",
+    "doctor",
+    "cuda-tests",
+    "triton-tests",
+    "memcheck",
+    "racecheck",
+    "initcheck",
+    "head-bench",
+    "rarefied-bench",
+]
 SMOKE_STAGES = ["build", "doctor", "cuda-tests", "triton-tests", "memcheck", "head-bench", "rarefied-bench"]
 AIM = 420  # seconds: the aim of one GPU call (its hard limit is 590 s)
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
-                                reason="needs bash and timeout")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout"
+)
 
 
 def fake_tools(tmp_path, fail_on):
@@ -29,8 +40,10 @@ def fake_tools(tmp_path, fail_on):
     calls = tmp_path / "calls.txt"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    record = (f'#!/usr/bin/env bash\necho "${{STAGE:-}}|${{FCN_KERNELS_TRITON_AUTOTUNE:-unset}}|$(basename $0) $*" '
-              f'>> {calls}\ncase "$*" in *{fail_on}*) echo "planted failure"; exit 3 ;; esac\nexit 0\n')
+    record = (
+        f'#!/usr/bin/env bash\necho "${{STAGE:-}}|${{FCN_KERNELS_TRITON_AUTOTUNE:-unset}}|$(basename $0) $*" '
+        f'>> {calls}\ncase "$*" in *{fail_on}*) echo "planted failure"; exit 3 ;; esac\nexit 0\n'
+    )
     for name in ("python", "compute-sanitizer"):
         (bin_dir / name).write_text(record)
         (bin_dir / name).chmod(0o755)
@@ -39,8 +52,12 @@ def fake_tools(tmp_path, fail_on):
 
 def run_script(tmp_path, python, *args):
     out = tmp_path / "results"
-    env = dict(os.environ, PYTHON=str(python), FCN_GPU_CHECK_OUT=str(out),
-               PATH=f"{python.parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        PYTHON=str(python),
+        FCN_GPU_CHECK_OUT=str(out),
+        PATH=f"{python.parent}{os.pathsep}{os.environ['PATH']}",
+    )
     r = subprocess.run(["bash", SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return r, out
 
@@ -72,8 +89,9 @@ def test_a_failing_stage_does_not_stop_the_others(tmp_path):
     lines = [cmd for _, _, cmd in recorded(calls)]
     # the later stages ran, each through the given interpreter (`-m pytest`, never a bare console script),
     # the test stages selected by marker only (-k strings rot)
-    assert any(cmd.startswith("python -m pytest") and "-m gpu_check and cuda and not triton tests" in cmd
-               for cmd in lines)
+    assert any(
+        cmd.startswith("python -m pytest") and "-m gpu_check and cuda and not triton tests" in cmd for cmd in lines
+    )
     assert any(cmd.startswith("python -m pytest") and "-m gpu_check and triton tests" in cmd for cmd in lines)
     assert not any("-m gpu_check" in cmd and " -k " in cmd for cmd in lines)
     assert "python tools/cuda_sanitize.py --device cpu" in lines
@@ -104,7 +122,10 @@ def test_every_gpu_stage_pins_triton_autotuning(tmp_path):
     assert {stage for stage, _, _ in calls} == set(STAGES)
     assert all(switch == "0" for _, switch, _ in calls), [c for c in calls if c[1] != "0"]
     assert {stage for stage, _, cmd in calls if cmd.startswith("compute-sanitizer")} == {
-        "memcheck", "racecheck", "initcheck"}
+        "memcheck",
+        "racecheck",
+        "initcheck",
+    }
     head = [cmd for stage, _, cmd in calls if stage == "head-bench"]
     assert head and all("--device cuda" in cmd and "--backend cuda triton" in cmd for cmd in head)
     assert all("--no-compile" in cmd for cmd in head if "bfloat16" in cmd)
@@ -137,8 +158,10 @@ def test_stage_selections_are_curated_and_within_budget():
     under TRITON_INTERPRET=1): each non-empty and within the test count its budget allows."""
     env = dict(os.environ, PYTHON=sys.executable)
     r = subprocess.run(["bash", SCRIPT, "--count"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    counts = {m[1]: (int(m[2]), int(m[3])) for m in
-              re.finditer(r"^(\S+): (\d+) tests selected \(budget: at most (\d+)\)", r.stdout, re.M)}
+    counts = {
+        m[1]: (int(m[2]), int(m[3]))
+        for m in re.finditer(r"^(\S+): (\d+) tests selected \(budget: at most (\d+)\)", r.stdout, re.M)
+    }
     assert set(counts) == {"cuda-tests", "triton-tests"}, r.stdout + r.stderr
     assert all(0 < n <= most for n, most in counts.values()), r.stdout
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,5 +1,6 @@
 """optimize_for_inference: the model's outputs (fp32 rounding; bf16's bound), compiled or not, at two image
 sizes; the user's model untouched; predict gives the labels."""
+
 import pytest
 import torch
 
@@ -30,8 +31,11 @@ def model():
     return small_fcn8s().eval()
 
 
-@pytest.fixture(scope="module", params=[(torch.float32, True), (torch.float32, False), (torch.bfloat16, True),
-                                        (torch.bfloat16, False)], ids=["fp32", "fp32-eager", "bf16", "bf16-eager"])
+@pytest.fixture(
+    scope="module",
+    params=[(torch.float32, True), (torch.float32, False), (torch.bfloat16, True), (torch.bfloat16, False)],
+    ids=["fp32", "fp32-eager", "bf16", "bf16-eager"],
+)
 def optimized(request, model):
     dtype, compile = request.param
     return optimize_for_inference(model, dtype=dtype, compile=compile), dtype
@@ -76,7 +80,8 @@ def test_users_model_untouched(seed):
     assert all(p.requires_grad == (not name.startswith("upscore")) for name, p in m.named_parameters())
     assert not any(p.requires_grad for p in fast.model.parameters())
     assert m.conv1_1.weight.is_contiguous() and fast.model.conv1_1.weight.is_contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     fast(torch.randn(1, 3, 32, 32))
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     # state_dict holds the model's parameters once

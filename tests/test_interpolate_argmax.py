@@ -1,6 +1,7 @@
 """fcn_kernels.interpolate_argmax (docs/DESIGN.md §2.6) against F.interpolate(x, size, mode="bilinear").argmax(1):
 labels whose exact (float64) score is within the scores' error bound of the best exact score, ties and NaN as
 torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu now)."""
+
 import random
 
 import pytest
@@ -68,8 +69,9 @@ def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
     for _ in range(4):
         s = random_shape(rng)
-        check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"]), s["size"], s["align_corners"], backend,
-                     LAYOUTS[layout])
+        check_labels(
+            torch.randn(s["N"], s["C"], s["H"], s["W"]), s["size"], s["align_corners"], backend, LAYOUTS[layout]
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -90,16 +92,22 @@ def test_ties_and_nan_as_torch_argmax(backend):
 def test_batch_zero_and_size_forms(backend):
     assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4), 8, backend=backend).shape == (0, 8, 8)
     x = torch.randn(1, 3, 4, 5)
-    assert torch.equal(fcn_kernels.interpolate_argmax(x, 8, backend=backend),
-                       fcn_kernels.interpolate_argmax(x, (8, 8), backend=backend))
+    assert torch.equal(
+        fcn_kernels.interpolate_argmax(x, 8, backend=backend),
+        fcn_kernels.interpolate_argmax(x, (8, 8), backend=backend),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_errors(backend):
     x = torch.randn(1, 3, 4, 5)
-    for args, error, words in [((x, 0), ValueError, "size"), ((x, (2, 3, 4)), TypeError, "size"),
-                               ((x[0], 4), ValueError, "x"), ((x.long(), 4), TypeError, "x"),
-                               ((x[:, :0], 4), ValueError, "x")]:
+    for args, error, words in [
+        ((x, 0), ValueError, "size"),
+        ((x, (2, 3, 4)), TypeError, "size"),
+        ((x[0], 4), ValueError, "x"),
+        ((x.long(), 4), TypeError, "x"),
+        ((x[:, :0], 4), ValueError, "x"),
+    ]:
         with pytest.raises(error, match=words):
             fcn_kernels.interpolate_argmax(*args, backend=backend)
     with pytest.raises(TypeError, match="align_corners"):
@@ -118,8 +126,11 @@ def test_opcheck_and_compile(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
-       dtype=st.sampled_from([F64, F32, BF16, F16]), seed=st.integers(0, 2**31 - 1))
+@given(
+    shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
+    dtype=st.sampled_from([F64, F32, BF16, F16]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_property_labels_within_the_bound(backend, shape, dtype, seed):
     torch.manual_seed(seed)
     note(f"{shape} {dtype}")

@@ -2,6 +2,7 @@
 pixelwise_cross_entropy(F.interpolate(x, size=target's, mode="bilinear"), target), value and gradient, at
 derived error bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with
 FCN_TEST_SEED=...). Each test takes a `backend` (cpu now; cuda and triton when their kernels exist)."""
+
 import json
 import math
 import os
@@ -63,19 +64,22 @@ def problem(N, C, H, W, size, align_corners=False, dtype=F64):
             grads = [dl * gathers * dscore_abs.amax((2, 3), keepdim=True).expand_as(exact_in[0])]
         return 4 * dl * plane_max, grads
 
-    return Problem(inputs=[x], names=("x",), scores=scores,
-                   fused=lambda v, t, **o: fcn_kernels.interpolate_cross_entropy(v[0], t, align_corners=align_corners,
-                                                                                 **o),
-                   stock=lambda v, t, **o: reference.interpolate_cross_entropy(v[0], t, align_corners=align_corners,
-                                                                               **o),
-                   n_fwd=6, n_grads=(gathers + Wo,), slack=slack)
+    return Problem(
+        inputs=[x],
+        names=("x",),
+        scores=scores,
+        fused=lambda v, t, **o: fcn_kernels.interpolate_cross_entropy(v[0], t, align_corners=align_corners, **o),
+        stock=lambda v, t, **o: reference.interpolate_cross_entropy(v[0], t, align_corners=align_corners, **o),
+        n_fwd=6,
+        n_grads=(gathers + Wo,),
+        slack=slack,
+    )
 
 
 def check(N, C, H, W, size, align_corners=False, loss: Loss = None, dtype=F64, **kw):
     loss = loss or Loss()
     p = problem(N, C, H, W, size, align_corners, dtype)
-    check_loss(p, make_target(N, C, size, loss), loss, dtype, what=f"{(N, C, H, W)} -> {size} ac={align_corners}",
-               **kw)
+    check_loss(p, make_target(N, C, size, loss), loss, dtype, what=f"{(N, C, H, W)} -> {size} ac={align_corners}", **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -91,8 +95,17 @@ def test_random_float64(seed, backend, batch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("shape", [(1, 150, 8, 8, (64, 64)), (2, 19, 8, 16, (63, 130)), (1, 21, 13, 13, (100, 100)),
-                                   (1, 5, 40, 30, (7, 9)), (2, 4, 6, 6, (6, 6)), (1, 3, 1, 1, (5, 1))])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 150, 8, 8, (64, 64)),
+        (2, 19, 8, 16, (63, 130)),
+        (1, 21, 13, 13, (100, 100)),
+        (1, 5, 40, 30, (7, 9)),
+        (2, 4, 6, 6, (6, 6)),
+        (1, 3, 1, 1, (5, 1)),
+    ],
+)
 def test_heads_and_edge_sizes(seed, backend, align_corners, shape):
     """ADE20K-, Cityscapes- and VOC-like heads (small), downsampling, the same size, a 1 x 1 input."""
     N, C, H, W, size = shape
@@ -126,8 +139,12 @@ def test_bound_catches_a_wrong_loss(seed):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)), loss=losses(),
-       dtype=st.sampled_from([F64, F32, BF16]), seed=st.integers(0, 2**31 - 1))
+@given(
+    shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
+    loss=losses(),
+    dtype=st.sampled_from([F64, F32, BF16]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_property_equals_the_composition(backend, shape, loss, dtype, seed):
     torch.manual_seed(seed)
     note(f"{shape} {loss} {dtype}")
@@ -229,8 +246,10 @@ def test_gradcheck(seed, backend):
         reduction = rng.choice(["mean", "none"])
 
         def fn(x, target=target, reduction=reduction, ac=shape["align_corners"]):
-            return fcn_kernels.interpolate_cross_entropy(x, target, align_corners=ac, reduction=reduction,
-                                                         backend=backend)
+            return fcn_kernels.interpolate_cross_entropy(
+                x, target, align_corners=ac, reduction=reduction, backend=backend
+            )
+
         assert torch.autograd.gradcheck(fn, (x,)), shape
 
 
@@ -243,8 +262,10 @@ def test_opcheck(backend, align_corners):
     ops = torch.ops.fcn_kernels
     opcheck(ops.interpolate_logsumexp.default, (x, target, align_corners, IGNORE))
     lse = ops.interpolate_logsumexp(x, target, align_corners, IGNORE)[0].detach()
-    opcheck(ops.interpolate_logsumexp_backward.default,
-            (torch.randn(2, 13, 11), torch.randn(2, 13, 11), x.detach(), target, lse, align_corners, IGNORE))
+    opcheck(
+        ops.interpolate_logsumexp_backward.default,
+        (torch.randn(2, 13, 11), torch.randn(2, 13, 11), x.detach(), target, lse, align_corners, IGNORE),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -252,8 +273,9 @@ def test_compile_fullgraph(backend):
     x, target, kw = _small(class_weight=torch.rand(3))
     x = x.detach().float().requires_grad_()
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x, t: fcn_kernels.interpolate_cross_entropy(x, t, backend=backend, **kw),
-                             fullgraph=True)
+    compiled = torch.compile(
+        lambda x, t: fcn_kernels.interpolate_cross_entropy(x, t, backend=backend, **kw), fullgraph=True
+    )
     loss = compiled(x, target)
     eager = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
     torch.testing.assert_close(loss, eager)
@@ -297,8 +319,9 @@ def test_forward_saves_only_pixel_maps(backend):
     target = torch.randint(0, 19, (2, 64, 72))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
-        loss = fcn_kernels.interpolate_cross_entropy(x, target, class_weight=torch.rand(19), sample_p=0.5,
-                                                     backend=backend)
+        loss = fcn_kernels.interpolate_cross_entropy(
+            x, target, class_weight=torch.rand(19), sample_p=0.5, backend=backend
+        )
     assert saved
     for t in saved:
         assert t.data_ptr() in (x.data_ptr(), target.data_ptr()) or t.numel() <= target.numel(), tuple(t.shape)
@@ -309,7 +332,8 @@ def test_forward_saves_only_pixel_maps(backend):
 def test_argument_errors(backend):
     x, target, kw = _small()
     call = lambda x=x, target=target, **over: fcn_kernels.interpolate_cross_entropy(  # noqa: E731
-        x, target, backend=backend, **{**kw, **over})
+        x, target, backend=backend, **{**kw, **over}
+    )
     for over, error, words in [
         (dict(target=target.double()), TypeError, "target"),
         (dict(target=target[:1]), ValueError, "target"),
@@ -370,8 +394,14 @@ OVERFLOW = {
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_overflowing_sizes_are_clear_errors(backend):
     env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     results = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert set(results) == set(OVERFLOW), proc.stderr[-3000:]
     for name, (_, words) in OVERFLOW.items():
@@ -381,8 +411,10 @@ def test_overflowing_sizes_are_clear_errors(backend):
         assert "alloc" not in r["message"], (name, r["message"])
 
 
-@pytest.mark.parametrize("channels,size,stock", [(21, (8, 8), True), (150, (4, 4), True), (21, (32, 32), False),
-                                                 (150, (64, 64), False), (2, (128, 128), False)])
+@pytest.mark.parametrize(
+    "channels,size,stock",
+    [(21, (8, 8), True), (150, (4, 4), True), (21, (32, 32), False), (150, (64, 64), False), (2, (128, 128), False)],
+)
 def test_rule(channels, size, stock):
     """docs/DESIGN.md §4.1: the loss of a tiny map goes to the stock composition; the labels are always ours."""
     ours = "cpu" if "cpu" in fcn_kernels.available_backends() else "reference"

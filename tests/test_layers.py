@@ -1,12 +1,13 @@
 """Dependencies run one way (issue 21), read from the sources' import statements (ast, nothing imported):
 
-  fcn_kernels/_autograd/    each op family's one autograd and the op naming rule: imports neither backend
-  fcn_kernels/ops/          the public ops: may import triton/ (backend "triton") and _autograd/
-  fcn_kernels/triton/       never imports ops/; an op module (upsample_skip.py, ...) imports the shared
-                            modules (utils.py, _tiles.py, bias_grad.py), never another op module
-  fcn_kernels/app/          the application (CLI, doctor, benchmarks, training): imports the library,
-                            never the reverse, and is no attribute of the package root
+fcn_kernels/_autograd/    each op family's one autograd and the op naming rule: imports neither backend
+fcn_kernels/ops/          the public ops: may import triton/ (backend "triton") and _autograd/
+fcn_kernels/triton/       never imports ops/; an op module (upsample_skip.py, ...) imports the shared
+                          modules (utils.py, _tiles.py, bias_grad.py), never another op module
+fcn_kernels/app/          the application (CLI, doctor, benchmarks, training): imports the library,
+                          never the reverse, and is no attribute of the package root
 """
+
 import ast
 import os
 import pkgutil
@@ -39,7 +40,7 @@ def imports(path):
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = ".".join(base[:len(base) - (node.level - 1)])
+                base = ".".join(base[: len(base) - (node.level - 1)])
                 mod = f"{base}.{node.module}" if node.module else base
             else:
                 mod = node.module
@@ -67,15 +68,20 @@ def test_the_import_reader_sees_known_imports():
 
 
 def test_triton_never_imports_ops():
-    bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if within(m, "fcn_kernels.ops"))
-           for p in sources(PKG / "triton")}
+    bad = {
+        str(p.relative_to(ROOT)): sorted(m for m in imports(p) if within(m, "fcn_kernels.ops"))
+        for p in sources(PKG / "triton")
+    }
     assert not {k: v for k, v in bad.items() if v}
 
 
 def test_autograd_imports_neither_backend():
-    bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p)
-                                            if within(m, "fcn_kernels.ops") or within(m, "fcn_kernels.triton"))
-           for p in sources(PKG / "_autograd")}
+    bad = {
+        str(p.relative_to(ROOT)): sorted(
+            m for m in imports(p) if within(m, "fcn_kernels.ops") or within(m, "fcn_kernels.triton")
+        )
+        for p in sources(PKG / "_autograd")
+    }
     assert bad and not {k: v for k, v in bad.items() if v}
 
 
@@ -94,8 +100,11 @@ def test_no_triton_op_module_imports_another():
 
 
 def test_the_library_never_imports_the_application():
-    bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if within(m, "fcn_kernels.app"))
-           for p in sources() if not within(module_name(p), "fcn_kernels.app")}
+    bad = {
+        str(p.relative_to(ROOT)): sorted(m for m in imports(p) if within(m, "fcn_kernels.app"))
+        for p in sources()
+        if not within(module_name(p), "fcn_kernels.app")
+    }
     assert not {k: v for k, v in bad.items() if v}
 
 
@@ -122,6 +131,5 @@ print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

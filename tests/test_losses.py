@@ -1,4 +1,5 @@
 """Pixelwise loss (paper 3.4): ignore label, loss sampling, class weights."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,8 +77,9 @@ def test_weights_scale_each_pixels_gradient():
     torch.testing.assert_close(x.grad, g0 * scale[:, None])
     # the loss itself: weighted sum over the number of valid pixels
     terms = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
-    torch.testing.assert_close(pixelwise_cross_entropy(logits, target, w).double(),
-                               (terms * scale).sum() / (target != 255).sum())
+    torch.testing.assert_close(
+        pixelwise_cross_entropy(logits, target, w).double(), (terms * scale).sum() / (target != 255).sum()
+    )
 
 
 def test_class_weights_from_data():
@@ -87,8 +89,8 @@ def test_class_weights_from_data():
     f = counts / counts.sum()
     inv = class_weights(counts, "inverse")
     torch.testing.assert_close(inv[:3].double(), 1 / (3 * f[:3]), rtol=1e-6, atol=0)
-    assert float((f * inv.double()).sum()) == pytest.approx(1.0)     # expected pixel weight 1
-    assert float(inv[3]) == pytest.approx(float(inv.max()))          # absent class: the largest weight
+    assert float((f * inv.double()).sum()) == pytest.approx(1.0)  # expected pixel weight 1
+    assert float(inv[3]) == pytest.approx(float(inv.max()))  # absent class: the largest weight
     med = class_weights(counts, "median")
     torch.testing.assert_close(med[:3].double(), f[1] / f[:3], rtol=1e-6, atol=0)  # median freq is class 1's
     assert float(med[1]) == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """The paper's four metrics (section 5) against their definitions, computed by hand."""
+
 import math
 
 import numpy as np
@@ -40,8 +41,11 @@ def test_scores_match_definitions(seed):
     target = torch.randint(0, n_cl, (2, 13, 17), generator=g)
     target[torch.rand(target.shape, generator=g) < 0.1] = 255
     # a prediction correlated with the target, so the scores are not trivial
-    pred = torch.where(torch.rand(target.shape, generator=g) < 0.6, target.clamp(max=n_cl - 1),
-                       torch.randint(0, n_cl, target.shape, generator=g))
+    pred = torch.where(
+        torch.rand(target.shape, generator=g) < 0.6,
+        target.clamp(max=n_cl - 1),
+        torch.randint(0, n_cl, target.shape, generator=g),
+    )
     got = segmentation_scores(pred, target, n_cl)
     want = hand_scores(pred.numpy(), target.numpy(), n_cl)
     for k in want:
@@ -54,8 +58,8 @@ def test_absent_classes_left_out_of_means():
     pred = torch.tensor([[0, 3, 1, 1]])
     s = segmentation_scores(pred, target, 4)
     assert s["pixel_acc"] == pytest.approx(3 / 4)
-    assert s["mean_acc"] == pytest.approx((1 / 2 + 1) / 2)          # classes 0, 1
-    assert s["mean_iu"] == pytest.approx((1 / 2 + 1 + 0) / 3)       # classes 0, 1, 3 (IU 0)
+    assert s["mean_acc"] == pytest.approx((1 / 2 + 1) / 2)  # classes 0, 1
+    assert s["mean_iu"] == pytest.approx((1 / 2 + 1 + 0) / 3)  # classes 0, 1, 3 (IU 0)
     assert s["fw_iu"] == pytest.approx((2 * 0.5 + 2 * 1.0) / 4)
     for k, v in hand_scores(pred, target, 4).items():
         assert s[k] == pytest.approx(v)
@@ -86,7 +90,7 @@ def test_streaming_equals_one_shot():
     pred = torch.randint(0, 6, (6, 9, 11), generator=g)
     cm = ConfusionMatrix(6)
     for i in range(6):
-        cm.update(pred[i:i + 1], target[i:i + 1])
+        cm.update(pred[i : i + 1], target[i : i + 1])
     assert cm.hist.dtype == torch.int64 and int(cm.hist.sum()) == 6 * 8 * 11
     assert cm.compute() == segmentation_scores(pred, target, 6)
     cm.reset()

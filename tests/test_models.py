@@ -4,6 +4,7 @@ Models are narrow (width 1/16) so that the file runs in well under a minute on t
 reference the models are checked against is an independent, literal functional transcription of
 torchfcn's forward (its hard-coded offsets 5, 9, 19, 27, 31, dense diagonal upsampling).
 """
+
 from fractions import Fraction
 
 import pytest
@@ -28,8 +29,12 @@ from fcn_kernels.models import (
 W = 0.0625  # trunk width of the test models: 4 ... 32 channels, fc6/fc7 256
 MODELS = (FCN32s, FCN16s, FCN8s, FCN8sAtOnce)
 STAGES = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
-UPSCORE = {FCN32s: ("upscore",), FCN16s: ("upscore2", "upscore16"),
-           FCN8s: ("upscore2", "upscore_pool4", "upscore8"), FCN8sAtOnce: ("upscore2", "upscore_pool4", "upscore8")}
+UPSCORE = {
+    FCN32s: ("upscore",),
+    FCN16s: ("upscore2", "upscore16"),
+    FCN8s: ("upscore2", "upscore_pool4", "upscore8"),
+    FCN8sAtOnce: ("upscore2", "upscore_pool4", "upscore8"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -66,24 +71,27 @@ def torchfcn_forward(sd, x, arch, n_class=21, pad=100):
     h = conv(h, "score_fr")
     H, W_ = x.shape[2:]
     if arch is FCN32s:
-        return up(h, "upscore.weight", 32)[:, :, 19:19 + H, 19:19 + W_]
+        return up(h, "upscore.weight", 32)[:, :, 19 : 19 + H, 19 : 19 + W_]
     s4, s3 = (0.01, 0.0001) if arch is FCN8sAtOnce else (1, 1)
     h = up(h, "upscore2.weight", 2)
-    h = h + conv(taps[4] * s4, "score_pool4")[:, :, 5:5 + h.shape[2], 5:5 + h.shape[3]]
+    h = h + conv(taps[4] * s4, "score_pool4")[:, :, 5 : 5 + h.shape[2], 5 : 5 + h.shape[3]]
     if arch is FCN16s:
-        return up(h, "upscore16.weight", 16)[:, :, 27:27 + H, 27:27 + W_]
+        return up(h, "upscore16.weight", 16)[:, :, 27 : 27 + H, 27 : 27 + W_]
     h = up(h, "upscore_pool4.weight", 2)
-    h = h + conv(taps[3] * s3, "score_pool3")[:, :, 9:9 + h.shape[2], 9:9 + h.shape[3]]
-    return up(h, "upscore8.weight", 8)[:, :, 31:31 + H, 31:31 + W_]
+    h = h + conv(taps[3] * s3, "score_pool3")[:, :, 9 : 9 + h.shape[2], 9 : 9 + h.shape[3]]
+    return up(h, "upscore8.weight", 8)[:, :, 31 : 31 + H, 31 : 31 + W_]
 
 
 # ---- geometry -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls, expected", [
-    (FCN32s, {"output": (19, 19)}),
-    (FCN16s, {"pool4": (5, 5), "output": (27, 27)}),
-    (FCN8s, {"pool4": (5, 5), "pool3": (9, 9), "output": (31, 31)}),
-    (FCN8sAtOnce, {"pool4": (5, 5), "pool3": (9, 9), "output": (31, 31)}),
-])
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (FCN32s, {"output": (19, 19)}),
+        (FCN16s, {"pool4": (5, 5), "output": (27, 27)}),
+        (FCN8s, {"pool4": (5, 5), "pool3": (9, 9), "output": (31, 31)}),
+        (FCN8sAtOnce, {"pool4": (5, 5), "pool3": (9, 9), "output": (31, 31)}),
+    ],
+)
 def test_derived_offsets_are_the_references(cls, expected):
     for fused in (True, False):
         m = cls(width=W, fused=fused)
@@ -104,7 +112,7 @@ def test_offsets_follow_a_changed_padding(d):
     base = make(FCN8s)
     base.load_state_dict(m.state_dict())
     x = torch.randn(1, 3, 19, 26, dtype=torch.float64)
-    want = base(F.pad(x, (d, d, d, d)))[:, :, d:d + 19, d:d + 26]
+    want = base(F.pad(x, (d, d, d, d)))[:, :, d : d + 19, d : d + 26]
     torch.testing.assert_close(m(x), want)
     assert FCN32s(width=W, padding=96).offsets == {"output": (15, 15)}
 
@@ -119,10 +127,13 @@ def test_misaligned_geometry_is_an_error():
         layer_map(nn.Linear(2, 2))
 
 
-@pytest.mark.parametrize("layers", [
-    [nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.AvgPool2d(3, stride=2, padding=1), nn.Conv2d(1, 1, 5, padding=3)],
-    [nn.Conv2d(1, 1, 3, padding=4, dilation=2), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(1, 1, (3, 5), stride=(1, 3))],
-])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.AvgPool2d(3, stride=2, padding=1), nn.Conv2d(1, 1, 5, padding=3)],
+        [nn.Conv2d(1, 1, 3, padding=4, dilation=2), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(1, 1, (3, 5), stride=(1, 3))],
+    ],
+)
 def test_coord_map_is_the_receptive_field_centre(layers):
     # Another backbone: the map of an output position is the centre of its receptive field, found by
     # back-propagating an impulse through all-ones filters.
@@ -240,8 +251,21 @@ def reference_counts(arch, n_class=21):
     """(trainable, fixed dense-diagonal upsampling) parameters of the Caffe / torchfcn net, from its
     layer shapes: 13 convs 3x3, fc6 7x7x512 -> 4096, fc7 4096 -> 4096, score layers with biases,
     upsampling without."""
-    convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-             (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    convs = [
+        (3, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ]
     n = sum(ci * co * 9 + co for ci, co in convs)
     n += 512 * 49 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * n_class + n_class
     skips = {FCN32s: [], FCN16s: [512], FCN8s: [512, 256], FCN8sAtOnce: [512, 256]}[arch]
@@ -282,7 +306,7 @@ def test_convolutionalize(bias):
     assert y.shape == (2, 7, 7, 4)
     for i in range(7):
         for j in range(4):
-            torch.testing.assert_close(y[:, :, i, j], lin(big[:, :, i:i + h, j:j + w].flatten(1)))
+            torch.testing.assert_close(y[:, :, i, j], lin(big[:, :, i : i + h, j : j + w].flatten(1)))
     assert conv.weight.data_ptr() != lin.weight.data_ptr()
     conv1 = fcn_kernels.convolutionalize(nn.Linear(6, 2), 6)
     assert conv1.kernel_size == (1, 1) and conv1.in_channels == 6
@@ -306,8 +330,15 @@ def torchvision_vgg16(width):
     fc = max(1, round(4096 * width))
     net = nn.Module()
     net.features = nn.Sequential(*layers)
-    net.classifier = nn.Sequential(nn.Linear(c_in * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc),
-                                   nn.ReLU(True), nn.Dropout(), nn.Linear(fc, 1000))
+    net.classifier = nn.Sequential(
+        nn.Linear(c_in * 49, fc),
+        nn.ReLU(True),
+        nn.Dropout(),
+        nn.Linear(fc, fc),
+        nn.ReLU(True),
+        nn.Dropout(),
+        nn.Linear(fc, 1000),
+    )
     return net.double().eval()
 
 
@@ -353,8 +384,17 @@ def torchfcn_checkpoint(cls, kernels_diagonal=True):
 def test_load_torchfcn_diagonal_becomes_depthwise(cls, tmp_path):
     sd = torchfcn_checkpoint(cls)
     path = tmp_path / "model_best.pth.tar"
-    torch.save({"epoch": 3, "iteration": 100, "arch": cls.__name__, "optim_state_dict": {},
-                "model_state_dict": sd, "best_mean_iu": 0.5}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "iteration": 100,
+            "arch": cls.__name__,
+            "optim_state_dict": {},
+            "model_state_dict": sd,
+            "best_mean_iu": 0.5,
+        },
+        path,
+    )
     x = torch.randn(1, 3, 15, 22, dtype=torch.float64)
     want = torchfcn_forward(sd, x, cls)
     for fused, source in ((True, str(path)), (False, sd)):

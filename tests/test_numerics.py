@@ -12,6 +12,7 @@ when a weight or input is infinite. The expected positions are counted by the re
 Subnormal and large-magnitude inputs in float32, bfloat16 and float16 stay within the bounds of
 tests/_helpers/tolerances.py (no flushing of subnormals, one rounding of a float32 accumulation, so an output
 past float16's range is an infinity of its sign and nothing else is)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,31 +24,98 @@ from _helpers.upsample_cases import Case, make_inputs, run
 from fcn_kernels import reference
 from fcn_kernels._tolerance import EPS
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was not built")
+pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 
 INF = float("inf")
 
 UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide, the direct and GEMM paths with a kernel
     # that the stride does not divide (taps past the kernel in their layouts); crops at both edges, skip
-    "depthwise": Case(N=2, cin=3, cout=3, groups=3, H=5, W=4, K=(4, 4), stride=(2, 2), out_offset=(1, 0),
-                      out_size=None, skip_offset=(1, 2), skip_hw=(12, 12), bias=True),
-    "dense": Case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(0, 2),
-                  out_size=(6, 9), skip_offset=(0, 1), skip_hw=(7, 11), bias=True),
-    "wide": Case(N=1, cin=8, cout=5, groups=1, H=4, W=3, K=(3, 4), stride=(1, 2), out_offset=(2, 0),
-                 out_size=(4, 8), skip_offset=(0, 0), skip_hw=(4, 8), bias=True),
-    "depthwise_odd_kernel": Case(N=1, cin=3, cout=3, groups=3, H=4, W=5, K=(3, 3), stride=(2, 2), out_offset=(1, 1),
-                                 out_size=None, skip_offset=(0, 0), skip_hw=(8, 10), bias=True),
-    "wide_odd_kernel": Case(N=1, cin=4, cout=4, groups=1, H=4, W=5, K=(3, 5), stride=(2, 3), out_offset=(0, 1),
-                            out_size=(7, 12), skip_offset=(0, 0), skip_hw=(7, 12), bias=True),
+    "depthwise": Case(
+        N=2,
+        cin=3,
+        cout=3,
+        groups=3,
+        H=5,
+        W=4,
+        K=(4, 4),
+        stride=(2, 2),
+        out_offset=(1, 0),
+        out_size=None,
+        skip_offset=(1, 2),
+        skip_hw=(12, 12),
+        bias=True,
+    ),
+    "dense": Case(
+        N=2,
+        cin=4,
+        cout=6,
+        groups=2,
+        H=3,
+        W=4,
+        K=(5, 3),
+        stride=(2, 3),
+        out_offset=(0, 2),
+        out_size=(6, 9),
+        skip_offset=(0, 1),
+        skip_hw=(7, 11),
+        bias=True,
+    ),
+    "wide": Case(
+        N=1,
+        cin=8,
+        cout=5,
+        groups=1,
+        H=4,
+        W=3,
+        K=(3, 4),
+        stride=(1, 2),
+        out_offset=(2, 0),
+        out_size=(4, 8),
+        skip_offset=(0, 0),
+        skip_hw=(4, 8),
+        bias=True,
+    ),
+    "depthwise_odd_kernel": Case(
+        N=1,
+        cin=3,
+        cout=3,
+        groups=3,
+        H=4,
+        W=5,
+        K=(3, 3),
+        stride=(2, 2),
+        out_offset=(1, 1),
+        out_size=None,
+        skip_offset=(0, 0),
+        skip_hw=(8, 10),
+        bias=True,
+    ),
+    "wide_odd_kernel": Case(
+        N=1,
+        cin=4,
+        cout=4,
+        groups=1,
+        H=4,
+        W=5,
+        K=(3, 5),
+        stride=(2, 3),
+        out_offset=(0, 1),
+        out_size=(7, 12),
+        skip_offset=(0, 0),
+        skip_hw=(7, 12),
+        bias=True,
+    ),
 }
 RAREFIED = {  # padding on every side, both CPU paths (direct, GEMM-wide)
-    "depthwise": RarefiedCase(N=2, cin=3, cout=3, groups=3, H=7, W=6, K=(3, 3), rarefaction=(2, 3),
-                              padding=(2, 3), bias=True),
-    "dense": RarefiedCase(N=2, cin=4, cout=6, groups=2, H=6, W=7, K=(3, 2), rarefaction=(2, 2), padding=(1, 2),
-                          bias=True),
-    "wide": RarefiedCase(N=1, cin=8, cout=8, groups=1, H=6, W=6, K=(3, 3), rarefaction=(2, 1), padding=(2, 1),
-                         bias=True),
+    "depthwise": RarefiedCase(
+        N=2, cin=3, cout=3, groups=3, H=7, W=6, K=(3, 3), rarefaction=(2, 3), padding=(2, 3), bias=True
+    ),
+    "dense": RarefiedCase(
+        N=2, cin=4, cout=6, groups=2, H=6, W=7, K=(3, 2), rarefaction=(2, 2), padding=(1, 2), bias=True
+    ),
+    "wide": RarefiedCase(
+        N=1, cin=8, cout=8, groups=1, H=6, W=6, K=(3, 3), rarefaction=(2, 1), padding=(2, 1), bias=True
+    ),
 }
 
 
@@ -57,8 +125,19 @@ def _grad(f, inputs, go, i):
 
 
 def _indicators(t):
-    return {k: v.double() for k, v in dict(nan=t.isnan(), pinf=t == INF, ninf=t == -INF, inf=t.isinf(), zero=t == 0,
-                                           pos=t > 0, neg=t < 0, one=torch.ones_like(t, dtype=torch.bool)).items()}
+    return {
+        k: v.double()
+        for k, v in dict(
+            nan=t.isnan(),
+            pinf=t == INF,
+            ninf=t == -INF,
+            inf=t.isinf(),
+            zero=t == 0,
+            pos=t > 0,
+            neg=t < 0,
+            one=torch.ones_like(t, dtype=torch.bool),
+        ).items()
+    }
 
 
 def _bilinear_terms(L, a, b):
@@ -95,13 +174,21 @@ def expected_specials(f, inputs, go):
         return [t if i == j else None for i in range(len(extra))]
 
     forward = [_bilinear_terms(lambda a, b: f(a, b, *none), x, w)]
-    forward += [_linear_terms(lambda t, j=j: f(zx, zw, *with_extra(j, t)), e) for j, e in enumerate(extra)
-                if e is not None]
-    grads = [_specials(_bilinear_terms(lambda g, b: _grad(f, [zx, b, *none], g, 0), go, w)),
-             _specials(_bilinear_terms(lambda g, a: _grad(f, [a, zw, *none], g, 1), go, x))]
-    grads += [None if e is None else _specials(_linear_terms(
-        lambda g, j=j, e=e: _grad(f, [zx, zw, *with_extra(j, torch.zeros_like(e))], g, 2 + j), go))
-        for j, e in enumerate(extra)]
+    forward += [
+        _linear_terms(lambda t, j=j: f(zx, zw, *with_extra(j, t)), e) for j, e in enumerate(extra) if e is not None
+    ]
+    grads = [
+        _specials(_bilinear_terms(lambda g, b: _grad(f, [zx, b, *none], g, 0), go, w)),
+        _specials(_bilinear_terms(lambda g, a: _grad(f, [a, zw, *none], g, 1), go, x)),
+    ]
+    grads += [
+        None
+        if e is None
+        else _specials(
+            _linear_terms(lambda g, j=j, e=e: _grad(f, [zx, zw, *with_extra(j, torch.zeros_like(e))], g, 2 + j), go)
+        )
+        for j, e in enumerate(extra)
+    ]
     return _specials(*forward), grads
 
 
@@ -113,15 +200,30 @@ def rarefied_expected(case, inputs, go):
     # The padding made explicit, so that its zeros are input values (0 * Inf terms), then cropped off grad x.
     (ph, pw), kw = case.padding, dict(case.kwargs(), padding=0)
     x, w, b = inputs
-    fwd, (gx, gw, gb) = expected_specials(lambda *t: reference.rarefied_conv2d(*t, **kw),
-                                          [F.pad(x, (pw, pw, ph, ph)), w, b], go)
-    return fwd, [gx[:, :, ph:ph + case.H, pw:pw + case.W], gw, gb]
+    fwd, (gx, gw, gb) = expected_specials(
+        lambda *t: reference.rarefied_conv2d(*t, **kw), [F.pad(x, (pw, pw, ph, ph)), w, b], go
+    )
+    return fwd, [gx[:, :, ph : ph + case.H, pw : pw + case.W], gw, gb]
 
 
-OPS = {"upsample_skip": (UPSAMPLE, make_inputs, lambda c: c.crop, fcn_kernels.upsample_skip,
-                         reference.upsample_skip, upsample_expected),
-       "rarefied_conv2d": (RAREFIED, lambda c: c.inputs(torch.float64), lambda c: c.out, fcn_kernels.rarefied_conv2d,
-                           reference.rarefied_conv2d, rarefied_expected)}
+OPS = {
+    "upsample_skip": (
+        UPSAMPLE,
+        make_inputs,
+        lambda c: c.crop,
+        fcn_kernels.upsample_skip,
+        reference.upsample_skip,
+        upsample_expected,
+    ),
+    "rarefied_conv2d": (
+        RAREFIED,
+        lambda c: c.inputs(torch.float64),
+        lambda c: c.out,
+        fcn_kernels.rarefied_conv2d,
+        reference.rarefied_conv2d,
+        rarefied_expected,
+    ),
+}
 PARAMS = [(op, name) for op, (cases, *_) in OPS.items() for name in cases]
 
 
@@ -131,12 +233,13 @@ def assert_specials(actual, expected, stock, what):
     nan, e_nan, s_nan = torch.isnan(actual), torch.isnan(expected), torch.isnan(stock)
     assert not bool((e_nan & ~nan).any()), f"{what}: no NaN at {int((e_nan & ~nan).sum())} positions with NaN terms"
     extra = nan & ~e_nan & ~s_nan
-    assert not bool(extra.any()), \
+    assert not bool(extra.any()), (
         f"{what}: NaN at {int(extra.sum())} positions where neither the terms nor the stock composition have one"
+    )
     rest = ~nan
-    assert torch.equal(torch.isinf(actual[rest]), torch.isinf(expected[rest])) and \
-        torch.equal(actual[rest & torch.isinf(actual)], expected[rest & torch.isinf(actual)]), \
-        f"{what}: infinities other than expected"
+    assert torch.equal(torch.isinf(actual[rest]), torch.isinf(expected[rest])) and torch.equal(
+        actual[rest & torch.isinf(actual)], expected[rest & torch.isinf(actual)]
+    ), f"{what}: infinities other than expected"
     finite = rest & torch.isfinite(expected) & torch.isfinite(stock)
     torch.testing.assert_close(actual[finite], stock[finite], rtol=1e-9, atol=1e-9, msg=what)
 
@@ -154,7 +257,7 @@ def test_nan_and_inf_propagate_as_in_the_stock_composition(seed, op, name, where
         pytest.skip(f"{op} has no {where} input")
     target = go if slot is None else inputs[slot]
     flat = target.view(-1)
-    flat[torch.randperm(flat.numel())[:max(1, flat.numel() // 10)]] = special
+    flat[torch.randperm(flat.numel())[: max(1, flat.numel() // 10)]] = special
     ours, ours_grads = run(fn, inputs, go, backend="cpu", **case.kwargs())
     stock, stock_grads = run(ref, inputs, go, **case.kwargs())
     exp, exp_grads = expected_of(case, inputs, go)
@@ -185,22 +288,24 @@ def test_subnormal_and_large_magnitudes_within_bounds(seed, op, name, dtype, sca
     ours, ours_grads = run(fn, inputs, go, backend="cpu", **case.kwargs())
     exact_in = [None if t is None else t.double() for t in inputs]
     exact, exact_grads = run(ref, exact_in, go.double(), **case.kwargs())
-    bound, bound_grads = run(ref, [None if t is None else t.abs() for t in exact_in], go.double().abs(),
-                             **case.kwargs())
+    bound, bound_grads = run(
+        ref, [None if t is None else t.abs() for t in exact_in], go.double().abs(), **case.kwargs()
+    )
     n = case.terms()
     if scale == "subnormal":
         tiny = torch.finfo(dtype).tiny
         assert bool(((exact.abs() < tiny) & (exact != 0)).any()), "the case must produce subnormal outputs"
-    for what, a, e, b in [("forward", ours, exact, bound)] + list(zip(("grad x", "grad weight", "grad bias",
-                                                                        "grad skip"), ours_grads, exact_grads,
-                                                                       bound_grads)):
+    for what, a, e, b in [("forward", ours, exact, bound)] + list(
+        zip(("grad x", "grad weight", "grad bias", "grad skip"), ours_grads, exact_grads, bound_grads)
+    ):
         if e is None:
             continue
         # Past the dtype's range (to within the bound of where rounding overflows) the result is an infinity.
         edge = FINFO_MAX[dtype] * (1 + EPS[dtype] / 2)
         over = e.abs() - error_bound(e, b, n, dtype) > edge
-        assert bool(torch.isinf(a[over]).all()) and torch.equal(a[over].sign(), e[over].sign()), \
+        assert bool(torch.isinf(a[over]).all()) and torch.equal(a[over].sign(), e[over].sign()), (
             f"{op} {name} {what}: an output past the {dtype} range is not an infinity of its sign"
+        )
         near = (e.abs() + error_bound(e, b, n, dtype) >= edge) & ~over
         keep = ~(over | near)
         assert_close_bound(a[keep], e[keep], b[keep], n, dtype, f"{op} {name} {what} ({dtype}, {scale})")

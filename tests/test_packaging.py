@@ -2,6 +2,7 @@
 submodule reachable, a clear warning (once) when the source tree shadows the built package, and one
 sentence instead of a traceback when setup.py runs without torch (pip's build isolation). The
 install itself (sdist -> wheel -> fresh venv -> smoke test) is scripts/check_package.sh."""
+
 import os
 import re
 import shutil
@@ -29,14 +30,17 @@ def _isolated(*paths):
     """-S (no .pth files: an editable install of this checkout in the running environment cannot supply
     fcn_kernels._C) with torch's site directory put on the path by hand, after `paths`."""
     import torch
-    return [sys.executable, "-S"], _env(PYTHONPATH=os.pathsep.join([*map(str, paths),
-                                                                       str(Path(torch.__file__).parents[1])]))
+
+    return [sys.executable, "-S"], _env(
+        PYTHONPATH=os.pathsep.join([*map(str, paths), str(Path(torch.__file__).parents[1])])
+    )
 
 
 def test_version_written_once():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and "version" in project["dynamic"]
     from fcn_kernels import _version
+
     assert fcn_kernels.__version__ == _version.__version__
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", fcn_kernels.__version__)
 
@@ -48,9 +52,11 @@ def test_license_is_an_spdx_string():
 
 def test_every_public_submodule_is_reachable_lazily():
     # every public entry of the package root but the application (fcn_kernels.app: tests/test_layers.py)
-    names = sorted(p.stem if p.is_file() else p.name for p in (ROOT / "fcn_kernels").iterdir()
-                   if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").exists())
-                   and p.name != "app")
+    names = sorted(
+        p.stem if p.is_file() else p.name
+        for p in (ROOT / "fcn_kernels").iterdir()
+        if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").exists()) and p.name != "app"
+    )
     assert {"metrics", "data", "losses", "models", "reference"} <= set(names)
     script = f"""
 import sys, fcn_kernels
@@ -73,8 +79,14 @@ else:
     raise AssertionError("a missing attribute must raise AttributeError")
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(PYTHONPATH=str(ROOT)),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -95,8 +107,13 @@ print("ERROR:", fcn_kernels._ext.EXTENSION_ERROR)
     out = subprocess.run(python + ["-c", script], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("imported from the source tree") == 1, out.stderr
-    for words in (str(clone), "has no built C++ extension", str(site / "fcn_kernels" / "_C.so"),
-                  "Run Python from another directory", "build the extension in place"):
+    for words in (
+        str(clone),
+        "has no built C++ extension",
+        str(site / "fcn_kernels" / "_C.so"),
+        "Run Python from another directory",
+        "build the extension in place",
+    ):
         assert words in out.stderr, (words, out.stderr)
     assert "circular import" not in out.stdout and "imported from the source tree" in out.stdout, out.stdout
 
@@ -106,16 +123,28 @@ def test_installed_copy_without_source_tree_is_silent(tmp_path):
     site = tmp_path / "site"
     shutil.copytree(ROOT / "fcn_kernels", site / "fcn_kernels", ignore=shutil.ignore_patterns("_C*", "__pycache__"))
     python, env = _isolated(site)
-    out = subprocess.run(python + ["-W", "error::RuntimeWarning", "-c", "import fcn_kernels"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        python + ["-W", "error::RuntimeWarning", "-c", "import fcn_kernels"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
 
 
 def test_setup_without_torch_fails_in_one_sentence(tmp_path):
     # pip's isolated build environment has no torch: a stand-in `torch` that cannot be imported.
     (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")
-    out = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=_env(PYTHONPATH=str(tmp_path)),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "setup.py", "--name"],
+        cwd=ROOT,
+        env=_env(PYTHONPATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--no-build-isolation" in lines[0] and "Traceback" not in out.stderr, out.stderr
@@ -123,17 +152,37 @@ def test_setup_without_torch_fails_in_one_sentence(tmp_path):
 
 @pytest.mark.slow
 def test_sdist_holds_everything_setup_py_reads(tmp_path):
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True, env=_env(), timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        env=_env(),
+        timeout=600,
+    )
     (sdist,) = tmp_path.glob("*.tar.gz")
     assert sdist.name == f"fcn_kernels-{fcn_kernels.__version__}.tar.gz"
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    listed = [line.split()[1] for line in (ROOT / "csrc" / "SOURCES").read_text().splitlines()
-              if len(line.split("#", 1)[0].split()) == 2]
+    listed = [
+        line.split()[1]
+        for line in (ROOT / "csrc" / "SOURCES").read_text().splitlines()
+        if len(line.split("#", 1)[0].split()) == 2
+    ]
     headers = [str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*") if p.suffix in (".h", ".cuh")]
-    needed = ["setup.py", "pyproject.toml", "csrc/SOURCES", "tools/cuda_toolkit.py", "CMakeLists.txt", "README.md",
-              "fcn_kernels/__init__.py", "fcn_kernels/_version.py"] + listed + headers
+    needed = (
+        [
+            "setup.py",
+            "pyproject.toml",
+            "csrc/SOURCES",
+            "tools/cuda_toolkit.py",
+            "CMakeLists.txt",
+            "README.md",
+            "fcn_kernels/__init__.py",
+            "fcn_kernels/_version.py",
+        ]
+        + listed
+        + headers
+    )
     missing = [n for n in needed if n not in names]
     assert not missing, f"the sdist lacks {missing}"
     assert not [n for n in names if n.endswith((".so", ".pyc"))], "the sdist must not carry built files"

@@ -1,4 +1,5 @@
 """FCN*.predict: labels through upsample_argmax, equal to model(images).argmax(1) except at exact ties."""
+
 import pytest
 import torch
 
@@ -6,8 +7,7 @@ import fcn_kernels
 from fcn_kernels.app.factory import kaiming_init
 from fcn_kernels.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was not built")
+pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 
 ARCHS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
 
@@ -19,7 +19,7 @@ def random_model(arch, fused, images, n_class=5):
     kaiming_init(model)
     with torch.no_grad():
         for name in model.score_layer_names():
-            getattr(model, name).weight.normal_(0, 1 / model.SKIP_SCALE.get(name[len("score_"):], 1.0))
+            getattr(model, name).weight.normal_(0, 1 / model.SKIP_SCALE.get(name[len("score_") :], 1.0))
         for name, scores in zip(model.score_layer_names(), model.scores(images)):
             getattr(model, name).bias.sub_(scores.mean((0, 2, 3)))
         # bilinear upsampling carries a constant through unchanged: centre the output itself
@@ -66,16 +66,48 @@ def test_predict_under_bfloat16_autocast(seed):
 
 # ---- `fcn-kernels predict` ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny FCN-8s trained from scratch by `fcn-kernels train` (a few steps: labels vary, not accurate)."""
     from fcn_kernels.app.cli import main
 
     out = tmp_path_factory.mktemp("run")
-    assert main(["train", "--data", "synthetic", "--width", "0.03125", "--image-size", "32", "--n-class", "3",
-                 "--no-progress", "--train-size", "4", "--val-size", "1", "--batch-size", "2", "--iters", "3",
-                 "--optimizer", "adam", "--lr", "1e-3", "--init", "kaiming", "--overlay-images", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "synthetic",
+                "--width",
+                "0.03125",
+                "--image-size",
+                "32",
+                "--n-class",
+                "3",
+                "--no-progress",
+                "--train-size",
+                "4",
+                "--val-size",
+                "1",
+                "--batch-size",
+                "2",
+                "--iters",
+                "3",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "1e-3",
+                "--init",
+                "kaiming",
+                "--overlay-images",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out / "checkpoint.pt"
 
 
@@ -114,8 +146,23 @@ def test_predict_command_writes_labels_and_overlays(tmp_path, checkpoint, capsys
 
     paths = write_images(tmp_path, [(33, 41), (20, 27), (33, 41)])
     out = tmp_path / "pred"
-    assert main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--batch-size", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                *map(str, paths),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "3 label map(s)" in capsys.readouterr().out
     for path in paths:
         with Image.open(out / f"{path.stem}.png") as im:
@@ -129,7 +176,8 @@ def test_predict_command_writes_labels_and_overlays(tmp_path, checkpoint, capsys
             # two panels 4 px apart, a title row above them and the class legend below
             assert ov.size[0] == 2 * w * scale + 4 and ov.size[1] > h * scale
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{p.stem}{s}" for p in paths for s in (".png", "_overlay.png"))  # no temporary files left
+        f"{p.stem}{s}" for p in paths for s in (".png", "_overlay.png")
+    )  # no temporary files left
 
 
 def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
@@ -198,14 +246,27 @@ def test_predict_command_takes_a_folder(tmp_path, checkpoint, capsys):
         Image.fromarray(rng.integers(0, 256, (18, 23, 3), dtype=np.uint8)).save(src / name)
     (src / "notes.txt").write_text("not an image")
     out = tmp_path / "pred"
-    assert main(["predict", str(src), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(src),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert f"{len(names)} label map(s)" in capsys.readouterr().out
     stems = sorted(n.split(".")[0] for n in names)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}{x}" for s in stems for x in (".png", "_overlay.png"))
     for name in ("c.bmp", "d.tiff", "e.webp"):  # the labels of the image, whatever its format
-        assert np.array_equal(np.asarray(Image.open(out / f"{name[0]}.png")),
-                              expected_labels(checkpoint, src / name))
+        assert np.array_equal(np.asarray(Image.open(out / f"{name[0]}.png")), expected_labels(checkpoint, src / name))
 
 
 def test_predict_command_folder_order(tmp_path):
@@ -217,7 +278,12 @@ def test_predict_command_folder_order(tmp_path):
     for name in ("z.png", "B.jpg", "a.png", "m.Tif"):
         (folder / name).touch()
     assert [p.name for p in _image_paths([str(tmp_path / "x.png"), str(folder)])] == [
-        "x.png", "B.jpg", "a.png", "m.Tif", "z.png"]
+        "x.png",
+        "B.jpg",
+        "a.png",
+        "m.Tif",
+        "z.png",
+    ]
 
 
 def test_predict_command_empty_folder(tmp_path, checkpoint, capsys):
@@ -253,8 +319,7 @@ def folder_with_bad_images(tmp_path):
     return src
 
 
-def test_predict_command_stops_at_a_bad_image_before_any_work(folder_with_bad_images, tmp_path, checkpoint,
-                                                              capsys):
+def test_predict_command_stops_at_a_bad_image_before_any_work(folder_with_bad_images, tmp_path, checkpoint, capsys):
     from fcn_kernels.app.cli import main
 
     out = tmp_path / "out"
@@ -273,27 +338,60 @@ def test_predict_command_keep_going(folder_with_bad_images, tmp_path, checkpoint
     from fcn_kernels.app.cli import main
 
     out = tmp_path / "out"
-    assert main(["predict", str(folder_with_bad_images), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--keep-going", "--batch-size", "2", "--device", "cpu"]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                str(folder_with_bad_images),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--keep-going",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     skipped = [line for line in lines if line.startswith("fcn-kernels predict: skipped:")]
-    assert [next(n for n in ("b.png", "d.png", "e.png") if n in line) for line in skipped] == ["b.png", "d.png",
-                                                                                              "e.png"]
+    assert [next(n for n in ("b.png", "d.png", "e.png") if n in line) for line in skipped] == [
+        "b.png",
+        "d.png",
+        "e.png",
+    ]
     assert "GIF" in skipped[1] and "truncated" in skipped[2]
     assert lines[-1].startswith("fcn-kernels predict: error: 3 of 5 image(s)") and "2 written" in lines[-1]
     assert "2 label map(s)" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png", "c.png", "c_overlay.png"]
-    assert np.array_equal(np.asarray(Image.open(out / "c.png")),
-                          expected_labels(checkpoint, folder_with_bad_images / "c.jpg"))
+    assert np.array_equal(
+        np.asarray(Image.open(out / "c.png")), expected_labels(checkpoint, folder_with_bad_images / "c.jpg")
+    )
 
 
 def test_predict_command_keep_going_with_nothing_readable(tmp_path, checkpoint, capsys):
     from fcn_kernels.app.cli import main
 
     (tmp_path / "x.png").write_bytes(b"junk")
-    assert main(["predict", str(tmp_path / "x.png"), str(tmp_path / "missing.jpg"), "--checkpoint",
-                 str(checkpoint), "--out", str(tmp_path / "o"), "--keep-going"]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "x.png"),
+                str(tmp_path / "missing.jpg"),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+                "--keep-going",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "x.png" in err[0] and "missing.jpg" in err[1] and "2 of 2" in err[2]
     assert not (tmp_path / "o").exists()

@@ -3,6 +3,7 @@ default, `--hypothesis-profile long` for long local runs). A valid draw equals t
 forward and backward, in every dtype and layout; an invalid one (one argument broken) raises
 ValueError, TypeError or RuntimeError naming the argument, through the public function and through
 torch.ops.fcn_kernels.* directly (the C++ host checks). A failure prints its reproducer."""
+
 import pytest
 import torch
 from hypothesis import given, note, strategies as st
@@ -27,8 +28,7 @@ from _helpers.property_cases import (
     upsample_cases,
 )
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was not built")
+pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 
 HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax")  # another branch adds it
 needs_argmax = pytest.mark.skipif(not HAS_ARGMAX, reason="fcn_kernels.upsample_argmax is not in this build")
@@ -47,8 +47,9 @@ def test_upsample_argmax_equals_reference(case, dtype, layout, seed):
     check_upsample_argmax(case, "cpu", dtype, layout)
 
 
-@given(case=rarefied_cases(), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS,
-       path=st.sampled_from([None, "direct", "gemm"]))
+@given(
+    case=rarefied_cases(), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS, path=st.sampled_from([None, "direct", "gemm"])
+)
 def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed, path):
     torch.manual_seed(seed)
     with rarefied_path(path):
@@ -59,8 +60,13 @@ UPSAMPLE_OPS = ["upsample_skip"] + (["upsample_argmax"] if HAS_ARGMAX else [])
 
 
 @pytest.mark.parametrize("op", UPSAMPLE_OPS)
-@given(case=upsample_cases(), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), dtype=DTYPES, seed=SEEDS,
-       data=st.data())
+@given(
+    case=upsample_cases(),
+    mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)),
+    dtype=DTYPES,
+    seed=SEEDS,
+    data=st.data(),
+)
 def test_upsample_invalid_arguments_are_named(op, case, mutation, dtype, seed, data):
     torch.manual_seed(seed)
     a = upsample_arguments(case, dtype)
@@ -69,17 +75,28 @@ def test_upsample_invalid_arguments_are_named(op, case, mutation, dtype, seed, d
     fn = getattr(fcn_kernels, op)
     expect_error(lambda: fn(**a, backend="cpu"), words, f"{op} with {mutation}")
     if op == "upsample_skip":  # the C++ entry point on its own (no Python validation)
-        expect_error(lambda: torch.ops.fcn_kernels.upsample_skip(*as_op_arguments(a, case)), words,
-                     f"torch.ops.fcn_kernels.upsample_skip with {mutation}")
+        expect_error(
+            lambda: torch.ops.fcn_kernels.upsample_skip(*as_op_arguments(a, case)),
+            words,
+            f"torch.ops.fcn_kernels.upsample_skip with {mutation}",
+        )
 
 
-@given(case=rarefied_cases(), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), dtype=DTYPES, seed=SEEDS,
-       data=st.data())
+@given(
+    case=rarefied_cases(),
+    mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)),
+    dtype=DTYPES,
+    seed=SEEDS,
+    data=st.data(),
+)
 def test_rarefied_invalid_arguments_are_named(case, mutation, dtype, seed, data):
     torch.manual_seed(seed)
     a = rarefied_arguments(case, dtype)
     words = RAREFIED_MUTATIONS[mutation](a, data.draw)
     note(f"{mutation}: {[(k, tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in a.items()]}")
     expect_error(lambda: fcn_kernels.rarefied_conv2d(**a, backend="cpu"), words, f"rarefied_conv2d with {mutation}")
-    expect_error(lambda: torch.ops.fcn_kernels.rarefied_conv2d(*as_rarefied_op_arguments(a)), words,
-                 f"torch.ops.fcn_kernels.rarefied_conv2d with {mutation}")
+    expect_error(
+        lambda: torch.ops.fcn_kernels.rarefied_conv2d(*as_rarefied_op_arguments(a)),
+        words,
+        f"torch.ops.fcn_kernels.rarefied_conv2d with {mutation}",
+    )

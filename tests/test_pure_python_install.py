@@ -1,5 +1,6 @@
 """FCN_KERNELS_NO_EXT=1 installs pure Python: only the reference backend, and forced C++ backends
 are clear errors. Installs into a temporary directory and imports from there."""
+
 import os
 import subprocess
 import sys
@@ -14,8 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_pure_python_install(tmp_path):
     target = tmp_path / "site"
     env = dict(os.environ, FCN_KERNELS_NO_EXT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
-                    "--target", str(target), str(ROOT)], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-build-isolation",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert not list(target.glob("fcn_kernels/_C*")), "a pure-Python install must not build _C"
     script = """
 import torch, fcn_kernels
@@ -35,8 +52,10 @@ print("ok")
     # -S: no .pth files, so an editable install of this checkout in the running environment cannot
     # supply fcn_kernels._C; torch comes from its site directory, put on the path by hand.
     import torch
+
     env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
     env["PYTHONPATH"] = os.pathsep.join([str(target), str(Path(torch.__file__).parents[1])])
-    out = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

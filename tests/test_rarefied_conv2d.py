@@ -6,6 +6,7 @@ both kernel paths (GEMM over the wide layout, direct row loops) are forced in tu
 FCN_KERNELS_RAREFIED_CONV_PATH (`path`: direct, gemm, auto), so every case covers both. Triton gets the tiny
 variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python; its own launch paths: tests/triton/.
 """
+
 import random
 
 import pytest
@@ -50,8 +51,14 @@ def _cpu_path(request, monkeypatch):
 
 
 def _with_path(path, values):
-    out = [pytest.param(path, *v.values, marks=v.marks) if isinstance(v, ParameterSet)
-           else (path, *v) if isinstance(v, tuple) else (path, v) for v in values]
+    out = [
+        pytest.param(path, *v.values, marks=v.marks)
+        if isinstance(v, ParameterSet)
+        else (path, *v)
+        if isinstance(v, tuple)
+        else (path, v)
+        for v in values
+    ]
     return out or [(path,)]
 
 
@@ -65,10 +72,10 @@ def no_path(*values):
     return _with_path(None, values)
 
 
-TRITON_CASES = triton_case_pairs(SMALL, ("depthwise", "multiplier", "dense-fma"),
-                                 ("depthwise", "dense-fma", "dense-dot"))
-GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
-                   ("multiplier", F16)}
+TRITON_CASES = triton_case_pairs(
+    SMALL, ("depthwise", "multiplier", "dense-fma"), ("depthwise", "dense-fma", "dense-dot")
+)
+GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16), ("multiplier", F16)}
 
 
 @pytest.mark.parametrize("backend, name, dtype", case_grid(SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
@@ -80,10 +87,14 @@ def test_cases(seed, backend, name, dtype):
 RANDOM = {"cpu": {F64: 25, F32: 4, BF16: 4, F16: 4}, "cuda": dict.fromkeys(DTYPES, 20), "triton": {F32: 2}}
 
 
-@pytest.mark.parametrize("backend, path, dtype, batch", grid(
-    cpu=on_paths(*[(d, 0) for d in DTYPES]),
-    cuda=no_path(*[gpu_check(d, 0) if d == F32 else (d, 0) for d in DTYPES]),
-    triton=no_path(*[(F32, b) for b in range(3)])))
+@pytest.mark.parametrize(
+    "backend, path, dtype, batch",
+    grid(
+        cpu=on_paths(*[(d, 0) for d in DTYPES]),
+        cuda=no_path(*[gpu_check(d, 0) if d == F32 else (d, 0) for d in DTYPES]),
+        triton=no_path(*[(F32, b) for b in range(3)]),
+    ),
+)
 def test_random_cases(seed, backend, path, dtype, batch):
     rng = random.Random(seed + batch)
     done = 0
@@ -94,8 +105,9 @@ def test_random_cases(seed, backend, path, dtype, batch):
             done += 1
 
 
-@pytest.mark.parametrize("backend, path, k", grid(cpu=on_paths(1, 3, 5, 7), cuda=no_path(1, 3, 5, 7),
-                                                  triton=no_path(((3, 2),))))
+@pytest.mark.parametrize(
+    "backend, path, k", grid(cpu=on_paths(1, 3, 5, 7), cuda=no_path(1, 3, 5, 7), triton=no_path(((3, 2),)))
+)
 def test_every_kernel_size_and_rarefaction(seed, backend, path, k):
     """Rarefaction 1..8. Triton: rows and columns differing, padding 0..r, depthwise and dense FMA, small maps."""
     rng = random.Random(seed)
@@ -114,8 +126,9 @@ def test_depthwise(seed, backend, path, multiplier):
     rng = random.Random(seed)
     for r in (1, 2, 5, 8):
         c = rng.choice([1, 3, 21])
-        check_against_reference(case(2, c, c * multiplier, c, 17 + 2 * r, 19 + 2 * r, 3, r, rng.randint(0, r), True),
-                                backend, F64)
+        check_against_reference(
+            case(2, c, c * multiplier, c, 17 + 2 * r, 19 + 2 * r, 3, r, rng.randint(0, r), True), backend, F64
+        )
 
 
 @pytest.mark.parametrize("backend, path", grid(cpu=on_paths(), cuda=no_path()))
@@ -124,8 +137,7 @@ def test_grouped_wide_channels(seed, backend, path):
     check_against_reference(case(2, 32, 16, 2, 13, 15, 3, (2, 3), (2, 3), True), backend, F64)
 
 
-@pytest.mark.parametrize("backend, path", grid(cpu=on_paths(), cuda=no_path(gpu_check()),
-                                               triton=no_path(gpu_check())))
+@pytest.mark.parametrize("backend, path", grid(cpu=on_paths(), cuda=no_path(gpu_check()), triton=no_path(gpu_check())))
 def test_batch_zero(seed, backend, path):
     device = device_of(backend)
     for cin, cout, groups, dtype in ((4, 8, 1, F64), (3, 3, 3, F32), (4, 6, 2, F32)):
@@ -144,18 +156,22 @@ def _rows_strided(t):
     if t.dim() != 4:
         return t
     big = torch.zeros(*t.shape[:2], 2 * t.shape[2], t.shape[3] + 3, dtype=t.dtype, device=t.device)
-    big[:, :, ::2, 1:t.shape[3] + 1] = t
-    return big[:, :, ::2, 1:t.shape[3] + 1]
+    big[:, :, ::2, 1 : t.shape[3] + 1] = t
+    return big[:, :, ::2, 1 : t.shape[3] + 1]
 
 
 # Layouts of (x, weight, bias, grad_out): each of LAYOUTS for all, and a mix (x a strided slice, a channels_last
 # weight, a transposed grad_out).
-NON_CONTIGUOUS = {**{name: (f,) * 4 for name, f in LAYOUTS.items()},
-                  "mixed": (_rows_strided, LAYOUTS["channels_last"], lambda t: t, LAYOUTS["transposed"])}
+NON_CONTIGUOUS = {
+    **{name: (f,) * 4 for name, f in LAYOUTS.items()},
+    "mixed": (_rows_strided, LAYOUTS["channels_last"], lambda t: t, LAYOUTS["transposed"]),
+}
 
 
-@pytest.mark.parametrize("backend, path, layout", grid(
-    cpu=on_paths(*NON_CONTIGUOUS), cuda=no_path(*NON_CONTIGUOUS), triton=no_path("channels_last", "transposed")))
+@pytest.mark.parametrize(
+    "backend, path, layout",
+    grid(cpu=on_paths(*NON_CONTIGUOUS), cuda=no_path(*NON_CONTIGUOUS), triton=no_path("channels_last", "transposed")),
+)
 def test_non_contiguous_inputs(seed, backend, path, layout):
     rng = random.Random(seed)
     if tiny(backend):  # the FMA path in channels_last, depthwise in column-major planes
@@ -187,6 +203,7 @@ def _grad_problem(backend, batch, width):
 
     def fn(a, b, c):
         return rarefied_conv2d(a, b, c, rarefaction=(2, 3), padding=(1, 2), groups=2, backend=backend)
+
     return fn, (x, weight, bias)
 
 
@@ -208,8 +225,10 @@ def test_double_backward(seed, backend):
     x, w, b = c.inputs(F64)
     go = torch.randn(c.N, c.cout, *c.out, dtype=F64)
     results = []
-    for fn, extra, d in ((rarefied_conv2d, dict(backend=backend), device_of(backend)),
-                         (reference.rarefied_conv2d, {}, "cpu")):
+    for fn, extra, d in (
+        (rarefied_conv2d, dict(backend=backend), device_of(backend)),
+        (reference.rarefied_conv2d, {}, "cpu"),
+    ):
         xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
         y = fn(xl.to(d), wl.to(d), b.to(d), **c.kwargs(), **extra)
         gx, gw = torch.autograd.grad(y, (xl, wl), go.to(d), create_graph=True)
@@ -227,8 +246,9 @@ DETERMINISM = {
 }
 
 
-@pytest.mark.parametrize("backend, path, dtype", grid(cpu=on_paths(F32, F64, BF16), cuda=no_path(F32),
-                                                      triton=no_path(F32)))
+@pytest.mark.parametrize(
+    "backend, path, dtype", grid(cpu=on_paths(F32, F64, BF16), cuda=no_path(F32), triton=no_path(F32))
+)
 def test_deterministic(seed, backend, path, dtype):
     for problem in DETERMINISM[backend]:
         inputs = [t.to(device_of(backend)) if t is not None else None for t in problem.inputs(dtype)]
@@ -257,14 +277,23 @@ def test_weight_without_grad_skips_weight_gradient(seed, backend):
 
 
 # opcheck problems: the grouped float64 problem of the CPU kernels, and Triton's depthwise, FMA and tl.dot ones
-OPCHECK = {"grouped": (case(2, 4, 6, 2, 9, 8, (3, 2), (2, 3), (1, 2), True), F64),
-           **{n: (SMALL[n], F32) for n in ("depthwise", "dense-fma", "dense-dot")}}
+OPCHECK = {
+    "grouped": (case(2, 4, 6, 2, 9, 8, (3, 2), (2, 3), (1, 2), True), F64),
+    **{n: (SMALL[n], F32) for n in ("depthwise", "dense-fma", "dense-dot")},
+}
 
 
-@pytest.mark.parametrize("backend, name", grid(
-    cpu=OPCHECK, cuda=[gpu_check(n) if n == "grouped" else n for n in OPCHECK],
-    triton=[pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "dense-dot" else []))
-            for n in ("depthwise", "dense-dot", "dense-fma")]))
+@pytest.mark.parametrize(
+    "backend, name",
+    grid(
+        cpu=OPCHECK,
+        cuda=[gpu_check(n) if n == "grouped" else n for n in OPCHECK],
+        triton=[
+            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "dense-dot" else []))
+            for n in ("depthwise", "dense-dot", "dense-fma")
+        ],
+    ),
+)
 def test_opcheck(seed, backend, name):
     """The forward op (with and without gradients and bias) and its backward pair."""
     problem, dtype = OPCHECK[name]
@@ -274,8 +303,9 @@ def test_opcheck(seed, backend, name):
     r, p, g = list(problem.rarefaction), list(problem.padding), problem.groups
     forward = getattr(ops, f"rarefied_conv2d{suffix}").default
     go = torch.randn_like(forward(x, weight, bias, r, p, g))
-    opcheck(forward, (x.clone().requires_grad_(), weight.clone().requires_grad_(), bias.clone().requires_grad_(),
-                      r, p, g))
+    opcheck(
+        forward, (x.clone().requires_grad_(), weight.clone().requires_grad_(), bias.clone().requires_grad_(), r, p, g)
+    )
     opcheck(forward, (x, weight, None, r, p, g))
     opcheck(getattr(ops, f"rarefied_conv2d_backward_input{suffix}").default, (go, weight, list(x.shape), r, p, g))
     opcheck(getattr(ops, f"rarefied_conv2d_backward_weight{suffix}").default, (go, x, list(weight.shape), r, p, g))
@@ -287,9 +317,11 @@ def test_module_compile_fullgraph(seed, backend):
     and backward, against the same modules eager."""
     d = device_of(backend)
     torch._dynamo.reset()
-    m = nn.Sequential(RarefiedConv2d(3, 8, 3, rarefaction=2, padding=2, backend=backend), nn.ReLU(),
-                      RarefiedConv2d(8, 4, 3, rarefaction=(2, 4), padding=(2, 4), groups=4, backend=backend)
-                      ).to(device=d, dtype=F64)
+    m = nn.Sequential(
+        RarefiedConv2d(3, 8, 3, rarefaction=2, padding=2, backend=backend),
+        nn.ReLU(),
+        RarefiedConv2d(8, 4, 3, rarefaction=(2, 4), padding=(2, 4), groups=4, backend=backend),
+    ).to(device=d, dtype=F64)
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager" if backend == "cpu" else "inductor")
     x = torch.randn(2, 3, 14, 15, dtype=F64, device=d, requires_grad=True)
     y = compiled(x)
@@ -302,9 +334,14 @@ def test_module_compile_fullgraph(seed, backend):
     torch.testing.assert_close(gx, x.grad, msg=lambda msg: f"seed={seed}: {msg}")
 
 
-@pytest.mark.parametrize("backend, name", grid(
-    cpu=["depthwise", "dense-dot"], cuda=["depthwise", "dense-dot"],
-    triton=[pytest.param(n, marks=NEEDS_GPU) for n in ("depthwise", "dense-dot")]))
+@pytest.mark.parametrize(
+    "backend, name",
+    grid(
+        cpu=["depthwise", "dense-dot"],
+        cuda=["depthwise", "dense-dot"],
+        triton=[pytest.param(n, marks=NEEDS_GPU) for n in ("depthwise", "dense-dot")],
+    ),
+)
 def test_compile_fullgraph_against_reference(seed, backend, name):
     """The op alone under torch.compile (Inductor on a GPU: Triton's kernels inside its graph), float32, forward and
     every gradient against float64 on CPU."""
@@ -313,15 +350,28 @@ def test_compile_fullgraph_against_reference(seed, backend, name):
     x, w, b = [t.to(d) for t in problem.inputs(F32)]
     go = torch.randn(problem.N, problem.cout, *problem.out, device=d)
     torch._dynamo.reset()
-    fn = torch.compile(lambda x, w, b: rarefied_conv2d(x, w, b, backend=backend, **problem.kwargs()), fullgraph=True,
-                       backend="aot_eager" if backend == "cpu" else "inductor")
+    fn = torch.compile(
+        lambda x, w, b: rarefied_conv2d(x, w, b, backend=backend, **problem.kwargs()),
+        fullgraph=True,
+        backend="aot_eager" if backend == "cpu" else "inductor",
+    )
     y, grads = run(fn, (x, w, b), go)
-    exact, exact_grads = run(reference.rarefied_conv2d, [t.cpu().double() for t in (x, w, b)], go.cpu().double(),
-                             **problem.kwargs())
-    bound, bound_grads = run(reference.rarefied_conv2d, [t.cpu().double().abs() for t in (x, w, b)],
-                             go.cpu().double().abs(), **problem.kwargs())
-    for name, a, e, m, n in zip(("output", "grad x", "grad weight", "grad bias"), [y, *grads], [exact, *exact_grads],
-                                [bound, *bound_grads], problem.terms_per_output()):
+    exact, exact_grads = run(
+        reference.rarefied_conv2d, [t.cpu().double() for t in (x, w, b)], go.cpu().double(), **problem.kwargs()
+    )
+    bound, bound_grads = run(
+        reference.rarefied_conv2d,
+        [t.cpu().double().abs() for t in (x, w, b)],
+        go.cpu().double().abs(),
+        **problem.kwargs(),
+    )
+    for name, a, e, m, n in zip(
+        ("output", "grad x", "grad weight", "grad bias"),
+        [y, *grads],
+        [exact, *exact_grads],
+        [bound, *bound_grads],
+        problem.terms_per_output(),
+    ):
         assert_close_bound(a.cpu(), e, m, n, F32, f"compiled {backend} {name}")
 
 
@@ -348,8 +398,12 @@ PATH_CASES = {
     "untiled_filter": case(1, 2, 2, 2, 1, 9000, (1, 8500), 1, 0),
     "many_planes": case(66000, 1, 1, 1, 2, 3, (1, 2), 1, 0),
 }
-GPU_CHECK_PATHS = {("depthwise_odd", F32, "int32"), ("depthwise_odd", F32, "int64"), ("many_planes", F32, "int32"),
-                   ("dense_two_slabs", BF16, "int32")}
+GPU_CHECK_PATHS = {
+    ("depthwise_odd", F32, "int32"),
+    ("depthwise_odd", F32, "int64"),
+    ("many_planes", F32, "int32"),
+    ("dense_two_slabs", BF16, "int32"),
+}
 
 
 @pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
@@ -374,6 +428,7 @@ def test_cuda_matches_triton(seed, backend, dtype):
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------
 
+
 @pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 def test_backends(seed):
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
@@ -392,13 +447,21 @@ def _bad_inputs():
     w = torch.randn(6, 4, 3, 3)
     return [
         # (args, kwargs, exception, message fragment)
-        ((x, torch.randn(6, 4, 3, 3)), dict(rarefaction=5), ValueError,
-         r"rarefied kernel \(11, 11\).*padded input \(10, 10\)"),
+        (
+            (x, torch.randn(6, 4, 3, 3)),
+            dict(rarefaction=5),
+            ValueError,
+            r"rarefied kernel \(11, 11\).*padded input \(10, 10\)",
+        ),
         ((x, w), dict(rarefaction=5, padding=0), ValueError, "larger than the padded input"),
         ((x, torch.randn(6, 3, 3, 3)), {}, ValueError, r"weight.shape\[1\] \(3\) \* groups \(1\).*\(4\)"),
         ((x, torch.randn(6, 2, 3, 3)), dict(groups=3), ValueError, r"channels \(4\).*groups \(3\)"),
-        ((x, torch.randn(5, 2, 3, 3)), dict(groups=2), ValueError,
-         r"weight.shape\[0\] \(out channels, 5\).*groups \(2\)"),
+        (
+            (x, torch.randn(5, 2, 3, 3)),
+            dict(groups=2),
+            ValueError,
+            r"weight.shape\[0\] \(out channels, 5\).*groups \(2\)",
+        ),
         ((x, w), dict(rarefaction=0), ValueError, "rarefaction must be >= 1"),
         ((x, w), dict(rarefaction=(1, -2)), ValueError, "rarefaction must be >= 1"),
         ((x, w), dict(padding=-1), ValueError, "padding must be >= 0"),
@@ -439,12 +502,20 @@ def test_bad_input_direct_op_calls():
         (lambda: op.rarefied_conv2d(x.int(), w.int(), None, [1, 1], [0, 0], 1), "floating point"),
         (lambda: op.rarefied_conv2d(x, w.double(), None, [1, 1], [0, 0], 1), "dtype"),
         (lambda: op.rarefied_conv2d(x, w, torch.randn(5), [1, 1], [0, 0], 1), "bias must have size"),
-        (lambda: op.rarefied_conv2d_backward_input(torch.randn(1, 6, 7, 7), w, [1, 4, 10, 10], [1, 1], [0, 0], 1),
-         "does not match the output"),
-        (lambda: op.rarefied_conv2d_backward_weight(torch.randn(1, 6, 8, 8), x.double(), [6, 4, 3, 3],
-                                                    [1, 1], [0, 0], 1), "dtype"),
-        (lambda: op.rarefied_conv2d_backward_weight(torch.randn(1, 6, 8, 8), x, [6, 4, 3, 3], [5, 5], [0, 0], 1),
-         "larger than the padded input"),
+        (
+            lambda: op.rarefied_conv2d_backward_input(torch.randn(1, 6, 7, 7), w, [1, 4, 10, 10], [1, 1], [0, 0], 1),
+            "does not match the output",
+        ),
+        (
+            lambda: op.rarefied_conv2d_backward_weight(
+                torch.randn(1, 6, 8, 8), x.double(), [6, 4, 3, 3], [1, 1], [0, 0], 1
+            ),
+            "dtype",
+        ),
+        (
+            lambda: op.rarefied_conv2d_backward_weight(torch.randn(1, 6, 8, 8), x, [6, 4, 3, 3], [5, 5], [0, 0], 1),
+            "larger than the padded input",
+        ),
     ]
     for fn, msg in cases:
         with pytest.raises(RuntimeError, match=msg):

@@ -1,6 +1,7 @@
 """The README and docs/ stay true: the two commands are what CI and the console script run, every
 relative link (and its #anchor) reaches something that exists, every CLI line names real commands and
 options, every public name in the table resolves, and the Python examples run."""
+
 import importlib.util
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ def _blocks(text, lang):
 def _section(text, title):
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end >= 0 else len(text)]
+    return text[start : end if end >= 0 else len(text)]
 
 
 def _commands(script):
@@ -84,6 +85,7 @@ def test_the_slug_rule():
 
 def _subcommands():
     from fcn_kernels.app.cli import build_parser
+
     parser = build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     return sub.choices
@@ -112,7 +114,7 @@ def test_the_gpu_check_and_doctor_as_the_readme_calls_them():
     assert "bash benchmarks/gpu_check.sh" in text
     script = (ROOT / "benchmarks/gpu_check.sh").read_text()
     usage = re.search(r"^usage\(\) \{ echo \"(.*?)\"", script, re.M).group(1)
-    flags = set(re.findall(r"`(--[a-z][\w-]*)`", text[text.index("gpu_check.sh"):]))
+    flags = set(re.findall(r"`(--[a-z][\w-]*)`", text[text.index("gpu_check.sh") :]))
     assert {"--plan", "--count", "--cpu-smoke"} <= flags
     for flag in flags:
         assert flag in usage, f"gpu_check.sh takes no {flag}"

@@ -1,5 +1,6 @@
 """Serving as users run it: one InferenceModel called from several threads, many calls in one process, and
 the command line's --help."""
+
 import gc
 import os
 import threading
@@ -14,10 +15,9 @@ from fcn_kernels.models import FCN8s, optimize_for_inference
 from fcn_kernels.models.inference import _freezing, _FreezingOn
 from test_predict import random_model  # labels that vary over the image
 
-needs_cpu_kernels = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                       reason="fcn_kernels._C was not built")
-
-
+needs_cpu_kernels = pytest.mark.skipif(
+    "cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built"
+)
 
 
 def predict_in_threads(fast, inputs, n_threads=4):
@@ -195,10 +195,15 @@ def test_help_shows_no_none_default(capsys):
         assert done.value.code == 0
         text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
         assert "default: None" not in text, cmd.NAME
-    shown = {"predict": ["--batch-size BATCH_SIZE images per forward pass", "(default: 1)",
-                         "--checkpoint CHECKPOINT an fcn-kernels training checkpoint (checkpoint.pt) --out"],
-             "train": ["(default: 0.0001)", "(default: 4 on synthetic, 21 on VOC;"],
-             "export": ["an AOTInductor package (default: onnx)", "(default: fcn_kernels.export.OPSET)"]}
+    shown = {
+        "predict": [
+            "--batch-size BATCH_SIZE images per forward pass",
+            "(default: 1)",
+            "--checkpoint CHECKPOINT an fcn-kernels training checkpoint (checkpoint.pt) --out",
+        ],
+        "train": ["(default: 0.0001)", "(default: 4 on synthetic, 21 on VOC;"],
+        "export": ["an AOTInductor package (default: onnx)", "(default: fcn_kernels.export.OPSET)"],
+    }
     for name, parts in shown.items():
         with pytest.raises(SystemExit):
             main([name, "--help"])

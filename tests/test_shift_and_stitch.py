@@ -29,8 +29,9 @@ from fcn_kernels import rarefy, shift_and_stitch
 from fcn_kernels.modules.rarefied import RarefiedAvgPool2d, RarefiedConv2d, RarefiedMaxPool2d
 from fcn_kernels.shift_stitch import total_stride
 
-pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(),
-                                reason="fcn_kernels._C was built without CPU kernels")
+pytestmark = pytest.mark.skipif(
+    "cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was built without CPU kernels"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,12 +43,12 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-
 # ---- the "touched padding" mask -------------------------------------------------------
 
 
 def _geometry(m):
     """(kernel, stride, padding, dilation, ceil_mode) of a conv or pool, coarse or rarefied; None if pointwise."""
+
     def pair(v):
         return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -71,8 +72,8 @@ def touched(net, x):
         padded = F.pad(bad, (pw, pw, ph, ph), value=1.0)
         out = F.max_pool2d(padded, (kh, kw), stride, 0, dil, ceil_mode=ceil)
         floor = F.max_pool2d(padded, (kh, kw), stride, 0, dil, ceil_mode=False)
-        out[..., floor.shape[-2]:, :] = 1  # ceil mode: partial windows at the bottom/right
-        out[..., :, floor.shape[-1]:] = 1
+        out[..., floor.shape[-2] :, :] = 1  # ceil mode: partial windows at the bottom/right
+        out[..., :, floor.shape[-1] :] = 1
         bad = out
     return bad
 
@@ -99,37 +100,66 @@ def check_region(ok, f, what):
 
 
 def net_stride2():
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-                         nn.Conv2d(6, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 1))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(5, 4, 1),
+    )
 
 
 def net_stride4():
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-                         nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()),
-                         nn.AvgPool2d(2, 2), nn.Conv2d(6, 4, 3, padding=2, dilation=2))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()),
+        nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 4, 3, padding=2, dilation=2),
+    )
 
 
 def net_stride8():
     # strided conv, padded 3x3 max pool, avg pool, a nested block, a 1x1 head: total stride 8
-    return nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.LeakyReLU(0.25),
-                         nn.MaxPool2d(3, 2, padding=1),
-                         nn.Sequential(nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-                                       nn.Sequential(nn.Conv2d(8, 8, (3, 1), padding=(1, 0), groups=2), nn.Hardtanh(-8, 8))),
-                         nn.AvgPool2d(2), nn.Conv2d(8, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 3, 1))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, stride=2, padding=1),
+        nn.LeakyReLU(0.25),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Sequential(
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Sequential(nn.Conv2d(8, 8, (3, 1), padding=(1, 0), groups=2), nn.Hardtanh(-8, 8)),
+        ),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 3, 1),
+    )
 
 
 def net_pool_variants():
     # ceil-mode max pool, count_include_pad=False and divisor_override average pools, non-square stride
     # (divisors 1, 2, 4: dyadic, so integer-valued data stays exact)
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2, 2, ceil_mode=True),
-                         nn.AvgPool2d(2, (2, 1), padding=1, count_include_pad=False),
-                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.AvgPool2d(2, 2, divisor_override=2), nn.Conv2d(4, 2, 3))
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2, ceil_mode=True),
+        nn.AvgPool2d(2, (2, 1), padding=1, count_include_pad=False),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2, 2, divisor_override=2),
+        nn.Conv2d(4, 2, 3),
+    )
 
 
-NETS = {"stride2": (net_stride2, 2), "stride4": (net_stride4, 4), "stride8": (net_stride8, 8),
-        "pools": (net_pool_variants, (8, 4))}
+NETS = {
+    "stride2": (net_stride2, 2),
+    "stride4": (net_stride4, 4),
+    "stride8": (net_stride8, 8),
+    "pools": (net_pool_variants, (8, 4)),
+}
 
 
 def integer_valued(net, seed):
@@ -155,8 +185,10 @@ def test_rarefy_equals_shift_and_stitch_exactly(seed, name):
     check_region(ok, f, name)
     h, w = ok.shape
     a, b = dense[..., :h, :w][..., ok], stitched[..., :h, :w][..., ok]
-    assert torch.equal(a, b), (f"{name}: {(a != b).sum().item()} of {a.numel()} compared values differ, max "
-                               f"|diff| {(a - b).abs().max().item():.3g} (seed={seed})")
+    assert torch.equal(a, b), (
+        f"{name}: {(a != b).sum().item()} of {a.numel()} compared values differ, max "
+        f"|diff| {(a - b).abs().max().item():.3g} (seed={seed})"
+    )
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -172,8 +204,13 @@ def test_rarefy_equals_shift_and_stitch_random_float64(seed, name):
     ok = compared_positions(net, x, f)
     check_region(ok, f, name)
     h, w = ok.shape
-    torch.testing.assert_close(dense[..., :h, :w][..., ok], stitched[..., :h, :w][..., ok], rtol=1e-12,
-                               atol=1e-12, msg=lambda m: f"{name} (seed={seed}): {m}")
+    torch.testing.assert_close(
+        dense[..., :h, :w][..., ok],
+        stitched[..., :h, :w][..., ok],
+        rtol=1e-12,
+        atol=1e-12,
+        msg=lambda m: f"{name} (seed={seed}): {m}",
+    )
     # The excluded positions are real border effects, not an over-cautious mask: some differ.
     differs = (dense[..., :h, :w] - stitched[..., :h, :w]).abs().amax((0, 1)) > 1e-9
     assert (differs & ~ok).any(), f"{name}: no border effect found (seed={seed})"
@@ -197,7 +234,7 @@ def test_shift_convention(seed):
         assert torch.equal(out, x), f"factor {f} (seed={seed})"
     # a pass whose output is shorter limits the stitched size to the fully defined block
     # (rows: shift 0 gives 2 -> dense rows 0, 2; shift 1 gives 1 -> dense row 1; row 3 is undefined)
-    x = torch.arange(20.).view(1, 1, 4, 5)
+    x = torch.arange(20.0).view(1, 1, 4, 5)
     out = shift_and_stitch(lambda t: t[..., :-1:2, ::2], x, 2)
     assert out.shape[-2:] == (3, 5)
     assert torch.equal(out, x[..., :3, :])
@@ -225,16 +262,19 @@ def test_rarefy_structure_and_state_dict(seed):
     dense.load_state_dict(net.state_dict())
 
 
-@pytest.mark.parametrize("layer, match", [
-    (nn.Linear(4, 4), "Linear"),
-    (nn.BatchNorm2d(4), "BatchNorm2d.*train mode"),
-    (nn.Dropout(0.5), "Dropout.*train mode"),
-    (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode"),
-    (nn.MaxPool2d(2, return_indices=True), "return_indices"),
-    (nn.AdaptiveAvgPool2d(1), "AdaptiveAvgPool2d"),
-    (nn.ConvTranspose2d(4, 4, 2), "ConvTranspose2d"),
-    (nn.Upsample(scale_factor=2), "Upsample"),
-])
+@pytest.mark.parametrize(
+    "layer, match",
+    [
+        (nn.Linear(4, 4), "Linear"),
+        (nn.BatchNorm2d(4), "BatchNorm2d.*train mode"),
+        (nn.Dropout(0.5), "Dropout.*train mode"),
+        (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+        (nn.MaxPool2d(2, return_indices=True), "return_indices"),
+        (nn.AdaptiveAvgPool2d(1), "AdaptiveAvgPool2d"),
+        (nn.ConvTranspose2d(4, 4, 2), "ConvTranspose2d"),
+        (nn.Upsample(scale_factor=2), "Upsample"),
+    ],
+)
 def test_rarefy_unsupported_layers(layer, match):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU(), layer))
     with pytest.raises(TypeError, match=match) as info:
@@ -243,8 +283,9 @@ def test_rarefy_unsupported_layers(layer, match):
 
 
 def test_rarefy_eval_mode_batchnorm_and_non_sequential(seed):
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.Conv2d(4, 2, 3, padding=1)).double()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1)
+    ).double()
     with torch.no_grad():
         net[1].running_mean.uniform_(-1, 1)
         net[1].running_var.uniform_(0.5, 2)

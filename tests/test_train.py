@@ -1,4 +1,5 @@
 """`fcn-kernels train / eval / demo` end to end, on a tiny model and tiny images."""
+
 import json
 
 import pytest
@@ -12,8 +13,29 @@ TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-prog
 
 
 def train(out, *extra):
-    return main(["train", "--data", "synthetic", *TINY, "--train-size", "6", "--val-size", "2", "--batch-size",
-                 "2", "--iters", "4", "--optimizer", "adam", "--lr", "1e-3", "--out", str(out), *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            *TINY,
+            "--train-size",
+            "6",
+            "--val-size",
+            "2",
+            "--batch-size",
+            "2",
+            "--iters",
+            "4",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def sd(path):
@@ -22,8 +44,26 @@ def sd(path):
 
 def test_demo_pipeline_shortened(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--iters", "3", "--width", "0.03125", "--image-size", "32",
-               "--train-size", "8", "--val-size", "3", "--batch-size", "2", "--no-progress"])
+    rc = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--iters",
+            "3",
+            "--width",
+            "0.03125",
+            "--image-size",
+            "32",
+            "--train-size",
+            "8",
+            "--val-size",
+            "3",
+            "--batch-size",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
@@ -99,8 +139,26 @@ def test_eval_fused_and_stock_agree(tmp_path):
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for flag in ("--fused", "--no-fused"):
         out = tmp_path / flag
-        assert main(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", "synthetic",
-                     "--image-size", "32", "--val-size", "2", "--out", str(out), "--no-progress", flag]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--checkpoint",
+                    str(tmp_path / "run" / "checkpoint.pt"),
+                    "--data",
+                    "synthetic",
+                    "--image-size",
+                    "32",
+                    "--val-size",
+                    "2",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    flag,
+                ]
+            )
+            == 0
+        )
         m = json.loads((out / "metrics.json").read_text())
         assert m["mean_iu"] == pytest.approx(trained["mean_iu"], abs=1e-6)
         assert m["fused"] is (flag == "--fused") and (out / "overlay.png").is_file()
@@ -109,8 +167,20 @@ def test_eval_fused_and_stock_agree(tmp_path):
 def test_train_on_voc_tree(tmp_path, capsys):
     root = tmp_path / "voc"
     write_voc(root, n_train=4, n_val=2, size=(24, 30))
-    args = ["train", "--data", str(root), "--width", "0.03125", "--batch-size", "2", "--iters", "2", "--no-progress",
-            "--lr", "1e-3"]
+    args = [
+        "train",
+        "--data",
+        str(root),
+        "--width",
+        "0.03125",
+        "--batch-size",
+        "2",
+        "--iters",
+        "2",
+        "--no-progress",
+        "--lr",
+        "1e-3",
+    ]
     assert main([*args, "--out", str(tmp_path / "run")]) == 0  # images of different sizes, padded batches
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["model"]["n_class"] == 21 and len(m["per_class_iu"]) == 21 and "aeroplane" in m["per_class_iu"]
@@ -132,8 +202,19 @@ def test_class_weights_option(tmp_path, capsys):
     assert "class weights:" in capsys.readouterr().out
 
 
-DEMO_TINY = ["--iters", "3", "--width", "0.03125", "--image-size", "32", "--train-size", "8", "--val-size", "3",
-             "--no-progress"]
+DEMO_TINY = [
+    "--iters",
+    "3",
+    "--width",
+    "0.03125",
+    "--image-size",
+    "32",
+    "--train-size",
+    "8",
+    "--val-size",
+    "3",
+    "--no-progress",
+]
 
 
 def test_demo_runs_twice_and_is_deterministic(tmp_path, capsys):
@@ -174,18 +255,21 @@ def test_help_shows_every_default_once(capsys):
             assert f"(default: {DemoConfig.iters})" in text and "(default: fcn-kernels-demo)" in text
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--n-class", "30"], "--n-class 30: the synthetic set has 2 to 7 classes"),
-    (["--n-class", "1"], "--n-class 1: must be >= 2"),
-    (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
-    (["--width", "0"], "--width 0.0: must be > 0"),
-    (["--iters", "0"], "--iters 0: must be >= 1"),
-    (["--log-every", "0"], "--log-every 0: must be >= 1"),
-    (["--sample-p", "1.5"], "--sample-p 1.5: must be <= 1"),
-    (["--val-split", "bogus"], "--val-split 'bogus': the synthetic set's splits are train, val, test"),
-    (["--device", "mps"], "--device mps: only cpu and cuda devices are supported"),
-    (["--init-from", "/nonexistent.pth"], "'/nonexistent.pth' does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--n-class", "30"], "--n-class 30: the synthetic set has 2 to 7 classes"),
+        (["--n-class", "1"], "--n-class 1: must be >= 2"),
+        (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+        (["--width", "0"], "--width 0.0: must be > 0"),
+        (["--iters", "0"], "--iters 0: must be >= 1"),
+        (["--log-every", "0"], "--log-every 0: must be >= 1"),
+        (["--sample-p", "1.5"], "--sample-p 1.5: must be <= 1"),
+        (["--val-split", "bogus"], "--val-split 'bogus': the synthetic set's splits are train, val, test"),
+        (["--device", "mps"], "--device mps: only cpu and cuda devices are supported"),
+        (["--init-from", "/nonexistent.pth"], "'/nonexistent.pth' does not exist"),
+    ],
+)
 def test_bad_options_are_one_line(tmp_path, capsys, argv, words):
     assert train(tmp_path / "run", *argv) == 2
     err = capsys.readouterr().err.strip()
@@ -197,8 +281,11 @@ def test_eval_bad_options_are_one_line(tmp_path, capsys):
     assert train(tmp_path / "run") == 0
     ckpt = str(tmp_path / "run" / "checkpoint.pt")
     capsys.readouterr()
-    for argv, words in ((["--split", "bogus"], "--split 'bogus'"), (["--n-class", "30"], "another architecture"),
-                        (["--data", str(tmp_path / "nowhere")], "does not exist")):
+    for argv, words in (
+        (["--split", "bogus"], "--split 'bogus'"),
+        (["--n-class", "30"], "another architecture"),
+        (["--data", str(tmp_path / "nowhere")], "does not exist"),
+    ):
         assert main(["eval", "--checkpoint", ckpt, "--out", str(tmp_path / "e"), "--no-progress", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err

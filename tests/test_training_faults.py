@@ -1,5 +1,6 @@
 """Faults during training: a killed run resumes to the same weights, a NaN loss stops without writing
 over the last good checkpoint, a broken data file is one line even from worker processes."""
+
 import math
 
 import pytest
@@ -10,11 +11,38 @@ from _helpers.voc_tree import write_voc
 from fcn_kernels.app.cli import main
 from fcn_kernels.app.factory import build_model, weight_digest
 
-TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--train-size", "6", "--val-size", "2",
-        "--batch-size", "2", "--no-progress"]
+TINY = [
+    "--width",
+    "0.03125",
+    "--image-size",
+    "32",
+    "--n-class",
+    "3",
+    "--train-size",
+    "6",
+    "--val-size",
+    "2",
+    "--batch-size",
+    "2",
+    "--no-progress",
+]
 # every random stream in play: dropout, loss sampling, flips, epochs (6 images / batch 2: 3 steps an epoch)
-RUN = [*TINY, "--iters", "8", "--optimizer", "adam", "--lr", "1e-3", "--dropout", "0.5", "--sample-p", "0.5",
-       "--flip", "--checkpoint-every", "2"]
+RUN = [
+    *TINY,
+    "--iters",
+    "8",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "1e-3",
+    "--dropout",
+    "0.5",
+    "--sample-p",
+    "0.5",
+    "--flip",
+    "--checkpoint-every",
+    "2",
+]
 
 
 def digest(path):
@@ -41,6 +69,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, after_sav
         saves.append(payload["step"])
         if len(saves) == after_saves:
             raise Killed  # dies after this checkpoint, anywhere before the next one
+
     monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         main(["train", *RUN, "--out", str(tmp_path / "cut")])
@@ -59,6 +88,7 @@ def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch, cap
         calls.append(1)
         out = real(*args, **kwargs)
         return out * math.nan if len(calls) == 5 else out
+
     monkeypatch.setattr(training, "pixelwise_cross_entropy", nan_at_step_5)
     out = tmp_path / "run"
     assert main(["train", *RUN, "--out", str(out)]) == 2
@@ -72,8 +102,22 @@ def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch, cap
 
 def test_diverging_lr_never_writes_non_finite_weights(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", *TINY, "--iters", "6", "--optimizer", "sgd", "--lr", "1e30", "--checkpoint-every", "1",
-               "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            *TINY,
+            "--iters",
+            "6",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert "at step" in err and ("the loss is" in err or "weights are not finite" in err)
@@ -88,8 +132,24 @@ def test_broken_image_is_one_line_from_workers_too(tmp_path, capsys, workers):
     ids = write_voc(root, n_train=4, n_val=2)
     broken = root / "JPEGImages" / f"{ids['train'][2]}.jpg"
     broken.write_bytes(broken.read_bytes()[:150])
-    rc = main(["train", "--data", str(root), "--width", "0.03125", "--batch-size", "2", "--iters", "4",
-               "--no-progress", "--num-workers", workers, "--out", str(tmp_path / "run")])
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(root),
+            "--width",
+            "0.03125",
+            "--batch-size",
+            "2",
+            "--iters",
+            "4",
+            "--no-progress",
+            "--num-workers",
+            workers,
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"fcn-kernels train: error: {broken}: cannot read the image"), err

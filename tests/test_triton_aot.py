@@ -3,6 +3,7 @@ needed: `triton.compile` with a GPUTarget and the ptxas inside the triton wheel)
 spills, on shared memory beyond the architecture's limit, or on any compile error. The table of
 registers and shared memory is printed (`pytest -s` or `-rA` shows it; `python -m fcn_kernels.triton.aot`
 prints the same)."""
+
 import os
 
 import pytest

@@ -6,6 +6,7 @@ upsample_skip scores wherever both round alike (_helpers/argmax_cases.py).
 Fresh random inputs every run (conftest's `seed`; replay one with FCN_TEST_SEED=...). Triton gets the tiny
 variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python.
 """
+
 import random
 
 import pytest
@@ -22,20 +23,50 @@ F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float1
 DTYPES = [F64, F32, BF16, F16]
 
 SMALL = {
-    "upscore8-dw": case(N=2, channels=3, groups=3, H=4, W=3, K=16, stride=8, out_offset=(31, 5), out_size=(7, 13),
-                        bias=True),
+    "upscore8-dw": case(
+        N=2, channels=3, groups=3, H=4, W=3, K=16, stride=8, out_offset=(31, 5), out_size=(7, 13), bias=True
+    ),
     "upscore2+pool4-dw": case(channels=4, groups=4, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18)),
-    "dense": case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(1, 2),
-                  skip_offset=(0, 1), skip_hw=(9, 12), bias=True),
-    "edges": case(cin=2, cout=3, H=3, W=3, K=(3, 4), stride=(3, 1), out_offset=(0, 2), out_size=(9, 4),
-                  skip_offset=(2, 0), skip_hw=(11, 4), bias=True),
+    "dense": case(
+        N=2,
+        cin=4,
+        cout=6,
+        groups=2,
+        H=3,
+        W=4,
+        K=(5, 3),
+        stride=(2, 3),
+        out_offset=(1, 2),
+        skip_offset=(0, 1),
+        skip_hw=(9, 12),
+        bias=True,
+    ),
+    "edges": case(
+        cin=2,
+        cout=3,
+        H=3,
+        W=3,
+        K=(3, 4),
+        stride=(3, 1),
+        out_offset=(0, 2),
+        out_size=(9, 4),
+        skip_offset=(2, 0),
+        skip_hw=(11, 4),
+        bias=True,
+    ),
     # fcn_kernels.app.doctor's dense problem: the CUDA kernel's illegal memory access in bfloat16 on an H200
     "dense-16": case(cin=16, cout=16, H=3, W=4, K=4, stride=2, skip_offset=(1, 0), skip_hw=(9, 10)),
 }
 CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
 TRITON_CASES = [(n, d) for d in DTYPES for n in SMALL if n != "dense-16"] + [("dense-16", BF16)]
-GPU_CHECK_CASES = {("dense-16", BF16), ("dense-16", F16), ("dense-16", F32), ("upscore8-dw", F32), ("dense", F64),
-                   ("upscore2+pool4-dw", BF16)}
+GPU_CHECK_CASES = {
+    ("dense-16", BF16),
+    ("dense-16", F16),
+    ("dense-16", F32),
+    ("upscore8-dw", F32),
+    ("dense", F64),
+    ("upscore2+pool4-dw", BF16),
+}
 
 
 @pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
@@ -54,10 +85,14 @@ def _tiny(problem):
 RANDOM = {"cpu": 20, "cuda": 20, "triton": 3}
 
 
-@pytest.mark.parametrize("backend, dtype, batch", grid(
-    cpu=[(d, b) for d in DTYPES for b in range(3)],
-    cuda=[gpu_check(d, 0) if d in (F32, F16) else (d, 0) for d in DTYPES],
-    triton=[(F32, 0)]))
+@pytest.mark.parametrize(
+    "backend, dtype, batch",
+    grid(
+        cpu=[(d, b) for d in DTYPES for b in range(3)],
+        cuda=[gpu_check(d, 0) if d in (F32, F16) else (d, 0) for d in DTYPES],
+        triton=[(F32, 0)],
+    ),
+)
 def test_random_cases(seed, backend, dtype, batch):
     rng = random.Random(seed + batch)
     for _ in range(RANDOM[backend]):
@@ -80,9 +115,21 @@ def test_every_stride_with_windows_at_both_edges(seed, backend, stride):
         full, wo = (4 - 1) * stride + K, (5 - 1) * stride + K + 1
         for off, size in ((0, full // 2 + 1), (full - full // 2 - 1, full // 2 + 1), (0, full)):
             for groups, cin_g, cout_g in ((3, 1, 1), (1, 2, 3), (1, 4, 5)):
-                problem = case(N=2, cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=4, W=5, K=(K, K + 1),
-                               stride=stride, out_offset=(off, 0), out_size=(size, wo), skip_offset=(1, 0),
-                               skip_hw=(size + 2, wo + 1), bias=True)
+                problem = case(
+                    N=2,
+                    cin=cin_g * groups,
+                    cout=cout_g * groups,
+                    groups=groups,
+                    H=4,
+                    W=5,
+                    K=(K, K + 1),
+                    stride=stride,
+                    out_offset=(off, 0),
+                    out_size=(size, wo),
+                    skip_offset=(1, 0),
+                    skip_hw=(size + 2, wo + 1),
+                    bias=True,
+                )
                 check(problem, backend, F32)
 
 
@@ -123,8 +170,13 @@ def test_nan_counts_as_the_largest_like_torch_argmax(seed, backend):
     nan, inf = float("nan"), float("inf")
     shape = (1, 4, 3, 3) if tiny(backend) else (2, 4, 4, 5)
     x, w = torch.randn(*shape, device=device), torch.zeros(4, 1, 4, 4, device=device)
-    for bias, want in (([0.0, 1.0, nan, 2.0], 2), ([nan, inf, nan, 2.0], 0), ([inf, 1.0, nan, nan], 2),
-                       ([-inf, -inf, -inf, -inf], 0), ([1.0, nan, 5.0, nan], 1)):
+    for bias, want in (
+        ([0.0, 1.0, nan, 2.0], 2),
+        ([nan, inf, nan, 2.0], 0),
+        ([inf, 1.0, nan, nan], 2),
+        ([-inf, -inf, -inf, -inf], 0),
+        ([1.0, nan, 5.0, nan], 1),
+    ):
         assert (ua(x, w, torch.tensor(bias, device=device), stride=2, groups=4) == want).all(), bias
     # NaN at some pixels only: the first NaN class there, the exact argmax elsewhere (depthwise, dense)
     for groups, cin in ((4, 4), (1, 5)) if tiny(backend) else ((4, 4), (1, 3), (1, 5)):
@@ -153,14 +205,19 @@ def test_autocast_casts_like_upsample_skip(seed, backend):
     b = torch.randn(5, device=device)
     with torch.autocast(device, dtype=BF16):
         labels = fcn_kernels.upsample_argmax(x, w, b, stride=4, groups=5, out_offset=3, backend=backend)
-    want = fcn_kernels.upsample_skip(x.bfloat16(), w.bfloat16(), b.bfloat16(), stride=4, groups=5, out_offset=3,
-                                     backend=backend)
+    want = fcn_kernels.upsample_skip(
+        x.bfloat16(), w.bfloat16(), b.bfloat16(), stride=4, groups=5, out_offset=3, backend=backend
+    )
     assert torch.equal(labels, want.argmax(1))
 
 
 # (groups, in and out channels per group, bias, skip); "upscore8": FCN-8s's last stage, reduced
-OPCHECK = {f"g{g}-{ci}x{co}{'-bias' if b else ''}{'-skip' if s else ''}": (g, ci, co, b, s)
-           for g, ci, co in ((3, 1, 1), (1, 5, 4)) for b in (False, True) for s in (False, True)}
+OPCHECK = {
+    f"g{g}-{ci}x{co}{'-bias' if b else ''}{'-skip' if s else ''}": (g, ci, co, b, s)
+    for g, ci, co in ((3, 1, 1), (1, 5, 4))
+    for b in (False, True)
+    for s in (False, True)
+}
 
 
 def _opcheck_args(name, device):
@@ -175,9 +232,14 @@ def _opcheck_args(name, device):
     return x, w, b, skip, [2, 2], groups, [1, 2], [9, 10], [3, 2]
 
 
-@pytest.mark.parametrize("backend, name", grid(
-    cpu=[*OPCHECK, "upscore8"], cuda=[*OPCHECK, gpu_check("upscore8")],
-    triton=[pytest.param(n, marks=NEEDS_GPU) for n in ("g3-1x1-skip", "g1-5x4-bias")]))
+@pytest.mark.parametrize(
+    "backend, name",
+    grid(
+        cpu=[*OPCHECK, "upscore8"],
+        cuda=[*OPCHECK, gpu_check("upscore8")],
+        triton=[pytest.param(n, marks=NEEDS_GPU) for n in ("g3-1x1-skip", "g1-5x4-bias")],
+    ),
+)
 def test_opcheck(seed, backend, name):
     op = torch.ops.fcn_kernels.upsample_argmax_triton if backend == "triton" else torch.ops.fcn_kernels.upsample_argmax
     opcheck(op.default, _opcheck_args(name, device_of(backend)))
@@ -186,10 +248,17 @@ def test_opcheck(seed, backend, name):
 @pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 def test_compile_fullgraph(seed, backend):
     device = device_of(backend)
-    x, w, skip = (torch.randn(2, 4, 5, 6, device=device), torch.randn(4, 1, 16, 16, device=device),
-                  torch.randn(2, 4, 40, 50, device=device))
-    fn = lambda x, s: fcn_kernels.upsample_argmax(x, w, None, s, stride=8, groups=4, out_offset=5,  # noqa: E731
-                                                  out_size=(30, 40), skip_offset=(2, 3), backend=backend)
+    x, w, skip = (
+        torch.randn(2, 4, 5, 6, device=device),
+        torch.randn(4, 1, 16, 16, device=device),
+        torch.randn(2, 4, 40, 50, device=device),
+    )
+
+    def fn(x, s):
+        return fcn_kernels.upsample_argmax(
+            x, w, None, s, stride=8, groups=4, out_offset=5, out_size=(30, 40), skip_offset=(2, 3), backend=backend
+        )
+
     torch._dynamo.reset()
     got = torch.compile(fn, fullgraph=True)(x, skip)
     assert torch.equal(got, fn(x, skip))
@@ -219,4 +288,3 @@ def test_direct_op_call_is_checked_in_cpp():
     x, w = torch.randn(1, 4, 3, 3), torch.randn(4, 1, 4, 4)
     with pytest.raises(RuntimeError, match="exceeds the full output"):
         torch.ops.fcn_kernels.upsample_argmax(x, w, None, None, [2, 2], 4, [0, 0], [9, 9], [0, 0])
-

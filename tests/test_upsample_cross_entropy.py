@@ -3,6 +3,7 @@ pixelwise_cross_entropy(upsample_skip(...)), value and gradient in x, weight, bi
 bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with FCN_TEST_SEED=...).
 
 Each test takes a `backend` (cpu now; cuda and triton when their kernels exist)."""
+
 import json
 import math
 import os
@@ -41,13 +42,19 @@ def problem(c, dtype=F64):
     kw = geometry(c)
     taps = math.ceil(c.K[0] / c.stride[0]) * math.ceil(c.K[1] / c.stride[1])
     return Problem(
-        inputs=list(make_inputs(c, dtype)), names=("x", "weight", "bias", "skip"),
+        inputs=list(make_inputs(c, dtype)),
+        names=("x", "weight", "bias", "skip"),
         scores=lambda *v: reference.upsample_skip(*v, out_size=c.crop, **kw),
         fused=lambda v, t, **o: fcn_kernels.upsample_cross_entropy(v[0], t, *v[1:], **kw, **o),
         stock=lambda v, t, **o: reference.upsample_cross_entropy(v[0], t, *v[1:], **kw, **o),
         n_fwd=c.cin // c.groups * taps + 2,
-        n_grads=(c.cout // c.groups * c.K[0] * c.K[1] + c.stride[1], c.N * c.H * c.W + 64,
-                 c.N * c.crop[0] * c.crop[1] + 64, 2))
+        n_grads=(
+            c.cout // c.groups * c.K[0] * c.K[1] + c.stride[1],
+            c.N * c.H * c.W + 64,
+            c.N * c.crop[0] * c.crop[1] + 64,
+            2,
+        ),
+    )
 
 
 def check(c, loss: Loss = None, dtype=F64, **kw):
@@ -77,8 +84,21 @@ def test_fcn8s_stages_float64(seed, backend, stage):
 @pytest.mark.parametrize("kind", ["depthwise", "grouped", "dense"])
 def test_channel_layouts(seed, backend, kind):
     cin_g, cout_g, groups = {"depthwise": (1, 1, 5), "grouped": (2, 3, 2), "dense": (5, 6, 1)}[kind]
-    c = case(N=2, cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=5, W=4, K=(5, 4), stride=(3, 2),
-             out_offset=(2, 1), out_size=(9, 6), skip_offset=(1, 2), skip_hw=(11, 9), bias=True)
+    c = case(
+        N=2,
+        cin=cin_g * groups,
+        cout=cout_g * groups,
+        groups=groups,
+        H=5,
+        W=4,
+        K=(5, 4),
+        stride=(3, 2),
+        out_offset=(2, 1),
+        out_size=(9, 6),
+        skip_offset=(1, 2),
+        skip_hw=(11, 9),
+        bias=True,
+    )
     check(c, Loss(class_weight=True, ignore=0.2), backend=backend)
 
 
@@ -95,8 +115,20 @@ def test_windows_at_both_edges(seed, backend, stride):
             if ho < 0:
                 continue
             ox = rng.randint(0, Wf - 1)
-            c = case(N=2, channels=3, groups=3, H=H, W=W, K=K, stride=stride, out_offset=(oy, ox),
-                     out_size=(ho, Wf - ox), skip_offset=(1, 2), skip_hw=(ho + 1, Wf - ox + 2), bias=True)
+            c = case(
+                N=2,
+                channels=3,
+                groups=3,
+                H=H,
+                W=W,
+                K=K,
+                stride=stride,
+                out_offset=(oy, ox),
+                out_size=(ho, Wf - ox),
+                skip_offset=(1, 2),
+                skip_hw=(ho + 1, Wf - ox + 2),
+                bias=True,
+            )
             check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
@@ -118,12 +150,36 @@ def test_non_contiguous_inputs(seed, backend, layout):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("need", [(True, False, False, False), (False, True, False, False),
-                                  (False, False, True, True), (False, False, False, False)])
+@pytest.mark.parametrize(
+    "need",
+    [
+        (True, False, False, False),
+        (False, True, False, False),
+        (False, False, True, True),
+        (False, False, False, False),
+    ],
+)
 def test_each_gradient_alone(seed, backend, need):
     """Only the gradients asked for: a fixed weight (FCN's bilinear upsampling) gets none."""
-    check(case(N=2, cin=4, cout=6, groups=2, H=4, W=5, K=4, stride=2, out_offset=1, skip_hw=(10, 12),
-                    skip_offset=(0, 1), bias=True), Loss(ignore=0.3), backend=backend, need=need)
+    check(
+        case(
+            N=2,
+            cin=4,
+            cout=6,
+            groups=2,
+            H=4,
+            W=5,
+            K=4,
+            stride=2,
+            out_offset=1,
+            skip_hw=(10, 12),
+            skip_offset=(0, 1),
+            bias=True,
+        ),
+        Loss(ignore=0.3),
+        backend=backend,
+        need=need,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,8 +255,9 @@ def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator
 def test_class_weight_gradient(backend):
     x, w, b, skip, target, kw = _small()
     cw = torch.rand(3, dtype=F64, requires_grad=True)
-    got = torch.autograd.grad(fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, class_weight=cw,
-                                                                 backend=backend, **kw), cw)[0]
+    got = torch.autograd.grad(
+        fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, class_weight=cw, backend=backend, **kw), cw
+    )[0]
     want = torch.autograd.grad(reference.upsample_cross_entropy(x, target, w, b, skip, class_weight=cw, **kw), cw)[0]
     torch.testing.assert_close(got, want)
 
@@ -226,8 +283,10 @@ def test_other_ignore_index_and_integer_dtypes(backend):
         torch.testing.assert_close(got, want)
     t8 = target.clamp_min(0).to(torch.uint8)
     t8[0, :3] = 255
-    torch.testing.assert_close(fcn_kernels.upsample_cross_entropy(x, t8, w, b, skip, backend=backend, **kw),
-                               reference.upsample_cross_entropy(x, t8, w, b, skip, **kw))
+    torch.testing.assert_close(
+        fcn_kernels.upsample_cross_entropy(x, t8, w, b, skip, backend=backend, **kw),
+        reference.upsample_cross_entropy(x, t8, w, b, skip, **kw),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -237,8 +296,9 @@ def test_batch_zero(backend):
     skip = torch.randn(0, 4, 20, 20, requires_grad=True)
     target = torch.zeros(0, 12, 12, dtype=torch.long)
     for reduction in ("mean", "sum", "none"):
-        loss = fcn_kernels.upsample_cross_entropy(x, target, w, None, skip, stride=2, groups=4, skip_offset=3,
-                                                  reduction=reduction, backend=backend)
+        loss = fcn_kernels.upsample_cross_entropy(
+            x, target, w, None, skip, stride=2, groups=4, skip_offset=3, reduction=reduction, backend=backend
+        )
         assert loss.shape == ((0, 12, 12) if reduction == "none" else ()) and bool((loss == 0).all())
         gx, gw, gs = torch.autograd.grad(loss.sum(), (x, w, skip), allow_unused=True, materialize_grads=True)
         assert gx.shape == x.shape and gs.shape == skip.shape and bool((gw == 0).all())
@@ -257,8 +317,12 @@ def test_gradcheck(seed, backend):
         target = make_target(c.N, c.cout, c.crop, replace(loss, ignore=min(loss.ignore, 0.5)))
         inputs = [t.requires_grad_() if t is not None else None for t in make_inputs(c)]
         cw = torch.rand(c.cout, dtype=F64) if loss.class_weight else None
-        fn = lambda *v: fcn_kernels.upsample_cross_entropy(  # noqa: E731
-            v[0], target, *v[1:], class_weight=cw, reduction=loss.reduction, backend=backend, **geometry(c))
+
+        def fn(*v, target=target, cw=cw, loss=loss, c=c):
+            return fcn_kernels.upsample_cross_entropy(
+                v[0], target, *v[1:], class_weight=cw, reduction=loss.reduction, backend=backend, **geometry(c)
+            )
+
         assert torch.autograd.gradcheck(fn, inputs), c
 
 
@@ -278,8 +342,10 @@ def test_opcheck(seed, backend, with_bias, with_skip):
     ga, gb = torch.randn(2, 9, 10), torch.randn(2, 9, 10)
     plain = [t.detach() if t is not None else None for t in (x, w, b, skip)]
     for mask in ([True, True, with_bias, with_skip], [True, False, False, False]):
-        opcheck(ops.upsample_logsumexp_backward.default,
-                (ga, gb, *plain, target, lse, [2, 2], 2, [1, 2], [3, 2], IGNORE, mask))
+        opcheck(
+            ops.upsample_logsumexp_backward.default,
+            (ga, gb, *plain, target, lse, [2, 2], 2, [1, 2], [3, 2], IGNORE, mask),
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -287,8 +353,7 @@ def test_compile_fullgraph(backend):
     x, w, b, skip, target, kw = _small(class_weight=torch.rand(3))
     x, w, b, skip = (t.detach().float().requires_grad_() for t in (x, w, b, skip))
     torch._dynamo.reset()
-    compiled = torch.compile(lambda *v: fcn_kernels.upsample_cross_entropy(*v, backend=backend, **kw),
-                             fullgraph=True)
+    compiled = torch.compile(lambda *v: fcn_kernels.upsample_cross_entropy(*v, backend=backend, **kw), fullgraph=True)
     loss = compiled(x, target, w, b, skip)
     eager = fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, backend=backend, **kw)
     torch.testing.assert_close(loss, eager)
@@ -302,16 +367,29 @@ def test_autocast_casts_like_upsample_skip(backend):
     x, w, b, skip = (t.detach().float() for t in (x, w, b, skip))
     with torch.autocast("cpu", dtype=BF16):
         loss = fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, backend=backend, **kw)
-    want = reference.upsample_cross_entropy(*(t.to(BF16) for t in (x,)), target, *(t.to(BF16) for t in (w, b, skip)),
-                                            **kw)
+    want = reference.upsample_cross_entropy(
+        *(t.to(BF16) for t in (x,)), target, *(t.to(BF16) for t in (w, b, skip)), **kw
+    )
     assert loss.dtype == F32
     torch.testing.assert_close(loss, want, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_bits(seed, backend):
-    c = case(N=3, cin=6, cout=6, groups=2, H=9, W=11, K=16, stride=8, out_offset=(5, 3), skip_hw=(80, 100),
-             skip_offset=(2, 3), bias=True)
+    c = case(
+        N=3,
+        cin=6,
+        cout=6,
+        groups=2,
+        H=9,
+        W=11,
+        K=16,
+        stride=8,
+        out_offset=(5, 3),
+        skip_hw=(80, 100),
+        skip_offset=(2, 3),
+        bias=True,
+    )
     inputs = make_inputs(c, F32)
     target = make_target(c.N, c.cout, c.crop, Loss())
     outs = []
@@ -326,8 +404,20 @@ def test_deterministic_bits(seed, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_bits_whatever_the_thread_count(seed, backend):
     """docs/DESIGN.md §2.5: the backward's runs of bands, and so its sums, are the geometry's, not the threads'."""
-    c = case(N=2, cin=6, cout=6, groups=3, H=13, W=11, K=(6, 4), stride=(3, 2), out_offset=(2, 1), skip_hw=(45, 30),
-             skip_offset=(1, 2), bias=True)
+    c = case(
+        N=2,
+        cin=6,
+        cout=6,
+        groups=3,
+        H=13,
+        W=11,
+        K=(6, 4),
+        stride=(3, 2),
+        out_offset=(2, 1),
+        skip_hw=(45, 30),
+        skip_offset=(1, 2),
+        bias=True,
+    )
     inputs, target = make_inputs(c, F32), make_target(c.N, c.cout, c.crop, Loss())
     threads, outs = torch.get_num_threads(), []
     try:
@@ -353,9 +443,20 @@ def test_forward_saves_only_pixel_maps(backend):
     inputs = {t.data_ptr() for t in (x, w, skip, target)}
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
-        loss = fcn_kernels.upsample_cross_entropy(x, target, w, None, skip, stride=8, groups=5, out_offset=(3, 4),
-                                                  skip_offset=(1, 2), class_weight=torch.rand(5), sample_p=0.5,
-                                                  backend=backend)
+        loss = fcn_kernels.upsample_cross_entropy(
+            x,
+            target,
+            w,
+            None,
+            skip,
+            stride=8,
+            groups=5,
+            out_offset=(3, 4),
+            skip_offset=(1, 2),
+            class_weight=torch.rand(5),
+            sample_p=0.5,
+            backend=backend,
+        )
     assert saved
     pixels = target.numel()
     for t in saved:
@@ -367,7 +468,8 @@ def test_forward_saves_only_pixel_maps(backend):
 def test_argument_errors(backend):
     x, w, b, skip, target, kw = _small()
     call = lambda **over: fcn_kernels.upsample_cross_entropy(  # noqa: E731
-        over.pop("x", x), over.pop("target", target), w, b, skip, backend=backend, **{**kw, **over})
+        over.pop("x", x), over.pop("target", target), w, b, skip, backend=backend, **{**kw, **over}
+    )
     for over, error, words in [
         (dict(target=target.double()), TypeError, "target"),
         (dict(target=target[0]), ValueError, "target"),
@@ -409,14 +511,22 @@ def test_direct_op_calls_are_checked(backend):
 
 OVERFLOW = {
     "target 2**62 wide": ("F.upsample_cross_entropy(x, big_target(1, 1, 2**62), w, stride=2)", ["out_size"]),
-    "target 2**62 tall, stride 2**40": ("F.upsample_cross_entropy(x, big_target(1, 2**62, 1), w, stride=2**40)",
-                                        ["stride", "out_size"]),
-    "out_offset int64 max": (f"F.upsample_cross_entropy(x, t, w, stride=2, out_offset=({2**63 - 1}, 0))",
-                             ["out_offset"]),
-    "op target 2**62 wide": ("ops.upsample_logsumexp(x, w, None, None, big_target(1, 1, 2**62), [2, 2], 1, [0, 0], "
-                             "[0, 0], 255)", ["out_size", "crop"]),
-    "op stride int64 max": (f"ops.upsample_logsumexp(x, w, None, None, t, [{2**63 - 1}, 1], 1, [0, 0], [0, 0], 255)",
-                            ["stride"]),
+    "target 2**62 tall, stride 2**40": (
+        "F.upsample_cross_entropy(x, big_target(1, 2**62, 1), w, stride=2**40)",
+        ["stride", "out_size"],
+    ),
+    "out_offset int64 max": (
+        f"F.upsample_cross_entropy(x, t, w, stride=2, out_offset=({2**63 - 1}, 0))",
+        ["out_offset"],
+    ),
+    "op target 2**62 wide": (
+        "ops.upsample_logsumexp(x, w, None, None, big_target(1, 1, 2**62), [2, 2], 1, [0, 0], [0, 0], 255)",
+        ["out_size", "crop"],
+    ),
+    "op stride int64 max": (
+        f"ops.upsample_logsumexp(x, w, None, None, t, [{2**63 - 1}, 1], 1, [0, 0], [0, 0], 255)",
+        ["stride"],
+    ),
 }
 
 _CHILD = r"""
@@ -443,8 +553,13 @@ def test_overflowing_sizes_are_clear_errors(backend):
     """Sizes whose index arithmetic would overflow: an error naming the argument, before any allocation (in a
     child process, so that a crash fails the test instead of ending the run)."""
     env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     results = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert set(results) == set(OVERFLOW), proc.stderr[-3000:]
     for name, (_, words) in OVERFLOW.items():
@@ -469,13 +584,22 @@ def test_auto_choice_runs_the_chosen_path(monkeypatch):
     assert bool(calls) == (expected == "reference")
 
 
-@pytest.mark.parametrize("cin_g,cout_g,weight_grad,stock", [
-    (1, 1, True, False), (2, 2, True, False), (3, 3, False, False), (3, 3, True, True), (4, 4, False, True),
-    (21, 21, False, True), (4, 1, True, False), (1, 21, True, False)])
+@pytest.mark.parametrize(
+    "cin_g,cout_g,weight_grad,stock",
+    [
+        (1, 1, True, False),
+        (2, 2, True, False),
+        (3, 3, False, False),
+        (3, 3, True, True),
+        (4, 4, False, True),
+        (21, 21, False, True),
+        (4, 1, True, False),
+        (1, 21, True, False),
+    ],
+)
 def test_rule(cin_g, cout_g, weight_grad, stock):
     """docs/DESIGN.md §4.1: dense groups go to the stock composition, depthwise and narrow groups stay ours."""
-    shape = dict(cin_g=cin_g, cout_g=cout_g, kernel=(16, 16), stride=(8, 8), out_size=(8, 8),
-                 weight_grad=weight_grad)
+    shape = dict(cin_g=cin_g, cout_g=cout_g, kernel=(16, 16), stride=(8, 8), out_size=(8, 8), weight_grad=weight_grad)
     expected = "reference" if stock else ("cpu" if "cpu" in fcn_kernels.available_backends() else "reference")
     assert backend_rule.choose("upsample_cross_entropy", torch.device("cpu"), **shape) == expected
     assert backend_rule.explain("upsample_cross_entropy", torch.device("cpu"), **shape).startswith(expected)
@@ -491,8 +615,9 @@ def test_cuda_tensors_have_no_kernels_yet():
 # properties (hypothesis; profiles in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(c=upsample_cases(small=True), loss=losses(), dtype=st.sampled_from([F64, F32, BF16]),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    c=upsample_cases(small=True), loss=losses(), dtype=st.sampled_from([F64, F32, BF16]), seed=st.integers(0, 2**31 - 1)
+)
 def test_property_equals_the_composition(backend, c, loss, dtype, seed):
     torch.manual_seed(seed)
     note(f"{c} {loss} {dtype}")

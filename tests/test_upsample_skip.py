@@ -5,6 +5,7 @@ Fresh random inputs every run (conftest's `seed`; replay one with FCN_TEST_SEED=
 `backend` (tests/_helpers/backends.py); Triton gets the tiny variants (`tiny`): under TRITON_INTERPRET=1 its
 kernels run in Python. Bad input: test_upsample_skip_errors.py; Triton's own launch paths: tests/triton/.
 """
+
 import random
 
 import pytest
@@ -41,10 +42,16 @@ from fcn_kernels import reference
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
 CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
-TRITON_CASES = triton_case_pairs(SMALL, ("upscore2+pool4-dw", "dense-fma"),
-                                 ("upscore2+pool4-dw", "dense-fma", "dense-dot"))
-GPU_CHECK_CASES = {("upscore2+pool4-dw", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16),
-                   ("upscore8-dw", F16)}
+TRITON_CASES = triton_case_pairs(
+    SMALL, ("upscore2+pool4-dw", "dense-fma"), ("upscore2+pool4-dw", "dense-fma", "dense-dot")
+)
+GPU_CHECK_CASES = {
+    ("upscore2+pool4-dw", F32),
+    ("dense-dot", F32),
+    ("dense-fma", F64),
+    ("dense-dot", BF16),
+    ("upscore8-dw", F16),
+}
 
 
 @pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
@@ -56,10 +63,14 @@ def test_cases(seed, backend, name, dtype):
 RANDOM = {"cpu": {F64: 25, F32: 10, BF16: 10, F16: 10}, "cuda": dict.fromkeys(DTYPES, 20), "triton": {F32: 2}}
 
 
-@pytest.mark.parametrize("backend, dtype, batch", grid(
-    cpu=[(F64, b) for b in range(6)] + [(d, 0) for d in (F32, BF16, F16)],
-    cuda=[gpu_check(d, b) if b == 0 and d in (F32, BF16) else (d, b) for d in DTYPES for b in range(3)],
-    triton=[(F32, b) for b in range(3)]))
+@pytest.mark.parametrize(
+    "backend, dtype, batch",
+    grid(
+        cpu=[(F64, b) for b in range(6)] + [(d, 0) for d in (F32, BF16, F16)],
+        cuda=[gpu_check(d, b) if b == 0 and d in (F32, BF16) else (d, b) for d in DTYPES for b in range(3)],
+        triton=[(F32, b) for b in range(3)],
+    ),
+)
 def test_random_cases(seed, backend, dtype, batch):
     rng = random.Random(seed + batch)
     for _ in range(RANDOM[backend][dtype]):
@@ -90,9 +101,24 @@ def test_windows_at_both_edges(seed, backend, stride):
             ox = rng.randint(0, Wf - 1)
             wo = Wf - ox
             c = 2 if small else 3
-            check_against_reference(case(N=1 if small else 2, channels=c, groups=c, H=H, W=W, K=K, stride=stride,
-                                         out_offset=(oy, ox), out_size=(ho, wo), skip_offset=(1, 2),
-                                         skip_hw=(ho + 1, wo + 2), bias=True), backend, F32 if small else F64)
+            check_against_reference(
+                case(
+                    N=1 if small else 2,
+                    channels=c,
+                    groups=c,
+                    H=H,
+                    W=W,
+                    K=K,
+                    stride=stride,
+                    out_offset=(oy, ox),
+                    out_size=(ho, wo),
+                    skip_offset=(1, 2),
+                    skip_hw=(ho + 1, wo + 2),
+                    bias=True,
+                ),
+                backend,
+                F32 if small else F64,
+            )
 
 
 @pytest.mark.parametrize("backend, layout", grid(cpu=LAYOUTS, cuda=LAYOUTS, triton=["channels_last"]))
@@ -135,8 +161,9 @@ def _check_random_cases(seed, backend, check, count):
         problem.N = max(problem.N, 1)
         inputs = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(problem)]
         fast = sum(t.numel() for t in inputs if t is not None) > 2000
-        assert check(lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs,
-                     fast_mode=fast), problem
+        assert check(
+            lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs, fast_mode=fast
+        ), problem
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
@@ -209,8 +236,11 @@ def test_fixed_weight_costs_no_weight_gradient(backend):
     skip = torch.randn(2, 3, 20, 20, device=device, requires_grad=True)
     for trainable in (False, True):
         w = fcn_kernels.bilinear_kernel(3, 4, groups=3, device=device).requires_grad_(trainable)
-        call = lambda: fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=3, skip_offset=5,  # noqa: E731
-                                                 backend=backend).sum().backward()
+
+        def call(w=w):
+            y = fcn_kernels.upsample_skip(x, w, None, skip, stride=2, groups=3, skip_offset=5, backend=backend)
+            y.sum().backward()
+
         ours = op_names(call, "fcn_kernels::upsample_skip")
         assert any("backward_weight" in n for n in ours) == trainable, ours
         assert any("backward_input" in n for n in ours), ours
@@ -221,21 +251,50 @@ def test_fixed_weight_costs_no_weight_gradient(backend):
 # tl.dot problems of Triton.
 OPCHECK = {
     "plain": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2)),
-    "bias": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2),
-                 bias=True),
-    "skip": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2),
-                 skip_hw=(15, 16)),
-    "bias+skip": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10),
-                      skip_offset=(3, 2), skip_hw=(15, 16), bias=True),
+    "bias": case(
+        N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2), bias=True
+    ),
+    "skip": case(
+        N=2,
+        cin=4,
+        cout=6,
+        groups=2,
+        H=5,
+        W=6,
+        out_offset=(1, 2),
+        out_size=(9, 10),
+        skip_offset=(3, 2),
+        skip_hw=(15, 16),
+    ),
+    "bias+skip": case(
+        N=2,
+        cin=4,
+        cout=6,
+        groups=2,
+        H=5,
+        W=6,
+        out_offset=(1, 2),
+        out_size=(9, 10),
+        skip_offset=(3, 2),
+        skip_hw=(15, 16),
+        bias=True,
+    ),
     "depthwise": SMALL["upscore2+pool4-dw"],
     "dot": SMALL["dense-dot"],
 }
 
 
-@pytest.mark.parametrize("backend, name", grid(
-    cpu=OPCHECK, cuda=[gpu_check(n) if n in ("skip", "dot") else n for n in OPCHECK],
-    triton=[pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "depthwise" else []))
-            for n in ("depthwise", "dot")]))
+@pytest.mark.parametrize(
+    "backend, name",
+    grid(
+        cpu=OPCHECK,
+        cuda=[gpu_check(n) if n in ("skip", "dot") else n for n in OPCHECK],
+        triton=[
+            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "depthwise" else []))
+            for n in ("depthwise", "dot")
+        ],
+    ),
+)
 def test_opcheck(seed, backend, name):
     """The forward op and its backward pair (torch.library.opcheck: schema, fake, autograd registration)."""
     c = OPCHECK[name]
@@ -243,8 +302,9 @@ def test_opcheck(seed, backend, name):
     ops = torch.ops.fcn_kernels
     x, w, b, skip = [t.to(device_of(backend)).requires_grad_() if t is not None else None for t in make_inputs(c, F32)]
     geometry = [list(c.stride), c.groups, list(c.out_offset)]
-    opcheck(getattr(ops, f"upsample_skip{suffix}").default,
-            (x, w, b, skip, *geometry, list(c.crop), list(c.skip_offset)))
+    opcheck(
+        getattr(ops, f"upsample_skip{suffix}").default, (x, w, b, skip, *geometry, list(c.crop), list(c.skip_offset))
+    )
     go = torch.randn(c.N, c.cout, *c.crop, device=x.device)
     # x and weight still require grad: the backward ops' own autograd (double backward) is checked too
     opcheck(getattr(ops, f"upsample_skip_backward_input{suffix}").default, (go, w, list(x.shape), *geometry))
@@ -255,10 +315,31 @@ def test_opcheck(seed, backend, name):
 def test_module_and_compile_fullgraph(seed, backend):
     """FusedUpsampleSkip under torch.compile(fullgraph=True), forward and backward, against float64 on CPU."""
     device = device_of(backend)
-    c = case(N=2, channels=3, groups=3, H=5, W=6, out_offset=1, out_size=(9, 10), skip_offset=(1, 2), skip_hw=(12, 14),
-             bias=True)
-    m = fcn_kernels.FusedUpsampleSkip(3, 3, 4, 2, groups=3, skip_offset=(1, 2), out_offset=1, bias=True,
-                                      init="default", backend=backend, device=device)
+    c = case(
+        N=2,
+        channels=3,
+        groups=3,
+        H=5,
+        W=6,
+        out_offset=1,
+        out_size=(9, 10),
+        skip_offset=(1, 2),
+        skip_hw=(12, 14),
+        bias=True,
+    )
+    m = fcn_kernels.FusedUpsampleSkip(
+        3,
+        3,
+        4,
+        2,
+        groups=3,
+        skip_offset=(1, 2),
+        out_offset=1,
+        bias=True,
+        init="default",
+        backend=backend,
+        device=device,
+    )
     x = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)
     skip = torch.randn(2, 3, 12, 14, device=device, requires_grad=True)
     torch._dynamo.reset()
@@ -288,19 +369,36 @@ def test_autocast_casts_like_a_convolution(seed, backend):
 # one grid dimension takes (65535: the grid-stride loop), reached through the batch (a float64 reference
 # over as many groups is slow).
 PATH_CASES = {
-    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
-                                out_size=500),
-    "fcn8s_upscore8_odd": case(channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31,
-                               out_size=(497, 501), bias=True),
-    "skip_misaligned": case(N=2, channels=6, groups=6, H=9, W=11, K=4, stride=2, out_offset=1, out_size=(17, 19),
-                            skip_offset=(5, 3), skip_hw=(25, 27), bias=True),
+    "fcn8s_upscore8_even": case(N=2, channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31, out_size=500),
+    "fcn8s_upscore8_odd": case(
+        channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31, out_size=(497, 501), bias=True
+    ),
+    "skip_misaligned": case(
+        N=2,
+        channels=6,
+        groups=6,
+        H=9,
+        W=11,
+        K=4,
+        stride=2,
+        out_offset=1,
+        out_size=(17, 19),
+        skip_offset=(5, 3),
+        skip_hw=(25, 27),
+        bias=True,
+    ),
     "dense_two_slabs": case(channels=64, H=5, W=6, K=16, stride=8, out_offset=(3, 5), bias=True),
-    "untiled_filter": case(channels=2, groups=2, H=2, W=3, K=(1, 9000), stride=1, out_offset=(0, 100),
-                           out_size=(2, 37)),
+    "untiled_filter": case(
+        channels=2, groups=2, H=2, W=3, K=(1, 9000), stride=1, out_offset=(0, 100), out_size=(2, 37)
+    ),
     "many_planes": case(N=66000, channels=1, H=1, W=2, K=2, stride=2, bias=True),
 }
-GPU_CHECK_PATHS = {("skip_misaligned", F32, "int32"), ("skip_misaligned", F32, "int64"),
-                   ("fcn8s_upscore8_odd", BF16, "int32"), ("many_planes", F32, "int32")}
+GPU_CHECK_PATHS = {
+    ("skip_misaligned", F32, "int32"),
+    ("skip_misaligned", F32, "int64"),
+    ("fcn8s_upscore8_odd", BF16, "int32"),
+    ("many_planes", F32, "int32"),
+}
 
 
 @pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))

@@ -1,6 +1,7 @@
 """The upsample_skip test helpers themselves (tests/_helpers/upsample_cases.py): the case builder, and the
 comparison running the backend on that backend's device (a GPU run once moved CUDA inputs back to
 CPU, where Triton refuses them)."""
+
 import random
 
 import pytest
@@ -12,8 +13,15 @@ from fcn_kernels import backends
 
 def test_case_builder_defaults_and_pairs():
     c = uc.case(channels=5, groups=5, K=16, stride=8, out_offset=31, out_size=(40, 30))
-    assert (c.cin, c.cout, c.groups, c.K, c.stride, c.out_offset, c.out_size) == (5, 5, 5, (16, 16), (8, 8),
-                                                                                 (31, 31), (40, 30))
+    assert (c.cin, c.cout, c.groups, c.K, c.stride, c.out_offset, c.out_size) == (
+        5,
+        5,
+        5,
+        (16, 16),
+        (8, 8),
+        (31, 31),
+        (40, 30),
+    )
     assert (c.N, c.skip_hw, c.skip_offset, c.bias) == (1, None, (0, 0), False)
     assert c.crop == (40, 30) and uc.case(H=3, W=3).crop == (8, 8)  # (3 - 1) * 2 + 4, to the end
     with pytest.raises(TypeError):

@@ -1,4 +1,5 @@
 """Bad input to upsample_skip: a clear error naming the argument and sizes, never a crash."""
+
 import pytest
 import torch
 
@@ -8,9 +9,17 @@ needs_cpu = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), re
 
 
 def args(**over):
-    a = dict(x=torch.randn(2, 4, 5, 6), weight=torch.randn(4, 3, 4, 4), bias=torch.randn(6),
-             skip=torch.randn(2, 6, 16, 18), stride=2, groups=2, out_offset=(1, 2), out_size=(9, 10),
-             skip_offset=(3, 4))
+    a = dict(
+        x=torch.randn(2, 4, 5, 6),
+        weight=torch.randn(4, 3, 4, 4),
+        bias=torch.randn(6),
+        skip=torch.randn(2, 6, 16, 18),
+        stride=2,
+        groups=2,
+        out_offset=(1, 2),
+        out_size=(9, 10),
+        skip_offset=(3, 4),
+    )
     a.update(over)
     return a
 
@@ -33,8 +42,11 @@ BAD = {
     "skip batch": (dict(skip=torch.randn(1, 6, 16, 18)), ValueError, r"skip must have shape \(2, 6"),
     "bias size": (dict(bias=torch.randn(4)), ValueError, r"bias must have shape \(6,\), got \(4,\)"),
     "int x": (dict(x=torch.ones(2, 4, 5, 6, dtype=torch.int64)), TypeError, r"x must be a floating-point"),
-    "mixed dtype": (dict(weight=torch.randn(4, 3, 4, 4, dtype=torch.float64)), TypeError,
-                    r"weight has dtype torch.float64 but x has dtype torch.float32"),
+    "mixed dtype": (
+        dict(weight=torch.randn(4, 3, 4, 4, dtype=torch.float64)),
+        TypeError,
+        r"weight has dtype torch.float64 but x has dtype torch.float32",
+    ),
     "mixed device": (dict(skip=torch.randn(2, 6, 16, 18, device="meta")), ValueError, r"skip is on meta"),
     "not a tensor": (dict(x=[[1.0]]), TypeError, r"x must be a torch.Tensor"),
     "empty spatial": (dict(x=torch.randn(2, 4, 0, 6)), ValueError, r"non-empty spatial"),
@@ -58,20 +70,38 @@ def test_good_args_pass():
 
 
 @needs_cpu
-@pytest.mark.parametrize("call", [
-    lambda o: o.upsample_skip(torch.randn(2, 4, 5), torch.randn(4, 1, 4, 4), None, None, [2, 2], 4, [0, 0], [5, 5],
-                              [0, 0]),
-    lambda o: o.upsample_skip(torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), None, None, [2, 2], 4, [0, 0],
-                              [99, 5], [0, 0]),
-    lambda o: o.upsample_skip(torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), None, torch.randn(1, 4, 3, 3),
-                              [2, 2], 4, [0, 0], [5, 5], [0, 0]),
-    lambda o: o.upsample_skip(torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), None, None, [0, 2], 4, [0, 0],
-                              [5, 5], [0, 0]),
-    lambda o: o.upsample_skip_backward_input(torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), [1, 4, 1, 1],
-                                             [2, 2], 4, [0, 0]),
-    lambda o: o.upsample_skip_backward_weight(torch.randn(1, 3, 5, 5), torch.randn(1, 4, 5, 5), [4, 1, 4, 4],
-                                              [2, 2], 4, [0, 0]),
-], ids=["rank", "crop", "skip", "stride", "bwd-input-size", "bwd-channels"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda o: o.upsample_skip(
+            torch.randn(2, 4, 5), torch.randn(4, 1, 4, 4), None, None, [2, 2], 4, [0, 0], [5, 5], [0, 0]
+        ),
+        lambda o: o.upsample_skip(
+            torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), None, None, [2, 2], 4, [0, 0], [99, 5], [0, 0]
+        ),
+        lambda o: o.upsample_skip(
+            torch.randn(1, 4, 5, 5),
+            torch.randn(4, 1, 4, 4),
+            None,
+            torch.randn(1, 4, 3, 3),
+            [2, 2],
+            4,
+            [0, 0],
+            [5, 5],
+            [0, 0],
+        ),
+        lambda o: o.upsample_skip(
+            torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), None, None, [0, 2], 4, [0, 0], [5, 5], [0, 0]
+        ),
+        lambda o: o.upsample_skip_backward_input(
+            torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4), [1, 4, 1, 1], [2, 2], 4, [0, 0]
+        ),
+        lambda o: o.upsample_skip_backward_weight(
+            torch.randn(1, 3, 5, 5), torch.randn(1, 4, 5, 5), [4, 1, 4, 4], [2, 2], 4, [0, 0]
+        ),
+    ],
+    ids=["rank", "crop", "skip", "stride", "bwd-input-size", "bwd-channels"],
+)
 def test_direct_op_calls_are_checked_in_cpp(call):
     with pytest.raises(RuntimeError, match="upsample_skip"):
         call(torch.ops.fcn_kernels)

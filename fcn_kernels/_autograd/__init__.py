@@ -14,6 +14,7 @@ Both builders below save the same things on every backend: x only when the weigh
 the weight only when x needs its gradient, sizes and geometry otherwise. So a weight that does not
 require grad (FCN's fixed bilinear deconvolutions) costs no weight-gradient work and keeps no x alive.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -69,15 +70,23 @@ def register_upsample_skip(forward, backward_input, backward_weight, bias_skip=N
 
     def backward(ctx, grad):
         gx, gw = _input_weight_grads(ctx, grad, backward_input, backward_weight)
-        gb, gs = bias_skip_grads(grad, ctx.needs_input_grad[2], ctx.skip_size if ctx.needs_input_grad[3] else None,
-                                 ctx.skip_offset, bias_skip)
+        gb, gs = bias_skip_grads(
+            grad,
+            ctx.needs_input_grad[2],
+            ctx.skip_size if ctx.needs_input_grad[3] else None,
+            ctx.skip_offset,
+            bias_skip,
+        )
         return gx, gw, gb, gs, None, None, None, None, None
 
     torch.library.register_autograd(forward, backward, setup_context=setup)
     register_double_backward(
-        backward_input, backward_weight,
-        lambda x, w, go, stride, groups, out_offset: forward(x, w, None, None, stride, groups, out_offset,
-                                                             list(go.shape[2:]), [0, 0]))
+        backward_input,
+        backward_weight,
+        lambda x, w, go, stride, groups, out_offset: forward(
+            x, w, None, None, stride, groups, out_offset, list(go.shape[2:]), [0, 0]
+        ),
+    )
 
 
 def register_rarefied_conv2d(forward, backward_input, backward_weight, bias_skip=None):
@@ -96,5 +105,7 @@ def register_rarefied_conv2d(forward, backward_input, backward_weight, bias_skip
 
     torch.library.register_autograd(forward, backward, setup_context=setup)
     register_double_backward(
-        backward_input, backward_weight,
-        lambda x, w, go, rarefaction, padding, groups: forward(x, w, None, rarefaction, padding, groups))
+        backward_input,
+        backward_weight,
+        lambda x, w, go, rarefaction, padding, groups: forward(x, w, None, rarefaction, padding, groups),
+    )

@@ -6,6 +6,7 @@ op's own gradients are the forward (without bias or skip) and the other backward
   d/dg <gg, backward_input(g, w)>  = forward(gg, w),    d/dw = backward_weight(g, gg)
   d/dg <gg, backward_weight(g, x)> = forward(x, gg),    d/dx = backward_input(g, gg)
 """
+
 import torch
 
 
@@ -22,8 +23,7 @@ def register_double_backward(backward_input, backward_weight, forward):
     def of_backward_input(ctx, gg):  # inputs: (grad_out, weight, x_size, *geometry)
         grad_out, weight = ctx.saved_tensors
         d_go = forward(gg, weight, grad_out, *ctx.geometry) if ctx.needs_input_grad[0] else None
-        d_w = (backward_weight(grad_out, gg, list(weight.shape), *ctx.geometry)
-               if ctx.needs_input_grad[1] else None)
+        d_w = backward_weight(grad_out, gg, list(weight.shape), *ctx.geometry) if ctx.needs_input_grad[1] else None
         return (d_go, d_w, None) + (None,) * len(ctx.geometry)
 
     def of_backward_weight(ctx, gg):  # inputs: (grad_out, x, w_size, *geometry)

@@ -12,6 +12,7 @@ one (N, H, W) map: no tensor of the scores' size. The backward op computes only 
 so a weight that does not require grad (FCN's fixed bilinear upsampling) costs no weight-gradient work.
 Differentiable once (the backward op has no autograd of its own).
 """
+
 import torch
 
 _INPUTS = 4  # x, weight, bias, skip: the differentiable inputs, first in both ops' schemas

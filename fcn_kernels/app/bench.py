@@ -3,6 +3,7 @@
 
 Shared by `fcn-kernels bench` and benchmarks/ (pytest-benchmark), so both time the same thing.
 """
+
 import functools
 import json
 import logging
@@ -22,13 +23,13 @@ from ..ops.upsample_skip import upsample_skip
 @dataclass(frozen=True)
 class Stage:
     name: str
-    in_hw: tuple        # coarse score map
+    in_hw: tuple  # coarse score map
     kernel: int
     stride: int
-    skip_hw: tuple      # None: no skip
+    skip_hw: tuple  # None: no skip
     skip_offset: tuple  # (rows, cols)
-    out_offset: tuple   # (rows, cols)
-    out_size: tuple     # None: the full output
+    out_offset: tuple  # (rows, cols)
+    out_size: tuple  # None: the full output
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,14 +46,16 @@ def fcn8s_stages(image=500):
         if tap is None:
             stages.append(Stage(name, hw, kernel, stride, None, (0, 0), model.offsets["output"], (image, image)))
         else:
-            stages.append(Stage(f"{name}+{tap}", hw, kernel, stride, tuple(taps[tap].shape[2:]), model.offsets[tap],
-                                (0, 0), None))
+            stages.append(
+                Stage(f"{name}+{tap}", hw, kernel, stride, tuple(taps[tap].shape[2:]), model.offsets[tap], (0, 0), None)
+            )
             hw = tuple((n - 1) * stride + kernel for n in hw)
     return tuple(stages)
 
 
-def head_inputs(batch, n_class=21, image=500, dense=False, dtype=torch.float32, device="cpu",
-                requires_grad=False, seed=0):
+def head_inputs(
+    batch, n_class=21, image=500, dense=False, dtype=torch.float32, device="cpu", requires_grad=False, seed=0
+):
     """(score_fr, score_pool4, score_pool3) and the three bilinear weights (depthwise or dense-diagonal)."""
     g = torch.Generator().manual_seed(seed)
     stages = fcn8s_stages(image)
@@ -72,13 +75,13 @@ def _head(fn, scores, weights, groups, stages):
     s1, s2, s3 = stages
     h = fn(score_fr, weights[0], None, pool4, stride=s1.stride, groups=groups, skip_offset=s1.skip_offset)
     h = fn(h, weights[1], None, pool3, stride=s2.stride, groups=groups, skip_offset=s2.skip_offset)
-    return fn(h, weights[2], None, None, stride=s3.stride, groups=groups, out_offset=s3.out_offset,
-              out_size=s3.out_size)
+    return fn(
+        h, weights[2], None, None, stride=s3.stride, groups=groups, out_offset=s3.out_offset, out_size=s3.out_size
+    )
 
 
 def fused_head(scores, weights, groups, image=500, backend=None):
-    return _head(lambda *a, **k: upsample_skip(*a, backend=backend, **k), scores, weights, groups,
-                 fcn8s_stages(image))
+    return _head(lambda *a, **k: upsample_skip(*a, backend=backend, **k), scores, weights, groups, fcn8s_stages(image))
 
 
 def stock_head(scores, weights, groups, image=500):
@@ -91,8 +94,9 @@ def compiled_stock_head(image=500):
     table row makes one (one compile per shape and pass: forward, forward+backward)."""
     torch._dynamo.reset()
     stages = fcn8s_stages(image)
-    return torch.compile(lambda scores, weights, groups: _head(reference.upsample_skip, scores, weights, groups,
-                                                               stages))
+    return torch.compile(
+        lambda scores, weights, groups: _head(reference.upsample_skip, scores, weights, groups, stages)
+    )
 
 
 def head_bytes(batch, n_class=21, image=500, itemsize=4):
@@ -101,10 +105,14 @@ def head_bytes(batch, n_class=21, image=500, itemsize=4):
     s1, s2, s3 = fcn8s_stages(image)
     up2 = (s1.in_hw[0] - 1) * 2 + 4
     up4 = (up2 - 1) * 2 + 4
-    elems = (s1.in_hw[0] ** 2            # score_fr
-             + 2 * up2 * up2              # pool4 window read, stage-1 output written
-             + up2 * up2 + 2 * up4 * up4  # stage-1 output read, pool3 window read, stage-2 output written
-             + up4 * up4 + image * image)  # stage-2 output read, final output written
+    elems = (
+        s1.in_hw[0] ** 2  # score_fr
+        + 2 * up2 * up2  # pool4 window read, stage-1 output written
+        + up2 * up2
+        + 2 * up4 * up4  # stage-1 output read, pool3 window read, stage-2 output written
+        + up4 * up4
+        + image * image
+    )  # stage-2 output read, final output written
     return batch * n_class * elems * itemsize
 
 
@@ -145,6 +153,7 @@ def copy_bandwidth(nbytes, device="cpu", repeat=10):
     def copy():
         torch.empty_like(src).copy_(src)
         sync()
+
     return 2 * nbytes / timeit(copy, repeat)
 
 
@@ -171,8 +180,19 @@ def cudnn_tf32(enabled):
         torch.backends.cudnn.allow_tf32 = saved
 
 
-def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, backward=False, compile=True,
-        repeat=10, image=500, device="cpu", backends=(None,), out=print, on_row=None):
+def run(
+    batches=(1, 4),
+    weights=("depthwise", "dense"),
+    dtype=torch.float32,
+    backward=False,
+    compile=True,
+    repeat=10,
+    image=500,
+    device="cpu",
+    backends=(None,),
+    out=print,
+    on_row=None,
+):
     """The head table: one row per (batch, weights), a fused column per backend (None: automatic).
     On CUDA in float32 the stock columns are timed twice: with TF32 (cuDNN's default) and IEEE float32,
     by the same compiled head (cuDNN's TF32 switch is read at run time: no second compile).
@@ -186,15 +206,24 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
     modes = [("", None)]
     if device.type == "cuda" and dtype == torch.float32:
         modes = [(" tf32", True), (" ieee", False)]
-    stock_cols = [f"{kind}{suffix}" for suffix, _ in modes for kind in ("eager", "compiled") if compile or
-                  kind == "eager"]
-    out(f"FCN-8s head, {image}x{image}, 21 classes, {dtype}, {'forward+backward' if backward else 'forward'}, "
+    stock_cols = [
+        f"{kind}{suffix}" for suffix, _ in modes for kind in ("eager", "compiled") if compile or kind == "eager"
+    ]
+    out(
+        f"FCN-8s head, {image}x{image}, 21 classes, {dtype}, {'forward+backward' if backward else 'forward'}, "
         f"{device}, {torch.get_num_threads()} threads; fused: {arithmetic(dtype)}; stock"
-        + (": TF32 (cudnn.allow_tf32=True, the default) and IEEE float32 (False)" if len(modes) > 1 else
-           f": {arithmetic(dtype, device, stock=True)}"))
+        + (
+            ": TF32 (cudnn.allow_tf32=True, the default) and IEEE float32 (False)"
+            if len(modes) > 1
+            else f": {arithmetic(dtype, device, stock=True)}"
+        )
+    )
     width = {c: max(11, len(c) + 4) for c in names + stock_cols}
-    out(f"{'batch':>5} {'weights':>9} " + " ".join(f"{c + ' ms':>{width[c]}}" for c in names + stock_cols)
-        + f" {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}")
+    out(
+        f"{'batch':>5} {'weights':>9} "
+        + " ".join(f"{c + ' ms':>{width[c]}}" for c in names + stock_cols)
+        + f" {'eager/fused':>11} {'compiled/fused':>14} {'max err':>9} {'floor %':>7}"
+    )
     if compile:
         _import_cpp_extension_quietly()
     for batch in batches:
@@ -203,10 +232,12 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
         itemsize = torch.empty((), dtype=dtype).element_size()
         bw = copy_bandwidth(head_bytes(batch, image=image, itemsize=itemsize) // 2, device)
         for kind in weights:
-            scores, ws, groups = head_inputs(batch, image=image, dense=kind == "dense", dtype=dtype,
-                                             device=device, requires_grad=backward)
-            exact = stock_head([s.detach().cpu().double() for s in scores], [w.cpu().double() for w in ws],
-                               groups, image)
+            scores, ws, groups = head_inputs(
+                batch, image=image, dense=kind == "dense", dtype=dtype, device=device, requires_grad=backward
+            )
+            exact = stock_head(
+                [s.detach().cpu().double() for s in scores], [w.cpu().double() for w in ws], groups, image
+            )
 
             def step(head):
                 def f():
@@ -215,7 +246,9 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
                         torch.autograd.grad(y, scores, torch.ones_like(y))
                     sync()
                     return y
+
                 return f
+
             fused = {n: step(lambda s, w, g, b=b: fused_head(s, w, g, image, b)) for n, b in zip(names, backends)}
             t_fused = {n: timeit(f, repeat) for n, f in fused.items()}
             t_stock = {}
@@ -229,21 +262,37 @@ def run(batches=(1, 4), weights=("depthwise", "dense"), dtype=torch.float32, bac
             best = min(t_fused.values())
             floor = head_bytes(batch, image=image, itemsize=scores[0].element_size()) / bw
             t_eager, t_comp = t_stock["eager" + modes[0][0]], t_stock.get("compiled" + modes[0][0], float("nan"))
-            row = dict(batch=batch, weights=kind, dtype=str(dtype), backward=backward,
-                       fused_ms={n: t * 1e3 for n, t in t_fused.items()}, eager_ms=t_eager * 1e3,
-                       compiled_ms=t_comp * 1e3, max_err=err, floor_ms=floor * 1e3, copy_gbps=bw / 1e9,
-                       stock_ms={c: t_stock[c] * 1e3 for c in stock_cols},
-                       arithmetic=dict(fused=arithmetic(dtype), **{
-                           c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols}))
+            row = dict(
+                batch=batch,
+                weights=kind,
+                dtype=str(dtype),
+                backward=backward,
+                fused_ms={n: t * 1e3 for n, t in t_fused.items()},
+                eager_ms=t_eager * 1e3,
+                compiled_ms=t_comp * 1e3,
+                max_err=err,
+                floor_ms=floor * 1e3,
+                copy_gbps=bw / 1e9,
+                stock_ms={c: t_stock[c] * 1e3 for c in stock_cols},
+                arithmetic=dict(
+                    fused=arithmetic(dtype),
+                    **{c: "TF32" if c.endswith("tf32") else arithmetic(dtype) for c in stock_cols},
+                ),
+            )
             rows.append(row)
             if on_row is not None:
                 on_row(row)
             times = dict(t_fused, **t_stock)
-            out(f"{batch:>5} {kind:>9} " + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
-                + f" {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x {err:>9.1e} {100 * floor / best:>6.0f}%")
-    out("eager/fused, compiled/fused (" + (modes[0][0].strip() or "stock") + " columns), floor %: against the "
+            out(
+                f"{batch:>5} {kind:>9} "
+                + " ".join(f"{times[c] * 1e3:>{width[c]}.2f}" for c in names + stock_cols)
+                + f" {t_eager / best:>10.1f}x {t_comp / best:>13.1f}x {err:>9.1e} {100 * floor / best:>6.0f}%"
+            )
+    out(
+        "eager/fused, compiled/fused (" + (modes[0][0].strip() or "stock") + " columns), floor %: against the "
         "fastest fused backend; floor %: the head's minimum bytes (inputs and outputs once) at the bandwidth of a "
-        "copy of as many bytes, over fused time" + ("" if not backward else " (forward bytes only)"))
+        "copy of as many bytes, over fused time" + ("" if not backward else " (forward bytes only)")
+    )
     return rows
 
 

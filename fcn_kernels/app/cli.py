@@ -1,4 +1,5 @@
 """The `fcn-kernels` command line: every command is a module of fcn_kernels.app.commands, listed here."""
+
 import argparse
 import sys
 
@@ -13,11 +14,13 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="fcn-kernels",
         description="Fused kernels and reference models for Fully Convolutional Networks "
-                    "(Long, Shelhamer, Darrell, CVPR 2015).")
+        "(Long, Shelhamer, Darrell, CVPR 2015).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=getattr(cmd, "DESCRIPTION", cmd.HELP),
-                           formatter_class=HelpFormatter)
+        p = sub.add_parser(
+            cmd.NAME, help=cmd.HELP, description=getattr(cmd, "DESCRIPTION", cmd.HELP), formatter_class=HelpFormatter
+        )
         cmd.add_arguments(p)
         p.set_defaults(run=cmd.run)
     return parser

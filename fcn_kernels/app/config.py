@@ -4,6 +4,7 @@ Each field is one command-line option (``n_class`` -> ``--n-class``); its metada
 and the checks. A default that depends on other options (the class count of the data set, the
 preprocessing) is None here and resolved in one place, :func:`resolve`.
 """
+
 import argparse
 import dataclasses
 import types
@@ -18,21 +19,37 @@ SYNTHETIC_CLASSES = (2, len(SHAPES) + 1)  # background + 1 to 6 shape kinds
 VOC_N_CLASS = 21
 
 
-def opt(default, help, *, shown=None, choices=None, negatable=False, at_least=None, above=None, at_most=None,
-        required=False):
+def opt(
+    default, help, *, shown=None, choices=None, negatable=False, at_least=None, above=None, at_most=None, required=False
+):
     """A field that is a command-line option. `shown`: the default as --help writes it, when None stands
     for a rule; at_least / above / at_most: bounds checked by :func:`validate`."""
-    return field(default=default, metadata=dict(help=help, shown=shown, choices=choices, negatable=negatable,
-                                                at_least=at_least, above=above, at_most=at_most,
-                                                required=required))
+    return field(
+        default=default,
+        metadata=dict(
+            help=help,
+            shown=shown,
+            choices=choices,
+            negatable=negatable,
+            at_least=at_least,
+            above=above,
+            at_most=at_most,
+            required=required,
+        ),
+    )
 
 
 @dataclass
 class Common:
     """Options of every command."""
+
     data: str = opt("synthetic", "'synthetic' (generated, no download) or a VOC-format directory")
-    n_class: int | None = opt(None, "classes incl. background (synthetic: 2 to 7)", at_least=2,
-                              shown="4 on synthetic, 21 on VOC; the checkpoint's when resuming or evaluating")
+    n_class: int | None = opt(
+        None,
+        "classes incl. background (synthetic: 2 to 7)",
+        at_least=2,
+        shown="4 on synthetic, 21 on VOC; the checkpoint's when resuming or evaluating",
+    )
     model: str = opt("fcn8s", "architecture (the checkpoint's when resuming or evaluating)", choices=ARCHS)
     width: float = opt(1.0, "trunk channel multiplier (the checkpoint's when resuming or evaluating)", above=0)
     device: str = opt("auto", "cpu, cuda, cuda:1 ... (auto: cuda if available)")
@@ -40,8 +57,12 @@ class Common:
     fused: bool = opt(True, "fused upsample+crop+skip kernels (--no-fused: the stock composition)", negatable=True)
     amp: bool = opt(False, "bfloat16 autocast")
     batch_size: int = opt(1, "global batch (split across ranks)", at_least=1)
-    preprocess: str | None = opt(None, "input preprocessing", choices=PREPROCESS_MODES,
-                                 shown="rgb_norm on synthetic, bgr_mean (the reference's) on VOC")
+    preprocess: str | None = opt(
+        None,
+        "input preprocessing",
+        choices=PREPROCESS_MODES,
+        shown="rgb_norm on synthetic, bgr_mean (the reference's) on VOC",
+    )
     image_size: int = opt(64, "synthetic: image side", at_least=1)
     max_shapes: int = opt(3, "synthetic: at most this many shapes an image", at_least=1)
     train_size: int = opt(1024, "synthetic: training images", at_least=1)
@@ -56,10 +77,12 @@ class Common:
 @dataclass
 class TrainConfig(Common):
     """`fcn-kernels train`."""
+
     out: str | None = opt(None, "output folder", shown="fcn-kernels-run; the checkpoint's folder when resuming")
     iters: int | None = opt(None, "optimizer steps", at_least=1, shown="required; the checkpoint's when resuming")
-    max_seconds: float | None = opt(None, "also stop (with a checkpoint) after this many seconds of training",
-                                    at_least=0)
+    max_seconds: float | None = opt(
+        None, "also stop (with a checkpoint) after this many seconds of training", at_least=0
+    )
     lr: float = opt(1e-4, "learning rate", above=0)
     seed: int = opt(0, "seed of the initialisation, sample order, dropout and loss sampling")
     overwrite: bool = opt(False, "replace an existing checkpoint in --out")
@@ -70,14 +93,19 @@ class TrainConfig(Common):
     weight_decay: float = opt(5e-4, "weight decay", at_least=0)
     lr_schedule: str = opt("constant", "constant, or poly: lr (1 - step/iters)^0.9", choices=("constant", "poly"))
     dropout: float = opt(0.5, "drop6/drop7 probability", at_least=0, at_most=1)
-    init: str = opt("reference", "reference: the model's own init (for fine-tuning); kaiming: He init of the "
-                    "trunk (training from scratch)", choices=("reference", "kaiming"))
+    init: str = opt(
+        "reference",
+        "reference: the model's own init (for fine-tuning); kaiming: He init of the trunk (training from scratch)",
+        choices=("reference", "kaiming"),
+    )
     init_from: str | None = opt(None, "torchvision VGG16 or torchfcn weights to start from")
     flip: bool = opt(False, "random mirroring", negatable=True)
-    sample_p: float = opt(1.0, "loss sampling: keep each pixel's loss with probability p (unbiased, paper 3.4)",
-                          above=0, at_most=1)
-    class_weights: str = opt("none", "class-balanced loss weights computed from the training labels",
-                             choices=("none", "inverse", "median"))
+    sample_p: float = opt(
+        1.0, "loss sampling: keep each pixel's loss with probability p (unbiased, paper 3.4)", above=0, at_most=1
+    )
+    class_weights: str = opt(
+        "none", "class-balanced loss weights computed from the training labels", choices=("none", "inverse", "median")
+    )
     resume: str | None = opt(None, "checkpoint to continue (exactly) from; its options are kept unless given")
     val_every: int = opt(0, "evaluate every N steps (0: only at the end)", at_least=0)
     checkpoint_every: int = opt(0, "save every N steps (0: only at the end)", at_least=0)
@@ -87,15 +115,16 @@ class TrainConfig(Common):
 @dataclass
 class EvalConfig(Common):
     """`fcn-kernels eval`."""
-    checkpoint: str | None = opt(None, "checkpoint (ours, a plain state_dict or torchfcn's) to evaluate",
-                                 required=True)
+
+    checkpoint: str | None = opt(None, "checkpoint (ours, a plain state_dict or torchfcn's) to evaluate", required=True)
     split: str = opt("val", "split to evaluate")
     out: str = opt("fcn-kernels-eval", "output folder")
 
 
 # Options a resumed run takes from the command line only, never from its checkpoint.
-NOT_INHERITED = frozenset({"resume", "out", "overwrite", "progress", "device", "num_workers", "max_seconds",
-                           "dist_timeout", "threads"})
+NOT_INHERITED = frozenset(
+    {"resume", "out", "overwrite", "progress", "device", "num_workers", "max_seconds", "dist_timeout", "threads"}
+)
 
 
 def with_defaults(base, name: str, **defaults):
@@ -103,9 +132,14 @@ def with_defaults(base, name: str, **defaults):
     checks)."""
     by_name = {f.name: f for f in dataclasses.fields(base)}
     # a concrete default is shown as it is, not as the base's rule
-    return dataclasses.make_dataclass(name, [(k, by_name[k].type,
-                                              field(default=v, metadata=dict(by_name[k].metadata, shown=None)))
-                                             for k, v in defaults.items()], bases=(base,))
+    return dataclasses.make_dataclass(
+        name,
+        [
+            (k, by_name[k].type, field(default=v, metadata=dict(by_name[k].metadata, shown=None)))
+            for k, v in defaults.items()
+        ],
+        bases=(base,),
+    )
 
 
 class _Default:
@@ -185,12 +219,15 @@ def resolve(cfg):
     if synthetic:
         for name in ("train_split", "val_split", "split"):
             if getattr(cfg, name, "train") not in SYNTHETIC_SPLITS:
-                raise CLIError(f"{flag(name)} {getattr(cfg, name)!r}: the synthetic set's splits are "
-                               f"{', '.join(SYNTHETIC_SPLITS)}")
+                raise CLIError(
+                    f"{flag(name)} {getattr(cfg, name)!r}: the synthetic set's splits are {', '.join(SYNTHETIC_SPLITS)}"
+                )
     lo, hi = SYNTHETIC_CLASSES
     if synthetic and not lo <= cfg.n_class <= hi:
-        raise CLIError(f"--n-class {cfg.n_class}: the synthetic set has {lo} to {hi} classes (background and "
-                       f"up to {hi - 1} shape kinds: {', '.join(SHAPES)})")
+        raise CLIError(
+            f"--n-class {cfg.n_class}: the synthetic set has {lo} to {hi} classes (background and "
+            f"up to {hi - 1} shape kinds: {', '.join(SHAPES)})"
+        )
     return cfg
 
 
@@ -199,8 +236,11 @@ def validate(cfg) -> None:
         v, m = getattr(cfg, f.name), f.metadata
         if v is None or isinstance(v, bool):
             continue
-        for bound, ok, words in (("at_least", lambda b: v >= b, ">="), ("above", lambda b: v > b, ">"),
-                                 ("at_most", lambda b: v <= b, "<=")):
+        for bound, ok, words in (
+            ("at_least", lambda b: v >= b, ">="),
+            ("above", lambda b: v > b, ">"),
+            ("at_most", lambda b: v <= b, "<="),
+        ):
             if m.get(bound) is not None and not ok(m[bound]):
                 raise CLIError(f"{flag(f.name)} {v}: must be {words} {m[bound]}")
 

@@ -1,4 +1,5 @@
 """Which device a command runs on, and its autocast."""
+
 import contextlib
 
 import torch

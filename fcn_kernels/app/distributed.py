@@ -1,4 +1,5 @@
 """Process-group facts and the few collectives the training loop needs (no-ops in a single process)."""
+
 import datetime
 import os
 import re
@@ -78,7 +79,8 @@ def run_distributed(job, cfg, device_name: str):
         if not dist.enabled or not (isinstance(exc, torch_dist.DistError) or _PEER_LOST.search(text)):
             raise
         first = text.splitlines()[0] if text else type(exc).__name__
-        raise CLIError(f"rank {dist.rank} of {dist.world}: lost the other processes ({first[:300]}); "
-                       "did another rank fail?") from None
+        raise CLIError(
+            f"rank {dist.rank} of {dist.world}: lost the other processes ({first[:300]}); did another rank fail?"
+        ) from None
     finally:
         dist.teardown()

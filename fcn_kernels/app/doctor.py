@@ -12,6 +12,7 @@ size at which the Triton kernels use tl.dot) and compares the output and every g
 reference on the same rounded inputs, at the bound of fcn_kernels._tolerance. Float32 runs with TF32 off:
 the bound is that of IEEE float32 (cuDNN's TF32 default would not meet it).
 """
+
 import argparse
 import importlib.metadata
 import platform
@@ -32,6 +33,7 @@ from . import bench
 @dataclass(frozen=True)
 class Case:
     """One call: op, input shapes (x, weight, skip or None) and keyword arguments, bias or not."""
+
     op: str
     name: str
     x: tuple
@@ -57,17 +59,40 @@ class Case:
 
 
 UPSAMPLE = (
-    Case("upsample_skip", "depthwise s2 k4, skip", (2, 3, 5, 7), (3, 1, 4, 4),
-         dict(stride=2, groups=3, out_offset=(1, 2), out_size=(9, 13), skip_offset=(2, 1)), skip=(2, 3, 12, 15)),
-    Case("upsample_skip", "grouped s4 k9, crop at the end", (1, 4, 3, 2), (4, 3, 9, 9),
-         dict(stride=4, groups=2, out_offset=(5, 3), out_size=(12, 10))),
-    Case("upsample_skip", "dense 16->16 s2 k4, skip", (1, 16, 3, 4), (16, 16, 4, 4),
-         dict(stride=2, groups=1, skip_offset=(1, 0)), skip=(1, 16, 9, 10), bias=False),
+    Case(
+        "upsample_skip",
+        "depthwise s2 k4, skip",
+        (2, 3, 5, 7),
+        (3, 1, 4, 4),
+        dict(stride=2, groups=3, out_offset=(1, 2), out_size=(9, 13), skip_offset=(2, 1)),
+        skip=(2, 3, 12, 15),
+    ),
+    Case(
+        "upsample_skip",
+        "grouped s4 k9, crop at the end",
+        (1, 4, 3, 2),
+        (4, 3, 9, 9),
+        dict(stride=4, groups=2, out_offset=(5, 3), out_size=(12, 10)),
+    ),
+    Case(
+        "upsample_skip",
+        "dense 16->16 s2 k4, skip",
+        (1, 16, 3, 4),
+        (16, 16, 4, 4),
+        dict(stride=2, groups=1, skip_offset=(1, 0)),
+        skip=(1, 16, 9, 10),
+        bias=False,
+    ),
 )
 RAREFIED = (
     Case("rarefied_conv2d", "depthwise 3x3 r2", (2, 3, 9, 8), (3, 1, 3, 3), dict(rarefaction=2, padding=2, groups=3)),
-    Case("rarefied_conv2d", "grouped 3x2 r(2,3)", (1, 4, 7, 8), (6, 2, 3, 2),
-         dict(rarefaction=(2, 3), padding=(1, 2), groups=2)),
+    Case(
+        "rarefied_conv2d",
+        "grouped 3x2 r(2,3)",
+        (1, 4, 7, 8),
+        (6, 2, 3, 2),
+        dict(rarefaction=(2, 3), padding=(1, 2), groups=2),
+    ),
     Case("rarefied_conv2d", "dense 16->16 3x3 r2", (1, 16, 6, 7), (16, 16, 3, 3), dict(rarefaction=2, padding=2)),
 )
 
@@ -90,12 +115,13 @@ def backends_on(device):
     if "cuda" in backends.available_backends():
         out.append(("cuda", (torch.float64, torch.float32, torch.bfloat16)))
     if "triton" in backends.available_backends():  # float32 only: every dtype costs compiles, and the
-        out.append(("triton", (torch.float32,)))     # tests cover the others (benchmarks/gpu_check.sh)
+        out.append(("triton", (torch.float32,)))  # tests cover the others (benchmarks/gpu_check.sh)
     return out
 
 
 def _op(name):
     import fcn_kernels
+
     return getattr(fcn_kernels, name)
 
 
@@ -130,17 +156,21 @@ def check_case(case, backend, device, dtype, seed=0):
     """[(pass, worst ratio, its error, its bound)] for the forward and the worst gradient."""
     inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
     exact_in = [t.double() if t is not None else None for t in inputs]
-    y, grads = _forward_backward(case.op, [t.to(device) if t is not None else None for t in inputs],
-                                 case.kwargs, seed + 1, dtype, backend)
+    y, grads = _forward_backward(
+        case.op, [t.to(device) if t is not None else None for t in inputs], case.kwargs, seed + 1, dtype, backend
+    )
     exact, exact_grads = _forward_backward(case.op, exact_in, case.kwargs, seed + 1, dtype)
     # the same op on |inputs| and |grad_out|: every element's sum of |products|
-    abs_y, abs_grads = _forward_backward(case.op, [t.abs() if t is not None else None for t in exact_in],
-                                         case.kwargs, seed + 1, dtype, absolute=True)
+    abs_y, abs_grads = _forward_backward(
+        case.op, [t.abs() if t is not None else None for t in exact_in], case.kwargs, seed + 1, dtype, absolute=True
+    )
     n = case.terms()
     names = [nm for nm, t in zip(("x", "weight", "bias", "skip"), inputs) if t is not None]
     fwd = worst_error(y.cpu(), exact, abs_y, n, dtype)
-    bwd, name = max(((worst_error(a.cpu(), e, m, n, dtype), nm)
-                     for a, e, m, nm in zip(grads, exact_grads, abs_grads, names)), key=lambda r: r[0][0])
+    bwd, name = max(
+        ((worst_error(a.cpu(), e, m, n, dtype), nm) for a, e, m, nm in zip(grads, exact_grads, abs_grads, names)),
+        key=lambda r: r[0][0],
+    )
     return [("forward", *fwd), (f"backward (worst: grad {name})", *bwd)]
 
 
@@ -149,8 +179,9 @@ def check_argmax(case, backend, device, dtype, seed=0):
     its exact score is within the bound of the maximum (a near-tie; the bound of two scores)."""
     inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
     exact_in = [t.double() if t is not None else None for t in inputs]
-    labels = _op("upsample_argmax")(*[t.to(device) if t is not None else None for t in inputs], **case.kwargs,
-                                    backend=backend).cpu()
+    labels = _op("upsample_argmax")(
+        *[t.to(device) if t is not None else None for t in inputs], **case.kwargs, backend=backend
+    ).cpu()
     scores = reference.upsample_skip(*exact_in, **case.kwargs)
     abs_scores = reference.upsample_skip(*[t.abs() if t is not None else None for t in exact_in], **case.kwargs)
     if labels.dtype != torch.int64 or labels.shape != scores[:, 0].shape:
@@ -181,13 +212,13 @@ def cuda_architectures(path=None):
         data = f.read()
     if data[:4] != b"\x7fELF" or data[4] != 2:
         return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
     names = sections[shstrndx][4]
     found = set()
     for name_at, _, _, _, offset, size in sections:
-        if data[names + name_at:data.index(b"\0", names + name_at)] != b".nv_fatbin":
+        if data[names + name_at : data.index(b"\0", names + name_at)] != b".nv_fatbin":
             continue
         p = offset
         while p + 16 <= offset + size:
@@ -198,7 +229,7 @@ def cuda_architectures(path=None):
             q = p + header
             while q < p + header + fat:  # entries: kind (1 PTX, 2 cubin), header size, padded payload, sm
                 kind, _, entry_header, payload = struct.unpack_from("<HHII", data, q)
-                sm, = struct.unpack_from("<I", data, q + 28)
+                (sm,) = struct.unpack_from("<I", data, q + 28)
                 if kind in (1, 2):
                     found.add(("compute_" if kind == 1 else "sm_") + str(sm))
                 q += entry_header + payload
@@ -211,14 +242,22 @@ def build_info():
         triton = importlib.metadata.version("triton")
     except importlib.metadata.PackageNotFoundError:
         triton = None
-    info = dict(python=platform.python_version(), torch=torch.__version__, torch_cuda=torch.version.cuda,
-                triton=triton, triton_interpret=backends.triton_interpret(),
-                extension=str(_ext._C.__file__) if _ext.HAS_EXTENSION else f"not loaded: {_ext.EXTENSION_ERROR}",
-                cpu_kernels=[op for op in backends._OPS if backends._built("cpu", op)],
-                cuda_kernels=[op for op in backends._OPS if backends._built("cuda", op)],
-                missing_kernels={b: backends._missing_kernels(b) for b in ("cpu", "cuda")},
-                cuda_architectures=cuda_architectures(), available_backends=backends.available_backends(),
-                cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads(), gpus=[])
+    info = dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        torch_cuda=torch.version.cuda,
+        triton=triton,
+        triton_interpret=backends.triton_interpret(),
+        extension=str(_ext._C.__file__) if _ext.HAS_EXTENSION else f"not loaded: {_ext.EXTENSION_ERROR}",
+        cpu_kernels=[op for op in backends._OPS if backends._built("cpu", op)],
+        cuda_kernels=[op for op in backends._OPS if backends._built("cuda", op)],
+        missing_kernels={b: backends._missing_kernels(b) for b in ("cpu", "cuda")},
+        cuda_architectures=cuda_architectures(),
+        available_backends=backends.available_backends(),
+        cpu=platform.processor() or platform.machine(),
+        threads=torch.get_num_threads(),
+        gpus=[],
+    )
     for i in range(torch.cuda.device_count()):
         cap = torch.cuda.get_device_capability(i)
         info["gpus"].append(dict(name=torch.cuda.get_device_name(i), capability=f"{cap[0]}.{cap[1]}"))
@@ -234,10 +273,22 @@ def _gpu_code_check(info):
     for i, gpu in enumerate(info["gpus"]):
         major, minor = map(int, gpu["capability"].split("."))
         sm = major * 10 + minor
-        ok = any((a.startswith("sm_") and int(a[3:]) // 10 == major and int(a[3:]) <= sm)
-                 or (a.startswith("compute_") and int(a[8:]) <= sm) for a in info["cuda_architectures"])
-        out.append(dict(device=f"cuda:{i}", backend="cuda", op="build", case=f"GPU code for sm_{sm}",
-                        dtype="", what=", ".join(info["cuda_architectures"]) or "none", ok=ok))
+        ok = any(
+            (a.startswith("sm_") and int(a[3:]) // 10 == major and int(a[3:]) <= sm)
+            or (a.startswith("compute_") and int(a[8:]) <= sm)
+            for a in info["cuda_architectures"]
+        )
+        out.append(
+            dict(
+                device=f"cuda:{i}",
+                backend="cuda",
+                op="build",
+                case=f"GPU code for sm_{sm}",
+                dtype="",
+                what=", ".join(info["cuda_architectures"]) or "none",
+                ok=ok,
+            )
+        )
     return out
 
 
@@ -254,14 +305,20 @@ def _context_usable(device):
 
 
 def _not_run(base, lost):
-    return dict(base, what="not run", message=f"skipped: {base['device']} failed earlier with {lost}, which "
-                f"left it unusable", ok=False, not_run=True)
+    return dict(
+        base,
+        what="not run",
+        message=f"skipped: {base['device']} failed earlier with {lost}, which left it unusable",
+        ok=False,
+        not_run=True,
+    )
 
 
 def run_checks(out=print, record=None, lost=None):
     """Every check, each row printed (and given to record) as it ends. lost: {device: the error that broke
     its CUDA context}, filled here; the checks after that error on that device are rows marked not run."""
     import fcn_kernels
+
     argmax = hasattr(fcn_kernels, "upsample_argmax")  # (inference op, forward only)
     calls = [(c, False) for c in UPSAMPLE + RAREFIED] + [(c, True) for c in UPSAMPLE if argmax]
     lost = {} if lost is None else lost
@@ -326,20 +383,32 @@ def head_timings(out=print, repeat=3, record=None, lost=None):
             image = 32 if device.type == "cpu" and backend == "triton" else 500  # the interpreter is slow
             base = dict(device=str(device), backend=backend, image=image)
             if str(device) in lost:
-                rows.append(dict(base, error=f"not run: {device} failed earlier with {lost[str(device)]}",
-                                 ok=False, not_run=True))
-                out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: not run (the device failed "
-                    f"earlier)  NOT RUN")
+                rows.append(
+                    dict(
+                        base, error=f"not run: {device} failed earlier with {lost[str(device)]}", ok=False, not_run=True
+                    )
+                )
+                out(
+                    f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}: not run (the device failed "
+                    f"earlier)  NOT RUN"
+                )
                 record(rows[-1])
                 continue
             try:
                 scores, weights, groups = bench.head_inputs(1, image=image, device=device)
-                fn = (lambda: bench.stock_head(scores, weights, groups, image)) if backend == "reference" else \
-                    (lambda: bench.fused_head(scores, weights, groups, image, backend))
+                fn = (
+                    (lambda: bench.stock_head(scores, weights, groups, image))
+                    if backend == "reference"
+                    else (lambda: bench.fused_head(scores, weights, groups, image, backend))
+                )
                 with torch.no_grad():
                     interpreted = device.type == "cpu" and backend == "triton"
-                    ms = bench.timeit(lambda: (fn(), sync()), repeat=1 if interpreted else repeat,
-                                      warmup=0 if interpreted else 1) * 1e3
+                    ms = (
+                        bench.timeit(
+                            lambda: (fn(), sync()), repeat=1 if interpreted else repeat, warmup=0 if interpreted else 1
+                        )
+                        * 1e3
+                    )
             except Exception as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 rows.append(dict(base, error=f"{type(exc).__name__}: {msg}", ok=False))
@@ -351,8 +420,10 @@ def head_timings(out=print, repeat=3, record=None, lost=None):
             rows.append(dict(base, batch=1, ms=ms, ok=True))
             record(rows[-1])
             label = "stock ops" if backend == "reference" else "fused"
-            out(f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}, batch 1, float32 forward "
-                f"({label}): {ms:9.2f} ms")
+            out(
+                f"{str(device):<7} {backend:<9} FCN-8s head {image}x{image}, batch 1, float32 forward "
+                f"({label}): {ms:9.2f} ms"
+            )
     return rows
 
 
@@ -370,19 +441,25 @@ def doctor(json_path=None, out=print, jsonl_path=None):
 def _doctor(json_path, out, lines):
     info = build_info()
     lines(dict(kind="build", **info))
-    out(f"fcn-kernels doctor: torch {info['torch']} (CUDA {info['torch_cuda'] or 'none'}), triton "
+    out(
+        f"fcn-kernels doctor: torch {info['torch']} (CUDA {info['torch_cuda'] or 'none'}), triton "
         f"{info['triton'] or 'not installed'}{' (TRITON_INTERPRET=1)' if info['triton_interpret'] else ''}, "
-        f"Python {info['python']}")
+        f"Python {info['python']}"
+    )
     out(f"  extension: {info['extension']}")
-    out(f"  CPU kernels: {', '.join(info['cpu_kernels']) or 'none'}; CUDA kernels: "
+    out(
+        f"  CPU kernels: {', '.join(info['cpu_kernels']) or 'none'}; CUDA kernels: "
         f"{', '.join(info['cuda_kernels']) or 'none'}; CUDA architectures: "
-        f"{', '.join(info['cuda_architectures']) or 'none'}")
+        f"{', '.join(info['cuda_architectures']) or 'none'}"
+    )
     for backend, missing in info["missing_kernels"].items():
         if missing and _ext.HAS_EXTENSION and any(info[f"{b}_kernels"] for b in ("cpu", "cuda")):
             out(f"  {backend} kernels missing from the build: {', '.join(missing)}")
     gpus = ", ".join(f"cuda:{i} {g['name']} (sm {g['capability']})" for i, g in enumerate(info["gpus"]))
-    out(f"  devices: cpu ({info['cpu']}, {info['threads']} threads){', ' + gpus if gpus else ''}; "
-        f"backends available: {', '.join(info['available_backends'])}")
+    out(
+        f"  devices: cpu ({info['cpu']}, {info['threads']} threads){', ' + gpus if gpus else ''}; "
+        f"backends available: {', '.join(info['available_backends'])}"
+    )
     out("checks against the float64 reference (forward, and the worst gradient; float32 with TF32 off):")
 
     def check_row(row):
@@ -402,8 +479,7 @@ def _doctor(json_path, out, lines):
     skipped = f", {len(not_run)} not run (after the CUDA error above)" if not_run else ""
     out(f"{len(checks)} checks, {len(failed)} failed{skipped}: {'PASS' if passed else 'FAIL'}")
     report = dict(build=info, checks=checks, timings=timings, passed=passed, lost=lost)
-    lines(dict(kind="summary", checks=len(checks), failed=len(failed), not_run=len(not_run), lost=lost,
-               passed=passed))
+    lines(dict(kind="summary", checks=len(checks), failed=len(failed), not_run=len(not_run), lost=lost, passed=passed))
     if json_path:
         write_json(json_path, report)
         out(f"wrote {json_path}")
@@ -412,9 +488,12 @@ def _doctor(json_path, out, lines):
 
 def add_arguments(p):
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON (at the end)")
-    p.add_argument("--jsonl", metavar="PATH", default=None,
-                   help="also write every check as it ends, one JSON line each (flushed: a run cut short keeps "
-                        "the lines written)")
+    p.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        default=None,
+        help="also write every check as it ends, one JSON line each (flushed: a run cut short keeps the lines written)",
+    )
 
 
 def main(argv=None):

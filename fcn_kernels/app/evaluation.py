@@ -1,4 +1,5 @@
 """Scoring a model on a data set (the paper's four metrics), and the `eval` job."""
+
 import json
 import math
 import sys
@@ -25,9 +26,10 @@ def evaluate(model, ds, n_class, device, dist, batch_size=1, amp=False, num_work
     mine = list(range(dist.rank, len(ds), dist.world))
     local_bs = max(1, batch_size // dist.world)
     cm = ConfusionMatrix(n_class, device=device)
-    it = batches(ds, [mine[i:i + local_bs] for i in range(0, len(mine), local_bs)], num_workers)
+    it = batches(ds, [mine[i : i + local_bs] for i in range(0, len(mine), local_bs)], num_workers)
     if progress:
         from tqdm import tqdm
+
         it = tqdm(it, desc="eval", leave=False, dynamic_ncols=True, file=sys.stderr)
     for x, y in it:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -60,15 +62,20 @@ def run_eval(cfg, dist, device, given=frozenset()) -> dict:
     from .overlay import write_overlay
 
     ckpt = load_checkpoint(cfg.checkpoint)
-    requested = {k: getattr(cfg, key) for k, key in (("arch", "model"), ("n_class", "n_class"), ("width", "width"))
-                 if key in given}
+    requested = {
+        k: getattr(cfg, key)
+        for k, key in (("arch", "model"), ("n_class", "n_class"), ("width", "width"))
+        if key in given
+    }
     if is_own_checkpoint(ckpt):
         check_architecture(ckpt["model_config"], requested, cfg.checkpoint)
         config = dict(ckpt["model_config"])
         cfg.model, cfg.n_class, cfg.width = config["arch"], config["n_class"], config["width"]
     elif "model" not in given or "n_class" not in given:
-        raise CLIError(f"{cfg.checkpoint!r} is not an fcn-kernels checkpoint; to evaluate a plain or torchfcn "
-                       "state_dict give --model and --n-class (and --width)")
+        raise CLIError(
+            f"{cfg.checkpoint!r} is not an fcn-kernels checkpoint; to evaluate a plain or torchfcn "
+            "state_dict give --model and --n-class (and --width)"
+        )
     else:
         config = {"arch": cfg.model, "n_class": cfg.n_class, "width": cfg.width}
     resolve(cfg)
@@ -79,11 +86,28 @@ def run_eval(cfg, dist, device, given=frozenset()) -> dict:
         init_from(model, cfg.checkpoint)
     ds = build_dataset(cfg, cfg.split, train=False)
     t0 = time.perf_counter()
-    s = evaluate(model, ds, config["n_class"], device, dist, cfg.batch_size, cfg.amp, cfg.num_workers,
-                 progress=cfg.progress and dist.main)
-    result = dict(s, split=cfg.split, eval_seconds=round(time.perf_counter() - t0, 3), model=config,
-                  fused=cfg.fused, amp=cfg.amp, device=str(device), checkpoint=str(cfg.checkpoint),
-                  step=ckpt.get("step") if is_own_checkpoint(ckpt) else None)
+    s = evaluate(
+        model,
+        ds,
+        config["n_class"],
+        device,
+        dist,
+        cfg.batch_size,
+        cfg.amp,
+        cfg.num_workers,
+        progress=cfg.progress and dist.main,
+    )
+    result = dict(
+        s,
+        split=cfg.split,
+        eval_seconds=round(time.perf_counter() - t0, 3),
+        model=config,
+        fused=cfg.fused,
+        amp=cfg.amp,
+        device=str(device),
+        checkpoint=str(cfg.checkpoint),
+        step=ckpt.get("step") if is_own_checkpoint(ckpt) else None,
+    )
     if dist.main:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """Models, data sets and data loaders from a config."""
+
 import hashlib
 
 import torch
@@ -18,14 +19,19 @@ def build_model(config: dict, fused: bool = True) -> nn.Module:
     """A model from a model config {arch, n_class, width, dropout} (a checkpoint's model_config)."""
     from .. import models
 
-    classes = {"fcn32s": models.FCN32s, "fcn16s": models.FCN16s, "fcn8s": models.FCN8s,
-               "fcn8s-atonce": models.FCN8sAtOnce}
+    classes = {
+        "fcn32s": models.FCN32s,
+        "fcn16s": models.FCN16s,
+        "fcn8s": models.FCN8s,
+        "fcn8s-atonce": models.FCN8sAtOnce,
+    }
     arch = config["arch"]
     if arch not in classes:
         raise CLIError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
     try:
-        return classes[arch](n_class=config["n_class"], fused=fused, width=config["width"],
-                             dropout=config.get("dropout", 0.5))
+        return classes[arch](
+            n_class=config["n_class"], fused=fused, width=config["width"], dropout=config.get("dropout", 0.5)
+        )
     except ValueError as exc:
         raise CLIError(f"cannot build {arch}: {exc}") from None
 
@@ -53,11 +59,24 @@ def weight_digest(model: nn.Module) -> str:
 def build_dataset(cfg, split: str, train: bool):
     """The synthetic set (``--data synthetic``) or a VOC-format directory."""
     if cfg.data == "synthetic":
-        return SyntheticShapes(length=cfg.train_size if train else cfg.val_size, size=cfg.image_size,
-                               n_class=cfg.n_class, seed=cfg.data_seed, split=split, max_shapes=cfg.max_shapes,
-                               preprocess=cfg.preprocess, flip=train and cfg.flip)
-    return VOCSegmentation(cfg.data, split=split, n_class=cfg.n_class, preprocess=cfg.preprocess,
-                           flip=train and cfg.flip, seed=getattr(cfg, "seed", 0))
+        return SyntheticShapes(
+            length=cfg.train_size if train else cfg.val_size,
+            size=cfg.image_size,
+            n_class=cfg.n_class,
+            seed=cfg.data_seed,
+            split=split,
+            max_shapes=cfg.max_shapes,
+            preprocess=cfg.preprocess,
+            flip=train and cfg.flip,
+        )
+    return VOCSegmentation(
+        cfg.data,
+        split=split,
+        n_class=cfg.n_class,
+        preprocess=cfg.preprocess,
+        flip=train and cfg.flip,
+        seed=getattr(cfg, "seed", 0),
+    )
 
 
 def epoch_batches(n_items: int, batch_size: int, dist, seed: int, epoch: int):
@@ -67,11 +86,12 @@ def epoch_batches(n_items: int, batch_size: int, dist, seed: int, epoch: int):
     from torch.utils.data import DistributedSampler
 
     local = batch_size // dist.world
-    sampler = DistributedSampler(range(n_items), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed,
-                                 drop_last=True)
+    sampler = DistributedSampler(
+        range(n_items), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     idx = list(sampler)
-    return [idx[i * local:(i + 1) * local] for i in range(len(idx) // local)]
+    return [idx[i * local : (i + 1) * local] for i in range(len(idx) // local)]
 
 
 def batches(ds, batch_indices, num_workers: int):
@@ -81,8 +101,9 @@ def batches(ds, batch_indices, num_workers: int):
 
     # its own generator: creating an iterator must not draw from the global RNG (dropout's stream),
     # or a resumed run would see other dropout masks
-    loader = DataLoader(ds, batch_sampler=batch_indices, collate_fn=pad_collate, num_workers=num_workers,
-                        generator=torch.Generator())
+    loader = DataLoader(
+        ds, batch_sampler=batch_indices, collate_fn=pad_collate, num_workers=num_workers, generator=torch.Generator()
+    )
     try:
         yield from loader
     except DataError as exc:

@@ -1,4 +1,5 @@
 """overlay.png: image | ground truth | prediction for the first images of a data set."""
+
 import torch
 
 from ..data import deprocess, overlay_panel, save_overlay

@@ -7,6 +7,7 @@ OpenVINO with INFERENCE_PRECISION_HINT f32 and bf16 (the same ONNX file as ONNX 
 the fresh-memory floor: torch.empty + fill of the head's output. A path whose package is missing is
 skipped with the reason. Shared by `fcn-kernels bench --peers` and benchmarks/bench_peers.py.
 """
+
 import os
 import statistics
 import tempfile
@@ -55,6 +56,7 @@ def _eager(module):
     def f(*inputs):
         with torch.no_grad():
             return module(*inputs)
+
     return f
 
 
@@ -77,8 +79,10 @@ def _peer_paths(module, inputs, folder):
     try:
         path = export_onnx(module, inputs, os.path.join(folder, "model.onnx"), dynamic=False)
     except ImportError as exc:
-        return {name: f"skipped: the ONNX export needs the deploy extra ({exc})"
-                for name in ["onnxruntime"] + [f"openvino {p}" for p in OPENVINO_PRECISIONS]}
+        return {
+            name: f"skipped: the ONNX export needs the deploy extra ({exc})"
+            for name in ["onnxruntime"] + [f"openvino {p}" for p in OPENVINO_PRECISIONS]
+        }
     threads = torch.get_num_threads()
     arrays = [x.numpy() for x in inputs]
     if ort is not None:
@@ -90,8 +94,9 @@ def _peer_paths(module, inputs, folder):
     if ov is not None:
         core = ov.Core()
         for p in OPENVINO_PRECISIONS:
-            compiled = core.compile_model(core.read_model(path), "CPU", {
-                "INFERENCE_PRECISION_HINT": p, "INFERENCE_NUM_THREADS": threads})
+            compiled = core.compile_model(
+                core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": p, "INFERENCE_NUM_THREADS": threads}
+            )
             request = compiled.create_infer_request()
             paths[f"openvino {p}"] = lambda *_, r=request: r.infer(arrays)[0]
     return paths
@@ -145,8 +150,11 @@ def relative_errors(paths, inputs, reference="fused eager"):
     """{name: max |output - reference's| / max |reference's|} of every path but the floor."""
     ref = torch.as_tensor(paths[reference](*inputs)).float()
     scale = ref.abs().max().item() or 1.0
-    return {name: (torch.as_tensor(fn(*inputs)).float() - ref).abs().max().item() / scale
-            for name, fn in paths.items() if not name.startswith("floor")}
+    return {
+        name: (torch.as_tensor(fn(*inputs)).float() - ref).abs().max().item() / scale
+        for name, fn in paths.items()
+        if not name.startswith("floor")
+    }
 
 
 CASES = ((1, 256), (1, 500), (4, 256))  # (batch, image), the issue's
@@ -157,13 +165,18 @@ def run(cases=CASES, width=1.0, rounds=7, parts=("head", "model"), compile=True,
     """The table: one row per (part, batch, image, path), with its time against fused eager's and its
     output's error relative to fused eager's (bf16 paths: about 1e-2). Returns the rows as dicts."""
     rows = []
-    out(f"peers, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s width {width}, "
-        f"{rounds} interleaved rounds (median)")
+    out(
+        f"peers, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s width {width}, "
+        f"{rounds} interleaved rounds (median)"
+    )
     for part in parts:
         for batch, image in cases:
             with tempfile.TemporaryDirectory() as folder:
-                paths, inputs = (head_paths(batch, image, folder, compile) if part == "head"
-                                 else model_paths(batch, image, width, folder, compile))
+                paths, inputs = (
+                    head_paths(batch, image, folder, compile)
+                    if part == "head"
+                    else model_paths(batch, image, width, folder, compile)
+                )
                 runnable = {n: f for n, f in paths.items() if callable(f)}
                 times = interleaved(runnable, inputs, rounds)
                 errors = relative_errors(runnable, inputs)
@@ -176,7 +189,9 @@ def run(cases=CASES, width=1.0, rounds=7, parts=("head", "model"), compile=True,
                     continue
                 ms = times[name] * 1e3
                 err = errors.get(name)
-                out(f"  {name:<22} {ms:>10.2f} ms  {times[name] / base:>6.2f}x fused eager"
-                    + ("" if err is None else f"  rel. err {err:.1e}"))
+                out(
+                    f"  {name:<22} {ms:>10.2f} ms  {times[name] / base:>6.2f}x fused eager"
+                    + ("" if err is None else f"  rel. err {err:.1e}")
+                )
                 rows.append(dict(part=part, batch=batch, image=image, path=name, ms=ms, rel_err=err))
     return rows

@@ -1,4 +1,5 @@
 """Every random stream of a training process, as tensors (so that a checkpoint loads with weights_only)."""
+
 import torch
 
 

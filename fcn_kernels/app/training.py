@@ -14,6 +14,7 @@ make runs reproducible and world-size independent:
 The recipe: :func:`train` = :func:`setup` (and :func:`resume`), :func:`train_one_epoch` until the steps are
 done (:func:`train_step` a batch), :func:`finish`; :func:`checkpoint_payload` is what checkpoint.pt holds.
 """
+
 import dataclasses
 import math
 import sys
@@ -51,8 +52,11 @@ def configure(cls, args, default_out: str):
     if cfg.resume:
         ckpt = load_own_checkpoint(cfg.resume, hint="; to start from pretrained weights use --init-from")
         cfg = config_mod.from_args(cls, args, inherited=ckpt.get("config", {}))
-        requested = {k: getattr(cfg, key) for k, key in (("arch", "model"), ("n_class", "n_class"),
-                                                          ("width", "width")) if key in given}
+        requested = {
+            k: getattr(cfg, key)
+            for k, key in (("arch", "model"), ("n_class", "n_class"), ("width", "width"))
+            if key in given
+        }
         check_architecture(ckpt["model_config"], requested, cfg.resume)
         cfg.model, cfg.n_class, cfg.width = (ckpt["model_config"][k] for k in ("arch", "n_class", "width"))
         if cfg.out is None:
@@ -71,8 +75,10 @@ def _check_overwrite(cfg, ckpt_path: Path, written_by: str) -> None:
         return
     if cfg.resume:
         if Path(cfg.resume).resolve() != ckpt_path.resolve():
-            raise CLIError(f"{str(ckpt_path)!r} exists and is not the checkpoint being resumed; pass --overwrite "
-                           "to replace it, or choose another --out")
+            raise CLIError(
+                f"{str(ckpt_path)!r} exists and is not the checkpoint being resumed; pass --overwrite "
+                "to replace it, or choose another --out"
+            )
         return
     if written_by == "demo":
         try:
@@ -80,10 +86,14 @@ def _check_overwrite(cfg, ckpt_path: Path, written_by: str) -> None:
                 return
         except CLIError:
             pass
-        raise CLIError(f"{str(ckpt_path)!r} was not written by the demo, which replaces only its own; pass "
-                       "--overwrite to replace it, or choose another --out")
-    raise CLIError(f"{str(ckpt_path)!r} already exists; pass --overwrite to replace it, --resume "
-                   f"{ckpt_path} to continue it, or choose another --out")
+        raise CLIError(
+            f"{str(ckpt_path)!r} was not written by the demo, which replaces only its own; pass "
+            "--overwrite to replace it, or choose another --out"
+        )
+    raise CLIError(
+        f"{str(ckpt_path)!r} already exists; pass --overwrite to replace it, --resume "
+        f"{ckpt_path} to continue it, or choose another --out"
+    )
 
 
 def lr_at(cfg, step: int) -> float:
@@ -100,6 +110,7 @@ def log(dist, *msg):
 @dataclasses.dataclass(eq=False)
 class TrainingRun:
     """One training run: what it is built from, and where it stands (what a checkpoint saves)."""
+
     cfg: object
     dist: object  # the process group (distributed.Dist)
     device: torch.device
@@ -140,8 +151,9 @@ def setup(cfg, dist, device, ckpt=None, written_by="train") -> TrainingRun:
     streams, and continue `ckpt` when given."""
     out = Path(cfg.out)
     if cfg.batch_size % dist.world:
-        raise CLIError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
-                       f"world size {dist.world}")
+        raise CLIError(
+            f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the world size {dist.world}"
+        )
     _check_overwrite(cfg, out / "checkpoint.pt", written_by)
     mconfig = model_config(cfg)
 
@@ -158,8 +170,19 @@ def setup(cfg, dist, device, ckpt=None, written_by="train") -> TrainingRun:
         if cfg.init_from:
             init_from(model, cfg.init_from)
     optimizer = build_optimizer(cfg, model)
-    run = TrainingRun(cfg, dist, device, written_by, out, mconfig, train_ds, val_ds, model, optimizer,
-                      generator=seed_streams(cfg.seed, dist.rank, device))
+    run = TrainingRun(
+        cfg,
+        dist,
+        device,
+        written_by,
+        out,
+        mconfig,
+        train_ds,
+        val_ds,
+        model,
+        optimizer,
+        generator=seed_streams(cfg.seed, dist.rank, device),
+    )
     if ckpt is not None:
         resume(run, ckpt)
 
@@ -170,11 +193,15 @@ def setup(cfg, dist, device, ckpt=None, written_by="train") -> TrainingRun:
     run.net = model
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
+
         run.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     out.mkdir(parents=True, exist_ok=True)
-    log(dist, f"training {cfg.model} (n_class={cfg.n_class}, width={cfg.width}, fused={cfg.fused}) on "
-              f"{train_ds!r}, device {device}, world {dist.world}, global batch {cfg.batch_size}")
+    log(
+        dist,
+        f"training {cfg.model} (n_class={cfg.n_class}, width={cfg.width}, fused={cfg.fused}) on "
+        f"{train_ds!r}, device {device}, world {dist.world}, global batch {cfg.batch_size}",
+    )
     return run
 
 
@@ -205,16 +232,22 @@ def train_step(run: TrainingRun, x, y, lr: float) -> float:
         g["lr"] = lr
     with autocast(run.device, cfg.amp):
         scores = run.net(x)
-    total = pixelwise_cross_entropy(scores, y, run.weight, sample_p=cfg.sample_p, generator=run.generator,
-                                   reduction="sum")
+    total = pixelwise_cross_entropy(
+        scores, y, run.weight, sample_p=cfg.sample_p, generator=run.generator, reduction="sum"
+    )
     n_valid = dist.all_sum((y != 255).sum().to(torch.float64))
     loss = total * dist.world / n_valid.clamp_min(1)
     loss_value = float(dist.all_sum(loss.detach().double()) / dist.world)  # rank-equal: all ranks stop together
     if not math.isfinite(loss_value):
-        kept = (f"the checkpoint on disk is the one of step {run.saved_step}" if run.saved_step is not None
-                else "no checkpoint was written")
-        raise CLIError(f"the loss is {loss_value} at step {run.step + 1} (lr {lr:g}): training stopped before "
-                       f"that update; {kept} (lower --lr?)")
+        kept = (
+            f"the checkpoint on disk is the one of step {run.saved_step}"
+            if run.saved_step is not None
+            else "no checkpoint was written"
+        )
+        raise CLIError(
+            f"the loss is {loss_value} at step {run.step + 1} (lr {lr:g}): training stopped before "
+            f"that update; {kept} (lower --lr?)"
+        )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -228,7 +261,7 @@ def train_one_epoch(run: TrainingRun, bar=None) -> bool:
     cfg, dist = run.cfg, run.dist
     run.train_ds.set_epoch(run.epoch)
     order = epoch_batches(len(run.train_ds), cfg.batch_size, dist, cfg.seed, run.epoch)
-    for x, y in batches(run.train_ds, order[run.pos:], cfg.num_workers):
+    for x, y in batches(run.train_ds, order[run.pos :], cfg.num_workers):
         lr = lr_at(cfg, run.step)
         run.last_loss = train_step(run, x, y, lr)
         run.step, run.pos = run.step + 1, run.pos + 1
@@ -242,8 +275,7 @@ def train_one_epoch(run: TrainingRun, bar=None) -> bool:
             if run.step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{run.last_loss:.4f}", lr=f"{lr:.2e}")
         if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.iters:
-            s = evaluate(run.model, run.val_ds, cfg.n_class, run.device, dist, cfg.batch_size, cfg.amp,
-                         cfg.num_workers)
+            s = evaluate(run.model, run.val_ds, cfg.n_class, run.device, dist, cfg.batch_size, cfg.amp, cfg.num_workers)
             msg = f"step {run.step}: val {format_scores(s)}"
             (bar.write(msg) if bar is not None else log(dist, msg))
         if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < cfg.iters:
@@ -260,10 +292,22 @@ def checkpoint_payload(run: TrainingRun, rngs: list) -> dict:
     """checkpoint.pt: the model (and how to rebuild it), the optimizer, the position and every rank's
     random streams (`rngs`), so that a resumed run continues the same run; and the run's options."""
     cfg = run.cfg
-    return {"format": FORMAT, "version": VERSION, "model_config": run.model_config, "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "step": run.step, "epoch": run.epoch, "pos": run.pos,
-            "elapsed": run.elapsed, "world": run.dist.world, "rng": rngs, "config": config_mod.as_dict(cfg),
-            "written_by": run.written_by, "class_names": list(getattr(run.train_ds, "class_names", None) or [])}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": run.model_config,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "epoch": run.epoch,
+        "pos": run.pos,
+        "elapsed": run.elapsed,
+        "world": run.dist.world,
+        "rng": rngs,
+        "config": config_mod.as_dict(cfg),
+        "written_by": run.written_by,
+        "class_names": list(getattr(run.train_ds, "class_names", None) or []),
+    }
 
 
 def write_checkpoint(run: TrainingRun) -> None:
@@ -284,25 +328,52 @@ def finish(run: TrainingRun) -> dict:
     digests = dist.gather(weight_digest(run.model))
 
     t1 = time.perf_counter()
-    s = evaluate(run.model, run.val_ds, cfg.n_class, run.device, dist, cfg.batch_size, cfg.amp, cfg.num_workers,
-                 progress=cfg.progress and dist.main)
-    result = dict(s, split=cfg.val_split, step=run.step, iters=cfg.iters, epoch=run.epoch,
-                  stopped_early=stopped_early, train_seconds=round(run.elapsed - run.elapsed0, 3),
-                  total_train_seconds=round(run.elapsed, 3), eval_seconds=round(time.perf_counter() - t1, 3),
-                  final_loss=run.last_loss, loss_history=run.history, model=run.model_config, fused=cfg.fused,
-                  amp=cfg.amp, device=str(run.device), world_size=dist.world, global_batch=cfg.batch_size,
-                  checkpoint=str(run.checkpoint_path), rank_weight_digests=digests)
+    s = evaluate(
+        run.model,
+        run.val_ds,
+        cfg.n_class,
+        run.device,
+        dist,
+        cfg.batch_size,
+        cfg.amp,
+        cfg.num_workers,
+        progress=cfg.progress and dist.main,
+    )
+    result = dict(
+        s,
+        split=cfg.val_split,
+        step=run.step,
+        iters=cfg.iters,
+        epoch=run.epoch,
+        stopped_early=stopped_early,
+        train_seconds=round(run.elapsed - run.elapsed0, 3),
+        total_train_seconds=round(run.elapsed, 3),
+        eval_seconds=round(time.perf_counter() - t1, 3),
+        final_loss=run.last_loss,
+        loss_history=run.history,
+        model=run.model_config,
+        fused=cfg.fused,
+        amp=cfg.amp,
+        device=str(run.device),
+        world_size=dist.world,
+        global_batch=cfg.batch_size,
+        checkpoint=str(run.checkpoint_path),
+        rank_weight_digests=digests,
+    )
     if dist.main:
         from .overlay import write_overlay
 
         if len(set(digests)) != 1:
             print("warning: the ranks' weights differ", file=sys.stderr)
-        result["overlay"] = write_overlay(run.model, run.val_ds, out / "overlay.png", run.device,
-                                          n=cfg.overlay_images, amp=cfg.amp)
+        result["overlay"] = write_overlay(
+            run.model, run.val_ds, out / "overlay.png", run.device, n=cfg.overlay_images, amp=cfg.amp
+        )
         save_metrics(out / "metrics.json", result)
         print(f"val ({len(run.val_ds)} images): {format_scores(s)}")
-        print(f"checkpoint: {run.checkpoint_path}\nmetrics: {out / 'metrics.json'}\noverlay: {result['overlay']}",
-              flush=True)
+        print(
+            f"checkpoint: {run.checkpoint_path}\nmetrics: {out / 'metrics.json'}\noverlay: {result['overlay']}",
+            flush=True,
+        )
     dist.barrier()
     return result
 
@@ -317,6 +388,7 @@ def train(cfg, dist, device, ckpt=None, written_by="train") -> dict:
     bar = None
     if cfg.progress and dist.main:
         from tqdm import tqdm
+
         bar = tqdm(total=cfg.iters, initial=run.step, desc="train", dynamic_ncols=True, file=sys.stderr)
     out_of_time = False
     while run.step < cfg.iters and not out_of_time:

@@ -1,4 +1,5 @@
 """The item of every data set here: a raw (image, label) pair, mirrored at random, preprocessed."""
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset

@@ -9,6 +9,7 @@ texture. The label map holds each pixel's class. Image i of a split is a pure
 function of (seed, split, i), so data sets need no storage and every process
 (data-loader workers, distributed ranks) sees the same pictures.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -64,8 +65,9 @@ class SyntheticShapes(SegmentationDataset):
     Items are (image (3, H, W) float32, label (H, W) int64).
     """
 
-    def __init__(self, length=256, size=64, n_class=4, seed=0, split="train", max_shapes=3,
-                 preprocess="rgb_norm", flip=False):
+    def __init__(
+        self, length=256, size=64, n_class=4, seed=0, split="train", max_shapes=3, preprocess="rgb_norm", flip=False
+    ):
         if not 2 <= n_class <= len(SHAPES) + 1:
             raise ValueError(f"n_class must be in [2, {len(SHAPES) + 1}] (background + shape kinds), got {n_class}")
         if split not in SPLITS:
@@ -119,5 +121,7 @@ class SyntheticShapes(SegmentationDataset):
         return img, label
 
     def __repr__(self):
-        return (f"SyntheticShapes(length={self.length}, size={self.size}, n_class={self.n_class}, "
-                f"seed={self.seed}, split={self.split!r})")
+        return (
+            f"SyntheticShapes(length={self.length}, size={self.size}, n_class={self.n_class}, "
+            f"seed={self.seed}, split={self.split!r})"
+        )

@@ -15,14 +15,24 @@ Preprocessing modes (``preprocess=``):
 Images in and out of these functions are (H, W, 3) uint8 RGB arrays; tensors
 are (3, H, W) float32.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 __all__ = [
-    "BGR_MEAN", "PREPROCESS_MODES", "preprocess", "deprocess", "voc_colormap",
-    "colorize", "tint", "overlay_panel", "save_overlay", "pad_collate", "random_flip",
+    "BGR_MEAN",
+    "PREPROCESS_MODES",
+    "preprocess",
+    "deprocess",
+    "voc_colormap",
+    "colorize",
+    "tint",
+    "overlay_panel",
+    "save_overlay",
+    "pad_collate",
+    "random_flip",
 ]
 
 BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
@@ -146,8 +156,9 @@ def save_overlay(path, rows, *, scale=None, titles=None, class_names=None, gap: 
         y0 += h + gap
     for ex, ey, k, name in entries:
         sy = top + body + gap + ey
-        draw.rectangle([ex, sy + 2, ex + line_h - 4, sy + line_h - 2], fill=tuple(int(v) for v in _CMAP[k]),
-                       outline=(0, 0, 0))
+        draw.rectangle(
+            [ex, sy + 2, ex + line_h - 4, sy + line_h - 2], fill=tuple(int(v) for v in _CMAP[k]), outline=(0, 0, 0)
+        )
         draw.text((ex + line_h, sy + 2), name, fill=(0, 0, 0), font=font)
     with atomic_write(path) as f:
         pic.save(f, format="PNG")

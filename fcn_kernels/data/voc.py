@@ -8,6 +8,7 @@ Layout (that of VOCdevkit/VOC2012, or any set written the same way)::
 
 ROOT may also be a folder holding ``VOC2012/`` or ``VOCdevkit/VOC2012/``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,27 @@ from ._base import SegmentationDataset
 __all__ = ["VOCSegmentation", "VOC_CLASSES", "DataError", "write_voc_label"]
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -71,8 +91,7 @@ class VOCSegmentation(SegmentationDataset):
     Items are (image (3, H, W) float32, label (H, W) int64), at the file's size.
     """
 
-    def __init__(self, root, split="train", n_class=21, preprocess="bgr_mean", flip=False, seed=0,
-                 ignore_index=255):
+    def __init__(self, root, split="train", n_class=21, preprocess="bgr_mean", flip=False, seed=0, ignore_index=255):
         given = Path(root)
         if not given.exists():
             raise DataError(f"data directory {str(given)!r} does not exist")
@@ -86,12 +105,16 @@ class VOCSegmentation(SegmentationDataset):
         self.seed = seed
         self.epoch = 0
         self.ignore_index = ignore_index
-        missing = [d for d in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation"))
-                   if not (self.root / d).is_dir()]
+        missing = [
+            d
+            for d in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation"))
+            if not (self.root / d).is_dir()
+        ]
         if missing:
             raise DataError(
                 f"{str(given)!r} is not a VOC-format directory: missing {', '.join(m + '/' for m in missing)} "
-                "(expected JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt)")
+                "(expected JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt)"
+            )
         list_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not list_file.is_file():
             have = sorted(p.stem for p in (self.root / "ImageSets" / "Segmentation").glob("*.txt"))
@@ -106,11 +129,17 @@ class VOCSegmentation(SegmentationDataset):
             ids.append(line)
         if not ids:
             raise DataError(f"split list {str(list_file)!r} is empty")
-        missing = [p for i in ids for p in (self.root / "JPEGImages" / f"{i}.jpg",
-                                              self.root / "SegmentationClass" / f"{i}.png") if not p.is_file()]
+        missing = [
+            p
+            for i in ids
+            for p in (self.root / "JPEGImages" / f"{i}.jpg", self.root / "SegmentationClass" / f"{i}.png")
+            if not p.is_file()
+        ]
         if missing:
-            raise DataError(f"{list_file}: {len(missing)} image or label file(s) it names lack JPEGImages/<id>.jpg "
-                            f"or SegmentationClass/<id>.png, e.g. {str(missing[0])!r} does not exist")
+            raise DataError(
+                f"{list_file}: {len(missing)} image or label file(s) it names lack JPEGImages/<id>.jpg "
+                f"or SegmentationClass/<id>.png, e.g. {str(missing[0])!r} does not exist"
+            )
         self.ids = ids
         self.class_names = list(VOC_CLASSES) if self.n_class == 21 else [str(i) for i in range(self.n_class)]
 
@@ -128,17 +157,23 @@ class VOCSegmentation(SegmentationDataset):
             img = np.asarray(im.convert("RGB"))
         with _reading(lab_path, "label"), Image.open(lab_path) as lab_im:
             if lab_im.mode not in ("P", "L"):
-                raise DataError(f"{lab_path}: label image has mode {lab_im.mode!r}; expected a palette ('P') "
-                                "PNG whose pixel values are class indices (or 'L' grayscale indices)")
+                raise DataError(
+                    f"{lab_path}: label image has mode {lab_im.mode!r}; expected a palette ('P') "
+                    "PNG whose pixel values are class indices (or 'L' grayscale indices)"
+                )
             label = np.asarray(lab_im).astype(np.int64)
         if img.shape[:2] != label.shape:
-            raise DataError(f"{lab_path}: the label is {label.shape[1]}x{label.shape[0]} but its image "
-                            f"{img_path.name} is {img.shape[1]}x{img.shape[0]}")
+            raise DataError(
+                f"{lab_path}: the label is {label.shape[1]}x{label.shape[0]} but its image "
+                f"{img_path.name} is {img.shape[1]}x{img.shape[0]}"
+            )
         bad = (label != self.ignore_index) & ((label < 0) | (label >= self.n_class))
         if bad.any():
             vals = sorted(set(np.unique(label[bad]).tolist()))[:10]
-            raise DataError(f"{lab_path}: labels {vals} are outside [0, {self.n_class}) and are not the ignore "
-                            f"label {self.ignore_index} (wrong --n-class, or not a class-index PNG?)")
+            raise DataError(
+                f"{lab_path}: labels {vals} are outside [0, {self.n_class}) and are not the ignore "
+                f"label {self.ignore_index} (wrong --n-class, or not a class-index PNG?)"
+            )
         return img, label
 
     def __repr__(self):

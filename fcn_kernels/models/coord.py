@@ -14,6 +14,7 @@ Layer maps (k kernel, s stride, p padding, d dilation; per axis):
   ReLU, dropout, norms, Identity:    in = out
 Ceil-mode pooling adds outputs at the far edge only, so its map is that of floor mode.
 """
+
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -24,6 +25,7 @@ from .._args import pair
 
 class Affine(NamedTuple):
     """in = scale * out + shift, on one axis."""
+
     scale: Fraction
     shift: Fraction
 
@@ -35,6 +37,7 @@ class Affine(NamedTuple):
 
 class CoordMap(NamedTuple):
     """Per-axis affine maps (rows, cols) from a blob's coordinates to those of the network input."""
+
     rows: Affine
     cols: Affine
 
@@ -54,24 +57,49 @@ class CoordMap(NamedTuple):
         return out
 
 
-PASS_THROUGH = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity,
-                nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.BatchNorm2d, nn.GroupNorm,
-                nn.InstanceNorm2d, nn.LocalResponseNorm)
+PASS_THROUGH = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.BatchNorm2d,
+    nn.GroupNorm,
+    nn.InstanceNorm2d,
+    nn.LocalResponseNorm,
+)
 
 
 def window_map(kernel, stride=1, padding=0, dilation=1) -> CoordMap:
     """The map of a convolution or pooling window."""
-    k, s, p, d = (pair(v, n) for v, n in ((kernel, "kernel_size"), (stride, "stride"),
-                                          (padding, "padding"), (dilation, "dilation")))
+    k, s, p, d = (
+        pair(v, n)
+        for v, n in ((kernel, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation"))
+    )
     return CoordMap(*(Affine(Fraction(s[a]), Fraction(d[a] * (k[a] - 1), 2) - p[a]) for a in (0, 1)))
 
 
 def deconv_map(kernel, stride=1, padding=0, dilation=1, crop=0) -> CoordMap:
     """The map of a transposed convolution, followed by a crop at offset `crop`."""
-    k, s, p, d, c = (pair(v, n) for v, n in ((kernel, "kernel_size"), (stride, "stride"), (padding, "padding"),
-                                             (dilation, "dilation"), (crop, "crop")))
-    return CoordMap(*(Affine(Fraction(1, s[a]), (c[a] + p[a] - Fraction(d[a] * (k[a] - 1), 2)) / s[a])
-                      for a in (0, 1)))
+    k, s, p, d, c = (
+        pair(v, n)
+        for v, n in (
+            (kernel, "kernel_size"),
+            (stride, "stride"),
+            (padding, "padding"),
+            (dilation, "dilation"),
+            (crop, "crop"),
+        )
+    )
+    return CoordMap(*(Affine(Fraction(1, s[a]), (c[a] + p[a] - Fraction(d[a] * (k[a] - 1), 2)) / s[a]) for a in (0, 1)))
 
 
 def layer_map(m: nn.Module) -> CoordMap:
@@ -114,7 +142,8 @@ def crop_offset(blob: CoordMap, reference: CoordMap) -> tuple:
             raise ValueError(f"cannot align blobs on different grids ({axis}: scales {a.scale} and {r.scale})")
         off = (r.shift - a.shift) / a.scale
         if off.denominator != 1 or off < 0:
-            raise ValueError(f"blobs are misaligned by {off} on {axis}: no crop (a non-negative integer "
-                             f"offset) aligns them")
+            raise ValueError(
+                f"blobs are misaligned by {off} on {axis}: no crop (a non-negative integer offset) aligns them"
+            )
         out.append(int(off))
     return tuple(out)

@@ -6,6 +6,7 @@ FusedUpsampleSkip call per upsampling: transposed convolution, crop and skip add
 with fused=False as the stock composition on the same parameters (nn.ConvTranspose2d with the same
 weights and groups, slice, add). The crop offsets are derived from the layers (coord.py), not written in.
 """
+
 import torch
 from torch import nn
 
@@ -22,8 +23,16 @@ class _FCN(nn.Module):
     STAGES = ()
     SKIP_SCALE = {}
 
-    def __init__(self, n_class: int = 21, fused: bool = True, *, width: float = 1.0, padding: int = 100,
-                 in_channels: int = 3, dropout: float = 0.5):
+    def __init__(
+        self,
+        n_class: int = 21,
+        fused: bool = True,
+        *,
+        width: float = 1.0,
+        padding: int = 100,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.n_class = int(n_class)
         self.fused = bool(fused)
@@ -38,8 +47,9 @@ class _FCN(nn.Module):
         for tap in self._taps:
             self.add_module(f"score_{tap}", nn.Conv2d(tap_channels[tap], n_class, 1))
         for name, kernel, stride, _ in self.STAGES:
-            self.add_module(name, self._make_upscore(kernel, stride, bilinear_kernel(n_class, kernel, n_class),
-                                                     trainable=False))
+            self.add_module(
+                name, self._make_upscore(kernel, stride, bilinear_kernel(n_class, kernel, n_class), trainable=False)
+            )
         self.reset_score_layers()
         self.update_offsets()
 
@@ -62,11 +72,22 @@ class _FCN(nn.Module):
         n = self.n_class
         groups = n // weight.shape[1]
         if self.fused:
-            m = FusedUpsampleSkip(n, n, kernel, stride, groups=groups, bias=False, init="zeros",
-                                  trainable=trainable, device=weight.device, dtype=weight.dtype)
+            m = FusedUpsampleSkip(
+                n,
+                n,
+                kernel,
+                stride,
+                groups=groups,
+                bias=False,
+                init="zeros",
+                trainable=trainable,
+                device=weight.device,
+                dtype=weight.dtype,
+            )
         else:
-            m = nn.ConvTranspose2d(n, n, kernel, stride=stride, groups=groups, bias=False,
-                                   device=weight.device, dtype=weight.dtype)
+            m = nn.ConvTranspose2d(
+                n, n, kernel, stride=stride, groups=groups, bias=False, device=weight.device, dtype=weight.dtype
+            )
             m.weight.requires_grad_(trainable)
         with torch.no_grad():
             m.weight.copy_(weight)
@@ -78,11 +99,16 @@ class _FCN(nn.Module):
         old = getattr(self, name)
         n, k = self.n_class, tuple(old.kernel_size)
         if tuple(weight.shape) not in ((n, 1) + k, (n, n) + k):
-            raise ValueError(f"{name}.weight: expected ({n}, 1, {k[0]}, {k[1]}) or ({n}, {n}, {k[0]}, {k[1]}), "
-                             f"got {tuple(weight.shape)}")
-        new = self._make_upscore(k, tuple(old.stride),
-                                 weight.to(device=old.weight.device, dtype=old.weight.dtype),
-                                 trainable=old.weight.requires_grad)
+            raise ValueError(
+                f"{name}.weight: expected ({n}, 1, {k[0]}, {k[1]}) or ({n}, {n}, {k[0]}, {k[1]}), "
+                f"got {tuple(weight.shape)}"
+            )
+        new = self._make_upscore(
+            k,
+            tuple(old.stride),
+            weight.to(device=old.weight.device, dtype=old.weight.dtype),
+            trainable=old.weight.requires_grad,
+        )
         setattr(self, name, new)
         self.update_offsets()
 
@@ -147,7 +173,7 @@ class _FCN(nn.Module):
             else:
                 y = layer(h)
                 sy, sx = self.offsets[tap]
-                h = y + skips[i][:, :, sy:sy + y.shape[2], sx:sx + y.shape[3]]
+                h = y + skips[i][:, :, sy : sy + y.shape[2], sx : sx + y.shape[3]]
         return h
 
     def head(self, score_fr, *skips, out_size):
@@ -157,7 +183,7 @@ class _FCN(nn.Module):
         if self.fused:
             return last(h, out_size=out_size)
         oy, ox = self.offsets["output"]
-        return last(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].contiguous()
+        return last(h)[:, :, oy : oy + out_size[0], ox : ox + out_size[1]].contiguous()
 
     def forward(self, x):
         r"""Class scores at the input's resolution.
@@ -203,10 +229,18 @@ class _FCN(nn.Module):
             out_size = (images.shape[2], images.shape[3])
             last = getattr(self, self.STAGES[-1][0])
             if self.fused:
-                return upsample_argmax(h, last.weight, last.bias, stride=last.stride, groups=last.groups,
-                                       out_offset=last.out_offset, out_size=out_size, backend=last.backend)
+                return upsample_argmax(
+                    h,
+                    last.weight,
+                    last.bias,
+                    stride=last.stride,
+                    groups=last.groups,
+                    out_offset=last.out_offset,
+                    out_size=out_size,
+                    backend=last.backend,
+                )
             oy, ox = self.offsets["output"]
-            return last(h)[:, :, oy:oy + out_size[0], ox:ox + out_size[1]].argmax(1)
+            return last(h)[:, :, oy : oy + out_size[0], ox : ox + out_size[1]].argmax(1)
         finally:
             self.train(was_training)
 
@@ -232,6 +266,7 @@ class FCN32s(_FCN):
         >>> model(torch.randn(1, 3, 32, 32)).shape
         torch.Size([1, 21, 32, 32])
     """
+
     STAGES = (("upscore", 64, 32, None),)
 
 
@@ -249,6 +284,7 @@ class FCN16s(_FCN):
         >>> FCN16s(n_class=21, width=1 / 16).offsets
         {'pool4': (5, 5), 'output': (27, 27)}
     """
+
     STAGES = (("upscore2", 4, 2, "pool4"), ("upscore16", 32, 16, None))
 
 
@@ -280,6 +316,7 @@ class FCN8s(_FCN):
         >>> model.offsets
         {'pool4': (5, 5), 'pool3': (9, 9), 'output': (31, 31)}
     """
+
     STAGES = (("upscore2", 4, 2, "pool4"), ("upscore_pool4", 4, 2, "pool3"), ("upscore8", 16, 8, None))
 
 
@@ -297,4 +334,5 @@ class FCN8sAtOnce(FCN8s):
         >>> FCN8sAtOnce(n_class=21, width=1 / 16).SKIP_SCALE
         {'pool4': 0.01, 'pool3': 0.0001}
     """
+
     SKIP_SCALE = {"pool4": 0.01, "pool3": 0.0001}

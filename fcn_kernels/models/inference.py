@@ -1,4 +1,5 @@
 """optimize_for_inference: an FCN (or any image model) made fast for inference (docs/DESIGN.md §3)."""
+
 import contextlib
 import contextvars
 import copy
@@ -81,8 +82,9 @@ class InferenceModel(nn.Module):
     def _run(self, fn, inputs):
         inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
         x = inputs[0]
-        autocast = (torch.autocast(x.device.type, dtype=self.dtype) if self.dtype != x.dtype
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(x.device.type, dtype=self.dtype) if self.dtype != x.dtype else contextlib.nullcontext()
+        )
         # Freezing is read when a graph is traced and compiled (the first call, and a recompilation for a
         # new size). Nothing else here is shared between calls: threads may call forward and predict at once.
         freezing = _freezing() if self.compiled else contextlib.nullcontext()

@@ -2,6 +2,7 @@
 
 Nothing is downloaded: pass a path or a state_dict.
 """
+
 import os
 
 import torch
@@ -136,13 +137,14 @@ def load_torchfcn(model, path_or_state_dict):
     if "model_state_dict" in sd and isinstance(sd["model_state_dict"], dict):
         sd = sd["model_state_dict"]
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     if missing or unexpected:
-        raise KeyError(f"checkpoint does not match {type(model).__name__}: missing keys {missing}, "
-                       f"unexpected keys {unexpected}")
+        raise KeyError(
+            f"checkpoint does not match {type(model).__name__}: missing keys {missing}, unexpected keys {unexpected}"
+        )
     upscore = {f"{name}.weight": name for name in model.upscore_names()}
     rest = {}
     for key, t in sd.items():
@@ -150,8 +152,10 @@ def load_torchfcn(model, path_or_state_dict):
             n, k = model.n_class, tuple(getattr(model, upscore[key]).kernel_size)
             if not isinstance(t, torch.Tensor) or tuple(t.shape) not in ((n, 1) + k, (n, n) + k):
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{key}: checkpoint has shape {shape}, the model expects "
-                                 f"({n}, {n}, {k[0]}, {k[1]}) (dense) or ({n}, 1, {k[0]}, {k[1]}) (depthwise)")
+                raise ValueError(
+                    f"{key}: checkpoint has shape {shape}, the model expects "
+                    f"({n}, {n}, {k[0]}, {k[1]}) (dense) or ({n}, 1, {k[0]}, {k[1]}) (depthwise)"
+                )
             if t.shape[1] == n and n > 1 and _is_diagonal(t):
                 idx = torch.arange(n, device=t.device)
                 t = t[idx, idx].unsqueeze(1)  # (C, 1, K, K)

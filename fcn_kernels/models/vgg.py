@@ -4,6 +4,7 @@ conv1_1 is padded by 100 (so that any input, 1x1 up, survives the five pools and
 window), pools are 2x2 stride 2 in ceil mode, fc6 is a 7x7 convolution, fc7 a 1x1
 (convolutionalized fully connected layers, paper 3.1), each followed by ReLU and dropout.
 """
+
 from collections import OrderedDict
 
 from torch import nn

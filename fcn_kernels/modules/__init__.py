@@ -1,4 +1,5 @@
 """Drop-in nn.Modules over the fused ops."""
+
 from .rarefied import RarefiedAvgPool2d, RarefiedConv2d, RarefiedMaxPool2d
 from .upsample import FusedUpsampleSkip, bilinear_kernel
 

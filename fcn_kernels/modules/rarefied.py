@@ -1,4 +1,5 @@
 """RarefiedConv2d (drop-in for a dilated nn.Conv2d) and the rarefied pools that `rarefy` builds."""
+
 import math
 
 import torch
@@ -38,8 +39,21 @@ class RarefiedConv2d(nn.Module):
         >>> sorted(conv.state_dict())                         # nn.Conv2d's keys
         ['bias', 'weight']
     """
-    def __init__(self, in_channels, out_channels, kernel_size, rarefaction=1, padding=0, groups=1, bias=True,
-                 *, backend=None, device=None, dtype=None):
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        rarefaction=1,
+        padding=0,
+        groups=1,
+        bias=True,
+        *,
+        backend=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
@@ -77,8 +91,15 @@ class RarefiedConv2d(nn.Module):
         Returns:
             Tensor[N, Cout, Ho, Wo]: ``Ho = H + 2 * ph - (Kh - 1) * rh`` (``Wo`` alike), in ``x``'s dtype.
         """
-        return rarefied_conv2d(x, self.weight, self.bias, rarefaction=self.rarefaction, padding=self.padding,
-                               groups=self.groups, backend=self.backend)
+        return rarefied_conv2d(
+            x,
+            self.weight,
+            self.bias,
+            rarefaction=self.rarefaction,
+            padding=self.padding,
+            groups=self.groups,
+            backend=self.backend,
+        )
 
     @classmethod
     def from_conv(cls, m: nn.Conv2d, rarefaction=1, *, drop_stride=False, backend=None):
@@ -116,8 +137,10 @@ class RarefiedConv2d(nn.Module):
         if m.padding_mode != "zeros":
             raise ValueError(f"from_conv: padding_mode {m.padding_mode!r} is not supported (only 'zeros')")
         if tuple(m.stride) != (1, 1) and not drop_stride:
-            raise ValueError(f"from_conv: the conv has stride {tuple(m.stride)}; a RarefiedConv2d has stride 1 "
-                             f"(pass drop_stride=True to rarefy the later layers instead, as rarefy() does)")
+            raise ValueError(
+                f"from_conv: the conv has stride {tuple(m.stride)}; a RarefiedConv2d has stride 1 "
+                f"(pass drop_stride=True to rarefy the later layers instead, as rarefy() does)"
+            )
         rarefaction = pair(rarefaction, "rarefaction", minimum=1)
         dilation = tuple(m.dilation)
         if isinstance(m.padding, str):
@@ -126,15 +149,25 @@ class RarefiedConv2d(nn.Module):
             else:  # "same" (nn.Conv2d allows it only with stride 1)
                 total = [d * (k - 1) for d, k in zip(dilation, m.kernel_size)]
                 if any(t % 2 for t in total):
-                    raise ValueError(f"from_conv: padding='same' with kernel {m.kernel_size} and dilation "
-                                     f"{dilation} pads asymmetrically, which RarefiedConv2d cannot express")
+                    raise ValueError(
+                        f"from_conv: padding='same' with kernel {m.kernel_size} and dilation "
+                        f"{dilation} pads asymmetrically, which RarefiedConv2d cannot express"
+                    )
                 padding = (total[0] // 2, total[1] // 2)
         else:
             padding = tuple(m.padding)
-        out = cls(m.in_channels, m.out_channels, m.kernel_size,
-                  rarefaction=(dilation[0] * rarefaction[0], dilation[1] * rarefaction[1]),
-                  padding=(padding[0] * rarefaction[0], padding[1] * rarefaction[1]), groups=m.groups,
-                  bias=m.bias is not None, backend=backend, device=m.weight.device, dtype=m.weight.dtype)
+        out = cls(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            rarefaction=(dilation[0] * rarefaction[0], dilation[1] * rarefaction[1]),
+            padding=(padding[0] * rarefaction[0], padding[1] * rarefaction[1]),
+            groups=m.groups,
+            bias=m.bias is not None,
+            backend=backend,
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(m.weight)
             out.weight.requires_grad_(m.weight.requires_grad)
@@ -145,8 +178,10 @@ class RarefiedConv2d(nn.Module):
         return out
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"rarefaction={self.rarefaction}, padding={self.padding}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"rarefaction={self.rarefaction}, padding={self.padding}"
+        )
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -182,15 +217,17 @@ class RarefiedAvgPool2d(nn.Module):
       * divisor_override: by that number.
     """
 
-    def __init__(self, kernel_size, rarefaction=1, padding=0, count_include_pad=True, divisor_override=None,
-                 *, backend=None):
+    def __init__(
+        self, kernel_size, rarefaction=1, padding=0, count_include_pad=True, divisor_override=None, *, backend=None
+    ):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
         self.rarefaction = pair(rarefaction, "rarefaction", minimum=1)
         self.padding = pair(padding, "padding", minimum=0)
         self.count_include_pad = bool(count_include_pad)
-        self.divisor_override = None if divisor_override is None else check_int(divisor_override,
-                                                                               "divisor_override", minimum=1)
+        self.divisor_override = (
+            None if divisor_override is None else check_int(divisor_override, "divisor_override", minimum=1)
+        )
         self.backend = backend
 
     def _tap_counts(self, size, ax, device):
@@ -202,8 +239,9 @@ class RarefiedAvgPool2d(nn.Module):
     def forward(self, x):
         c = x.shape[1]
         ones = x.new_ones(c, 1, *self.kernel_size)
-        s = rarefied_conv2d(x, ones, None, rarefaction=self.rarefaction, padding=self.padding, groups=c,
-                            backend=self.backend)
+        s = rarefied_conv2d(
+            x, ones, None, rarefaction=self.rarefaction, padding=self.padding, groups=c, backend=self.backend
+        )
         if self.divisor_override is not None:
             return s / self.divisor_override
         if self.count_include_pad:
@@ -213,5 +251,7 @@ class RarefiedAvgPool2d(nn.Module):
         return s / (rows[:, None] * cols[None, :]).to(s.dtype)
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, rarefaction={self.rarefaction}, padding={self.padding}, "
-                f"count_include_pad={self.count_include_pad}, divisor_override={self.divisor_override}")
+        return (
+            f"kernel_size={self.kernel_size}, rarefaction={self.rarefaction}, padding={self.padding}, "
+            f"count_include_pad={self.count_include_pad}, divisor_override={self.divisor_override}"
+        )

@@ -1,4 +1,5 @@
 """FusedUpsampleSkip: an nn.ConvTranspose2d-compatible upsampling layer fused with crop and skip add."""
+
 import math
 
 import torch
@@ -94,9 +95,24 @@ class FusedUpsampleSkip(nn.Module):
         >>> up(score_fr, out_size=(16, 16)).shape
         torch.Size([1, 21, 16, 16])
     """
-    def __init__(self, in_channels, out_channels, kernel_size, stride, *, groups=1, bias=False,
-                 skip_offset=0, out_offset=0, init="bilinear", trainable=True, backend=None,
-                 device=None, dtype=None):
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        *,
+        groups=1,
+        bias=False,
+        skip_offset=0,
+        out_offset=0,
+        init="bilinear",
+        trainable=True,
+        backend=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
@@ -105,8 +121,9 @@ class FusedUpsampleSkip(nn.Module):
         self.out_offset = pair(out_offset, "out_offset", minimum=0)
         self.backend = backend
         factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, *self.kernel_size, **factory),
-                                   requires_grad=trainable)
+        self.weight = nn.Parameter(
+            torch.empty(in_channels, out_channels // groups, *self.kernel_size, **factory), requires_grad=trainable
+        )
         self.bias = nn.Parameter(torch.empty(out_channels, **factory), requires_grad=trainable) if bias else None
         if init not in ("bilinear", "default", "zeros"):
             raise ValueError(f"init must be 'bilinear', 'default' or 'zeros', got {init!r}")
@@ -117,8 +134,9 @@ class FusedUpsampleSkip(nn.Module):
     def reset_parameters(self):
         if self.init == "bilinear":
             if self.in_channels != self.out_channels:
-                raise ValueError(f"init='bilinear' needs in_channels == out_channels, got "
-                                 f"{self.in_channels} and {self.out_channels}")
+                raise ValueError(
+                    f"init='bilinear' needs in_channels == out_channels, got {self.in_channels} and {self.out_channels}"
+                )
             self.weight.copy_(bilinear_kernel(self.out_channels, self.kernel_size, self.groups))
         elif self.init == "zeros":
             self.weight.zero_()
@@ -144,9 +162,18 @@ class FusedUpsampleSkip(nn.Module):
         Returns:
             Tensor[N, Cout, Ho, Wo]: in ``x``'s dtype.
         """
-        return upsample_skip(x, self.weight, self.bias, skip, stride=self.stride, groups=self.groups,
-                             out_offset=self.out_offset, out_size=out_size, skip_offset=self.skip_offset,
-                             backend=self.backend)
+        return upsample_skip(
+            x,
+            self.weight,
+            self.bias,
+            skip,
+            stride=self.stride,
+            groups=self.groups,
+            out_offset=self.out_offset,
+            out_size=out_size,
+            skip_offset=self.skip_offset,
+            backend=self.backend,
+        )
 
     @classmethod
     def from_conv_transpose(cls, m: nn.ConvTranspose2d, **kw):
@@ -177,11 +204,23 @@ class FusedUpsampleSkip(nn.Module):
         if not isinstance(m, nn.ConvTranspose2d):
             raise TypeError(f"from_conv_transpose expects nn.ConvTranspose2d, got {type(m).__name__}")
         if tuple(m.padding) != (0, 0) or tuple(m.output_padding) != (0, 0) or tuple(m.dilation) != (1, 1):
-            raise ValueError(f"from_conv_transpose: padding {m.padding}, output_padding {m.output_padding} "
-                             f"and dilation {m.dilation} must be 0, 0 and 1 (use out_offset/out_size to crop)")
+            raise ValueError(
+                f"from_conv_transpose: padding {m.padding}, output_padding {m.output_padding} "
+                f"and dilation {m.dilation} must be 0, 0 and 1 (use out_offset/out_size to crop)"
+            )
         kw.setdefault("trainable", m.weight.requires_grad)
-        out = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, groups=m.groups,
-                  bias=m.bias is not None, init="zeros", device=m.weight.device, dtype=m.weight.dtype, **kw)
+        out = cls(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            groups=m.groups,
+            bias=m.bias is not None,
+            init="zeros",
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+            **kw,
+        )
         with torch.no_grad():
             out.weight.copy_(m.weight)
             if m.bias is not None:
@@ -189,8 +228,10 @@ class FusedUpsampleSkip(nn.Module):
         return out
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"groups={self.groups}, out_offset={self.out_offset}, skip_offset={self.skip_offset}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"groups={self.groups}, out_offset={self.out_offset}, skip_offset={self.skip_offset}"
+        )
         if not self.weight.requires_grad:
             s += ", trainable=False"
         return s

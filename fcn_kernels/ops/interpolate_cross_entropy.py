@@ -1,5 +1,6 @@
 """fcn_kernels.interpolate_cross_entropy and interpolate_argmax: a bilinear head's upsampling with its loss,
 or with its labels, never building the full-resolution scores (docs/DESIGN.md §2.6)."""
+
 import torch
 
 from .. import _ext, backends, reference
@@ -28,8 +29,18 @@ def validate(x, size, align_corners, what="size"):
     return size
 
 
-def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=None, ignore_index=255, sample_p=1.0,
-                              generator=None, reduction="mean", backend=None):
+def interpolate_cross_entropy(
+    x,
+    target,
+    *,
+    align_corners=False,
+    class_weight=None,
+    ignore_index=255,
+    sample_p=1.0,
+    generator=None,
+    reduction="mean",
+    backend=None,
+):
     r"""A bilinear head's upsampling and the pixelwise cross-entropy in one, from the coarse scores.
 
     Computes ``pixelwise_cross_entropy(F.interpolate(x, size=target.shape[-2:], mode="bilinear",
@@ -70,8 +81,10 @@ def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=No
         >>> torch.testing.assert_close(loss, pixelwise_cross_entropy(scores, target))
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor (N, C, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise ValueError(
+            f"x must be a 4-D tensor (N, C, H, W), got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     check_target(target, x)
     size = validate(x, tuple(target.shape[1:]), align_corners, "target's spatial size")
     n_class = x.shape[1]
@@ -80,13 +93,21 @@ def interpolate_cross_entropy(x, target, *, align_corners=False, class_weight=No
     check_class_weight(class_weight, n_class)
     which = backends.resolve(backend, x.device, "interpolate_cross_entropy", channels=n_class, out_size=size)
     if which == "reference":
-        return reference.interpolate_cross_entropy(x, target, align_corners=align_corners, class_weight=class_weight,
-                                                   ignore_index=ignore_index, sample_p=sample_p, generator=generator,
-                                                   reduction=reduction)
+        return reference.interpolate_cross_entropy(
+            x,
+            target,
+            align_corners=align_corners,
+            class_weight=class_weight,
+            ignore_index=ignore_index,
+            sample_p=sample_p,
+            generator=generator,
+            reduction=reduction,
+        )
     target = target.long()
     lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, ignore_index)
-    return loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator,
-                                reduction)
+    return loss_from_statistics(
+        lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
+    )
 
 
 def interpolate_argmax(x, size, *, align_corners=False, backend=None):
@@ -127,6 +148,7 @@ def interpolate_argmax(x, size, *, align_corners=False, backend=None):
 
 
 if _ext.HAS_EXTENSION and _ext.has_kernel("interpolate_logsumexp", "CPU"):
+
     @torch.library.register_fake("fcn_kernels::interpolate_logsumexp")
     def _fake(x, target, align_corners, ignore_index):
         check_target(target, x)
@@ -143,5 +165,7 @@ if _ext.HAS_EXTENSION and _ext.has_kernel("interpolate_logsumexp", "CPU"):
         size = validate(x, size, align_corners)
         return x.new_empty((x.shape[0], *size), dtype=torch.int64)
 
-    register_interpolate_logsumexp(torch.ops.fcn_kernels.interpolate_logsumexp.default,
-                                   torch.ops.fcn_kernels.interpolate_logsumexp_backward.default)
+    register_interpolate_logsumexp(
+        torch.ops.fcn_kernels.interpolate_logsumexp.default,
+        torch.ops.fcn_kernels.interpolate_logsumexp_backward.default,
+    )

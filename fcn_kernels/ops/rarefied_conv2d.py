@@ -1,4 +1,5 @@
 """fcn_kernels.rarefied_conv2d: convolution with the paper's rarefied filter (docs/DESIGN.md §2)."""
+
 import torch
 
 from .. import _ext, backends, reference
@@ -22,8 +23,10 @@ def validate(x, weight, bias, rarefaction, padding, groups):
     if cin % groups:
         raise ValueError(f"x's channels ({cin}) must be divisible by groups ({groups})")
     if cin_g * groups != cin:
-        raise ValueError(f"weight.shape[1] ({cin_g}) * groups ({groups}) must equal x's channels ({cin}); "
-                         f"weight is (Cout, Cin // groups, Kh, Kw) = {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight.shape[1] ({cin_g}) * groups ({groups}) must equal x's channels ({cin}); "
+            f"weight is (Cout, Cin // groups, Kh, Kw) = {tuple(weight.shape)}"
+        )
     if cout % groups:
         raise ValueError(f"weight.shape[0] (out channels, {cout}) must be divisible by groups ({groups})")
     eff = ((kh - 1) * rarefaction[0] + 1, (kw - 1) * rarefaction[1] + 1)
@@ -33,16 +36,20 @@ def validate(x, weight, bias, rarefaction, padding, groups):
     check_extent((kh + kw) * sum(rarefaction), f"rarefaction {rarefaction} times the kernel size {(kh, kw)}")
     check_extent(max(padded), f"padding {padding} with x of shape {tuple(x.shape)} (padded size {padded})")
     if eff[0] > padded[0] or eff[1] > padded[1]:
-        raise ValueError(f"rarefied kernel {eff} (kernel {(kh, kw)}, rarefaction {rarefaction}) is larger than "
-                         f"the padded input {padded} (x {tuple(x.shape)}, padding {padding})")
+        raise ValueError(
+            f"rarefied kernel {eff} (kernel {(kh, kw)}, rarefaction {rarefaction}) is larger than "
+            f"the padded input {padded} (x {tuple(x.shape)}, padding {padding})"
+        )
     out = (padded[0] - eff[0] + 1, padded[1] - eff[1] + 1)
     per_group = max(cin, cout) // groups
     check_planes(per_group, h, w, f"x of shape {tuple(x.shape)}")
     check_planes(per_group, *out, f"the output {out} of padding {padding}")
     check_extent(n * cout * out[0] * out[1], f"the output ({n}, {cout}, {out[0]}, {out[1]}) of padding {padding}")
     # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv2d.h, the wide layout).
-    check_extent(max(cin, cout) * (n * padded[0] * padded[1] + eff[1] - 1),
-                 f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)")
+    check_extent(
+        max(cin, cout) * (n * padded[0] * padded[1] + eff[1] - 1),
+        f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)",
+    )
     if bias is not None:
         check_tensor(bias, "bias", 1, x)
         if bias.shape[0] != cout:
@@ -52,9 +59,12 @@ def validate(x, weight, bias, rarefaction, padding, groups):
 
 def output_size(x_shape, weight_shape, rarefaction, padding):
     """(N, Cout, Ho, Wo) of a validated call."""
-    return (x_shape[0], weight_shape[0],
-            x_shape[2] + 2 * padding[0] - (weight_shape[2] - 1) * rarefaction[0],
-            x_shape[3] + 2 * padding[1] - (weight_shape[3] - 1) * rarefaction[1])
+    return (
+        x_shape[0],
+        weight_shape[0],
+        x_shape[2] + 2 * padding[0] - (weight_shape[2] - 1) * rarefaction[0],
+        x_shape[3] + 2 * padding[1] - (weight_shape[3] - 1) * rarefaction[1],
+    )
 
 
 def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1, backend=None):
@@ -101,19 +111,28 @@ def rarefied_conv2d(x, weight, bias=None, *, rarefaction=1, padding=0, groups=1,
     x, weight, bias = autocast_inputs(x, weight, bias)  # as F.conv2d under torch.autocast
     rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    which = backends.resolve(backend, x.device, "rarefied_conv2d", cin_g=weight.shape[1],
-                             cout_g=weight.shape[0] // groups, stride=rarefaction, channels=weight.shape[0],
-                             out_size=output_size(x.shape, weight.shape, rarefaction, padding)[2:], grad=grad)
+    which = backends.resolve(
+        backend,
+        x.device,
+        "rarefied_conv2d",
+        cin_g=weight.shape[1],
+        cout_g=weight.shape[0] // groups,
+        stride=rarefaction,
+        channels=weight.shape[0],
+        out_size=output_size(x.shape, weight.shape, rarefaction, padding)[2:],
+        grad=grad,
+    )
     if which == "reference":
-        return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding,
-                                         groups=groups)
+        return reference.rarefied_conv2d(x, weight, bias, rarefaction=rarefaction, padding=padding, groups=groups)
     if which == "triton":
         from ..triton import rarefied_conv2d as triton_impl
+
         return triton_impl.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
     return torch.ops.fcn_kernels.rarefied_conv2d(x, weight, bias, rarefaction, padding, groups)
 
 
 if _ext.HAS_EXTENSION:
+
     @torch.library.register_fake("fcn_kernels::rarefied_conv2d")
     def _fake(x, weight, bias, rarefaction, padding, groups):
         rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
@@ -128,5 +147,8 @@ if _ext.HAS_EXTENSION:
         return grad_out.new_empty(weight_size)
 
     ops = torch.ops.fcn_kernels
-    register_rarefied_conv2d(ops.rarefied_conv2d.default, ops.rarefied_conv2d_backward_input.default,
-                             ops.rarefied_conv2d_backward_weight.default)
+    register_rarefied_conv2d(
+        ops.rarefied_conv2d.default,
+        ops.rarefied_conv2d_backward_input.default,
+        ops.rarefied_conv2d_backward_weight.default,
+    )

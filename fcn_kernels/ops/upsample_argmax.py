@@ -1,4 +1,5 @@
 """fcn_kernels.upsample_argmax: FCN's last stage as labels, without the full-resolution scores (docs/DESIGN.md §2)."""
+
 import torch
 
 from .. import _ext, backends, reference
@@ -6,8 +7,19 @@ from .._args import autocast_inputs
 from .upsample_skip import validate
 
 
-def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None,
-                    skip_offset=(0, 0), backend=None):
+def upsample_argmax(
+    x,
+    weight,
+    bias=None,
+    skip=None,
+    *,
+    stride,
+    groups=1,
+    out_offset=(0, 0),
+    out_size=None,
+    skip_offset=(0, 0),
+    backend=None,
+):
     r"""FCN's last stage as labels: ``upsample_skip(...).argmax(dim=1)`` without the full-resolution scores.
 
     Each score is computed as the backend's :func:`upsample_skip` computes it (accumulated in float32,
@@ -48,20 +60,32 @@ def upsample_argmax(x, weight, bias=None, skip=None, *, stride, groups=1, out_of
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
+    )
     which = backends.resolve(backend, x.device, "upsample_argmax")
     if which == "reference":
-        return reference.upsample_argmax(x, weight, bias, skip, stride=stride, groups=groups,
-                                         out_offset=out_offset, out_size=out_size, skip_offset=skip_offset)
+        return reference.upsample_argmax(
+            x,
+            weight,
+            bias,
+            skip,
+            stride=stride,
+            groups=groups,
+            out_offset=out_offset,
+            out_size=out_size,
+            skip_offset=skip_offset,
+        )
     if which == "triton":
         from ..triton import upsample_argmax as triton_impl
-        return triton_impl.upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size,
-                                           skip_offset)
-    return torch.ops.fcn_kernels.upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size,
-                                                 skip_offset)
+
+        return triton_impl.upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+    return torch.ops.fcn_kernels.upsample_argmax(
+        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
+    )
 
 
 if _ext.HAS_EXTENSION:
+
     @torch.library.register_fake("fcn_kernels::upsample_argmax")
     def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
         validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)

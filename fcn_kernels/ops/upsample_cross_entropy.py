@@ -1,5 +1,6 @@
 """fcn_kernels.upsample_cross_entropy: FCN's last upsampling and the pixelwise loss in one, from the coarse
 scores, never building the full-resolution logits (docs/DESIGN.md §2.5)."""
+
 import torch
 
 from .. import _ext, backends, reference
@@ -22,8 +23,9 @@ def check_target(target, x, name="target"):
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor of labels, got dtype {target.dtype}")
     if target.dim() != 3 or target.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} must have shape (N, Ho, Wo) with N = {x.shape[0]} (x's batch), got "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N, Ho, Wo) with N = {x.shape[0]} (x's batch), got {tuple(target.shape)}"
+        )
     if target.device != x.device:
         raise ValueError(f"{name} is on {target.device} but x is on {x.device}")
 
@@ -36,8 +38,7 @@ def check_class_weight(class_weight, n_class):
         raise ValueError(f"class_weight must have shape ({n_class},) (one weight per class), got {shape}")
 
 
-def loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator,
-                         reduction):
+def loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction):
     """pixelwise_cross_entropy's loss from the statistics: term lse - picked at every labelled pixel (0 at
     the others, whatever their scores), then its class weights, sampling and reduction."""
     valid = target != ignore_index
@@ -45,9 +46,24 @@ def loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_inde
     return weigh_and_reduce(terms, target, valid, class_weight, n_class, sample_p, generator, reduction)
 
 
-def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0),
-                           skip_offset=(0, 0), class_weight=None, ignore_index=255, sample_p=1.0, generator=None,
-                           reduction="mean", backend=None):
+def upsample_cross_entropy(
+    x,
+    target,
+    weight,
+    bias=None,
+    skip=None,
+    *,
+    stride,
+    groups=1,
+    out_offset=(0, 0),
+    skip_offset=(0, 0),
+    class_weight=None,
+    ignore_index=255,
+    sample_p=1.0,
+    generator=None,
+    reduction="mean",
+    backend=None,
+):
     r"""FCN's last upsampling and the pixelwise cross-entropy in one, from the coarse scores.
 
     Computes ``pixelwise_cross_entropy(upsample_skip(x, weight, bias, skip, ..., out_size=target.shape[-2:]),
@@ -98,32 +114,59 @@ def upsample_cross_entropy(x, target, weight, bias=None, skip=None, *, stride, g
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)  # as upsample_skip under torch.autocast
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor (N, Cin, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise ValueError(
+            f"x must be a 4-D tensor (N, Cin, H, W), got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     check_target(target, x)
     stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, tuple(target.shape[1:]), skip_offset)
+        x, weight, bias, skip, stride, groups, out_offset, tuple(target.shape[1:]), skip_offset
+    )
     n_class = weight.shape[1] * groups
     ignore_index = check_int(ignore_index, "ignore_index")
     check_loss_arguments(sample_p, reduction)
     check_class_weight(class_weight, n_class)
     grad = torch.is_grad_enabled()
-    which = backends.resolve(backend, x.device, "upsample_cross_entropy", cin_g=x.shape[1] // groups,
-                             cout_g=weight.shape[1], kernel=tuple(weight.shape[2:]), stride=stride,
-                             out_size=out_size, weight_grad=grad and weight.requires_grad, channels=n_class)
+    which = backends.resolve(
+        backend,
+        x.device,
+        "upsample_cross_entropy",
+        cin_g=x.shape[1] // groups,
+        cout_g=weight.shape[1],
+        kernel=tuple(weight.shape[2:]),
+        stride=stride,
+        out_size=out_size,
+        weight_grad=grad and weight.requires_grad,
+        channels=n_class,
+    )
     if which == "reference":
-        return reference.upsample_cross_entropy(x, target, weight, bias, skip, stride=stride, groups=groups,
-                                                out_offset=out_offset, skip_offset=skip_offset,
-                                                class_weight=class_weight, ignore_index=ignore_index,
-                                                sample_p=sample_p, generator=generator, reduction=reduction)
+        return reference.upsample_cross_entropy(
+            x,
+            target,
+            weight,
+            bias,
+            skip,
+            stride=stride,
+            groups=groups,
+            out_offset=out_offset,
+            skip_offset=skip_offset,
+            class_weight=class_weight,
+            ignore_index=ignore_index,
+            sample_p=sample_p,
+            generator=generator,
+            reduction=reduction,
+        )
     target = target.long()
-    lse, picked = torch.ops.fcn_kernels.upsample_logsumexp(x, weight, bias, skip, target, stride, groups,
-                                                           out_offset, skip_offset, ignore_index)
-    return loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator,
-                                reduction)
+    lse, picked = torch.ops.fcn_kernels.upsample_logsumexp(
+        x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index
+    )
+    return loss_from_statistics(
+        lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
+    )
 
 
 if _ext.HAS_EXTENSION and _ext.has_kernel("upsample_logsumexp", "CPU"):
+
     @torch.library.register_fake("fcn_kernels::upsample_logsumexp")
     def _fake(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index):
         check_target(target, x)
@@ -132,10 +175,27 @@ if _ext.HAS_EXTENSION and _ext.has_kernel("upsample_logsumexp", "CPU"):
         return x.new_empty(shape, dtype=stats_dtype(x.dtype)), x.new_empty(shape, dtype=stats_dtype(x.dtype))
 
     @torch.library.register_fake("fcn_kernels::upsample_logsumexp_backward")
-    def _fake_backward(grad_lse, grad_picked, x, weight, bias, skip, target, lse, stride, groups, out_offset,
-                       skip_offset, ignore_index, output_mask):
-        return tuple(t.new_empty(t.shape) if m and t is not None else x.new_empty((0,))
-                     for t, m in zip((x, weight, bias, skip), output_mask))
+    def _fake_backward(
+        grad_lse,
+        grad_picked,
+        x,
+        weight,
+        bias,
+        skip,
+        target,
+        lse,
+        stride,
+        groups,
+        out_offset,
+        skip_offset,
+        ignore_index,
+        output_mask,
+    ):
+        return tuple(
+            t.new_empty(t.shape) if m and t is not None else x.new_empty((0,))
+            for t, m in zip((x, weight, bias, skip), output_mask)
+        )
 
-    register_upsample_logsumexp(torch.ops.fcn_kernels.upsample_logsumexp.default,
-                                torch.ops.fcn_kernels.upsample_logsumexp_backward.default)
+    register_upsample_logsumexp(
+        torch.ops.fcn_kernels.upsample_logsumexp.default, torch.ops.fcn_kernels.upsample_logsumexp_backward.default
+    )

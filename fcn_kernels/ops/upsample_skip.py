@@ -1,4 +1,5 @@
 """fcn_kernels.upsample_skip: transposed conv + crop + skip add (docs/DESIGN.md §2)."""
+
 import torch
 
 from .. import _ext, backends, reference
@@ -22,8 +23,10 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
     if h < 1 or w < 1:
         raise ValueError(f"x must have non-empty spatial size, got shape {tuple(x.shape)}")
     if weight.shape[0] != cin:
-        raise ValueError(f"weight.shape[0] ({weight.shape[0]}) must equal x's channels ({cin}); "
-                         f"weight is (Cin, Cout // groups, Kh, Kw) = {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight.shape[0] ({weight.shape[0]}) must equal x's channels ({cin}); "
+            f"weight is (Cin, Cout // groups, Kh, Kw) = {tuple(weight.shape)}"
+        )
     if cin % groups:
         raise ValueError(f"x's channels ({cin}) must be divisible by groups ({groups})")
     if min(weight.shape[1:]) < 1:
@@ -33,21 +36,29 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
     check_planes(cin // groups, h, w, f"x of shape {tuple(x.shape)}")
     for value, name in ((stride, "stride"), (out_offset, "out_offset"), (skip_offset, "skip_offset")):
         check_extent(max(value), f"{name} {value}")
-    check_extent(max(stride) * (max(full) + 64), f"stride {stride} times the full transposed-conv output {full} "
-                                                  f"(x {tuple(x.shape)}, weight {tuple(weight.shape)})")
+    check_extent(
+        max(stride) * (max(full) + 64),
+        f"stride {stride} times the full transposed-conv output {full} "
+        f"(x {tuple(x.shape)}, weight {tuple(weight.shape)})",
+    )
     if out_size is None:
         out_size = (full[0] - out_offset[0], full[1] - out_offset[1])
     out_size = pair(out_size, "out_size", minimum=0)
     check_extent(max(out_size), f"out_size {out_size}")
     for ax in (0, 1):
         if out_offset[ax] + out_size[ax] > full[ax]:
-            raise ValueError(f"crop window out_offset={out_offset}, out_size={out_size} exceeds the full "
-                             f"transposed-conv output {full} (x {tuple(x.shape)}, weight "
-                             f"{tuple(weight.shape)}, stride {stride})")
-    check_planes(max(cin, cout) // groups, *out_size, f"out_size {out_size} (with {max(cin, cout) // groups} "
-                                                      f"channels per group)")
-    check_extent(n * cout * out_size[0] * out_size[1], f"the output ({n}, {cout}, {out_size[0]}, {out_size[1]}) "
-                                                       f"of out_size {out_size}")
+            raise ValueError(
+                f"crop window out_offset={out_offset}, out_size={out_size} exceeds the full "
+                f"transposed-conv output {full} (x {tuple(x.shape)}, weight "
+                f"{tuple(weight.shape)}, stride {stride})"
+            )
+    check_planes(
+        max(cin, cout) // groups, *out_size, f"out_size {out_size} (with {max(cin, cout) // groups} channels per group)"
+    )
+    check_extent(
+        n * cout * out_size[0] * out_size[1],
+        f"the output ({n}, {cout}, {out_size[0]}, {out_size[1]}) of out_size {out_size}",
+    )
     if bias is not None:
         check_tensor(bias, "bias", 1, x)
         if bias.shape[0] != cout:
@@ -59,13 +70,26 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
         check_planes(1, *skip.shape[2:], f"skip of shape {tuple(skip.shape)}")
         for ax in (0, 1):
             if skip_offset[ax] + out_size[ax] > skip.shape[2 + ax]:
-                raise ValueError(f"skip window skip_offset={skip_offset}, size {out_size} exceeds skip's "
-                                 f"spatial size {tuple(skip.shape[2:])}")
+                raise ValueError(
+                    f"skip window skip_offset={skip_offset}, size {out_size} exceeds skip's "
+                    f"spatial size {tuple(skip.shape[2:])}"
+                )
     return stride, groups, out_offset, out_size, skip_offset
 
 
-def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None,
-                  skip_offset=(0, 0), backend=None):
+def upsample_skip(
+    x,
+    weight,
+    bias=None,
+    skip=None,
+    *,
+    stride,
+    groups=1,
+    out_offset=(0, 0),
+    out_size=None,
+    skip_offset=(0, 0),
+    backend=None,
+):
     r"""Transposed convolution, crop and skip addition in one pass.
 
     Computes ``conv_transpose2d(x, weight, bias, stride=stride, groups=groups)``, cropped to the window of
@@ -116,22 +140,40 @@ def upsample_skip(x, weight, bias=None, skip=None, *, stride, groups=1, out_offs
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    which = backends.resolve(backend, x.device, "upsample_skip", cin_g=x.shape[1] // groups, cout_g=weight.shape[1],
-                             kernel=tuple(weight.shape[2:]), stride=stride, out_size=out_size,
-                             weight_grad=weight.requires_grad and torch.is_grad_enabled())
+        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
+    )
+    which = backends.resolve(
+        backend,
+        x.device,
+        "upsample_skip",
+        cin_g=x.shape[1] // groups,
+        cout_g=weight.shape[1],
+        kernel=tuple(weight.shape[2:]),
+        stride=stride,
+        out_size=out_size,
+        weight_grad=weight.requires_grad and torch.is_grad_enabled(),
+    )
     if which == "reference":
-        return reference.upsample_skip(x, weight, bias, skip, stride=stride, groups=groups,
-                                       out_offset=out_offset, out_size=out_size, skip_offset=skip_offset)
+        return reference.upsample_skip(
+            x,
+            weight,
+            bias,
+            skip,
+            stride=stride,
+            groups=groups,
+            out_offset=out_offset,
+            out_size=out_size,
+            skip_offset=skip_offset,
+        )
     if which == "triton":
         from ..triton import upsample_skip as triton_impl
-        return triton_impl.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size,
-                                         skip_offset)
-    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset,
-                                               out_size, skip_offset)
+
+        return triton_impl.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
 
 
 if _ext.HAS_EXTENSION:
+
     @torch.library.register_fake("fcn_kernels::upsample_skip")
     def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
         validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
@@ -146,5 +188,6 @@ if _ext.HAS_EXTENSION:
         return grad_out.new_empty(weight_size)
 
     ops = torch.ops.fcn_kernels
-    register_upsample_skip(ops.upsample_skip.default, ops.upsample_skip_backward_input.default,
-                           ops.upsample_skip_backward_weight.default)
+    register_upsample_skip(
+        ops.upsample_skip.default, ops.upsample_skip_backward_input.default, ops.upsample_skip_backward_weight.default
+    )

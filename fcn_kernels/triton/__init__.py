@@ -10,6 +10,7 @@ kernels then run in Triton's interpreter (slow; how they are tested without a GP
 needed) and prints registers, spills and shared memory. FCN_KERNELS_TRITON_AUTOTUNE=0 pins every kernel
 to its first autotune config (utils.autotune).
 """
+
 from ._interpreter import fix_interpreter_for_numpy_2_4
 
 fix_interpreter_for_numpy_2_4()

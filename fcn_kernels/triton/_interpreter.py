@@ -1,4 +1,5 @@
 """Running the kernels under Triton's interpreter (TRITON_INTERPRET=1) with the versions we support."""
+
 import os
 
 import torch

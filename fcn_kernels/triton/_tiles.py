@@ -4,6 +4,7 @@ Triton inlines these @triton.jit helpers into the calling kernel. They and their
 statement order the kernels had inline: ptxas's register counts (python -m fcn_kernels.triton.aot) move
 with instruction order, e.g. with where a kernel reads tl.program_id(1) or adds a block origin.
 """
+
 import triton
 import triton.language as tl
 

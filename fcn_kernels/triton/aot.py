@@ -20,6 +20,7 @@ at stride 1 with a K x K filter (K * K taps a phase), each kernel's first config
 compile time: tap loops past utils.MAX_UNROLLED_TAPS are runtime loops, so K = 16 or 64 must compile
 about as fast as FCN's 2 x 2 taps.
 """
+
 import argparse
 import json
 import os
@@ -49,8 +50,8 @@ _TL = {"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16, "fp64": tl.f
 @dataclass
 class Variant:
     label: str
-    dtype: str            # element type of the tensor arguments ("part_ptr" is always float32)
-    constexprs: dict      # the kernel's constexprs other than the autotuned block sizes
+    dtype: str  # element type of the tensor arguments ("part_ptr" is always float32)
+    constexprs: dict  # the kernel's constexprs other than the autotuned block sizes
 
 
 RC_PREFIX = "rc_"
@@ -74,19 +75,22 @@ def _rc_variants(name):
         def variant(dtype, prec, ci, co):
             label = f"{'tf32' if prec == 'tf32' else dtype} c{ci}x{co}"
             return Variant(label, dtype, dict(base, DOT_PREC=prec, BLOCK_CI=ci, BLOCK_CO=co))
+
         if not dot:
             c = rc.FMA_MAX_C
             return [variant("fp32", "ieee", c, c)], [variant("bf16", "ieee", c, c)]
         wide = (rc.DOT_MAX_CI, rc.DOT_MAX_CO)  # tensor-core dots
-        return [variant("fp32", "ieee", rc.IEEE_MAX_CI, rc.IEEE_MAX_CO)], \
-            [variant("bf16", "ieee", *wide), variant("fp32", "tf32", *wide)]
+        return [variant("fp32", "ieee", rc.IEEE_MAX_CI, rc.IEEE_MAX_CO)], [
+            variant("bf16", "ieee", *wide),
+            variant("fp32", "tf32", *wide),
+        ]
     raise KeyError(f"no AOT specialisation for kernel {RC_PREFIX + name!r}: add one to fcn_kernels.triton.aot")
 
 
 def _variants(name, all_variants):
     fp32_dot, bf16_dot = "ieee", "ieee"
     if name.startswith(RC_PREFIX):
-        out, extra = _rc_variants(name[len(RC_PREFIX):])
+        out, extra = _rc_variants(name[len(RC_PREFIX) :])
         return out + (extra if all_variants else [])
     if name == "fwd_dw":
         base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True)
@@ -159,8 +163,12 @@ def _ptxas_usage(ptx, capability):
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        res = subprocess.run([ptxas, "-v", f"--gpu-name={sm_arch_from_capability(capability)}", src,
-                              "-o", os.path.join(tmp, "k.o")], capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [ptxas, "-v", f"--gpu-name={sm_arch_from_capability(capability)}", src, "-o", os.path.join(tmp, "k.o")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     log = res.stdout + res.stderr
     regs = max((int(m) for m in _REGS.findall(log)), default=0)
     spills = [tuple(map(int, m)) for m in _SPILL.findall(log)]
@@ -184,8 +192,12 @@ class Row:
 
     @property
     def ok(self):
-        return not self.error and self.spill_stores == 0 and self.spill_loads == 0 and \
-            self.shared_bytes <= MAX_SHARED.get(int(self.arch[3:]), 0)
+        return (
+            not self.error
+            and self.spill_stores == 0
+            and self.spill_loads == 0
+            and self.shared_bytes <= MAX_SHARED.get(int(self.arch[3:]), 0)
+        )
 
 
 def _config_label(config):
@@ -196,8 +208,11 @@ def compile_one(name, autotuner, variant, config, capability):
     row = Row(f"sm_{capability}", name, variant.label, _config_label(config), config.num_warps, config.num_stages)
     try:
         start = time.perf_counter()
-        kernel = triton.compile(_source(autotuner.fn, variant, config), target=GPUTarget("cuda", capability, 32),
-                                options=dict(num_warps=config.num_warps, num_stages=config.num_stages))
+        kernel = triton.compile(
+            _source(autotuner.fn, variant, config),
+            target=GPUTarget("cuda", capability, 32),
+            options=dict(num_warps=config.num_warps, num_stages=config.num_stages),
+        )
         row.seconds = round(time.perf_counter() - start, 2)
         row.shared_bytes = int(kernel.metadata.shared)
         row.registers, row.spill_stores, row.spill_loads = _ptxas_usage(kernel.asm["ptx"], capability)
@@ -241,14 +256,18 @@ def compile_all(archs=ARCHS, all_variants=False, taps=()):
 
 
 def format_table(rows):
-    head = f"{'arch':<6} {'kernel':<24} {'variant':<13} {'config':<20} {'warps':>5} {'stages':>6} " \
-           f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7} {'s':>6}  status"
+    head = (
+        f"{'arch':<6} {'kernel':<24} {'variant':<13} {'config':<20} {'warps':>5} {'stages':>6} "
+        f"{'regs':>5} {'spill st/ld':>11} {'smem B':>7} {'s':>6}  status"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         status = "ok" if r.ok else (r.error or ("SPILLS" if r.spill_stores or r.spill_loads else "SMEM"))
-        lines.append(f"{r.arch:<6} {r.kernel:<24} {r.variant:<13} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
-                     f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7} "
-                     f"{r.seconds:>6.1f}  {status}")
+        lines.append(
+            f"{r.arch:<6} {r.kernel:<24} {r.variant:<13} {r.config:<20} {r.num_warps:>5} {r.num_stages:>6} "
+            f"{r.registers:>5} {f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared_bytes:>7} "
+            f"{r.seconds:>6.1f}  {status}"
+        )
     return "\n".join(lines)
 
 
@@ -256,8 +275,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fcn_kernels.triton.aot", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities (default 80 90)")
     p.add_argument("--all-variants", action="store_true", help="also bfloat16 and TF32 dots")
-    p.add_argument("--taps", type=int, nargs="+", default=[], metavar="K",
-                   help="also the kernels with compile-time tap loops at stride 1, K x K filters (e.g. 16 64)")
+    p.add_argument(
+        "--taps",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also the kernels with compile-time tap loops at stride 1, K x K filters (e.g. 16 64)",
+    )
     p.add_argument("--json", help="also write the rows as JSON")
     args = p.parse_args(argv)
     rows = compile_all(args.arch, args.all_variants, args.taps)

@@ -7,6 +7,7 @@ placed at the window's offset, zeros elsewhere.
 
 The triton_op backward_bias_skip_triton is the bias (and skip) gradient of both Triton op families.
 """
+
 from typing import List
 
 import torch
@@ -18,9 +19,22 @@ from .utils import acc_dtype, autotune, config, launch, partial_dtype
 
 
 @triton.jit
-def _bias_grad_kernel(go_ptr, gs_ptr, part_ptr, Ho, Wo, Hs, Ws, sy, sx, ROWS,
-                      WRITE_SKIP: tl.constexpr, NEED_BIAS: tl.constexpr, ACC: tl.constexpr,
-                      BLOCK_W: tl.constexpr):
+def _bias_grad_kernel(
+    go_ptr,
+    gs_ptr,
+    part_ptr,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    ROWS,
+    WRITE_SKIP: tl.constexpr,
+    NEED_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     # walks the skip plane (Hs, Ws) when WRITE_SKIP, else grad_out's own plane (then Hs, Ws = Ho, Wo and
     # sy = sx = 0)
     plane = tl.program_id(0)
@@ -76,18 +90,34 @@ def backward_bias(grad_out, need_bias=True, skip_size=None, skip_offset=(0, 0)):
         return gb, gs
     grad_out = grad_out.contiguous()
     tiles = triton.cdiv(Hs, ROWS)
-    part = torch.empty((N, C, tiles), device=grad_out.device, dtype=partial_dtype(grad_out.dtype)) \
-        if need_bias else None
-    launch(_bias_grad, (N * C, tiles),
-           grad_out, gs if write_skip else grad_out, part if need_bias else grad_out, Ho, Wo, Hs, Ws, sy, sx, ROWS,
-           WRITE_SKIP=write_skip, NEED_BIAS=need_bias, ACC=acc_dtype(grad_out.dtype))
+    part = (
+        torch.empty((N, C, tiles), device=grad_out.device, dtype=partial_dtype(grad_out.dtype)) if need_bias else None
+    )
+    launch(
+        _bias_grad,
+        (N * C, tiles),
+        grad_out,
+        gs if write_skip else grad_out,
+        part if need_bias else grad_out,
+        Ho,
+        Wo,
+        Hs,
+        Ws,
+        sy,
+        sx,
+        ROWS,
+        WRITE_SKIP=write_skip,
+        NEED_BIAS=need_bias,
+        ACC=acc_dtype(grad_out.dtype),
+    )
     gb = part.sum((0, 2)).to(grad_out.dtype) if need_bias else None
     return gb, gs
 
 
 @triton_op("fcn_kernels::backward_bias_skip_triton", mutates_args={})
-def backward_bias_skip_triton(grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int],
-                              need_bias: bool) -> List[torch.Tensor]:
+def backward_bias_skip_triton(
+    grad_out: torch.Tensor, skip_size: List[int], skip_offset: List[int], need_bias: bool
+) -> List[torch.Tensor]:
     """[grad skip, grad bias] of both Triton op families; empty tensors for those not wanted (skip_size [],
     need_bias False)."""
     gb, gs = backward_bias(grad_out, need_bias, list(skip_size) or None, tuple(skip_offset))

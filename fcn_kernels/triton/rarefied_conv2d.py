@@ -30,6 +30,7 @@ that the weight tiles load coalesced along the output channels).
 Large tensors: batch and plane offsets are int64 always; channel offsets inside one image become int64
 (constexpr BIG) when an image holds 2**31 elements or more.
 """
+
 from typing import List, Optional
 
 import torch
@@ -109,9 +110,29 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
 #                                                               * w[co, ci - g*cin_g, kh, kw]
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
-def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, out_ptr,
-                   Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                   HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _fwd_dw_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * Cout + co
     n = plane // Cout
     co = plane % Cout
@@ -135,12 +156,37 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, out_ptr,
 
 
 @triton.jit
-def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
-                      Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                      HAS_BIAS: tl.constexpr, USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
-                      DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-                      BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _fwd_dense_kernel(
+    x_ptr,
+    wk_ptr,
+    b_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    HAS_BIAS: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     # output-channel block on grid axis 1
     n, g, oh, ow, o_ok = group_tile(tl.program_id(0), groups, Ho, Wo, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
@@ -159,10 +205,14 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
             m = o_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             ci_ok = ci < cin_g
             ch = channel(g, cin_g, ci, BIG)
-            xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
-                         mask=m[:, None] & ci_ok[None, :], other=0.0)
-            wt = tl.load(wk_grp + (tap * cin_g + ci)[:, None] * cout_g + co[None, :],
-                         mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
+            xt = tl.load(
+                x_img + ch[None, :] * H * W + (ih * W + iw)[:, None], mask=m[:, None] & ci_ok[None, :], other=0.0
+            )
+            wt = tl.load(
+                wk_grp + (tap * cin_g + ci)[:, None] * cout_g + co[None, :],
+                mask=ci_ok[:, None] & co_ok[None, :],
+                other=0.0,
+            )
             acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
@@ -184,16 +234,38 @@ def _fwd_dense_kernel(x_ptr, wk_ptr, b_ptr, out_ptr,
     if BIG:
         co_glob = co_glob.to(tl.int64)
     out_img = out_ptr + n.to(tl.int64) * Cout * Ho * Wo
-    tl.store(out_img + co_glob[None, :] * Ho * Wo + (oh * Wo + ow)[:, None], acc.to(out_ptr.dtype.element_ty),
-             mask=o_ok[:, None] & co_ok[None, :])
+    tl.store(
+        out_img + co_glob[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=o_ok[:, None] & co_ok[None, :],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # grad x: gx[n, ci, i, j] = sum_{co in group, kh, kw} go[n, co, i + ph - kh*rh, j + pw - kw*rw] w[co, ci, kh, kw]
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                         ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_input_dw_kernel(
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * Cin + ci
     n = plane // Cin
     ci = plane % Cin
@@ -216,12 +288,35 @@ def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw,
 
 
 @triton.jit
-def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
-                            Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                            USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
-                            ACC: tl.constexpr, BIG: tl.constexpr,
-                            BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                            BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_input_dense_kernel(
+    go_ptr,
+    wk_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -240,10 +335,14 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
             m = in_ok & (oh >= 0) & (oh < Ho) & (ow >= 0) & (ow < Wo)
             co_ok = co < cout_g
             ch = channel(g, cout_g, co, BIG)
-            got = tl.load(go_img + ch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
-                          mask=m[:, None] & co_ok[None, :], other=0.0)
-            wt = tl.load(wk_grp + (tap * cin_g + ci[None, :]) * cout_g + co[:, None],
-                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
+            got = tl.load(
+                go_img + ch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None], mask=m[:, None] & co_ok[None, :], other=0.0
+            )
+            wt = tl.load(
+                wk_grp + (tap * cin_g + ci[None, :]) * cout_g + co[:, None],
+                mask=co_ok[:, None] & ci_ok[None, :],
+                other=0.0,
+            )
             acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
@@ -262,8 +361,11 @@ def _bwd_input_dense_kernel(go_ptr, wk_ptr, gx_ptr,
     if BIG:
         ci_glob = ci_glob.to(tl.int64)
     gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
-    tl.store(gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None], acc.to(gx_ptr.dtype.element_ty),
-             mask=in_ok[:, None] & ci_ok[None, :])
+    tl.store(
+        gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None],
+        acc.to(gx_ptr.dtype.element_ty),
+        mask=in_ok[:, None] & ci_ok[None, :],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,8 +385,29 @@ def _tap_hi(k, r, p, n_in, n_out):
 
 
 @triton.jit
-def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-                          SPLIT, KWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr):
+def _bwd_weight_dw_kernel(
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    SPLIT,
+    KWP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):
     # One (output channel, kh) and every SPLIT-th output row of the tap's window. The go row is read once
     # per chunk of columns; x is gathered at the Kw shifted columns (the same input row, cached) into a
     # [KWP, BLOCK_Q] accumulator that one reduction per kw turns into w[co, 0, kh, kw].
@@ -319,12 +442,37 @@ def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, Cin, Cout, cout_g, H, W, K
 
 
 @triton.jit
-def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
-                             N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
-                             USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
-                             ACC: tl.constexpr, BIG: tl.constexpr,
-                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_weight_dense_kernel(
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    SPLIT,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
@@ -350,10 +498,14 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
         for w0 in range(ow_lo, ow_hi, BLOCK_W):
             ow = w0 + offs % BLOCK_W
             m = (oh < oh_hi) & (ow < ow_hi)
-            xt = tl.load(x_img + xch[:, None] * H * W + (oh * W + ow + shift)[None, :],
-                         mask=ci_ok[:, None] & m[None, :], other=0.0)
-            gt = tl.load(go_img + gch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
-                         mask=m[:, None] & co_ok[None, :], other=0.0)
+            xt = tl.load(
+                x_img + xch[:, None] * H * W + (oh * W + ow + shift)[None, :],
+                mask=ci_ok[:, None] & m[None, :],
+                other=0.0,
+            )
+            gt = tl.load(
+                go_img + gch[None, :] * Ho * Wo + (oh * Wo + ow)[:, None], mask=m[:, None] & co_ok[None, :], other=0.0
+            )
             if USE_DOT:
                 acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(gt, DOT_F32), acc, input_precision=DOT_PREC)
             else:
@@ -367,17 +519,12 @@ _DENSE_KEY = ["cin_g", "cout_g", "H", "W", "Kh", "Kw", "rh", "rw"]
 _fwd_dw = autotune(FWD_DW_CONFIGS, key=["Ho", "Wo", "Kh", "Kw"])(_fwd_dw_kernel)
 _fwd_dense_dot = autotune(FWD_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_fwd_dense_kernel)
 _fwd_dense_fma = autotune(FWD_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_fwd_dense_kernel)
-_bwd_input_dw = autotune(BWD_INPUT_DW_CONFIGS, key=["H", "W", "Kh", "Kw", "cout_g"])(
-    _bwd_input_dw_kernel)
-_bwd_input_dense_dot = autotune(BWD_INPUT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(
-    _bwd_input_dense_kernel)
-_bwd_input_dense_fma = autotune(BWD_INPUT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(
-    _bwd_input_dense_kernel)
+_bwd_input_dw = autotune(BWD_INPUT_DW_CONFIGS, key=["H", "W", "Kh", "Kw", "cout_g"])(_bwd_input_dw_kernel)
+_bwd_input_dense_dot = autotune(BWD_INPUT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_bwd_input_dense_kernel)
+_bwd_input_dense_fma = autotune(BWD_INPUT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_bwd_input_dense_kernel)
 _bwd_weight_dw = autotune(BWD_WEIGHT_DW_CONFIGS, key=["Wo", "Kw"])(_bwd_weight_dw_kernel)
-_bwd_weight_dense_dot = autotune(BWD_WEIGHT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(
-    _bwd_weight_dense_kernel)
-_bwd_weight_dense_fma = autotune(BWD_WEIGHT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(
-    _bwd_weight_dense_kernel)
+_bwd_weight_dense_dot = autotune(BWD_WEIGHT_DENSE_DOT_CONFIGS, key=_DENSE_KEY)(_bwd_weight_dense_kernel)
+_bwd_weight_dense_fma = autotune(BWD_WEIGHT_DENSE_FMA_CONFIGS, key=_DENSE_KEY)(_bwd_weight_dense_kernel)
 
 # (name, autotuned kernel) for every kernel above: the AOT check (fcn_kernels.triton.aot) compiles each
 # with each of its configs.
@@ -440,20 +587,74 @@ def forward(x, weight, bias, rarefaction, padding, groups):
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
         weight = weight.contiguous()
+
         def grid(m):
             return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-        launch(_fwd_dw, grid, x, weight, b_arg, out, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-               HAS_BIAS=bias is not None, ACC=acc)
+
+        launch(
+            _fwd_dw,
+            grid,
+            x,
+            weight,
+            b_arg,
+            out,
+            Cin,
+            Cout,
+            cout_g,
+            H,
+            W,
+            Kh,
+            Kw,
+            rh,
+            rw,
+            ph,
+            pw,
+            Ho,
+            Wo,
+            HAS_BIAS=bias is not None,
+            ACC=acc,
+        )
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
+
     def grid(m):
-        return (N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
-                triton.cdiv(cout_g, block_co))
-    launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
-           x, _tap_major(weight, groups), b_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
-           Ho, Wo, HAS_BIAS=bias is not None, USE_DOT=dot, DOT_PREC=dot_precision(x.dtype),
-           DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=needs_int64(x, out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        return (
+            N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
+            triton.cdiv(cout_g, block_co),
+        )
+
+    launch(
+        _fwd_dense_dot if dot else _fwd_dense_fma,
+        grid,
+        x,
+        _tap_major(weight, groups),
+        b_arg,
+        out,
+        Cin,
+        Cout,
+        groups,
+        cin_g,
+        cout_g,
+        H,
+        W,
+        Kh,
+        Kw,
+        rh,
+        rw,
+        ph,
+        pw,
+        Ho,
+        Wo,
+        HAS_BIAS=bias is not None,
+        USE_DOT=dot,
+        DOT_PREC=dot_precision(x.dtype),
+        DOT_F32=dot_upcast(x.dtype),
+        ACC=acc,
+        BIG=needs_int64(x, out),
+        BLOCK_CI=block_ci,
+        BLOCK_CO=block_co,
+    )
     return out
 
 
@@ -470,20 +671,67 @@ def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
     check_plane_int32("rarefied_conv2d", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
+
         def grid(m):
             return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-        launch(_bwd_input_dw, grid, grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, H, W, Kh, Kw,
-               rh, rw, ph, pw, Ho, Wo, ACC=acc)
+
+        launch(
+            _bwd_input_dw,
+            grid,
+            grad_out,
+            weight.contiguous(),
+            gx,
+            Cin,
+            Cout,
+            cout_g,
+            H,
+            W,
+            Kh,
+            Kw,
+            rh,
+            rw,
+            ph,
+            pw,
+            Ho,
+            Wo,
+            ACC=acc,
+        )
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
+
     def grid(m):
-        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
-                triton.cdiv(cin_g, block_ci))
-    launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
-           grad_out, _tap_major(weight, groups), gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw,
-           Ho, Wo, USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
-           BIG=needs_int64(gx, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]), triton.cdiv(cin_g, block_ci))
+
+    launch(
+        _bwd_input_dense_dot if dot else _bwd_input_dense_fma,
+        grid,
+        grad_out,
+        _tap_major(weight, groups),
+        gx,
+        Cin,
+        Cout,
+        groups,
+        cin_g,
+        cout_g,
+        H,
+        W,
+        Kh,
+        Kw,
+        rh,
+        rw,
+        ph,
+        pw,
+        Ho,
+        Wo,
+        USE_DOT=dot,
+        DOT_PREC=dot_precision(grad_out.dtype),
+        DOT_F32=dot_upcast(grad_out.dtype),
+        ACC=acc,
+        BIG=needs_int64(gx, grad_out),
+        BLOCK_CI=block_ci,
+        BLOCK_CO=block_co,
+    )
     return gx
 
 
@@ -508,19 +756,67 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
         tasks = Cout * Kh
         split = splits(tasks, N * Ho, x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(_bwd_weight_dw, (tasks, split),
-               grad_out, x, part, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
-               KWP=triton.next_power_of_2(Kw), ACC=acc)
+        launch(
+            _bwd_weight_dw,
+            (tasks, split),
+            grad_out,
+            x,
+            part,
+            N,
+            Cin,
+            Cout,
+            cout_g,
+            H,
+            W,
+            Kh,
+            Kw,
+            rh,
+            rw,
+            ph,
+            pw,
+            Ho,
+            Wo,
+            split,
+            KWP=triton.next_power_of_2(Kw),
+            ACC=acc,
+        )
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
         block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
         tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
         split = splits(tasks, N * triton.cdiv(Ho, _DENSE_WEIGHT_ROWS), x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma, (tasks, split),
-               grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, split,
-               USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
-               BIG=needs_int64(x, grad_out), BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        launch(
+            _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma,
+            (tasks, split),
+            grad_out,
+            x,
+            part,
+            N,
+            Cin,
+            Cout,
+            groups,
+            cin_g,
+            cout_g,
+            H,
+            W,
+            Kh,
+            Kw,
+            rh,
+            rw,
+            ph,
+            pw,
+            Ho,
+            Wo,
+            split,
+            USE_DOT=dot,
+            DOT_PREC=dot_precision(x.dtype),
+            DOT_F32=dot_upcast(x.dtype),
+            ACC=acc,
+            BIG=needs_int64(x, grad_out),
+            BLOCK_CI=block_ci,
+            BLOCK_CO=block_co,
+        )
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 
@@ -530,25 +826,47 @@ def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
 # differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::rarefied_conv2d_triton", mutates_args={})
-def rarefied_conv2d_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                           rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+def rarefied_conv2d_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    rarefaction: List[int],
+    padding: List[int],
+    groups: int,
+) -> torch.Tensor:
     return forward(x, weight, bias, tuple(rarefaction), tuple(padding), groups)
 
 
 @triton_op("fcn_kernels::rarefied_conv2d_backward_input_triton", mutates_args={})
-def rarefied_conv2d_backward_input_triton(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
-                                          rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+def rarefied_conv2d_backward_input_triton(
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    input_size: List[int],
+    rarefaction: List[int],
+    padding: List[int],
+    groups: int,
+) -> torch.Tensor:
     return backward_input(grad_out, weight, list(input_size), tuple(rarefaction), tuple(padding), groups)
 
 
 @triton_op("fcn_kernels::rarefied_conv2d_backward_weight_triton", mutates_args={})
-def rarefied_conv2d_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
-                                           rarefaction: List[int], padding: List[int], groups: int) -> torch.Tensor:
+def rarefied_conv2d_backward_weight_triton(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight_size: List[int],
+    rarefaction: List[int],
+    padding: List[int],
+    groups: int,
+) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(rarefaction), tuple(padding), groups)
 
 
-register_rarefied_conv2d(rarefied_conv2d_triton, rarefied_conv2d_backward_input_triton,
-                         rarefied_conv2d_backward_weight_triton, bias_skip=backward_bias_skip_triton)
+register_rarefied_conv2d(
+    rarefied_conv2d_triton,
+    rarefied_conv2d_backward_input_triton,
+    rarefied_conv2d_backward_weight_triton,
+    bias_skip=backward_bias_skip_triton,
+)
 
 
 def rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):

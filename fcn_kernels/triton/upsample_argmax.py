@@ -9,6 +9,7 @@ running maximum and its class follow torch.argmax: NaN above every number, the l
 Batch and plane offsets are int64; channel offsets inside one image become int64 (constexpr BIG) when an
 image holds 2**31 elements or more, as in upsample_skip.py.
 """
+
 from typing import List, Optional
 
 import torch
@@ -28,8 +29,30 @@ ARGMAX_CONFIGS = [
 
 
 @triton.jit
-def _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw, sh, sw,
-         ACC: tl.constexpr, BIG: tl.constexpr):
+def _tap(
+    acc,
+    x_img,
+    w_ptr,
+    g,
+    co_l,
+    th,
+    tw,
+    phase_h,
+    phase_w,
+    bi,
+    bj,
+    omask,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+):
     """acc plus tap (th, tw) of class co_l of group g over the group's input channels."""
     kh = phase_h + th * sh
     ih = bi - th
@@ -45,10 +68,39 @@ def _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, ci
 
 
 @triton.jit
-def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
-                   Cin, Cout, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-                   TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
-                   ACC: tl.constexpr, BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _argmax_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
     p = i + oy  # full-output coordinates, >= 0
@@ -68,13 +120,57 @@ def _argmax_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
         if TH * TW <= MAX_UNROLLED_TAPS:
             for th in tl.static_range(TH):
                 for tw in tl.static_range(TW):
-                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g,
-                               H, W, Kh, Kw, sh, sw, ACC, BIG)
+                    acc = _tap(
+                        acc,
+                        x_img,
+                        w_ptr,
+                        g,
+                        co_l,
+                        th,
+                        tw,
+                        phase_h,
+                        phase_w,
+                        bi,
+                        bj,
+                        omask,
+                        cin_g,
+                        cout_g,
+                        H,
+                        W,
+                        Kh,
+                        Kw,
+                        sh,
+                        sw,
+                        ACC,
+                        BIG,
+                    )
         else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
             for th in range(0, TH):
                 for tw in range(0, TW):
-                    acc = _tap(acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g,
-                               H, W, Kh, Kw, sh, sw, ACC, BIG)
+                    acc = _tap(
+                        acc,
+                        x_img,
+                        w_ptr,
+                        g,
+                        co_l,
+                        th,
+                        tw,
+                        phase_h,
+                        phase_w,
+                        bi,
+                        bj,
+                        omask,
+                        cin_g,
+                        cout_g,
+                        H,
+                        W,
+                        Kh,
+                        Kw,
+                        sh,
+                        sw,
+                        ACC,
+                        BIG,
+                    )
         if HAS_BIAS:
             acc += tl.load(b_ptr + co).to(ACC)
         if HAS_SKIP:
@@ -106,26 +202,64 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     skip = skip.contiguous() if skip is not None else None
     Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
     check_plane_int32("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
+
     def grid(m):
         return (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-    launch(_argmax, grid,
-           x, weight, bias if bias is not None else x, skip if skip is not None else x, out,
-           Cin, Cout, Cin // groups, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-           TH=triton.cdiv(Kh, sh), TW=triton.cdiv(Kw, sw), HAS_BIAS=bias is not None, HAS_SKIP=skip is not None,
-           ACC=acc_dtype(x.dtype), BIG=needs_int64(x, skip))
+
+    launch(
+        _argmax,
+        grid,
+        x,
+        weight,
+        bias if bias is not None else x,
+        skip if skip is not None else x,
+        out,
+        Cin,
+        Cout,
+        Cin // groups,
+        cout_g,
+        H,
+        W,
+        Kh,
+        Kw,
+        sh,
+        sw,
+        oy,
+        ox,
+        Ho,
+        Wo,
+        Hs,
+        Ws,
+        sy,
+        sx,
+        TH=triton.cdiv(Kh, sh),
+        TW=triton.cdiv(Kw, sw),
+        HAS_BIAS=bias is not None,
+        HAS_SKIP=skip is not None,
+        ACC=acc_dtype(x.dtype),
+        BIG=needs_int64(x, skip),
+    )
     return out
 
 
 @triton_op("fcn_kernels::upsample_argmax_triton", mutates_args={})
-def upsample_argmax_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                           skip: Optional[torch.Tensor], stride: List[int], groups: int, out_offset: List[int],
-                           out_size: List[int], skip_offset: List[int]) -> torch.Tensor:
-    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size),
-                   tuple(skip_offset))
+def upsample_argmax_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+    out_size: List[int],
+    skip_offset: List[int],
+) -> torch.Tensor:
+    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size), tuple(skip_offset))
 
 
 def upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """Entry point of fcn_kernels.upsample_argmax for backend "triton" (arguments already validated and
     normalised to tuples, out_size filled in)."""
-    return torch.ops.fcn_kernels.upsample_argmax_triton(x, weight, bias, skip, list(stride), groups,
-                                                        list(out_offset), list(out_size), list(skip_offset))
+    return torch.ops.fcn_kernels.upsample_argmax_triton(
+        x, weight, bias, skip, list(stride), groups, list(out_offset), list(out_size), list(skip_offset)
+    )

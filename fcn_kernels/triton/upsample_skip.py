@@ -29,6 +29,7 @@ Kernels (every accumulation in float32, float64 for float64 inputs; one rounding
 Large tensors: batch and plane offsets are int64 always; channel offsets inside one image become int64
 (constexpr BIG) when an image holds 2**31 elements or more.
 """
+
 from typing import List, Optional
 
 import torch
@@ -131,10 +132,35 @@ def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H
 
 
 @triton.jit
-def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
-                   C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-                   TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
-                   ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _fwd_dw_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * C + c
     c = plane % C
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
@@ -150,13 +176,15 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     if TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw,
-                                  sh, sw, ACC)
+                acc = _fwd_dw_tap(
+                    acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC
+                )
     else:
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw,
-                                  sh, sw, ACC)
+                acc = _fwd_dw_tap(
+                    acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC
+                )
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(ACC)
     if HAS_SKIP:
@@ -167,8 +195,31 @@ def _fwd_dw_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
 
 
 @triton.jit
-def _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok, cin_g, cout_g,
-                 H, W, Kh, Kw, sh, sw, ACC: tl.constexpr, BIG: tl.constexpr):
+def _fwd_fma_tap(
+    acc,
+    x_img,
+    w_ptr,
+    th,
+    tw,
+    phase_h,
+    phase_w,
+    bi,
+    bj,
+    valid,
+    g,
+    co,
+    co_ok,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+):
     # acc plus sub-filter tap (th, tw)'s products, an FMA per input channel of the group
     kh = phase_h + th * sh
     ih = bi - th
@@ -180,21 +231,57 @@ def _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, 
     for ci in range(0, cin_g):
         ch = channel(g, cin_g, ci, BIG)
         xv = tl.load(x_img + ch * H * W + sp, mask=m, other=0.0).to(ACC)
-        wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw,
-                     mask=tap_ok & co_ok, other=0.0).to(ACC)
+        wv = tl.load(w_ptr + (((g * cin_g + ci) * cout_g + co) * Kh + kh) * Kw + kw, mask=tap_ok & co_ok, other=0.0).to(
+            ACC
+        )
         acc += xv[:, None] * wv[None, :]
     return acc
 
 
 @triton.jit
-def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
-                      Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-                      bi_lo, bj_lo, n_bi, n_bj,
-                      TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
-                      USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
-                      ACC: tl.constexpr, BIG: tl.constexpr,
-                      BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                      BLOCK_BI: tl.constexpr, BLOCK_BJ: tl.constexpr):
+def _fwd_dense_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    bi_lo,
+    bj_lo,
+    n_bi,
+    n_bj,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_BI: tl.constexpr,
+    BLOCK_BJ: tl.constexpr,
+):
     # program -> (n, group, tile, phase), phase fastest: neighbouring programs share x and fill each
     # other's columns of the same output rows.
     phases = sh * sw
@@ -224,21 +311,71 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
             m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             ci_ok = ci < cin_g
             ch = channel(g, cin_g, ci, BIG)
-            xt = tl.load(x_img + ch[None, :] * H * W + (ih * W + iw)[:, None],
-                         mask=m[:, None] & ci_ok[None, :], other=0.0)
-            wt = tl.load(w_ptr + (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw,
-                         mask=tap_ok & ci_ok[:, None] & co_ok[None, :], other=0.0)
+            xt = tl.load(
+                x_img + ch[None, :] * H * W + (ih * W + iw)[:, None], mask=m[:, None] & ci_ok[None, :], other=0.0
+            )
+            wt = tl.load(
+                w_ptr + (((g * cin_g + ci)[:, None] * cout_g + co[None, :]) * Kh + kh) * Kw + kw,
+                mask=tap_ok & ci_ok[:, None] & co_ok[None, :],
+                other=0.0,
+            )
             acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     elif TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok,
-                                   cin_g, cout_g, H, W, Kh, Kw, sh, sw, ACC, BIG)
+                acc = _fwd_fma_tap(
+                    acc,
+                    x_img,
+                    w_ptr,
+                    th,
+                    tw,
+                    phase_h,
+                    phase_w,
+                    bi,
+                    bj,
+                    valid,
+                    g,
+                    co,
+                    co_ok,
+                    cin_g,
+                    cout_g,
+                    H,
+                    W,
+                    Kh,
+                    Kw,
+                    sh,
+                    sw,
+                    ACC,
+                    BIG,
+                )
     else:
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, phase_h, phase_w, bi, bj, valid, g, co, co_ok,
-                                   cin_g, cout_g, H, W, Kh, Kw, sh, sw, ACC, BIG)
+                acc = _fwd_fma_tap(
+                    acc,
+                    x_img,
+                    w_ptr,
+                    th,
+                    tw,
+                    phase_h,
+                    phase_w,
+                    bi,
+                    bj,
+                    valid,
+                    g,
+                    co,
+                    co_ok,
+                    cin_g,
+                    cout_g,
+                    H,
+                    W,
+                    Kh,
+                    Kw,
+                    sh,
+                    sw,
+                    ACC,
+                    BIG,
+                )
     co_glob = g * cout_g + co
     if HAS_BIAS:
         acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
@@ -249,19 +386,36 @@ def _fwd_dense_kernel(x_ptr, w_ptr, b_ptr, s_ptr, out_ptr,
     j = q - ox
     if HAS_SKIP:
         s_img = s_ptr + n.to(tl.int64) * Cout * Hs * Ws
-        acc += tl.load(s_img + co_glob[None, :] * Hs * Ws + ((i + sy) * Ws + (j + sx))[:, None],
-                       mask=omask, other=0.0).to(ACC)
+        acc += tl.load(
+            s_img + co_glob[None, :] * Hs * Ws + ((i + sy) * Ws + (j + sx))[:, None], mask=omask, other=0.0
+        ).to(ACC)
     out_img = out_ptr + n.to(tl.int64) * Cout * Ho * Wo
-    tl.store(out_img + co_glob[None, :] * Ho * Wo + (i * Wo + j)[:, None], acc.to(out_ptr.dtype.element_ty),
-             mask=omask)
+    tl.store(out_img + co_glob[None, :] * Ho * Wo + (i * Wo + j)[:, None], acc.to(out_ptr.dtype.element_ty), mask=omask)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # grad x: gx[n, ci, i, j] = sum_{co in group, kh, kw} go[n, co, i*sh + kh - oy, j*sw + kw - ox] w[ci, co, kh, kw]
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-                         ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_input_dw_kernel(
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)
     c = plane % C
     ih, iw, in_ok = plane_tile(H, W, BLOCK_H, BLOCK_W)
@@ -281,12 +435,35 @@ def _bwd_input_dw_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox,
 
 
 @triton.jit
-def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
-                            Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-                            USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
-                            ACC: tl.constexpr, BIG: tl.constexpr,
-                            BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                            BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_input_dense_kernel(
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -304,10 +481,14 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
             m = in_ok & (i >= 0) & (i < Ho) & (j >= 0) & (j < Wo)
             co_ok = co < cout_g
             ch = channel(g, cout_g, co, BIG)
-            got = tl.load(go_img + ch[None, :] * Ho * Wo + (i * Wo + j)[:, None],
-                          mask=m[:, None] & co_ok[None, :], other=0.0)
-            wt = tl.load(w_ptr + ((ci_glob[None, :] * cout_g + co[:, None]) * Kh + kh) * Kw + kw,
-                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
+            got = tl.load(
+                go_img + ch[None, :] * Ho * Wo + (i * Wo + j)[:, None], mask=m[:, None] & co_ok[None, :], other=0.0
+            )
+            wt = tl.load(
+                w_ptr + ((ci_glob[None, :] * cout_g + co[:, None]) * Kh + kh) * Kw + kw,
+                mask=co_ok[:, None] & ci_ok[None, :],
+                other=0.0,
+            )
             acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
@@ -320,14 +501,16 @@ def _bwd_input_dense_kernel(go_ptr, w_ptr, gx_ptr,
                 for co in range(0, cout_g):
                     ch = channel(g, cout_g, co, BIG)
                     gv = tl.load(go_img + ch * Ho * Wo + sp, mask=m, other=0.0).to(ACC)
-                    wv = tl.load(w_ptr + ((ci_glob * cout_g + co) * Kh + kh) * Kw + kw,
-                                 mask=ci_ok, other=0.0).to(ACC)
+                    wv = tl.load(w_ptr + ((ci_glob * cout_g + co) * Kh + kh) * Kw + kw, mask=ci_ok, other=0.0).to(ACC)
                     acc += gv[:, None] * wv[None, :]
     if BIG:
         ci_glob = ci_glob.to(tl.int64)
     gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
-    tl.store(gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None], acc.to(gx_ptr.dtype.element_ty),
-             mask=in_ok[:, None] & ci_ok[None, :])
+    tl.store(
+        gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None],
+        acc.to(gx_ptr.dtype.element_ty),
+        mask=in_ok[:, None] & ci_ok[None, :],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,8 +525,28 @@ def _window_lo(off, k, s):
 
 
 @triton.jit
-def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
-                          TW: tl.constexpr, TWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr):
+def _bwd_weight_dw_kernel(
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    SPLIT,
+    TW: tl.constexpr,
+    TWP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):
     # One (channel, kh) and every SPLIT-th input row of its window. Output row i = ih*sh + kh - oy is read
     # contiguously; its column j (full q = j + ox = m*sw + r, phase r) received x[m - t] through tap
     # kw = r + t*sw. acc[t, jj] sums go * x[m - t] per column; the columns advance by a multiple of sw, so
@@ -383,12 +586,37 @@ def _bwd_weight_dw_kernel(go_ptr, x_ptr, part_ptr, N, C, H, W, Kh, Kw, sh, sw, o
 
 
 @triton.jit
-def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
-                             N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
-                             USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr,
-                             ACC: tl.constexpr, BIG: tl.constexpr,
-                             BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
-                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _bwd_weight_dense_kernel(
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    SPLIT,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
@@ -413,8 +641,9 @@ def _bwd_weight_dense_kernel(go_ptr, x_ptr, part_ptr,
         for w0 in range(iw_lo, iw_hi, BLOCK_W):
             iw = w0 + offs % BLOCK_W
             m = (ih < ih_hi) & (iw < iw_hi)
-            xt = tl.load(x_img + xch[:, None] * H * W + (ih * W + iw)[None, :],
-                         mask=ci_ok[:, None] & m[None, :], other=0.0)
+            xt = tl.load(
+                x_img + xch[:, None] * H * W + (ih * W + iw)[None, :], mask=ci_ok[:, None] & m[None, :], other=0.0
+            )
             sp = (ih * sh + kh - oy) * Wo + iw * sw + kw - ox
             gt = tl.load(go_img + gch[None, :] * Ho * Wo + sp[:, None], mask=m[:, None] & co_ok[None, :], other=0.0)
             if USE_DOT:
@@ -481,26 +710,95 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     s_arg = skip if skip is not None else out
     if cin_g == 1 and cout_g == 1:
+
         def grid(m):
             return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-        launch(_fwd_dw, grid,
-               x, weight, b_arg, s_arg, out, Cout, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-               TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, ACC=acc)
+
+        launch(
+            _fwd_dw,
+            grid,
+            x,
+            weight,
+            b_arg,
+            s_arg,
+            out,
+            Cout,
+            H,
+            W,
+            Kh,
+            Kw,
+            sh,
+            sw,
+            oy,
+            ox,
+            Ho,
+            Wo,
+            Hs,
+            Ws,
+            sy,
+            sx,
+            TH=TH,
+            TW=TW,
+            HAS_BIAS=bias is not None,
+            HAS_SKIP=skip is not None,
+            ACC=acc,
+        )
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
     bi_lo, bi_hi = oy // sh, triton.cdiv(oy + Ho, sh)
     bj_lo, bj_hi = ox // sw, triton.cdiv(ox + Wo, sw)
     n_bi, n_bj = bi_hi - bi_lo, bj_hi - bj_lo
+
     def grid(m):
-        return (N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
-                triton.cdiv(cout_g, block_co))
-    launch(_fwd_dense_dot if dot else _fwd_dense_fma, grid,
-           x, weight, b_arg, s_arg, out, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-           Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
-           TH=TH, TW=TW, HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, USE_DOT=dot,
-           DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc, BIG=needs_int64(x, out, skip),
-           BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        return (
+            N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
+            triton.cdiv(cout_g, block_co),
+        )
+
+    launch(
+        _fwd_dense_dot if dot else _fwd_dense_fma,
+        grid,
+        x,
+        weight,
+        b_arg,
+        s_arg,
+        out,
+        Cin,
+        Cout,
+        groups,
+        cin_g,
+        cout_g,
+        H,
+        W,
+        Kh,
+        Kw,
+        sh,
+        sw,
+        oy,
+        ox,
+        Ho,
+        Wo,
+        Hs,
+        Ws,
+        sy,
+        sx,
+        bi_lo,
+        bj_lo,
+        n_bi,
+        n_bj,
+        TH=TH,
+        TW=TW,
+        HAS_BIAS=bias is not None,
+        HAS_SKIP=skip is not None,
+        USE_DOT=dot,
+        DOT_PREC=dot_precision(x.dtype),
+        DOT_F32=dot_upcast(x.dtype),
+        ACC=acc,
+        BIG=needs_int64(x, out, skip),
+        BLOCK_CI=block_ci,
+        BLOCK_CO=block_co,
+    )
     return out
 
 
@@ -518,20 +816,47 @@ def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
     check_plane_int32("upsample_skip", gx.shape, grad_out.shape)
     acc = acc_dtype(grad_out.dtype)
     if cin_g == 1 and cout_g == 1:
+
         def grid(m):
             return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+
         launch(_bwd_input_dw, grid, grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
     block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
+
     def grid(m):
-        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]),
-                triton.cdiv(cin_g, block_ci))
-    launch(_bwd_input_dense_dot if dot else _bwd_input_dense_fma, grid,
-           grad_out, weight, gx, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-           USE_DOT=dot, DOT_PREC=dot_precision(grad_out.dtype), DOT_F32=dot_upcast(grad_out.dtype), ACC=acc,
-           BIG=needs_int64(gx, grad_out),
-           BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]), triton.cdiv(cin_g, block_ci))
+
+    launch(
+        _bwd_input_dense_dot if dot else _bwd_input_dense_fma,
+        grid,
+        grad_out,
+        weight,
+        gx,
+        Cin,
+        Cout,
+        groups,
+        cin_g,
+        cout_g,
+        H,
+        W,
+        Kh,
+        Kw,
+        sh,
+        sw,
+        oy,
+        ox,
+        Ho,
+        Wo,
+        USE_DOT=dot,
+        DOT_PREC=dot_precision(grad_out.dtype),
+        DOT_F32=dot_upcast(grad_out.dtype),
+        ACC=acc,
+        BIG=needs_int64(gx, grad_out),
+        BLOCK_CI=block_ci,
+        BLOCK_CO=block_co,
+    )
     return gx
 
 
@@ -558,20 +883,66 @@ def backward_weight(grad_out, x, weight_size, stride, groups, out_offset):
         split = splits(tasks, N * H, x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
         TW = triton.cdiv(Kw, sw)
-        launch(_bwd_weight_dw, (tasks, split),
-               grad_out, x, part, N, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
-               TW=TW, TWP=triton.next_power_of_2(TW), ACC=acc)
+        launch(
+            _bwd_weight_dw,
+            (tasks, split),
+            grad_out,
+            x,
+            part,
+            N,
+            Cin,
+            H,
+            W,
+            Kh,
+            Kw,
+            sh,
+            sw,
+            oy,
+            ox,
+            Ho,
+            Wo,
+            split,
+            TW=TW,
+            TWP=triton.next_power_of_2(TW),
+            ACC=acc,
+        )
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
         block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
         tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
         split = splits(tasks, N * triton.cdiv(H, 8), x.device)
         part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(_bwd_weight_dense_dot if dot else _bwd_weight_dense_fma, (tasks, split),
-               grad_out, x, part, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, split,
-               USE_DOT=dot, DOT_PREC=dot_precision(x.dtype), DOT_F32=dot_upcast(x.dtype), ACC=acc,
-               BIG=needs_int64(x, grad_out),
-               BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        launch(
+            _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma,
+            (tasks, split),
+            grad_out,
+            x,
+            part,
+            N,
+            Cin,
+            Cout,
+            groups,
+            cin_g,
+            cout_g,
+            H,
+            W,
+            Kh,
+            Kw,
+            sh,
+            sw,
+            oy,
+            ox,
+            Ho,
+            Wo,
+            split,
+            USE_DOT=dot,
+            DOT_PREC=dot_precision(x.dtype),
+            DOT_F32=dot_upcast(x.dtype),
+            ACC=acc,
+            BIG=needs_int64(x, grad_out),
+            BLOCK_CI=block_ci,
+            BLOCK_CO=block_co,
+        )
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 
@@ -586,31 +957,55 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 # differentiated by the rules of fcn_kernels/_autograd/.
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
-def upsample_skip_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                         skip: Optional[torch.Tensor], stride: List[int], groups: int, out_offset: List[int],
-                         out_size: List[int], skip_offset: List[int]) -> torch.Tensor:
-    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size),
-                   tuple(skip_offset))
+def upsample_skip_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+    out_size: List[int],
+    skip_offset: List[int],
+) -> torch.Tensor:
+    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size), tuple(skip_offset))
 
 
 @triton_op("fcn_kernels::upsample_skip_backward_input_triton", mutates_args={})
-def upsample_skip_backward_input_triton(grad_out: torch.Tensor, weight: torch.Tensor, input_size: List[int],
-                                        stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
+def upsample_skip_backward_input_triton(
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    input_size: List[int],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+) -> torch.Tensor:
     return backward_input(grad_out, weight, list(input_size), tuple(stride), groups, tuple(out_offset))
 
 
 @triton_op("fcn_kernels::upsample_skip_backward_weight_triton", mutates_args={})
-def upsample_skip_backward_weight_triton(grad_out: torch.Tensor, x: torch.Tensor, weight_size: List[int],
-                                         stride: List[int], groups: int, out_offset: List[int]) -> torch.Tensor:
+def upsample_skip_backward_weight_triton(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight_size: List[int],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+) -> torch.Tensor:
     return backward_weight(grad_out, x, list(weight_size), tuple(stride), groups, tuple(out_offset))
 
 
-register_upsample_skip(upsample_skip_triton, upsample_skip_backward_input_triton,
-                       upsample_skip_backward_weight_triton, bias_skip=backward_bias_skip_triton)
+register_upsample_skip(
+    upsample_skip_triton,
+    upsample_skip_backward_input_triton,
+    upsample_skip_backward_weight_triton,
+    bias_skip=backward_bias_skip_triton,
+)
 
 
 def upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """Entry point of fcn_kernels.upsample_skip for backend "triton" (arguments already validated and
     normalised to tuples, out_size filled in)."""
-    return upsample_skip_triton(x, weight, bias, skip, list(stride), groups, list(out_offset), list(out_size),
-                                list(skip_offset))
+    return upsample_skip_triton(
+        x, weight, bias, skip, list(stride), groups, list(out_offset), list(out_size), list(skip_offset)
+    )

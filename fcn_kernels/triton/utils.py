@@ -5,6 +5,7 @@ The kernels' program -> work decompositions are the @triton.jit helpers of _tile
 FCN_KERNELS_TRITON_AUTOTUNE=0 (read at import) pins every autotuned kernel to its first config: no
 tuning time, and one summation order in every process (see `autotune`).
 """
+
 import os
 from contextlib import nullcontext
 
@@ -35,10 +36,12 @@ def autotune(configs, key):
     FCN_KERNELS_TRITON_AUTOTUNE=0: the tile shapes, and so the order in which the weight and bias gradients
     add their terms, are then the same in every process. The full list stays on the tuner as
     `all_configs`, which the AOT check (fcn_kernels.triton.aot) compiles."""
+
     def decorate(kernel):
         tuner = triton.autotune(configs if AUTOTUNE and not INTERPRET else configs[:1], key=key)(kernel)
         tuner.all_configs = list(configs)
         return tuner
+
     return decorate
 
 

@@ -1,4 +1,5 @@
 """The comparison of a backend's upsample_argmax with the float64 reference (upsample_cases' problems)."""
+
 import torch
 
 import fcn_kernels

@@ -9,6 +9,7 @@
 A parameter whose backend cannot run here is skipped, with the reason. `gpu_check(...)` marks the values that
 benchmarks/gpu_check.sh runs on a GPU (marker `gpu_check`): a subset that fits about a minute per backend.
 """
+
 import pytest
 import torch
 from _pytest.mark.structures import ParameterSet
@@ -94,6 +95,7 @@ def grid(**per_backend):
 def case_grid(names, dtypes, triton_cases, gpu_check_cases):
     """Params of (backend, name, dtype) for an op's named cases: cpu and cuda take every name in every dtype,
     triton its (name, dtype) pairs; the pairs in gpu_check_cases are marked gpu_check (cuda and triton)."""
+
     def checked(pairs):
         return [gpu_check(*p) if p in gpu_check_cases else p for p in pairs]
 
@@ -104,8 +106,9 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
 def cuda_path_grid(names, gpu_check_paths):
     """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
     and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check."""
-    triples = ((n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16)
-               for i in ("int32", "int64"))
+    triples = (
+        (n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16) for i in ("int32", "int64")
+    )
     return grid(cuda=[gpu_check(*p) if p in gpu_check_paths else p for p in triples])
 
 
@@ -124,5 +127,8 @@ def assert_cuda_matches_triton(run, fn, inputs, grad_out, kwargs, label):
 def triton_case_pairs(names, float64_names, half_names):
     """Triton's (name, dtype) pairs: each case (each kernel path) in float32, the FMA paths' float64_names in
     float64 (no float64 tl.dot), half_names (the depthwise, FMA and tl.dot paths) in bfloat16 and float16."""
-    return ([(n, torch.float32) for n in names] + [(n, torch.float64) for n in float64_names]
-            + [(n, d) for d in (torch.bfloat16, torch.float16) for n in half_names])
+    return (
+        [(n, torch.float32) for n in names]
+        + [(n, torch.float64) for n in float64_names]
+        + [(n, d) for d in (torch.bfloat16, torch.float16) for n in half_names]
+    )

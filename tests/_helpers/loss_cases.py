@@ -2,6 +2,7 @@
 test_interpolate_argmax.py):
 random targets and loss options, and the comparison of a fused loss with its float64 composition, value and
 gradient in every input, at error bounds derived from the arithmetic (docs/DESIGN.md §5)."""
+
 import math
 import random
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ IGNORE = 255
 @dataclass
 class Loss:
     """The loss's own options: class weights or not, the fraction of ignored labels, sampling, reduction."""
+
     class_weight: bool = False
     ignore: float = 0.1
     sample_p: float = 1.0
@@ -26,14 +28,22 @@ class Loss:
 
 
 def random_loss(rng: random.Random) -> Loss:
-    return Loss(class_weight=rng.random() < 0.5, ignore=rng.choice([0.0, 0.1, 0.5, 1.0]),
-                sample_p=rng.choice([1.0, 1.0, 0.5, 0.1]), reduction=rng.choice(["mean", "sum", "none"]))
+    return Loss(
+        class_weight=rng.random() < 0.5,
+        ignore=rng.choice([0.0, 0.1, 0.5, 1.0]),
+        sample_p=rng.choice([1.0, 1.0, 0.5, 0.1]),
+        reduction=rng.choice(["mean", "sum", "none"]),
+    )
 
 
 @st.composite
 def losses(draw):
-    return Loss(class_weight=draw(st.booleans()), ignore=draw(st.sampled_from([0.0, 0.2, 1.0])),
-                sample_p=draw(st.sampled_from([1.0, 0.5])), reduction=draw(st.sampled_from(["mean", "sum", "none"])))
+    return Loss(
+        class_weight=draw(st.booleans()),
+        ignore=draw(st.sampled_from([0.0, 0.2, 1.0])),
+        sample_p=draw(st.sampled_from([1.0, 0.5])),
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+    )
 
 
 def make_target(n, classes, size, loss: Loss):
@@ -47,15 +57,14 @@ def random_shape(rng: random.Random, max_batch=2):
     integer scales and not, align_corners or not, sizes 1 included."""
     H, W = rng.randint(1, 9), rng.randint(1, 9)
     kind = rng.random()
-    if kind < 0.4:    # integer upsampling, the heads' case
+    if kind < 0.4:  # integer upsampling, the heads' case
         s = rng.choice([2, 4, 8])
         size = (H * s, W * s)
     elif kind < 0.7:  # any size
         size = (rng.randint(1, 30), rng.randint(1, 30))
-    else:             # downsampling or the same size
+    else:  # downsampling or the same size
         size = (rng.randint(1, H), rng.randint(1, W))
-    return dict(N=rng.randint(0, max_batch), C=rng.randint(1, 6), H=H, W=W, size=size,
-                align_corners=rng.random() < 0.4)
+    return dict(N=rng.randint(0, max_batch), C=rng.randint(1, 6), H=H, W=W, size=size, align_corners=rng.random() < 0.4)
 
 
 @dataclass
@@ -70,6 +79,7 @@ class Problem:
     slack(exact_inputs, dscore_abs): optional extra error bounds of the kernel's coefficients (e.g. bilinear
         weights computed in float32): (per-score bound, [per-gradient bound for each input]).
     """
+
     inputs: list
     names: tuple
     scores: Callable
@@ -149,8 +159,9 @@ def loss_bounds(p: Problem, exact_in, target, class_weight, keep, loss: Loss, gr
     _, through_d = grads_of(p.scores, leaves, D)
     _, through_abs = grads_of(p.scores, leaves, dscore.abs())
     if p.slack is not None:
-        through_d = [d + extra if d is not None else None
-                     for d, extra in zip(through_d, p.slack(exact_in, dscore.abs())[1])]
+        through_d = [
+            d + extra if d is not None else None for d, extra in zip(through_d, p.slack(exact_in, dscore.abs())[1])
+        ]
     return value_bound, through_d, through_abs
 
 
@@ -162,8 +173,19 @@ def assert_within(actual, exact, bound, what):
     assert worst <= 1.0, f"{what}: error exceeds the bound by {worst:.3g}x (max error {err.max().item():.3g})"
 
 
-def check_loss(p: Problem, target, loss: Loss = None, dtype=F64, *, backend="cpu", transform=lambda t: t,
-               need=None, seed=0, fused=None, what=""):
+def check_loss(
+    p: Problem,
+    target,
+    loss: Loss = None,
+    dtype=F64,
+    *,
+    backend="cpu",
+    transform=lambda t: t,
+    need=None,
+    seed=0,
+    fused=None,
+    what="",
+):
     """p's fused loss on its inputs (in `dtype`) passed through `transform`, against the float64 composition on the
     same rounded values: value, and gradient in the inputs selected by `need` (default: all)."""
     loss = loss or Loss()
@@ -177,10 +199,14 @@ def check_loss(p: Problem, target, loss: Loss = None, dtype=F64, *, backend="cpu
     exact_leaves = [t.detach().requires_grad_(bool(r)) if t is not None else None for t, r in zip(exact_in, need)]
     grad_out = torch.randn(tuple(target.shape) if loss.reduction == "none" else (), dtype=F64)
     fused = fused or p.fused
-    got, grads = grads_of(lambda *v: fused(list(v), transform(target), generator=gen(), backend=backend, **options),
-                          leaves, grad_out.to(F64 if dtype == F64 else F32))
-    exact, exact_grads = grads_of(lambda *v: p.stock(list(v), target, generator=gen(), **options), exact_leaves,
-                                  grad_out)
+    got, grads = grads_of(
+        lambda *v: fused(list(v), transform(target), generator=gen(), backend=backend, **options),
+        leaves,
+        grad_out.to(F64 if dtype == F64 else F32),
+    )
+    exact, exact_grads = grads_of(
+        lambda *v: p.stock(list(v), target, generator=gen(), **options), exact_leaves, grad_out
+    )
     assert got.shape == exact.shape and got.dtype == (F64 if dtype == F64 else F32), (got.shape, got.dtype)
     keep = torch.ones(target.shape, dtype=F64)
     if loss.sample_p < 1:

@@ -1,4 +1,5 @@
 """Which torch.library ops a call runs (the profiler's record of every dispatcher call, on any device)."""
+
 import torch
 
 

@@ -2,6 +2,7 @@
 have: a valid draw equals the float64 reference (within tolerances.py's bounds), an invalid one
 raises ValueError, TypeError or RuntimeError whose message names the argument. Used by
 tests/test_property.py (cpu backend) and tests/triton/test_triton_property.py (small=True)."""
+
 import contextlib
 import os
 
@@ -63,9 +64,21 @@ def upsample_cases(draw, small=False):
     if draw(st.booleans()):
         skip_off = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
         skip_hw = tuple(s + o + draw(st.integers(0, 3)) for s, o in zip(size, skip_off))
-    return Case(N=draw(st.integers(0, 2)), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W, K=K,
-                stride=stride, out_offset=tuple(off), out_size=None if default_size else tuple(size),
-                skip_offset=skip_off, skip_hw=skip_hw, bias=draw(st.booleans()))
+    return Case(
+        N=draw(st.integers(0, 2)),
+        cin=cin_g * groups,
+        cout=cout_g * groups,
+        groups=groups,
+        H=H,
+        W=W,
+        K=K,
+        stride=stride,
+        out_offset=tuple(off),
+        out_size=None if default_size else tuple(size),
+        skip_offset=skip_off,
+        skip_hw=skip_hw,
+        bias=draw(st.booleans()),
+    )
 
 
 def check_upsample_skip(case, backend, dtype, layout):
@@ -78,8 +91,7 @@ def check_upsample_argmax(case, backend, dtype, layout):
     inputs = [LAYOUTS[layout](t) if t is not None else None for t in make_inputs(case, dtype)]
     labels = fcn_kernels.upsample_argmax(*inputs, backend=backend, **case.kwargs())
     exact = reference.upsample_skip(*[t.double() if t is not None else None for t in inputs], **case.kwargs())
-    abs_sum = reference.upsample_skip(*[t.double().abs() if t is not None else None for t in inputs],
-                                      **case.kwargs())
+    abs_sum = reference.upsample_skip(*[t.double().abs() if t is not None else None for t in inputs], **case.kwargs())
     assert labels.dtype == torch.int64 and labels.shape == (exact.shape[0],) + exact.shape[2:], labels.shape
     if labels.numel() == 0:
         return
@@ -99,10 +111,22 @@ def rarefied_cases(draw, small=False):
     rarefaction = tuple(draw(st.integers(1, 3 if small else 8)) for _ in range(2))
     padding = tuple(draw(st.integers(0, 2 * r + 1)) for r in rarefaction)
     # the input from the smallest that the rarefied kernel fits (output size 1) up
-    H, W = (max(1, (k - 1) * r + 1 - 2 * p) + draw(st.integers(0, 3 if small else 6))
-            for k, r, p in zip(K, rarefaction, padding))
-    return RarefiedCase(N=draw(st.integers(0, 2)), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H,
-                        W=W, K=K, rarefaction=rarefaction, padding=padding, bias=draw(st.booleans()))
+    H, W = (
+        max(1, (k - 1) * r + 1 - 2 * p) + draw(st.integers(0, 3 if small else 6))
+        for k, r, p in zip(K, rarefaction, padding)
+    )
+    return RarefiedCase(
+        N=draw(st.integers(0, 2)),
+        cin=cin_g * groups,
+        cout=cout_g * groups,
+        groups=groups,
+        H=H,
+        W=W,
+        K=K,
+        rarefaction=rarefaction,
+        padding=padding,
+        bias=draw(st.booleans()),
+    )
 
 
 @contextlib.contextmanager
@@ -129,6 +153,7 @@ def check_rarefied_conv2d(case, backend, dtype, layout):
 # Each mutation takes the call's arguments (a dict) and a draw function, breaks one argument, and
 # returns the words of which the error message must contain one.
 
+
 def _other_dtype(t):
     return t.to(torch.float32 if t.dtype == torch.float64 else torch.float64)
 
@@ -142,8 +167,9 @@ def _with_skip(a):
     if a["skip"] is None:
         n, cout = a["x"].shape[0], a["weight"].shape[1] * a["groups"]
         size = a["out_size"] or tuple(f - o for f, o in zip(_upsample_full(a), a["out_offset"]))
-        a["skip"] = torch.randn(n, cout, size[0] + a["skip_offset"][0], size[1] + a["skip_offset"][1],
-                                dtype=a["x"].dtype)
+        a["skip"] = torch.randn(
+            n, cout, size[0] + a["skip_offset"][0], size[1] + a["skip_offset"][1], dtype=a["x"].dtype
+        )
     return a["skip"]
 
 
@@ -155,6 +181,7 @@ def _set(key, value, words):
     def mutate(a, draw):
         a[key] = value(a, draw) if callable(value) else value
         return words
+
     return mutate
 
 
@@ -178,12 +205,14 @@ def _window_past_end(key):
             off[ax] = full[ax] - size[ax] + draw(st.integers(1, 3))
             a["out_offset"] = tuple(off)
         return a[key]
+
     return value
 
 
 def _bad_pair(minimum):
-    return lambda a, draw: (draw(st.integers(-3, minimum - 1)), draw(st.integers(minimum, 3)))[::draw(
-        st.sampled_from([1, -1]))]
+    return lambda a, draw: (draw(st.integers(-3, minimum - 1)), draw(st.integers(minimum, 3)))[
+        :: draw(st.sampled_from([1, -1]))
+    ]
 
 
 def _huge(a, draw):
@@ -195,24 +224,34 @@ UPSAMPLE_MUTATIONS = {
     "stride float": _set("stride", 2.0, ["stride"]),
     "stride huge": _set("stride", _huge, ["stride"]),
     "groups 0": _set("groups", 0, ["groups"]),
-    "groups not dividing x's channels": _set("groups", lambda a, draw: a["x"].shape[1] + draw(st.integers(1, 3)),
-                                             ["groups"]),
+    "groups not dividing x's channels": _set(
+        "groups", lambda a, draw: a["x"].shape[1] + draw(st.integers(1, 3)), ["groups"]
+    ),
     "out_offset < 0": _set("out_offset", _bad_pair(0), ["out_offset"]),
     "out_offset past the end": _set("out_offset", _window_past_end("out_offset"), ["out_offset"]),
     "out_offset huge": _set("out_offset", _huge, ["out_offset"]),
-    "out_size < 0": _set("out_size", lambda a, draw: (-1, 1)[::draw(st.sampled_from([1, -1]))], ["out_size"]),
+    "out_size < 0": _set("out_size", lambda a, draw: (-1, 1)[:: draw(st.sampled_from([1, -1]))], ["out_size"]),
     "out_size past the end": _set("out_size", _window_past_end("out_size"), ["out_size"]),
     "out_size huge": _set("out_size", _huge, ["out_size"]),
     "skip_offset < 0": _set("skip_offset", lambda a, draw: (_with_skip(a), _bad_pair(0)(a, draw))[1], ["skip_offset"]),
     "skip window past the end": _set("skip_offset", _skip_offset_past_end, ["skip_offset"]),
-    "skip channels": _set("skip", lambda a, draw: torch.randn(a["x"].shape[0], a["weight"].shape[1] * a["groups"] + 1,
-                                                              *_with_skip(a).shape[2:], dtype=a["x"].dtype), ["skip"]),
+    "skip channels": _set(
+        "skip",
+        lambda a, draw: torch.randn(
+            a["x"].shape[0], a["weight"].shape[1] * a["groups"] + 1, *_with_skip(a).shape[2:], dtype=a["x"].dtype
+        ),
+        ["skip"],
+    ),
     "skip 3-D": _set("skip", lambda a, draw: _with_skip(a).sum(0), ["skip"]),
     "skip dtype": _set("skip", lambda a, draw: _other_dtype(_with_skip(a)), ["skip"]),
-    "bias shape": _set("bias", lambda a, draw: torch.randn(a["weight"].shape[1] * a["groups"] + 1, dtype=a["x"].dtype),
-                       ["bias"]),
-    "weight in-channels": _set("weight", lambda a, draw: torch.randn(a["x"].shape[1] + 1, *a["weight"].shape[1:],
-                                                                      dtype=a["x"].dtype), ["weight"]),
+    "bias shape": _set(
+        "bias", lambda a, draw: torch.randn(a["weight"].shape[1] * a["groups"] + 1, dtype=a["x"].dtype), ["bias"]
+    ),
+    "weight in-channels": _set(
+        "weight",
+        lambda a, draw: torch.randn(a["x"].shape[1] + 1, *a["weight"].shape[1:], dtype=a["x"].dtype),
+        ["weight"],
+    ),
     "weight dtype": _set("weight", lambda a, draw: _other_dtype(a["weight"]), ["weight"]),
     "weight 3-D": _set("weight", lambda a, draw: a["weight"][0], ["weight"]),
     "x integer": _set("x", lambda a, draw: a["x"].long(), ["x"]),
@@ -231,8 +270,17 @@ def as_op_arguments(a, case):
     out_size explicit (the unbroken case's where the call left it to the default)."""
     pairs = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
     out_size = a["out_size"] if a["out_size"] is not None else case.crop
-    return (a["x"], a["weight"], a["bias"], a["skip"], pairs(a["stride"]), a["groups"], pairs(a["out_offset"]),
-            pairs(out_size), pairs(a["skip_offset"]))
+    return (
+        a["x"],
+        a["weight"],
+        a["bias"],
+        a["skip"],
+        pairs(a["stride"]),
+        a["groups"],
+        pairs(a["out_offset"]),
+        pairs(out_size),
+        pairs(a["skip_offset"]),
+    )
 
 
 def _kernel_past_the_padded_input(a, draw):
@@ -254,11 +302,16 @@ RAREFIED_MUTATIONS = {
     "padding < 0": _set("padding", _bad_pair(0), ["padding"]),
     "padding huge": _set("padding", _huge, ["padding"]),
     "groups 0": _set("groups", 0, ["groups"]),
-    "groups not dividing x's channels": _set("groups", lambda a, draw: a["x"].shape[1] + draw(st.integers(1, 3)),
-                                             ["groups"]),
-    "weight in-channels": _set("weight", lambda a, draw: torch.randn(a["weight"].shape[0], a["weight"].shape[1] + 1,
-                                                                      *a["weight"].shape[2:], dtype=a["x"].dtype),
-                               ["weight"]),
+    "groups not dividing x's channels": _set(
+        "groups", lambda a, draw: a["x"].shape[1] + draw(st.integers(1, 3)), ["groups"]
+    ),
+    "weight in-channels": _set(
+        "weight",
+        lambda a, draw: torch.randn(
+            a["weight"].shape[0], a["weight"].shape[1] + 1, *a["weight"].shape[2:], dtype=a["x"].dtype
+        ),
+        ["weight"],
+    ),
     "weight dtype": _set("weight", lambda a, draw: _other_dtype(a["weight"]), ["weight"]),
     "weight 3-D": _set("weight", lambda a, draw: a["weight"][0], ["weight"]),
     "bias shape": _set("bias", lambda a, draw: torch.randn(a["weight"].shape[0] + 1, dtype=a["x"].dtype), ["bias"]),
@@ -288,4 +341,3 @@ def expect_error(call, words, what):
         assert any(w in message for w in words), f"{what}: {type(exc).__name__} names none of {words}: {message}"
         return
     raise AssertionError(f"{what}: no error (expected one naming {words})")
-

@@ -1,5 +1,6 @@
 """The case builder of rarefied_conv2d: named problems, random ones, and the comparison of a backend with the
 float64 reference (F.conv2d with dilation) at derived error bounds (tolerances.py), forward and backward."""
+
 import random
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from .tolerances import assert_close_bound
 @dataclass
 class Case:
     """One rarefied_conv2d problem. Build it with case(...), which takes ints for the (rows, cols) fields."""
+
     N: int
     cin: int
     cout: int
@@ -28,8 +30,9 @@ class Case:
 
     @property
     def out(self):
-        return tuple(i + 2 * p - (k - 1) * r for i, p, k, r in zip((self.H, self.W), self.padding, self.K,
-                                                                     self.rarefaction))
+        return tuple(
+            i + 2 * p - (k - 1) * r for i, p, k, r in zip((self.H, self.W), self.padding, self.K, self.rarefaction)
+        )
 
     def kwargs(self):
         return dict(rarefaction=self.rarefaction, padding=self.padding, groups=self.groups)
@@ -98,8 +101,18 @@ def random_case(rng: random.Random, *, small=False, n=None, k=None, r=None, grou
         K = k or (rng.choice([1, 2, 3]), rng.choice([1, 2, 3]))
         r = r or (rng.randint(1, 8), rng.randint(1, 8))
         (H, W), p = zip(*(extent(rng, ki, ri) for ki, ri in zip(K, r)))
-        return Case(n if n is not None else rng.randint(0, max_batch), cin_g * g, cout_g * g, g, H, W, K, r, p,
-                    rng.random() < 0.6)
+        return Case(
+            n if n is not None else rng.randint(0, max_batch),
+            cin_g * g,
+            cout_g * g,
+            g,
+            H,
+            W,
+            K,
+            r,
+            p,
+            rng.random() < 0.6,
+        )
     g = groups if groups is not None else rng.choice([1, 1, 1, 2, 3])
     cin = g * rng.randint(1, 6 if g > 1 else 12)
     cout = g * rng.randint(1, 6 if g > 1 else 12)
@@ -139,11 +152,17 @@ def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, tr
     y, grads = y.cpu(), [g.cpu() if g is not None else None for g in grads]
     exact_in = [t.double() if t is not None else None for t in inputs]
     exact, exact_grads = run(reference.rarefied_conv2d, exact_in, go.double(), **kw)
-    bound, bound_grads = run(reference.rarefied_conv2d, [t.abs() if t is not None else None for t in exact_in],
-                             go.double().abs(), **kw)
+    bound, bound_grads = run(
+        reference.rarefied_conv2d, [t.abs() if t is not None else None for t in exact_in], go.double().abs(), **kw
+    )
     assert y.shape == exact.shape and y.dtype == dtype, f"{tuple(y.shape)} {y.dtype} for {case}"
-    for name, a, e, b, n in zip(("output", "grad x", "grad weight", "grad bias"), [y, *grads], [exact, *exact_grads],
-                                [bound, *bound_grads], case.terms_per_output()):
+    for name, a, e, b, n in zip(
+        ("output", "grad x", "grad weight", "grad bias"),
+        [y, *grads],
+        [exact, *exact_grads],
+        [bound, *bound_grads],
+        case.terms_per_output(),
+    ):
         if e is None:
             assert a is None, name
             continue

@@ -1,5 +1,6 @@
 """Error bounds for comparing a kernel with the float64 reference: the formula is
 fcn_kernels._tolerance's (shared with `fcn-kernels doctor`)."""
+
 from fcn_kernels._tolerance import error_bound, worst_error  # noqa: F401  (error_bound: for the tests)
 
 

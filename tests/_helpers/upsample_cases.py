@@ -1,5 +1,6 @@
 """The case builder of upsample_skip (and upsample_argmax): named problems, random ones, and the comparison
 of a backend with the float64 reference at derived error bounds (tolerances.py)."""
+
 import math
 import random
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from .tolerances import assert_close_bound
 @dataclass
 class Case:
     """One upsample_skip problem. Build it with case(...), naming only what differs from the defaults."""
+
     N: int = 1
     cin: int = 1
     cout: int = 1
@@ -41,14 +43,24 @@ class Case:
         return tuple(f - o for f, o in zip(self.full, self.out_offset))
 
     def kwargs(self):
-        return dict(stride=self.stride, groups=self.groups, out_offset=self.out_offset,
-                    out_size=self.out_size, skip_offset=self.skip_offset)
+        return dict(
+            stride=self.stride,
+            groups=self.groups,
+            out_offset=self.out_offset,
+            out_size=self.out_size,
+            skip_offset=self.skip_offset,
+        )
 
     def terms(self):
         """Most products summed into one element by any pass (forward, grad x/w/bias)."""
         taps = math.ceil(self.K[0] / self.stride[0]) * math.ceil(self.K[1] / self.stride[1])
-        return max(self.cin // self.groups * taps + 2, self.cout // self.groups * self.K[0] * self.K[1],
-                   self.N * self.H * self.W, self.N * self.crop[0] * self.crop[1], 1)
+        return max(
+            self.cin // self.groups * taps + 2,
+            self.cout // self.groups * self.K[0] * self.K[1],
+            self.N * self.H * self.W,
+            self.N * self.crop[0] * self.crop[1],
+            1,
+        )
 
 
 _PAIRS = ("K", "stride", "out_offset", "out_size", "skip_offset", "skip_hw")
@@ -67,8 +79,7 @@ def case(*, channels=None, **fields) -> Case:
 # FCN-8s head stages (docs/DESIGN.md §2) at reduced channels and maps, with the real offsets.
 FCN8S_STAGES = {
     "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
-    "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9,
-                                skip_hw=(38, 40)),
+    "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9, skip_hw=(38, 40)),
     "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
     "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
 }
@@ -77,14 +88,28 @@ FCN8S_STAGES = {
 # and offsets, few channels, small maps), dense FMA (< 8 channels per group), dense and grouped tl.dot (>= 8 each
 # way).
 SMALL = {
-    "upscore2+pool4-dw": case(N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18),
-                              bias=True),
+    "upscore2+pool4-dw": case(
+        N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18), bias=True
+    ),
     "upscore8-dw": case(channels=2, groups=2, H=5, W=4, K=16, stride=8, out_offset=31, out_size=(9, 1)),
-    "dense-fma": case(N=2, cin=4, cout=6, groups=2, H=3, W=4, K=(5, 3), stride=(2, 3), out_offset=(1, 2),
-                      skip_offset=(0, 1), skip_hw=(9, 12), bias=True),
+    "dense-fma": case(
+        N=2,
+        cin=4,
+        cout=6,
+        groups=2,
+        H=3,
+        W=4,
+        K=(5, 3),
+        stride=(2, 3),
+        out_offset=(1, 2),
+        skip_offset=(0, 1),
+        skip_hw=(9, 12),
+        bias=True,
+    ),
     "dense-dot": case(cin=16, cout=8, K=4, stride=2, out_offset=1, skip_offset=(1, 0), skip_hw=(9, 8), bias=True),
-    "grouped-dot": case(channels=16, groups=2, H=2, W=3, K=(3, 4), stride=(1, 2), out_offset=(0, 1), out_size=(3, 5),
-                        bias=True),
+    "grouped-dot": case(
+        channels=16, groups=2, H=2, W=3, K=(3, 4), stride=(1, 2), out_offset=(0, 1), out_size=(3, 5), bias=True
+    ),
 }
 
 # Memory layouts every kernel must accept; each gives the same values.
@@ -121,10 +146,10 @@ def random_case(rng: random.Random, max_batch=2, per_group=None) -> Case:
     off, size = [], []
     for f in full:
         edge = rng.random()
-        if edge < 0.25:      # window at the start
+        if edge < 0.25:  # window at the start
             o = 0
             s = rng.randint(0, f)
-        elif edge < 0.5:     # window touching the end
+        elif edge < 0.5:  # window touching the end
             o = rng.randint(0, f - 1)
             s = f - o
         else:
@@ -138,9 +163,21 @@ def random_case(rng: random.Random, max_batch=2, per_group=None) -> Case:
         skip_off = (rng.randint(0, 3), rng.randint(0, 3))
         margin = [rng.choice([0, 0, 1, 3]) for _ in range(2)]  # 0: the skip window touches its end
         skip_hw = tuple(s + o + m for s, o, m in zip(size, skip_off, margin))
-    return case(N=rng.randint(0, max_batch), cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W,
-                K=K, stride=stride, out_offset=tuple(off), out_size=None if default_size else tuple(size),
-                skip_offset=skip_off or (0, 0), skip_hw=skip_hw, bias=rng.random() < 0.5)
+    return case(
+        N=rng.randint(0, max_batch),
+        cin=cin_g * groups,
+        cout=cout_g * groups,
+        groups=groups,
+        H=H,
+        W=W,
+        K=K,
+        stride=stride,
+        out_offset=tuple(off),
+        out_size=None if default_size else tuple(size),
+        skip_offset=skip_off or (0, 0),
+        skip_hw=skip_hw,
+        bias=rng.random() < 0.5,
+    )
 
 
 def make_inputs(case: Case, dtype=torch.float64):
@@ -152,7 +189,6 @@ def make_inputs(case: Case, dtype=torch.float64):
     return x, w, b, skip
 
 
-
 def run(fn, inputs, grad_out=None, **kwargs):
     """fn(*inputs, **kwargs) and, with grad_out, the grads of every non-None input."""
     leaves = [t.detach().requires_grad_(True) if t is not None else None for t in inputs]
@@ -162,12 +198,14 @@ def run(fn, inputs, grad_out=None, **kwargs):
     wanted = [t for t in leaves if t is not None]
     grads = iter(torch.autograd.grad(y, wanted, grad_out, allow_unused=True))
     # aligned with inputs: None where an input is None; zeros where it got no gradient (batch 0)
-    return y.detach(), [None if t is None else (lambda g, t: torch.zeros_like(t) if g is None else g)(next(grads), t)
-                        for t in leaves]
+    return y.detach(), [
+        None if t is None else (lambda g, t: torch.zeros_like(t) if g is None else g)(next(grads), t) for t in leaves
+    ]
 
 
-def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, backward=True,
-                            transform=lambda t: t, device=None):
+def check_against_reference(
+    case: Case, backend: str, dtype=torch.float64, *, backward=True, transform=lambda t: t, device=None
+):
     """The backend on `dtype` inputs on `device` (default: the backend's, backend_device) passed through
     `transform` (e.g. to make them non-contiguous), against the float64 reference on CPU on the same
     rounded values (never a CUDA reference, whose float32 convolutions may use TF32)."""

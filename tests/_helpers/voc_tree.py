@@ -1,4 +1,5 @@
 """A tiny VOC-format tree written on the fly (the data tests and the training tests use it)."""
+
 import numpy as np
 from PIL import Image
 
@@ -10,8 +11,7 @@ def write_voc(root, n_train=3, n_val=2, n_class=21, size=(20, 28), bad=None):
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClass").mkdir()
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    ids = {"train": [f"2007_{i:06d}" for i in range(n_train)],
-           "val": [f"2008_{i:06d}" for i in range(n_val)]}
+    ids = {"train": [f"2007_{i:06d}" for i in range(n_train)], "val": [f"2008_{i:06d}" for i in range(n_val)]}
     for split, names in ids.items():
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
         for k, name in enumerate(names):

@@ -9,6 +9,7 @@ selecting every Triton test (here and the suites' `triton` parameters) by marker
 In the main pytest run (no variable, no GPU) every test here is skipped. Interpreter launches are slow:
 keep shapes tiny (a few channels, maps under ~12x12).
 """
+
 import os
 
 import pytest

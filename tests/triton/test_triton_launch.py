@@ -2,6 +2,7 @@
 (triton-lang/triton#2441), long tap loops as runtime loops (stride 1 with a 16 x 16 filter), and
 FCN_KERNELS_TRITON_AUTOTUNE=0 pinning every kernel to one config, with the same weight-gradient bits in
 two processes. Under TRITON_INTERPRET=1 on CPU (tiny shapes) or on a GPU; the two-GPU test needs two."""
+
 import contextlib
 import hashlib
 import os
@@ -40,8 +41,9 @@ def _check(op, inputs, out_shape, n_terms, device=DEVICE, dtype=torch.float32, *
     bound for n_terms products a result."""
     inputs = [t.to(dtype) for t in inputs]
     go = torch.randn(out_shape, dtype=dtype)
-    y, grads = _grads(getattr(fcn_kernels, op), [t.to(device) for t in inputs], go.to(device), backend="triton",
-                      **kwargs)
+    y, grads = _grads(
+        getattr(fcn_kernels, op), [t.to(device) for t in inputs], go.to(device), backend="triton", **kwargs
+    )
     exact_in = [t.double() for t in inputs]
     exact, exact_grads = _grads(getattr(reference, op), exact_in, go.double(), **kwargs)
     bound, bound_grads = _grads(getattr(reference, op), [t.abs() for t in exact_in], go.double().abs(), **kwargs)
@@ -104,9 +106,18 @@ def test_every_launch_is_inside_a_guard_for_its_tensors_device(seed, monkeypatch
     device = torch.device(DEVICE)
     assert launches and all(stack == [device] for stack in launches), f"a launch outside device_guard: {launches}"
     assert all(d == device for d in guarded)
-    families = [f"{m}.{k}" for m in ("upsample_skip", "rarefied_conv2d") for k in (
-        "_fwd_dw_kernel", "_fwd_dense_kernel", "_bwd_input_dw_kernel", "_bwd_input_dense_kernel",
-        "_bwd_weight_dw_kernel", "_bwd_weight_dense_kernel")] + ["bias_grad._bias_grad_kernel"]
+    families = [
+        f"{m}.{k}"
+        for m in ("upsample_skip", "rarefied_conv2d")
+        for k in (
+            "_fwd_dw_kernel",
+            "_fwd_dense_kernel",
+            "_bwd_input_dw_kernel",
+            "_bwd_input_dense_kernel",
+            "_bwd_weight_dw_kernel",
+            "_bwd_weight_dense_kernel",
+        )
+    ] + ["bias_grad._bias_grad_kernel"]
     assert kernels == set(families)
 
 
@@ -156,8 +167,14 @@ print(max(len(t.configs) for t in tuners), min(len(t.all_configs) for t in tuner
 
 def _python(code, **env):
     base = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "FCN_KERNELS_TRITON_AUTOTUNE")}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                         env={**base, "PYTHONPATH": ROOT, **env})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**base, "PYTHONPATH": ROOT, **env},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout.split()
 

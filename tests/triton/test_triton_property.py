@@ -2,6 +2,7 @@
 equals the float64 reference forward and backward in every dtype and layout, an invalid one raises an
 error naming the argument. A handful of examples each: under TRITON_INTERPRET=1 every launch is slow.
 `--hypothesis-profile long` searches longer (on a GPU, or with patience)."""
+
 import importlib.util
 
 import pytest
@@ -31,8 +32,10 @@ from _helpers.property_cases import (
     upsample_cases,
 )
 
-HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax") and importlib.util.find_spec(
-    "fcn_kernels.triton.upsample_argmax") is not None
+HAS_ARGMAX = (
+    hasattr(fcn_kernels, "upsample_argmax")
+    and importlib.util.find_spec("fcn_kernels.triton.upsample_argmax") is not None
+)
 # The "ci" profile's count is for the cpu backend; the interpreter gets a few (the long profile: its own).
 FEW = settings(max_examples=6) if settings().max_examples <= 100 else settings()
 
@@ -78,14 +81,16 @@ def _check_invalid_is_named(op, arguments, mutations, case, mutation, seed, data
 
 
 @FEW
-@given(case=upsample_cases(small=True), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), seed=SEEDS,
-       data=st.data())
+@given(
+    case=upsample_cases(small=True), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), seed=SEEDS, data=st.data()
+)
 def test_upsample_invalid_arguments_are_named(case, mutation, seed, data):
     _check_invalid_is_named("upsample_skip", upsample_arguments, UPSAMPLE_MUTATIONS, case, mutation, seed, data)
 
 
 @FEW
-@given(case=rarefied_cases(small=True), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), seed=SEEDS,
-       data=st.data())
+@given(
+    case=rarefied_cases(small=True), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), seed=SEEDS, data=st.data()
+)
 def test_rarefied_invalid_arguments_are_named(case, mutation, seed, data):
     _check_invalid_is_named("rarefied_conv2d", rarefied_arguments, RAREFIED_MUTATIONS, case, mutation, seed, data)

@@ -1,6 +1,7 @@
 """rarefied_conv2d's Triton kernels beyond the op suite (tests/test_rarefied_conv2d.py, backend `triton`): the
 weight gradient's split reduction, the launcher's channel blocks, and the benchmark's VGG-size shapes on a GPU.
 On CUDA tensors with a GPU, else on CPU tensors under TRITON_INTERPRET=1 (conftest.py)."""
+
 import math
 
 import pytest

@@ -2,6 +2,7 @@
 weight gradient's split reduction and its dense fallback for depthwise weights, the one-pass bias/skip
 gradient kernel, and FCN-8s's head at full size on a GPU. On CUDA tensors with a GPU, else on CPU tensors
 under TRITON_INTERPRET=1 (conftest.py)."""
+
 import pytest
 import torch
 
@@ -38,7 +39,7 @@ def test_bias_and_skip_gradients(which):
         assert gb is None
     if which != "bias":
         expect = torch.zeros(skip_size, device=DEVICE)
-        expect[:, :, sy:sy + ho, sx:sx + wo] = go
+        expect[:, :, sy : sy + ho, sx : sx + wo] = go
         assert torch.equal(gs, expect)
     else:
         assert gs is None
@@ -47,6 +48,7 @@ def test_bias_and_skip_gradients(which):
 @pytest.mark.cuda
 def test_fcn8s_head_full_size_bf16():
     from fcn_kernels.app import bench
+
     for dense in (False, True):
         scores, ws, groups = bench.head_inputs(2, dense=dense, dtype=torch.bfloat16, device="cuda")
         y = bench.fused_head(scores, ws, groups, backend="triton")

@@ -1,7 +1,8 @@
 """`fcn-kernels eval`: evaluate a checkpoint (metrics JSON and overlay PNG).
 
-    fcn-kernels eval --checkpoint runs/a/checkpoint.pt --data synthetic --out runs/a/eval
+fcn-kernels eval --checkpoint runs/a/checkpoint.pt --data synthetic --out runs/a/eval
 """
+
 from ..config import EvalConfig, add_arguments as _add
 
 NAME = "eval"

@@ -1,28 +1,39 @@
 """`fcn-kernels export`: a checkpoint as an ONNX file or an AOTInductor package.
 
-    fcn-kernels export --checkpoint runs/a/checkpoint.pt --format onnx --out fcn8s.onnx
-    fcn-kernels export --checkpoint runs/a/checkpoint.pt --format aoti --out fcn8s.pt2
+fcn-kernels export --checkpoint runs/a/checkpoint.pt --format onnx --out fcn8s.onnx
+fcn-kernels export --checkpoint runs/a/checkpoint.pt --format aoti --out fcn8s.pt2
 """
+
 from ...errors import CLIError
 
 NAME = "export"
 HELP = "export a checkpoint to ONNX (standard ops only) or an AOTInductor package"
-DESCRIPTION = ("Export a checkpoint of `fcn-kernels train` to ONNX (standard ops only, for ONNX Runtime, "
-               "OpenVINO, TensorRT ...) or to an AOTInductor package (.pt2; load it with "
-               "torch._inductor.aoti_load_package after `import fcn_kernels`). ONNX takes any batch and image "
-               "size unless --static; an AOTInductor package takes the example's (--batch-size, --image-size).")
+DESCRIPTION = (
+    "Export a checkpoint of `fcn-kernels train` to ONNX (standard ops only, for ONNX Runtime, "
+    "OpenVINO, TensorRT ...) or to an AOTInductor package (.pt2; load it with "
+    "torch._inductor.aoti_load_package after `import fcn_kernels`). ONNX takes any batch and image "
+    "size unless --static; an AOTInductor package takes the example's (--batch-size, --image-size)."
+)
 
 
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, help="an fcn-kernels checkpoint (train's checkpoint.pt)")
-    p.add_argument("--format", choices=["onnx", "aoti"], default="onnx",
-                   help="onnx: an ONNX file; aoti: an AOTInductor package")
+    p.add_argument(
+        "--format", choices=["onnx", "aoti"], default="onnx", help="onnx: an ONNX file; aoti: an AOTInductor package"
+    )
     p.add_argument("--out", required=True, help="the file to write (.onnx; .pt2 for aoti)")
-    p.add_argument("--image-size", type=int, nargs="+", default=[256], metavar="SIZE",
-                   help="the example input's size: H [W]; with --static the only size the export takes")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=[256],
+        metavar="SIZE",
+        help="the example input's size: H [W]; with --static the only size the export takes",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="the example input's batch")
-    p.add_argument("--static", action="store_true",
-                   help="onnx: fix the batch and image size to the example's (aoti always does)")
+    p.add_argument(
+        "--static", action="store_true", help="onnx: fix the batch and image size to the example's (aoti always does)"
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcn_kernels.export.OPSET)")
 
 

@@ -8,15 +8,18 @@ OUT/<name>.png, the labels as a VOC-palette PNG, and OUT/<name>_overlay.png, the
 prediction. Labels come from FCN*.predict, which on the fused path never builds the full-resolution scores
 (fcn_kernels.upsample_argmax).
 """
+
 import argparse
 
 from ...data import PREPROCESS_MODES
 
 NAME = "predict"
 HELP = "label maps (VOC-palette PNGs) and overlays for images, from a checkpoint"
-DESCRIPTION = ("Predict label maps for images of any size with a checkpoint; writes <name>.png (VOC palette) "
-               "and <name>_overlay.png (image | prediction) per image to --out. Every image is opened before "
-               "any work: one that cannot be read stops the run, unless --keep-going.")
+DESCRIPTION = (
+    "Predict label maps for images of any size with a checkpoint; writes <name>.png (VOC palette) "
+    "and <name>_overlay.png (image | prediction) per image to --out. Every image is opened before "
+    "any work: one that cannot be read stops the run, unless --keep-going."
+)
 
 # A folder's images, as mmsegmentation's and ultralytics' predict take a source folder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -25,26 +28,47 @@ FORMATS = ("PNG", "JPEG", "MPO", "BMP", "PPM", "TIFF", "WEBP")
 
 
 def add_arguments(p):
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or folders: a folder stands for its files named "
-                        f"*{' *'.join(IMAGE_EXTENSIONS)} (any case; not hidden ones, not subfolders), sorted by name")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, or folders: a folder stands for its files named "
+        f"*{' *'.join(IMAGE_EXTENSIONS)} (any case; not hidden ones, not subfolders), sorted by name",
+    )
     p.add_argument("--checkpoint", required=True, help="an fcn-kernels training checkpoint (checkpoint.pt)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="compute precision (bfloat16: autocast)")
+    p.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute precision (bfloat16: autocast)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="images per forward pass (images of one size are batched together)")
-    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
-                   help="fused kernels, labels without full-resolution scores (--no-fused: the stock composition)")
-    p.add_argument("--preprocess", choices=PREPROCESS_MODES, default=None,
-                   help="input preprocessing (default: the checkpoint's training preprocessing)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="a progress bar when there are several images")
-    p.add_argument("--keep-going", action="store_true",
-                   help="skip an image that cannot be read (one line on stderr each), write the others, then "
-                        "exit with status 1 and a summary (without it: such an image stops the run before any "
-                        "work, status 2)")
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="images per forward pass (images of one size are batched together)"
+    )
+    p.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fused kernels, labels without full-resolution scores (--no-fused: the stock composition)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=PREPROCESS_MODES,
+        default=None,
+        help="input preprocessing (default: the checkpoint's training preprocessing)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress bar when there are several images",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip an image that cannot be read (one line on stderr each), write the others, then "
+        "exit with status 1 and a summary (without it: such an image stops the run before any "
+        "work, status 2)",
+    )
 
 
 def _image_paths(sources):
@@ -60,11 +84,16 @@ def _image_paths(sources):
         if not path.is_dir():
             paths.append(path)
             continue
-        found = sorted((f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS
-                        and not f.name.startswith(".") and f.is_file()), key=lambda f: f.name)
+        found = sorted(
+            (
+                f
+                for f in path.iterdir()
+                if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") and f.is_file()
+            ),
+            key=lambda f: f.name,
+        )
         if not found:
-            raise CLIError(f"folder {source!r} has no images (files named *{' *'.join(IMAGE_EXTENSIONS)}, "
-                           "any case)")
+            raise CLIError(f"folder {source!r} has no images (files named *{' *'.join(IMAGE_EXTENSIONS)}, any case)")
         paths += found
     return paths
 
@@ -119,7 +148,7 @@ def _batches(sizes, batch_size):
     by_size = {}
     for k, size in enumerate(sizes):
         by_size.setdefault(size, []).append(k)
-    return [ks[i:i + batch_size] for ks in by_size.values() for i in range(0, len(ks), batch_size)]
+    return [ks[i : i + batch_size] for ks in by_size.values() for i in range(0, len(ks), batch_size)]
 
 
 def _load_model(path, fused, device):
@@ -192,6 +221,7 @@ def run(args):
         out.mkdir(parents=True, exist_ok=True)
         if args.progress and len(good) > 1:
             from tqdm import tqdm
+
             bar = tqdm(total=len(good), desc="predict", unit="image", dynamic_ncols=True, file=sys.stderr)
         for batch in _batches([sizes[k] for k in good], args.batch_size):
             batch, images = [good[i] for i in batch], []
@@ -211,8 +241,12 @@ def run(args):
                 for k, image, label in zip(batch, images, labels):
                     with atomic_write(out / f"{names[k]}.png") as f:
                         write_voc_label(f, label)
-                    save_overlay(out / f"{names[k]}_overlay.png", [[image, tint(image, label)]],
-                                 titles=("image", "prediction"), class_names=class_names)
+                    save_overlay(
+                        out / f"{names[k]}_overlay.png",
+                        [[image, tint(image, label)]],
+                        titles=("image", "prediction"),
+                        class_names=class_names,
+                    )
                 written += len(batch)
             if bar is not None:
                 bar.update(tried)  # skipped ones too
@@ -221,7 +255,10 @@ def run(args):
     if written or not skipped:
         print(f"predict: {written} label map(s) and overlay(s) written to {out}")
     if skipped:
-        print(f"fcn-kernels predict: error: {len(skipped)} of {len(paths)} image(s) could not be read and were "
-              f"skipped (listed above); {written} written", file=sys.stderr)
+        print(
+            f"fcn-kernels predict: error: {len(skipped)} of {len(paths)} image(s) could not be read and were "
+            f"skipped (listed above); {written} written",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -6,13 +6,16 @@
 
 Writes checkpoint.pt, metrics.json and overlay.png under --out.
 """
+
 from ..config import TrainConfig, add_arguments as _add
 
 NAME = "train"
 HELP = "train an FCN (single process or under torchrun)"
-DESCRIPTION = ("Train an FCN; writes checkpoint.pt, metrics.json, overlay.png to --out. An existing checkpoint "
-               "is replaced only with --overwrite. --resume continues a run exactly, with its options unless "
-               "given again.")
+DESCRIPTION = (
+    "Train an FCN; writes checkpoint.pt, metrics.json, overlay.png to --out. An existing checkpoint "
+    "is replaced only with --overwrite. --resume continues a run exactly, with its options unless "
+    "given again."
+)
 
 
 def add_arguments(p):
