@@ -5,6 +5,9 @@ a compiled package (.pt2) that calls our kernels.
     upsample_skip    -> ConvTranspose, Slice (the crop), Add (the skip's window, also a Slice)
     rarefied_conv2d  -> Conv with dilations
     upsample_argmax  -> ConvTranspose, Slice (, Slice, Add), ArgMax over the classes
+    interpolate_argmax -> Resize (linear; pytorch_half_pixel, or align_corners), ArgMax over the classes
+The loss ops (upsample_logsumexp, interpolate_logsumexp: TRAINING_ONLY) are not exported: an inference
+graph holds no loss.
 
 Crop windows are Slices whose ends are computed from the graph's shapes where the op's out_size is an
 input size (the FCN's final crop), so a dynamic export takes any batch and image size.
@@ -63,6 +66,17 @@ def _upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size
     )
 
 
+def _interpolate_argmax(x, size, align_corners):
+    from onnxscript import opset18 as op
+
+    # F.interpolate(bilinear)'s source coordinates: ONNX's pytorch_half_pixel (align_corners=False), as
+    # torch's own exporter writes them.
+    mode = "align_corners" if align_corners else "pytorch_half_pixel"
+    sizes = op.Concat(op.Slice(op.Shape(x), _ints([0]), _ints([2])), _ints(size), axis=0)
+    y = op.Resize(x, None, None, sizes, mode="linear", coordinate_transformation_mode=mode)
+    return op.ArgMax(y, axis=1, keepdims=0, select_last_index=0)
+
+
 def _rarefied_conv2d(x, weight, bias, rarefaction, padding, groups):
     from onnxscript import opset18 as op
 
@@ -80,7 +94,11 @@ TRANSLATIONS = {
     "upsample_argmax_triton": _upsample_argmax,
     "rarefied_conv2d": _rarefied_conv2d,
     "rarefied_conv2d_triton": _rarefied_conv2d,
+    "interpolate_argmax": _interpolate_argmax,
 }
+
+# Forward ops of training alone (the fused losses): never in an inference graph, so never exported.
+TRAINING_ONLY = ("upsample_logsumexp", "interpolate_logsumexp")
 
 
 def onnx_translations():

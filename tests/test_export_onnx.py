@@ -5,10 +5,11 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import fcn_kernels
-from fcn_kernels.export import TRANSLATIONS, export_onnx, onnx_translations
+from fcn_kernels.export import TRAINING_ONLY, TRANSLATIONS, export_onnx, onnx_translations
 from fcn_kernels.models import FCN8s
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (the deploy extra)")
@@ -158,9 +159,35 @@ def test_upsample_argmax_onnxruntime(tmp_path, seed):
         assert ((torch.from_numpy(out) == labels) | near_tie).all()
 
 
+@pytest.mark.skipif(
+    not hasattr(torch.ops.fcn_kernels, "interpolate_argmax"),
+    reason="no interpolate_argmax in this build",
+)
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_interpolate_argmax_onnxruntime(tmp_path, seed, align_corners):
+    class Labels(nn.Module):
+        def forward(self, x):
+            return fcn_kernels.interpolate_argmax(x, (37, 50), align_corners=align_corners, backend="cpu")
+
+    path = str(tmp_path / "labels.onnx")
+    export_onnx(Labels(), torch.randn(1, 5, 9, 12), path)
+    domains, ops = domains_and_ops(path)
+    assert domains <= {"", "ai.onnx"} and {"Resize", "ArgMax"} <= ops
+    for shape in ((1, 5, 9, 12), (2, 5, 7, 13)):
+        x = torch.randn(shape)
+        scores = F.interpolate(x.double(), size=(37, 50), mode="bilinear", align_corners=align_corners)
+        out = torch.from_numpy(ort_run(path, x))
+        assert out.dtype == torch.int64 and out.shape == scores[:, 0].shape
+        # a label may differ from the exact argmax only at a near tie of the exact scores
+        picked = scores.gather(1, out.unsqueeze(1)).squeeze(1)
+        assert (scores.amax(1) - picked <= 1e-5 * (1 + scores.abs().amax(1))).all()
+
+
 def test_every_forward_op_has_a_translation():
     ops = [n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")]
-    forward = [n for n in ops if "backward" not in n]  # backward ops are never exported (inference graphs)
+    # backward ops and the losses' forward ops are never exported (inference graphs)
+    forward = [n for n in ops if "backward" not in n and n not in TRAINING_ONLY]
+    assert set(TRAINING_ONLY) <= set(ops)
     assert "upsample_skip" in forward and "rarefied_conv2d" in forward
     assert set(forward) <= set(TRANSLATIONS), set(forward) - set(TRANSLATIONS)
     table = onnx_translations()
