@@ -19,12 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import fcn_kernels  # noqa: E402
-from fcn_kernels import reference  # noqa: E402
-from fcn_kernels._tolerance import worst_error  # noqa: E402
-from fcn_kernels.app.doctor import UPSAMPLE, _inputs  # noqa: E402
+import fcn_kernels
+from fcn_kernels.app.doctor import UPSAMPLE, _inputs, argmax_error
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INDEX64 = "FCN_KERNELS_CUDA_INDEX64"  # read by the CUDA launcher at every call
@@ -67,18 +65,10 @@ def check(case, dtype, keep_bias, keep_skip, device, path, seed=0):
     labels = fcn_kernels.upsample_argmax(*on, backend=device, **kwargs)
     if device == "cuda":
         torch.cuda.synchronize()
-    labels = labels.cpu()
-    # check_argmax's rule (fcn_kernels/doctor.py): the exact score of the chosen class within the bound of
-    # two scores of the exact maximum
-    exact_in = [t.double() if t is not None else None for t in (x, w, b, s)]
-    scores = reference.upsample_skip(*exact_in, **kwargs)
-    abs_scores = reference.upsample_skip(*[t.abs() if t is not None else None for t in exact_in], **kwargs)
-    if labels.dtype != torch.int64 or labels.shape != scores[:, 0].shape:
-        return f"labels {labels.dtype} {tuple(labels.shape)}, want int64 {tuple(scores[:, 0].shape)}"
-    if ((labels < 0) | (labels >= scores.shape[1])).any():
-        return f"labels outside [0, {scores.shape[1]})"
-    picked = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
-    ratio, err, bound = worst_error(picked, scores.amax(1), abs_scores.amax(1), 2 * case.terms(), dtype)
+    try:  # the doctor's rule (fcn_kernels/app/doctor.py, argmax_error)
+        ratio, err, bound = argmax_error(labels.cpu(), (x, w, b, s), kwargs, case.terms(), dtype)
+    except RuntimeError as e:
+        return str(e)
     return None if ratio <= 1.0 else f"a label's score {err:.1e} below the maximum, bound {bound:.1e}"
 
 

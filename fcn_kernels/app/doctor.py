@@ -174,20 +174,29 @@ def check_case(case, backend, device, dtype, seed=0):
     return [("forward", *fwd), (f"backward (worst: grad {name})", *bwd)]
 
 
-def check_argmax(case, backend, device, dtype, seed=0):
-    """upsample_argmax against the float64 scores: a label may differ from the exact argmax only where
-    its exact score is within the bound of the maximum (a near-tie; the bound of two scores)."""
-    inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
+def argmax_error(labels, inputs, kwargs, terms, dtype):
+    """(worst ratio, its error, its bound) of upsample_argmax's labels (on the CPU) against the float64 scores
+    of `inputs` (x, weight, bias, skip; None where absent): a label may differ from the exact argmax only
+    where its exact score is within the bound of the maximum (a near-tie; the bound of two scores of
+    `terms` products). RuntimeError for labels of another dtype or shape, or outside the classes."""
     exact_in = [t.double() if t is not None else None for t in inputs]
+    scores = reference.upsample_skip(*exact_in, **kwargs)
+    abs_scores = reference.upsample_skip(*[t.abs() if t is not None else None for t in exact_in], **kwargs)
+    if labels.dtype != torch.int64 or labels.shape != scores[:, 0].shape:
+        raise RuntimeError(f"labels {labels.dtype} {tuple(labels.shape)}, want int64 {tuple(scores[:, 0].shape)}")
+    if ((labels < 0) | (labels >= scores.shape[1])).any():
+        raise RuntimeError(f"labels outside [0, {scores.shape[1]})")
+    picked = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return worst_error(picked, scores.amax(1), abs_scores.amax(1), 2 * terms, dtype)
+
+
+def check_argmax(case, backend, device, dtype, seed=0):
+    """upsample_argmax against the float64 scores (argmax_error)."""
+    inputs = [t.to(dtype) if t is not None else None for t in _inputs(case, torch.Generator().manual_seed(seed))]
     labels = _op("upsample_argmax")(
         *[t.to(device) if t is not None else None for t in inputs], **case.kwargs, backend=backend
     ).cpu()
-    scores = reference.upsample_skip(*exact_in, **case.kwargs)
-    abs_scores = reference.upsample_skip(*[t.abs() if t is not None else None for t in exact_in], **case.kwargs)
-    if labels.dtype != torch.int64 or labels.shape != scores[:, 0].shape:
-        raise RuntimeError(f"labels {labels.dtype} {tuple(labels.shape)}, want int64 {tuple(scores[:, 0].shape)}")
-    picked = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
-    return [("labels", *worst_error(picked, scores.amax(1), abs_scores.amax(1), 2 * case.terms(), dtype))]
+    return [("labels", *argmax_error(labels, inputs, case.kwargs, case.terms(), dtype))]
 
 
 @contextmanager
