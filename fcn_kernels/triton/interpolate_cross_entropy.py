@@ -190,10 +190,15 @@ def _lse_backward_kernel(
     tl.store(gx + h * W + w, acc.to(gx_ptr.dtype.element_ty), mask=cmask & pmask)
 
 
+_taps = autotune([config(4, BLOCK=256)], key=[])(_taps_kernel)  # one config: autotuned for the AOT check
 _lse = autotune(FORWARD_CONFIGS, key=["C", "Ho", "Wo"])(_lse_kernel)
 _lse_backward = autotune(BACKWARD_CONFIGS, key=["C", "H", "W", "KR", "KC"])(_lse_backward_kernel)
 
-AUTOTUNED = {"ice_lse": _lse, "ice_lse_backward": _lse_backward}  # for the AOT check (fcn_kernels.triton.aot)
+AUTOTUNED = {
+    "ice_lse": _lse,
+    "ice_lse_backward": _lse_backward,
+    "ice_taps": _taps,
+}  # for the AOT check (fcn_kernels.triton.aot)
 
 
 def _check(op, x, target):
@@ -271,20 +276,9 @@ def interpolate_logsumexp_backward_triton(
     block_c = pow2_clamp(C, 2, MAX_BLOCK_C)
     idx = torch.empty((2, Ho + Wo), device=x.device, dtype=torch.int32)
     lam = torch.empty((2, Ho + Wo), device=x.device, dtype=partial_dtype(x.dtype))
-    block = pow2_clamp(Ho + Wo, 16, 1024)
-    launch(
-        _taps_kernel,
-        (triton.cdiv(Ho + Wo, block),),
-        idx,
-        lam,
-        H,
-        W,
-        Ho,
-        Wo,
-        ALIGN=align_corners,
-        ACC=acc_dtype(x.dtype),
-        BLOCK=block,
-    )
+    acc = acc_dtype(x.dtype)
+    taps = Ho + Wo
+    launch(_taps, lambda m: (triton.cdiv(taps, m["BLOCK"]),), idx, lam, H, W, Ho, Wo, ALIGN=align_corners, ACC=acc)
 
     def grid(m):
         return (N * triton.cdiv(C, block_c), triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
@@ -309,7 +303,7 @@ def interpolate_logsumexp_backward_triton(
         _window(H, Ho, align_corners),
         _window(W, Wo, align_corners),
         ALIGN=align_corners,
-        ACC=acc_dtype(x.dtype),
+        ACC=acc,
         BIG=needs_int64(x),
         BLOCK_C=block_c,
     )
