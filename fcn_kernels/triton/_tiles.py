@@ -54,6 +54,16 @@ def bilinear_taps(o, size_in, size_out, ALIGN: tl.constexpr, ACC: tl.constexpr):
 
 
 @triton.jit
+def bilinear_tile(H, W, Ho, Wo, ALIGN: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The bilinear forwards' grid: plane_tile's tile of one image's Ho x Wo output, the image on grid axis 0.
+    Returns the image (int64), the tile's rows, columns and mask, and their taps (bilinear_taps)."""
+    i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
+    ri0, ri1, rl0, rl1 = bilinear_taps(i, H, Ho, ALIGN, ACC)
+    ci0, ci1, cl0, cl1 = bilinear_taps(j, W, Wo, ALIGN, ACC)
+    return tl.program_id(0).to(tl.int64), i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1
+
+
+@triton.jit
 def bilinear_score(plane, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1, mask, W, ACC: tl.constexpr):
     """One class's F.interpolate score at the outputs of row taps (ri*, rl*) and column taps (ci*, cl*) of
     one input plane (W columns), blended in PyTorch's order (csrc/index/interpolate.h's blend) in ACC and

@@ -15,14 +15,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ._tiles import bilinear_score, bilinear_taps, channel, plane_tile
-from .utils import acc_dtype, autotune, check_plane_int32, config, launch, needs_int64
-
-ARGMAX_CONFIGS = [
-    config(4, BLOCK_H=8, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=64),
-]
+from ._tiles import bilinear_score, bilinear_tile, channel
+from .utils import BILINEAR_CONFIGS, acc_dtype, autotune, check_plane_int32, launch, needs_int64
 
 
 @triton.jit
@@ -40,10 +34,7 @@ def _argmax_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    n = tl.program_id(0).to(tl.int64)
-    i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    ri0, ri1, rl0, rl1 = bilinear_taps(i, H, Ho, ALIGN, ACC)
-    ci0, ci1, cl0, cl1 = bilinear_taps(j, W, Wo, ALIGN, ACC)
+    n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it
     label = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int32)
@@ -56,7 +47,7 @@ def _argmax_kernel(
     tl.store(out_ptr + n * Ho * Wo + i * Wo + j, label.to(tl.int64), mask=omask)
 
 
-_argmax = autotune(ARGMAX_CONFIGS, key=["C", "Ho", "Wo"])(_argmax_kernel)
+_argmax = autotune(BILINEAR_CONFIGS, key=["C", "Ho", "Wo"])(_argmax_kernel)
 
 AUTOTUNED = {"ia_argmax": _argmax}  # for the AOT check (fcn_kernels.triton.aot)
 

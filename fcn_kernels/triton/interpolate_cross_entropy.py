@@ -22,14 +22,19 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .._autograd.losses import register_interpolate_logsumexp
-from ._tiles import bilinear_score, bilinear_taps, channel, plane_tile
-from .utils import acc_dtype, autotune, check_plane_int32, config, launch, needs_int64, partial_dtype, pow2_clamp
+from ._tiles import bilinear_score, bilinear_taps, bilinear_tile, channel
+from .utils import (
+    BILINEAR_CONFIGS,
+    acc_dtype,
+    autotune,
+    check_plane_int32,
+    config,
+    launch,
+    needs_int64,
+    partial_dtype,
+    pow2_clamp,
+)
 
-FORWARD_CONFIGS = [
-    config(4, BLOCK_H=8, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=64),
-]
 BACKWARD_CONFIGS = [
     config(4, BLOCK_H=8, BLOCK_W=8),
     config(4, BLOCK_H=4, BLOCK_W=16),
@@ -56,10 +61,7 @@ def _lse_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    n = tl.program_id(0).to(tl.int64)
-    i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    ri0, ri1, rl0, rl1 = bilinear_taps(i, H, Ho, ALIGN, ACC)
-    ci0, ci1, cl0, cl1 = bilinear_taps(j, W, Wo, ALIGN, ACC)
+    n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     pix = n * Ho * Wo + i * Wo + j
     t = tl.load(t_ptr + pix, mask=omask, other=0)
@@ -191,7 +193,7 @@ def _lse_backward_kernel(
 
 
 _taps = autotune([config(4, BLOCK=256)], key=[])(_taps_kernel)  # one config: autotuned for the AOT check
-_lse = autotune(FORWARD_CONFIGS, key=["C", "Ho", "Wo"])(_lse_kernel)
+_lse = autotune(BILINEAR_CONFIGS, key=["C", "Ho", "Wo"])(_lse_kernel)
 _lse_backward = autotune(BACKWARD_CONFIGS, key=["C", "H", "W", "KR", "KC"])(_lse_backward_kernel)
 
 AUTOTUNED = {
