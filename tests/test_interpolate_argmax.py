@@ -96,7 +96,7 @@ def test_non_contiguous_inputs(seed, backend, layout):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ties_and_nan_as_torch_argmax(backend):
-    x = torch.zeros(2, 5, 4, 4)
+    x = torch.zeros(2, 5, 4, 4, device=device_of(backend))
     size = (9, 7)
     want = lambda x: F.interpolate(x, size=size, mode="bilinear").argmax(1)  # noqa: E731
     assert torch.equal(fcn_kernels.interpolate_argmax(x, size, backend=backend), want(x))  # every class ties: 0
@@ -110,8 +110,9 @@ def test_ties_and_nan_as_torch_argmax(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_zero_and_size_forms(backend):
-    assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4), 8, backend=backend).shape == (0, 8, 8)
-    x = torch.randn(1, 3, 4, 5)
+    dev = device_of(backend)
+    assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4, device=dev), 8, backend=backend).shape == (0, 8, 8)
+    x = torch.randn(1, 3, 4, 5, device=dev)
     assert torch.equal(
         fcn_kernels.interpolate_argmax(x, 8, backend=backend),
         fcn_kernels.interpolate_argmax(x, (8, 8), backend=backend),

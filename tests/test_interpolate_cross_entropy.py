@@ -171,16 +171,17 @@ def test_property_equals_the_composition(backend, shape, loss, dtype, seed):
 # ---------------------------------------------------------------------------------------------------------
 # the loss's options
 # ---------------------------------------------------------------------------------------------------------
-def _small(**kw):
-    x = torch.randn(2, 3, 4, 5, dtype=F64, requires_grad=True)
-    target = torch.randint(0, 3, (2, 11, 13))
+def _small(backend="cpu", **kw):
+    """A small problem on the backend's device."""
+    x = torch.randn(2, 3, 4, 5, dtype=F64, device=device_of(backend), requires_grad=True)
+    target = torch.randint(0, 3, (2, 11, 13), device=device_of(backend))
     return x, target, kw
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_all_ignored_gives_zero_loss_and_gradient(backend, reduction):
-    x, target, kw = _small(reduction=reduction)
+    x, target, kw = _small(backend, reduction=reduction)
     target.fill_(IGNORE)
     loss = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
     assert bool((loss == 0).all()) and loss.shape == (() if reduction != "none" else target.shape)
@@ -190,14 +191,14 @@ def test_all_ignored_gives_zero_loss_and_gradient(backend, reduction):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("explicit_generator", [False, True])
 def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator):
-    x, target, kw = _small(reduction="none", sample_p=0.3)
-    gen = lambda: torch.Generator().manual_seed(seed) if explicit_generator else None  # noqa: E731
+    x, target, kw = _small(backend, reduction="none", sample_p=0.3)
+    gen = lambda: torch.Generator(x.device).manual_seed(seed) if explicit_generator else None  # noqa: E731
     torch.manual_seed(seed)
     terms = fcn_kernels.interpolate_cross_entropy(x, target, generator=gen(), backend=backend, **kw)
     torch.manual_seed(seed)
     stock = reference.interpolate_cross_entropy(x, target, generator=gen(), **kw)
     torch.manual_seed(seed)
-    kept = torch.rand(target.shape, generator=gen()) < 0.3
+    kept = torch.rand(target.shape, generator=gen(), device=x.device) < 0.3
     assert torch.equal(terms != 0, kept) and torch.equal(stock != 0, kept)
     torch.testing.assert_close(terms, stock)
 
@@ -205,7 +206,7 @@ def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("label", [3, -1, 256])
 def test_bad_labels_are_value_errors(backend, label):
-    x, target, kw = _small()
+    x, target, kw = _small(backend)
     target[1, 4, 7] = label
     with pytest.raises(ValueError, match=str(label)):
         fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
@@ -216,7 +217,7 @@ def test_bad_labels_are_value_errors(backend, label):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_scores_as_the_composition(backend, value):
-    x, target, kw = _small(reduction="none")
+    x, target, kw = _small(backend, reduction="none")
     with torch.no_grad():
         x[1, 1, 2, 3] = value
     terms = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw).detach()
@@ -229,9 +230,9 @@ def test_non_finite_scores_as_the_composition(backend, value):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_class_weight_gradient_and_other_ignore_index(backend):
-    x, target, kw = _small()
+    x, target, kw = _small(backend)
     target[0, :2] = -100
-    cw = torch.rand(3, dtype=F64, requires_grad=True)
+    cw = torch.rand(3, dtype=F64, device=x.device, requires_grad=True)
     got = fcn_kernels.interpolate_cross_entropy(x, target.int(), class_weight=cw, ignore_index=-100, backend=backend)
     want = reference.interpolate_cross_entropy(x, target, class_weight=cw, ignore_index=-100)
     torch.testing.assert_close(got, want)
@@ -240,8 +241,8 @@ def test_class_weight_gradient_and_other_ignore_index(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_zero(backend):
-    x = torch.randn(0, 4, 5, 5, requires_grad=True)
-    target = torch.zeros(0, 12, 12, dtype=torch.long)
+    x = torch.randn(0, 4, 5, 5, device=device_of(backend), requires_grad=True)
+    target = torch.zeros(0, 12, 12, dtype=torch.long, device=x.device)
     for reduction in ("mean", "sum", "none"):
         loss = fcn_kernels.interpolate_cross_entropy(x, target, reduction=reduction, backend=backend)
         assert loss.shape == ((0, 12, 12) if reduction == "none" else ()) and bool((loss == 0).all())
@@ -260,8 +261,9 @@ def test_gradcheck(seed, backend):
         if tiny(backend):  # the numerical Jacobian runs the forward twice per element of x
             shape.update(C=2, H=min(shape["H"], 3), W=min(shape["W"], 3), size=(5, 4))
         shape["N"] = max(shape["N"], 1)
-        x = torch.randn(shape["N"], shape["C"], shape["H"], shape["W"], dtype=F64, requires_grad=True)
-        target = make_target(shape["N"], shape["C"], shape["size"], Loss(ignore=0.2))
+        dev = device_of(backend)
+        x = torch.randn(shape["N"], shape["C"], shape["H"], shape["W"], dtype=F64, device=dev, requires_grad=True)
+        target = make_target(shape["N"], shape["C"], shape["size"], Loss(ignore=0.2)).to(dev)
         reduction = "mean" if tiny(backend) else rng.choice(["mean", "none"])
 
         def fn(x, target=target, reduction=reduction, ac=shape["align_corners"]):
@@ -294,8 +296,8 @@ def test_opcheck(backend, align_corners):
 @pytest.mark.parametrize("backend", ON_GPU)
 def test_compile_fullgraph(backend):
     dev = device_of(backend)
-    x, target, kw = _small(class_weight=torch.rand(3, device=dev))
-    x, target = x.detach().float().to(dev).requires_grad_(), target.to(dev)
+    x, target, kw = _small(backend, class_weight=torch.rand(3, device=dev))
+    x = x.detach().float().requires_grad_()
     torch._dynamo.reset()
     compiled = torch.compile(
         lambda x, t: fcn_kernels.interpolate_cross_entropy(x, t, backend=backend, **kw), fullgraph=True
@@ -309,8 +311,8 @@ def test_compile_fullgraph(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_bits(backend):
     (N, C, H, W), size = ((1, 3, 5, 6), (17, 13)) if tiny(backend) else ((3, 7, 9, 11), (61, 83))
-    x = torch.randn(N, C, H, W)
-    target = torch.randint(0, C, (N, *size))
+    x = torch.randn(N, C, H, W, device=device_of(backend))
+    target = torch.randint(0, C, (N, *size), device=x.device)
     outs = []
     for _ in range(2):
         xs = x.clone().requires_grad_()
@@ -341,12 +343,12 @@ def test_same_bits_whatever_the_thread_count(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_saves_only_pixel_maps(backend):
     (N, C, H, W), size = ((1, 5, 4, 4), (16, 16)) if tiny(backend) else ((2, 19, 8, 9), (64, 72))
-    x = torch.randn(N, C, H, W, requires_grad=True)
-    target = torch.randint(0, C, (N, *size))
+    x = torch.randn(N, C, H, W, device=device_of(backend), requires_grad=True)
+    target = torch.randint(0, C, (N, *size), device=x.device)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
         loss = fcn_kernels.interpolate_cross_entropy(
-            x, target, class_weight=torch.rand(C), sample_p=0.5, backend=backend
+            x, target, class_weight=torch.rand(C, device=x.device), sample_p=0.5, backend=backend
         )
     assert saved
     for t in saved:
