@@ -8,12 +8,15 @@ class's score on the tile (4 taps, _tiles.bilinear_taps and bilinear_score: PyTo
 and rounding to x's dtype) and keeps an online log-sum-exp (running maximum m and sum s of exp(v - m)), NaN
 where a score is NaN or the maximum is infinite, as F.log_softmax; the target's score is picked on the way.
 
-Backward: a gather, no atomics and no full-resolution tensor. One program per (image, block of BLOCK_C classes,
-tile of input pixels); each input pixel (h, w) sums over the output pixels whose 2 x 2 taps include it: a
-window of KR x KC candidates starting a little before the first output that can reach it (_window_start),
-each kept only if its exact taps hit (h, w), with weight l_row * l_col and the score gradient recomputed from
-x: d = grad_lse * exp(v - lse) + grad_picked * [c == target] (the target's term only at labelled pixels).
-Each grad_x element has one writer and a fixed summation order: deterministic.
+Backward: a gather, no atomics and no full-resolution tensor. A first launch writes the taps of every output
+row and column (Ho + Wo entries, _taps_kernel); then one program per (image, block of BLOCK_C classes, tile of
+input pixels): each input pixel (h, w) sums over the output pixels whose 2 x 2 taps include it, from a window
+of KR x KC candidates that holds them all (_window_start, _window), each kept only if its taps hit (h, w), with
+weight l_row * l_col and the score gradient recomputed from x: d = grad_lse * exp(v - lse) + grad_picked *
+[c == target] (the target's term only at labelled pixels). Each grad_x element has one writer and a fixed
+summation order: deterministic. Taps of weight 0 may fall outside the window (outputs whose source coordinate
+is clamped at 0 reach input row or column 1 with weight 0): they add 0 to finite gradients, but a NaN or
+infinite score gradient there does not spread to that pixel as it does through F.interpolate's backward.
 """
 
 import torch
