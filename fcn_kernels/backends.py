@@ -79,8 +79,8 @@ _BUILT = _built_table()
 _PARTIAL_KERNELS = {
     # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op; CPU kernels first.
     "upsample_cross_entropy": (("cpu",), ("upsample_logsumexp", "upsample_logsumexp_backward")),
-    "interpolate_cross_entropy": (("cpu",), ("interpolate_logsumexp", "interpolate_logsumexp_backward")),
-    "interpolate_argmax": (("cpu",), ("interpolate_argmax",)),
+    "interpolate_cross_entropy": (("cpu", "triton"), ("interpolate_logsumexp", "interpolate_logsumexp_backward")),
+    "interpolate_argmax": (("cpu", "triton"), ("interpolate_argmax",)),
 }
 _LOSS_OPS = ("upsample_cross_entropy", "interpolate_cross_entropy", "interpolate_argmax")
 

@@ -91,15 +91,22 @@ def pixelwise_cross_entropy(
     target = target.long()
     valid = target != ignore_index
     n_class = logits.shape[1]
-    bad = valid & ((target < 0) | (target >= n_class))
-    if bool(bad.any()):
-        vals = torch.unique(target[bad]).tolist()[:10]
-        raise ValueError(f"target labels {vals} are outside [0, {n_class}) and are not the ignore label {ignore_index}")
+    check_labels(target, n_class, ignore_index, valid)
     # float32 log-softmax even under bf16 autocast
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()
     terms = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index)
     return weigh_and_reduce(terms, target, valid, weight, n_class, sample_p, generator, reduction)
+
+
+def check_labels(target, n_class, ignore_index, valid=None):
+    """ValueError naming the labels of target outside [0, n_class) that are not ignore_index (valid: target !=
+    ignore_index, if computed already). Reads the labels: eager only (a data-dependent branch)."""
+    valid = target != ignore_index if valid is None else valid
+    bad = valid & ((target < 0) | (target >= n_class))
+    if bool(bad.any()):
+        vals = torch.unique(target[bad]).tolist()[:10]
+        raise ValueError(f"target labels {vals} are outside [0, {n_class}) and are not the ignore label {ignore_index}")
 
 
 def check_loss_arguments(sample_p, reduction):

@@ -1,6 +1,7 @@
 """fcn_kernels.interpolate_argmax (docs/DESIGN.md §2.6) against F.interpolate(x, size, mode="bilinear").argmax(1):
 labels whose exact (float64) score is within the scores' error bound of the best exact score, ties and NaN as
-torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu now)."""
+torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu, triton; cuda when
+its kernels exist); Triton gets the tiny variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
 
 import random
 
@@ -10,15 +11,15 @@ import torch.nn.functional as F
 from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.backends import backends
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, tiny
 from _helpers.loss_cases import random_shape
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels._tolerance import EPS, error_bound
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
-# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu")
+# cpu, triton; cuda joins when its kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu", "triton")
 
 
 def exact_scores(x, size, align_corners):
@@ -30,7 +31,9 @@ def check_labels(x, size, align_corners, backend, transform=lambda t: t):
     best exact score (a label may differ from the reference's only where two classes are that close). The bound:
     a score's rounding to x's dtype, its 4 products' accumulation, and the weights' float32 rounding (see
     test_interpolate_cross_entropy.problem)."""
-    labels = fcn_kernels.interpolate_argmax(transform(x), size, align_corners=align_corners, backend=backend)
+    labels = fcn_kernels.interpolate_argmax(
+        transform(x).to(device_of(backend)), size, align_corners=align_corners, backend=backend
+    ).cpu()
     exact = exact_scores(x, size, align_corners)
     N, C, H, W = x.shape
     assert labels.dtype == torch.int64 and labels.shape == (N, *size), (labels.dtype, labels.shape)
@@ -51,24 +54,41 @@ def check_labels(x, size, align_corners, backend, transform=lambda t: t):
 @pytest.mark.parametrize("dtype", [F64, F32, BF16, F16])
 def test_random_shapes(seed, backend, dtype):
     rng = random.Random(seed)
-    for _ in range(15):
-        s = random_shape(rng)
+    for _ in range(3 if tiny(backend) else 15):
+        s = random_shape(rng, tiny=tiny(backend))
         check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype), s["size"], s["align_corners"], backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu", gpu_check("triton")))
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_heads(seed, backend, align_corners):
-    for N, C, H, W, size in [(2, 150, 8, 8, (64, 64)), (1, 19, 16, 32, (128, 256)), (1, 21, 63, 63, (500, 500))]:
+    heads = [(2, 150, 8, 8, (64, 64)), (1, 19, 16, 32, (128, 256)), (1, 21, 63, 63, (500, 500))]
+    for N, C, H, W, size in [(1, 6, 8, 8, (16, 16)), (1, 5, 6, 9, (13, 20))] if tiny(backend) else heads:
         check_labels(torch.randn(N, C, H, W), size, align_corners, backend)
+
+
+@pytest.mark.parametrize("backend", backends("triton"))
+@pytest.mark.parametrize("dtype", [F64, F32, BF16])
+def test_same_labels_as_the_cpu_kernel(seed, backend, dtype):
+    """The C++ kernel computes every score as F.interpolate does and rounds it to x's dtype; Triton's kernel
+    follows the same rule, so that near ties resolve alike: the same labels, bit for bit."""
+    rng = random.Random(seed)
+    for _ in range(3):
+        s = random_shape(rng, tiny=True)
+        x = torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype).round(decimals=1)  # many near ties
+        want = fcn_kernels.interpolate_argmax(x, s["size"], align_corners=s["align_corners"], backend="cpu")
+        got = fcn_kernels.interpolate_argmax(
+            x.to(device_of(backend)), s["size"], align_corners=s["align_corners"], backend=backend
+        )
+        assert torch.equal(got.cpu(), want), s
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
-    for _ in range(4):
-        s = random_shape(rng)
+    for _ in range(1 if tiny(backend) else 4):
+        s = random_shape(rng, tiny=tiny(backend))
         check_labels(
             torch.randn(s["N"], s["C"], s["H"], s["W"]), s["size"], s["align_corners"], backend, LAYOUTS[layout]
         )
@@ -76,7 +96,7 @@ def test_non_contiguous_inputs(seed, backend, layout):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ties_and_nan_as_torch_argmax(backend):
-    x = torch.zeros(2, 5, 4, 4)
+    x = torch.zeros(2, 5, 4, 4, device=device_of(backend))
     size = (9, 7)
     want = lambda x: F.interpolate(x, size=size, mode="bilinear").argmax(1)  # noqa: E731
     assert torch.equal(fcn_kernels.interpolate_argmax(x, size, backend=backend), want(x))  # every class ties: 0
@@ -90,8 +110,9 @@ def test_ties_and_nan_as_torch_argmax(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_zero_and_size_forms(backend):
-    assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4), 8, backend=backend).shape == (0, 8, 8)
-    x = torch.randn(1, 3, 4, 5)
+    dev = device_of(backend)
+    assert fcn_kernels.interpolate_argmax(torch.randn(0, 3, 4, 4, device=dev), 8, backend=backend).shape == (0, 8, 8)
+    x = torch.randn(1, 3, 4, 5, device=dev)
     assert torch.equal(
         fcn_kernels.interpolate_argmax(x, 8, backend=backend),
         fcn_kernels.interpolate_argmax(x, (8, 8), backend=backend),
@@ -116,16 +137,21 @@ def test_errors(backend):
         torch.ops.fcn_kernels.interpolate_argmax(x, [0, 4], False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu", pytest.param("triton", marks=NEEDS_GPU)))
 def test_opcheck_and_compile(backend):
-    x = torch.randn(2, 6, 5, 4)
-    opcheck(torch.ops.fcn_kernels.interpolate_argmax.default, (x, [11, 9], True))
+    x = torch.randn(2, 6, 5, 4, device=device_of(backend))
+    op = (
+        torch.ops.fcn_kernels.interpolate_argmax_triton
+        if backend == "triton"
+        else torch.ops.fcn_kernels.interpolate_argmax
+    )
+    opcheck(op.default, (x, [11, 9], True))
     torch._dynamo.reset()
     compiled = torch.compile(lambda x: fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend), fullgraph=True)
     assert torch.equal(compiled(x), fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu"))  # hypothesis's many draws: too slow for the interpreter
 @given(
     shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
     dtype=st.sampled_from([F64, F32, BF16, F16]),

@@ -1,7 +1,8 @@
 """fcn_kernels.interpolate_cross_entropy (docs/DESIGN.md §2.6) against the float64 composition
 pixelwise_cross_entropy(F.interpolate(x, size=target's, mode="bilinear"), target), value and gradient, at
 derived error bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with
-FCN_TEST_SEED=...). Each test takes a `backend` (cpu now; cuda and triton when their kernels exist)."""
+FCN_TEST_SEED=...). Each test takes a `backend` (cpu, triton; cuda when its kernels exist); Triton gets the tiny
+variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
 
 import json
 import math
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.backends import backends
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.loss_cases import (
     BF16,
     F16,
@@ -36,8 +37,8 @@ from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels import backends as backend_rule, reference
 from fcn_kernels._tolerance import EPS
 
-# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu")
+# cpu, triton; cuda joins when its kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu", "triton")
 
 
 def problem(N, C, H, W, size, align_corners=False, dtype=F64):
@@ -57,6 +58,13 @@ def problem(N, C, H, W, size, align_corners=False, dtype=F64):
     def scores(x):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
+    def fused(v, t, backend, **o):  # on the backend's device, compared on the CPU
+        dev = device_of(backend)
+        loss = fcn_kernels.interpolate_cross_entropy(
+            v[0].to(dev), t.to(dev), align_corners=align_corners, backend=backend, **o
+        )
+        return loss.cpu()
+
     def slack(exact_in, dscore_abs):
         plane_max = exact_in[0].abs().amax((2, 3), keepdim=True)
         grads = None
@@ -68,7 +76,7 @@ def problem(N, C, H, W, size, align_corners=False, dtype=F64):
         inputs=[x],
         names=("x",),
         scores=scores,
-        fused=lambda v, t, **o: fcn_kernels.interpolate_cross_entropy(v[0], t, align_corners=align_corners, **o),
+        fused=fused,
         stock=lambda v, t, **o: reference.interpolate_cross_entropy(v[0], t, align_corners=align_corners, **o),
         n_fwd=6,
         n_grads=(gathers + Wo,),
@@ -85,27 +93,33 @@ def check(N, C, H, W, size, align_corners=False, loss: Loss = None, dtype=F64, *
 # ---------------------------------------------------------------------------------------------------------
 # value and gradient against the float64 composition
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("batch", range(3))
+@pytest.mark.parametrize("backend, batch", grid(cpu=range(3), triton=[0]))
 def test_random_float64(seed, backend, batch):
     rng = random.Random(seed)
-    for _ in range(12):
-        check(**random_shape(rng), loss=random_loss(rng), backend=backend, seed=rng.randrange(2**31))
+    for _ in range(3 if tiny(backend) else 12):
+        shape = random_shape(rng, tiny=tiny(backend))
+        check(**shape, loss=random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+HEADS = [
+    (1, 150, 8, 8, (64, 64)),
+    (2, 19, 8, 16, (63, 130)),
+    (1, 21, 13, 13, (100, 100)),
+    (1, 5, 40, 30, (7, 9)),
+    (2, 4, 6, 6, (6, 6)),
+    (1, 3, 1, 1, (5, 1)),
+]
+# Triton's: 2x, a non-integer scale, downsampling, the same size, a 1 x 1 input
+TINY_HEADS = [
+    gpu_check((1, 3, 8, 8, (16, 16))),
+    ((1, 4, 6, 5, (13, 11)),),
+    ((2, 3, 9, 7, (5, 4)),),
+    ((1, 3, 1, 1, (5, 1)),),
+]
+
+
 @pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize(
-    "shape",
-    [
-        (1, 150, 8, 8, (64, 64)),
-        (2, 19, 8, 16, (63, 130)),
-        (1, 21, 13, 13, (100, 100)),
-        (1, 5, 40, 30, (7, 9)),
-        (2, 4, 6, 6, (6, 6)),
-        (1, 3, 1, 1, (5, 1)),
-    ],
-)
+@pytest.mark.parametrize("backend, shape", grid(cpu=[(h,) for h in HEADS], triton=TINY_HEADS))
 def test_heads_and_edge_sizes(seed, backend, align_corners, shape):
     """ADE20K-, Cityscapes- and VOC-like heads (small), downsampling, the same size, a 1 x 1 input."""
     N, C, H, W, size = shape
@@ -116,17 +130,20 @@ def test_heads_and_edge_sizes(seed, backend, align_corners, shape):
 @pytest.mark.parametrize("dtype", [F32, BF16, F16])
 def test_lower_precision(seed, backend, dtype):
     rng = random.Random(seed)
-    for _ in range(6):
-        check(**random_shape(rng), loss=random_loss(rng), dtype=dtype, backend=backend, seed=rng.randrange(2**31))
-    check(1, 150, 8, 8, (64, 64), loss=Loss(class_weight=True), dtype=dtype, backend=backend)
+    for _ in range(1 if tiny(backend) else 6):
+        shape = random_shape(rng, tiny=tiny(backend))
+        check(**shape, loss=random_loss(rng), dtype=dtype, backend=backend, seed=rng.randrange(2**31))
+    C, H, size = (5, 4, (16, 16)) if tiny(backend) else (150, 8, (64, 64))
+    check(1, C, H, H, size, loss=Loss(class_weight=True), dtype=dtype, backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
-    for _ in range(4):
-        check(**random_shape(rng), loss=random_loss(rng), backend=backend, transform=LAYOUTS[layout])
+    for _ in range(1 if tiny(backend) else 4):
+        shape = random_shape(rng, tiny=tiny(backend))
+        check(**shape, loss=random_loss(rng), backend=backend, transform=LAYOUTS[layout])
 
 
 def test_bound_catches_a_wrong_loss(seed):
@@ -138,7 +155,7 @@ def test_bound_catches_a_wrong_loss(seed):
             check_loss(p, make_target(2, 5, (64, 64), loss), loss, F32, fused=wrong)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu"))  # hypothesis's many draws: too slow for the interpreter
 @given(
     shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
     loss=losses(),
@@ -154,16 +171,17 @@ def test_property_equals_the_composition(backend, shape, loss, dtype, seed):
 # ---------------------------------------------------------------------------------------------------------
 # the loss's options
 # ---------------------------------------------------------------------------------------------------------
-def _small(**kw):
-    x = torch.randn(2, 3, 4, 5, dtype=F64, requires_grad=True)
-    target = torch.randint(0, 3, (2, 11, 13))
+def _small(backend="cpu", **kw):
+    """A small problem on the backend's device."""
+    x = torch.randn(2, 3, 4, 5, dtype=F64, device=device_of(backend), requires_grad=True)
+    target = torch.randint(0, 3, (2, 11, 13), device=device_of(backend))
     return x, target, kw
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_all_ignored_gives_zero_loss_and_gradient(backend, reduction):
-    x, target, kw = _small(reduction=reduction)
+    x, target, kw = _small(backend, reduction=reduction)
     target.fill_(IGNORE)
     loss = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
     assert bool((loss == 0).all()) and loss.shape == (() if reduction != "none" else target.shape)
@@ -173,14 +191,14 @@ def test_all_ignored_gives_zero_loss_and_gradient(backend, reduction):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("explicit_generator", [False, True])
 def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator):
-    x, target, kw = _small(reduction="none", sample_p=0.3)
-    gen = lambda: torch.Generator().manual_seed(seed) if explicit_generator else None  # noqa: E731
+    x, target, kw = _small(backend, reduction="none", sample_p=0.3)
+    gen = lambda: torch.Generator(x.device).manual_seed(seed) if explicit_generator else None  # noqa: E731
     torch.manual_seed(seed)
     terms = fcn_kernels.interpolate_cross_entropy(x, target, generator=gen(), backend=backend, **kw)
     torch.manual_seed(seed)
     stock = reference.interpolate_cross_entropy(x, target, generator=gen(), **kw)
     torch.manual_seed(seed)
-    kept = torch.rand(target.shape, generator=gen()) < 0.3
+    kept = torch.rand(target.shape, generator=gen(), device=x.device) < 0.3
     assert torch.equal(terms != 0, kept) and torch.equal(stock != 0, kept)
     torch.testing.assert_close(terms, stock)
 
@@ -188,7 +206,7 @@ def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("label", [3, -1, 256])
 def test_bad_labels_are_value_errors(backend, label):
-    x, target, kw = _small()
+    x, target, kw = _small(backend)
     target[1, 4, 7] = label
     with pytest.raises(ValueError, match=str(label)):
         fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw)
@@ -199,7 +217,7 @@ def test_bad_labels_are_value_errors(backend, label):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_scores_as_the_composition(backend, value):
-    x, target, kw = _small(reduction="none")
+    x, target, kw = _small(backend, reduction="none")
     with torch.no_grad():
         x[1, 1, 2, 3] = value
     terms = fcn_kernels.interpolate_cross_entropy(x, target, backend=backend, **kw).detach()
@@ -212,9 +230,9 @@ def test_non_finite_scores_as_the_composition(backend, value):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_class_weight_gradient_and_other_ignore_index(backend):
-    x, target, kw = _small()
+    x, target, kw = _small(backend)
     target[0, :2] = -100
-    cw = torch.rand(3, dtype=F64, requires_grad=True)
+    cw = torch.rand(3, dtype=F64, device=x.device, requires_grad=True)
     got = fcn_kernels.interpolate_cross_entropy(x, target.int(), class_weight=cw, ignore_index=-100, backend=backend)
     want = reference.interpolate_cross_entropy(x, target, class_weight=cw, ignore_index=-100)
     torch.testing.assert_close(got, want)
@@ -223,8 +241,8 @@ def test_class_weight_gradient_and_other_ignore_index(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_zero(backend):
-    x = torch.randn(0, 4, 5, 5, requires_grad=True)
-    target = torch.zeros(0, 12, 12, dtype=torch.long)
+    x = torch.randn(0, 4, 5, 5, device=device_of(backend), requires_grad=True)
+    target = torch.zeros(0, 12, 12, dtype=torch.long, device=x.device)
     for reduction in ("mean", "sum", "none"):
         loss = fcn_kernels.interpolate_cross_entropy(x, target, reduction=reduction, backend=backend)
         assert loss.shape == ((0, 12, 12) if reduction == "none" else ()) and bool((loss == 0).all())
@@ -238,12 +256,15 @@ def test_batch_zero(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcheck(seed, backend):
     rng = random.Random(seed)
-    for _ in range(4):
+    for _ in range(2 if tiny(backend) else 4):
         shape = random_shape(rng, max_batch=1)
+        if tiny(backend):  # the numerical Jacobian runs the forward twice per element of x
+            shape.update(C=2, H=min(shape["H"], 3), W=min(shape["W"], 3), size=(5, 4))
         shape["N"] = max(shape["N"], 1)
-        x = torch.randn(shape["N"], shape["C"], shape["H"], shape["W"], dtype=F64, requires_grad=True)
-        target = make_target(shape["N"], shape["C"], shape["size"], Loss(ignore=0.2))
-        reduction = rng.choice(["mean", "none"])
+        dev = device_of(backend)
+        x = torch.randn(shape["N"], shape["C"], shape["H"], shape["W"], dtype=F64, device=dev, requires_grad=True)
+        target = make_target(shape["N"], shape["C"], shape["size"], Loss(ignore=0.2)).to(dev)
+        reduction = "mean" if tiny(backend) else rng.choice(["mean", "none"])
 
         def fn(x, target=target, reduction=reduction, ac=shape["align_corners"]):
             return fcn_kernels.interpolate_cross_entropy(
@@ -253,24 +274,29 @@ def test_gradcheck(seed, backend):
         assert torch.autograd.gradcheck(fn, (x,)), shape
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+ON_GPU = backends("cpu", pytest.param("triton", marks=NEEDS_GPU))  # triton_op's checks need CUDA tensors
+
+
+@pytest.mark.parametrize("backend", ON_GPU)
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_opcheck(backend, align_corners):
-    x = torch.randn(2, 4, 5, 6, requires_grad=True)
-    target = torch.randint(0, 4, (2, 13, 11))
+    dev = device_of(backend)
+    x = torch.randn(2, 4, 5, 6, device=dev, requires_grad=True)
+    target = torch.randint(0, 4, (2, 13, 11), device=dev)
     target[0, 0] = IGNORE
-    ops = torch.ops.fcn_kernels
-    opcheck(ops.interpolate_logsumexp.default, (x, target, align_corners, IGNORE))
-    lse = ops.interpolate_logsumexp(x, target, align_corners, IGNORE)[0].detach()
-    opcheck(
-        ops.interpolate_logsumexp_backward.default,
-        (torch.randn(2, 13, 11), torch.randn(2, 13, 11), x.detach(), target, lse, align_corners, IGNORE),
-    )
+    suffix = "_triton" if backend == "triton" else ""
+    forward = getattr(torch.ops.fcn_kernels, "interpolate_logsumexp" + suffix)
+    backward = getattr(torch.ops.fcn_kernels, "interpolate_logsumexp_backward" + suffix)
+    opcheck(forward.default, (x, target, align_corners, IGNORE))
+    lse = forward(x, target, align_corners, IGNORE)[0].detach()
+    grads = torch.randn(2, 2, 13, 11, device=dev)
+    opcheck(backward.default, (grads[0], grads[1], x.detach(), target, lse, align_corners, IGNORE))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ON_GPU)
 def test_compile_fullgraph(backend):
-    x, target, kw = _small(class_weight=torch.rand(3))
+    dev = device_of(backend)
+    x, target, kw = _small(backend, class_weight=torch.rand(3, device=dev))
     x = x.detach().float().requires_grad_()
     torch._dynamo.reset()
     compiled = torch.compile(
@@ -284,8 +310,9 @@ def test_compile_fullgraph(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_bits(backend):
-    x = torch.randn(3, 7, 9, 11)
-    target = torch.randint(0, 7, (3, 61, 83))
+    (N, C, H, W), size = ((1, 3, 5, 6), (17, 13)) if tiny(backend) else ((3, 7, 9, 11), (61, 83))
+    x = torch.randn(N, C, H, W, device=device_of(backend))
+    target = torch.randint(0, C, (N, *size), device=x.device)
     outs = []
     for _ in range(2):
         xs = x.clone().requires_grad_()
@@ -295,7 +322,7 @@ def test_deterministic_bits(backend):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu"))
 def test_same_bits_whatever_the_thread_count(backend):
     x = torch.randn(2, 7, 13, 9)
     target = torch.randint(0, 7, (2, 70, 50))
@@ -315,12 +342,13 @@ def test_same_bits_whatever_the_thread_count(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_saves_only_pixel_maps(backend):
-    x = torch.randn(2, 19, 8, 9, requires_grad=True)
-    target = torch.randint(0, 19, (2, 64, 72))
+    (N, C, H, W), size = ((1, 5, 4, 4), (16, 16)) if tiny(backend) else ((2, 19, 8, 9), (64, 72))
+    x = torch.randn(N, C, H, W, device=device_of(backend), requires_grad=True)
+    target = torch.randint(0, C, (N, *size), device=x.device)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
         loss = fcn_kernels.interpolate_cross_entropy(
-            x, target, class_weight=torch.rand(19), sample_p=0.5, backend=backend
+            x, target, class_weight=torch.rand(C, device=x.device), sample_p=0.5, backend=backend
         )
     assert saved
     for t in saved:
@@ -349,7 +377,7 @@ def test_argument_errors(backend):
             call(**over)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu"))  # the C++ ops' own checks
 def test_direct_op_calls_are_checked(backend):
     ops = torch.ops.fcn_kernels
     x, target = torch.randn(1, 2, 3, 3), torch.zeros(1, 5, 5, dtype=torch.long)
@@ -391,7 +419,7 @@ OVERFLOW = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu"))  # the public functions' checks, before any backend
 def test_overflowing_sizes_are_clear_errors(backend):
     env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
     proc = subprocess.run(
@@ -422,8 +450,9 @@ def test_rule(channels, size, stock):
     got = backend_rule.choose("interpolate_cross_entropy", cpu, channels=channels, out_size=size)
     assert got == ("reference" if stock else ours)
     assert backend_rule.choose("interpolate_argmax", cpu, channels=channels, out_size=size) == ours
-    for op in ("interpolate_cross_entropy", "interpolate_argmax"):  # no CUDA or Triton kernels yet
-        assert backend_rule.choose(op, torch.device("cuda"), channels=150, out_size=(512, 512)) == "reference"
+    for op in ("interpolate_cross_entropy", "interpolate_argmax"):  # CUDA tensors: the CUDA kernels, else Triton's
+        want = next((b for b in ("cuda", "triton") if backend_rule._built(b, op)), "reference")
+        assert backend_rule.choose(op, torch.device("cuda"), channels=150, out_size=(512, 512)) == want
 
 
 def test_auto_choice_runs_the_chosen_path(monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from .. import _ext, backends, reference
 from .._args import check_extent, check_int, check_planes, check_tensor, pair
 from .._autograd.losses import register_interpolate_logsumexp
-from ..losses import check_loss_arguments
+from ..losses import check_labels, check_loss_arguments
 from .upsample_cross_entropy import check_class_weight, check_target, loss_from_statistics, stats_dtype
 
 
@@ -57,7 +57,8 @@ def interpolate_cross_entropy(
         class_weight, ignore_index, sample_p, generator, reduction: as
             :func:`fcn_kernels.upsample_cross_entropy`'s (the sampling draws as
             :func:`~fcn_kernels.losses.pixelwise_cross_entropy` draws).
-        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice. Default: None.
+        backend (str, optional): ``"cpu"``, ``"triton"`` or ``"reference"``; None: the automatic choice.
+            Default: None.
 
     Returns:
         Tensor: a scalar for ``"mean"`` and ``"sum"``; Tensor[N, Ho, Wo] of the terms for ``"none"``. float32,
@@ -104,7 +105,14 @@ def interpolate_cross_entropy(
             reduction=reduction,
         )
     target = target.long()
-    lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, ignore_index)
+    if which == "triton":
+        from ..triton import interpolate_cross_entropy as triton_impl
+
+        if not torch.compiler.is_compiling():  # the C++ ops check inside; compiled, the kernels never index by label
+            check_labels(target, n_class, ignore_index)
+        lse, picked = triton_impl.interpolate_logsumexp(x, target, align_corners, ignore_index)
+    else:
+        lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, ignore_index)
     return loss_from_statistics(
         lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
     )
@@ -123,7 +131,8 @@ def interpolate_argmax(x, size, *, align_corners=False, backend=None):
         x (Tensor[N, C, H, W]): the class scores.
         size (int or Tuple[int, int]): the output size (Ho, Wo), each >= 1.
         align_corners (bool): as ``F.interpolate``'s. Default: False.
-        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice. Default: None.
+        backend (str, optional): ``"cpu"``, ``"triton"`` or ``"reference"``; None: the automatic choice.
+            Default: None.
 
     Returns:
         Tensor[N, Ho, Wo]: int64 labels. Not differentiable.
@@ -144,6 +153,10 @@ def interpolate_argmax(x, size, *, align_corners=False, backend=None):
     which = backends.resolve(backend, x.device, "interpolate_argmax", channels=x.shape[1], out_size=size)
     if which == "reference":
         return reference.interpolate_argmax(x, size, align_corners=align_corners)
+    if which == "triton":
+        from ..triton import interpolate_argmax as triton_impl
+
+        return triton_impl.interpolate_argmax(x, size, align_corners)
     return torch.ops.fcn_kernels.interpolate_argmax(x, list(size), align_corners)
 
 

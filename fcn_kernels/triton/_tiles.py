@@ -19,6 +19,64 @@ def plane_tile(H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
 
 
 @triton.jit
+def _acc_round(v, ACC: tl.constexpr):
+    # one rounding of a float64 value to ACC, kept in float64: float32 arithmetic done exactly in float64
+    # (each step of float32 operands is exact in float64, or rounds harmlessly twice: 53 >= 2 * 24 + 2 bits)
+    # with no FMA contraction across the steps, as PyTorch's CPU computes its float32 coordinates
+    return v.to(ACC).to(tl.float64)
+
+
+@triton.jit
+def bilinear_taps(o, size_in, size_out, ALIGN: tl.constexpr, ACC: tl.constexpr):
+    """F.interpolate(mode="bilinear")'s taps along one axis at output coordinates o (int32, >= 0): input
+    indices i0 <= i1 (int32) and weights l0, l1 (ACC), PyTorch's rule in its op-math type ACC
+    (ATen/native/UpSample.h: area_pixel_compute_scale, compute_source_index_and_lambda), the taps that
+    csrc/host/interpolate.h computes for the C++ kernels."""
+    fin = size_in.to(tl.float64)
+    fo = o.to(tl.float64)
+    if ALIGN:  # (in - 1) / (out - 1); the one coordinate of a size-1 output is 0 whatever the scale
+        scale = _acc_round((fin - 1.0) / tl.maximum(size_out - 1, 1).to(tl.float64), ACC)
+        src = _acc_round(scale * fo, ACC)
+    else:
+        scale = _acc_round(fin / size_out.to(tl.float64), ACC)
+        src = _acc_round(_acc_round(scale * _acc_round(fo + 0.5, ACC), ACC) - 0.5, ACC)
+        src = tl.maximum(src, 0.0)
+    i0 = tl.minimum(src.to(tl.int32), size_in - 1)  # src >= 0: truncation is floor
+    l1 = tl.minimum(tl.maximum(_acc_round(src - i0.to(tl.float64), ACC), 0.0), 1.0)
+    i1 = i0 + (i0 < size_in - 1).to(tl.int32)
+    l0 = _acc_round(1.0 - l1, ACC)
+    same = size_in == size_out  # a copy: one tap, so that a non-finite neighbour never meets a zero weight
+    i0 = tl.where(same, o, i0)
+    i1 = tl.where(same, o, i1)
+    l0 = tl.where(same, 1.0, l0)
+    l1 = tl.where(same, 0.0, l1)
+    return i0, i1, l0.to(ACC), l1.to(ACC)
+
+
+@triton.jit
+def bilinear_tile(H, W, Ho, Wo, ALIGN: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The bilinear forwards' grid: plane_tile's tile of one image's Ho x Wo output, the image on grid axis 0.
+    Returns the image (int64), the tile's rows, columns and mask, and their taps (bilinear_taps)."""
+    i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
+    ri0, ri1, rl0, rl1 = bilinear_taps(i, H, Ho, ALIGN, ACC)
+    ci0, ci1, cl0, cl1 = bilinear_taps(j, W, Wo, ALIGN, ACC)
+    return tl.program_id(0).to(tl.int64), i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1
+
+
+@triton.jit
+def bilinear_score(plane, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1, mask, W, ACC: tl.constexpr):
+    """One class's F.interpolate score at the outputs of row taps (ri*, rl*) and column taps (ci*, cl*) of
+    one input plane (W columns), blended in PyTorch's order (csrc/index/interpolate.h's blend) in ACC and
+    rounded once to the plane's dtype, as F.interpolate stores it; returned in ACC."""
+    x00 = tl.load(plane + ri0 * W + ci0, mask=mask, other=0.0).to(ACC)
+    x01 = tl.load(plane + ri0 * W + ci1, mask=mask, other=0.0).to(ACC)
+    x10 = tl.load(plane + ri1 * W + ci0, mask=mask, other=0.0).to(ACC)
+    x11 = tl.load(plane + ri1 * W + ci1, mask=mask, other=0.0).to(ACC)
+    v = (x00 * cl0 + x01 * cl1) * rl0 + (x10 * cl0 + x11 * cl1) * rl1
+    return v.to(plane.dtype.element_ty).to(ACC)
+
+
+@triton.jit
 def group_tile(pid, groups, H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, row0=0, col0=0):
     """The dense kernels' grid: pid -> (n, group, tile of the H x W positions from (row0, col0)), tile
     fastest so that neighbouring programs share their inputs. Returns n, the group, and the tile's rows,

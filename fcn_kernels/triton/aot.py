@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter replaces @triton.jit: nothing to compile
     raise ImportError("fcn_kernels.triton.aot compiles kernels: unset TRITON_INTERPRET")
@@ -39,7 +39,14 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
 
-from . import bias_grad as bg, rarefied_conv2d as rc, upsample_argmax as ua, upsample_skip as us
+from . import (
+    bias_grad as bg,
+    interpolate_argmax as ia,
+    interpolate_cross_entropy as ice,
+    rarefied_conv2d as rc,
+    upsample_argmax as ua,
+    upsample_skip as us,
+)
 
 ARCHS = (80, 90)
 # the most dynamic shared memory one block may use (opt-in), bytes
@@ -52,6 +59,7 @@ class Variant:
     label: str
     dtype: str  # element type of the tensor arguments ("part_ptr" is always float32)
     constexprs: dict  # the kernel's constexprs other than the autotuned block sizes
+    pointers: dict = field(default_factory=dict)  # pointer arguments of another element type than dtype's
 
 
 RC_PREFIX = "rc_"
@@ -121,9 +129,29 @@ def _variants(name, all_variants):
         base = dict(WRITE_SKIP=True, NEED_BIAS=True, ACC=tl.float32)
         out = [Variant("fp32", "fp32", base)]
         extra = [Variant("bf16", "bf16", dict(base))]
+    elif name in _BILINEAR_POINTERS:  # interpolate_cross_entropy's and interpolate_argmax's
+        base = dict(ALIGN=False, ACC=tl.float32)
+        if name != "ice_taps":
+            base["BIG"] = False
+        if name == "ice_lse_backward":
+            base["BLOCK_C"] = ice.MAX_BLOCK_C
+        pointers = _BILINEAR_POINTERS[name]
+        out = [Variant("fp32", "fp32", base, pointers)]
+        extra = [Variant("bf16", "bf16", dict(base), pointers)]
     else:
         raise KeyError(f"no AOT specialisation for kernel {name!r}: add one to fcn_kernels.triton.aot")
     return out + (extra if all_variants else [])
+
+
+# The bilinear kernels' labels (int64), per-pixel statistics (float32 for every x dtype but float64) and tap
+# tables (int32 indices, float32 weights).
+_STATS = {"lse_ptr": "*fp32", "ga_ptr": "*fp32", "gb_ptr": "*fp32", "picked_ptr": "*fp32"}
+_BILINEAR_POINTERS = {
+    "ice_lse": dict(_STATS, t_ptr="*i64"),
+    "ice_lse_backward": dict(_STATS, t_ptr="*i64", idx_ptr="*i32", lam_ptr="*fp32"),
+    "ice_taps": dict(idx_ptr="*i32", lam_ptr="*fp32"),
+    "ia_argmax": dict(out_ptr="*i64"),
+}
 
 
 def _tap_variant(name, k):
@@ -145,7 +173,7 @@ def _source(fn, variant, config):
         if arg in constexprs:
             signature[arg] = "constexpr"
         elif arg.endswith("_ptr"):
-            signature[arg] = "*fp32" if arg == "part_ptr" else f"*{variant.dtype}"
+            signature[arg] = variant.pointers.get(arg) or ("*fp32" if arg == "part_ptr" else f"*{variant.dtype}")
             attrs[(i,)] = [["tt.divisibility", 16]]  # torch allocations are 16-byte aligned
         else:
             signature[arg] = "i32"
@@ -227,6 +255,8 @@ def kernels():
     found.update({RC_PREFIX + name: k for name, k in rc.AUTOTUNED.items()})
     found.update(bg.AUTOTUNED)
     found.update(ua.AUTOTUNED)
+    found.update(ice.AUTOTUNED)
+    found.update(ia.AUTOTUNED)
     return found
 
 

@@ -52,6 +52,13 @@ BWD_WEIGHT_DENSE_FMA_CONFIGS = [
     config(8, BLOCK_H=4, BLOCK_W=32),
 ]
 
+# The bilinear forwards' output tiles (interpolate_cross_entropy.py, interpolate_argmax.py).
+BILINEAR_CONFIGS = [
+    config(4, BLOCK_H=8, BLOCK_W=32),
+    config(4, BLOCK_H=4, BLOCK_W=64),
+    config(8, BLOCK_H=8, BLOCK_W=64),
+]
+
 
 # ---------------------------------------------------------------------------------------------------------
 # launching

@@ -52,19 +52,22 @@ def make_target(n, classes, size, loss: Loss):
     return target
 
 
-def random_shape(rng: random.Random, max_batch=2):
+def random_shape(rng: random.Random, max_batch=2, tiny=False):
     """A random bilinear geometry (interpolate_cross_entropy, interpolate_argmax): up, down and mixed sizes,
-    integer scales and not, align_corners or not, sizes 1 included."""
-    H, W = rng.randint(1, 9), rng.randint(1, 9)
+    integer scales and not, align_corners or not, sizes 1 included. tiny (Triton's interpreter): maps up to 6 x 6,
+    outputs up to 16 x 16, up to 4 classes and one image."""
+    top, scales, any_size = (6, [2], 16) if tiny else (9, [2, 4, 8], 30)
+    H, W = rng.randint(1, top), rng.randint(1, top)
     kind = rng.random()
     if kind < 0.4:  # integer upsampling, the heads' case
-        s = rng.choice([2, 4, 8])
+        s = rng.choice(scales)
         size = (H * s, W * s)
     elif kind < 0.7:  # any size
-        size = (rng.randint(1, 30), rng.randint(1, 30))
+        size = (rng.randint(1, any_size), rng.randint(1, any_size))
     else:  # downsampling or the same size
         size = (rng.randint(1, H), rng.randint(1, W))
-    return dict(N=rng.randint(0, max_batch), C=rng.randint(1, 6), H=H, W=W, size=size, align_corners=rng.random() < 0.4)
+    N, C = rng.randint(0, min(max_batch, 1) if tiny else max_batch), rng.randint(1, 4 if tiny else 6)
+    return dict(N=N, C=C, H=H, W=W, size=size, align_corners=rng.random() < 0.4)
 
 
 @dataclass
