@@ -307,17 +307,8 @@ class _FCN(nn.Module):
     def _fused_last_stage(self, op, h, *args, **kwargs):
         """`op` (upsample_argmax or upsample_cross_entropy) as the last upsampling, from its input `h`."""
         last = getattr(self, self.STAGES[-1][0])
-        return op(
-            h,
-            *args,
-            last.weight,
-            last.bias,
-            stride=last.stride,
-            groups=last.groups,
-            out_offset=last.out_offset,
-            backend=last.backend,
-            **kwargs,
-        )
+        geometry = dict(stride=last.stride, groups=last.groups, out_offset=last.out_offset, backend=last.backend)
+        return op(h, *args, last.weight, last.bias, **geometry, **kwargs)
 
     def extra_repr(self):
         return f"n_class={self.n_class}, fused={self.fused}, width={self.width}, offsets={self.offsets}"
