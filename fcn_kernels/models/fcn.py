@@ -364,9 +364,10 @@ class FCN8s(_FCN):
 
     Args:
         n_class (int): the number of classes (VOC: 21). Default: 21.
-        fused (bool): True: each upsampling, skip addition and crop is one :class:`FusedUpsampleSkip`;
-            False: the stock composition (``nn.ConvTranspose2d``, slice, add) on the same parameters.
-            Default: True.
+        fused (bool): True: each upsampling, skip addition and crop is one :class:`FusedUpsampleSkip`, and
+            :meth:`predict` and :meth:`loss` end in :func:`~fcn_kernels.upsample_argmax` and
+            :func:`~fcn_kernels.upsample_cross_entropy`; False: the stock composition (``nn.ConvTranspose2d``,
+            slice, add) on the same parameters. Default: True.
         width (float): the trunk's channels times ``width`` (at least 1 each); 1 is VGG16. Default: 1.0.
         padding (int): conv1_1's padding. Default: 100.
         in_channels (int): the images' channels. Default: 3.
