@@ -46,6 +46,7 @@ PUBLIC = {
     ("fcn_kernels.models.fcn", "FCN8sAtOnce"): CLASS,
     ("fcn_kernels.models.fcn", "FCN8s.forward"): CALL,
     ("fcn_kernels.models.fcn", "FCN8s.predict"): FULL,
+    ("fcn_kernels.models.fcn", "FCN8s.loss"): FULL,
     ("fcn_kernels.models.loading", "load_vgg16"): FULL,
     ("fcn_kernels.models.loading", "load_torchfcn"): FULL,
     ("fcn_kernels.models.inference", "optimize_for_inference"): FULL,

@@ -197,6 +197,30 @@ def test_amp_bf16(tmp_path, fused):
     assert m["amp"] is True and m["final_loss"] == m["final_loss"]  # not NaN
 
 
+def test_train_fused_takes_the_loss_from_the_coarse_scores(tmp_path, monkeypatch):
+    """--fused trains through FCN*.loss's upsample_cross_entropy (no full-resolution scores), --no-fused through
+    the stock composition; the same seed gives both the same first loss, sampled and class-weighted."""
+    from fcn_kernels.models import fcn as fcn_module
+
+    calls, fused_op = [], fcn_module.upsample_cross_entropy
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["reduction"])
+        return fused_op(*args, **kwargs)
+
+    monkeypatch.setattr(fcn_module, "upsample_cross_entropy", counted)
+    first = {}
+    for flag in ("--fused", "--no-fused"):
+        calls.clear()
+        extra = ("--iters", "2", "--log-every", "1", "--sample-p", "0.5", "--class-weights", "median")
+        assert train(tmp_path / flag, flag, *extra) == 0
+        m = json.loads((tmp_path / flag / "metrics.json").read_text())
+        assert m["fused"] is (flag == "--fused") and len(m["loss_history"]) == 2
+        assert calls == (["sum", "sum"] if flag == "--fused" else [])
+        first[flag] = m["loss_history"][0]["loss"]
+    assert first["--fused"] == pytest.approx(first["--no-fused"], rel=1e-4)
+
+
 def test_class_weights_option(tmp_path, capsys):
     assert train(tmp_path / "cw", "--class-weights", "median", "--iters", "1") == 0
     assert "class weights:" in capsys.readouterr().out

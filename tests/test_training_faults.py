@@ -81,7 +81,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, after_sav
 
 
 def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch, capsys):
-    real = training.pixelwise_cross_entropy
+    real = training.ModelLoss.forward
     calls = []
 
     def nan_at_step_5(*args, **kwargs):
@@ -89,7 +89,7 @@ def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch, cap
         out = real(*args, **kwargs)
         return out * math.nan if len(calls) == 5 else out
 
-    monkeypatch.setattr(training, "pixelwise_cross_entropy", nan_at_step_5)
+    monkeypatch.setattr(training.ModelLoss, "forward", nan_at_step_5)
     out = tmp_path / "run"
     assert main(["train", *RUN, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()

@@ -54,7 +54,12 @@ class Common:
     width: float = opt(1.0, "trunk channel multiplier (the checkpoint's when resuming or evaluating)", above=0)
     device: str = opt("auto", "cpu, cuda, cuda:1 ... (auto: cuda if available)")
     threads: int | None = opt(None, "CPU threads of this process", at_least=1, shown="PyTorch's (one a core)")
-    fused: bool = opt(True, "fused upsample+crop+skip kernels (--no-fused: the stock composition)", negatable=True)
+    fused: bool = opt(
+        True,
+        "fused kernels: upsample+crop+skip, and in training the last upsampling with the loss, without "
+        "full-resolution scores (--no-fused: the stock composition)",
+        negatable=True,
+    )
     amp: bool = opt(False, "bfloat16 autocast")
     batch_size: int = opt(1, "global batch (split across ranks)", at_least=1)
     preprocess: str | None = opt(

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import CLIError
-from ..losses import class_frequencies, class_weights, pixelwise_cross_entropy
+from ..losses import class_frequencies, class_weights
 from . import config as config_mod
 from .checkpoint import (
     FORMAT,
@@ -122,7 +123,7 @@ class TrainingRun:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the loss-sampling stream
-    net: torch.nn.Module | None = None  # the model, wrapped in DistributedDataParallel under torchrun
+    net: torch.nn.Module | None = None  # ModelLoss(model), wrapped in DistributedDataParallel under torchrun
     weight: torch.Tensor | None = None  # the loss's class weights
     step: int = 0
     epoch: int = 0
@@ -137,6 +138,18 @@ class TrainingRun:
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
+
+
+class ModelLoss(nn.Module):
+    """The model's loss (FCN*.loss: fused, its last stage is upsample_cross_entropy) as a module's forward,
+    so that DistributedDataParallel, which synchronises the gradients of what its forward ran, wraps it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, target, **options):
+        return self.model.loss(images, target, **options)
 
 
 def build_optimizer(cfg, model) -> torch.optim.Optimizer:
@@ -190,11 +203,11 @@ def setup(cfg, dist, device, ckpt=None, written_by="train") -> TrainingRun:
         run.weight = class_weights(class_frequencies(train_ds, cfg.n_class), cfg.class_weights).to(device)
         log(dist, "class weights:", " ".join(f"{w:.3g}" for w in run.weight.tolist()))
 
-    run.net = model
+    run.net = ModelLoss(model)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        run.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.net = DDP(run.net, device_ids=[device.index] if device.type == "cuda" else None)
 
     out.mkdir(parents=True, exist_ok=True)
     log(
@@ -231,10 +244,7 @@ def train_step(run: TrainingRun, x, y, lr: float) -> float:
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     with autocast(run.device, cfg.amp):
-        scores = run.net(x)
-    total = pixelwise_cross_entropy(
-        scores, y, run.weight, sample_p=cfg.sample_p, generator=run.generator, reduction="sum"
-    )
+        total = run.net(x, y, class_weight=run.weight, sample_p=cfg.sample_p, generator=run.generator, reduction="sum")
     n_valid = dist.all_sum((y != 255).sum().to(torch.float64))
     loss = total * dist.world / n_valid.clamp_min(1)
     loss_value = float(dist.all_sum(loss.detach().double()) / dist.world)  # rank-equal: all ranks stop together

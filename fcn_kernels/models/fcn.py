@@ -4,14 +4,18 @@ The layers and their names are those of the Caffe reference and of torchfcn, so 
 one to one. The head (upsampling, skip additions, crops) runs, with fused=True, as one
 FusedUpsampleSkip call per upsampling: transposed convolution, crop and skip addition in one pass;
 with fused=False as the stock composition on the same parameters (nn.ConvTranspose2d with the same
-weights and groups, slice, add). The crop offsets are derived from the layers (coord.py), not written in.
+weights and groups, slice, add). `predict` and `loss` end, when fused, in upsample_argmax and
+upsample_cross_entropy, which take the last upsampling's input, never the full-resolution scores. The crop
+offsets are derived from the layers (coord.py), not written in.
 """
 
 import torch
 from torch import nn
 
+from ..losses import pixelwise_cross_entropy
 from ..modules.upsample import FusedUpsampleSkip, bilinear_kernel
 from ..ops.upsample_argmax import upsample_argmax
+from ..ops.upsample_cross_entropy import check_target, upsample_cross_entropy
 from . import coord
 from .vgg import VGG16_STAGES, scaled, vgg16_layers
 
@@ -227,22 +231,84 @@ class _FCN(nn.Module):
         try:
             h = self.coarse_head(*self.scores(images))
             out_size = (images.shape[2], images.shape[3])
-            last = getattr(self, self.STAGES[-1][0])
             if self.fused:
-                return upsample_argmax(
-                    h,
-                    last.weight,
-                    last.bias,
-                    stride=last.stride,
-                    groups=last.groups,
-                    out_offset=last.out_offset,
-                    out_size=out_size,
-                    backend=last.backend,
-                )
+                return self._fused_last_stage(upsample_argmax, h, out_size=out_size)
             oy, ox = self.offsets["output"]
+            last = getattr(self, self.STAGES[-1][0])
             return last(h)[:, :, oy : oy + out_size[0], ox : ox + out_size[1]].argmax(1)
         finally:
             self.train(was_training)
+
+    def loss(
+        self,
+        images,
+        target,
+        *,
+        class_weight=None,
+        ignore_index=255,
+        sample_p=1.0,
+        generator=None,
+        reduction="mean",
+    ):
+        r"""The pixelwise loss of the images' scores: ``pixelwise_cross_entropy(model(images), target, ...)``.
+
+        Equal to it in value and in the gradient of every parameter. With ``fused=True`` the last stage
+        (the last upsampling, its crop, and the loss) is :func:`fcn_kernels.upsample_cross_entropy` on that
+        upsampling's input, so the (N, n_class, H, W) scores are never built, forward or backward; with
+        ``fused=False`` it is the stock composition. The model's mode is the caller's (dropout in training
+        mode). See docs/DESIGN.md §3.
+
+        Args:
+            images (Tensor[N, in_channels, H, W]): the images.
+            target (Tensor[N, H, W]): integer labels in [0, n_class), or ``ignore_index``.
+            class_weight (Tensor[n_class], optional): per-class weights. Default: None (ones).
+            ignore_index (int): the label of pixels that do not count. Default: 255.
+            sample_p (float): in (0, 1], the probability to keep each pixel's term (kept terms are divided by
+                it); the kept pixels are those ``pixelwise_cross_entropy`` keeps with the same generator
+                state. Default: 1.0.
+            generator (torch.Generator, optional): drives the sampling, on the images' device. Default: None.
+            reduction (str): ``"mean"`` (over the non-ignored pixels), ``"sum"`` or ``"none"``. Default:
+                ``"mean"``.
+
+        Returns:
+            Tensor: a scalar for ``"mean"`` and ``"sum"``; Tensor[N, H, W] of the terms for ``"none"``.
+            float32, or float64 for a float64 model.
+
+        Raises:
+            ValueError, TypeError: a target that is not (N, H, W) integer labels of the images' batch and size,
+            a label outside [0, n_class) other than ``ignore_index``, or a bad option.
+
+        Example::
+
+            >>> import torch
+            >>> from fcn_kernels.losses import pixelwise_cross_entropy
+            >>> from fcn_kernels.models import FCN8s
+            >>> model = FCN8s(n_class=4, width=1 / 16)
+            >>> images, target = torch.randn(2, 3, 32, 48), torch.randint(0, 4, (2, 32, 48))
+            >>> loss = model.loss(images, target)             # fused: no (2, 4, 32, 48) scores
+            >>> round(loss.item(), 4)                         # zero score layers: log(4) a pixel
+            1.3863
+            >>> loss.backward()
+            >>> model.eval().loss(images, target, reduction="sum").shape
+            torch.Size([])
+        """
+        check_target(target, images)
+        if target.shape[1:] != images.shape[2:]:
+            raise ValueError(
+                f"target must have the images' size (N, H, W) = {(images.shape[0], *images.shape[2:])}, "
+                f"got {tuple(target.shape)}"
+            )
+        options = dict(ignore_index=ignore_index, sample_p=sample_p, generator=generator, reduction=reduction)
+        if not self.fused:
+            return pixelwise_cross_entropy(self(images), target, class_weight, **options)
+        h = self.coarse_head(*self.scores(images))
+        return self._fused_last_stage(upsample_cross_entropy, h, target, class_weight=class_weight, **options)
+
+    def _fused_last_stage(self, op, h, *args, **kwargs):
+        """`op` (upsample_argmax or upsample_cross_entropy) as the last upsampling, from its input `h`."""
+        last = getattr(self, self.STAGES[-1][0])
+        geometry = dict(stride=last.stride, groups=last.groups, out_offset=last.out_offset, backend=last.backend)
+        return op(h, *args, last.weight, last.bias, **geometry, **kwargs)
 
     def extra_repr(self):
         return f"n_class={self.n_class}, fused={self.fused}, width={self.width}, offsets={self.offsets}"
@@ -298,9 +364,10 @@ class FCN8s(_FCN):
 
     Args:
         n_class (int): the number of classes (VOC: 21). Default: 21.
-        fused (bool): True: each upsampling, skip addition and crop is one :class:`FusedUpsampleSkip`;
-            False: the stock composition (``nn.ConvTranspose2d``, slice, add) on the same parameters.
-            Default: True.
+        fused (bool): True: each upsampling, skip addition and crop is one :class:`FusedUpsampleSkip`, and
+            :meth:`predict` and :meth:`loss` end in :func:`~fcn_kernels.upsample_argmax` and
+            :func:`~fcn_kernels.upsample_cross_entropy`; False: the stock composition (``nn.ConvTranspose2d``,
+            slice, add) on the same parameters. Default: True.
         width (float): the trunk's channels times ``width`` (at least 1 each); 1 is VGG16. Default: 1.0.
         padding (int): conv1_1's padding. Default: 100.
         in_channels (int): the images' channels. Default: 3.
