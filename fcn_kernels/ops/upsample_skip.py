@@ -11,6 +11,10 @@ def _full_size(n, s, k):
     return (n - 1) * s + k
 
 
+# validate's normalised geometry, in its order: the C++ and Triton ops take it by position, the reference by name
+GEOMETRY = ("stride", "groups", "out_offset", "out_size", "skip_offset")
+
+
 def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """Checks every argument; returns (stride, groups, out_offset, out_size, skip_offset) normalised."""
     check_tensor(x, "x", 4)
@@ -139,9 +143,8 @@ def upsample_skip(
         True
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
-    stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
-    )
+    geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+    stride, groups, out_offset, out_size, skip_offset = geometry
     which = backends.resolve(
         backend,
         x.device,
@@ -154,22 +157,12 @@ def upsample_skip(
         weight_grad=weight.requires_grad and torch.is_grad_enabled(),
     )
     if which == "reference":
-        return reference.upsample_skip(
-            x,
-            weight,
-            bias,
-            skip,
-            stride=stride,
-            groups=groups,
-            out_offset=out_offset,
-            out_size=out_size,
-            skip_offset=skip_offset,
-        )
+        return reference.upsample_skip(x, weight, bias, skip, **dict(zip(GEOMETRY, geometry)))
     if which == "triton":
         from ..triton import upsample_skip as triton_impl
 
-        return triton_impl.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+        return triton_impl.upsample_skip(x, weight, bias, skip, *geometry)
+    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, *geometry)
 
 
 if _ext.HAS_EXTENSION:
