@@ -304,23 +304,14 @@ def test_module_and_compile_fullgraph(seed, backend):
         skip_hw=(12, 14),
         bias=True,
     )
+    geometry = dict(groups=c.groups, skip_offset=c.skip_offset, out_offset=c.out_offset)
     m = fcn_kernels.FusedUpsampleSkip(
-        3,
-        3,
-        4,
-        2,
-        groups=3,
-        skip_offset=(1, 2),
-        out_offset=1,
-        bias=True,
-        init="default",
-        backend=backend,
-        device=device,
+        c.cin, c.cout, c.K, c.stride, **geometry, bias=True, init="default", backend=backend, device=device
     )
-    x = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)
-    skip = torch.randn(2, 3, 12, 14, device=device, requires_grad=True)
+    x = torch.randn(c.N, c.cin, c.H, c.W, device=device, requires_grad=True)
+    skip = torch.randn(c.N, c.cout, *c.skip_hw, device=device, requires_grad=True)
     torch._dynamo.reset()
-    y = torch.compile(lambda x, s: m(x, s, out_size=(9, 10)), fullgraph=True)(x, skip)
+    y = torch.compile(lambda x, s: m(x, s, out_size=c.out_size), fullgraph=True)(x, skip)
     go = torch.randn_like(y)
     gx, gw, gb, gs = torch.autograd.grad(y, (x, m.weight, m.bias, skip), go)
     assert_matches_reference(c, (x, m.weight, m.bias, skip), go, y, [gx, gw, gb, gs], f"compiled {backend}")
@@ -356,8 +347,6 @@ PATH_CASES = {
         groups=6,
         H=9,
         W=11,
-        K=4,
-        stride=2,
         out_offset=1,
         out_size=(17, 19),
         skip_offset=(5, 3),
