@@ -185,6 +185,20 @@ static void check(double got, double want, const char* what, int trial) {
     std::printf("FAIL %s trial %d: %.17g vs %.17g\n", what, trial, got, want);
 }
 
+// f(n, ci, co, co_l, ih, iw, kh, kw) for every (input, tap) product of upsample_skip's transposed
+// convolution (co the output channel, co_l its index in the group), always in this order.
+template <typename F>
+static void for_each_product(const fcn_kernels::upsample_skip::Geometry& g, F&& f) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t ci = 0; ci < g.Cin; ++ci)
+      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+        for (int64_t ih = 0; ih < g.H; ++ih)
+          for (int64_t iw = 0; iw < g.W; ++iw)
+            for (int64_t kh = 0; kh < g.Kh; ++kh)
+              for (int64_t kw = 0; kw < g.Kw; ++kw) f(n, ci, (ci / cin_g) * cout_g + co_l, co_l, ih, iw, kh, kw);
+}
+
 // 1-3 groups of 1-3 input and 1-3 output channels each, a batch of 1-2 (drawn in this order).
 template <typename Geometry>
 static Geometry random_channels(Draw<int>& uni) {
@@ -214,7 +228,7 @@ static void test_upsample_skip(std::mt19937_64& rng) {
   Draw<int> uni{rng};
   for (int trial = 0; trial < 400; ++trial) {
     Geometry g = random_channels<Geometry>(uni);
-    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+    const int64_t cout_g = g.cout_per_group();
     g.H = uni(1, 5); g.W = uni(1, 5); g.sh = uni(1, 8); g.sw = uni(1, 8);
     g.Kh = uni(1, 2 * g.sh + 2); g.Kw = uni(1, 2 * g.sw + 2);
     const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
@@ -226,23 +240,18 @@ static void test_upsample_skip(std::mt19937_64& rng) {
       for (double& e : *v) e = uni.normal();
     // naive: scatter every (input, tap) product into the full output, then crop
     std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0), gx(x.size(), 0.0), gw(w.size(), 0.0);
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t ci = 0; ci < g.Cin; ++ci)
-        for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-          for (int64_t ih = 0; ih < g.H; ++ih)
-            for (int64_t iw = 0; iw < g.W; ++iw)
-              for (int64_t kh = 0; kh < g.Kh; ++kh)
-                for (int64_t kw = 0; kw < g.Kw; ++kw) {
-                  const int64_t co = (ci / cin_g) * cout_g + co_l, p = ih * g.sh + kh, q = iw * g.sw + kw;
-                  const double xv = x[g.x_index(n, ci, ih, iw)], wv = w[g.w_index(ci, co_l, kh, kw)];
-                  full[((n * g.Cout + co) * Hf + p) * Wf + q] += xv * wv;
-                  const int64_t i = p - g.oy, j = q - g.ox;
-                  if (i >= 0 && i < g.Ho && j >= 0 && j < g.Wo) {
-                    const double gv = go[g.out_index(n, co, i, j)];
-                    gx[g.x_index(n, ci, ih, iw)] += gv * wv;
-                    gw[g.w_index(ci, co_l, kh, kw)] += gv * xv;
-                  }
-                }
+    for_each_product(g, [&](int64_t n, int64_t ci, int64_t co, int64_t co_l, int64_t ih, int64_t iw, int64_t kh,
+                            int64_t kw) {
+      const int64_t p = ih * g.sh + kh, q = iw * g.sw + kw;
+      const double xv = x[g.x_index(n, ci, ih, iw)], wv = w[g.w_index(ci, co_l, kh, kw)];
+      full[((n * g.Cout + co) * Hf + p) * Wf + q] += xv * wv;
+      const int64_t i = p - g.oy, j = q - g.ox;
+      if (i >= 0 && i < g.Ho && j >= 0 && j < g.Wo) {
+        const double gv = go[g.out_index(n, co, i, j)];
+        gx[g.x_index(n, ci, ih, iw)] += gv * wv;
+        gw[g.w_index(ci, co_l, kh, kw)] += gv * xv;
+      }
+    });
     const bool with_bias = uni(0, 1), with_skip = uni(0, 1);
     std::vector<double> bias(g.Cout), skip;
     for (double& e : bias) e = uni.normal();
@@ -282,19 +291,12 @@ static std::vector<double> naive_full(const fcn_kernels::upsample_skip::Geometry
                                       const std::vector<double>& w) {
   using fcn_kernels::upsample_skip::full_size;
   const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0);
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t ci = 0; ci < g.Cin; ++ci)
-      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-        for (int64_t ih = 0; ih < g.H; ++ih)
-          for (int64_t iw = 0; iw < g.W; ++iw)
-            for (int64_t kh = 0; kh < g.Kh; ++kh)
-              for (int64_t kw = 0; kw < g.Kw; ++kw) {
-                const int64_t co = (ci / cin_g) * cout_g + co_l;
-                full[((n * g.Cout + co) * Hf + ih * g.sh + kh) * Wf + iw * g.sw + kw] +=
-                    x[g.x_index(n, ci, ih, iw)] * w[g.w_index(ci, co_l, kh, kw)];
-              }
+  for_each_product(g, [&](int64_t n, int64_t ci, int64_t co, int64_t co_l, int64_t ih, int64_t iw, int64_t kh,
+                          int64_t kw) {
+    full[((n * g.Cout + co) * Hf + ih * g.sh + kh) * Wf + iw * g.sw + kw] +=
+        x[g.x_index(n, ci, ih, iw)] * w[g.w_index(ci, co_l, kh, kw)];
+  });
   return full;
 }
 
