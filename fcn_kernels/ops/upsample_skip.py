@@ -5,6 +5,7 @@ import torch
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_extent, check_int, check_planes, check_tensor, pair
 from .._autograd import register_upsample_skip
+from ._fakes import register_backward_fakes
 
 
 def _full_size(n, s, k):
@@ -172,15 +173,4 @@ if _ext.HAS_EXTENSION:
         validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
         return x.new_empty((x.shape[0], weight.shape[1] * groups, out_size[0], out_size[1]))
 
-    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_input")
-    def _fake_bwd_input(grad_out, weight, input_size, stride, groups, out_offset):
-        return grad_out.new_empty(input_size)
-
-    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_weight")
-    def _fake_bwd_weight(grad_out, x, weight_size, stride, groups, out_offset):
-        return grad_out.new_empty(weight_size)
-
-    ops = torch.ops.fcn_kernels
-    register_upsample_skip(
-        ops.upsample_skip.default, ops.upsample_skip_backward_input.default, ops.upsample_skip_backward_weight.default
-    )
+    register_upsample_skip(*register_backward_fakes("upsample_skip"))
