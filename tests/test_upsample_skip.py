@@ -288,22 +288,17 @@ def test_opcheck(seed, backend, name):
     opcheck(getattr(ops, f"upsample_skip_backward_weight{suffix}").default, (go, x, list(w.shape), *geometry))
 
 
+# the module test's problem: FCN's depthwise upsampling by 2 with a crop and a skip
+MODULE_CASE = case(
+    N=2, channels=3, groups=3, H=5, W=6, out_offset=1, out_size=(9, 10), skip_offset=(1, 2), skip_hw=(12, 14), bias=True
+)
+
+
 @pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 def test_module_and_compile_fullgraph(seed, backend):
     """FusedUpsampleSkip under torch.compile(fullgraph=True), forward and backward, against float64 on CPU."""
     device = device_of(backend)
-    c = case(
-        N=2,
-        channels=3,
-        groups=3,
-        H=5,
-        W=6,
-        out_offset=1,
-        out_size=(9, 10),
-        skip_offset=(1, 2),
-        skip_hw=(12, 14),
-        bias=True,
-    )
+    c = MODULE_CASE
     geometry = dict(groups=c.groups, skip_offset=c.skip_offset, out_offset=c.out_offset)
     m = fcn_kernels.FusedUpsampleSkip(
         c.cin, c.cout, c.K, c.stride, **geometry, bias=True, init="default", backend=backend, device=device
