@@ -20,7 +20,7 @@ import torch
 
 import fcn_kernels
 from conftest import DEVICES, FULL, step
-from fcn_kernels import bilinear_kernel, reference, upsample_skip
+from fcn_kernels import reference, upsample_skip
 from fcn_kernels.app import bench
 
 if "cuda" not in DEVICES:
@@ -42,26 +42,6 @@ def copy_bw():
 
 def _sync():
     torch.cuda.synchronize()
-
-
-def _stage_inputs(stage, dense, dtype, backward):
-    g = torch.Generator().manual_seed(0)
-
-    def mk(hw):
-        return torch.randn(BATCH, 21, *hw, generator=g).to("cuda", dtype).requires_grad_(backward)
-
-    x = mk(stage.in_hw)
-    skip = mk(stage.skip_hw) if stage.skip_hw else None
-    groups = 1 if dense else 21
-    w = bilinear_kernel(21, stage.kernel, groups, device="cuda", dtype=dtype)
-    kw = dict(
-        stride=stage.stride,
-        groups=groups,
-        out_offset=stage.out_offset,
-        out_size=stage.out_size,
-        skip_offset=stage.skip_offset,
-    )
-    return x, w, skip, kw
 
 
 def _impl(name):
@@ -110,7 +90,9 @@ def _record_fraction(benchmark, nbytes, copy_bw, backward):
 def test_stage(benchmark, copy_bw, impl, stage, dtype, weights, backward):
     st = STAGES[stage]
     _arithmetic(benchmark, impl, dtype)
-    x, w, skip, kw = _stage_inputs(st, weights == "dense", DTYPES[dtype], backward)
+    x, w, skip, kw = bench.stage_inputs(
+        st, BATCH, dense=weights == "dense", dtype=DTYPES[dtype], device="cuda", requires_grad=backward
+    )
     fn = _impl(impl)
     benchmark.group = f"{st.name} b{BATCH} {dtype} {weights} {'fwd+bwd' if backward else 'fwd'}"
     inputs = [t for t in (x, skip) if t is not None]

@@ -9,33 +9,13 @@ import pytest
 import torch
 
 from conftest import DEVICES, FULL, step
-from fcn_kernels import bilinear_kernel, reference, upsample_skip
+from fcn_kernels import reference, upsample_skip
 from fcn_kernels.app import bench
 
 IMAGE = 500 if FULL else 64
 BATCHES = [1, 8] if FULL else [1]
 IMPLS = ["fused", "stock", "compiled"]
 STAGES = bench.fcn8s_stages(IMAGE)
-
-
-def _stage_inputs(stage, batch, dense, device, backward):
-    g = torch.Generator().manual_seed(0)
-
-    def mk(hw):
-        return torch.randn(batch, 21, *hw, generator=g).to(device).requires_grad_(backward)
-
-    x = mk(stage.in_hw)
-    skip = mk(stage.skip_hw) if stage.skip_hw else None
-    groups = 1 if dense else 21
-    w = bilinear_kernel(21, stage.kernel, groups, device=device)
-    kw = dict(
-        stride=stage.stride,
-        groups=groups,
-        out_offset=stage.out_offset,
-        out_size=stage.out_size,
-        skip_offset=stage.skip_offset,
-    )
-    return x, w, skip, kw
 
 
 def _impl(name):
@@ -55,7 +35,7 @@ def _impl(name):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_stage(benchmark, sync, impl, stage, batch, weights, backward, device):
     st = STAGES[stage]
-    x, w, skip, kw = _stage_inputs(st, batch, weights == "dense", device, backward)
+    x, w, skip, kw = bench.stage_inputs(st, batch, dense=weights == "dense", device=device, requires_grad=backward)
     fn = _impl(impl)
     benchmark.group = f"{st.name} b{batch} {weights} {'fwd+bwd' if backward else 'fwd'} {device}"
     inputs = [t for t in (x, skip) if t is not None]

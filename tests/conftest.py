@@ -27,6 +27,15 @@ def seed(request):
     return value
 
 
+@pytest.fixture
+def index(request, monkeypatch):
+    """The CUDA kernels' index width of a path case (_helpers/backends.cuda_path_grid, indirect): "int64" sends
+    every launch down the 64-bit path (else only calls past 2**31 elements take it)."""
+    if request.param == "int64":
+        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    return request.param
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -14,6 +14,12 @@ from fcn_kernels.models import FCN8s
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _tiny_bench(path, *args):
+    """The argv of a quick CPU bench (small image, one repeat, no compile) writing its rows to `path`."""
+    argv = "bench --device cpu --weights depthwise --image 40 --repeat 1 --no-compile"
+    return [*argv.split(), *args, "--json", str(path)]
+
+
 def test_fcn8s_stages_are_the_models():
     s1, s2, s3 = bench.fcn8s_stages(500)  # VOC: the Caffe reference's offsets 5, 9 and 31
     assert (s1.in_hw, s1.skip_hw, s1.skip_offset, s1.kernel, s1.stride) == ((16, 16), (44, 44), (5, 5), 4, 2)
@@ -62,27 +68,7 @@ def test_every_option_is_documented():
 
 def test_tiny_table_and_json(tmp_path, capsys):
     path = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "bench",
-                "--device",
-                "cpu",
-                "--batch",
-                "1",
-                "--weights",
-                "depthwise",
-                "--image",
-                "40",
-                "--repeat",
-                "1",
-                "--no-compile",
-                "--json",
-                str(path),
-            ]
-        )
-        == 0
-    )
+    assert main(_tiny_bench(path, "--batch", "1")) == 0
     out, err = capsys.readouterr()
     assert err == "" and "fused: IEEE float32; stock: IEEE float32" in out
     import json
@@ -121,51 +107,11 @@ def test_json_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "head_inputs", inputs)
     path = tmp_path / "b.json"
     with pytest.raises(KeyboardInterrupt):
-        main(
-            [
-                "bench",
-                "--device",
-                "cpu",
-                "--batch",
-                "1",
-                "2",
-                "--weights",
-                "depthwise",
-                "--image",
-                "40",
-                "--repeat",
-                "1",
-                "--no-compile",
-                "--json",
-                str(path),
-            ]
-        )
+        main(_tiny_bench(path, "--batch", "1", "2"))
     saved = json.loads(path.read_text())
     assert saved["complete"] is False and [row["batch"] for row in saved["rows"]] == [1]
     monkeypatch.setattr(bench, "head_inputs", real)
-    assert (
-        main(
-            [
-                "bench",
-                "--device",
-                "cpu",
-                "--batch",
-                "1",
-                "2",
-                "--weights",
-                "depthwise",
-                "--image",
-                "40",
-                "--repeat",
-                "1",
-                "--no-compile",
-                "--backward",
-                "--json",
-                str(path),
-            ]
-        )
-        == 0
-    )
+    assert main(_tiny_bench(path, "--batch", "1", "2", "--backward")) == 0
     saved = json.loads(path.read_text())
     assert saved["complete"] is True and [(r["batch"], r["backward"]) for r in saved["rows"]] == [
         (1, False),

@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from _helpers.cli_args import TINY_MODEL, cli
+
 TIMEOUT = 300  # seconds for the whole torchrun launch
 
 
@@ -17,36 +19,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-ARGS = [
-    "train",
-    "--data",
-    "synthetic",
-    "--width",
-    "0.03125",
-    "--image-size",
-    "32",
-    "--n-class",
-    "3",
-    "--train-size",
-    "8",
-    "--val-size",
-    "3",
-    "--batch-size",
-    "4",
-    "--iters",
-    "3",
-    "--dropout",
-    "0",
-    "--optimizer",
-    "sgd",
-    "--lr",
-    "0.05",
-    "--momentum",
-    "0.9",
-    "--device",
-    "cpu",
-    "--no-progress",
-]
+ARGS = cli(
+    f"train --data synthetic {TINY_MODEL} --train-size 8 --val-size 3 --batch-size 4 --iters 3 --dropout 0"
+    " --optimizer sgd --lr 0.05 --momentum 0.9 --device cpu --no-progress"
+)
 
 
 def test_ddp_two_ranks_match_single_process(tmp_path):

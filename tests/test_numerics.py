@@ -13,6 +13,8 @@ Subnormal and large-magnitude inputs in float32, bfloat16 and float16 stay withi
 tests/_helpers/tolerances.py (no flushing of subnormals, one rounding of a float32 accumulation, so an output
 past float16's range is an infinity of its sign and nothing else is)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 import fcn_kernels
 from _helpers.property_cases import RarefiedCase
 from _helpers.tolerances import assert_close_bound, error_bound
-from _helpers.upsample_cases import Case, make_inputs, run
+from _helpers.upsample_cases import SMALL, case, make_inputs, run
 from fcn_kernels import reference
 from fcn_kernels._tolerance import EPS
 
@@ -30,80 +32,16 @@ INF = float("inf")
 
 UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide, the direct and GEMM paths with a kernel
     # that the stride does not divide (taps past the kernel in their layouts); crops at both edges, skip
-    "depthwise": Case(
-        N=2,
-        cin=3,
-        cout=3,
-        groups=3,
-        H=5,
-        W=4,
-        K=(4, 4),
-        stride=(2, 2),
-        out_offset=(1, 0),
-        out_size=None,
-        skip_offset=(1, 2),
-        skip_hw=(12, 12),
-        bias=True,
+    "depthwise": case(
+        N=2, channels=3, groups=3, H=5, W=4, out_offset=(1, 0), skip_offset=(1, 2), skip_hw=12, bias=True
     ),
-    "dense": Case(
-        N=2,
-        cin=4,
-        cout=6,
-        groups=2,
-        H=3,
-        W=4,
-        K=(5, 3),
-        stride=(2, 3),
-        out_offset=(0, 2),
-        out_size=(6, 9),
-        skip_offset=(0, 1),
-        skip_hw=(7, 11),
-        bias=True,
+    "dense": replace(SMALL["dense-fma"], out_offset=(0, 2), out_size=(6, 9), skip_hw=(7, 11)),
+    "wide": case(
+        cin=8, cout=5, H=4, W=3, K=(3, 4), stride=(1, 2), out_offset=(2, 0), out_size=(4, 8), skip_hw=(4, 8), bias=True
     ),
-    "wide": Case(
-        N=1,
-        cin=8,
-        cout=5,
-        groups=1,
-        H=4,
-        W=3,
-        K=(3, 4),
-        stride=(1, 2),
-        out_offset=(2, 0),
-        out_size=(4, 8),
-        skip_offset=(0, 0),
-        skip_hw=(4, 8),
-        bias=True,
-    ),
-    "depthwise_odd_kernel": Case(
-        N=1,
-        cin=3,
-        cout=3,
-        groups=3,
-        H=4,
-        W=5,
-        K=(3, 3),
-        stride=(2, 2),
-        out_offset=(1, 1),
-        out_size=None,
-        skip_offset=(0, 0),
-        skip_hw=(8, 10),
-        bias=True,
-    ),
-    "wide_odd_kernel": Case(
-        N=1,
-        cin=4,
-        cout=4,
-        groups=1,
-        H=4,
-        W=5,
-        K=(3, 5),
-        stride=(2, 3),
-        out_offset=(0, 1),
-        out_size=(7, 12),
-        skip_offset=(0, 0),
-        skip_hw=(7, 12),
-        bias=True,
+    "depthwise_odd_kernel": case(channels=3, groups=3, H=4, W=5, K=3, out_offset=1, skip_hw=(8, 10), bias=True),
+    "wide_odd_kernel": case(
+        channels=4, H=4, W=5, K=(3, 5), stride=(2, 3), out_offset=(0, 1), out_size=(7, 12), skip_hw=(7, 12), bias=True
     ),
 }
 RAREFIED = {  # padding on every side, both CPU paths (direct, GEMM-wide)

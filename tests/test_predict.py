@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fcn_kernels
+from _helpers.cli_args import TINY_MODEL, cli
 from fcn_kernels.app.factory import kaiming_init
 from fcn_kernels.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
@@ -73,41 +74,9 @@ def checkpoint(tmp_path_factory):
     from fcn_kernels.app.cli import main
 
     out = tmp_path_factory.mktemp("run")
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                "synthetic",
-                "--width",
-                "0.03125",
-                "--image-size",
-                "32",
-                "--n-class",
-                "3",
-                "--no-progress",
-                "--train-size",
-                "4",
-                "--val-size",
-                "1",
-                "--batch-size",
-                "2",
-                "--iters",
-                "3",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "1e-3",
-                "--init",
-                "kaiming",
-                "--overlay-images",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = cli(f"train --data synthetic {TINY_MODEL} --no-progress --train-size 4 --val-size 1 --batch-size 2")
+    more = cli("--iters 3 --optimizer adam --lr 1e-3 --init kaiming --overlay-images 1 --out", out)
+    assert main([*argv, *more]) == 0
     return out / "checkpoint.pt"
 
 

@@ -6,25 +6,19 @@ torch.ops.fcn_kernels.* directly (the C++ host checks). A failure prints its rep
 
 import pytest
 import torch
-from hypothesis import given, note, strategies as st
+from hypothesis import given, strategies as st
 
 import fcn_kernels
 from _helpers.property_cases import (
     DTYPES,
     LAYOUT_NAMES,
-    RAREFIED_MUTATIONS,
     SEEDS,
-    UPSAMPLE_MUTATIONS,
-    as_op_arguments,
-    as_rarefied_op_arguments,
+    check_invalid_is_named,
     check_rarefied_conv2d,
     check_upsample_argmax,
     check_upsample_skip,
-    expect_error,
-    rarefied_arguments,
     rarefied_cases,
     rarefied_path,
-    upsample_arguments,
     upsample_cases,
 )
 
@@ -59,44 +53,7 @@ def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed, path):
 UPSAMPLE_OPS = ["upsample_skip"] + (["upsample_argmax"] if HAS_ARGMAX else [])
 
 
-@pytest.mark.parametrize("op", UPSAMPLE_OPS)
-@given(
-    case=upsample_cases(),
-    mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)),
-    dtype=DTYPES,
-    seed=SEEDS,
-    data=st.data(),
-)
-def test_upsample_invalid_arguments_are_named(op, case, mutation, dtype, seed, data):
-    torch.manual_seed(seed)
-    a = upsample_arguments(case, dtype)
-    words = UPSAMPLE_MUTATIONS[mutation](a, data.draw)
-    note(f"{mutation}: {[(k, tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in a.items()]}")
-    fn = getattr(fcn_kernels, op)
-    expect_error(lambda: fn(**a, backend="cpu"), words, f"{op} with {mutation}")
-    if op == "upsample_skip":  # the C++ entry point on its own (no Python validation)
-        expect_error(
-            lambda: torch.ops.fcn_kernels.upsample_skip(*as_op_arguments(a, case)),
-            words,
-            f"torch.ops.fcn_kernels.upsample_skip with {mutation}",
-        )
-
-
-@given(
-    case=rarefied_cases(),
-    mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)),
-    dtype=DTYPES,
-    seed=SEEDS,
-    data=st.data(),
-)
-def test_rarefied_invalid_arguments_are_named(case, mutation, dtype, seed, data):
-    torch.manual_seed(seed)
-    a = rarefied_arguments(case, dtype)
-    words = RAREFIED_MUTATIONS[mutation](a, data.draw)
-    note(f"{mutation}: {[(k, tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in a.items()]}")
-    expect_error(lambda: fcn_kernels.rarefied_conv2d(**a, backend="cpu"), words, f"rarefied_conv2d with {mutation}")
-    expect_error(
-        lambda: torch.ops.fcn_kernels.rarefied_conv2d(*as_rarefied_op_arguments(a)),
-        words,
-        f"torch.ops.fcn_kernels.rarefied_conv2d with {mutation}",
-    )
+@pytest.mark.parametrize("op", UPSAMPLE_OPS + ["rarefied_conv2d"])
+@given(dtype=DTYPES, seed=SEEDS, data=st.data())
+def test_invalid_arguments_are_named(op, dtype, seed, data):
+    check_invalid_is_named(op, "cpu", dtype, seed, data)

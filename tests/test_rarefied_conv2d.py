@@ -18,7 +18,7 @@ from torch import nn
 import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
-    assert_cuda_matches_triton,
+    assert_cuda_matches_triton_on_random_cases,
     backends,
     case_grid,
     cuda_path_grid,
@@ -406,24 +406,17 @@ GPU_CHECK_PATHS = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
-def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
-    if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
-        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS), indirect=["index"])
+def test_cuda_kernel_paths(backend, name, dtype, index):
     check_against_reference(PATH_CASES[name], backend, dtype)
 
 
 @pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
 def test_cuda_matches_triton(seed, backend, dtype):
-    """The two GPU backends on the same inputs, forward and backward."""
-    if "triton" not in fcn_kernels.available_backends():
-        pytest.skip("needs the Triton backend")
-    rng = random.Random(seed)
-    for _ in range(10):
-        problem = random_case(rng)
-        inputs = [t.cuda() if t is not None else None for t in problem.inputs(dtype)]
-        go = torch.randn(problem.N, problem.cout, *problem.out, dtype=dtype, device="cuda")
-        assert_cuda_matches_triton(run, rarefied_conv2d, inputs, go, problem.kwargs(), problem)
+    """rarefied_conv2d's two GPU backends on the same random problems, forward and backward."""
+    assert_cuda_matches_triton_on_random_cases(
+        seed, dtype, random_case, lambda c, dtype: c.inputs(dtype), lambda c: c.out, run, rarefied_conv2d
+    )
 
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------

@@ -6,36 +6,17 @@ import pytest
 import torch
 from PIL import Image
 
+from _helpers.cli_args import TINY_MODEL, cli
 from _helpers.voc_tree import write_voc
 from fcn_kernels.app.cli import main
 
-TINY = ["--width", "0.03125", "--image-size", "32", "--n-class", "3", "--no-progress"]
+TINY = cli(f"{TINY_MODEL} --no-progress")
+DEMO_TINY = cli("--iters 3 --width 0.03125 --image-size 32 --train-size 8 --val-size 3 --no-progress")
 
 
 def train(out, *extra):
-    return main(
-        [
-            "train",
-            "--data",
-            "synthetic",
-            *TINY,
-            "--train-size",
-            "6",
-            "--val-size",
-            "2",
-            "--batch-size",
-            "2",
-            "--iters",
-            "4",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "1e-3",
-            "--out",
-            str(out),
-            *extra,
-        ]
-    )
+    argv = cli("train --data synthetic --train-size 6 --val-size 2 --batch-size 2 --iters 4 --optimizer adam --lr 1e-3")
+    return main([*argv, *TINY, "--out", str(out), *extra])
 
 
 def sd(path):
@@ -44,26 +25,7 @@ def sd(path):
 
 def test_demo_pipeline_shortened(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = main(
-        [
-            "demo",
-            "--out",
-            str(out),
-            "--iters",
-            "3",
-            "--width",
-            "0.03125",
-            "--image-size",
-            "32",
-            "--train-size",
-            "8",
-            "--val-size",
-            "3",
-            "--batch-size",
-            "2",
-            "--no-progress",
-        ]
-    )
+    rc = main(["demo", "--out", str(out), *DEMO_TINY, "--batch-size", "2"])
     assert rc == 0
     text = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
@@ -167,20 +129,7 @@ def test_eval_fused_and_stock_agree(tmp_path):
 def test_train_on_voc_tree(tmp_path, capsys):
     root = tmp_path / "voc"
     write_voc(root, n_train=4, n_val=2, size=(24, 30))
-    args = [
-        "train",
-        "--data",
-        str(root),
-        "--width",
-        "0.03125",
-        "--batch-size",
-        "2",
-        "--iters",
-        "2",
-        "--no-progress",
-        "--lr",
-        "1e-3",
-    ]
+    args = cli("train --width 0.03125 --batch-size 2 --iters 2 --no-progress --lr 1e-3 --data", root)
     assert main([*args, "--out", str(tmp_path / "run")]) == 0  # images of different sizes, padded batches
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["model"]["n_class"] == 21 and len(m["per_class_iu"]) == 21 and "aeroplane" in m["per_class_iu"]
@@ -224,21 +173,6 @@ def test_train_fused_takes_the_loss_from_the_coarse_scores(tmp_path, monkeypatch
 def test_class_weights_option(tmp_path, capsys):
     assert train(tmp_path / "cw", "--class-weights", "median", "--iters", "1") == 0
     assert "class weights:" in capsys.readouterr().out
-
-
-DEMO_TINY = [
-    "--iters",
-    "3",
-    "--width",
-    "0.03125",
-    "--image-size",
-    "32",
-    "--train-size",
-    "8",
-    "--val-size",
-    "3",
-    "--no-progress",
-]
 
 
 def test_demo_runs_twice_and_is_deterministic(tmp_path, capsys):

@@ -7,42 +7,14 @@ import pytest
 import torch
 
 import fcn_kernels.app.training as training
+from _helpers.cli_args import TINY_MODEL, cli
 from _helpers.voc_tree import write_voc
 from fcn_kernels.app.cli import main
 from fcn_kernels.app.factory import build_model, weight_digest
 
-TINY = [
-    "--width",
-    "0.03125",
-    "--image-size",
-    "32",
-    "--n-class",
-    "3",
-    "--train-size",
-    "6",
-    "--val-size",
-    "2",
-    "--batch-size",
-    "2",
-    "--no-progress",
-]
+TINY = cli(f"{TINY_MODEL} --train-size 6 --val-size 2 --batch-size 2 --no-progress")
 # every random stream in play: dropout, loss sampling, flips, epochs (6 images / batch 2: 3 steps an epoch)
-RUN = [
-    *TINY,
-    "--iters",
-    "8",
-    "--optimizer",
-    "adam",
-    "--lr",
-    "1e-3",
-    "--dropout",
-    "0.5",
-    "--sample-p",
-    "0.5",
-    "--flip",
-    "--checkpoint-every",
-    "2",
-]
+RUN = [*TINY, *cli("--iters 8 --optimizer adam --lr 1e-3 --dropout 0.5 --sample-p 0.5 --flip --checkpoint-every 2")]
 
 
 def digest(path):
@@ -132,24 +104,8 @@ def test_broken_image_is_one_line_from_workers_too(tmp_path, capsys, workers):
     ids = write_voc(root, n_train=4, n_val=2)
     broken = root / "JPEGImages" / f"{ids['train'][2]}.jpg"
     broken.write_bytes(broken.read_bytes()[:150])
-    rc = main(
-        [
-            "train",
-            "--data",
-            str(root),
-            "--width",
-            "0.03125",
-            "--batch-size",
-            "2",
-            "--iters",
-            "4",
-            "--no-progress",
-            "--num-workers",
-            workers,
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    argv = cli("train --width 0.03125 --batch-size 2 --iters 4 --no-progress --num-workers", workers)
+    rc = main([*argv, "--data", str(root), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"fcn-kernels train: error: {broken}: cannot read the image"), err

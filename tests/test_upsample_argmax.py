@@ -16,7 +16,7 @@ import fcn_kernels
 from _helpers.argmax_cases import check
 from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
-from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, random_case
+from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL as SKIP_CASES, case, random_case
 from fcn_kernels import reference
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
@@ -27,25 +27,10 @@ SMALL = {
         N=2, channels=3, groups=3, H=4, W=3, K=16, stride=8, out_offset=(31, 5), out_size=(7, 13), bias=True
     ),
     "upscore2+pool4-dw": case(channels=4, groups=4, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18)),
-    "dense": case(
-        N=2,
-        cin=4,
-        cout=6,
-        groups=2,
-        H=3,
-        W=4,
-        K=(5, 3),
-        stride=(2, 3),
-        out_offset=(1, 2),
-        skip_offset=(0, 1),
-        skip_hw=(9, 12),
-        bias=True,
-    ),
+    "dense": SKIP_CASES["dense-fma"],
     "edges": case(
         cin=2,
         cout=3,
-        H=3,
-        W=3,
         K=(3, 4),
         stride=(3, 1),
         out_offset=(0, 2),

@@ -7,6 +7,7 @@ kernels run in Python. Bad input: test_upsample_skip_errors.py; Triton's own lau
 """
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch
 import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
-    assert_cuda_matches_triton,
+    assert_cuda_matches_triton_on_random_cases,
     backends,
     case_grid,
     cuda_path_grid,
@@ -249,36 +250,12 @@ def test_fixed_weight_costs_no_weight_gradient(backend):
 
 # opcheck problems: bias and skip each present or not (groups 2, 3 -> 6 channels), and the depthwise and
 # tl.dot problems of Triton.
+_PLAIN = case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2))
 OPCHECK = {
-    "plain": case(N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2)),
-    "bias": case(
-        N=2, cin=4, cout=6, groups=2, H=5, W=6, out_offset=(1, 2), out_size=(9, 10), skip_offset=(3, 2), bias=True
-    ),
-    "skip": case(
-        N=2,
-        cin=4,
-        cout=6,
-        groups=2,
-        H=5,
-        W=6,
-        out_offset=(1, 2),
-        out_size=(9, 10),
-        skip_offset=(3, 2),
-        skip_hw=(15, 16),
-    ),
-    "bias+skip": case(
-        N=2,
-        cin=4,
-        cout=6,
-        groups=2,
-        H=5,
-        W=6,
-        out_offset=(1, 2),
-        out_size=(9, 10),
-        skip_offset=(3, 2),
-        skip_hw=(15, 16),
-        bias=True,
-    ),
+    "plain": _PLAIN,
+    "bias": replace(_PLAIN, bias=True),
+    "skip": replace(_PLAIN, skip_hw=(15, 16)),
+    "bias+skip": replace(_PLAIN, skip_hw=(15, 16), bias=True),
     "depthwise": SMALL["upscore2+pool4-dw"],
     "dot": SMALL["dense-dot"],
 }
@@ -311,39 +288,25 @@ def test_opcheck(seed, backend, name):
     opcheck(getattr(ops, f"upsample_skip_backward_weight{suffix}").default, (go, x, list(w.shape), *geometry))
 
 
+# the module test's problem: FCN's depthwise upsampling by 2 with a crop and a skip
+MODULE_CASE = case(
+    N=2, channels=3, groups=3, H=5, W=6, out_offset=1, out_size=(9, 10), skip_offset=(1, 2), skip_hw=(12, 14), bias=True
+)
+
+
 @pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 def test_module_and_compile_fullgraph(seed, backend):
     """FusedUpsampleSkip under torch.compile(fullgraph=True), forward and backward, against float64 on CPU."""
     device = device_of(backend)
-    c = case(
-        N=2,
-        channels=3,
-        groups=3,
-        H=5,
-        W=6,
-        out_offset=1,
-        out_size=(9, 10),
-        skip_offset=(1, 2),
-        skip_hw=(12, 14),
-        bias=True,
-    )
+    c = MODULE_CASE
+    geometry = dict(groups=c.groups, skip_offset=c.skip_offset, out_offset=c.out_offset)
     m = fcn_kernels.FusedUpsampleSkip(
-        3,
-        3,
-        4,
-        2,
-        groups=3,
-        skip_offset=(1, 2),
-        out_offset=1,
-        bias=True,
-        init="default",
-        backend=backend,
-        device=device,
+        c.cin, c.cout, c.K, c.stride, **geometry, bias=True, init="default", backend=backend, device=device
     )
-    x = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)
-    skip = torch.randn(2, 3, 12, 14, device=device, requires_grad=True)
+    x = torch.randn(c.N, c.cin, c.H, c.W, device=device, requires_grad=True)
+    skip = torch.randn(c.N, c.cout, *c.skip_hw, device=device, requires_grad=True)
     torch._dynamo.reset()
-    y = torch.compile(lambda x, s: m(x, s, out_size=(9, 10)), fullgraph=True)(x, skip)
+    y = torch.compile(lambda x, s: m(x, s, out_size=c.out_size), fullgraph=True)(x, skip)
     go = torch.randn_like(y)
     gx, gw, gb, gs = torch.autograd.grad(y, (x, m.weight, m.bias, skip), go)
     assert_matches_reference(c, (x, m.weight, m.bias, skip), go, y, [gx, gw, gb, gs], f"compiled {backend}")
@@ -379,8 +342,6 @@ PATH_CASES = {
         groups=6,
         H=9,
         W=11,
-        K=4,
-        stride=2,
         out_offset=1,
         out_size=(17, 19),
         skip_offset=(5, 3),
@@ -401,21 +362,14 @@ GPU_CHECK_PATHS = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS))
-def test_cuda_kernel_paths(backend, name, dtype, index, monkeypatch):
-    if index == "int64":  # every launch down the 64-bit path (else only calls past 2**31 elements take it)
-        monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS), indirect=["index"])
+def test_cuda_kernel_paths(backend, name, dtype, index):
     check_against_reference(PATH_CASES[name], backend, dtype)
 
 
 @pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
 def test_cuda_matches_triton(seed, backend, dtype):
-    """The two GPU backends on the same inputs, forward and backward."""
-    if "triton" not in fcn_kernels.available_backends():
-        pytest.skip("needs the Triton backend")
-    rng = random.Random(seed)
-    for _ in range(10):
-        c = random_case(rng)
-        inputs = [t.cuda() if t is not None else None for t in make_inputs(c, dtype)]
-        go = torch.randn(c.N, c.cout, *c.crop, dtype=dtype, device="cuda")
-        assert_cuda_matches_triton(run, fcn_kernels.upsample_skip, inputs, go, c.kwargs(), c)
+    """upsample_skip's two GPU backends on the same random problems, forward and backward."""
+    assert_cuda_matches_triton_on_random_cases(
+        seed, dtype, random_case, make_inputs, lambda c: c.crop, run, fcn_kernels.upsample_skip
+    )

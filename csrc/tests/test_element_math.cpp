@@ -8,9 +8,9 @@
 // thread, lanes per tap).
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <algorithm>
 #include <array>
+#include <string>
 #include <type_traits>
 #include <random>
 #include <vector>
@@ -18,9 +18,8 @@
 #include "index/rarefied_conv2d.h"
 #include "index/upsample_argmax.h"
 #include "index/upsample_skip.h"
+#include "tests/harness.h"
 
-
-static int failures = 0;
 static long compared = 0;
 
 // A read of p[k], k checked against the extent the kernel may touch (a plane's input channels, a
@@ -186,15 +185,50 @@ static void check(double got, double want, const char* what, int trial) {
     std::printf("FAIL %s trial %d: %.17g vs %.17g\n", what, trial, got, want);
 }
 
+// f(n, ci, co, co_l, ih, iw, kh, kw) for every (input, tap) product of upsample_skip's transposed
+// convolution (co the output channel, co_l its index in the group), always in this order.
+template <typename F>
+static void for_each_product(const fcn_kernels::upsample_skip::Geometry& g, F&& f) {
+  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t ci = 0; ci < g.Cin; ++ci)
+      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
+        for (int64_t ih = 0; ih < g.H; ++ih)
+          for (int64_t iw = 0; iw < g.W; ++iw)
+            for (int64_t kh = 0; kh < g.Kh; ++kh)
+              for (int64_t kw = 0; kw < g.Kw; ++kw) f(n, ci, (ci / cin_g) * cout_g + co_l, co_l, ih, iw, kh, kw);
+}
+
+// 1-3 groups of 1-3 input and 1-3 output channels each, a batch of 1-2 (drawn in this order).
+template <typename Geometry>
+static Geometry random_channels(Draw<int>& uni) {
+  Geometry g{};
+  g.groups = uni(1, 3);
+  const int64_t cin_g = uni(1, 3), cout_g = uni(1, 3);
+  g.N = uni(1, 2); g.Cin = cin_g * g.groups; g.Cout = cout_g * g.groups;
+  return g;
+}
+
+// A trial's input gradient (the plane op InputGrad) and weight gradient (the split reduction of
+// WeightGrad) as the CUDA kernels compute them, against the naive gx and gw.
+template <template <typename> class InputGrad, typename WeightGrad, typename Geometry>
+static void check_gradients(Draw<int>& uni, const Geometry& g, const std::vector<double>& x,
+                            const std::vector<double>& w, const std::vector<double>& go,
+                            const std::vector<double>& gx, const std::vector<double>& gw, const std::string& op,
+                            int trial) {
+  const std::string input = op + " input gradient", weight = op + " weight gradient";
+  const auto gx_plane = replay_random<InputGrad>(uni.rng, g, go.data(), w, nullptr, nullptr);
+  for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], input.c_str(), trial);
+  const auto gw_split = replay_weight_grad(WeightGrad{g}, x, go, uni(1, 5), random_threads(uni.rng));
+  for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], weight.c_str(), trial);
+}
+
 static void test_upsample_skip(std::mt19937_64& rng) {
   using namespace fcn_kernels::upsample_skip;
-  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  std::normal_distribution<double> normal;
+  Draw<int> uni{rng};
   for (int trial = 0; trial < 400; ++trial) {
-    Geometry g{};
-    g.groups = uni(1, 3);
-    const int64_t cin_g = uni(1, 3), cout_g = uni(1, 3);
-    g.N = uni(1, 2); g.Cin = cin_g * g.groups; g.Cout = cout_g * g.groups;
+    Geometry g = random_channels<Geometry>(uni);
+    const int64_t cout_g = g.cout_per_group();
     g.H = uni(1, 5); g.W = uni(1, 5); g.sh = uni(1, 8); g.sw = uni(1, 8);
     g.Kh = uni(1, 2 * g.sh + 2); g.Kw = uni(1, 2 * g.sw + 2);
     const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
@@ -203,33 +237,28 @@ static void test_upsample_skip(std::mt19937_64& rng) {
     std::vector<double> x(g.N * g.Cin * g.H * g.W), w(g.Cin * cout_g * g.Kh * g.Kw),
         go(g.N * g.Cout * g.Ho * g.Wo);
     for (auto* v : {&x, &w, &go})
-      for (double& e : *v) e = normal(rng);
+      for (double& e : *v) e = uni.normal();
     // naive: scatter every (input, tap) product into the full output, then crop
     std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0), gx(x.size(), 0.0), gw(w.size(), 0.0);
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t ci = 0; ci < g.Cin; ++ci)
-        for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-          for (int64_t ih = 0; ih < g.H; ++ih)
-            for (int64_t iw = 0; iw < g.W; ++iw)
-              for (int64_t kh = 0; kh < g.Kh; ++kh)
-                for (int64_t kw = 0; kw < g.Kw; ++kw) {
-                  const int64_t co = (ci / cin_g) * cout_g + co_l, p = ih * g.sh + kh, q = iw * g.sw + kw;
-                  const double xv = x[g.x_index(n, ci, ih, iw)], wv = w[g.w_index(ci, co_l, kh, kw)];
-                  full[((n * g.Cout + co) * Hf + p) * Wf + q] += xv * wv;
-                  const int64_t i = p - g.oy, j = q - g.ox;
-                  if (i >= 0 && i < g.Ho && j >= 0 && j < g.Wo) {
-                    const double gv = go[g.out_index(n, co, i, j)];
-                    gx[g.x_index(n, ci, ih, iw)] += gv * wv;
-                    gw[g.w_index(ci, co_l, kh, kw)] += gv * xv;
-                  }
-                }
+    for_each_product(g, [&](int64_t n, int64_t ci, int64_t co, int64_t co_l, int64_t ih, int64_t iw, int64_t kh,
+                            int64_t kw) {
+      const int64_t p = ih * g.sh + kh, q = iw * g.sw + kw;
+      const double xv = x[g.x_index(n, ci, ih, iw)], wv = w[g.w_index(ci, co_l, kh, kw)];
+      full[((n * g.Cout + co) * Hf + p) * Wf + q] += xv * wv;
+      const int64_t i = p - g.oy, j = q - g.ox;
+      if (i >= 0 && i < g.Ho && j >= 0 && j < g.Wo) {
+        const double gv = go[g.out_index(n, co, i, j)];
+        gx[g.x_index(n, ci, ih, iw)] += gv * wv;
+        gw[g.w_index(ci, co_l, kh, kw)] += gv * xv;
+      }
+    });
     const bool with_bias = uni(0, 1), with_skip = uni(0, 1);
     std::vector<double> bias(g.Cout), skip;
-    for (double& e : bias) e = normal(rng);
+    for (double& e : bias) e = uni.normal();
     if (with_skip) {
       g.sy = uni(0, 2); g.sx = uni(0, 2); g.Hs = g.Ho + g.sy + uni(0, 2); g.Ws = g.Wo + g.sx + uni(0, 2);
       skip.resize(g.N * g.Cout * g.Hs * g.Ws);
-      for (double& e : skip) e = normal(rng);
+      for (double& e : skip) e = uni.normal();
     }
     const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w, with_bias ? bias.data() : nullptr,
                                                with_skip ? skip.data() : nullptr);
@@ -253,10 +282,7 @@ static void test_upsample_skip(std::mt19937_64& rng) {
     };
     if (uni(0, 1)) check_labels<int32_t>(g, in, scores, trial);
     else check_labels<int64_t>(g, in, scores, trial);
-    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w, nullptr, nullptr);
-    for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "upsample_skip input gradient", trial);
-    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));
-    for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "upsample_skip weight gradient", trial);
+    check_gradients<InputGradPlane, WeightGradOp>(uni, g, x, w, go, gx, gw, "upsample_skip", trial);
   }
 }
 
@@ -265,19 +291,12 @@ static std::vector<double> naive_full(const fcn_kernels::upsample_skip::Geometry
                                       const std::vector<double>& w) {
   using fcn_kernels::upsample_skip::full_size;
   const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
-  const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0);
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t ci = 0; ci < g.Cin; ++ci)
-      for (int64_t co_l = 0; co_l < cout_g; ++co_l)
-        for (int64_t ih = 0; ih < g.H; ++ih)
-          for (int64_t iw = 0; iw < g.W; ++iw)
-            for (int64_t kh = 0; kh < g.Kh; ++kh)
-              for (int64_t kw = 0; kw < g.Kw; ++kw) {
-                const int64_t co = (ci / cin_g) * cout_g + co_l;
-                full[((n * g.Cout + co) * Hf + ih * g.sh + kh) * Wf + iw * g.sw + kw] +=
-                    x[g.x_index(n, ci, ih, iw)] * w[g.w_index(ci, co_l, kh, kw)];
-              }
+  for_each_product(g, [&](int64_t n, int64_t ci, int64_t co, int64_t co_l, int64_t ih, int64_t iw, int64_t kh,
+                          int64_t kw) {
+    full[((n * g.Cout + co) * Hf + ih * g.sh + kh) * Wf + iw * g.sw + kw] +=
+        x[g.x_index(n, ci, ih, iw)] * w[g.w_index(ci, co_l, kh, kw)];
+  });
   return full;
 }
 
@@ -321,20 +340,17 @@ static void test_doctor_argmax_cases(std::mt19937_64& rng) {
 
 static void test_rarefied_conv2d(std::mt19937_64& rng) {
   using namespace fcn_kernels::rarefied_conv2d;
-  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  std::normal_distribution<double> normal;
+  Draw<int> uni{rng};
   for (int trial = 0; trial < 400; ++trial) {
-    Geometry g{};
-    g.groups = uni(1, 3);
-    const int64_t cin_g = uni(1, 3), cout_g = uni(1, 3);
-    g.N = uni(1, 2); g.Cin = cin_g * g.groups; g.Cout = cout_g * g.groups;
+    Geometry g = random_channels<Geometry>(uni);
+    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
     g.Kh = uni(1, 4); g.Kw = uni(1, 4); g.rh = uni(1, 5); g.rw = uni(1, 5); g.ph = uni(0, 6); g.pw = uni(0, 6);
     g.H = std::max<int64_t>(uni(1, 9), (g.Kh - 1) * g.rh + 1 - 2 * g.ph);
     g.W = std::max<int64_t>(uni(1, 9), (g.Kw - 1) * g.rw + 1 - 2 * g.pw);
     g.Ho = out_size(g.H, g.ph, g.Kh, g.rh); g.Wo = out_size(g.W, g.pw, g.Kw, g.rw);
     std::vector<double> x(g.N * g.Cin * g.H * g.W), w(g.Cout * cin_g * g.Kh * g.Kw), go(g.N * g.Cout * g.Ho * g.Wo);
     for (auto* v : {&x, &w, &go})
-      for (double& e : *v) e = normal(rng);
+      for (double& e : *v) e = uni.normal();
     std::vector<double> out(go.size(), 0.0), gx(x.size(), 0.0), gw(w.size(), 0.0);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t co = 0; co < g.Cout; ++co)
@@ -354,7 +370,7 @@ static void test_rarefied_conv2d(std::mt19937_64& rng) {
                 }
     const bool with_bias = uni(0, 1);
     std::vector<double> bias(g.Cout);
-    for (double& e : bias) e = normal(rng);
+    for (double& e : bias) e = uni.normal();
     const auto y = replay_random<ForwardPlane>(rng, g, x.data(), w, with_bias ? bias.data() : nullptr,
                                                nullptr);
     for (int64_t n = 0; n < g.N; ++n)
@@ -363,10 +379,7 @@ static void test_rarefied_conv2d(std::mt19937_64& rng) {
           for (int64_t j = 0; j < g.Wo; ++j)
             check(y[g.out_index(n, co, i, j)], out[g.out_index(n, co, i, j)] + (with_bias ? bias[co] : 0.0),
                   "rarefied forward", trial);
-    const auto gx_plane = replay_random<InputGradPlane>(rng, g, go.data(), w, nullptr, nullptr);
-    for (size_t k = 0; k < gx.size(); ++k) check(gx_plane[k], gx[k], "rarefied input gradient", trial);
-    const auto gw_split = replay_weight_grad(WeightGradOp{g}, x, go, uni(1, 5), random_threads(rng));
-    for (size_t k = 0; k < gw.size(); ++k) check(gw_split[k], gw[k], "rarefied weight gradient", trial);
+    check_gradients<InputGradPlane, WeightGradOp>(uni, g, x, w, go, gx, gw, "rarefied", trial);
   }
 }
 
@@ -375,6 +388,5 @@ int main() {
   test_upsample_skip(rng);
   test_doctor_argmax_cases(rng);
   test_rarefied_conv2d(rng);
-  std::printf("%ld elements compared, %d failures\n", compared, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return report(compared, "elements compared");
 }

@@ -1,18 +1,10 @@
 // ctest: the shared upsample_skip index math against brute-force enumeration of every
 // (input, tap) pair, for all small strides, kernels, sizes and crop windows.
-#include <cstdio>
-#include <cstdlib>
-
 #include "index/upsample_skip.h"
+#include "tests/harness.h"
 
 using namespace fcn_kernels;
 using namespace fcn_kernels::upsample_skip;
-
-static int failures = 0;
-
-static void expect(bool ok, const char* what, long a, long b, long c, long d) {
-  if (!ok && failures++ < 20) std::printf("FAIL %s (%ld %ld %ld %ld)\n", what, a, b, c, d);
-}
 
 int main() {
   long checks = 0;
@@ -55,6 +47,5 @@ int main() {
             }
           }
       }
-  std::printf("%ld checks, %d failures\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return report(checks, "checks");
 }

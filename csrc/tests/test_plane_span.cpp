@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <algorithm>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "index/rarefied_conv2d.h"
 #include "index/upsample_skip.h"
+#include "tests/harness.h"
 
 static int64_t largest = 0;
 
@@ -41,8 +43,6 @@ inline int64_t operator+(int64_t a, Rec b) { return a + b.v; }
 struct Zero {
   double operator()(Rec) const { return 0.0; }
 };
-
-static int failures = 0;
 
 template <int V, template <typename> class Op, typename Geometry>
 static void check_span(const Geometry& g, int64_t slab, std::mt19937_64& rng, const char* what) {
@@ -79,40 +79,49 @@ static void check_all(const Geometry& g, int64_t slab, std::mt19937_64& rng, con
   check_span<8, Op>(g, slab, rng, what);
 }
 
+// One image of 1-3 groups of 1-4 input and 1-4 output channels each (drawn in this order).
+template <typename Geometry>
+static Geometry random_channels(Draw<int64_t>& uni) {
+  Geometry g{};
+  g.groups = uni(1, 3);
+  g.N = 1; g.Cin = g.groups * uni(1, 4); g.Cout = g.groups * uni(1, 4);
+  return g;
+}
+
+// Both plane ops of g, over a random slab of its input channels.
+template <template <typename> class Forward, template <typename> class InputGrad, typename Geometry>
+static void check_planes(const Geometry& g, Draw<int64_t>& uni, const std::string& op) {
+  const int64_t slab = uni(1, 5);
+  check_all<Forward>(g, slab, uni.rng, (op + " forward").c_str());
+  check_all<InputGrad>(g, slab, uni.rng, (op + " input gradient").c_str());
+}
+
 int main() {
   std::mt19937_64 rng(2026);
-  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  Draw<int64_t> uni{rng};
   for (int t = 0; t < 250; ++t) {
     using namespace fcn_kernels::upsample_skip;
-    Geometry g{};
     const int big = int(uni(0, 3));
-    g.groups = uni(1, 3);
-    g.N = 1; g.Cin = g.groups * uni(1, 4); g.Cout = g.groups * uni(1, 4);
+    Geometry g = random_channels<Geometry>(uni);
     g.H = uni(1, big == 1 ? 300 : 6); g.W = uni(1, big == 1 ? 300 : 6);
     g.sh = uni(1, big == 2 ? 300 : 8); g.sw = uni(1, big == 2 ? 300 : 8);
     g.Kh = uni(1, big == 3 ? 4 * g.sh + 40 : 2 * g.sh + 2); g.Kw = uni(1, big == 3 ? 4 * g.sw + 40 : 2 * g.sw + 2);
     const int64_t Hf = full_size(g.H, g.sh, g.Kh), Wf = full_size(g.W, g.sw, g.Kw);
     g.oy = uni(0, Hf - 1); g.ox = uni(0, Wf - 1); g.Ho = uni(1, Hf - g.oy); g.Wo = uni(1, Wf - g.ox);
     if (uni(0, 1)) { g.sy = uni(0, 3); g.sx = uni(0, 3); g.Hs = g.Ho + g.sy + uni(0, 2); g.Ws = g.Wo + g.sx + uni(0, 2); }
-    const int64_t slab = uni(1, 5);
-    check_all<ForwardPlane>(g, slab, rng, "upsample_skip forward");
-    check_all<InputGradPlane>(g, slab, rng, "upsample_skip input gradient");
+    check_planes<ForwardPlane, InputGradPlane>(g, uni, "upsample_skip");
   }
   for (int t = 0; t < 250; ++t) {
     using namespace fcn_kernels::rarefied_conv2d;
-    Geometry g{};
     const int big = int(uni(0, 2));
-    g.groups = uni(1, 3);
-    g.N = 1; g.Cin = g.groups * uni(1, 4); g.Cout = g.groups * uni(1, 4);
+    Geometry g = random_channels<Geometry>(uni);
     g.Kh = uni(1, 5); g.Kw = uni(1, 5);
     g.rh = uni(1, big == 2 ? 200 : 6); g.rw = uni(1, big == 2 ? 200 : 6);
     g.ph = uni(0, big == 1 ? 300 : 7); g.pw = uni(0, big == 1 ? 300 : 7);
     g.H = std::max<int64_t>(uni(1, big ? 200 : 9), (g.Kh - 1) * g.rh + 1 - 2 * g.ph);
     g.W = std::max<int64_t>(uni(1, big ? 200 : 9), (g.Kw - 1) * g.rw + 1 - 2 * g.pw);
     g.Ho = out_size(g.H, g.ph, g.Kh, g.rh); g.Wo = out_size(g.W, g.pw, g.Kw, g.rw);
-    const int64_t slab = uni(1, 5);
-    check_all<ForwardPlane>(g, slab, rng, "rarefied forward");
-    check_all<InputGradPlane>(g, slab, rng, "rarefied input gradient");
+    check_planes<ForwardPlane, InputGradPlane>(g, uni, "rarefied");
   }
   std::printf("span checks: %d failures\n", failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

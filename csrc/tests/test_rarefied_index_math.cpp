@@ -1,18 +1,10 @@
 // ctest: the shared rarefied_conv2d index math against brute-force enumeration of every
 // (output, tap) pair, for small rarefactions, kernels, paddings and sizes.
-#include <cstdio>
-#include <cstdlib>
-
 #include "index/rarefied_conv2d.h"
+#include "tests/harness.h"
 
 using namespace fcn_kernels;
 using namespace fcn_kernels::rarefied_conv2d;
-
-static int failures = 0;
-
-static void expect(bool ok, const char* what, long a, long b, long c, long d) {
-  if (!ok && failures++ < 20) std::printf("FAIL %s (%ld %ld %ld %ld)\n", what, a, b, c, d);
-}
 
 int main() {
   long checks = 0;
@@ -80,6 +72,5 @@ int main() {
             }
         expect(g.wide_cols() - 1 + g.tap_shift(K - 1, K - 1) < g.wide_row(), "wide_row", N, r, K, 0);
       }
-  std::printf("%ld checks, %d failures\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return report(checks, "checks");
 }

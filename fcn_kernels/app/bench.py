@@ -70,6 +70,23 @@ def head_inputs(
     return scores, weights, groups
 
 
+def stage_inputs(stage, batch, n_class=21, dense=False, dtype=torch.float32, device="cpu", requires_grad=False, seed=0):
+    """One stage's (x, bilinear weight, skip or None, upsample_skip's keyword arguments) at this batch."""
+    g = torch.Generator().manual_seed(seed)
+
+    def mk(hw):
+        return (
+            torch.randn(batch, n_class, *hw, generator=g).to(device=device, dtype=dtype).requires_grad_(requires_grad)
+        )
+
+    x = mk(stage.in_hw)
+    skip = mk(stage.skip_hw) if stage.skip_hw else None
+    groups = 1 if dense else n_class
+    w = bilinear_kernel(n_class, stage.kernel, groups, device=device, dtype=dtype)
+    geometry = ("stride", "out_offset", "out_size", "skip_offset")
+    return x, w, skip, dict(groups=groups, **{k: getattr(stage, k) for k in geometry})
+
+
 def _head(fn, scores, weights, groups, stages):
     score_fr, pool4, pool3 = scores
     s1, s2, s3 = stages

@@ -5,6 +5,7 @@ import torch
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_extent, check_int, check_planes, check_tensor, pair
 from .._autograd import register_rarefied_conv2d
+from ._fakes import register_backward_fakes
 
 
 def validate(x, weight, bias, rarefaction, padding, groups):
@@ -138,17 +139,4 @@ if _ext.HAS_EXTENSION:
         rarefaction, padding, groups = validate(x, weight, bias, rarefaction, padding, groups)
         return x.new_empty(output_size(x.shape, weight.shape, rarefaction, padding))
 
-    @torch.library.register_fake("fcn_kernels::rarefied_conv2d_backward_input")
-    def _fake_bwd_input(grad_out, weight, input_size, rarefaction, padding, groups):
-        return grad_out.new_empty(input_size)
-
-    @torch.library.register_fake("fcn_kernels::rarefied_conv2d_backward_weight")
-    def _fake_bwd_weight(grad_out, x, weight_size, rarefaction, padding, groups):
-        return grad_out.new_empty(weight_size)
-
-    ops = torch.ops.fcn_kernels
-    register_rarefied_conv2d(
-        ops.rarefied_conv2d.default,
-        ops.rarefied_conv2d_backward_input.default,
-        ops.rarefied_conv2d_backward_weight.default,
-    )
+    register_rarefied_conv2d(*register_backward_fakes("rarefied_conv2d"))

@@ -4,7 +4,7 @@ import torch
 
 from .. import _ext, backends, reference
 from .._args import autocast_inputs
-from .upsample_skip import validate
+from .upsample_skip import GEOMETRY, validate
 
 
 def upsample_argmax(
@@ -59,29 +59,15 @@ def upsample_argmax(
         True
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
-    stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
-    )
+    geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
     which = backends.resolve(backend, x.device, "upsample_argmax")
     if which == "reference":
-        return reference.upsample_argmax(
-            x,
-            weight,
-            bias,
-            skip,
-            stride=stride,
-            groups=groups,
-            out_offset=out_offset,
-            out_size=out_size,
-            skip_offset=skip_offset,
-        )
+        return reference.upsample_argmax(x, weight, bias, skip, **dict(zip(GEOMETRY, geometry)))
     if which == "triton":
         from ..triton import upsample_argmax as triton_impl
 
-        return triton_impl.upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    return torch.ops.fcn_kernels.upsample_argmax(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
-    )
+        return triton_impl.upsample_argmax(x, weight, bias, skip, *geometry)
+    return torch.ops.fcn_kernels.upsample_argmax(x, weight, bias, skip, *geometry)
 
 
 if _ext.HAS_EXTENSION:

@@ -5,10 +5,15 @@ import torch
 from .. import _ext, backends, reference
 from .._args import autocast_inputs, check_extent, check_int, check_planes, check_tensor, pair
 from .._autograd import register_upsample_skip
+from ._fakes import register_backward_fakes
 
 
 def _full_size(n, s, k):
     return (n - 1) * s + k
+
+
+# validate's normalised geometry, in its order: the C++ and Triton ops take it by position, the reference by name
+GEOMETRY = ("stride", "groups", "out_offset", "out_size", "skip_offset")
 
 
 def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
@@ -139,9 +144,8 @@ def upsample_skip(
         True
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
-    stride, groups, out_offset, out_size, skip_offset = validate(
-        x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset
-    )
+    geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+    stride, groups, out_offset, out_size, skip_offset = geometry
     which = backends.resolve(
         backend,
         x.device,
@@ -154,22 +158,12 @@ def upsample_skip(
         weight_grad=weight.requires_grad and torch.is_grad_enabled(),
     )
     if which == "reference":
-        return reference.upsample_skip(
-            x,
-            weight,
-            bias,
-            skip,
-            stride=stride,
-            groups=groups,
-            out_offset=out_offset,
-            out_size=out_size,
-            skip_offset=skip_offset,
-        )
+        return reference.upsample_skip(x, weight, bias, skip, **dict(zip(GEOMETRY, geometry)))
     if which == "triton":
         from ..triton import upsample_skip as triton_impl
 
-        return triton_impl.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+        return triton_impl.upsample_skip(x, weight, bias, skip, *geometry)
+    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, *geometry)
 
 
 if _ext.HAS_EXTENSION:
@@ -179,15 +173,4 @@ if _ext.HAS_EXTENSION:
         validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
         return x.new_empty((x.shape[0], weight.shape[1] * groups, out_size[0], out_size[1]))
 
-    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_input")
-    def _fake_bwd_input(grad_out, weight, input_size, stride, groups, out_offset):
-        return grad_out.new_empty(input_size)
-
-    @torch.library.register_fake("fcn_kernels::upsample_skip_backward_weight")
-    def _fake_bwd_weight(grad_out, x, weight_size, stride, groups, out_offset):
-        return grad_out.new_empty(weight_size)
-
-    ops = torch.ops.fcn_kernels
-    register_upsample_skip(
-        ops.upsample_skip.default, ops.upsample_skip_backward_input.default, ops.upsample_skip_backward_weight.default
-    )
+    register_upsample_skip(*register_backward_fakes("upsample_skip"))

@@ -93,23 +93,10 @@ def backward_bias(grad_out, need_bias=True, skip_size=None, skip_offset=(0, 0)):
     part = (
         torch.empty((N, C, tiles), device=grad_out.device, dtype=partial_dtype(grad_out.dtype)) if need_bias else None
     )
-    launch(
-        _bias_grad,
-        (N * C, tiles),
-        grad_out,
-        gs if write_skip else grad_out,
-        part if need_bias else grad_out,
-        Ho,
-        Wo,
-        Hs,
-        Ws,
-        sy,
-        sx,
-        ROWS,
-        WRITE_SKIP=write_skip,
-        NEED_BIAS=need_bias,
-        ACC=acc_dtype(grad_out.dtype),
-    )
+    planes = (Ho, Wo, Hs, Ws, sy, sx)  # grad_out's plane, the walked plane and grad_out's offset in it
+    outputs = (gs if write_skip else grad_out, part if need_bias else grad_out)
+    flags = dict(WRITE_SKIP=write_skip, NEED_BIAS=need_bias, ACC=acc_dtype(grad_out.dtype))
+    launch(_bias_grad, (N * C, tiles), grad_out, *outputs, *planes, ROWS, **flags)
     gb = part.sum((0, 2)).to(grad_out.dtype) if need_bias else None
     return gb, gs
 

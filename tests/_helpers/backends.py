@@ -10,6 +10,8 @@ A parameter whose backend cannot run here is skipped, with the reason. `gpu_chec
 benchmarks/gpu_check.sh runs on a GPU (marker `gpu_check`): a subset that fits about a minute per backend.
 """
 
+import random
+
 import pytest
 import torch
 from _pytest.mark.structures import ParameterSet
@@ -105,7 +107,8 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
 
 def cuda_path_grid(names, gpu_check_paths):
     """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
-    and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check."""
+    and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check.
+    Parametrize with indirect=["index"]: conftest's `index` fixture selects the path."""
     triples = (
         (n, d, i) for n in names for d in (torch.float64, torch.float32, torch.bfloat16) for i in ("int32", "int64")
     )
@@ -122,6 +125,19 @@ def assert_cuda_matches_triton(run, fn, inputs, grad_out, kwargs, label):
     for a, b in zip(cuda[1], trit[1]):
         if a is not None:
             torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{label}: {m}")
+
+
+def assert_cuda_matches_triton_on_random_cases(seed, dtype, random_case, inputs_of, out_hw, run, fn, count=10):
+    """assert_cuda_matches_triton on `count` problems of random_case(rng): inputs_of(problem, dtype) on CUDA,
+    a random grad_out of out_hw(problem); skipped without the Triton backend."""
+    if "triton" not in fcn_kernels.available_backends():
+        pytest.skip("needs the Triton backend")
+    rng = random.Random(seed)
+    for _ in range(count):
+        problem = random_case(rng)
+        inputs = [t.cuda() if t is not None else None for t in inputs_of(problem, dtype)]
+        go = torch.randn(problem.N, problem.cout, *out_hw(problem), dtype=dtype, device="cuda")
+        assert_cuda_matches_triton(run, fn, inputs, go, problem.kwargs(), problem)
 
 
 def triton_case_pairs(names, float64_names, half_names):

@@ -7,7 +7,7 @@ import contextlib
 import os
 
 import torch
-from hypothesis import strategies as st
+from hypothesis import note, strategies as st
 
 import fcn_kernels
 from fcn_kernels import reference
@@ -341,3 +341,34 @@ def expect_error(call, words, what):
         assert any(w in message for w in words), f"{what}: {type(exc).__name__} names none of {words}: {message}"
         return
     raise AssertionError(f"{what}: no error (expected one naming {words})")
+
+
+# op: (its case strategy, the mutations that break one argument, the arguments of a case, the positional
+# arguments of torch.ops.fcn_kernels.<op> (None: the C++ op is not called on its own))
+_INVALID = {
+    "upsample_skip": (upsample_cases, UPSAMPLE_MUTATIONS, upsample_arguments, as_op_arguments),
+    "upsample_argmax": (upsample_cases, UPSAMPLE_MUTATIONS, upsample_arguments, None),
+    "rarefied_conv2d": (
+        rarefied_cases,
+        RAREFIED_MUTATIONS,
+        rarefied_arguments,
+        lambda a, case: as_rarefied_op_arguments(a),
+    ),
+}
+
+
+def check_invalid_is_named(op, backend, dtype, seed, data, small=False):
+    """fcn_kernels.<op> on `backend`, given a drawn case's arguments (`dtype` inputs) broken by a drawn mutation,
+    raises an error naming the broken argument; on the cpu backend so does the C++ op called on its own (no
+    Python validation before it)."""
+    cases, mutations, arguments, op_arguments = _INVALID[op]
+    case = data.draw(cases(small=small), label="case")
+    mutation = data.draw(st.sampled_from(sorted(mutations)), label="mutation")
+    torch.manual_seed(seed)
+    a = arguments(case, dtype)
+    words = mutations[mutation](a, data.draw)
+    note(f"{mutation}: {[(k, tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in a.items()]}")
+    expect_error(lambda: getattr(fcn_kernels, op)(**a, backend=backend), words, f"{op} with {mutation}")
+    if backend == "cpu" and op_arguments is not None:
+        direct = getattr(torch.ops.fcn_kernels, op)
+        expect_error(lambda: direct(*op_arguments(a, case)), words, f"torch.ops.fcn_kernels.{op} with {mutation}")

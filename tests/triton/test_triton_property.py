@@ -19,16 +19,12 @@ import fcn_kernels
 from _helpers.property_cases import (
     DTYPES,
     LAYOUT_NAMES,
-    RAREFIED_MUTATIONS,
     SEEDS,
-    UPSAMPLE_MUTATIONS,
+    check_invalid_is_named,
     check_rarefied_conv2d,
     check_upsample_argmax,
     check_upsample_skip,
-    expect_error,
-    rarefied_arguments,
     rarefied_cases,
-    upsample_arguments,
     upsample_cases,
 )
 
@@ -71,26 +67,8 @@ def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed):
     check_rarefied_conv2d(case, "triton", dtype, layout)
 
 
-def _check_invalid_is_named(op, arguments, mutations, case, mutation, seed, data):
-    """op on the triton backend, given arguments(case) broken by `mutation`, raises an error naming it."""
-    torch.manual_seed(seed)
-    a = arguments(case, torch.float32)
-    words = mutations[mutation](a, data.draw)
-    fn = getattr(fcn_kernels, op)
-    expect_error(lambda: fn(**a, backend="triton"), words, f"{op} with {mutation}")
-
-
+@pytest.mark.parametrize("op", ["upsample_skip", "rarefied_conv2d"])
 @FEW
-@given(
-    case=upsample_cases(small=True), mutation=st.sampled_from(sorted(UPSAMPLE_MUTATIONS)), seed=SEEDS, data=st.data()
-)
-def test_upsample_invalid_arguments_are_named(case, mutation, seed, data):
-    _check_invalid_is_named("upsample_skip", upsample_arguments, UPSAMPLE_MUTATIONS, case, mutation, seed, data)
-
-
-@FEW
-@given(
-    case=rarefied_cases(small=True), mutation=st.sampled_from(sorted(RAREFIED_MUTATIONS)), seed=SEEDS, data=st.data()
-)
-def test_rarefied_invalid_arguments_are_named(case, mutation, seed, data):
-    _check_invalid_is_named("rarefied_conv2d", rarefied_arguments, RAREFIED_MUTATIONS, case, mutation, seed, data)
+@given(seed=SEEDS, data=st.data())
+def test_invalid_arguments_are_named(op, seed, data):
+    check_invalid_is_named(op, "triton", torch.float32, seed, data, small=True)
