@@ -77,10 +77,13 @@ _BUILT = _built_table()
 # Ops whose kernels only some backends have so far, with those backends and the kernels: they are no part
 # of a backend's availability (the check above); each is built where listed and all its kernels are.
 _PARTIAL_KERNELS = {
-    # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op; CPU kernels first.
-    "upsample_cross_entropy": (("cpu",), ("upsample_logsumexp", "upsample_logsumexp_backward")),
-    "interpolate_cross_entropy": (("cpu", "triton"), ("interpolate_logsumexp", "interpolate_logsumexp_backward")),
-    "interpolate_argmax": (("cpu", "triton"), ("interpolate_argmax",)),
+    # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op.
+    "upsample_cross_entropy": (("cpu", "cuda"), ("upsample_logsumexp", "upsample_logsumexp_backward")),
+    "interpolate_cross_entropy": (
+        ("cpu", "cuda", "triton"),
+        ("interpolate_logsumexp", "interpolate_logsumexp_backward"),
+    ),
+    "interpolate_argmax": (("cpu", "cuda", "triton"), ("interpolate_argmax",)),
 }
 _LOSS_OPS = ("upsample_cross_entropy", "interpolate_cross_entropy", "interpolate_argmax")
 

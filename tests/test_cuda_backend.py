@@ -6,12 +6,21 @@ import os
 import pytest
 import torch
 
-# Every op and its backward pair: each has kernels in csrc/cuda/ (upsample_argmax: a forward only).
+# Every op and its backward pair: each has kernels in csrc/cuda/ (upsample_argmax, interpolate_argmax: a forward
+# only).
 CUDA_OPS = [
     f"{op}{suffix}"
     for op in ("upsample_skip", "rarefied_conv2d")
     for suffix in ("", "_backward_input", "_backward_weight")
-] + ["upsample_argmax"]
+] + [
+    "upsample_argmax",
+    # the fused losses' statistics ops (backends._PARTIAL_KERNELS)
+    "upsample_logsumexp",
+    "upsample_logsumexp_backward",
+    "interpolate_logsumexp",
+    "interpolate_logsumexp_backward",
+    "interpolate_argmax",
+]
 
 
 # Checked twice: marked cuda, so that a GPU run (-m cuda) fails on a build without CUDA kernels instead of

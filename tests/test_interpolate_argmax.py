@@ -1,7 +1,7 @@
 """fcn_kernels.interpolate_argmax (docs/DESIGN.md §2.6) against F.interpolate(x, size, mode="bilinear").argmax(1):
 labels whose exact (float64) score is within the scores' error bound of the best exact score, ties and NaN as
-torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu, triton; cuda when
-its kernels exist); Triton gets the tiny variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
+torch.argmax. Fresh random inputs every run (conftest's `seed`). Each test takes a `backend` (cpu, cuda, triton);
+Triton gets the tiny variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
 
 import random
 
@@ -11,15 +11,15 @@ import torch.nn.functional as F
 from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, tiny
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.loss_cases import random_shape
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels._tolerance import EPS, error_bound
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
-# cpu, triton; cuda joins when its kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu", "triton")
+# docs/DESIGN.md §2.6.
+BACKENDS = backends("cpu", "cuda", "triton")
 
 
 def exact_scores(x, size, align_corners):
@@ -50,8 +50,10 @@ def check_labels(x, size, align_corners, backend, transform=lambda t: t):
     return labels
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [F64, F32, BF16, F16])
+@pytest.mark.parametrize(
+    "backend, dtype",
+    grid(cpu=[F64, F32, BF16, F16], cuda=[F64, gpu_check(F32), BF16, F16], triton=[F64, F32, BF16, F16]),
+)
 def test_random_shapes(seed, backend, dtype):
     rng = random.Random(seed)
     for _ in range(3 if tiny(backend) else 15):
@@ -59,7 +61,7 @@ def test_random_shapes(seed, backend, dtype):
         check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype), s["size"], s["align_corners"], backend)
 
 
-@pytest.mark.parametrize("backend", backends("cpu", gpu_check("triton")))
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", gpu_check("triton")))
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_heads(seed, backend, align_corners):
     heads = [(2, 150, 8, 8, (64, 64)), (1, 19, 16, 32, (128, 256)), (1, 21, 63, 63, (500, 500))]
@@ -94,7 +96,7 @@ def test_non_contiguous_inputs(seed, backend, layout):
         )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu", gpu_check("cuda"), "triton"))
 def test_ties_and_nan_as_torch_argmax(backend):
     x = torch.zeros(2, 5, 4, 4, device=device_of(backend))
     size = (9, 7)
@@ -137,7 +139,7 @@ def test_errors(backend):
         torch.ops.fcn_kernels.interpolate_argmax(x, [0, 4], False)
 
 
-@pytest.mark.parametrize("backend", backends("cpu", pytest.param("triton", marks=NEEDS_GPU)))
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 def test_opcheck_and_compile(backend):
     x = torch.randn(2, 6, 5, 4, device=device_of(backend))
     op = (
@@ -151,7 +153,7 @@ def test_opcheck_and_compile(backend):
     assert torch.equal(compiled(x), fcn_kernels.interpolate_argmax(x, (11, 9), backend=backend))
 
 
-@pytest.mark.parametrize("backend", backends("cpu"))  # hypothesis's many draws: too slow for the interpreter
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))  # hypothesis's many draws: too slow for the interpreter
 @given(
     shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
     dtype=st.sampled_from([F64, F32, BF16, F16]),

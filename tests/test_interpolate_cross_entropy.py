@@ -1,8 +1,8 @@
 """fcn_kernels.interpolate_cross_entropy (docs/DESIGN.md §2.6) against the float64 composition
 pixelwise_cross_entropy(F.interpolate(x, size=target's, mode="bilinear"), target), value and gradient, at
 derived error bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with
-FCN_TEST_SEED=...). Each test takes a `backend` (cpu, triton; cuda when its kernels exist); Triton gets the tiny
-variants (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
+FCN_TEST_SEED=...). Each test takes a `backend` (cpu, cuda, triton); Triton gets the tiny variants (`tiny`): under
+TRITON_INTERPRET=1 its kernels run in Python."""
 
 import json
 import math
@@ -38,7 +38,7 @@ from fcn_kernels import backends as backend_rule, reference
 from fcn_kernels._tolerance import EPS
 
 # cpu, triton; cuda joins when its kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu", "triton")
+BACKENDS = backends("cpu", "cuda", "triton")
 
 
 def problem(N, C, H, W, size, align_corners=False, dtype=F64):
@@ -93,7 +93,7 @@ def check(N, C, H, W, size, align_corners=False, loss: Loss = None, dtype=F64, *
 # ---------------------------------------------------------------------------------------------------------
 # value and gradient against the float64 composition
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend, batch", grid(cpu=range(3), triton=[0]))
+@pytest.mark.parametrize("backend, batch", grid(cpu=range(3), cuda=[gpu_check(0), 1, 2], triton=[0]))
 def test_random_float64(seed, backend, batch):
     rng = random.Random(seed)
     for _ in range(3 if tiny(backend) else 12):
@@ -119,15 +119,18 @@ TINY_HEADS = [
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("backend, shape", grid(cpu=[(h,) for h in HEADS], triton=TINY_HEADS))
+@pytest.mark.parametrize(
+    "backend, shape", grid(cpu=[(h,) for h in HEADS], cuda=[(h,) for h in HEADS], triton=TINY_HEADS)
+)
 def test_heads_and_edge_sizes(seed, backend, align_corners, shape):
     """ADE20K-, Cityscapes- and VOC-like heads (small), downsampling, the same size, a 1 x 1 input."""
     N, C, H, W, size = shape
     check(N, C, H, W, size, align_corners, Loss(class_weight=True), backend=backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [F32, BF16, F16])
+@pytest.mark.parametrize(
+    "backend, dtype", grid(cpu=[F32, BF16, F16], cuda=[F32, gpu_check(BF16), F16], triton=[F32, BF16, F16])
+)
 def test_lower_precision(seed, backend, dtype):
     rng = random.Random(seed)
     for _ in range(1 if tiny(backend) else 6):
@@ -155,7 +158,7 @@ def test_bound_catches_a_wrong_loss(seed):
             check_loss(p, make_target(2, 5, (64, 64), loss), loss, F32, fused=wrong)
 
 
-@pytest.mark.parametrize("backend", backends("cpu"))  # hypothesis's many draws: too slow for the interpreter
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))  # hypothesis's many draws: too slow for the interpreter
 @given(
     shape=st.builds(lambda seed: random_shape(random.Random(seed)), st.integers(0, 2**31 - 1)),
     loss=losses(),
@@ -274,7 +277,7 @@ def test_gradcheck(seed, backend):
         assert torch.autograd.gradcheck(fn, (x,)), shape
 
 
-ON_GPU = backends("cpu", pytest.param("triton", marks=NEEDS_GPU))  # triton_op's checks need CUDA tensors
+ON_GPU = backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU))  # triton_op's checks need CUDA tensors
 
 
 @pytest.mark.parametrize("backend", ON_GPU)
@@ -377,10 +380,11 @@ def test_argument_errors(backend):
             call(**over)
 
 
-@pytest.mark.parametrize("backend", backends("cpu"))  # the C++ ops' own checks
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))  # the C++ ops' own checks (cuda: labels on the device)
 def test_direct_op_calls_are_checked(backend):
     ops = torch.ops.fcn_kernels
-    x, target = torch.randn(1, 2, 3, 3), torch.zeros(1, 5, 5, dtype=torch.long)
+    dev = device_of(backend)
+    x, target = torch.randn(1, 2, 3, 3, device=dev), torch.zeros(1, 5, 5, dtype=torch.long, device=dev)
     with pytest.raises(ValueError, match="target label 2"):
         ops.interpolate_logsumexp(x, target + 2, False, IGNORE)
     with pytest.raises(RuntimeError, match="target must be int64"):
@@ -389,7 +393,7 @@ def test_direct_op_calls_are_checked(backend):
         ops.interpolate_logsumexp(x, target[:, :0], False, IGNORE)
     with pytest.raises(RuntimeError, match="x must have non-empty"):
         ops.interpolate_logsumexp(x[:, :0], target, False, IGNORE)
-    lse = torch.zeros(1, 5, 5)
+    lse = torch.zeros(1, 5, 5, device=dev)
     with pytest.raises(RuntimeError, match="grad_lse"):
         ops.interpolate_logsumexp_backward(lse[0], lse, x, target, lse, False, IGNORE)
 

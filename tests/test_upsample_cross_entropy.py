@@ -2,7 +2,7 @@
 pixelwise_cross_entropy(upsample_skip(...)), value and gradient in x, weight, bias and skip, at derived error
 bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with FCN_TEST_SEED=...).
 
-Each test takes a `backend` (cpu now; cuda and triton when their kernels exist)."""
+Each test takes a `backend` (cpu, cuda; triton when its kernels exist); a cuda test makes its tensors on the GPU."""
 
 import json
 import math
@@ -17,20 +17,26 @@ import torch
 from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.backends import backends
+from _helpers.backends import backend_default_device, backends, gpu_check, grid  # noqa: F401 (a fixture)
 from _helpers.loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
 from _helpers.opcheck import opcheck
 from _helpers.property_cases import upsample_cases
 from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, make_inputs, random_case
 from fcn_kernels import backends as backend_rule, reference
 
-# cpu; cuda and triton join when their kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu")
+# cpu and cuda; triton joins when its kernels exist (docs/DESIGN.md §2.5).
+BACKENDS = backends("cpu", "cuda")
+pytestmark = pytest.mark.usefixtures("backend_default_device")
 
 
 def geometry(c):
     """upsample_cross_entropy's geometry arguments of an upsample_skip Case (out_size is the target's)."""
     return dict(stride=c.stride, groups=c.groups, out_offset=c.out_offset, skip_offset=c.skip_offset)
+
+
+def inputs_of(c, dtype=F64):
+    """upsample_cases.make_inputs (CPU tensors) on the default device (the GPU for a cuda test)."""
+    return [t.to(torch.get_default_device()) if t is not None else None for t in make_inputs(c, dtype)]
 
 
 def problem(c, dtype=F64):
@@ -42,7 +48,7 @@ def problem(c, dtype=F64):
     kw = geometry(c)
     taps = math.ceil(c.K[0] / c.stride[0]) * math.ceil(c.K[1] / c.stride[1])
     return Problem(
-        inputs=list(make_inputs(c, dtype)),
+        inputs=inputs_of(c, dtype),
         names=("x", "weight", "bias", "skip"),
         scores=lambda *v: reference.upsample_skip(*v, out_size=c.crop, **kw),
         fused=lambda v, t, **o: fcn_kernels.upsample_cross_entropy(v[0], t, *v[1:], **kw, **o),
@@ -66,8 +72,7 @@ def check(c, loss: Loss = None, dtype=F64, **kw):
 # ---------------------------------------------------------------------------------------------------------
 # value and gradient against the float64 composition
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("batch", range(4))
+@pytest.mark.parametrize("backend,batch", grid(cpu=range(4), cuda=[gpu_check(0), 1, 2, 3]))
 def test_random_float64(seed, backend, batch):
     rng = random.Random(seed)
     for _ in range(12):
@@ -132,13 +137,21 @@ def test_windows_at_both_edges(seed, backend, stride):
             check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [F32, BF16, F16])
+@pytest.mark.parametrize("backend,dtype", grid(cpu=[F32, BF16, F16], cuda=[F32, gpu_check(BF16), F16]))
 def test_lower_precision(seed, backend, dtype):
     rng = random.Random(seed)
     for _ in range(6):
         check(random_case(rng), random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
     check(FCN8S_STAGES["upscore8"], Loss(class_weight=True), dtype, backend=backend)
+
+
+@pytest.mark.parametrize("backend,dtype", grid(cuda=[F64, BF16]))
+def test_cuda_64bit_index_path(seed, backend, dtype, monkeypatch):
+    """Every launch down the CUDA kernels' 64-bit index path (else only calls past 2**31 elements take it)."""
+    monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")
+    rng = random.Random(seed)
+    for _ in range(6):
+        check(random_case(rng), random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -239,7 +252,8 @@ def test_non_finite_scores_as_the_composition(backend, value):
 def test_sampling_keeps_the_composition_pixels(seed, backend, explicit_generator):
     """The kept pixels are torch.rand((N, Ho, Wo), generator) < p, the draws of pixelwise_cross_entropy."""
     x, w, b, skip, target, kw = _small(reduction="none", sample_p=0.4)
-    gen = lambda: torch.Generator().manual_seed(seed) if explicit_generator else None  # noqa: E731
+    device = torch.get_default_device()
+    gen = lambda: torch.Generator(device).manual_seed(seed) if explicit_generator else None  # noqa: E731
     torch.manual_seed(seed)
     terms = fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, generator=gen(), backend=backend, **kw)
     torch.manual_seed(seed)
@@ -315,7 +329,7 @@ def test_gradcheck(seed, backend):
         c.N = max(c.N, 1)
         loss = random_loss(rng)
         target = make_target(c.N, c.cout, c.crop, replace(loss, ignore=min(loss.ignore, 0.5)))
-        inputs = [t.requires_grad_() if t is not None else None for t in make_inputs(c)]
+        inputs = [t.requires_grad_() if t is not None else None for t in inputs_of(c)]
         cw = torch.rand(c.cout, dtype=F64) if loss.class_weight else None
 
         def fn(*v, target=target, cw=cw, loss=loss, c=c):
@@ -365,7 +379,7 @@ def test_compile_fullgraph(backend):
 def test_autocast_casts_like_upsample_skip(backend):
     x, w, b, skip, target, kw = _small()
     x, w, b, skip = (t.detach().float() for t in (x, w, b, skip))
-    with torch.autocast("cpu", dtype=BF16):
+    with torch.autocast(x.device.type, dtype=BF16):
         loss = fcn_kernels.upsample_cross_entropy(x, target, w, b, skip, backend=backend, **kw)
     want = reference.upsample_cross_entropy(
         *(t.to(BF16) for t in (x,)), target, *(t.to(BF16) for t in (w, b, skip)), **kw
@@ -390,7 +404,7 @@ def test_deterministic_bits(seed, backend):
         skip_offset=(2, 3),
         bias=True,
     )
-    inputs = make_inputs(c, F32)
+    inputs = inputs_of(c, F32)
     target = make_target(c.N, c.cout, c.crop, Loss())
     outs = []
     for _ in range(2):
@@ -418,7 +432,7 @@ def test_same_bits_whatever_the_thread_count(seed, backend):
         skip_offset=(1, 2),
         bias=True,
     )
-    inputs, target = make_inputs(c, F32), make_target(c.N, c.cout, c.crop, Loss())
+    inputs, target = inputs_of(c, F32), make_target(c.N, c.cout, c.crop, Loss())
     threads, outs = torch.get_num_threads(), []
     try:
         for n in (1, 2, 3):
@@ -605,9 +619,10 @@ def test_rule(cin_g, cout_g, weight_grad, stock):
     assert backend_rule.explain("upsample_cross_entropy", torch.device("cpu"), **shape).startswith(expected)
 
 
-def test_cuda_tensors_have_no_kernels_yet():
-    """Until the CUDA and Triton kernels exist, CUDA tensors take the stock composition automatically."""
-    assert backend_rule.choose("upsample_cross_entropy", torch.device("cuda")) == "reference"
+def test_cuda_tensors_take_the_cuda_kernels_where_built():
+    """CUDA tensors take the CUDA kernels automatically where they are built, else (no Triton kernels yet) stock."""
+    cuda = backend_rule._built("cuda", "upsample_cross_entropy")
+    assert backend_rule.choose("upsample_cross_entropy", torch.device("cuda")) == ("cuda" if cuda else "reference")
     assert not backend_rule._built("triton", "upsample_cross_entropy")
 
 

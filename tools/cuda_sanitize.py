@@ -1,5 +1,6 @@
 """Small calls of every CUDA kernel (upsample_skip and rarefied_conv2d forward and backward, upsample_argmax on
-the doctor's three cases with and without bias and skip; float64, float32, bfloat16; odd and 16-byte-multiple
+the doctor's three cases with and without bias and skip; the fused losses forward and backward, interpolate_argmax;
+float64, float32, bfloat16; odd and 16-byte-multiple
 widths, a multi-slab and an untiled filter, 32- and 64-bit offsets), for
 compute-sanitizer, without PyTorch's caching allocator (else a read past a small tensor lands in cached
 memory and goes unreported):
@@ -47,6 +48,37 @@ def argmax_calls(dtype):
         yield x, w, None, None, {k: v for k, v in case.kwargs.items() if k != "skip_offset"}
 
 
+def loss_calls(dtype):
+    # (op, inputs, kwargs, target size): upsample_cross_entropy's (x, weight, bias, skip), interpolate's (x,)
+    g = torch.Generator().manual_seed(3)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)
+    geo = dict(stride=2, groups=3, out_offset=(1, 1), skip_offset=(2, 3))
+    yield "upsample", (r(2, 3, 5, 7), r(3, 1, 4, 4), r(3), r(2, 3, 12, 17)), geo, (9, 13)
+    geo = dict(stride=8, groups=2, out_offset=(5, 3))
+    yield "upsample", (r(1, 4, 4, 4), r(4, 2, 16, 16), None, None), geo, (32, 32)
+    yield "interpolate", (r(2, 5, 6, 7),), dict(align_corners=False), (13, 29)
+    yield "interpolate", (r(1, 3, 9, 8),), dict(align_corners=True), (4, 5)
+
+
+def run_loss(op, inputs, kw, size, device, backend, dtype):
+    """The loss and its gradients (checked: the loss) and, for interpolate, the labels (checked as above)."""
+    x = inputs[0]
+    classes = inputs[1].shape[1] * kw["groups"] if op == "upsample" else x.shape[1]
+    target = torch.randint(0, classes, (x.shape[0], *size), generator=torch.Generator().manual_seed(4))
+    target[:, 0] = 255  # ignored pixels
+    leaves = [t.to(device).requires_grad_() if t is not None else None for t in inputs]
+    fused = fcn_kernels.upsample_cross_entropy if op == "upsample" else fcn_kernels.interpolate_cross_entropy
+    stock = reference.upsample_cross_entropy if op == "upsample" else reference.interpolate_cross_entropy
+    loss = fused(leaves[0], target.to(device), *leaves[1:], backend=backend, **kw)
+    loss.backward()
+    check(f"{op}_cross_entropy", loss.detach(), stock(x.double(), target, *(t.double() if t is not None else None
+                                                                           for t in inputs[1:]), **kw), dtype)
+    if op == "interpolate":
+        labels = fcn_kernels.interpolate_argmax(x.to(device), size, backend=backend, **kw).cpu()
+        exact = torch.nn.functional.interpolate(x.double(), size=size, mode="bilinear", **kw)
+        check("interpolate_argmax", exact.gather(1, labels.unsqueeze(1)).squeeze(1), exact.amax(1), dtype)
+
+
 def check_labels(got, x, w, b, skip, kw, dtype):
     """Each label's exact score within the tolerance of the row's maximum (a near-tie may pick either)."""
     exact = reference.upsample_skip(*(t.double() if t is not None else None for t in (x, w, b, skip)), **kw)
@@ -90,6 +122,8 @@ def main(device):
                 on_device = [t.to(device) if t is not None else None for t in (x, w, b, skip)]
                 labels = fcn_kernels.upsample_argmax(*on_device, backend=backend, **kw)
                 check_labels(labels, x, w, b, skip, kw, dtype)
+            for op, inputs, kw, size in loss_calls(dtype):
+                run_loss(op, inputs, kw, size, device, backend, dtype)
     if device == "cuda":
         torch.cuda.synchronize()
     print(f"cuda_sanitize: all calls done ({backend} backend)")

@@ -6,6 +6,7 @@
 // the int64 labels; grid-stride over the pixels.
 #include "plane_kernel.cuh"  // force_index64
 #include "../index/upsample_argmax.h"
+#include "scores.cuh"
 #include "upsample_argmax_cuda.h"
 
 namespace fcn_kernels {
@@ -13,29 +14,10 @@ namespace upsample_argmax {
 namespace cuda {
 namespace {
 
-using namespace fcn_kernels::cuda;  // AccOf, Load, ldg, assign, to_acc, with_type, kThreads, kMaxBlocks
-
-template <typename T>
-struct Inputs {
-  using Acc = typename AccOf<T>::type;
-  const T* __restrict__ xp;
-  const T* __restrict__ wp;
-  const T* __restrict__ bp;
-  const T* __restrict__ sp;
-  bool has_bias, has_skip;
-  __device__ __forceinline__ Load<T> x(int64_t base) const { return Load<T>{xp + base}; }
-  __device__ __forceinline__ Load<T> w(int64_t base) const { return Load<T>{wp + base}; }
-  __device__ __forceinline__ Acc bias(int64_t co) const { return to_acc(ldg(bp + co)); }
-  __device__ __forceinline__ Acc skip(int64_t k) const { return to_acc(ldg(sp + k)); }
-  __device__ __forceinline__ Acc round(Acc v) const {
-    T t;
-    assign(t, v);
-    return to_acc(t);
-  }
-};
+using namespace fcn_kernels::cuda;  // ScoreInputs, with_type, kThreads, kMaxBlocks
 
 template <typename T, typename I>
-__global__ void __launch_bounds__(kThreads, 2) argmax_kernel(upsample_skip::ForwardPlane<I> op, Inputs<T> in,
+__global__ void __launch_bounds__(kThreads, 2) argmax_kernel(upsample_skip::ForwardPlane<I> op, ScoreInputs<T> in,
                                                           int64_t* __restrict__ labels) {
   const int64_t per_image = int64_t(op.rows()) * op.cols(), pixels = op.images * per_image;
   for (int64_t p = int64_t(blockIdx.x) * kThreads + threadIdx.x; p < pixels; p += int64_t(gridDim.x) * kThreads) {
@@ -50,7 +32,7 @@ cudaError_t launch_as(const Geometry& g, const T* x, const T* w, const T* bias, 
                       cudaStream_t stream) {
   const int64_t pixels = g.N * g.Ho * g.Wo;
   if (pixels == 0) return cudaSuccess;
-  const Inputs<T> in{x, w, bias, skip, bias != nullptr, skip != nullptr};
+  const ScoreInputs<T> in = score_inputs(x, w, bias, skip);
   const unsigned blocks = unsigned(imin((pixels + kThreads - 1) / kThreads, kMaxBlocks));
   if (upsample_skip::ForwardPlane<int64_t>::span(g, 1) <= kMaxSpan32 && !force_index64())
     argmax_kernel<T, int32_t><<<blocks, kThreads, 0, stream>>>(upsample_skip::ForwardPlane<int32_t>::make(g), in,

@@ -10,9 +10,10 @@
 namespace fcn_kernels {
 namespace cuda {
 
-template <typename T, typename Op>
+// x and go: loaders of flat offsets (Load<T> over the tensors, or a functor that computes grad_out's elements).
+template <typename T, typename Op, typename LoadX, typename LoadG>
 __global__ void __launch_bounds__(kThreads, 1)
-weight_grad_kernel(Op op, int64_t splits, const T* __restrict__ x, const T* __restrict__ go, T* __restrict__ gw,
+weight_grad_kernel(Op op, int64_t splits, LoadX x, LoadG go, T* __restrict__ gw,
                    typename AccOf<T>::type* __restrict__ ws) {
   using A = typename AccOf<T>::type;
   __shared__ A partial[kThreads];
@@ -25,7 +26,7 @@ weight_grad_kernel(Op op, int64_t splits, const T* __restrict__ x, const T* __re
     for (int64_t t0 = 0; t0 < taps; t0 += tt) {
       const int64_t tap = t0 + tl;
       partial[threadIdx.x] = (lane < lanes && tap < taps)
-          ? weight_grad_partial<A>(op, Load<T>{x}, Load<T>{go}, pair, tap, lane, lanes, rows) : A(0);
+          ? weight_grad_partial<A>(op, x, go, pair, tap, lane, lanes, rows) : A(0);
       __syncthreads();
       if (threadIdx.x < tt && tap < taps) {
         A sum = A(0);
@@ -65,9 +66,9 @@ int64_t weight_grad_workspace(const Op& op) {
 }
 
 // `ws` holds weight_grad_workspace(op) accumulators (float, or double for double).
-template <typename T, typename Op>
-cudaError_t launch_weight_grad_as(const Op& op, const T* x, const T* go, T* gw, typename AccOf<T>::type* ws,
-                                  cudaStream_t stream) {
+template <typename T, typename Op, typename LoadX, typename LoadG>
+cudaError_t launch_weight_grad_loaded(const Op& op, LoadX x, LoadG go, T* gw, typename AccOf<T>::type* ws,
+                                      cudaStream_t stream) {
   const int64_t splits = weight_grad_splits(op.pairs(), op.images() * op.term_rows());
   const int64_t blocks = imin(op.pairs() * splits, kMaxBlocks);
   if (blocks == 0) return cudaSuccess;
@@ -79,6 +80,12 @@ cudaError_t launch_weight_grad_as(const Op& op, const T* x, const T* go, T* gw, 
                                    stream>>>(elems, splits, ws, gw);
   }
   return cudaGetLastError();
+}
+
+template <typename T, typename Op>
+cudaError_t launch_weight_grad_as(const Op& op, const T* x, const T* go, T* gw, typename AccOf<T>::type* ws,
+                                  cudaStream_t stream) {
+  return launch_weight_grad_loaded(op, Load<T>{x}, Load<T>{go}, gw, ws, stream);
 }
 
 // The same for untyped tensors of `dtype`.

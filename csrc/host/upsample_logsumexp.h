@@ -52,8 +52,26 @@ struct Backward : Scores {
   bool done() const { return g.N * g.Ho * g.Wo == 0 || !(need_x || need_weight || need_bias || need_skip); }
 };
 
+// The ValueError of a bad label y at flat index k of target (N, Ho, Wo).
+[[noreturn]] inline void bad_label(const char* op, const at::Tensor& target, int64_t k, int64_t y, int64_t classes,
+                                   int64_t ignore_index) {
+  const int64_t hw = target.size(1) * target.size(2);
+  TORCH_CHECK_VALUE(false, op, ": target label ", y, " at (n, i, j) = (", k / hw, ", ", (k % hw) / target.size(2),
+                    ", ", k % target.size(2), ") is outside [0, ", classes, ") and is not ignore_index (",
+                    ignore_index, ")");
+}
+
+// The same check of labels in device memory, with ATen ops on their device: one sync for labels in range.
+inline void check_labels_on_device(const char* op, const at::Tensor& target, int64_t classes, int64_t ignore_index) {
+  const at::Tensor bad = target.ne(ignore_index).logical_and_(target.lt(0).logical_or_(target.ge(classes))).flatten();
+  if (!bad.any().item<bool>()) return;
+  const int64_t k = bad.nonzero().select(1, 0).min().item<int64_t>();
+  bad_label(op, target, k, target.flatten()[k].item<int64_t>(), classes, ignore_index);
+}
+
 // Every label is ignore_index or in [0, classes): ValueError naming the first that is not.
 inline void check_labels(const char* op, const at::Tensor& target, int64_t classes, int64_t ignore_index) {
+  if (!target.is_cpu()) return check_labels_on_device(op, target, classes, ignore_index);
   const int64_t* y = target.const_data_ptr<int64_t>();
   const int64_t n = target.numel();
   bool bad = false;
@@ -62,10 +80,7 @@ inline void check_labels(const char* op, const at::Tensor& target, int64_t class
   if (!bad) return;
   int64_t k = 0;
   while (y[k] == ignore_index || (y[k] >= 0 && y[k] < classes)) ++k;
-  const int64_t hw = target.size(1) * target.size(2);
-  TORCH_CHECK_VALUE(false, op, ": target label ", y[k], " at (n, i, j) = (", k / hw, ", ", (k % hw) / target.size(2),
-                    ", ", k % target.size(2), ") is outside [0, ", classes, ") and is not ignore_index (",
-                    ignore_index, ")");
+  bad_label(op, target, k, y[k], classes, ignore_index);
 }
 
 // target is an int64 (N, Ho, Wo) tensor on x's device, N = x's batch.

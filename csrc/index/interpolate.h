@@ -33,6 +33,13 @@ FCN_HOST_DEVICE T blend(T r0, T r1, T c0, T c1, int64_t ri0, int64_t ri1, int64_
   return (x(ri0, ci0) * c0 + x(ri0, ci1) * c1) * r0 + (x(ri1, ci0) * c0 + x(ri1, ci1) * c1) * r1;
 }
 
+// The weight of input row (or column) h in output row i's blend: i's taps at h, both at the last input. The
+// adjoint's gather (the CUDA backward) sums it over rows_reaching(taps, out, {h, h + 1}).
+template <typename T>
+FCN_HOST_DEVICE T tap_weight(const Taps<T>& t, int64_t i, int64_t h) {
+  return (t.i0[i] == h ? t.l0[i] : T(0)) + (t.i1[i] == h ? t.l1[i] : T(0));
+}
+
 // The output rows [first, last) whose row taps reach the input rows [in.begin, in.end): the i0 and i1
 // of the row taps never decrease (the source coordinate grows with the output one), so they are the
 // rows from the first with i1 >= in.begin to the first with i0 >= in.end. Binary searches over `out`.

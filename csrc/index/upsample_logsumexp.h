@@ -78,5 +78,34 @@ FCN_HOST_DEVICE int64_t chunk_count(const Geometry& g) {
   return imin(imin(kMaxChunks, g.N * bands_per_image(g)), imax(1, kMaxPartials / imax(1, partial)));
 }
 
+// The CUDA backward (csrc/cuda/upsample_logsumexp_kernel.cu) computes the score gradient of an output element
+// where a reduction reads it, from its flat offset in the (virtual) (N, Cout, Ho, Wo) scores: its coordinates.
+struct OutCoords {
+  int64_t n, c, i, j;
+};
+
+FCN_HOST_DEVICE OutCoords out_coords(const Geometry& g, int64_t k) {
+  const int64_t j = k % g.Wo, r = k / g.Wo, i = r % g.Ho, nc = r / g.Ho;
+  return OutCoords{nc / g.Cout, nc % g.Cout, i, j};
+}
+
+// The bias gradient as a weight gradient (csrc/index/weight_grad.h) of an input that is 1 everywhere: pair co,
+// one tap, term rows the output rows; it sums class co's score gradient over every output pixel, in the
+// split reduction's fixed order.
+struct BiasGradOp {
+  Geometry g;
+  FCN_HOST_DEVICE int64_t pairs() const { return g.Cout; }
+  FCN_HOST_DEVICE int64_t taps() const { return 1; }
+  FCN_HOST_DEVICE int64_t kw() const { return 1; }
+  FCN_HOST_DEVICE int64_t images() const { return g.N; }
+  FCN_HOST_DEVICE int64_t term_rows() const { return g.Ho; }
+  FCN_HOST_DEVICE Range row_range(int64_t) const { return Range{0, g.Ho}; }
+  FCN_HOST_DEVICE ColMap col_map(int64_t) const { return ColMap{Range{0, g.Wo}, 0, 1, 0}; }
+  FCN_HOST_DEVICE int64_t x_row(int64_t, int64_t, int64_t, int64_t) const { return 0; }
+  FCN_HOST_DEVICE int64_t go_row(int64_t n, int64_t pair, int64_t, int64_t r) const {
+    return g.out_index(n, pair, r, 0);
+  }
+};
+
 }  // namespace upsample_logsumexp
 }  // namespace fcn_kernels

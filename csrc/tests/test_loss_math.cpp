@@ -5,13 +5,18 @@
 // recomputes at most a quarter more rows than its share plus one kernel's overlap. interpolate_logsumexp's
 // bands, for every small input and output size (PyTorch's taps, up and down, align_corners or not): each
 // (output row, tap row) pair is visited exactly once, by the band owning the tap row. The vectorizable exp:
-// within 2**-22 of std::exp on its whole domain, 0 below it, NaN for NaN.
+// within 2**-22 of std::exp on its whole domain, 0 below it, NaN for NaN. The CUDA backwards' gathers: the
+// output coordinates of a flat score offset; the bias gradient's split reduction (BiasGradOp) sums each class
+// over every pixel once; an input row's tap weights, summed over rows_reaching its row, are all its weights;
+// the one-pass log-sum-exp (index/online_lse.h) is the CPU kernels' two-pass one, NaN where it is NaN, for
+// every order of finite, infinite and NaN scores.
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "cpu/exp.h"
 #include "index/interpolate.h"
+#include "index/online_lse.h"
 #include "index/upsample_logsumexp.h"
 
 using namespace fcn_kernels;
@@ -105,8 +110,100 @@ static long check_interpolate_bands(long in, long out, bool align_corners) {
   return checks;
 }
 
-int main() {
+// out_coords inverts out_index; BiasGradOp through weight_grad_partial, for every split and lane count, sums
+// each class's elements of a (N, Cout, Ho, Wo) array once (integers: exact in any order).
+static long check_bias_grad(long N, long C, long Ho, long Wo) {
   long checks = 0;
+  Geometry g{};
+  g.N = N, g.Cout = C, g.Ho = Ho, g.Wo = Wo;
+  std::vector<double> go(N * C * Ho * Wo);
+  for (long k = 0; k < long(go.size()); ++k) {
+    go[k] = double((k * 7919) % 1009);
+    const OutCoords o = out_coords(g, k);
+    expect(g.out_index(o.n, o.c, o.i, o.j) == k && o.j < Wo && o.i < Ho && o.c < C, "out_coords", k, o.n, o.c, o.i);
+    ++checks;
+  }
+  const BiasGradOp op{g};
+  const auto ones = [](int64_t) { return 1.0; };
+  const auto load = [&](int64_t k) { return go[k]; };
+  for (long splits : {1L, 3L, 7L})
+    for (long lanes : {1L, 5L}) {
+      for (long c = 0; c < C; ++c) {
+        double want = 0, got = 0;
+        for (long n = 0; n < N; ++n)
+          for (long k = 0; k < Ho * Wo; ++k) want += go[(n * C + c) * Ho * Wo + k];
+        for (long s = 0; s < splits; ++s)
+          for (long l = 0; l < lanes; ++l)
+            got += weight_grad_partial<double>(op, ones, load, c, 0, l, lanes, split_rows(N * Ho, splits, s));
+        expect(got == want, "bias gradient's split sums", c, splits, lanes, long(got - want));
+        ++checks;
+      }
+    }
+  return checks;
+}
+
+// Every output row whose blend weighs input row h lies in rows_reaching(h): the CUDA backward's gather range.
+static long check_tap_weights(long in, long out, bool align_corners) {
+  std::vector<int64_t> i0, i1;
+  std::vector<float> l0, l1;
+  torch_taps(in, out, align_corners, i0, i1, l0, l1);
+  const interpolate::Taps<float> taps{i0.data(), i1.data(), l0.data(), l1.data()};
+  long checks = 0;
+  for (long h = 0; h < in; ++h) {
+    const Range rows = interpolate::rows_reaching(taps, out, Range{h, h + 1});
+    for (long i = 0; i < out; ++i) {
+      const bool tapped = i0[i] == h || i1[i] == h;
+      expect(tapped == (i >= rows.begin && i < rows.end), "an input row's gather range", in, out, h, i);
+      const float want = (i0[i] == h ? l0[i] : 0.0f) + (i1[i] == h ? l1[i] : 0.0f);
+      expect(interpolate::tap_weight(taps, i, h) == want, "tap_weight", in, out, h, i);
+      checks += 2;
+    }
+  }
+  return checks;
+}
+
+// softmax_rows.h's logsumexp_row for one pixel (with the library exp).
+template <typename A>
+static A two_pass_lse(const std::vector<A>& v) {
+  A m = -INFINITY, s = 0;
+  for (A x : v) m = x > m ? x : m;
+  for (A x : v) s += std::exp(x - m);
+  return std::isfinite(m) ? std::log(s) + m : A(NAN);
+}
+
+// Every sequence of up to 4 scores drawn from finite values, +-inf and NaN.
+template <typename A>
+static long check_online_lse(double tol) {
+  const A values[] = {A(0.5), A(-3), A(40), A(-200), A(INFINITY), A(-INFINITY), A(NAN)};
+  long checks = 0;
+  for (int len = 1; len <= 4; ++len) {
+    long combos = 1;
+    for (int k = 0; k < len; ++k) combos *= 7;
+    for (long code = 0; code < combos; ++code) {
+      std::vector<A> v;
+      OnlineLse<A> lse;
+      for (long c = code, k = 0; k < len; ++k, c /= 7) {
+        v.push_back(values[c % 7]);
+        lse.add(v.back());
+      }
+      const A want = two_pass_lse(v), got = lse.value();
+      const double err = std::fabs(double(got) - double(want));
+      const bool ok = std::isnan(want) ? std::isnan(got) : err <= tol * (1 + std::fabs(double(want)));
+      expect(ok, "online log-sum-exp", len, code, long(sizeof(A)), 0);
+      ++checks;
+    }
+  }
+  return checks;
+}
+
+int main() {
+  long checks = check_online_lse<double>(1e-14) + check_online_lse<float>(1e-6);
+  for (long N : {1L, 2L})
+    for (long C : {1L, 3L})
+      for (long Ho : {1L, 5L, 17L}) checks += check_bias_grad(N, C, Ho, 6);
+  for (long in = 1; in <= 24; ++in)
+    for (long out = 1; out <= 70; ++out)
+      for (bool ac : {false, true}) checks += check_tap_weights(in, out, ac);
   for (long in = 1; in <= 24; ++in)
     for (long out = 1; out <= 70; ++out)
       for (bool ac : {false, true}) checks += check_interpolate_bands(in, out, ac);

@@ -45,6 +45,20 @@ def device_of(backend: str) -> str:
     return "cpu"
 
 
+@pytest.fixture(autouse=False)
+def backend_default_device(request):
+    """For suites written with CPU tensors (the fused losses'): a test whose `backend` runs on CUDA creates its
+    tensors there (torch's default device, for the test's duration). Use it with
+    `pytestmark = pytest.mark.usefixtures("backend_default_device")` after importing it into the test module;
+    a generator the test makes must be on torch.get_default_device()."""
+    backend = getattr(request.node, "callspec", None) and request.node.callspec.params.get("backend")
+    if backend is None or device_of(backend) == "cpu":
+        yield
+        return
+    with torch.device(device_of(backend)):
+        yield
+
+
 def tiny(backend: str) -> bool:
     """Whether a test should take its small variant (the Triton interpreter runs every program in Python)."""
     return backend == "triton"

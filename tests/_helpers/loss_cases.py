@@ -5,13 +5,15 @@ gradient in every input, at error bounds derived from the arithmetic (docs/DESIG
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from hypothesis import strategies as st
 
 from fcn_kernels._tolerance import error_bound
+
+from .backends import device_of
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 IGNORE = 255
@@ -190,17 +192,22 @@ def check_loss(
     what="",
 ):
     """p's fused loss on its inputs (in `dtype`) passed through `transform`, against the float64 composition on the
-    same rounded values: value, and gradient in the inputs selected by `need` (default: all)."""
+    same rounded values: value, and gradient in the inputs selected by `need` (default: all). Everything runs on
+    the backend's device (device_of), the composition and the sampling's draws included: a GPU generator's draws
+    are not a CPU one's."""
     loss = loss or Loss()
+    device = device_of(backend)
+    p = replace(p, inputs=[t.to(device) if t is not None else None for t in p.inputs])
+    target = target.to(device)
     need = need or (True,) * len(p.inputs)
     exact_in = [t.double() if t is not None else None for t in p.inputs]
     C = p.scores(*exact_in).shape[1]
-    class_weight = torch.rand(C, dtype=F64) * 2 if loss.class_weight else None
+    class_weight = torch.rand(C, dtype=F64, device=device) * 2 if loss.class_weight else None
     options = dict(class_weight=class_weight, ignore_index=IGNORE, sample_p=loss.sample_p, reduction=loss.reduction)
-    gen = lambda: torch.Generator().manual_seed(seed)  # noqa: E731  (the same draws for both)
+    gen = lambda: torch.Generator(target.device).manual_seed(seed)  # noqa: E731  (the same draws for both)
     leaves = [transform(t).detach().requires_grad_(bool(r)) if t is not None else None for t, r in zip(p.inputs, need)]
     exact_leaves = [t.detach().requires_grad_(bool(r)) if t is not None else None for t, r in zip(exact_in, need)]
-    grad_out = torch.randn(tuple(target.shape) if loss.reduction == "none" else (), dtype=F64)
+    grad_out = torch.randn(tuple(target.shape) if loss.reduction == "none" else (), dtype=F64, device=device)
     fused = fused or p.fused
     got, grads = grads_of(
         lambda *v: fused(list(v), transform(target), generator=gen(), backend=backend, **options),
@@ -210,10 +217,11 @@ def check_loss(
     exact, exact_grads = grads_of(
         lambda *v: p.stock(list(v), target, generator=gen(), **options), exact_leaves, grad_out
     )
+    got, grads = got.to(device), [g.to(device) if g is not None else None for g in grads]  # a fused may return CPU
     assert got.shape == exact.shape and got.dtype == (F64 if dtype == F64 else F32), (got.shape, got.dtype)
-    keep = torch.ones(target.shape, dtype=F64)
+    keep = torch.ones(target.shape, dtype=F64, device=device)
     if loss.sample_p < 1:
-        keep = (torch.rand(target.shape, generator=gen()) < loss.sample_p).double() / loss.sample_p
+        keep = (torch.rand(target.shape, generator=gen(), device=device) < loss.sample_p).double() / loss.sample_p
     value_bound, through_d, through_abs = loss_bounds(p, exact_in, target, class_weight, keep, loss, grad_out, dtype)
     assert_within(got, exact, value_bound + 1e-300, f"loss {what} {loss} {dtype}")
     for name, g, e, d, a, n in zip(p.names, grads, exact_grads, through_d, through_abs, p.n_grads):
