@@ -24,3 +24,6 @@ __all__ += ["rarefied_conv2d"]
 from . import upsample_argmax  # noqa: E402  (registers fcn_kernels::upsample_argmax_triton)
 
 __all__ += ["upsample_argmax"]
+from . import upsample_cross_entropy  # noqa: E402  (registers fcn_kernels::upsample_logsumexp*_triton)
+
+__all__ += ["upsample_cross_entropy"]
