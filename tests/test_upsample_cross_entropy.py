@@ -82,7 +82,7 @@ def check(c, loss: Loss = None, dtype=F64, **kw):
 # ---------------------------------------------------------------------------------------------------------
 # value and gradient against the float64 composition
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,batch", grid(cpu=range(4), triton=[gpu_check(0)]))
+@pytest.mark.parametrize("backend,batch", grid(cpu=range(4), triton=[0]))
 def test_random_float64(seed, backend, batch):
     rng = random.Random(seed + batch)
     for _ in range(4 if tiny(backend) else 12):
@@ -99,6 +99,8 @@ def test_fcn8s_stages_float64(seed, backend, stage):
 @pytest.mark.parametrize("kind", ["depthwise", "grouped", "dense"])
 def test_channel_layouts(seed, backend, kind):
     cin_g, cout_g, groups = {"depthwise": (1, 1, 5), "grouped": (2, 3, 2), "dense": (5, 6, 1)}[kind]
+    if tiny(backend):
+        cin_g, cout_g, groups = min(cin_g, 3), min(cout_g, 3), min(groups, 3)
     c = case(
         N=2,
         cin=cin_g * groups,
@@ -122,7 +124,7 @@ def test_windows_at_both_edges(seed, backend, stride):
     """Crop windows at the start, touching the end and inside; kernels smaller and larger than the stride
     (rows no input reaches when K < stride)."""
     rng = random.Random(seed)
-    for K in sorted({1, stride, 2 * stride, 2 * stride + 1}):
+    for K in sorted({1, 2 * stride + 1} if tiny(backend) else {1, stride, 2 * stride, 2 * stride + 1}):
         H, W = rng.randint(1, 3 if tiny(backend) else 5), rng.randint(1, 3 if tiny(backend) else 5)
         Hf, Wf = (H - 1) * stride + K, (W - 1) * stride + K
         for oy, ho in ((0, Hf), (Hf - 1, 1), (1, Hf - 2), (0, 0)):
@@ -343,7 +345,8 @@ def test_gradcheck(seed, backend):
                 v[0], target, *v[1:], class_weight=cw, reduction=loss.reduction, backend=backend, **geometry(c)
             )
 
-        assert torch.autograd.gradcheck(fn, inputs), c
+        # fast mode on Triton's interpreter: a random projection of the Jacobian, two evaluations an input
+        assert torch.autograd.gradcheck(fn, inputs, fast_mode=tiny(backend)), c
 
 
 def statistics_ops(backend):
@@ -405,7 +408,7 @@ def test_autocast_casts_like_upsample_skip(backend):
 @pytest.mark.parametrize("backend", backends("cpu", gpu_check("triton")))
 def test_deterministic_bits(seed, backend):
     c = case(
-        N=2 if tiny(backend) else 3,
+        N=1 if tiny(backend) else 3,
         cin=6,
         cout=6,
         groups=2,
