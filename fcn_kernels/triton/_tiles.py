@@ -85,10 +85,10 @@ def output_phases(i, j, oy, ox, sh, sw):
 
 
 @triton.jit
-def _score_tap(
-    acc, x_img, w_ptr, g, co_l, th, tw, phase_h, phase_w, bi, bj, omask, cin_g, cout_g, H, W, Kh, Kw, sh, sw, ACC, BIG
-):
+def _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC: tl.constexpr, BIG: tl.constexpr):
     # acc plus tap (th, tw) of class co_l of group g over the group's input channels
+    cin_g, cout_g, H, W, Kh, Kw, sh, sw, _, _, _, _ = geo
+    bi, phase_h, bj, phase_w = phases
     kh = phase_h + th * sh
     ih = bi - th
     kw = phase_w + tw * sw
@@ -110,25 +110,11 @@ def class_score(
     s_img,
     g,
     co_l,
-    bi,
-    phase_h,
-    bj,
-    phase_w,
+    phases,
     i,
     j,
     omask,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    Hs,
-    Ws,
-    sy,
-    sx,
+    geo,
     TH: tl.constexpr,
     TW: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -136,65 +122,20 @@ def class_score(
     ACC: tl.constexpr,
     BIG: tl.constexpr,
 ):
-    """Class co_l of group g's score at cropped outputs (i, j) (phases from output_phases) as upsample_skip
-    stores it, the scores of upsample_argmax.py and upsample_cross_entropy.py: TH x TW sub-filter taps summed
-    over the group's input channels in ACC, bias then skip (x_img's, s_img's image) added, one rounding to
-    x's dtype; returned in ACC."""
+    """Class co_l of group g's score at cropped outputs (i, j) as upsample_skip stores it, the scores of
+    upsample_argmax.py and upsample_cross_entropy.py: TH x TW sub-filter taps summed over the group's input
+    channels in ACC, bias then skip (x_img's, s_img's image) added, one rounding to x's dtype; returned in ACC.
+    phases: output_phases(i, j, ...); geo: (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)."""
     acc = tl.zeros(omask.shape, dtype=ACC)
     if TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _score_tap(
-                    acc,
-                    x_img,
-                    w_ptr,
-                    g,
-                    co_l,
-                    th,
-                    tw,
-                    phase_h,
-                    phase_w,
-                    bi,
-                    bj,
-                    omask,
-                    cin_g,
-                    cout_g,
-                    H,
-                    W,
-                    Kh,
-                    Kw,
-                    sh,
-                    sw,
-                    ACC,
-                    BIG,
-                )
+                acc = _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC, BIG)
     else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _score_tap(
-                    acc,
-                    x_img,
-                    w_ptr,
-                    g,
-                    co_l,
-                    th,
-                    tw,
-                    phase_h,
-                    phase_w,
-                    bi,
-                    bj,
-                    omask,
-                    cin_g,
-                    cout_g,
-                    H,
-                    W,
-                    Kh,
-                    Kw,
-                    sh,
-                    sw,
-                    ACC,
-                    BIG,
-                )
+                acc = _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC, BIG)
+    _, cout_g, _, _, _, _, _, _, Hs, Ws, sy, sx = geo
     if HAS_BIAS:
         acc += tl.load(b_ptr + g * cout_g + co_l).to(ACC)
     if HAS_SKIP:

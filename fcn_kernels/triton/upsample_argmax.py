@@ -65,7 +65,8 @@ def _argmax_kernel(
 ):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    bi, phase_h, bj, phase_w = output_phases(i, j, oy, ox, sh, sw)
+    phases = output_phases(i, j, oy, ox, sh, sw)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     x_img = x_ptr + n * Cin * H * W
     s_img = s_ptr + n * Cout * Hs * Ws
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it
@@ -79,25 +80,11 @@ def _argmax_kernel(
             s_img,
             g,
             co - g * cout_g,
-            bi,
-            phase_h,
-            bj,
-            phase_w,
+            phases,
             i,
             j,
             omask,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            Hs,
-            Ws,
-            sy,
-            sx,
+            geo,
             TH,
             TW,
             HAS_BIAS,

@@ -13,11 +13,11 @@ Kernels:
   its first term 0 where grad_lse is 0 (the loss's ignored pixels), whatever the scores.
   _pixel_kernel   the output tiles again, a loop over the classes: grad_skip's window is d (zeros outside),
                   and per-tile sums of d are the bias gradient's partial sums.
-  _gx_kernel      per input tile, group and block of its input channels: grad_x[ci, ih, iw] = sum over the
-                  group's classes and taps (kh, kw) of d[co, ih * sh + kh - oy, iw * sw + kw - ox] * w[ci, co,
-                  kh, kw], d recomputed at each of the Kh x Kw outputs an input reaches.
-  _gw_kernel      per weight tap (kh, kw), class and input-channel block, a slice (split) of the input tiles:
-                  grad_w[ci, co, kh, kw] = sum over inputs of x[ci, ih, iw] * d[co, ih * sh + kh - oy, ...].
+  _gx_kernel      per BLOCK_P input pixels of one image and group, and a block of the group's input channels,
+                  lanes (input pixel, filter tap k = kh * Kw + kw): each lane recomputes d at the output it
+                  reaches, grad_x[ci] = sum over the group's classes and the taps of d * w[ci, co, kh, kw].
+  _gw_kernel      per class and block of its group's input channels, a slice (split) of the images' BLOCK_P
+                  input pixels, the same lanes: grad_w[ci, co, kh, kw] = sum over input pixels of x[ci] * d.
 The recomputation costs about ceil(Kh / sh) * ceil(Kw / sw) forwards per gradient (4 for FCN's Kh = 2 sh).
 Deterministic, no atomics: each output element has one writer, and the weight and bias gradients' partial sums
 (fixed tiles: the backward kernels are not autotuned; the weight's split follows utils.splits, so the SM count)
@@ -39,6 +39,7 @@ from torch.library import triton_op
 from .._autograd.losses import register_upsample_logsumexp
 from ._tiles import channel, class_score, output_phases, plane_tile
 from .utils import (
+    INTERPRET,
     acc_dtype,
     autotune,
     check_plane_int32,
@@ -50,18 +51,19 @@ from .utils import (
     splits,
 )
 
-LSE_CONFIGS = [
+LSE_CONFIGS = [  # no 4-warp 8 x 64: it spills on sm_90 (python -m fcn_kernels.triton.aot)
     config(4, BLOCK_H=4, BLOCK_W=64),
-    config(4, BLOCK_H=8, BLOCK_W=64),
     config(8, BLOCK_H=8, BLOCK_W=128),
     config(8, BLOCK_H=16, BLOCK_W=64),
 ]
 # The backward's tiles are fixed (one config each): the bias and weight partial sums, and so their bits,
 # follow them.
 PIXEL_CONFIGS = [config(4, BLOCK_H=8, BLOCK_W=64)]
-GX_CONFIGS = GW_CONFIGS = [config(4)]  # their blocks: input_blocks()
+GX_CONFIGS = GW_CONFIGS = [config(4)]  # their blocks are the launcher's (BLOCK_P from LANES)
 MAX_BLOCK_CI = 16
-LANES = 2048  # the grad_x and grad_weight kernels' (input pixel, tap) lanes per program
+# The grad_x and grad_weight kernels' (input pixel, tap) lanes per program: 2048 spill on sm_80 and sm_90;
+# the interpreter, which runs each program in Python, takes wide ones.
+LANES = 8192 if INTERPRET else 512
 
 
 @triton.jit
@@ -111,7 +113,8 @@ def _lse_kernel(
 ):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    bi, phase_h, bj, phase_w = output_phases(i, j, oy, ox, sh, sw)
+    phases = output_phases(i, j, oy, ox, sh, sw)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     x_img = x_ptr + n * Cin * H * W
     s_img = s_ptr + n * Cout * Hs * Ws
     pix = n * Ho * Wo + i * Wo + j
@@ -124,37 +127,7 @@ def _lse_kernel(
         g = co // cout_g
         co_l = co - g * cout_g
         v = class_score(
-            x_img,
-            w_ptr,
-            b_ptr,
-            s_img,
-            g,
-            co_l,
-            bi,
-            phase_h,
-            bj,
-            phase_w,
-            i,
-            j,
-            omask,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            Hs,
-            Ws,
-            sy,
-            sx,
-            TH,
-            TW,
-            HAS_BIAS,
-            HAS_SKIP,
-            ACC,
-            BIG,
+            x_img, w_ptr, b_ptr, s_img, g, co_l, phases, i, j, omask, geo, TH, TW, HAS_BIAS, HAS_SKIP, ACC, BIG
         )
         # online log-sum-exp: NaN never becomes the maximum (s takes it), a -inf score adds 0, and an unchanged
         # maximum rescales by exactly 1 (also -inf, where exp(m - m) would be NaN)
@@ -211,7 +184,8 @@ def _pixel_kernel(
 ):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    bi, phase_h, bj, phase_w = output_phases(i, j, oy, ox, sh, sw)
+    phases = output_phases(i, j, oy, ox, sh, sw)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     x_img = x_ptr + n * Cin * H * W
     s_img = s_ptr + n * Cout * Hs * Ws
     gs_img = gs_ptr + n * Cout * Hs * Ws
@@ -226,37 +200,7 @@ def _pixel_kernel(
         g = co // cout_g
         co_l = co - g * cout_g
         v = class_score(
-            x_img,
-            w_ptr,
-            b_ptr,
-            s_img,
-            g,
-            co_l,
-            bi,
-            phase_h,
-            bj,
-            phase_w,
-            i,
-            j,
-            omask,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            Hs,
-            Ws,
-            sy,
-            sx,
-            TH,
-            TW,
-            HAS_BIAS,
-            HAS_SKIP,
-            ACC,
-            BIG,
+            x_img, w_ptr, b_ptr, s_img, g, co_l, phases, i, j, omask, geo, TH, TW, HAS_BIAS, HAS_SKIP, ACC, BIG
         )
         d = tl.where(omask, _score_grad(v, co, lse, ga, gb, y, labelled), 0.0)
         if NEED_SKIP:
@@ -286,30 +230,14 @@ def _recomputed_grad(
     w_ptr,
     b_ptr,
     s_img,
-    t_img,
-    lse_img,
-    ga_img,
-    gb_img,
+    stats,
     g,
     co_l,
     i,
     j,
     m,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Wo,
-    Hs,
-    Ws,
-    sy,
-    sx,
+    geo,
+    crop,
     ignore_index,
     TH: tl.constexpr,
     TW: tl.constexpr,
@@ -319,47 +247,18 @@ def _recomputed_grad(
     BIG: tl.constexpr,
 ):
     """d of class co_l of group g at the cropped outputs (i, j) where m holds, 0 elsewhere (the grad_x and
-    grad_weight kernels')."""
+    grad_weight kernels'). stats: the image's (target, lse, grad_lse, grad_picked); geo: class_score's;
+    crop: (oy, ox, Wo)."""
+    t_img, lse_img, ga_img, gb_img = stats
+    oy, ox, Wo = crop
     sp = i * Wo + j
     y = tl.load(t_img + sp, mask=m, other=ignore_index)
     lse = tl.load(lse_img + sp, mask=m, other=0.0)
     ga = tl.load(ga_img + sp, mask=m, other=0.0)
     gb = tl.load(gb_img + sp, mask=m, other=0.0)
-    bi, phase_h, bj, phase_w = output_phases(i, j, oy, ox, sh, sw)
-    v = class_score(
-        x_img,
-        w_ptr,
-        b_ptr,
-        s_img,
-        g,
-        co_l,
-        bi,
-        phase_h,
-        bj,
-        phase_w,
-        i,
-        j,
-        m,
-        cin_g,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        sh,
-        sw,
-        Hs,
-        Ws,
-        sy,
-        sx,
-        TH,
-        TW,
-        HAS_BIAS,
-        HAS_SKIP,
-        ACC,
-        BIG,
-    )
-    return tl.where(m, _score_grad(v, g * cout_g + co_l, lse, ga, gb, y, y != ignore_index), 0.0)
+    phases = output_phases(i, j, oy, ox, geo[6], geo[7])
+    v = class_score(x_img, w_ptr, b_ptr, s_img, g, co_l, phases, i, j, m, geo, TH, TW, HAS_BIAS, HAS_SKIP, ACC, BIG)
+    return tl.where(m, _score_grad(v, g * geo[1] + co_l, lse, ga, gb, y, y != ignore_index), 0.0)
 
 
 @triton.jit
@@ -414,6 +313,8 @@ def _gx_kernel(
     k, i, j, m = _tap_lanes(q, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, KP)
     x_img = x_ptr + n * Cin * H * W
     pix0 = n * Ho * Wo
+    stats = (t_ptr + pix0, lse_ptr + pix0, ga_ptr + pix0, gb_ptr + pix0)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     acc = tl.zeros([BLOCK_CI, BLOCK_P], dtype=ACC)
     for co_l in range(0, cout_g):
         d = _recomputed_grad(
@@ -421,30 +322,14 @@ def _gx_kernel(
             w_ptr,
             b_ptr,
             s_ptr + n * Cout * Hs * Ws,
-            t_ptr + pix0,
-            lse_ptr + pix0,
-            ga_ptr + pix0,
-            gb_ptr + pix0,
+            stats,
             g,
             co_l,
             i,
             j,
             m,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            oy,
-            ox,
-            Wo,
-            Hs,
-            Ws,
-            sy,
-            sx,
+            geo,
+            (oy, ox, Wo),
             ignore_index,
             TH,
             TW,
@@ -518,6 +403,7 @@ def _gw_kernel(
     co_l = co - g * cout_g
     split = tl.program_id(1)
     tiles = tl.cdiv(H * W, BLOCK_P)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     acc = tl.zeros([BLOCK_CI, KP], dtype=ACC)
     for t in range(split, N * tiles, SPLIT):
         n = (t // tiles).to(tl.int64)
@@ -525,35 +411,20 @@ def _gw_kernel(
         k, i, j, m = _tap_lanes(q, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, KP)
         x_img = x_ptr + n * Cin * H * W
         pix0 = n * Ho * Wo
+        stats = (t_ptr + pix0, lse_ptr + pix0, ga_ptr + pix0, gb_ptr + pix0)
         d = _recomputed_grad(
             x_img,
             w_ptr,
             b_ptr,
             s_ptr + n * Cout * Hs * Ws,
-            t_ptr + pix0,
-            lse_ptr + pix0,
-            ga_ptr + pix0,
-            gb_ptr + pix0,
+            stats,
             g,
             co_l,
             i,
             j,
             m,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            oy,
-            ox,
-            Wo,
-            Hs,
-            Ws,
-            sy,
-            sx,
+            geo,
+            (oy, ox, Wo),
             ignore_index,
             TH,
             TW,
