@@ -58,8 +58,9 @@ LSE_CONFIGS = [  # no 4-warp 8 x 64: it spills on sm_90 (python -m fcn_kernels.t
 ]
 # The backward's tiles are fixed (one config each): the bias and weight partial sums, and so their bits,
 # follow them.
-PIXEL_CONFIGS = [config(4, BLOCK_H=8, BLOCK_W=64)]
-GX_CONFIGS = GW_CONFIGS = [config(4)]  # their blocks are the launcher's (BLOCK_P from LANES)
+PIXEL_CONFIGS = [config(4, BLOCK_H=4, BLOCK_W=64)]
+GX_CONFIGS = [config(4)]  # their blocks are the launcher's (BLOCK_P from LANES)
+GW_CONFIGS = [config(8)]
 MAX_BLOCK_CI = 16
 # The grad_x and grad_weight kernels' (input pixel, tap) lanes per program: 2048 spill on sm_80 and sm_90;
 # the interpreter, which runs each program in Python, takes wide ones.
