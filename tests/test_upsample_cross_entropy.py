@@ -63,7 +63,7 @@ def problem(c, dtype=F64):
 
 def tiny_case(rng):
     """A random case for Triton's interpreter: at most 2 input and 3 output channels per group, a map of at most
-    3 x 3, one image, the window (and skip) shrunk to fit the smaller full output."""
+    3 x 3, at most one image, the window (and skip) shrunk to fit the smaller full output."""
     c = random_case(rng, max_batch=1, per_group=(rng.randint(1, 2), rng.randint(1, 3)))
     c.H, c.W = min(c.H, 3), min(c.W, 3)
     c.out_offset = tuple(min(o, f - 1) for o, f in zip(c.out_offset, c.full))
