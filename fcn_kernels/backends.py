@@ -78,7 +78,7 @@ _BUILT = _built_table()
 # of a backend's availability (the check above); each is built where listed and all its kernels are.
 _PARTIAL_KERNELS = {
     # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op.
-    "upsample_cross_entropy": (("cpu", "cuda"), ("upsample_logsumexp", "upsample_logsumexp_backward")),
+    "upsample_cross_entropy": (("cpu", "cuda", "triton"), ("upsample_logsumexp", "upsample_logsumexp_backward")),
     "interpolate_cross_entropy": (
         ("cpu", "cuda", "triton"),
         ("interpolate_logsumexp", "interpolate_logsumexp_backward"),

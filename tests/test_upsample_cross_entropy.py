@@ -2,7 +2,8 @@
 pixelwise_cross_entropy(upsample_skip(...)), value and gradient in x, weight, bias and skip, at derived error
 bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay with FCN_TEST_SEED=...).
 
-Each test takes a `backend` (cpu, cuda; triton when its kernels exist); a cuda test makes its tensors on the GPU."""
+Each test takes a `backend` (cpu, cuda, triton); a cuda or GPU triton test makes its tensors on the GPU. Triton
+gets tiny cases (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
 
 import json
 import math
@@ -17,16 +18,18 @@ import torch
 from hypothesis import given, note, strategies as st
 
 import fcn_kernels
-from _helpers.backends import backend_default_device, backends, gpu_check, grid  # noqa: F401 (a fixture)
+from _helpers.backends import NEEDS_GPU, backend_default_device, backends, gpu_check, grid, tiny  # noqa: F401
 from _helpers.loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
 from _helpers.opcheck import opcheck
 from _helpers.property_cases import upsample_cases
-from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, case, make_inputs, random_case
+from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL, case, make_inputs, random_case
 from fcn_kernels import backends as backend_rule, reference
 
-# cpu and cuda; triton joins when its kernels exist (docs/DESIGN.md §2.5).
-BACKENDS = backends("cpu", "cuda")
-pytestmark = pytest.mark.usefixtures("backend_default_device")
+BACKENDS = backends("cpu", "cuda", "triton")
+# The tests of the C++ ops themselves or of the CPU kernel's threads, and the property search (too slow for
+# Triton's interpreter).
+COMPILED = backends("cpu", "cuda")
+pytestmark = pytest.mark.usefixtures("backend_default_device")  # cuda's and GPU triton's tensors on the GPU
 
 
 def geometry(c):
@@ -63,6 +66,18 @@ def problem(c, dtype=F64):
     )
 
 
+def tiny_case(rng):
+    """A random case for Triton's interpreter: at most 2 input and 3 output channels per group, a map of at most
+    3 x 3, at most one image, the window (and skip) shrunk to fit the smaller full output."""
+    c = random_case(rng, max_batch=1, per_group=(rng.randint(1, 2), rng.randint(1, 3)))
+    c.H, c.W = min(c.H, 3), min(c.W, 3)
+    c.out_offset = tuple(min(o, f - 1) for o, f in zip(c.out_offset, c.full))
+    c.out_size = tuple(min(n, f - o) for n, f, o in zip(c.crop, c.full, c.out_offset))
+    if c.skip_hw is not None:
+        c.skip_hw = tuple(n + o for n, o in zip(c.out_size, c.skip_offset))
+    return c
+
+
 def check(c, loss: Loss = None, dtype=F64, **kw):
     """upsample_cross_entropy on Case c against the float64 composition (loss_cases.check_loss)."""
     loss = loss or Loss()
@@ -72,15 +87,15 @@ def check(c, loss: Loss = None, dtype=F64, **kw):
 # ---------------------------------------------------------------------------------------------------------
 # value and gradient against the float64 composition
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,batch", grid(cpu=range(4), cuda=[gpu_check(0), 1, 2, 3]))
+@pytest.mark.parametrize("backend,batch", grid(cpu=range(4), cuda=[gpu_check(0), 1, 2, 3], triton=[0]))
 def test_random_float64(seed, backend, batch):
-    rng = random.Random(seed)
-    for _ in range(12):
-        check(random_case(rng), random_loss(rng), backend=backend, seed=rng.randrange(2**31))
+    rng = random.Random(seed + batch)
+    for _ in range(4 if tiny(backend) else 12):
+        c = tiny_case(rng) if tiny(backend) else random_case(rng)
+        check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("stage", FCN8S_STAGES)
+@pytest.mark.parametrize("backend,stage", grid(cpu=FCN8S_STAGES, triton=[gpu_check("upscore8")]))
 def test_fcn8s_stages_float64(seed, backend, stage):
     check(FCN8S_STAGES[stage], Loss(class_weight=True), backend=backend)
 
@@ -89,6 +104,8 @@ def test_fcn8s_stages_float64(seed, backend, stage):
 @pytest.mark.parametrize("kind", ["depthwise", "grouped", "dense"])
 def test_channel_layouts(seed, backend, kind):
     cin_g, cout_g, groups = {"depthwise": (1, 1, 5), "grouped": (2, 3, 2), "dense": (5, 6, 1)}[kind]
+    if tiny(backend):
+        cin_g, cout_g, groups = min(cin_g, 3), min(cout_g, 3), min(groups, 3)
     c = case(
         N=2,
         cin=cin_g * groups,
@@ -107,14 +124,13 @@ def test_channel_layouts(seed, backend, kind):
     check(c, Loss(class_weight=True, ignore=0.2), backend=backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("stride", [1, 2, 3, 8])
+@pytest.mark.parametrize("backend,stride", grid(cpu=[1, 2, 3, 8], triton=[3]))
 def test_windows_at_both_edges(seed, backend, stride):
     """Crop windows at the start, touching the end and inside; kernels smaller and larger than the stride
     (rows no input reaches when K < stride)."""
     rng = random.Random(seed)
-    for K in sorted({1, stride, 2 * stride, 2 * stride + 1}):
-        H, W = rng.randint(1, 5), rng.randint(1, 5)
+    for K in sorted({1, 2 * stride + 1} if tiny(backend) else {1, stride, 2 * stride, 2 * stride + 1}):
+        H, W = rng.randint(1, 3 if tiny(backend) else 5), rng.randint(1, 3 if tiny(backend) else 5)
         Hf, Wf = (H - 1) * stride + K, (W - 1) * stride + K
         for oy, ho in ((0, Hf), (Hf - 1, 1), (1, Hf - 2), (0, 0)):
             if ho < 0:
@@ -137,12 +153,20 @@ def test_windows_at_both_edges(seed, backend, stride):
             check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
-@pytest.mark.parametrize("backend,dtype", grid(cpu=[F32, BF16, F16], cuda=[F32, gpu_check(BF16), F16]))
+@pytest.mark.parametrize(
+    "backend,dtype", grid(cpu=[F32, BF16, F16], cuda=[F32, gpu_check(BF16), F16], triton=[F32, gpu_check(BF16), F16])
+)
 def test_lower_precision(seed, backend, dtype):
     rng = random.Random(seed)
-    for _ in range(6):
-        check(random_case(rng), random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
-    check(FCN8S_STAGES["upscore8"], Loss(class_weight=True), dtype, backend=backend)
+    for _ in range(2 if tiny(backend) else 6):
+        c = tiny_case(rng) if tiny(backend) else random_case(rng)
+        check(c, random_loss(rng), dtype, backend=backend, seed=rng.randrange(2**31))
+    check(
+        (SMALL["upscore8-dw"] if tiny(backend) else FCN8S_STAGES["upscore8"]),
+        Loss(class_weight=True),
+        dtype,
+        backend=backend,
+    )
 
 
 @pytest.mark.parametrize("backend,dtype", grid(cuda=[F64, BF16]))
@@ -158,8 +182,9 @@ def test_cuda_64bit_index_path(seed, backend, dtype, monkeypatch):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_non_contiguous_inputs(seed, backend, layout):
     rng = random.Random(seed)
-    for _ in range(4):
-        check(random_case(rng), random_loss(rng), backend=backend, transform=LAYOUTS[layout])
+    for _ in range(1 if tiny(backend) else 4):
+        c = tiny_case(rng) if tiny(backend) else random_case(rng)
+        check(c, random_loss(rng), backend=backend, transform=LAYOUTS[layout])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -324,8 +349,8 @@ def test_batch_zero(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcheck(seed, backend):
     rng = random.Random(seed)
-    for _ in range(3):
-        c = random_case(rng, max_batch=1)
+    for _ in range(1 if tiny(backend) else 3):
+        c = tiny_case(rng) if tiny(backend) else random_case(rng, max_batch=1)
         c.N = max(c.N, 1)
         loss = random_loss(rng)
         target = make_target(c.N, c.cout, c.crop, replace(loss, ignore=min(loss.ignore, 0.5)))
@@ -337,10 +362,19 @@ def test_gradcheck(seed, backend):
                 v[0], target, *v[1:], class_weight=cw, reduction=loss.reduction, backend=backend, **geometry(c)
             )
 
-        assert torch.autograd.gradcheck(fn, inputs), c
+        # fast mode on Triton's interpreter: a random projection of the Jacobian, two evaluations an input
+        assert torch.autograd.gradcheck(fn, inputs, fast_mode=tiny(backend)), c
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def statistics_ops(backend):
+    """The backend's upsample_logsumexp and its backward op (the same schemas)."""
+    ops = torch.ops.fcn_kernels
+    if backend == "triton":
+        return ops.upsample_logsumexp_triton.default, ops.upsample_logsumexp_backward_triton.default
+    return ops.upsample_logsumexp.default, ops.upsample_logsumexp_backward.default
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 @pytest.mark.parametrize("with_bias,with_skip", [(False, False), (True, True)])
 def test_opcheck(seed, backend, with_bias, with_skip):
     x = torch.randn(2, 4, 5, 6, requires_grad=True)
@@ -349,20 +383,20 @@ def test_opcheck(seed, backend, with_bias, with_skip):
     skip = torch.randn(2, 6, 15, 16, requires_grad=True) if with_skip else None
     target = torch.randint(0, 6, (2, 9, 10))
     target[0, 0] = IGNORE
-    ops = torch.ops.fcn_kernels
+    forward, backward = statistics_ops(backend)
     args = (x, w, b, skip, target, [2, 2], 2, [1, 2], [3, 2], IGNORE)
-    opcheck(ops.upsample_logsumexp.default, args)
-    lse = ops.upsample_logsumexp(*args)[0].detach()
+    opcheck(forward, args)
+    lse = forward(*args)[0].detach()
     ga, gb = torch.randn(2, 9, 10), torch.randn(2, 9, 10)
     plain = [t.detach() if t is not None else None for t in (x, w, b, skip)]
     for mask in ([True, True, with_bias, with_skip], [True, False, False, False]):
         opcheck(
-            ops.upsample_logsumexp_backward.default,
+            backward,
             (ga, gb, *plain, target, lse, [2, 2], 2, [1, 2], [3, 2], IGNORE, mask),
         )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu", "cuda", pytest.param("triton", marks=NEEDS_GPU)))
 def test_compile_fullgraph(backend):
     x, w, b, skip, target, kw = _small(class_weight=torch.rand(3))
     x, w, b, skip = (t.detach().float().requires_grad_() for t in (x, w, b, skip))
@@ -388,15 +422,15 @@ def test_autocast_casts_like_upsample_skip(backend):
     torch.testing.assert_close(loss, want, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("cpu", gpu_check("triton")))
 def test_deterministic_bits(seed, backend):
     c = case(
-        N=3,
+        N=1 if tiny(backend) else 3,
         cin=6,
         cout=6,
         groups=2,
-        H=9,
-        W=11,
+        H=3 if tiny(backend) else 9,
+        W=2 if tiny(backend) else 11,
         K=16,
         stride=8,
         out_offset=(5, 3),
@@ -415,7 +449,7 @@ def test_deterministic_bits(seed, backend):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", COMPILED)
 def test_same_bits_whatever_the_thread_count(seed, backend):
     """docs/DESIGN.md §2.5: the backward's runs of bands, and so its sums, are the geometry's, not the threads'."""
     c = case(
@@ -450,10 +484,11 @@ def test_same_bits_whatever_the_thread_count(seed, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_saves_only_pixel_maps(backend):
     """No tensor of the scores' size is kept for the backward: the inputs themselves, and (N, Ho, Wo) maps."""
-    x = torch.randn(2, 5, 6, 7, requires_grad=True)
+    n, h = (1, 3) if tiny(backend) else (2, 6)
+    x = torch.randn(n, 5, h, h + 1, requires_grad=True)
     w = torch.randn(5, 1, 16, 16, requires_grad=True)
-    skip = torch.randn(2, 5, 50, 60, requires_grad=True)
-    target = torch.randint(0, 5, (2, 40, 48))
+    skip = torch.randn(n, 5, 50, 60, requires_grad=True)
+    target = torch.randint(0, 5, (n, 8 * h - 8, 8 * h))
     inputs = {t.data_ptr() for t in (x, w, skip, target)}
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
@@ -501,7 +536,7 @@ def test_argument_errors(backend):
             call(**over)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", COMPILED)
 def test_direct_op_calls_are_checked(backend):
     """torch.ops.fcn_kernels.* without the Python checks: errors naming the argument, never a crash."""
     ops = torch.ops.fcn_kernels
@@ -562,7 +597,7 @@ for name, expr in json.loads(sys.argv[1]).items():
 """
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", COMPILED)
 def test_overflowing_sizes_are_clear_errors(backend):
     """Sizes whose index arithmetic would overflow: an error naming the argument, before any allocation (in a
     child process, so that a crash fails the test instead of ending the run)."""
@@ -619,17 +654,17 @@ def test_rule(cin_g, cout_g, weight_grad, stock):
     assert backend_rule.explain("upsample_cross_entropy", torch.device("cpu"), **shape).startswith(expected)
 
 
-def test_cuda_tensors_take_the_cuda_kernels_where_built():
-    """CUDA tensors take the CUDA kernels automatically where they are built, else (no Triton kernels yet) stock."""
-    cuda = backend_rule._built("cuda", "upsample_cross_entropy")
-    assert backend_rule.choose("upsample_cross_entropy", torch.device("cuda")) == ("cuda" if cuda else "reference")
-    assert not backend_rule._built("triton", "upsample_cross_entropy")
+def test_cuda_tensors_take_our_kernels_where_built():
+    """CUDA tensors take the CUDA kernels where built, else the Triton ones where triton imports, else stock."""
+    built = [b for b in ("cuda", "triton") if backend_rule._built(b, "upsample_cross_entropy")]
+    assert backend_rule.choose("upsample_cross_entropy", torch.device("cuda")) == (built + ["reference"])[0]
+    assert backend_rule._built("triton", "upsample_cross_entropy") == backend_rule._triton_importable()
 
 
 # ---------------------------------------------------------------------------------------------------------
 # properties (hypothesis; profiles in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", COMPILED)
 @given(
     c=upsample_cases(small=True), loss=losses(), dtype=st.sampled_from([F64, F32, BF16]), seed=st.integers(0, 2**31 - 1)
 )

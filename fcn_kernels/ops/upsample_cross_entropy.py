@@ -84,7 +84,7 @@ def upsample_cross_entropy(
             generator state. Default: 1.0.
         generator (torch.Generator, optional): drives the sampling, on ``x``'s device. Default: None.
         reduction (str): ``"mean"`` (over the non-ignored pixels), ``"sum"`` or ``"none"``. Default: ``"mean"``.
-        backend (str, optional): ``"cpu"`` or ``"reference"``; None: the automatic choice of
+        backend (str, optional): ``"cpu"``, ``"triton"`` or ``"reference"``; None: the automatic choice of
             :mod:`fcn_kernels.backends` (docs/DESIGN.md §4.1). Default: None.
 
     Differentiable (once) in ``x``, ``weight``, ``bias`` and ``skip`` (and ``class_weight``); a weight that does
@@ -157,9 +157,11 @@ def upsample_cross_entropy(
             reduction=reduction,
         )
     target = target.long()
-    lse, picked = torch.ops.fcn_kernels.upsample_logsumexp(
-        x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index
-    )
+    if which == "triton":
+        from ..triton.upsample_cross_entropy import upsample_logsumexp as statistics
+    else:
+        statistics = torch.ops.fcn_kernels.upsample_logsumexp
+    lse, picked = statistics(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index)
     return loss_from_statistics(
         lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
     )

@@ -27,3 +27,6 @@ __all__ += ["upsample_argmax"]
 from . import interpolate_argmax, interpolate_cross_entropy  # noqa: E402  (fcn_kernels::interpolate_*_triton)
 
 __all__ += ["interpolate_cross_entropy", "interpolate_argmax"]
+from . import upsample_cross_entropy  # noqa: E402  (registers fcn_kernels::upsample_logsumexp*_triton)
+
+__all__ += ["upsample_cross_entropy"]

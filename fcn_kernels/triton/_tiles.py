@@ -1,4 +1,5 @@
-"""Program -> work decompositions shared by the kernels of upsample_skip.py and rarefied_conv2d.py.
+"""Program -> work decompositions shared by the kernels of upsample_skip.py and rarefied_conv2d.py, and the
+per-class score gather (output_phases, class_score) of upsample_argmax.py and upsample_cross_entropy.py.
 
 Triton inlines these @triton.jit helpers into the calling kernel. They and their call sites keep the
 statement order the kernels had inline: ptxas's register counts (python -m fcn_kernels.triton.aot) move
@@ -7,6 +8,8 @@ with instruction order, e.g. with where a kernel reads tl.program_id(1) or adds 
 
 import triton
 import triton.language as tl
+
+from .utils import MAX_UNROLLED_TAPS
 
 
 @triton.jit
@@ -126,3 +129,74 @@ def channel(g, per_group, c, BIG: tl.constexpr):
     if BIG:
         ch = ch.to(tl.int64)
     return ch
+
+
+@triton.jit
+def output_phases(i, j, oy, ox, sh, sw):
+    """Cropped output (i, j) as full-output blocks and phases: p = i + oy = bi * sh + phase_h (likewise q, bj,
+    phase_w), the per-phase sub-filter of upsample_skip.py's index math. Returns bi, phase_h, bj, phase_w."""
+    p = i + oy
+    q = j + ox
+    bi = p // sh
+    bj = q // sw
+    return bi, p - bi * sh, bj, q - bj * sw
+
+
+@triton.jit
+def _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC: tl.constexpr, BIG: tl.constexpr):
+    # acc plus tap (th, tw) of class co_l of group g over the group's input channels
+    cin_g, cout_g, H, W, Kh, Kw, sh, sw, _, _, _, _ = geo
+    bi, phase_h, bj, phase_w = phases
+    kh = phase_h + th * sh
+    ih = bi - th
+    kw = phase_w + tw * sw
+    iw = bj - tw
+    m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
+    for ci in range(0, cin_g):
+        ch = channel(g, cin_g, ci, BIG)
+        xv = tl.load(x_img + ch * H * W + ih * W + iw, mask=m, other=0.0).to(ACC)
+        wv = tl.load(w_ptr + ((ch * cout_g + co_l) * Kh + kh) * Kw + kw, mask=m, other=0.0).to(ACC)
+        acc += xv * wv
+    return acc
+
+
+@triton.jit
+def class_score(
+    x_img,
+    w_ptr,
+    b_ptr,
+    s_img,
+    g,
+    co_l,
+    phases,
+    i,
+    j,
+    omask,
+    geo,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+):
+    """Class co_l of group g's score at cropped outputs (i, j) as upsample_skip stores it, the scores of
+    upsample_argmax.py and upsample_cross_entropy.py: TH x TW sub-filter taps summed over the group's input
+    channels in ACC, bias then skip (x_img's, s_img's image) added, one rounding to x's dtype; returned in ACC.
+    phases: output_phases(i, j, ...); geo: (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)."""
+    acc = tl.zeros(omask.shape, dtype=ACC)
+    if TH * TW <= MAX_UNROLLED_TAPS:
+        for th in tl.static_range(TH):
+            for tw in tl.static_range(TW):
+                acc = _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC, BIG)
+    else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
+        for th in range(0, TH):
+            for tw in range(0, TW):
+                acc = _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC, BIG)
+    _, cout_g, _, _, _, _, _, _, Hs, Ws, sy, sx = geo
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + g * cout_g + co_l).to(ACC)
+    if HAS_SKIP:
+        s_plane = s_img + channel(g, cout_g, co_l, BIG) * Hs * Ws
+        acc += tl.load(s_plane + (i + sy) * Ws + (j + sx), mask=omask, other=0.0).to(ACC)
+    return acc.to(x_img.dtype.element_ty).to(ACC)

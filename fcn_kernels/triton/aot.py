@@ -14,6 +14,8 @@ bfloat16 (and TF32 dots) as well. rarefied_conv2d's kernels (names prefixed "rc_
 their largest channel blocks (the launcher's caps: 16 x 32 for float32 IEEE dots; with
 --all-variants, 32 x 64 for the tensor-core dots, bfloat16 and TF32; 16 x 16 for the FMA loops),
 with bias, and Kw padded to 4 in the depthwise weight gradient.
+upsample_cross_entropy's kernels ("ce_") are compiled at FCN-8s's upscore8 (2 x 2 taps a phase, a skip;
+grad_x's and grad_weight's 16 x 16 taps as lanes).
 
 --taps K compiles the kernels whose tap loops have a compile-time trip count (upsample_skip's forwards)
 at stride 1 with a K x K filter (K * K taps a phase), each kernel's first config only, and reports the
@@ -45,6 +47,7 @@ from . import (
     interpolate_cross_entropy as ice,
     rarefied_conv2d as rc,
     upsample_argmax as ua,
+    upsample_cross_entropy as ce,
     upsample_skip as us,
 )
 
@@ -125,6 +128,14 @@ def _variants(name, all_variants):
         base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True, ACC=tl.float32, BIG=False)
         out = [Variant("fp32", "fp32", base)]
         extra = [Variant("bf16", "bf16", dict(base))]
+    elif name.startswith("ce_"):  # FCN-8s's upscore8 with a skip: 2 x 2 taps a phase, 16 x 16 taps in lanes
+        base = dict(TH=2, TW=2, HAS_BIAS=False, HAS_SKIP=True, ACC=tl.float32, BIG=False)
+        if name == "ce_pixel":
+            base.update(NEED_BIAS=True, NEED_SKIP=True)
+        if name in ("ce_gx", "ce_gw"):
+            base.update(BLOCK_CI=1, BLOCK_P=ce.LANES // 256, KP=256)
+        out = [Variant("fp32", "fp32", base)]
+        extra = [Variant("bf16", "bf16", dict(base))]
     elif name == "bias_grad":
         base = dict(WRITE_SKIP=True, NEED_BIAS=True, ACC=tl.float32)
         out = [Variant("fp32", "fp32", base)]
@@ -163,6 +174,14 @@ def _tap_variant(name, k):
     return Variant(f"{variant.label} k{k}", variant.dtype, dict(variant.constexprs, TH=k, TW=k))
 
 
+# pointers whose element type is not the variant's: partial sums, the loss's labels and statistics
+_POINTERS = {
+    "part_ptr": "*fp32",
+    "t_ptr": "*i64",
+    **dict.fromkeys(("lse_ptr", "picked_ptr", "ga_ptr", "gb_ptr"), "*fp32"),
+}
+
+
 def _source(fn, variant, config):
     constexprs = dict(variant.constexprs, **config.kwargs)
     missing = [q.name for q in fn.params if q.is_constexpr and q.name not in constexprs]
@@ -173,7 +192,7 @@ def _source(fn, variant, config):
         if arg in constexprs:
             signature[arg] = "constexpr"
         elif arg.endswith("_ptr"):
-            signature[arg] = variant.pointers.get(arg) or ("*fp32" if arg == "part_ptr" else f"*{variant.dtype}")
+            signature[arg] = variant.pointers.get(arg) or _POINTERS.get(arg, f"*{variant.dtype}")
             attrs[(i,)] = [["tt.divisibility", 16]]  # torch allocations are 16-byte aligned
         else:
             signature[arg] = "i32"
@@ -257,6 +276,7 @@ def kernels():
     found.update(ua.AUTOTUNED)
     found.update(ice.AUTOTUNED)
     found.update(ia.AUTOTUNED)
+    found.update(ce.AUTOTUNED)
     return found
 
 

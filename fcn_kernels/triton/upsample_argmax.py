@@ -1,11 +1,12 @@
 """upsample_argmax in Triton (docs/DESIGN.md §2): labels of FCN's last stage, never writing the scores.
 
-One program per BLOCK_H x BLOCK_W tile of one image's cropped output. A loop over the classes computes
-each class's scores on the tile with upsample_skip's per-phase sub-filter (full-output p = b * s + r
-receives x[b - t] through tap r + t * s, TH x TW taps per output; see upsample_skip.py), summed over
-taps then the group's input channels in float32 (float64 for float64) as upsample_skip's FMA kernels
-sum, bias then skip added, and one rounding to x's dtype, the values upsample_skip would store. The
-running maximum and its class follow torch.argmax: NaN above every number, the lowest class on ties.
+One program per BLOCK_H x BLOCK_W tile of one image's cropped output. A loop over the classes computes each
+class's scores on the tile with upsample_skip's per-phase sub-filter (full-output p = b * s + r receives
+x[b - t] through tap r + t * s, TH x TW taps per output; see upsample_skip.py), summed over taps then the
+group's input channels in float32 (float64 for float64) as upsample_skip's FMA kernels sum, bias then skip
+added, and one rounding to x's dtype, the values upsample_skip would store (_tiles.class_score, shared with
+upsample_cross_entropy.py). The running maximum and its class follow torch.argmax: NaN above every number,
+the lowest class on ties.
 Batch and plane offsets are int64; channel offsets inside one image become int64 (constexpr BIG) when an
 image holds 2**31 elements or more, as in upsample_skip.py.
 """
@@ -17,8 +18,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ._tiles import channel, plane_tile
-from .utils import MAX_UNROLLED_TAPS, acc_dtype, autotune, check_plane_int32, config, launch, needs_int64
+from ._tiles import class_score, output_phases, plane_tile
+from .utils import acc_dtype, autotune, check_plane_int32, config, launch, needs_int64
 
 ARGMAX_CONFIGS = [
     config(4, BLOCK_H=4, BLOCK_W=64),
@@ -26,45 +27,6 @@ ARGMAX_CONFIGS = [
     config(8, BLOCK_H=8, BLOCK_W=128),
     config(8, BLOCK_H=16, BLOCK_W=64),
 ]
-
-
-@triton.jit
-def _tap(
-    acc,
-    x_img,
-    w_ptr,
-    g,
-    co_l,
-    th,
-    tw,
-    phase_h,
-    phase_w,
-    bi,
-    bj,
-    omask,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-):
-    """acc plus tap (th, tw) of class co_l of group g over the group's input channels."""
-    kh = phase_h + th * sh
-    ih = bi - th
-    kw = phase_w + tw * sw
-    iw = bj - tw
-    m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
-    for ci in range(0, cin_g):
-        ch = channel(g, cin_g, ci, BIG)
-        xv = tl.load(x_img + ch * H * W + ih * W + iw, mask=m, other=0.0).to(ACC)
-        wv = tl.load(w_ptr + ((ch * cout_g + co_l) * Kh + kh) * Kw + kw, mask=m, other=0.0).to(ACC)
-        acc += xv * wv
-    return acc
 
 
 @triton.jit
@@ -103,80 +65,33 @@ def _argmax_kernel(
 ):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    p = i + oy  # full-output coordinates, >= 0
-    q = j + ox
-    bi = p // sh
-    phase_h = p - bi * sh
-    bj = q // sw
-    phase_w = q - bj * sw
+    phases = output_phases(i, j, oy, ox, sh, sw)
+    geo = (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)
     x_img = x_ptr + n * Cin * H * W
     s_img = s_ptr + n * Cout * Hs * Ws
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it
     label = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.int32)
     for co in range(0, Cout):
         g = co // cout_g
-        co_l = co - g * cout_g
-        acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
-        if TH * TW <= MAX_UNROLLED_TAPS:
-            for th in tl.static_range(TH):
-                for tw in tl.static_range(TW):
-                    acc = _tap(
-                        acc,
-                        x_img,
-                        w_ptr,
-                        g,
-                        co_l,
-                        th,
-                        tw,
-                        phase_h,
-                        phase_w,
-                        bi,
-                        bj,
-                        omask,
-                        cin_g,
-                        cout_g,
-                        H,
-                        W,
-                        Kh,
-                        Kw,
-                        sh,
-                        sw,
-                        ACC,
-                        BIG,
-                    )
-        else:  # long filters (stride 1 with 16 taps and more): a runtime loop, or compiles take minutes
-            for th in range(0, TH):
-                for tw in range(0, TW):
-                    acc = _tap(
-                        acc,
-                        x_img,
-                        w_ptr,
-                        g,
-                        co_l,
-                        th,
-                        tw,
-                        phase_h,
-                        phase_w,
-                        bi,
-                        bj,
-                        omask,
-                        cin_g,
-                        cout_g,
-                        H,
-                        W,
-                        Kh,
-                        Kw,
-                        sh,
-                        sw,
-                        ACC,
-                        BIG,
-                    )
-        if HAS_BIAS:
-            acc += tl.load(b_ptr + co).to(ACC)
-        if HAS_SKIP:
-            s_plane = s_img + channel(g, cout_g, co_l, BIG) * Hs * Ws
-            acc += tl.load(s_plane + (i + sy) * Ws + (j + sx), mask=omask, other=0.0).to(ACC)
-        v = acc.to(x_ptr.dtype.element_ty).to(ACC)
+        v = class_score(
+            x_img,
+            w_ptr,
+            b_ptr,
+            s_img,
+            g,
+            co - g * cout_g,
+            phases,
+            i,
+            j,
+            omask,
+            geo,
+            TH,
+            TW,
+            HAS_BIAS,
+            HAS_SKIP,
+            ACC,
+            BIG,
+        )
         take = (best == best) & ((v > best) | (v != v))
         best = tl.where(take, v, best)
         label = tl.where(take, co, label)
