@@ -4,10 +4,18 @@ import contextlib
 import contextvars
 import copy
 import functools
+import importlib
+import os
+import tempfile
 import threading
 
 import torch
 from torch import nn
+
+from .._malloc import keep_memory as _keep_memory
+from .fcn import _FCN
+
+ENGINES = ("torch", "openvino", "onnxruntime")
 
 
 class _FreezingOn:
@@ -70,16 +78,23 @@ class InferenceModel(nn.Module):
     dtype), `predict(images)` its (N, H, W) int64 labels. Inference only: no gradients. A model of
     several inputs takes them all (forward(*inputs)), each 4-D one made channels_last."""
 
-    def __init__(self, model, dtype, compile):
+    def __init__(self, model, dtype, compile, engine="torch"):
         super().__init__()
         self.model = model
-        self.dtype = dtype
+        self.dtype, self.engine, self.compiled = dtype, engine, compile and engine == "torch"
+        if engine == "torch":
+            scores, labels = model.forward, _labels_of(model)
+        else:
+            vendor = _Vendor(engine, model, dtype)
+            scores, labels = vendor.scores, vendor.labels
         # Functions, not modules: a compiled module would register the parameters a second time.
-        self._scores = torch.compile(model.forward) if compile else model.forward
-        self._labels = torch.compile(_labels_of(model)) if compile else _labels_of(model)
-        self.compiled = compile
+        self._scores = torch.compile(scores) if self.compiled else scores
+        self._labels = torch.compile(labels) if self.compiled else labels
 
     def _run(self, fn, inputs):
+        if self.engine != "torch":  # the engine takes NCHW float32 and runs at its own precision hint
+            with torch.no_grad():
+                return fn(*inputs)
         inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
         x = inputs[0]
         autocast = (
@@ -98,7 +113,7 @@ class InferenceModel(nn.Module):
         return self._run(self._labels, inputs)
 
     def extra_repr(self):
-        return f"dtype={self.dtype}, compiled={self.compiled}"
+        return f"dtype={self.dtype}, compiled={self.compiled}, engine={self.engine!r}"
 
 
 def _labels_of(model):
@@ -106,7 +121,105 @@ def _labels_of(model):
     return model.predict if hasattr(model, "predict") else (lambda *inputs: model(*inputs).argmax(1))
 
 
-def optimize_for_inference(model, dtype=torch.float32, compile=True):
+class _Scores(nn.Module):
+    """An FCN's trunk and score layers (`scores`) as a module, for the engines' converters."""
+
+    def __init__(self, fcn):
+        super().__init__()
+        self.fcn = fcn
+
+    def forward(self, x):
+        return self.fcn.scores(x)
+
+
+class _Vendor:
+    """The trunk and score layers (an FCN's `scores`; another model: all of it) run by OpenVINO or ONNX
+    Runtime, converted on the first call for any batch and image size (dynamic shapes: one compiled model,
+    measured as fast as one compiled per shape); the FCN's fused head runs in torch, eager, on the engine's
+    output buffers (torch.from_numpy: no copy), in float32 (the engines return float32 at either hint)."""
+
+    def __init__(self, engine, model, dtype):
+        self.engine, self.model, self.dtype = engine, model, dtype
+        self.fcn = isinstance(model, _FCN)
+        self._infer, self._lock = None, threading.Lock()
+
+    def _outputs(self, inputs):
+        inputs = [x.to(torch.float32).contiguous() for x in inputs]
+        if self._infer is None:
+            with self._lock:  # the first calls of several threads convert once
+                if self._infer is None:
+                    part = _Scores(self.model) if self.fcn else self.model
+                    build = _openvino if self.engine == "openvino" else _onnxruntime
+                    self._infer = build(part, inputs, self.dtype)
+        return self._infer(inputs), inputs[0].shape[2:]
+
+    def scores(self, *inputs):
+        outs, size = self._outputs(inputs)
+        # not an FCN: the engine's output is the result, and its buffer is the engine's to reuse
+        return self.model.head(*outs, out_size=tuple(size)) if self.fcn else outs[0].clone()
+
+    def labels(self, *inputs):
+        outs, size = self._outputs(inputs)
+        return self.model.head_labels(*outs, out_size=tuple(size)) if self.fcn else outs[0].argmax(1)
+
+
+def _dynamic(shape):
+    """Every dimension but the channels (dim 1) free: any batch and image size."""
+    return [size if d == 1 else -1 for d, size in enumerate(shape)]
+
+
+def _openvino(part, inputs, dtype):
+    ov = importlib.import_module("openvino")
+    with torch.no_grad():
+        converted = ov.convert_model(
+            part, example_input=tuple(inputs), input=[ov.PartialShape(_dynamic(x.shape)) for x in inputs]
+        )
+    hint = "bf16" if dtype == torch.bfloat16 else "f32"
+    compiled = ov.Core().compile_model(
+        converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    )
+    local = threading.local()  # an infer request per thread: its output buffers are that thread's
+
+    def infer(xs):
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        out = request.infer([x.numpy() for x in xs], share_inputs=True, share_outputs=True)
+        return [torch.from_numpy(a) for a in out.to_tuple()]
+
+    return infer
+
+
+def _onnxruntime(part, inputs, dtype):
+    ort = importlib.import_module("onnxruntime")
+    from ..export import export_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(part, tuple(inputs), os.path.join(folder, "scores.onnx"), dynamic=True)
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    # InferenceSession.run is thread-safe; its outputs are new arrays each call
+    return lambda xs: [torch.from_numpy(a) for a in session.run(None, dict(zip(names, (x.numpy() for x in xs))))]
+
+
+def _check_engine(engine, dtype):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+    if engine == "onnxruntime" and dtype != torch.float32:
+        raise ValueError(f"engine='onnxruntime' runs float32 only on a CPU, got dtype={dtype}")
+    if engine != "torch":
+        try:
+            importlib.import_module(engine)
+        except ImportError as exc:
+            raise ImportError(
+                f"engine={engine!r} needs the {engine} package, which is not installed ({exc}): "
+                f"pip install {engine}, or use engine='torch'"
+            ) from exc
+
+
+def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="torch", keep_memory=True):
     r"""A copy of ``model`` tuned for inference, with the same outputs within the dtype's rounding.
 
     The copy is in eval mode, its parameters do not require grad, it runs without autograd, in
@@ -120,7 +233,20 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
         dtype (torch.dtype): ``torch.float32``, or ``torch.bfloat16`` (autocast; outputs are returned in the
             inputs' dtype). Default: torch.float32.
         compile (bool): ``torch.compile`` with Inductor freezing; the first call per input size compiles
-            (tens of seconds for a whole FCN on a CPU). Default: True.
+            (tens of seconds for a whole FCN on a CPU). ``engine="torch"`` only. Default: True.
+        engine (str): ``"torch"``: all of the model in PyTorch, as above. ``"openvino"``: an FCN's trunk and
+            score layers (``model.scores``; another model: all of it) converted on the first call and
+            compiled by OpenVINO on the CPU for any batch and size, at ``INFERENCE_PRECISION_HINT`` f32 or
+            bf16 from ``dtype``; the fused head runs in torch on OpenVINO's output buffers (no copies), and
+            ``predict`` ends in :func:`fcn_kernels.upsample_argmax`. ``"onnxruntime"``: the same through
+            ONNX Runtime (float32 only). Both need their package (ImportError otherwise) and run on the CPU.
+            Default: "torch".
+        keep_memory (bool): tell glibc's malloc to keep freed memory (``fcn_kernels._malloc``): big
+            tensors, freed and allocated again every call, then stop coming back as fresh pages (the
+            "fresh-page tax": 1.3x to 1.5x the whole FCN-8s's time on a 2-core CPU, docs/DESIGN.md §3).
+            **Process-wide** and for good: the process keeps its peak heap resident. Off with False, or
+            with ``FCN_KERNELS_KEEP_MEMORY=0`` in the environment; a no-op on other C libraries than
+            glibc. Default: True.
 
     Returns:
         InferenceModel: ``forward(images)`` gives the scores (Tensor[N, n_class, H, W], in the images' dtype),
@@ -140,7 +266,10 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    _check_engine(engine, dtype)
+    if keep_memory:
+        _keep_memory()
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
-    return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile)
+    return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile, engine)
