@@ -163,17 +163,13 @@ class _Vendor:
         return self.model.head_labels(*outs, out_size=tuple(size)) if self.fcn else outs[0].argmax(1)
 
 
-def _dynamic(shape):
-    """Every dimension but the channels (dim 1) free: any batch and image size."""
-    return [size if d == 1 else -1 for d, size in enumerate(shape)]
-
-
 def _openvino(part, inputs, dtype):
     ov = importlib.import_module("openvino")
-    with torch.no_grad():
-        converted = ov.convert_model(
-            part, example_input=tuple(inputs), input=[ov.PartialShape(_dynamic(x.shape)) for x in inputs]
-        )
+    from ..export import _in_eval_mode
+
+    # torch.export with every size but the channels dynamic (OpenVINO's own tracing is torch.jit's, deprecated)
+    program = _in_eval_mode(part, inputs, True, lambda m, xs, shapes: torch.export.export(m, xs, dynamic_shapes=shapes))
+    converted = ov.convert_model(program)
     hint = "bf16" if dtype == torch.bfloat16 else "f32"
     compiled = ov.Core().compile_model(
         converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
