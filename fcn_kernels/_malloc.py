@@ -4,7 +4,7 @@
 glibc serves a block over M_MMAP_THRESHOLD (dynamic, at most 32 MB by default) with its own mmap and unmaps
 it when freed, and trims the heap's free top past M_TRIM_THRESHOLD: a 125 MB activation of VGG16's conv1 or
 the head's 84 MB output then comes back as fresh pages every call, each page faulted in and zeroed by the
-kernel (`torch.empty(4, 21, 500, 500).fill_(1)`: 26.5 ms fresh, 2.7 ms reused). keep_memory raises both
+kernel (docs/DESIGN.md §3 has the measurements). keep_memory raises both
 thresholds, so such blocks come from the heap and go back to it: the process keeps its peak heap resident
 (the cost: RSS stays at the high-water mark of the largest call instead of falling back between calls).
 

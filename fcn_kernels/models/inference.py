@@ -239,7 +239,7 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
             Default: "torch".
         keep_memory (bool): tell glibc's malloc to keep freed memory (``fcn_kernels._malloc``): big
             tensors, freed and allocated again every call, then stop coming back as fresh pages (the
-            "fresh-page tax": 1.3x to 1.5x the whole FCN-8s's time on a 2-core CPU, docs/DESIGN.md §3).
+            "fresh-page tax", measured in docs/DESIGN.md §3).
             **Process-wide** and for good: the process keeps its peak heap resident. Off with False, or
             with ``FCN_KERNELS_KEEP_MEMORY=0`` in the environment; a no-op on other C libraries than
             glibc. Default: True.
