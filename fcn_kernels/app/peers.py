@@ -13,6 +13,7 @@ optimize_for_inference and the command line set it; FCN_KERNELS_KEEP_MEMORY=0 me
 Shared by `fcn-kernels bench --peers` and benchmarks/bench_peers.py.
 """
 
+import functools
 import os
 import statistics
 import tempfile
@@ -127,8 +128,11 @@ VENDOR_ENGINES = (
 )
 
 
-def _engine_paths(fused):
-    paths = {}
+@functools.cache
+def _engine_paths(width):
+    """The vendor engines on fcn8s_pair(width)'s fused model, built once for every case: they take any
+    batch and size (dynamic shapes), and converting the trunk is most of a minute per engine."""
+    fused, paths = fcn8s_pair(width)[1], {}
     for name, engine, dtype in VENDOR_ENGINES:
         try:
             paths[name] = optimize_for_inference(fused, dtype=dtype, compile=False, engine=engine)
@@ -142,7 +146,7 @@ def model_paths(batch, image, width, folder, compile=True):
     x = torch.randn(batch, 3, image, image, generator=torch.Generator().manual_seed(1))
     stock, fused = fcn8s_pair(width)
     paths = _torch_paths(stock, fused, compile)
-    paths.update(_engine_paths(fused))
+    paths.update(_engine_paths(width))
     paths.update(_peer_paths(fused, (x,), folder))
     return paths, (x,)
 
