@@ -82,11 +82,13 @@ class InferenceModel(nn.Module):
         super().__init__()
         self.model = model
         self.dtype, self.engine, self.compiled = dtype, engine, compile and engine == "torch"
-        if engine == "torch":
-            scores, labels = model.forward, _labels_of(model)
-        else:
+        if engine != "torch":
             vendor = _Vendor(engine, model, dtype)
-            scores, labels = vendor.scores, vendor.labels
+            scores, labels = _fcn_split(model, vendor) if vendor.fcn else (vendor.scores, vendor.labels)
+        elif isinstance(model, _FCN) and dtype != torch.float32:
+            scores, labels = _fcn_split(model, model.scores)
+        else:
+            scores, labels = model.forward, _labels_of(model)
         # Functions, not modules: a compiled module would register the parameters a second time.
         self._scores = torch.compile(scores) if self.compiled else scores
         self._labels = torch.compile(labels) if self.compiled else labels
@@ -135,15 +137,15 @@ class _Scores(nn.Module):
 class _Vendor:
     """The trunk and score layers (an FCN's `scores`; another model: all of it) run by OpenVINO or ONNX
     Runtime, converted on the first call for any batch and image size (dynamic shapes: one compiled model,
-    measured as fast as one compiled per shape); the FCN's fused head runs in torch, eager, on the engine's
-    output buffers (torch.from_numpy: no copy), in float32 (the engines return float32 at either hint)."""
+    measured as fast as one compiled per shape). Calls return the engine's output buffers as tensors
+    (torch.from_numpy: no copy), float32 at either precision hint; the FCN's head reads them in torch."""
 
     def __init__(self, engine, model, dtype):
         self.engine, self.model, self.dtype = engine, model, dtype
         self.fcn = isinstance(model, _FCN)
         self._infer, self._lock = None, threading.Lock()
 
-    def _outputs(self, inputs):
+    def __call__(self, *inputs):
         inputs = [x.to(torch.float32).contiguous() for x in inputs]
         if self._infer is None:
             with self._lock:  # the first calls of several threads convert once
@@ -151,16 +153,31 @@ class _Vendor:
                     part = _Scores(self.model) if self.fcn else self.model
                     build = _openvino if self.engine == "openvino" else _onnxruntime
                     self._infer = build(part, inputs, self.dtype)
-        return self._infer(inputs), inputs[0].shape[2:]
+        return self._infer(inputs)
 
+    # not an FCN: the engine's output is the result, and its buffer is the engine's to reuse
     def scores(self, *inputs):
-        outs, size = self._outputs(inputs)
-        # not an FCN: the engine's output is the result, and its buffer is the engine's to reuse
-        return self.model.head(*outs, out_size=tuple(size)) if self.fcn else outs[0].clone()
+        return self(*inputs)[0].clone()
 
     def labels(self, *inputs):
-        outs, size = self._outputs(inputs)
-        return self.model.head_labels(*outs, out_size=tuple(size)) if self.fcn else outs[0].argmax(1)
+        return self(*inputs)[0].argmax(1)
+
+
+def _fcn_split(model, trunk):
+    """An FCN's forward and predict with `trunk` (images -> `scores`' outputs) for its trunk and score
+    layers, and its head in float32 outside autocast: the coarse scores are cast up (they are small), the
+    full-size output is written once, in float32, with no bf16 copy of it to cast afterwards (faster at
+    bf16: docs/DESIGN.md §3)."""
+
+    def head(fn):
+        def run(*inputs):
+            outs = [s.float() for s in trunk(*inputs)]
+            with torch.autocast(inputs[0].device.type, enabled=False):
+                return fn(*outs, out_size=tuple(inputs[0].shape[2:]))
+
+        return run
+
+    return head(model.head), head(model.head_labels)
 
 
 def _openvino(part, inputs, dtype):
