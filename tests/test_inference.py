@@ -199,3 +199,18 @@ def test_keep_memory(setup, opt_out, kept):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ([str(not kept), str(kept)]), out.stdout
+
+
+@pytest.mark.slow  # ten compilations of a one-layer model: about a minute on 2 loaded cores
+def test_each_model_compiles_its_own_graphs(seed):
+    """Dynamo's graphs, and its recompile limit (8), are per code object: InferenceModels of one class
+    shared one cache, and the ninth graph in a process ran eagerly. Now each model has its own: five
+    models at two sizes compile ten graphs."""
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    for _ in range(5):
+        fast = optimize_for_inference(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval())
+        for size in (8, 12):
+            fast(torch.randn(1, 3, size, size))
+    assert counters["stats"]["unique_graphs"] - before == 10

@@ -8,6 +8,7 @@ import importlib
 import os
 import tempfile
 import threading
+import types
 
 import torch
 from torch import nn
@@ -90,8 +91,8 @@ class InferenceModel(nn.Module):
         else:
             scores, labels = model.forward, _labels_of(model)
         # Functions, not modules: a compiled module would register the parameters a second time.
-        self._scores = torch.compile(scores) if self.compiled else scores
-        self._labels = torch.compile(labels) if self.compiled else labels
+        self._scores = _compiled(scores) if self.compiled else scores
+        self._labels = _compiled(labels) if self.compiled else labels
 
     def _run(self, fn, inputs):
         if self.engine != "torch":  # the engine takes NCHW float32 and runs at its own precision hint
@@ -116,6 +117,19 @@ class InferenceModel(nn.Module):
 
     def extra_repr(self):
         return f"dtype={self.dtype}, compiled={self.compiled}, engine={self.engine!r}"
+
+
+def _compiled(fn):
+    """torch.compile(fn) with static shapes (a graph per input size), behind a function of its own. Dynamo
+    keeps its graphs, and counts them against its recompile limit (8), per code object: every InferenceModel
+    of one model class shared one cache, so in one process the ninth graph (another model, dtype or size)
+    ran eagerly, and a model's second size compiled a dynamic-shape graph (seen in the peers' table)."""
+
+    def call(*inputs):
+        return fn(*inputs)
+
+    own = types.FunctionType(call.__code__.replace(), call.__globals__, call.__name__, None, call.__closure__)
+    return torch.compile(own, dynamic=False)
 
 
 def _labels_of(model):
