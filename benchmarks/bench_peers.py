@@ -1,6 +1,8 @@
-"""The peers' table (issue 13): the FCN-8s head and the whole FCN-8s on CPU, side by side in one run with
-the rounds interleaved (fcn_kernels.app.peers): stock eager, torch.compile(stock), fused eager,
-optimize_for_inference fp32 / bf16, ONNX Runtime, OpenVINO f32 / bf16, and the head's fresh-memory floor.
+"""The peers' table (issues 13, 20): the FCN-8s head and the whole FCN-8s on CPU, side by side in one run with
+the rounds interleaved (fcn_kernels.app.peers): stock eager, torch.compile(stock), fused eager, the torch
+engine fp32 / bf16, the openvino engine f32 / bf16 and the onnxruntime engine (whole model), ONNX Runtime,
+OpenVINO f32 / bf16, and the head's fresh-memory floor. glibc keeps freed memory (optimize_for_inference sets
+it for the process; FCN_KERNELS_KEEP_MEMORY=0 for glibc's default).
 
 pytest-benchmark times one interleaved run per (part, batch, image); every path's median is in extra_info
 (ms), and a missing peer package is listed there with the reason it was skipped:

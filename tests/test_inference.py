@@ -1,5 +1,13 @@
-"""optimize_for_inference: the model's outputs (fp32 rounding; bf16's bound), compiled or not, at two image
-sizes; the user's model untouched; predict gives the labels."""
+"""optimize_for_inference: the model's outputs (fp32 rounding; bf16's bound), compiled or not, on each engine
+(torch, OpenVINO, ONNX Runtime), at two image sizes; the user's model untouched; predict gives the labels;
+the vendor engines from several threads; glibc's malloc keeps freed memory, unless opted out."""
+
+import ctypes
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -31,14 +39,27 @@ def model():
     return small_fcn8s().eval()
 
 
-@pytest.fixture(
-    scope="module",
-    params=[(torch.float32, True), (torch.float32, False), (torch.bfloat16, True), (torch.bfloat16, False)],
-    ids=["fp32", "fp32-eager", "bf16", "bf16-eager"],
-)
+def needs(package):
+    """Skip unless `package` is installed (the vendor engines: the `test` extra installs both)."""
+    return pytest.mark.skipif(importlib.util.find_spec(package) is None, reason=f"{package} is not installed")
+
+
+# (dtype, compile, engine): the torch engine compiled or not; the vendor engines at each of their precisions
+ENGINE_CASES = [
+    pytest.param((torch.float32, True, "torch"), id="fp32"),
+    pytest.param((torch.float32, False, "torch"), id="fp32-eager"),
+    pytest.param((torch.bfloat16, True, "torch"), id="bf16"),
+    pytest.param((torch.bfloat16, False, "torch"), id="bf16-eager"),
+    pytest.param((torch.float32, False, "openvino"), id="openvino-f32", marks=needs("openvino")),
+    pytest.param((torch.bfloat16, False, "openvino"), id="openvino-bf16", marks=needs("openvino")),
+    pytest.param((torch.float32, False, "onnxruntime"), id="onnxruntime", marks=needs("onnxruntime")),
+]
+
+
+@pytest.fixture(scope="module", params=ENGINE_CASES)
 def optimized(request, model):
-    dtype, compile = request.param
-    return optimize_for_inference(model, dtype=dtype, compile=compile), dtype
+    dtype, compile, engine = request.param
+    return optimize_for_inference(model, dtype=dtype, compile=compile, engine=engine), dtype
 
 
 @pytest.mark.parametrize("shape", SIZES)
@@ -98,3 +119,98 @@ def test_eval_mode_means_no_dropout(seed):
 def test_bad_dtype():
     with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.bfloat16, got torch.float16"):
         optimize_for_inference(small_fcn8s(), dtype=torch.float16)
+
+
+@needs("openvino")
+def test_vendor_engine_threads_give_the_serial_labels(seed):
+    from test_predict import random_model
+    from test_serving import predict_in_threads
+
+    inputs = [torch.randn(1 + i % 2, 3, 30 + 7 * (i % 3), 41) for i in range(8)]
+    fast = optimize_for_inference(random_model(FCN8s, True, inputs[0]), engine="openvino")
+    concurrent = predict_in_threads(fast, inputs)  # the first calls convert the model, once
+    serial = [fast.predict(x) for x in inputs]
+    assert all(torch.equal(got, want) for got, want in zip(concurrent, serial))
+    assert any(s.unique().numel() > 1 for s in serial)
+
+
+@needs("openvino")
+def test_vendor_engine_runs_a_whole_model_that_is_not_an_fcn(seed):
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 5, 1)).eval()
+    fast = optimize_for_inference(m, engine="openvino")
+    x, y = torch.randn(2, 3, 9, 11), torch.randn(1, 3, 6, 5)
+    first = fast(x)
+    fast(y)  # the engine's buffers are reused: the first result is the caller's own
+    with torch.no_grad():
+        assert torch.allclose(first, m(x), rtol=0, atol=FP32_RTOL * m(x).abs().max())
+        assert torch.equal(fast.predict(y), fast(y).argmax(1))
+
+
+def test_engine_errors(monkeypatch):
+    with pytest.raises(ValueError, match="engine must be one of 'torch', 'openvino', 'onnxruntime', got 'tvm'"):
+        optimize_for_inference(small_fcn8s(), engine="tvm")
+    with pytest.raises(ValueError, match="engine='onnxruntime' runs float32 only"):
+        optimize_for_inference(small_fcn8s(), dtype=torch.bfloat16, engine="onnxruntime")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="engine='openvino' needs the openvino package.*pip install openvino"):
+        optimize_for_inference(small_fcn8s(), engine="openvino")
+
+
+# Where glibc put a 64 MiB tensor: mmapped (hblkhd grew: glibc's default), or in the heap (uordblks, the heap's
+# bytes in use, grew: the thresholds were raised).
+_PROBE = """
+import ctypes, sys, torch
+{setup}
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks".split()]
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = Info
+before = mallinfo2()
+x = torch.empty(1 << 24)
+after = mallinfo2()
+print(after.hblkhd - before.hblkhd >= 1 << 26, after.uordblks - before.uordblks >= 1 << 26)
+"""
+OPTIMIZE = "from fcn_kernels.models import FCN8s, optimize_for_inference as o; o(FCN8s(width=1/64), compile=False{})"
+CLI = "from fcn_kernels.app.cli import main; main(['doctor', '--help'])"
+
+
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="glibc's malloc only (elsewhere keep_memory does nothing); mallinfo2 is glibc >= 2.33's",
+)
+@pytest.mark.parametrize(
+    "setup,opt_out,kept",
+    [
+        ("", "1", False),  # glibc's default
+        (OPTIMIZE.format(""), "1", True),
+        (OPTIMIZE.format(""), "0", False),
+        (OPTIMIZE.format(", keep_memory=False"), "1", False),
+        (CLI, "1", True),
+        (CLI, "0", False),
+    ],
+    ids=["default", "optimize_for_inference", "env-opt-out", "arg-opt-out", "cli", "cli-opt-out"],
+)
+def test_keep_memory(setup, opt_out, kept):
+    """optimize_for_inference and the command line make glibc keep freed memory (big blocks from the heap,
+    not mmapped afresh), unless FCN_KERNELS_KEEP_MEMORY=0 or keep_memory=False. In a fresh process: the
+    setting is the process's."""
+    code = _PROBE.format(setup=f"try:\n    {setup}\nexcept SystemExit:\n    pass" if setup else "")
+    env = dict(os.environ, FCN_KERNELS_KEEP_MEMORY=opt_out)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ([str(not kept), str(kept)]), out.stdout
+
+
+@pytest.mark.slow  # ten compilations of a one-layer model: about a minute on 2 loaded cores
+def test_each_model_compiles_its_own_graphs(seed):
+    """Dynamo's graphs, and its recompile limit (8), are per code object: InferenceModels of one class
+    shared one cache, and the ninth graph in a process ran eagerly. Now each model has its own: five
+    models at two sizes compile ten graphs."""
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    for _ in range(5):
+        fast = optimize_for_inference(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval())
+        for size in (8, 12):
+            fast(torch.randn(1, 3, size, size))
+    assert counters["stats"]["unique_graphs"] - before == 10

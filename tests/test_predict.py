@@ -1,5 +1,7 @@
 """FCN*.predict: labels through upsample_argmax, equal to model(images).argmax(1) except at exact ties."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -163,6 +165,35 @@ def test_predict_command_stock_and_bfloat16(tmp_path, checkpoint):
         assert labels.shape == (29, 35)
         if extra == ["--no-fused"]:
             assert (labels == expected_labels(checkpoint, path, fused=False)).mean() > 0.99
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param(e, marks=pytest.mark.skipif(importlib.util.find_spec(e) is None, reason=f"{e} is not installed"))
+        for e in ("openvino", "onnxruntime")
+    ],
+)
+def test_predict_command_engine(tmp_path, checkpoint, capsys, engine):
+    """--engine: the trunk in OpenVINO or ONNX Runtime gives the torch model's labels (but at near-ties of
+    float32 scores summed in another order); bfloat16 is OpenVINO's alone."""
+    import numpy as np
+    from PIL import Image
+
+    from fcn_kernels.app.cli import main
+
+    paths = write_images(tmp_path, [(29, 35), (40, 31)])
+    out = tmp_path / engine
+    assert (
+        main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out), "--engine", engine]) == 0
+    )
+    for path in paths:
+        assert (np.asarray(Image.open(out / f"{path.stem}.png")) == expected_labels(checkpoint, path)).mean() > 0.99
+    capsys.readouterr()
+    ok = engine == "openvino"
+    args = ["predict", str(paths[0]), "--checkpoint", str(checkpoint), "--out", str(out), "--engine", engine]
+    assert main([*args, "--dtype", "bfloat16"]) == (0 if ok else 2)
+    assert ok or "--engine onnxruntime: engine='onnxruntime' runs float32 only" in capsys.readouterr().err
 
 
 def test_predict_command_errors(tmp_path, checkpoint, capsys):

@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from .._malloc import keep_memory
 from ..errors import CLIError, DataError
 from .commands import bench, demo, doctor, evaluate, export, predict, train
 from .config import HelpFormatter
@@ -27,6 +28,9 @@ def build_parser():
 
 
 def main(argv=None):
+    # Every command (predict, bench, eval, train ...): glibc's malloc keeps freed memory, so the big tensors
+    # of each call do not come back as fresh pages (fcn_kernels._malloc; FCN_KERNELS_KEEP_MEMORY=0 opts out).
+    keep_memory()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0

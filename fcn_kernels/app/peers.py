@@ -1,13 +1,19 @@
-"""The peers' table (issue 13): the FCN-8s head and the whole FCN-8s on CPU, every path a user could pick,
-timed side by side in one run with the rounds interleaved (each round runs every path once, so a load
+"""The peers' table (issues 13, 20): the FCN-8s head and the whole FCN-8s on CPU, every path a user could
+pick, timed side by side in one run with the rounds interleaved (each round runs every path once, so a load
 spike on this shared machine hits all of them alike; the table gives each path's median).
 
-Paths: stock eager, torch.compile(stock), fused eager, optimize_for_inference fp32 and bf16, ONNX Runtime,
-OpenVINO with INFERENCE_PRECISION_HINT f32 and bf16 (the same ONNX file as ONNX Runtime), and for the head
-the fresh-memory floor: torch.empty + fill of the head's output. A path whose package is missing is
-skipped with the reason. Shared by `fcn-kernels bench --peers` and benchmarks/bench_peers.py.
+Paths: stock eager, torch.compile(stock), fused eager, the torch engine (optimize_for_inference) fp32 and
+bf16; for the whole model also the openvino engine f32 and bf16 and the onnxruntime engine
+(optimize_for_inference(engine=...): the trunk in the engine, our head in torch; for the head alone those
+engines run the fused eager head); ONNX Runtime, OpenVINO with INFERENCE_PRECISION_HINT f32 and bf16 (the
+same ONNX file as ONNX Runtime), and for the head the fresh-memory floor: torch.empty + fill of the head's
+output. Each case ends with OpenVINO's time over each of ours at equal precision (above 1: ours is faster).
+A path whose package is missing is skipped with the reason. glibc keeps freed memory in this process (as
+optimize_for_inference and the command line set it; FCN_KERNELS_KEEP_MEMORY=0 measures glibc's default).
+Shared by `fcn-kernels bench --peers` and benchmarks/bench_peers.py.
 """
 
+import functools
 import os
 import statistics
 import tempfile
@@ -16,6 +22,7 @@ import time
 import torch
 from torch import nn
 
+from .._malloc import keep_memory
 from ..export import export_onnx
 from ..models import FCN8s, optimize_for_inference
 from .bench import fused_head, head_inputs, stock_head
@@ -103,13 +110,34 @@ def _peer_paths(module, inputs, folder):
 
 
 def _torch_paths(stock, fused, compile):
-    """The PyTorch paths of one comparison: stock eager, torch.compile(stock), fused eager, optimized."""
+    """The PyTorch paths of one comparison: stock eager, torch.compile(stock), fused eager, the torch engine."""
     paths = {"stock eager": _eager(stock)}
     if compile:
         paths["compile(stock)"] = _eager(torch.compile(stock))
     paths["fused eager"] = _eager(fused)
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        paths[f"optimized {name}"] = optimize_for_inference(fused, dtype=dtype, compile=compile)
+        paths[f"torch engine {name}"] = optimize_for_inference(fused, dtype=dtype, compile=compile)
+    return paths
+
+
+# (row, engine, dtype): optimize_for_inference's vendor engines
+VENDOR_ENGINES = (
+    ("openvino engine f32", "openvino", torch.float32),
+    ("openvino engine bf16", "openvino", torch.bfloat16),
+    ("onnxruntime engine", "onnxruntime", torch.float32),
+)
+
+
+@functools.cache
+def _engine_paths(width):
+    """The vendor engines on fcn8s_pair(width)'s fused model, built once for every case: they take any
+    batch and size (dynamic shapes), and converting the trunk is most of a minute per engine."""
+    fused, paths = fcn8s_pair(width)[1], {}
+    for name, engine, dtype in VENDOR_ENGINES:
+        try:
+            paths[name] = optimize_for_inference(fused, dtype=dtype, compile=False, engine=engine)
+        except ImportError as exc:
+            paths[name] = f"skipped: {exc}"
     return paths
 
 
@@ -118,6 +146,7 @@ def model_paths(batch, image, width, folder, compile=True):
     x = torch.randn(batch, 3, image, image, generator=torch.Generator().manual_seed(1))
     stock, fused = fcn8s_pair(width)
     paths = _torch_paths(stock, fused, compile)
+    paths.update(_engine_paths(width))
     paths.update(_peer_paths(fused, (x,), folder))
     return paths, (x,)
 
@@ -166,8 +195,8 @@ def run(cases=CASES, width=1.0, rounds=7, parts=("head", "model"), compile=True,
     output's error relative to fused eager's (bf16 paths: about 1e-2). Returns the rows as dicts."""
     rows = []
     out(
-        f"peers, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s width {width}, "
-        f"{rounds} interleaved rounds (median)"
+        f"peers, CPU {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s width "
+        f"{width}, {rounds} interleaved rounds (median); malloc: {keep_memory()}"
     )
     for part in parts:
         for batch, image in cases:
@@ -194,4 +223,31 @@ def run(cases=CASES, width=1.0, rounds=7, parts=("head", "model"), compile=True,
                     + ("" if err is None else f"  rel. err {err:.1e}")
                 )
                 rows.append(dict(part=part, batch=batch, image=image, path=name, ms=ms, rel_err=err))
+            for peer, ours in LEVELS:
+                pairs = [f"{o} {times[peer] / times[o]:.2f}x" for o in ours if o in times and peer in times]
+                if pairs:
+                    out(f"  {peer}'s time / ours: {', '.join(pairs)}")
     return rows
+
+
+# OpenVINO alone against our paths at equal precision
+LEVELS = (
+    ("openvino f32", ("torch engine fp32", "openvino engine f32", "fused eager")),
+    ("openvino bf16", ("torch engine bf16", "openvino engine bf16")),
+)
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo on Linux) and whether it computes bf16 natively."""
+    import platform
+
+    name, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n")[0]  # the first processor's entry
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+        name, flags = info.get("model name", name), set(info.get("flags", "").split())
+    except OSError:
+        pass
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    return f"{name or 'unknown'} (bf16: {'native, ' + ' '.join(native) if native else 'not native'})"

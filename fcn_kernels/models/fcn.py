@@ -229,15 +229,19 @@ class _FCN(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            h = self.coarse_head(*self.scores(images))
-            out_size = (images.shape[2], images.shape[3])
-            if self.fused:
-                return self._fused_last_stage(upsample_argmax, h, out_size=out_size)
-            oy, ox = self.offsets["output"]
-            last = getattr(self, self.STAGES[-1][0])
-            return last(h)[:, :, oy : oy + out_size[0], ox : ox + out_size[1]].argmax(1)
+            return self.head_labels(*self.scores(images), out_size=(images.shape[2], images.shape[3]))
         finally:
             self.train(was_training)
+
+    def head_labels(self, score_fr, *skips, out_size):
+        """`predict`'s head: labels from `scores`' outputs (fused: upsample_argmax, no full-resolution
+        scores); optimize_for_inference's vendor engines run it on the engine's `scores`."""
+        h = self.coarse_head(score_fr, *skips)
+        if self.fused:
+            return self._fused_last_stage(upsample_argmax, h, out_size=out_size)
+        oy, ox = self.offsets["output"]
+        last = getattr(self, self.STAGES[-1][0])
+        return last(h)[:, :, oy : oy + out_size[0], ox : ox + out_size[1]].argmax(1)
 
     def loss(
         self,

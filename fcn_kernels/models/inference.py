@@ -4,10 +4,19 @@ import contextlib
 import contextvars
 import copy
 import functools
+import importlib
+import os
+import tempfile
 import threading
+import types
 
 import torch
 from torch import nn
+
+from .._malloc import keep_memory as _keep_memory
+from .fcn import _FCN
+
+ENGINES = ("torch", "openvino", "onnxruntime")
 
 
 class _FreezingOn:
@@ -70,16 +79,25 @@ class InferenceModel(nn.Module):
     dtype), `predict(images)` its (N, H, W) int64 labels. Inference only: no gradients. A model of
     several inputs takes them all (forward(*inputs)), each 4-D one made channels_last."""
 
-    def __init__(self, model, dtype, compile):
+    def __init__(self, model, dtype, compile, engine="torch"):
         super().__init__()
         self.model = model
-        self.dtype = dtype
+        self.dtype, self.engine, self.compiled = dtype, engine, compile and engine == "torch"
+        if engine != "torch":
+            vendor = _Vendor(engine, model, dtype)
+            scores, labels = _fcn_split(model, vendor) if vendor.fcn else (vendor.scores, vendor.labels)
+        elif isinstance(model, _FCN) and dtype != torch.float32:
+            scores, labels = _fcn_split(model, model.scores)
+        else:
+            scores, labels = model.forward, _labels_of(model)
         # Functions, not modules: a compiled module would register the parameters a second time.
-        self._scores = torch.compile(model.forward) if compile else model.forward
-        self._labels = torch.compile(_labels_of(model)) if compile else _labels_of(model)
-        self.compiled = compile
+        self._scores = _compiled(scores) if self.compiled else scores
+        self._labels = _compiled(labels) if self.compiled else labels
 
     def _run(self, fn, inputs):
+        if self.engine != "torch":  # the engine takes NCHW float32 and runs at its own precision hint
+            with torch.no_grad():
+                return fn(*inputs)
         inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
         x = inputs[0]
         autocast = (
@@ -98,7 +116,20 @@ class InferenceModel(nn.Module):
         return self._run(self._labels, inputs)
 
     def extra_repr(self):
-        return f"dtype={self.dtype}, compiled={self.compiled}"
+        return f"dtype={self.dtype}, compiled={self.compiled}, engine={self.engine!r}"
+
+
+def _compiled(fn):
+    """torch.compile(fn) with static shapes (a graph per input size), behind a function of its own. Dynamo
+    keeps its graphs, and counts them against its recompile limit (8), per code object: every InferenceModel
+    of one model class shared one cache, so in one process the ninth graph (another model, dtype or size)
+    ran eagerly, and a model's second size compiled a dynamic-shape graph (seen in the peers' table)."""
+
+    def call(*inputs):
+        return fn(*inputs)
+
+    own = types.FunctionType(call.__code__.replace(), call.__globals__, call.__name__, None, call.__closure__)
+    return torch.compile(own, dynamic=False)
 
 
 def _labels_of(model):
@@ -106,7 +137,116 @@ def _labels_of(model):
     return model.predict if hasattr(model, "predict") else (lambda *inputs: model(*inputs).argmax(1))
 
 
-def optimize_for_inference(model, dtype=torch.float32, compile=True):
+class _Scores(nn.Module):
+    """An FCN's trunk and score layers (`scores`) as a module, for the engines' converters."""
+
+    def __init__(self, fcn):
+        super().__init__()
+        self.fcn = fcn
+
+    def forward(self, x):
+        return self.fcn.scores(x)
+
+
+class _Vendor:
+    """The trunk and score layers (an FCN's `scores`; another model: all of it) run by OpenVINO or ONNX
+    Runtime, converted on the first call for any batch and image size (dynamic shapes: one compiled model,
+    measured as fast as one compiled per shape). Calls return the engine's output buffers as tensors
+    (torch.from_numpy: no copy), float32 at either precision hint; the FCN's head reads them in torch."""
+
+    def __init__(self, engine, model, dtype):
+        self.engine, self.model, self.dtype = engine, model, dtype
+        self.fcn = isinstance(model, _FCN)
+        self._infer, self._lock = None, threading.Lock()
+
+    def __call__(self, *inputs):
+        inputs = [x.to(torch.float32).contiguous() for x in inputs]
+        if self._infer is None:
+            with self._lock:  # the first calls of several threads convert once
+                if self._infer is None:
+                    part = _Scores(self.model) if self.fcn else self.model
+                    build = _openvino if self.engine == "openvino" else _onnxruntime
+                    self._infer = build(part, inputs, self.dtype)
+        return self._infer(inputs)
+
+    # not an FCN: the engine's output is the result, and its buffer is the engine's to reuse
+    def scores(self, *inputs):
+        return self(*inputs)[0].clone()
+
+    def labels(self, *inputs):
+        return self(*inputs)[0].argmax(1)
+
+
+def _fcn_split(model, trunk):
+    """An FCN's forward and predict with `trunk` (images -> `scores`' outputs) for its trunk and score
+    layers, and its head in float32 outside autocast: the coarse scores are cast up (they are small), the
+    full-size output is written once, in float32, with no bf16 copy of it to cast afterwards (faster at
+    bf16: docs/DESIGN.md §3)."""
+
+    def head(fn):
+        def run(*inputs):
+            outs = [s.float() for s in trunk(*inputs)]
+            with torch.autocast(inputs[0].device.type, enabled=False):
+                return fn(*outs, out_size=tuple(inputs[0].shape[2:]))
+
+        return run
+
+    return head(model.head), head(model.head_labels)
+
+
+def _openvino(part, inputs, dtype):
+    ov = importlib.import_module("openvino")
+    from ..export import _in_eval_mode
+
+    # torch.export with every size but the channels dynamic (OpenVINO's own tracing is torch.jit's, deprecated)
+    program = _in_eval_mode(part, inputs, True, lambda m, xs, shapes: torch.export.export(m, xs, dynamic_shapes=shapes))
+    converted = ov.convert_model(program)
+    hint = "bf16" if dtype == torch.bfloat16 else "f32"
+    compiled = ov.Core().compile_model(
+        converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    )
+    local = threading.local()  # an infer request per thread: its output buffers are that thread's
+
+    def infer(xs):
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        out = request.infer([x.numpy() for x in xs], share_inputs=True, share_outputs=True)
+        return [torch.from_numpy(a) for a in out.to_tuple()]
+
+    return infer
+
+
+def _onnxruntime(part, inputs, dtype):
+    ort = importlib.import_module("onnxruntime")
+    from ..export import export_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(part, tuple(inputs), os.path.join(folder, "scores.onnx"), dynamic=True)
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    # InferenceSession.run is thread-safe; its outputs are new arrays each call
+    return lambda xs: [torch.from_numpy(a) for a in session.run(None, dict(zip(names, (x.numpy() for x in xs))))]
+
+
+def _check_engine(engine, dtype):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+    if engine == "onnxruntime" and dtype != torch.float32:
+        raise ValueError(f"engine='onnxruntime' runs float32 only on a CPU, got dtype={dtype}")
+    if engine != "torch":
+        try:
+            importlib.import_module(engine)
+        except ImportError as exc:
+            raise ImportError(
+                f"engine={engine!r} needs the {engine} package, which is not installed ({exc}): "
+                f"pip install {engine}, or use engine='torch'"
+            ) from exc
+
+
+def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="torch", keep_memory=True):
     r"""A copy of ``model`` tuned for inference, with the same outputs within the dtype's rounding.
 
     The copy is in eval mode, its parameters do not require grad, it runs without autograd, in
@@ -120,7 +260,20 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
         dtype (torch.dtype): ``torch.float32``, or ``torch.bfloat16`` (autocast; outputs are returned in the
             inputs' dtype). Default: torch.float32.
         compile (bool): ``torch.compile`` with Inductor freezing; the first call per input size compiles
-            (tens of seconds for a whole FCN on a CPU). Default: True.
+            (tens of seconds for a whole FCN on a CPU). ``engine="torch"`` only. Default: True.
+        engine (str): ``"torch"``: all of the model in PyTorch, as above. ``"openvino"``: an FCN's trunk and
+            score layers (``model.scores``; another model: all of it) converted on the first call and
+            compiled by OpenVINO on the CPU for any batch and size, at ``INFERENCE_PRECISION_HINT`` f32 or
+            bf16 from ``dtype``; the fused head runs in torch on OpenVINO's output buffers (no copies), and
+            ``predict`` ends in :func:`fcn_kernels.upsample_argmax`. ``"onnxruntime"``: the same through
+            ONNX Runtime (float32 only). Both need their package (ImportError otherwise) and run on the CPU.
+            Default: "torch".
+        keep_memory (bool): tell glibc's malloc to keep freed memory (``fcn_kernels._malloc``): big
+            tensors, freed and allocated again every call, then stop coming back as fresh pages (the
+            "fresh-page tax", measured in docs/DESIGN.md §3).
+            **Process-wide** and for good: the process keeps its peak heap resident. Off with False, or
+            with ``FCN_KERNELS_KEEP_MEMORY=0`` in the environment; a no-op on other C libraries than
+            glibc. Default: True.
 
     Returns:
         InferenceModel: ``forward(images)`` gives the scores (Tensor[N, n_class, H, W], in the images' dtype),
@@ -140,7 +293,10 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True):
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    _check_engine(engine, dtype)
+    if keep_memory:
+        _keep_memory()
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
-    return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile)
+    return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile, engine)

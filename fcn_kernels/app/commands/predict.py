@@ -40,7 +40,16 @@ def add_arguments(p):
     p.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute precision (bfloat16: autocast)"
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument(
+        "--engine",
+        choices=("torch", "openvino", "onnxruntime"),
+        default="torch",
+        help="torch: all of the model in PyTorch; openvino, onnxruntime: the trunk and score layers in that engine "
+        "on the CPU (onnxruntime: float32 only), the fused head in PyTorch (optimize_for_inference)",
+    )
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available; cpu with --engine)"
+    )
     p.add_argument(
         "--batch-size", type=int, default=1, help="images per forward pass (images of one size are batched together)"
     )
@@ -215,8 +224,17 @@ def run(args):
             skip(k, exc)
     written = 0
     if good:
-        device = resolve_device(args.device, Dist())
+        device = resolve_device(args.device or ("cpu" if args.engine != "torch" else None), Dist())
+        if args.engine != "torch" and device.type != "cpu":
+            raise CLIError(f"--engine {args.engine} runs on the CPU, not on --device {args.device}")
         model, mode, class_names = _load_model(args.checkpoint, args.fused, device)
+        if args.engine != "torch":
+            from ...models import optimize_for_inference
+
+            try:  # the engine converts the model on the first batch
+                model = optimize_for_inference(model, getattr(torch, args.dtype), compile=False, engine=args.engine)
+            except (ImportError, ValueError) as exc:
+                raise CLIError(f"--engine {args.engine}: {exc}") from None
         mode = args.preprocess or mode
         out.mkdir(parents=True, exist_ok=True)
         if args.progress and len(good) > 1:
@@ -236,7 +254,7 @@ def run(args):
                     skip(k, exc)
             if images:
                 x = torch.stack([preprocess(im, mode) for im in images]).to(device)
-                with autocast(device, args.dtype == "bfloat16"):
+                with autocast(device, args.dtype == "bfloat16" and args.engine == "torch"):
                     labels = model.predict(x).cpu().numpy()
                 for k, image, label in zip(batch, images, labels):
                     with atomic_write(out / f"{names[k]}.png") as f:
