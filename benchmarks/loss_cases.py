@@ -159,6 +159,7 @@ def table(results):
         "| case | shape | contender | ms (median) | / fused | peak MB | peak / stock |",
         "|---|---|---|---|---|---|---|",
     ]
+
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
