@@ -4,7 +4,8 @@ F.interpolate, crop, pixelwise_cross_entropy), torch.compile of it, and F.cross_
 logits (the loss alone, for scale). Shapes, contenders and the peak-memory method: benchmarks/loss_cases.py.
 
 Time: per shape one interleaved run (each round runs every contender once, so load on this shared machine hits
-all alike; medians of the rounds after a warm-up round), ratios against the fused contender side by side;
+all alike; medians of the rounds after a warm-up round), ratios against the fused contender side by side, in
+wall time and in the process's CPU time (which other jobs on the machine disturb less);
 then each contender's peak memory, measured in a child process (CPU). One command, under 10 minutes on 2 cores:
     FCN_BENCH_FULL=1 pytest benchmarks/bench_losses.py -s     # writes benchmarks/results/<date>-<cpu>-losses.json
     pytest benchmarks/bench_losses.py --benchmark-disable     # tiny shapes, one round: CI's smoke run
@@ -17,7 +18,9 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
+import time
 
 import pytest
 import torch
@@ -25,7 +28,6 @@ import torch
 import loss_cases
 from conftest import DEVICES, FULL, rounds
 from fcn_kernels._io import write_json
-from fcn_kernels.app import peers
 
 ROUNDS = rounds(5 if FULL else 1)
 RESULTS = {}  # device: the results file's object, rewritten after every case
@@ -64,16 +66,33 @@ def results(device):
             threads=torch.get_num_threads(),
             command=" ".join(["FCN_BENCH_FULL=1"] * FULL + ["pytest"] + sys.argv[1:]),
             method=dict(
-                time=f"median of {ROUNDS} interleaved rounds after 1 warm-up round, ms; one step = the loss "
-                "and its gradient wrt the coarse scores (the logits for loss-alone); ratio_vs_fused = ms / the "
-                "first fused contender's ms (> 1: fused faster); float32, mean reduction, random labels, none "
-                "ignored",
+                time=f"median of {ROUNDS} interleaved rounds after 1 warm-up round, ms (wall; cpu_ms: the "
+                "process's CPU time, every thread's); one step = the loss and its gradient wrt the coarse scores "
+                "(the logits for loss-alone); ratio_vs_fused = ms / the first fused contender's ms (> 1: fused "
+                "faster); float32, mean reduction, random labels, none ignored",
                 memory=loss_cases.__doc__.split("\n\n")[1].replace("\n", " "),
             ),
             rows=[],
             skipped=[],
         )
     return RESULTS[device.type]
+
+
+def interleaved(runs, times, cpu):
+    """times, cpu: {contender: median wall seconds, median process CPU seconds (every thread's; less
+    sensitive than wall time to other jobs on a shared machine)} of ROUNDS rounds, each running every
+    contender once, after one warm-up round."""
+    for run in runs.values():
+        run()
+    samples = {c: [] for c in runs}
+    for _ in range(ROUNDS):
+        for c, run in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            run()
+            samples[c].append((time.perf_counter() - t0, time.process_time() - c0))
+    for c, s in samples.items():
+        times[c] = statistics.median(t for t, _ in s)
+        cpu[c] = statistics.median(t for _, t in s)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -90,8 +109,8 @@ def test_loss(benchmark, case, device):
         else:
             runs[contender] = loss_cases.step(case, contender, device)
     load = [os.getloadavg()[0]]
-    times = {}
-    benchmark.pedantic(lambda: times.update(peers.interleaved(runs, (), ROUNDS, warmup=1)), rounds=1, iterations=1)
+    times, cpu = {}, {}
+    benchmark.pedantic(lambda: interleaved(runs, times, cpu), rounds=1, iterations=1)
     load.append(os.getloadavg()[0])
     fused = next((c for c in loss_cases.FUSED[device.type] if c in times), None)  # None: no fused kernels here
     peaks = {c: loss_cases.peak(case, c, device)["peak_mb"] for c in times}
@@ -107,6 +126,8 @@ def test_loss(benchmark, case, device):
             contender=c,
             ms=t * 1e3,
             ratio_vs_fused=t / times[fused] if fused else None,
+            cpu_ms=cpu[c] * 1e3,
+            cpu_ratio_vs_fused=cpu[c] / cpu[fused] if fused else None,
             peak_mb=peaks[c],
             peak_vs_stock=peaks[c] / peaks["stock"] if peaks.get("stock", 0) > 0 else None,
             loadavg_1min=load,

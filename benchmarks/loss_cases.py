@@ -153,19 +153,20 @@ def peak(case, contender, device):
 
 
 def table(results):
-    """The markdown table of a results file (bench_losses.py's JSON): ms, ratio vs the first fused
-    contender, peak MB, per case and contender."""
+    """The markdown table of a results file (bench_losses.py's JSON): wall and CPU ms, each with its ratio
+    to the first fused contender's, peak MB and its ratio to stock's, per case and contender."""
     lines = [
-        "| case | shape | contender | ms (median) | / fused | peak MB | peak / stock |",
-        "|---|---|---|---|---|---|---|",
+        "| case | shape | contender | ms (median) | / fused | CPU ms | / fused | peak MB | peak / stock |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
+    def num(v, fmt, unit=""):
+        return "-" if v is None else format(v, fmt) + unit
 
     for row in results["rows"]:
         cells = [row["case"], row["shape"], row["contender"], num(row["ms"], ".1f")]
-        cells += [num(row["ratio_vs_fused"], ".2f") + "x", num(row.get("peak_mb"), ".1f")]
+        cells += [num(row["ratio_vs_fused"], ".2f", "x"), num(row.get("cpu_ms"), ".1f")]
+        cells += [num(row.get("cpu_ratio_vs_fused"), ".2f", "x"), num(row.get("peak_mb"), ".1f")]
         lines.append("| " + " | ".join(cells + [num(row.get("peak_vs_stock"), ".2f")]) + " |")
     return "\n".join(lines)
 
