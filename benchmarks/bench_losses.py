@@ -70,7 +70,7 @@ def results(device):
                 "process's CPU time, every thread's); one step = the loss and its gradient wrt the coarse scores "
                 "(the logits for loss-alone); ratio_vs_fused = ms / the first fused contender's ms (> 1: fused "
                 "faster); float32, mean reduction, random labels, none ignored",
-                memory=loss_cases.__doc__.split("\n\n")[1].replace("\n", " "),
+                memory=loss_cases.__doc__.split("\n\n")[2].replace("\n", " "),
             ),
             rows=[],
             skipped=[],
