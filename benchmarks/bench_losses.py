@@ -64,7 +64,11 @@ def results(device):
             device=device.type,
             torch=torch.__version__,
             threads=torch.get_num_threads(),
-            command=" ".join(["FCN_BENCH_FULL=1"] * FULL + ["pytest"] + sys.argv[1:]),
+            command=" ".join(
+                [f"{k}={os.environ[k]}" for k in ("FCN_BENCH_FULL", "FCN_BENCH_ROUNDS") if os.environ.get(k)]
+                + ["pytest"]
+                + sys.argv[1:]
+            ),
             method=dict(
                 time=f"median of {ROUNDS} interleaved rounds after 1 warm-up round, ms (wall; cpu_ms: the "
                 "process's CPU time, every thread's); one step = the loss and its gradient wrt the coarse scores "
