@@ -21,16 +21,15 @@ import subprocess
 import sys
 from collections import namedtuple
 
+# torch.compile in this process, without inductor's pool of compile workers (read when inductor is first
+# imported): on a 2-core machine the pool's processes took the cores while the first shape was timed
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 import torch
-import torch._inductor.config
 import torch.nn.functional as F
 
 from fcn_kernels import backends, bilinear_kernel, interpolate_cross_entropy, reference, upsample_cross_entropy
 from fcn_kernels.app import bench
-
-# torch.compile in this process, without inductor's pool of compile workers: on a 2-core machine the pool's
-# processes, still starting while the first shape is timed, took its cores (fused VOC batch 1 timed 1.7x slower)
-torch._inductor.config.compile_threads = 1
 
 FULL = os.environ.get("FCN_BENCH_FULL") == "1"
 WARMUP = 2
