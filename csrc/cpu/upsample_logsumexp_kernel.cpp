@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../host/upsample_logsumexp.h"
@@ -25,11 +27,62 @@ namespace upsample_logsumexp {
 namespace {
 
 using upsample_skip::grain_for;
+using upsample_skip::inputs_for_output;
 using upsample_skip::rounded;
 using upsample_skip::RowPlan;
 using upsample_skip::Stride;
 using upsample_skip::with_phases;
 using upsample_skip::with_stride;
+
+// plan.row(x, n, co, i, acc) to the bit where one input channel's two input rows reach the output row
+// through two tap blocks (FCN's upscore8: depthwise, kernel 16, stride 8): each column block's 8 sums
+// stay in a vector register over its four terms, added in plan.row's order (input row, then tap), each a
+// fused multiply-add as there, where plan.row passes over the whole row once per term. The blocks whose
+// taps fall outside x (at most one each end) keep only the terms inside it; every other geometry goes to
+// plan.row.
+template <int SW, typename scalar_t>
+const at::opmath_type<scalar_t>* gathered_row(const RowPlan<SW, scalar_t>& plan, const scalar_t* x, int64_t n,
+                                             int64_t co, int64_t i, at::opmath_type<scalar_t>* acc) {
+  const Geometry& g = plan.g;
+  if constexpr (SW == 8 && std::is_same_v<scalar_t, float>) {
+    typedef float v8 __attribute__((vector_size(32)));
+    const int64_t p = i + g.oy;
+    const Range ih = inputs_for_output(p, g.sh, g.Kh, g.H);
+    const int64_t lo = std::max<int64_t>(plan.m_lo, 1), hi = std::min<int64_t>(plan.m_hi, g.W);
+    if (g.cin_per_group() == 1 && g.Kw == 16 && ih.size() == 2 && lo < hi) {
+      const int64_t cout_g = g.cout_per_group(), ci = co / cout_g;
+      const float *x0 = x + g.x_index(n, ci, ih.begin, 0), *x1 = x0 + g.W;
+      const float* w0 = plan.wt.data() + ((ci * cout_g + co % cout_g) * g.Kh + p - ih.begin * g.sh) * 16;
+      const float* w1 = w0 - g.sh * 16;  // the next input row's kernel row: kh - sh
+      v8 w00, w01, w10, w11;
+      std::memcpy(&w00, w0, sizeof(v8));
+      std::memcpy(&w01, w0 + 8, sizeof(v8));
+      std::memcpy(&w10, w1, sizeof(v8));
+      std::memcpy(&w11, w1 + 8, sizeof(v8));
+      const auto edge = [&](int64_t m) {  // only the terms inside x, as plan.row
+        v8 blk = {};
+        const bool t0 = m >= 0 && m < g.W, t1 = m >= 1 && m - 1 < g.W;
+        if (t0) blk += x0[m] * w00;
+        if (t1) blk += x0[m - 1] * w01;
+        if (t0) blk += x1[m] * w10;
+        if (t1) blk += x1[m - 1] * w11;
+        std::memcpy(acc + (m - plan.m_lo) * 8, &blk, sizeof(v8));
+      };
+      for (int64_t m = plan.m_lo; m < lo; ++m) edge(m);
+      for (int64_t m = lo; m < hi; ++m) {
+        v8 blk = {};
+        blk += x0[m] * w00;
+        blk += x0[m - 1] * w01;
+        blk += x1[m] * w10;
+        blk += x1[m - 1] * w11;
+        std::memcpy(acc + (m - plan.m_lo) * 8, &blk, sizeof(v8));
+      }
+      for (int64_t m = hi; m < plan.m_hi; ++m) edge(m);
+      return acc + plan.first;
+    }
+  }
+  return plan.row(x, n, co, i, acc);
+}
 
 // The scores of output row (n, i) for every class exactly as upsample_skip stores them (the row
 // gather, then bias, then skip added, one rounding to scalar_t): v[c * Wo + j].
@@ -39,7 +92,7 @@ void score_rows(const RowPlan<SW, scalar_t>& plan, const scalar_t* x, const scal
   using acc_t = at::opmath_type<scalar_t>;
   const Geometry& g = plan.g;
   for (int64_t co = 0; co < g.Cout; ++co) {
-    const acc_t* a = plan.row(x, n, co, i, scratch);
+    const acc_t* a = gathered_row(plan, x, n, co, i, scratch);
     const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
     acc_t* __restrict__ out = v + co * g.Wo;
     if (skip) {
