@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import DEVICES, FULL, step
-from fcn_kernels import reference, upsample_skip
+from fcn_kernels import bilinear_kernel, reference, upsample_argmax, upsample_skip
 from fcn_kernels.app import bench
 
 IMAGE = 500 if FULL else 64
@@ -68,3 +68,74 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
         stock = (lambda *a: bench.stock_head(*a, IMAGE)) if impl == "stock" else bench.compiled_stock_head(IMAGE)
         head = partial(stock, scores, ws, groups)
     benchmark(step(head, scores, backward, sync))
+
+
+# The head's floor (issue 20): `python benchmarks/bench_upsample_skip.py [--rounds N]` prints, for upscore8 at
+# 500x500 (batch 1 and 4, 1 and 2 threads, default malloc and malloc keeping memory), the median over
+# interleaved rounds of the per-round ratios upsample_skip / floor and upsample_argmax / upsample_skip, the
+# floor being torch.empty(out_shape).fill_(1). The malloc setting must be in place before the process
+# starts, so each one runs in a child process.
+KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "8589934592"}
+
+
+def floor_ratios(batch, threads, rounds):
+    """{name: median ms, ratio: median per-round ratio} for upscore8 at 500x500, float32."""
+    import statistics
+    import time
+
+    torch.set_num_threads(threads)
+    st = bench.fcn8s_stages(500)[2]
+    x = torch.randn(batch, 21, *st.in_hw, generator=torch.Generator().manual_seed(0))
+    w = bilinear_kernel(21, st.kernel, 21)
+    kw = dict(stride=st.stride, groups=21, out_offset=st.out_offset, out_size=st.out_size)
+    shape = (batch, 21, *st.out_size)
+    fns = {
+        "floor": lambda: torch.empty(shape).fill_(1),
+        "skip": lambda: upsample_skip(x, w, **kw),
+        "argmax": lambda: upsample_argmax(x, w, **kw),
+    }
+    times = {name: [] for name in fns}
+    for r in range(rounds + 3):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if r >= 3:  # warm-up rounds
+                times[name].append(time.perf_counter() - t0)
+    med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    med["skip / floor"] = statistics.median(s / f for s, f in zip(times["skip"], times["floor"]))
+    med["argmax / skip"] = statistics.median(a / s for a, s in zip(times["argmax"], times["skip"]))
+    return med
+
+
+def _main():
+    import argparse
+    import json
+    import os
+    import subprocess
+    import sys
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=60)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    cases = [(b, t) for b in (1, 4) for t in (1, 2)]
+    if args.child:
+        for b, t in cases:
+            print(json.dumps({"batch": b, "threads": t, **floor_ratios(b, t, args.rounds)}), flush=True)
+        return
+    print(f"upscore8 500x500 float32, {args.rounds} interleaved rounds, load {os.getloadavg()[0]:.1f}")
+    print("| malloc | batch | threads | floor ms | upsample_skip ms | argmax ms | skip / floor | argmax / skip |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, env in (("default", {}), ("keeping memory", KEEP_MEMORY)):
+        cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds)]
+        out = subprocess.run(cmd, env={**os.environ, **env}, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            r = json.loads(line)
+            print(
+                f"| {mode} | {r['batch']} | {r['threads']} | {r['floor']:.2f} | {r['skip']:.2f} | {r['argmax']:.2f} "
+                f"| {r['skip / floor']:.2f}x | {r['argmax / skip']:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    _main()

@@ -26,10 +26,13 @@ namespace {
 using upsample_skip::gather_block_row;
 using upsample_skip::grain_for;
 using upsample_skip::Result;
+using upsample_skip::load_block;
 using upsample_skip::rounded;
+using upsample_skip::rounded_block;
 using upsample_skip::RowPlan;
 using upsample_skip::run_forward;
 using upsample_skip::Stride;
+using upsample_skip::Taps;
 using upsample_skip::weight_blocks;
 
 // Classes are visited in increasing order; a row of running maxima (and int32 labels, the maxima's
@@ -49,7 +52,65 @@ struct RunningArgmax {
   void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
 };
 
-// Direct path: one output row (n, i) per step, the classes' rows accumulated in turn.
+// Labels of blocks [m, m + B) of output row (n, i), the blocks' running maxima and labels kept in
+// registers while the classes are visited in increasing order (class co's row terms: taps[co]); each
+// score is computed, biased, skipped and rounded as upsample_skip's forward stores it. kCore: core blocks
+// (RowPlan::core_blocks), else edge blocks.
+template <int NT, bool kCore, int B, int SW, typename scalar_t>
+FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps,
+                                 const scalar_t* bias, const scalar_t* skip, int64_t n, int64_t i, int64_t m,
+                                 int64_t* orow) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Vec = typename Taps<SW, scalar_t>::Vec;
+  using Label = decltype(Vec{} > Vec{});  // integer lanes as wide as the scores'
+  const Geometry& g = plan.g;
+  int64_t r0[B], r1[B];
+  for (int b = 0; b < B; ++b) {
+    r0[b] = 0, r1[b] = SW;
+    if (!kCore) plan.window(m + b, r0[b], r1[b]);
+  }
+  Vec best[B] = {};
+  Label label[B] = {};
+  for (int64_t co = 0; co < g.Cout; ++co) {
+    const acc_t bc = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+    const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+    for (int b = 0; b < B; ++b) {
+      Vec v = taps[co].template at<NT, !kCore>(m + b) + bc;
+      if (srow) v += load_block<Vec>(srow + plan.column(m + b), r0[b], r1[b]);
+      v = rounded_block<scalar_t>(v);
+      if (co == 0) {
+        best[b] = v, label[b] = Label{};
+      } else {  // takes_over, lane by lane
+        const Label t = ~(v <= best[b]) & (best[b] == best[b]);  // (v > best or v NaN), best not NaN
+        best[b] = t ? v : best[b];
+        label[b] = t ? Label{} + static_cast<upsample_skip::elem_t<Label>>(co) : label[b];
+      }
+    }
+  }
+  for (int b = 0; b < B; ++b)
+    for (int64_t r = r0[b]; r < r1[b]; ++r) orow[plan.column(m + b) + r] = label[b][r];
+}
+
+// Output row (n, i)'s labels from register blocks: the core blocks in tiles, the edge blocks one by one.
+template <int SW, typename scalar_t>
+void label_row(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps, const scalar_t* bias,
+               const scalar_t* skip, int64_t n, int64_t i, int64_t* orow) {
+  if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
+    constexpr int kTile = std::max(1, 32 / SW);  // blocks per tile: 4 at stride 8
+    upsample_skip::with_tap_count(taps[0].n, [&](auto nt) {
+      constexpr int NT = decltype(nt)::value;
+      const Range core = plan.core_blocks();
+      int64_t m = plan.m_lo;
+      for (; m < core.begin; ++m) label_tile<NT, false, 1>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m + kTile <= core.end; m += kTile) label_tile<NT, true, kTile>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < core.end; ++m) label_tile<NT, true, 1>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < plan.m_hi; ++m) label_tile<NT, false, 1>(plan, taps, bias, skip, n, i, m, orow);
+    });
+  }
+}
+
+// Direct path: one output row (n, i) per step, from register blocks (label_row) where they apply, else
+// the classes' rows accumulated in turn.
 template <int SW, typename scalar_t>
 void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
                    const scalar_t* skip, int64_t* out) {
@@ -57,9 +118,15 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   const RowPlan<SW, scalar_t> plan(sw, g, w);
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plan.acc_size());
+    std::vector<Taps<SW, scalar_t>> taps(g.Cout);
     RunningArgmax<acc_t> run(g.Wo);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, n = row / g.Ho;
+      if (plan.taps(x, n, 0, i, taps[0])) {
+        for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
+        label_row(plan, taps.data(), bias, skip, n, i, out + row * g.Wo);
+        continue;
+      }
       for (int64_t co = 0; co < g.Cout; ++co) {
         const acc_t* a = plan.row(x, n, co, i, acc.data());
         const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);

@@ -16,7 +16,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../host/upsample_skip.h"
@@ -86,6 +88,94 @@ void forward_row(Stride<SW> sw, acc_t* __restrict__ acc, const scalar_t* __restr
   }
 }
 
+// Register blocks. With the stride fixed at compile time, a column block's sw sums fit a GCC/Clang
+// vector (Block), and an output row whose tap block list is short (Taps: at most kMaxTaps input rows
+// times taps, 4 for every FCN stage) is computed block by block in registers and stored once, instead
+// of forward_row's passes over a row buffer. Each block adds the same terms in the same order as
+// forward_row (0, then x * w term by term, the same expression, so contracted to FMA alike), skipping
+// the same terms outside x: the sums are forward_row's to the bit.
+template <typename T, int N>
+using Block [[gnu::vector_size(N * sizeof(T))]] = T;
+
+// Blocks of at least 32 bytes (8 floats); narrower ones (stride 2 and 4) stay on forward_row, whose
+// loops the compiler vectorizes across blocks.
+template <int SW, typename acc_t>
+constexpr bool kRegisterBlocks = SW > 0 && SW * sizeof(acc_t) >= 32;
+
+constexpr int kMaxTaps = 4;
+
+// The block code must inline into its loops (a call per block, its vectors through memory, costs more
+// than the block).
+#define FCN_BLOCK_INLINE __attribute__((always_inline)) inline
+#define FCN_BLOCK_INLINE_LAMBDA __attribute__((always_inline))
+
+template <int SW, typename scalar_t>
+struct Taps {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Vec = Block<acc_t, (SW > 0 ? SW : 1)>;
+  Vec w[kMaxTaps] = {};
+  const scalar_t* x[kMaxTaps] = {};
+  int64_t t[kMaxTaps] = {};
+  int64_t n = 0, W = 0;
+
+  // Block m's sums; kCheck: skip the terms whose x[m - t] lies outside x (as forward_row's ranges do).
+  template <int NT, bool kCheck>
+  FCN_BLOCK_INLINE Vec at(int64_t m) const {
+    Vec v = {};
+    for (int k = 0; k < NT; ++k) {
+      const int64_t c = m - t[k];
+      if (kCheck && (c < 0 || c >= W)) continue;
+      v += static_cast<acc_t>(x[k][c]) * w[k];
+    }
+    return v;
+  }
+};
+
+// Runs fn(std::integral_constant<int, n>) for 0 <= n <= kMaxTaps (0: a row no input reaches).
+template <typename Fn>
+void with_tap_count(int64_t n, Fn&& fn) {
+  switch (n) {
+    case 0: return fn(std::integral_constant<int, 0>{});
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 3: return fn(std::integral_constant<int, 3>{});
+    default: return fn(std::integral_constant<int, 4>{});
+  }
+}
+
+// A block's element type.
+template <typename V>
+using elem_t = std::remove_cvref_t<decltype(std::declval<V>()[0])>;
+
+// v's elements [r0, r1) into o[r0 ..], each rounded to scalar_t.
+template <typename scalar_t, typename V>
+FCN_BLOCK_INLINE void store_block(scalar_t* __restrict__ o, const V& v, int64_t r0, int64_t r1) {
+  if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
+    if (r0 == 0 && r1 == int64_t(sizeof(V) / sizeof(scalar_t))) return void(std::memcpy(o, &v, sizeof(V)));
+  }
+  for (int64_t r = r0; r < r1; ++r) o[r] = static_cast<scalar_t>(v[r]);
+}
+
+// p[r0 .. r1) as elements [r0, r1) of a block, zero elsewhere.
+template <typename V, typename scalar_t>
+FCN_BLOCK_INLINE V load_block(const scalar_t* __restrict__ p, int64_t r0, int64_t r1) {
+  V v = {};
+  if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
+    if (r0 == 0 && r1 == int64_t(sizeof(V) / sizeof(scalar_t))) return std::memcpy(&v, p, sizeof(V)), v;
+  }
+  for (int64_t r = r0; r < r1; ++r) v[r] = static_cast<elem_t<V>>(p[r]);
+  return v;
+}
+
+// rounded() of every element.
+template <typename scalar_t, typename V>
+FCN_BLOCK_INLINE V rounded_block(V v) {
+  if constexpr (!std::is_same_v<scalar_t, elem_t<V>>) {
+    for (size_t r = 0; r < sizeof(V) / sizeof(elem_t<V>); ++r) v[r] = static_cast<elem_t<V>>(static_cast<scalar_t>(v[r]));
+  }
+  return v;
+}
+
 // The direct forward's plan: the regrouped weight and the column blocks covering the crop window.
 template <int SW, typename scalar_t>
 struct RowPlan {
@@ -104,19 +194,77 @@ struct RowPlan {
 
   // acc (acc_size()) = output row (n, co, i) before bias and skip; returns its column 0.
   const acc_t* row(const scalar_t* x, int64_t n, int64_t co, int64_t i, acc_t* acc) const {
+    Taps<SW, scalar_t> tp;
+    if (taps(x, n, co, i, tp)) {
+      sweep(tp, [&](int64_t m, const auto& v, auto) FCN_BLOCK_INLINE_LAMBDA { std::memcpy(acc + (m - m_lo) * sw(), &v, sizeof v); });
+      return acc + first;
+    }
+    std::fill(acc, acc + acc_size(), acc_t(0));
+    for_inputs(n, co, i, [&](int64_t ci, int64_t in_row, const acc_t* wrow) {
+      forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, g.Kw, T);
+    });
+    return acc + first;
+  }
+
+  // fn(ci, in_row, weight row) for the input rows output row (n, co, i) receives, in forward_row's order.
+  template <typename Fn>
+  void for_inputs(int64_t n, int64_t co, int64_t i, Fn&& fn) const {
     const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
     const int64_t grp = co / cout_g, co_l = co % cout_g;
-    std::fill(acc, acc + acc_size(), acc_t(0));
     const int64_t p = i + g.oy;
     const Range ih = inputs_for_output(p, g.sh, g.Kh, g.H);
-    for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci) {
-      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) {
-        const int64_t kh = p - in_row * g.sh;
-        const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh) * T * sw();
-        forward_row(sw, acc, x + g.x_index(n, ci, in_row, 0), wrow, m_lo, m_hi, g.W, g.Kw, T);
-      }
+    for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci)
+      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row)
+        fn(ci, in_row, wt.data() + ((ci * cout_g + co_l) * g.Kh + p - in_row * g.sh) * T * sw());
+  }
+
+  // Output row (n, co, i)'s terms as register blocks, in forward_row's order; false where register
+  // blocks do not apply (then row()'s buffer does it).
+  bool taps(const scalar_t* x, int64_t n, int64_t co, int64_t i, Taps<SW, scalar_t>& tp) const {
+    if constexpr (kRegisterBlocks<SW, acc_t>) {
+      if (g.Kw % sw() != 0 || g.cin_per_group() * ceil_div(g.Kh, g.sh) * T > kMaxTaps) return false;
+      tp.n = 0, tp.W = g.W;
+      for_inputs(n, co, i, [&](int64_t ci, int64_t in_row, const acc_t* wrow) {
+        for (int64_t t = 0; t < T; ++t, ++tp.n) {
+          std::memcpy(&tp.w[tp.n], wrow + t * sw(), sizeof tp.w[0]);
+          tp.x[tp.n] = x + g.x_index(n, ci, in_row, 0);
+          tp.t[tp.n] = t;
+        }
+      });
+      return true;
     }
-    return acc + first;
+    return false;
+  }
+
+  // The core blocks [begin, end): all their terms inside x (no checks) and all their sw columns inside
+  // the crop window. Others (a few at the row's ends) are edge blocks.
+  Range core_blocks() const {
+    const int64_t lo = std::max({m_lo, T - 1, m_lo + ceil_div(first, sw())});
+    const int64_t hi = std::min({m_hi, g.W, m_lo + (g.Wo + first) / sw()});
+    return {std::min(lo, hi), hi};
+  }
+
+  // Output column of block m's element 0; its elements [r0, r1) fall inside the crop window.
+  int64_t column(int64_t m) const { return (m - m_lo) * sw() - first; }
+  FCN_BLOCK_INLINE void window(int64_t m, int64_t& r0, int64_t& r1) const {
+    r0 = std::max<int64_t>(0, -column(m)), r1 = std::min<int64_t>(sw(), g.Wo - column(m));
+  }
+
+  // fn(m, block m's sums, core) for the blocks m_lo .. m_hi - 1, core (std::true_type or std::false_type)
+  // saying whether m is a core block. The taps are copied here, so that they stay in registers through
+  // the core blocks' loop whatever fn stores.
+  template <typename Fn>
+  FCN_BLOCK_INLINE void sweep(const Taps<SW, scalar_t>& taps, Fn&& fn) const {
+    if constexpr (kRegisterBlocks<SW, acc_t>) {
+      with_tap_count(taps.n, [&](auto nt) {
+        constexpr int NT = decltype(nt)::value;
+        const Taps<SW, scalar_t> tp = taps;
+        const Range core = core_blocks();
+        for (int64_t m = m_lo; m < core.begin; ++m) fn(m, tp.template at<NT, true>(m), std::false_type{});
+        for (int64_t m = core.begin; m < core.end; ++m) fn(m, tp.template at<NT, false>(m), std::true_type{});
+        for (int64_t m = core.end; m < m_hi; ++m) fn(m, tp.template at<NT, true>(m), std::false_type{});
+      });
+    }
   }
 };
 

@@ -42,14 +42,31 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
   const RowPlan<SW, scalar_t> plan(sw, g, w);
   const int64_t rows = g.N * g.Cout * g.Ho;
   at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(plan.acc_size());
+    std::vector<acc_t> acc;
+    Taps<SW, scalar_t> tp;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, co = (row / g.Ho) % g.Cout, n = row / (g.Ho * g.Cout);
-      const acc_t* a = plan.row(x, n, co, i, acc.data());
       const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
       scalar_t* orow = out + g.out_index(n, co, i, 0);
+      const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+      if (plan.taps(x, n, co, i, tp)) {  // each block from registers straight into the output row
+        const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
+          plan.sweep(tp, [&](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
+            using Vec = decltype(v);
+            const int64_t j0 = plan.column(m);
+            int64_t r0 = 0, r1 = SW;
+            if constexpr (!core) plan.window(m, r0, r1);
+            v += b;
+            if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
+            store_block(orow + j0, v, r0, r1);
+          });
+        };
+        srow ? store(std::true_type{}) : store(std::false_type{});
+        continue;
+      }
+      acc.resize(plan.acc_size());
+      const acc_t* a = plan.row(x, n, co, i, acc.data());
       if (skip) {
-        const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
         for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j]));
       } else {
         for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b);
