@@ -1,5 +1,5 @@
 // The host layer of rarefied_conv2d, for every backend (csrc/cpu/rarefied_conv2d_kernel.cpp,
-// csrc/cuda/rarefied_conv2d_glue.cpp): argument checks, the geometry, the prepared call, and the op's
+// csrc/cuda/conv_glue.cpp): argument checks, the geometry, the prepared call, and the op's
 // entry points around a backend's kernels. The Python wrapper validates first with friendlier errors;
 // these checks keep direct torch.ops calls memory-safe.
 #pragma once

@@ -1,5 +1,5 @@
 // The host layer of upsample_skip, for every backend (csrc/cpu/upsample_skip_kernel.cpp,
-// csrc/cuda/upsample_skip_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
+// csrc/cuda/conv_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
 // geometry, the prepared call, and the op's entry points around a backend's kernels. The Python
 // wrapper validates first with friendlier errors; these checks keep direct torch.ops calls memory-safe.
 #pragma once
