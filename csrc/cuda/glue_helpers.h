@@ -1,7 +1,6 @@
 // Host helpers of the CUDA glue files: torch dtype -> the launchers' DType, the launchers' workspaces,
-// and the launch on the current stream. The backward launchers of every op take the same arguments
-// (csrc/cuda/<op>_cuda.h), so their glue is written once, here. (c10/cuda, not ATen/cuda/CUDAContext.h:
-// that one needs the cuSPARSE/cuBLAS headers, which a minimal toolkit lacks.)
+// the launch on the current stream, and the conv-like ops' kernels, written once here. (c10/cuda, not
+// ATen/cuda/CUDAContext.h: that one needs the cuSPARSE/cuBLAS headers, which a minimal toolkit lacks.)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -14,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include "../host/checks.h"
 #include "dtype.h"
 
 namespace fcn_kernels {
@@ -43,24 +43,42 @@ void launch_like(const at::Tensor& like, const char* op, Launch&& launch) {
   C10_CUDA_CHECK(launch(dtype_of(like.scalar_type(), op), c10::cuda::getCurrentCUDAStream()));
 }
 
-// An op's backward passes (P: its BackwardInput / BackwardWeight, csrc/host/backward.h) through its
-// launchers (`launch`, and `workspace` for the weight gradient's accumulators).
-template <typename P, typename Launch>
-void backward_input_via(const P& p, const char* op, Launch&& launch) {
-  launch_like(p.grad_out, op, [&](DType dtype, cudaStream_t stream) {
-    return launch(dtype, p.g, p.grad_out.const_data_ptr(), p.weight.const_data_ptr(), p.grad_x.mutable_data_ptr(),
-                  stream);
-  });
-}
+// The CUDA kernels of a conv-like op (rarefied_conv2d, upsample_skip) behind its host layer's calls
+// (csrc/host/<op>.h: Forward, and backward.h's BackwardInput / BackwardWeight), through its Launchers
+// (ConvLaunchers, conv_cuda.h); kOp names the op in errors.
+template <typename Launchers, const char* const& kOp>
+struct ConvKernels {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CUDA;
+  static constexpr Layout kLayout = Layout::kContiguous;
 
-template <typename P, typename Workspace, typename Launch>
-void backward_weight_via(const P& p, const char* op, Workspace&& workspace, Launch&& launch) {
-  const at::Tensor ws = accumulator_workspace(workspace(p.g), p.grad_out);
-  launch_like(p.grad_out, op, [&](DType dtype, cudaStream_t stream) {
-    return launch(dtype, p.g, p.grad_out.const_data_ptr(), p.x.const_data_ptr(), p.grad_w.mutable_data_ptr(),
-                  ws.defined() ? ws.mutable_data_ptr() : nullptr, stream);
-  });
-}
+  template <typename Forward>
+  static void forward(const Forward& p) {
+    const void* skip = nullptr;  // an op without a skip input has no p.skip
+    if constexpr (requires { p.skip; }) skip = data_or_null(p.skip);
+    launch_like(p.x, kOp, [&](DType dtype, cudaStream_t stream) {
+      return Launchers::forward(dtype, p.g, p.x.const_data_ptr(), p.weight.const_data_ptr(), data_or_null(p.bias),
+                                skip, p.out.mutable_data_ptr(), stream);
+    });
+  }
+
+  template <typename BackwardInput>
+  static void backward_input(const BackwardInput& p) {
+    launch_like(p.grad_out, kOp, [&](DType dtype, cudaStream_t stream) {
+      return Launchers::backward_input(dtype, p.g, p.grad_out.const_data_ptr(), p.weight.const_data_ptr(),
+                                       p.grad_x.mutable_data_ptr(), stream);
+    });
+  }
+
+  template <typename BackwardWeight>
+  static void backward_weight(const BackwardWeight& p) {
+    const at::Tensor ws = accumulator_workspace(Launchers::backward_weight_workspace(p.g), p.grad_out);
+    launch_like(p.grad_out, kOp, [&](DType dtype, cudaStream_t stream) {
+      return Launchers::backward_weight(dtype, p.g, p.grad_out.const_data_ptr(), p.x.const_data_ptr(),
+                                        p.grad_w.mutable_data_ptr(), ws.defined() ? ws.mutable_data_ptr() : nullptr,
+                                        stream);
+    });
+  }
+};
 
 }  // namespace cuda
 }  // namespace fcn_kernels

@@ -43,5 +43,28 @@ BackwardWeight<Geometry> backward_weight(const Geometry& g, const at::Tensor& gr
   return {g, laid_out(grad_out, layout), laid_out(x, layout), at::empty(weight_size, grad_out.options())};
 }
 
+// The two backward ops of an op, one entry point each (csrc/register.cpp): kInput gives grad_x from
+// grad_out and `other`, the weight (`size`: x's); kWeight gives grad_w from grad_out and `other`, x
+// (`size`: the weight's).
+enum class Grad { kInput, kWeight };
+
+constexpr const char* other_name(Grad grad) { return grad == Grad::kInput ? "weight" : "x"; }
+
+// After the op's own checks: geometry(x_size, w_size) checks grad_out and gives the call's Geometry; then
+// Kernels' pass writes the gradient allocated here, unless it has nothing to write.
+template <Grad kGrad, typename Kernels, typename MakeGeometry>
+at::Tensor run_backward(const at::Tensor& grad_out, const at::Tensor& other, at::IntArrayRef size, Layout layout,
+                        MakeGeometry&& geometry) {
+  if constexpr (kGrad == Grad::kInput) {
+    const auto p = backward_input(geometry(size, other.sizes()), grad_out, other, size, layout);
+    if (!p.done()) Kernels::backward_input(p);
+    return p.grad_x;
+  } else {
+    const auto p = backward_weight(geometry(other.sizes(), size), grad_out, other, size, layout);
+    if (!p.done()) Kernels::backward_weight(p);
+    return p.grad_w;
+  }
+}
+
 }  // namespace host
 }  // namespace fcn_kernels

@@ -1,12 +1,15 @@
 // Argument checks shared by every op's host layer (csrc/host/<op>.h), which the glue of every
-// backend calls (the CPU kernel files, csrc/cuda/*_glue.cpp). Messages start with the op's name, and
-// name the argument and its sizes.
+// backend calls (the CPU kernel files, csrc/cuda/*_glue.cpp), and the layer's small shared steps (the
+// inputs' layout, a prepared call's run). Messages start with the op's name, and name the argument and
+// its sizes.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 
 namespace fcn_kernels {
@@ -91,6 +94,28 @@ inline const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.co
 template <typename T>
 const T* data_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
+}
+
+// A backend's Kernels::forward (backward) on the prepared call p, unless it has nothing to write; p, whose
+// results the op's entry point returns.
+template <typename Kernels, typename P>
+const P& forward_with(const P& p) {
+  if (!p.done()) Kernels::forward(p);
+  return p;
+}
+
+template <typename Kernels, typename P>
+const P& backward_with(const P& p) {
+  if (!p.done()) Kernels::backward(p);
+  return p;
+}
+
+// The argmax ops' labels (N, Ho, Wo) int64 for g's pixels and `classes` classes, allocated, not yet written.
+template <typename Geometry>
+at::Tensor argmax_labels(const char* op, const Geometry& g, int64_t classes, const at::Tensor& x) {
+  // The CPU kernels keep labels as int32 (the running maxima's width, so that their update vectorizes).
+  TORCH_CHECK(classes <= INT32_MAX, op, ": ", classes, " classes exceed 2**31 - 1");
+  return at::empty({g.N, g.Ho, g.Wo}, x.options().dtype(at::kLong));
 }
 
 }  // namespace fcn_kernels

@@ -31,11 +31,8 @@ template <typename Kernels>
 at::Tensor forward(const at::Tensor& x, at::IntArrayRef size, bool align_corners) {
   TORCH_CHECK(size.size() == 2, kOp, ": size must have 2 elements, got ", size);
   const Geometry g = interpolate::make_geometry(kOp, x, size[0], size[1], align_corners, Kernels::kDevice);
-  // The CPU kernel keeps labels as int32 (the running maxima's width, so that its update vectorizes).
-  TORCH_CHECK(g.C <= INT32_MAX, kOp, ": ", g.C, " classes exceed 2**31 - 1");
-  const Forward p{g, x.contiguous(), at::empty({g.N, g.Ho, g.Wo}, x.options().dtype(at::kLong))};
-  if (!p.done()) Kernels::forward(p);
-  return p.labels;
+  const Forward p{g, x.contiguous(), argmax_labels(kOp, g, g.C, x)};
+  return forward_with<Kernels>(p).labels;
 }
 
 template <typename Kernels>

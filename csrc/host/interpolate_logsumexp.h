@@ -58,12 +58,8 @@ inline Scores prepare_scores(const char* op, const at::Tensor& x, const at::Tens
 template <typename Kernels>
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& target, bool align_corners,
                                            int64_t ignore_index) {
-  Scores s = prepare_scores(kOp, x, target, align_corners, ignore_index, Kernels::kDevice);
-  const auto options = x.options().dtype(stats_type(x.scalar_type()));
-  at::Tensor lse = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options), picked = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options);
-  const Forward p{std::move(s), std::move(lse), std::move(picked)};
-  if (!p.done()) Kernels::forward(p);
-  return {p.lse, p.picked};
+  return upsample_logsumexp::forward_results<Kernels, Forward>(
+      prepare_scores(kOp, x, target, align_corners, ignore_index, Kernels::kDevice));
 }
 
 template <typename Kernels>
@@ -72,12 +68,9 @@ at::Tensor backward(const at::Tensor& grad_lse, const at::Tensor& grad_picked, c
   constexpr const char* op = "interpolate_logsumexp_backward";
   Backward p;
   static_cast<Scores&>(p) = prepare_scores(op, x, target, align_corners, ignore_index, Kernels::kDevice);
-  p.grad_lse = upsample_logsumexp::stats_map(op, grad_lse, "grad_lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
-  p.grad_picked = upsample_logsumexp::stats_map(op, grad_picked, "grad_picked", p.g.N, p.g.Ho, p.g.Wo, p.x);
-  p.lse = upsample_logsumexp::stats_map(op, lse, "lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
+  upsample_logsumexp::take_stats(op, p, grad_lse, grad_picked, lse);
   p.grad_x = at::empty(p.x.sizes(), x.options());  // every element written
-  if (!p.done()) Kernels::backward(p);
-  return p.grad_x;
+  return backward_with<Kernels>(p).grad_x;
 }
 
 template <typename Kernels>

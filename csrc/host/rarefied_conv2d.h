@@ -1,5 +1,5 @@
 // The host layer of rarefied_conv2d, for every backend (csrc/cpu/rarefied_conv2d_kernel.cpp,
-// csrc/cuda/rarefied_conv2d_glue.cpp): argument checks, the geometry, the prepared call, and the op's
+// csrc/cuda/conv_glue.cpp): argument checks, the geometry, the prepared call, and the op's
 // entry points around a backend's kernels. The Python wrapper validates first with friendlier errors;
 // these checks keep direct torch.ops calls memory-safe.
 #pragma once
@@ -117,38 +117,26 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::opt
   at::Tensor out = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
   const Layout layout = Kernels::kLayout;
   const Forward p{g, laid_out(x, layout), laid_out(weight, layout), laid_out(bias, layout), std::move(out)};
-  if (!p.done()) Kernels::forward(p);
-  return p.out;
+  return forward_with<Kernels>(p).out;
 }
 
-template <typename Kernels>
-at::Tensor backward_input(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                          at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
+// Both backward ops (backward.h's Grad): `other` is the weight (kInput) or x (kWeight).
+template <typename Kernels, host::Grad kGrad>
+at::Tensor backward(const at::Tensor& grad_out, const at::Tensor& other, at::IntArrayRef size,
+                    at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
   check_device_type(kOp, grad_out, "grad_out", Kernels::kDevice);
-  check_same(kOp, weight, grad_out, "weight");
-  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), rarefaction, padding, groups);
-  const BackwardInput p = host::backward_input(g, grad_out, weight, input_size, Kernels::kLayout);
-  if (!p.done()) Kernels::backward_input(p);
-  return p.grad_x;
-}
-
-template <typename Kernels>
-at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                           at::IntArrayRef rarefaction, at::IntArrayRef padding, int64_t groups) {
-  check_device_type(kOp, grad_out, "grad_out", Kernels::kDevice);
-  check_same(kOp, x, grad_out, "x");
-  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, rarefaction, padding, groups);
-  const BackwardWeight p = host::backward_weight(g, grad_out, x, weight_size, Kernels::kLayout);
-  if (!p.done()) Kernels::backward_weight(p);
-  return p.grad_w;
+  check_same(kOp, other, grad_out, host::other_name(kGrad));
+  return host::run_backward<kGrad, Kernels>(grad_out, other, size, Kernels::kLayout, [&](auto x_size, auto w_size) {
+    return backward_geometry(grad_out, x_size, w_size, rarefaction, padding, groups);
+  });
 }
 
 // In a backend's TORCH_LIBRARY_IMPL block: its kernels behind the op's entry points.
 template <typename Kernels>
 void register_kernels(torch::Library& m) {
   m.impl("rarefied_conv2d", &forward<Kernels>);
-  m.impl("rarefied_conv2d_backward_input", &backward_input<Kernels>);
-  m.impl("rarefied_conv2d_backward_weight", &backward_weight<Kernels>);
+  m.impl("rarefied_conv2d_backward_input", &backward<Kernels, host::Grad::kInput>);
+  m.impl("rarefied_conv2d_backward_weight", &backward<Kernels, host::Grad::kWeight>);
 }
 
 }  // namespace rarefied_conv2d

@@ -34,12 +34,9 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::opt
                    at::IntArrayRef out_offset, at::IntArrayRef out_size, at::IntArrayRef skip_offset) {
   upsample_skip::ForwardInputs in = upsample_skip::prepare_forward_inputs(
       kOp, x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset, Kernels::kDevice);
-  // The CPU kernel keeps labels as int32 (the running maxima's width, so that its update vectorizes).
-  TORCH_CHECK(in.g.Cout <= INT32_MAX, "upsample_argmax: ", in.g.Cout, " classes exceed 2**31 - 1");
-  at::Tensor labels = at::empty({in.g.N, in.g.Ho, in.g.Wo}, x.options().dtype(at::kLong));
+  at::Tensor labels = argmax_labels(kOp, in.g, in.g.Cout, x);
   const Forward p{std::move(in), std::move(labels)};
-  if (!p.done()) Kernels::forward(p);
-  return p.labels;
+  return forward_with<Kernels>(p).labels;
 }
 
 template <typename Kernels>

@@ -104,6 +104,26 @@ inline at::Tensor stats_map(const char* op, const at::Tensor& t, const char* nam
   return t.contiguous();
 }
 
+// The forward's results for the prepared scores s (Forward: the op's, a Scores with lse and picked): lse and
+// picked (N, Ho, Wo) in stats_type, written by Kernels::forward.
+template <typename Kernels, typename Forward, typename S>
+std::tuple<at::Tensor, at::Tensor> forward_results(S s) {
+  const auto options = s.x.options().dtype(stats_type(s.x.scalar_type()));
+  at::Tensor lse = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options), picked = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options);
+  const Forward p{std::move(s), std::move(lse), std::move(picked)};
+  forward_with<Kernels>(p);
+  return {p.lse, p.picked};
+}
+
+// The backward's statistics (grad_lse, grad_picked, the forward's lse), checked against p's pixels (op's).
+template <typename Backward>
+void take_stats(const char* op, Backward& p, const at::Tensor& grad_lse, const at::Tensor& grad_picked,
+                const at::Tensor& lse) {
+  p.grad_lse = stats_map(op, grad_lse, "grad_lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
+  p.grad_picked = stats_map(op, grad_picked, "grad_picked", p.g.N, p.g.Ho, p.g.Wo, p.x);
+  p.lse = stats_map(op, lse, "lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
+}
+
 inline Scores prepare_scores(const char* op, const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& skip,
                              const at::Tensor& target, at::IntArrayRef stride, int64_t groups,
@@ -126,13 +146,8 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor
                                            const std::optional<at::Tensor>& skip, const at::Tensor& target,
                                            at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset,
                                            at::IntArrayRef skip_offset, int64_t ignore_index) {
-  Scores s = prepare_scores(kOp, x, weight, bias, skip, target, stride, groups, out_offset, skip_offset,
-                            ignore_index, Kernels::kDevice);
-  const auto options = x.options().dtype(stats_type(x.scalar_type()));
-  at::Tensor lse = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options), picked = at::empty({s.g.N, s.g.Ho, s.g.Wo}, options);
-  const Forward p{std::move(s), std::move(lse), std::move(picked)};
-  if (!p.done()) Kernels::forward(p);
-  return {p.lse, p.picked};
+  return forward_results<Kernels, Forward>(prepare_scores(kOp, x, weight, bias, skip, target, stride, groups, out_offset,
+                                                     skip_offset, ignore_index, Kernels::kDevice));
 }
 
 template <typename Kernels>
@@ -145,9 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   Backward p;
   static_cast<Scores&>(p) = prepare_scores(op, x, weight, bias, skip, target, stride, groups, out_offset,
                                            skip_offset, ignore_index, Kernels::kDevice);
-  p.grad_lse = stats_map(op, grad_lse, "grad_lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
-  p.grad_picked = stats_map(op, grad_picked, "grad_picked", p.g.N, p.g.Ho, p.g.Wo, p.x);
-  p.lse = stats_map(op, lse, "lse", p.g.N, p.g.Ho, p.g.Wo, p.x);
+  take_stats(op, p, grad_lse, grad_picked, lse);
   p.need_x = output_mask[0];
   p.need_weight = output_mask[1];
   p.need_bias = output_mask[2] && p.bias.defined();
@@ -162,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   p.grad_weight = result(p.need_weight, p.weight.sizes(), empty);
   p.grad_bias = result(p.need_bias, {p.g.Cout}, empty);
   p.grad_skip = result(p.need_skip, p.need_skip ? p.skip.sizes() : at::IntArrayRef{}, true);
-  if (!p.done()) Kernels::backward(p);
+  backward_with<Kernels>(p);
   return {p.grad_x, p.grad_weight, p.grad_bias, p.grad_skip};
 }
 

@@ -1,5 +1,5 @@
 // The host layer of upsample_skip, for every backend (csrc/cpu/upsample_skip_kernel.cpp,
-// csrc/cuda/upsample_skip_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
+// csrc/cuda/conv_glue.cpp; upsample_argmax.h builds on its forward): argument checks, the
 // geometry, the prepared call, and the op's entry points around a backend's kernels. The Python
 // wrapper validates first with friendlier errors; these checks keep direct torch.ops calls memory-safe.
 #pragma once
@@ -151,36 +151,26 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const std::opt
                                             skip_offset, Kernels::kDevice);
   at::Tensor out = at::empty({in.g.N, in.g.Cout, in.g.Ho, in.g.Wo}, x.options());
   const Forward p{std::move(in), std::move(out)};
-  if (!p.done()) Kernels::forward(p);
-  return p.out;
+  return forward_with<Kernels>(p).out;
 }
 
-template <typename Kernels>
-at::Tensor backward_input(const at::Tensor& grad_out, const at::Tensor& weight, at::IntArrayRef input_size,
-                          at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  check_backward("upsample_skip_backward_input", grad_out, weight, "weight", Kernels::kDevice);
-  const Geometry g = backward_geometry(grad_out, input_size, weight.sizes(), stride, groups, out_offset);
-  const BackwardInput p = host::backward_input(g, grad_out, weight, input_size, Layout::kContiguous);
-  if (!p.done()) Kernels::backward_input(p);
-  return p.grad_x;
-}
-
-template <typename Kernels>
-at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& x, at::IntArrayRef weight_size,
-                           at::IntArrayRef stride, int64_t groups, at::IntArrayRef out_offset) {
-  check_backward("upsample_skip_backward_weight", grad_out, x, "x", Kernels::kDevice);
-  const Geometry g = backward_geometry(grad_out, x.sizes(), weight_size, stride, groups, out_offset);
-  const BackwardWeight p = host::backward_weight(g, grad_out, x, weight_size, Layout::kContiguous);
-  if (!p.done()) Kernels::backward_weight(p);
-  return p.grad_w;
+// Both backward ops (backward.h's Grad): `other` is the weight (kInput) or x (kWeight).
+template <typename Kernels, host::Grad kGrad>
+at::Tensor backward(const at::Tensor& grad_out, const at::Tensor& other, at::IntArrayRef size, at::IntArrayRef stride,
+                    int64_t groups, at::IntArrayRef out_offset) {
+  check_backward(kGrad == host::Grad::kInput ? "upsample_skip_backward_input" : "upsample_skip_backward_weight",
+                 grad_out, other, host::other_name(kGrad), Kernels::kDevice);
+  return host::run_backward<kGrad, Kernels>(grad_out, other, size, Layout::kContiguous, [&](auto x_size, auto w_size) {
+    return backward_geometry(grad_out, x_size, w_size, stride, groups, out_offset);
+  });
 }
 
 // In a backend's TORCH_LIBRARY_IMPL block: its kernels behind the op's entry points.
 template <typename Kernels>
 void register_kernels(torch::Library& m) {
   m.impl("upsample_skip", &forward<Kernels>);
-  m.impl("upsample_skip_backward_input", &backward_input<Kernels>);
-  m.impl("upsample_skip_backward_weight", &backward_weight<Kernels>);
+  m.impl("upsample_skip_backward_input", &backward<Kernels, host::Grad::kInput>);
+  m.impl("upsample_skip_backward_weight", &backward<Kernels, host::Grad::kWeight>);
 }
 
 }  // namespace upsample_skip

@@ -13,6 +13,7 @@
 // every tap is one constant shift, for all phases at once.
 #pragma once
 
+#include "conv_geometry.h"
 #include "host_device.h"
 #include "plane.h"
 #include "weight_grad.h"
@@ -58,23 +59,12 @@ FCN_HOST_DEVICE int64_t phase_of_input(int64_t a, int64_t r, int64_t pad) {
 }
 
 // Sizes of one call, contiguous NCHW tensors; weight (Cout, Cin / groups, Kh, Kw).
-struct Geometry {
-  int64_t N, Cin, H, W;
-  int64_t Cout, groups, Kh, Kw;
+struct Geometry : ConvGeometry {
   int64_t rh, rw;  // rarefaction (dilation)
   int64_t ph, pw;  // zero padding
-  int64_t Ho, Wo;  // output size
 
-  FCN_HOST_DEVICE int64_t cin_per_group() const { return Cin / groups; }
-  FCN_HOST_DEVICE int64_t cout_per_group() const { return Cout / groups; }
-  FCN_HOST_DEVICE int64_t x_index(int64_t n, int64_t c, int64_t i, int64_t j) const {
-    return ((n * Cin + c) * H + i) * W + j;
-  }
   FCN_HOST_DEVICE int64_t w_index(int64_t co, int64_t ci_in_group, int64_t kh, int64_t kw) const {
     return ((co * cin_per_group() + ci_in_group) * Kh + kh) * Kw + kw;
-  }
-  FCN_HOST_DEVICE int64_t out_index(int64_t n, int64_t c, int64_t i, int64_t j) const {
-    return ((n * Cout + c) * Ho + i) * Wo + j;
   }
 
   // Wide layout (GEMM path). Each channel is one row holding its N zero-padded

@@ -7,6 +7,7 @@
 // kernel iterates over taps that contribute nothing.
 #pragma once
 
+#include "conv_geometry.h"
 #include "host_device.h"
 #include "plane.h"
 #include "weight_grad.h"
@@ -44,26 +45,15 @@ FCN_HOST_DEVICE int64_t full_size(int64_t in_size, int64_t stride, int64_t K) {
   return (in_size - 1) * stride + K;
 }
 
-// Sizes of one call, contiguous NCHW tensors; weight (Cin, Cout / groups, Kh, Kw).
-struct Geometry {
-  int64_t N, Cin, H, W;
-  int64_t Cout, groups, Kh, Kw;
+// Sizes of one call, contiguous NCHW tensors; weight (Cin, Cout / groups, Kh, Kw); Ho, Wo: out_size.
+struct Geometry : ConvGeometry {
   int64_t sh, sw;      // stride
   int64_t oy, ox;      // out_offset into the full output
-  int64_t Ho, Wo;      // out_size
   int64_t Hs, Ws;      // skip size (0 when there is no skip)
   int64_t sy, sx;      // skip_offset
 
-  FCN_HOST_DEVICE int64_t cin_per_group() const { return Cin / groups; }
-  FCN_HOST_DEVICE int64_t cout_per_group() const { return Cout / groups; }
-  FCN_HOST_DEVICE int64_t x_index(int64_t n, int64_t c, int64_t i, int64_t j) const {
-    return ((n * Cin + c) * H + i) * W + j;
-  }
   FCN_HOST_DEVICE int64_t w_index(int64_t ci, int64_t co_in_group, int64_t kh, int64_t kw) const {
     return ((ci * cout_per_group() + co_in_group) * Kh + kh) * Kw + kw;
-  }
-  FCN_HOST_DEVICE int64_t out_index(int64_t n, int64_t c, int64_t i, int64_t j) const {
-    return ((n * Cout + c) * Ho + i) * Wo + j;
   }
   FCN_HOST_DEVICE int64_t skip_index(int64_t n, int64_t c, int64_t i, int64_t j) const {
     return ((n * Cout + c) * Hs + (i + sy)) * Ws + (j + sx);
