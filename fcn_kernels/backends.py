@@ -37,6 +37,10 @@ _KERNELS = {
     "upsample_skip": ("upsample_skip", "upsample_skip_backward_input", "upsample_skip_backward_weight"),
     "upsample_argmax": ("upsample_argmax",),
     "rarefied_conv2d": ("rarefied_conv2d", "rarefied_conv2d_backward_input", "rarefied_conv2d_backward_weight"),
+    # docs/DESIGN.md §2.5, §2.6: the fused losses, each computed by a statistics op
+    "upsample_cross_entropy": ("upsample_logsumexp", "upsample_logsumexp_backward"),
+    "interpolate_cross_entropy": ("interpolate_logsumexp", "interpolate_logsumexp_backward"),
+    "interpolate_argmax": ("interpolate_argmax",),
 }
 _OPS = tuple(_KERNELS)
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
@@ -74,31 +78,7 @@ def _built_table() -> dict:
 # so that resolve() is plain Python that torch.compile traces without graph breaks.
 _BUILT = _built_table()
 
-# Ops whose kernels only some backends have so far, with those backends and the kernels: they are no part
-# of a backend's availability (the check above); each is built where listed and all its kernels are.
-_PARTIAL_KERNELS = {
-    # docs/DESIGN.md §2.5: the fused losses, each computed by a statistics op.
-    "upsample_cross_entropy": (("cpu", "cuda", "triton"), ("upsample_logsumexp", "upsample_logsumexp_backward")),
-    "interpolate_cross_entropy": (
-        ("cpu", "cuda", "triton"),
-        ("interpolate_logsumexp", "interpolate_logsumexp_backward"),
-    ),
-    "interpolate_argmax": (("cpu", "cuda", "triton"), ("interpolate_argmax",)),
-}
 _LOSS_OPS = ("upsample_cross_entropy", "interpolate_cross_entropy", "interpolate_argmax")
-
-
-def _partial_built_table() -> dict:
-    built = {}
-    for op, (where, kernels) in _PARTIAL_KERNELS.items():
-        built[("reference", op)] = True
-        for backend, key in _DISPATCH_KEYS.items():
-            built[(backend, op)] = backend in where and all(_ext.has_kernel(k, key) for k in kernels)
-        built[("triton", op)] = "triton" in where and _triton_importable()
-    return built
-
-
-_BUILT.update(_partial_built_table())
 
 
 def _built(backend: str, op: str) -> bool:

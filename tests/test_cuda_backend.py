@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+import fcn_kernels  # noqa: F401  (loads the extension, which registers the ops)
+
 # Every op and its backward pair: each has kernels in csrc/cuda/ (upsample_argmax, interpolate_argmax: a forward
 # only).
 CUDA_OPS = [
@@ -14,7 +16,7 @@ CUDA_OPS = [
     for suffix in ("", "_backward_input", "_backward_weight")
 ] + [
     "upsample_argmax",
-    # the fused losses' statistics ops (backends._PARTIAL_KERNELS)
+    # the fused losses' statistics ops
     "upsample_logsumexp",
     "upsample_logsumexp_backward",
     "interpolate_logsumexp",
