@@ -19,7 +19,17 @@ import triton.language as tl
 from torch.library import triton_op
 
 from ._tiles import class_score, output_phases, plane_tile
-from .utils import HW, acc_dtype, autotune, configs, launch, needs_int64, tile_grid, upsample_geometry, upsample_operands
+from .utils import (
+    HW,
+    acc_dtype,
+    autotune,
+    configs,
+    launch,
+    needs_int64,
+    tile_grid,
+    upsample_geometry,
+    upsample_operands,
+)
 
 ARGMAX_CONFIGS = configs(HW, (4, 2, 4, 64), (4, 2, 8, 64), (8, 2, 8, 128), (8, 2, 16, 64))
 
