@@ -200,3 +200,34 @@ def class_score(
         s_plane = s_img + channel(g, cout_g, co_l, BIG) * Hs * Ws
         acc += tl.load(s_plane + (i + sy) * Ws + (j + sx), mask=omask, other=0.0).to(ACC)
     return acc.to(x_img.dtype.element_ty).to(ACC)
+
+
+@triton.jit
+def subfilter_tap(th, tw, phase_h, phase_w, bi, bj, sh, sw):
+    """Sub-filter tap (th, tw) of the outputs at phase (phase_h, phase_w) of blocks (bi, bj) (upsample_skip.py's
+    index math): the filter tap kh, the input row ih it reads, then kw and the input column iw."""
+    return phase_h + th * sh, bi - th, phase_w + tw * sw, bj - tw
+
+
+@triton.jit
+def output_phase(i, j, oy, ox, sh, sw):
+    """upsample_skip.py's index math at cropped outputs (i, j): the full-output coordinates p = i + oy = bi * sh
+    + phase_h and q = j + ox = bj * sw + phase_w (>= 0); returns (phase_h, phase_w, bi, bj)."""
+    p = i + oy
+    q = j + ox
+    bi = p // sh
+    phase_h = p - bi * sh
+    bj = q // sw
+    phase_w = q - bj * sw
+    return phase_h, phase_w, bi, bj
+
+
+@triton.jit
+def store_channels(ptr, n, C, c_glob, rows, cols, H, W, acc, pos_ok, c_ok, BIG: tl.constexpr):
+    """The dense kernels' store: acc [positions, channels] at (rows, cols) of the H x W planes of channels
+    c_glob of image n (C channels), rounded once to the tensor's dtype."""
+    if BIG:
+        c_glob = c_glob.to(tl.int64)
+    img = ptr + n.to(tl.int64) * C * H * W
+    mask = pos_ok[:, None] & c_ok[None, :]
+    tl.store(img + c_glob[None, :] * H * W + (rows * W + cols)[:, None], acc.to(ptr.dtype.element_ty), mask=mask)

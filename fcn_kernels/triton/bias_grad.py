@@ -15,26 +15,14 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from .utils import acc_dtype, autotune, config, launch, partial_dtype
+from .utils import acc_dtype, autotune, configs, launch, partial_dtype
 
 
 @triton.jit
 def _bias_grad_kernel(
-    go_ptr,
-    gs_ptr,
-    part_ptr,
-    Ho,
-    Wo,
-    Hs,
-    Ws,
-    sy,
-    sx,
-    ROWS,
-    WRITE_SKIP: tl.constexpr,
-    NEED_BIAS: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, gs_ptr, part_ptr, Ho, Wo, Hs, Ws, sy, sx, ROWS,
+    WRITE_SKIP: tl.constexpr, NEED_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     # walks the skip plane (Hs, Ws) when WRITE_SKIP, else grad_out's own plane (then Hs, Ws = Ho, Wo and
     # sy = sx = 0)
     plane = tl.program_id(0)
@@ -59,11 +47,7 @@ def _bias_grad_kernel(
         tl.store(part_ptr + plane.to(tl.int64) * tl.num_programs(1) + tile, tl.sum(acc, axis=0))
 
 
-CONFIGS = [
-    config(4, BLOCK_W=128),
-    config(4, BLOCK_W=256),
-    config(8, BLOCK_W=512),
-]
+CONFIGS = configs(("BLOCK_W",), (4, 2, 128), (4, 2, 256), (8, 2, 512))
 _bias_grad = autotune(CONFIGS, key=["Ws"])(_bias_grad_kernel)
 
 # (name, autotuned kernel): the AOT check (fcn_kernels.triton.aot) compiles each with each of its configs.

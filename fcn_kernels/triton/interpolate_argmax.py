@@ -16,24 +16,14 @@ import triton.language as tl
 from torch.library import triton_op
 
 from ._tiles import bilinear_score, bilinear_tile, channel
-from .utils import BILINEAR_CONFIGS, acc_dtype, autotune, check_plane_int32, launch, needs_int64
+from .utils import BILINEAR_CONFIGS, acc_dtype, autotune, check_plane_int32, launch, needs_int64, tile_grid
 
 
 @triton.jit
 def _argmax_kernel(
-    x_ptr,
-    out_ptr,
-    C,
-    H,
-    W,
-    Ho,
-    Wo,
-    ALIGN: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, out_ptr, C, H, W, Ho, Wo,
+    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it
@@ -66,11 +56,8 @@ def interpolate_argmax_triton(x: torch.Tensor, size: List[int], align_corners: b
         return out
     check_plane_int32(op, x.shape, out.shape)
     x = x.contiguous()
-
-    def grid(m):
-        return (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-
-    launch(_argmax, grid, x, out, C, H, W, Ho, Wo, ALIGN=align_corners, ACC=acc_dtype(x.dtype), BIG=needs_int64(x))
+    flags = dict(ALIGN=align_corners, ACC=acc_dtype(x.dtype), BIG=needs_int64(x))
+    launch(_argmax, tile_grid(N, Ho, Wo), x, out, C, H, W, Ho, Wo, **flags)
     return out
 
 

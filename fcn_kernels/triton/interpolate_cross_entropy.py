@@ -28,42 +28,28 @@ from .._autograd.losses import register_interpolate_logsumexp
 from ._tiles import bilinear_score, bilinear_taps, bilinear_tile, channel
 from .utils import (
     BILINEAR_CONFIGS,
+    HW,
     acc_dtype,
     autotune,
     check_plane_int32,
     config,
+    configs,
     launch,
     needs_int64,
     partial_dtype,
     pow2_clamp,
+    tile_grid,
 )
 
-BACKWARD_CONFIGS = [
-    config(4, BLOCK_H=8, BLOCK_W=8),
-    config(4, BLOCK_H=4, BLOCK_W=16),
-    config(8, BLOCK_H=8, BLOCK_W=16),
-]
+BACKWARD_CONFIGS = configs(HW, (4, 2, 8, 8), (4, 2, 4, 16), (8, 2, 8, 16))
 MAX_BLOCK_C = 16  # classes per backward program: the per-pixel maps are read once for this many
 
 
 @triton.jit
 def _lse_kernel(
-    x_ptr,
-    t_ptr,
-    lse_ptr,
-    picked_ptr,
-    C,
-    H,
-    W,
-    Ho,
-    Wo,
-    ignore_index,
-    ALIGN: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, t_ptr, lse_ptr, picked_ptr, C, H, W, Ho, Wo, ignore_index,
+    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     pix = n * Ho * Wo + i * Wo + j
@@ -140,29 +126,10 @@ def _tap_weight(idx_ptr, lam_ptr, total, o, h, m):
 
 @triton.jit
 def _lse_backward_kernel(
-    x_ptr,
-    t_ptr,
-    lse_ptr,
-    ga_ptr,
-    gb_ptr,
-    idx_ptr,
-    lam_ptr,
-    gx_ptr,
-    C,
-    H,
-    W,
-    Ho,
-    Wo,
-    ignore_index,
-    KR,
-    KC,
-    ALIGN: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, t_ptr, lse_ptr, ga_ptr, gb_ptr, idx_ptr, lam_ptr, gx_ptr, C, H, W, Ho, Wo, ignore_index, KR, KC,
+    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     pid = tl.program_id(0)
     c_blocks = tl.cdiv(C, BLOCK_C)
     n = (pid // c_blocks).to(tl.int64)
@@ -230,27 +197,8 @@ def interpolate_logsumexp_triton(
     if lse.numel() == 0:
         return lse, picked
     x, target = x.contiguous(), target.contiguous()
-
-    def grid(m):
-        return (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-
-    launch(
-        _lse,
-        grid,
-        x,
-        target,
-        lse,
-        picked,
-        C,
-        H,
-        W,
-        Ho,
-        Wo,
-        ignore_index,
-        ALIGN=align_corners,
-        ACC=acc_dtype(x.dtype),
-        BIG=needs_int64(x),
-    )
+    flags = dict(ALIGN=align_corners, ACC=acc_dtype(x.dtype), BIG=needs_int64(x))
+    launch(_lse, tile_grid(N, Ho, Wo), x, target, lse, picked, C, H, W, Ho, Wo, ignore_index, **flags)
     return lse, picked
 
 
@@ -284,34 +232,10 @@ def interpolate_logsumexp_backward_triton(
     acc = acc_dtype(x.dtype)
     taps = Ho + Wo
     launch(_taps, lambda m: (triton.cdiv(taps, m["BLOCK"]),), idx, lam, H, W, Ho, Wo, ALIGN=align_corners, ACC=acc)
-
-    def grid(m):
-        return (N * triton.cdiv(C, block_c), triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-
-    launch(
-        _lse_backward,
-        grid,
-        x,
-        target,
-        lse.contiguous(),
-        grad_lse.contiguous(),
-        grad_picked.contiguous(),
-        idx,
-        lam,
-        grad_x,
-        C,
-        H,
-        W,
-        Ho,
-        Wo,
-        ignore_index,
-        _window(H, Ho, align_corners),
-        _window(W, Wo, align_corners),
-        ALIGN=align_corners,
-        ACC=acc,
-        BIG=needs_int64(x),
-        BLOCK_C=block_c,
-    )
+    stats = (lse.contiguous(), grad_lse.contiguous(), grad_picked.contiguous(), idx, lam, grad_x)
+    sizes = (C, H, W, Ho, Wo, ignore_index, _window(H, Ho, align_corners), _window(W, Wo, align_corners))
+    flags = dict(ALIGN=align_corners, ACC=acc, BIG=needs_int64(x), BLOCK_C=block_c)
+    launch(_lse_backward, tile_grid(N * triton.cdiv(C, block_c), H, W), x, target, *stats, *sizes, **flags)
     return grad_x
 
 

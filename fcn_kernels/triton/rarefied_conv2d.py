@@ -39,22 +39,24 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .._autograd import register_rarefied_conv2d
-from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
+from ._tiles import channel, group_tile, plane_tile, store_channels, tap_chunk, weight_task
 from .bias_grad import backward_bias_skip_triton
 from .utils import (
     BWD_WEIGHT_DENSE_FMA_CONFIGS,
+    HW,
     acc_dtype,
     autotune,
     check_plane_int32,
-    config,
+    configs,
+    dense_constexprs,
     dot_operand,
     dot_precision,
-    dot_upcast,
+    group_tile_grid,
     launch,
-    needs_int64,
     partial_dtype,
     pow2_clamp,
     splits,
+    tile_grid,
     use_dot,
 )
 
@@ -64,45 +66,19 @@ from .utils import (
 # (_channel_blocks); the configs tile the positions. Tiles stay modest: the AOT check holds every config to
 # no spills on sm_80 and sm_90 under triton 3.6 and 3.8.
 # ---------------------------------------------------------------------------------------------------------
-FWD_DW_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(4, BLOCK_H=8, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=128),
-    config(8, BLOCK_H=16, BLOCK_W=64),
-]
-FWD_DENSE_DOT_CONFIGS = [
-    config(4, 2, BLOCK_H=2, BLOCK_W=8),
-    config(4, 2, BLOCK_H=4, BLOCK_W=16),
-    config(4, 3, BLOCK_H=2, BLOCK_W=32),
-    config(4, 2, BLOCK_H=4, BLOCK_W=32),  # (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90
-    config(8, 3, BLOCK_H=8, BLOCK_W=16),
-]
-FWD_DENSE_FMA_CONFIGS = [
-    config(2, BLOCK_H=4, BLOCK_W=16),  # >= 32 positions per warp: fewer (4 warps, 4x16) spills a few bytes
-    config(4, BLOCK_H=8, BLOCK_W=16),
-    config(8, BLOCK_H=8, BLOCK_W=32),
-]
-BWD_INPUT_DW_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(4, BLOCK_H=8, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=128),
-]
+# Rows: (num_warps, num_stages, BLOCK_H, BLOCK_W) (BLOCK_Q), utils.configs. FWD_DENSE_DOT's (4, 2, 4, 32):
+# (4 warps, 3 stages) spills a few bytes on sm_80 (TF32) / sm_90. FWD_DENSE_FMA's (2, 2, 4, 16): >= 32
+# positions per warp, as fewer (4 warps, 4x16) spills a few bytes.
+FWD_DW_CONFIGS = configs(HW, (4, 2, 4, 32), (4, 2, 4, 64), (4, 2, 8, 64), (8, 2, 8, 128), (8, 2, 16, 64))
+FWD_DENSE_DOT_CONFIGS = configs(HW, (4, 2, 2, 8), (4, 2, 4, 16), (4, 3, 2, 32), (4, 2, 4, 32), (8, 3, 8, 16))
+FWD_DENSE_FMA_CONFIGS = configs(HW, (2, 2, 4, 16), (4, 2, 8, 16), (8, 2, 8, 32))
+BWD_INPUT_DW_CONFIGS = configs(HW, (4, 2, 4, 32), (4, 2, 4, 64), (4, 2, 8, 64), (8, 2, 8, 128))
 # the dense input gradient is the forward's loop over (tap, channel chunk) on the input plane
 BWD_INPUT_DENSE_DOT_CONFIGS = FWD_DENSE_DOT_CONFIGS
 BWD_INPUT_DENSE_FMA_CONFIGS = FWD_DENSE_FMA_CONFIGS
-BWD_WEIGHT_DW_CONFIGS = [
-    config(4, BLOCK_Q=32),
-    config(4, BLOCK_Q=64),
-    config(4, BLOCK_Q=128),
-    config(8, BLOCK_Q=256),
-]
-BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
-    config(4, 2, BLOCK_H=1, BLOCK_W=16),
-    config(4, 2, BLOCK_H=1, BLOCK_W=32),
-    config(4, 2, BLOCK_H=2, BLOCK_W=16),
-]
+BWD_WEIGHT_DW_CONFIGS = configs(("BLOCK_Q",), (4, 2, 32), (4, 2, 64), (4, 2, 128), (8, 2, 256))
+# positions are the dot's K: small K tiles keep the operands in registers
+BWD_WEIGHT_DENSE_DOT_CONFIGS = configs(HW, (4, 2, 1, 16), (4, 2, 1, 32), (4, 2, 2, 16))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,29 +86,24 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
 #                                                               * w[co, ci - g*cin_g, kh, kw]
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
+def _read(o, k, r, p, size, mask):
+    # the input o - p + k * r that output o reads through tap k, and mask where it is in [0, size)
+    i = o - p + k * r
+    return i, mask & (i >= 0) & (i < size)
+
+
+@triton.jit
+def _reached(i, k, r, p, size, mask):
+    # the output i + p - k * r that reads input i through tap k, and mask where it is in [0, size)
+    o = i + p - k * r
+    return o, mask & (o >= 0) & (o < size)
+
+
+@triton.jit
 def _fwd_dw_kernel(
-    x_ptr,
-    w_ptr,
-    b_ptr,
-    out_ptr,
-    Cin,
-    Cout,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
-    HAS_BIAS: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, w_ptr, b_ptr, out_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     plane = tl.program_id(0)  # n * Cout + co
     n = plane // Cout
     co = plane % Cout
@@ -142,11 +113,9 @@ def _fwd_dw_kernel(
     w_chan = w_ptr + co * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
     for kh in range(0, Kh):
-        ih = oh - ph + kh * rh
-        mh = omask & (ih >= 0) & (ih < H)
+        ih, mh = _read(oh, kh, rh, ph, H, omask)
         for kw in range(0, Kw):
-            iw = ow - pw + kw * rw
-            m = mh & (iw >= 0) & (iw < W)
+            iw, m = _read(ow, kw, rw, pw, W, mh)
             xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
             acc += xv * tl.load(w_chan + kh * Kw + kw).to(ACC)
     if HAS_BIAS:
@@ -157,36 +126,11 @@ def _fwd_dw_kernel(
 
 @triton.jit
 def _fwd_dense_kernel(
-    x_ptr,
-    wk_ptr,
-    b_ptr,
-    out_ptr,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
+    x_ptr, wk_ptr, b_ptr, out_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
     HAS_BIAS: tl.constexpr,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     # output-channel block on grid axis 1
     n, g, oh, ow, o_ok = group_tile(tl.program_id(0), groups, Ho, Wo, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
@@ -216,11 +160,9 @@ def _fwd_dense_kernel(
             acc = tl.dot(dot_operand(xt, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
-            ih = oh - ph + kh * rh
-            mh = o_ok & (ih >= 0) & (ih < H)
+            ih, mh = _read(oh, kh, rh, ph, H, o_ok)
             for kw in range(0, Kw):
-                iw = ow - pw + kw * rw
-                m = mh & (iw >= 0) & (iw < W)
+                iw, m = _read(ow, kw, rw, pw, W, mh)
                 x_tap = x_img + ih * W + iw
                 w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + co
                 for ci in range(0, cin_g):
@@ -231,14 +173,7 @@ def _fwd_dense_kernel(
     co_glob = g * cout_g + co
     if HAS_BIAS:
         acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
-    if BIG:
-        co_glob = co_glob.to(tl.int64)
-    out_img = out_ptr + n.to(tl.int64) * Cout * Ho * Wo
-    tl.store(
-        out_img + co_glob[None, :] * Ho * Wo + (oh * Wo + ow)[:, None],
-        acc.to(out_ptr.dtype.element_ty),
-        mask=o_ok[:, None] & co_ok[None, :],
-    )
+    store_channels(out_ptr, n, Cout, co_glob, oh, ow, Ho, Wo, acc, o_ok, co_ok, BIG)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,26 +181,9 @@ def _fwd_dense_kernel(
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
 def _bwd_input_dw_kernel(
-    go_ptr,
-    w_ptr,
-    gx_ptr,
-    Cin,
-    Cout,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
-    ACC: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+    ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     plane = tl.program_id(0)  # n * Cin + ci
     n = plane // Cin
     ci = plane % Cin
@@ -276,11 +194,9 @@ def _bwd_input_dw_kernel(
         go_plane = go_ptr + (n * Cout + co).to(tl.int64) * Ho * Wo
         w_chan = w_ptr + co * Kh * Kw
         for kh in range(0, Kh):
-            oh = ih + ph - kh * rh
-            mh = in_ok & (oh >= 0) & (oh < Ho)
+            oh, mh = _reached(ih, kh, rh, ph, Ho, in_ok)
             for kw in range(0, Kw):
-                ow = iw + pw - kw * rw
-                m = mh & (ow >= 0) & (ow < Wo)
+                ow, m = _reached(iw, kw, rw, pw, Wo, mh)
                 gv = tl.load(go_plane + oh * Wo + ow, mask=m, other=0.0).to(ACC)
                 acc += gv * tl.load(w_chan + kh * Kw + kw).to(ACC)
     gx_plane = gx_ptr + plane.to(tl.int64) * H * W
@@ -289,34 +205,10 @@ def _bwd_input_dw_kernel(
 
 @triton.jit
 def _bwd_input_dense_kernel(
-    go_ptr,
-    wk_ptr,
-    gx_ptr,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, wk_ptr, gx_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -346,11 +238,9 @@ def _bwd_input_dense_kernel(
             acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
-            oh = ih + ph - kh * rh
-            mh = in_ok & (oh >= 0) & (oh < Ho)
+            oh, mh = _reached(ih, kh, rh, ph, Ho, in_ok)
             for kw in range(0, Kw):
-                ow = iw + pw - kw * rw
-                m = mh & (ow >= 0) & (ow < Wo)
+                ow, m = _reached(iw, kw, rw, pw, Wo, mh)
                 go_tap = go_img + oh * Wo + ow
                 w_tap = wk_grp + (kh * Kw + kw) * cin_g * cout_g + ci * cout_g
                 for co in range(0, cout_g):
@@ -358,14 +248,7 @@ def _bwd_input_dense_kernel(
                     gv = tl.load(go_tap + ch * Ho * Wo, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_tap + co, mask=ci_ok, other=0.0).to(ACC)
                     acc += gv[:, None] * wv[None, :]
-    if BIG:
-        ci_glob = ci_glob.to(tl.int64)
-    gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
-    tl.store(
-        gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None],
-        acc.to(gx_ptr.dtype.element_ty),
-        mask=in_ok[:, None] & ci_ok[None, :],
-    )
+    store_channels(gx_ptr, n, Cin, ci_glob, ih, iw, H, W, acc, in_ok, ci_ok, BIG)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,28 +269,9 @@ def _tap_hi(k, r, p, n_in, n_out):
 
 @triton.jit
 def _bwd_weight_dw_kernel(
-    go_ptr,
-    x_ptr,
-    part_ptr,
-    N,
-    Cin,
-    Cout,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
-    SPLIT,
-    KWP: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
-):
+    go_ptr, x_ptr, part_ptr, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
+    KWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr,
+):  # fmt: skip
     # One (output channel, kh) and every SPLIT-th output row of the tap's window. The go row is read once
     # per chunk of columns; x is gathered at the Kw shifted columns (the same input row, cached) into a
     # [KWP, BLOCK_Q] accumulator that one reduction per kw turns into w[co, 0, kh, kw].
@@ -443,36 +307,10 @@ def _bwd_weight_dw_kernel(
 
 @triton.jit
 def _bwd_weight_dense_kernel(
-    go_ptr,
-    x_ptr,
-    part_ptr,
-    N,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    rh,
-    rw,
-    ph,
-    pw,
-    Ho,
-    Wo,
-    SPLIT,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, x_ptr, part_ptr, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
@@ -571,167 +409,55 @@ def _tap_major(weight, groups):
     return weight.view(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1).contiguous()
 
 
+def _geometry(x_shape, weight_shape, groups, rarefaction, padding, out_hw=None):
+    """(Cin, Cout, groups, cin_g, cout_g) and (H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo): the kernels' argument
+    groups; out_hw None: the forward's output size."""
+    (_, Cin, H, W), (Cout, cin_g, Kh, Kw) = x_shape, weight_shape
+    geom = (H, W, Kh, Kw, *rarefaction, *padding)
+    return (Cin, Cout, groups, cin_g, Cout // groups), geom + tuple(out_hw or _output_hw(*geom))
+
+
 def forward(x, weight, bias, rarefaction, padding, groups):
-    (rh, rw), (ph, pw) = rarefaction, padding
-    N, Cin, H, W = x.shape
-    Cout, cin_g, Kh, Kw = weight.shape
-    cout_g = Cout // groups
-    Ho, Wo = _output_hw(H, W, Kh, Kw, rh, rw, ph, pw)
+    chans, geom = _geometry(x.shape, weight.shape, groups, rarefaction, padding)
+    N, (Cin, Cout, _, cin_g, cout_g), (Ho, Wo) = x.shape[0], chans, geom[-2:]
     out = torch.empty((N, Cout, Ho, Wo), device=x.device, dtype=x.dtype)
     if out.numel() == 0:
         return out
     x = x.contiguous()
     bias = bias.contiguous() if bias is not None else None
     check_plane_int32("rarefied_conv2d", x.shape, out.shape)
-    acc = acc_dtype(x.dtype)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     if cin_g == 1:
-        weight = weight.contiguous()
-
-        def grid(m):
-            return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-
-        launch(
-            _fwd_dw,
-            grid,
-            x,
-            weight,
-            b_arg,
-            out,
-            Cin,
-            Cout,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            rh,
-            rw,
-            ph,
-            pw,
-            Ho,
-            Wo,
-            HAS_BIAS=bias is not None,
-            ACC=acc,
-        )
+        args = (x, weight.contiguous(), b_arg, out, Cin, Cout, cout_g, *geom)
+        launch(_fwd_dw, tile_grid(N * Cout, Ho, Wo), *args, HAS_BIAS=bias is not None, ACC=acc_dtype(x.dtype))
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
-    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
-
-    def grid(m):
-        return (
-            N * groups * triton.cdiv(Ho, m["BLOCK_H"]) * triton.cdiv(Wo, m["BLOCK_W"]),
-            triton.cdiv(cout_g, block_co),
-        )
-
-    launch(
-        _fwd_dense_dot if dot else _fwd_dense_fma,
-        grid,
-        x,
-        _tap_major(weight, groups),
-        b_arg,
-        out,
-        Cin,
-        Cout,
-        groups,
-        cin_g,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        rh,
-        rw,
-        ph,
-        pw,
-        Ho,
-        Wo,
-        HAS_BIAS=bias is not None,
-        USE_DOT=dot,
-        DOT_PREC=dot_precision(x.dtype),
-        DOT_F32=dot_upcast(x.dtype),
-        ACC=acc,
-        BIG=needs_int64(x, out),
-        BLOCK_CI=block_ci,
-        BLOCK_CO=block_co,
-    )
+    blocks = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
+    grid = group_tile_grid(N * groups, Ho, Wo, triton.cdiv(cout_g, blocks[1]))
+    kernel = _fwd_dense_dot if dot else _fwd_dense_fma
+    args = (x, _tap_major(weight, groups), b_arg, out, *chans, *geom)
+    launch(kernel, grid, *args, HAS_BIAS=bias is not None, **dense_constexprs(x.dtype, dot, blocks, x, out))
     return out
 
 
 def backward_input(grad_out, weight, input_size, rarefaction, padding, groups):
-    (rh, rw), (ph, pw) = rarefaction, padding
-    N, Cin, H, W = input_size
-    Cout, cin_g, Kh, Kw = weight.shape
-    cout_g = Cout // groups
-    _, _, Ho, Wo = grad_out.shape
+    chans, geom = _geometry(input_size, weight.shape, groups, rarefaction, padding, grad_out.shape[2:])
+    (N, Cin, H, W), (_, Cout, _, cin_g, cout_g) = input_size, chans
     if grad_out.numel() == 0 or N * Cin * H * W == 0:
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out = grad_out.contiguous()
     check_plane_int32("rarefied_conv2d", gx.shape, grad_out.shape)
-    acc = acc_dtype(grad_out.dtype)
     if cin_g == 1:
-
-        def grid(m):
-            return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-
-        launch(
-            _bwd_input_dw,
-            grid,
-            grad_out,
-            weight.contiguous(),
-            gx,
-            Cin,
-            Cout,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            rh,
-            rw,
-            ph,
-            pw,
-            Ho,
-            Wo,
-            ACC=acc,
-        )
+        args = (grad_out, weight.contiguous(), gx, Cin, Cout, cout_g, *geom)
+        launch(_bwd_input_dw, tile_grid(N * Cin, H, W), *args, ACC=acc_dtype(gx.dtype))
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
-    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
-
-    def grid(m):
-        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]), triton.cdiv(cin_g, block_ci))
-
-    launch(
-        _bwd_input_dense_dot if dot else _bwd_input_dense_fma,
-        grid,
-        grad_out,
-        _tap_major(weight, groups),
-        gx,
-        Cin,
-        Cout,
-        groups,
-        cin_g,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        rh,
-        rw,
-        ph,
-        pw,
-        Ho,
-        Wo,
-        USE_DOT=dot,
-        DOT_PREC=dot_precision(grad_out.dtype),
-        DOT_F32=dot_upcast(grad_out.dtype),
-        ACC=acc,
-        BIG=needs_int64(gx, grad_out),
-        BLOCK_CI=block_ci,
-        BLOCK_CO=block_co,
-    )
+    blocks = _channel_blocks(cin_g, cout_g, dot, dot_precision(grad_out.dtype), grad_out.dtype)
+    grid = group_tile_grid(N * groups, H, W, triton.cdiv(cin_g, blocks[0]))
+    kernel = _bwd_input_dense_dot if dot else _bwd_input_dense_fma
+    args = (grad_out, _tap_major(weight, groups), gx, *chans, *geom)
+    launch(kernel, grid, *args, **dense_constexprs(gx.dtype, dot, blocks, gx, grad_out))
     return gx
 
 
@@ -740,83 +466,28 @@ _DENSE_WEIGHT_ROWS = 2
 
 
 def backward_weight(grad_out, x, weight_size, rarefaction, padding, groups):
-    (rh, rw), (ph, pw) = rarefaction, padding
-    N, Cin, H, W = x.shape
-    Cout, cin_g, Kh, Kw = weight_size
-    cout_g = Cout // groups
-    _, _, Ho, Wo = grad_out.shape
+    chans, geom = _geometry(x.shape, weight_size, groups, rarefaction, padding, grad_out.shape[2:])
+    N, (Cin, Cout, _, cin_g, cout_g), (Kh, Kw), Ho = x.shape[0], chans, weight_size[2:], geom[-2]
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
     check_plane_int32("rarefied_conv2d", x.shape, grad_out.shape)
-    acc = acc_dtype(x.dtype)
-    part_dtype = partial_dtype(x.dtype)
     numel = Cout * cin_g * Kh * Kw
     if cin_g == 1:
         tasks = Cout * Kh
         split = splits(tasks, N * Ho, x.device)
-        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(
-            _bwd_weight_dw,
-            (tasks, split),
-            grad_out,
-            x,
-            part,
-            N,
-            Cin,
-            Cout,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            rh,
-            rw,
-            ph,
-            pw,
-            Ho,
-            Wo,
-            split,
-            KWP=triton.next_power_of_2(Kw),
-            ACC=acc,
-        )
+        part = torch.empty((split, numel), device=x.device, dtype=partial_dtype(x.dtype))
+        args = (grad_out, x, part, N, Cin, Cout, cout_g, *geom, split)
+        launch(_bwd_weight_dw, (tasks, split), *args, KWP=triton.next_power_of_2(Kw), ACC=acc_dtype(x.dtype))
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
-        block_ci, block_co = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
-        tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
+        blocks = _channel_blocks(cin_g, cout_g, dot, dot_precision(x.dtype), x.dtype)
+        tasks = Kh * Kw * groups * triton.cdiv(cin_g, blocks[0]) * triton.cdiv(cout_g, blocks[1])
         split = splits(tasks, N * triton.cdiv(Ho, _DENSE_WEIGHT_ROWS), x.device)
-        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(
-            _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma,
-            (tasks, split),
-            grad_out,
-            x,
-            part,
-            N,
-            Cin,
-            Cout,
-            groups,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            rh,
-            rw,
-            ph,
-            pw,
-            Ho,
-            Wo,
-            split,
-            USE_DOT=dot,
-            DOT_PREC=dot_precision(x.dtype),
-            DOT_F32=dot_upcast(x.dtype),
-            ACC=acc,
-            BIG=needs_int64(x, grad_out),
-            BLOCK_CI=block_ci,
-            BLOCK_CO=block_co,
-        )
+        part = torch.empty((split, numel), device=x.device, dtype=partial_dtype(x.dtype))
+        kernel = _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma
+        args = (grad_out, x, part, N, *chans, *geom, split)
+        launch(kernel, (tasks, split), *args, **dense_constexprs(x.dtype, dot, blocks, x, grad_out))
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 

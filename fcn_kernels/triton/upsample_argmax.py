@@ -19,50 +19,28 @@ import triton.language as tl
 from torch.library import triton_op
 
 from ._tiles import class_score, output_phases, plane_tile
-from .utils import acc_dtype, autotune, check_plane_int32, config, launch, needs_int64
+from .utils import (
+    HW,
+    acc_dtype,
+    autotune,
+    configs,
+    launch,
+    needs_int64,
+    tile_grid,
+    upsample_geometry,
+    upsample_operands,
+)
 
-ARGMAX_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(4, BLOCK_H=8, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=128),
-    config(8, BLOCK_H=16, BLOCK_W=64),
-]
+ARGMAX_CONFIGS = configs(HW, (4, 2, 4, 64), (4, 2, 8, 64), (8, 2, 8, 128), (8, 2, 16, 64))
 
 
 @triton.jit
 def _argmax_kernel(
-    x_ptr,
-    w_ptr,
-    b_ptr,
-    s_ptr,
-    out_ptr,
-    Cin,
-    Cout,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    Hs,
-    Ws,
-    sy,
-    sx,
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_SKIP: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, Cin, Cout, cin_g, cout_g,
+    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr, ACC: tl.constexpr,
+    BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
     phases = output_phases(i, j, oy, ox, sh, sw)
@@ -105,71 +83,25 @@ AUTOTUNED = {"argmax": _argmax}  # for the AOT check (fcn_kernels.triton.aot)
 
 def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """int64 labels (N, Ho, Wo) (arguments normalised and validated)."""
-    (sh, sw), (oy, ox), (Ho, Wo), (sy, sx) = stride, out_offset, out_size, skip_offset
-    N, Cin, H, W = x.shape
-    _, cout_g, Kh, Kw = weight.shape
-    Cout = cout_g * groups
+    (Cin, Cout, _, cin_g, cout_g), geom = upsample_geometry(x.shape, weight.shape, groups, stride, out_offset, out_size)
+    N, (Ho, Wo), (Kh, Kw), (sh, sw) = x.shape[0], out_size, weight.shape[2:], stride
     out = torch.empty((N, Ho, Wo), device=x.device, dtype=torch.int64)
     if out.numel() == 0:
         return out
-    x, weight = x.contiguous(), weight.contiguous()
-    bias = bias.contiguous() if bias is not None else None
-    skip = skip.contiguous() if skip is not None else None
-    Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    check_plane_int32("upsample_argmax", x.shape, out.shape, *([skip.shape] if skip is not None else []))
-
-    def grid(m):
-        return (N, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-
-    launch(
-        _argmax,
-        grid,
-        x,
-        weight,
-        bias if bias is not None else x,
-        skip if skip is not None else x,
-        out,
-        Cin,
-        Cout,
-        Cin // groups,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        sh,
-        sw,
-        oy,
-        ox,
-        Ho,
-        Wo,
-        Hs,
-        Ws,
-        sy,
-        sx,
-        TH=triton.cdiv(Kh, sh),
-        TW=triton.cdiv(Kw, sw),
-        HAS_BIAS=bias is not None,
-        HAS_SKIP=skip is not None,
-        ACC=acc_dtype(x.dtype),
-        BIG=needs_int64(x, skip),
-    )
+    x, weight, bias, skip, skip_geom = upsample_operands("upsample_argmax", out, x, weight, bias, skip, skip_offset)
+    args = (x, weight, bias if bias is not None else x, skip if skip is not None else x, out, Cin, Cout, cin_g, cout_g)
+    flags = dict(TH=triton.cdiv(Kh, sh), TW=triton.cdiv(Kw, sw), ACC=acc_dtype(x.dtype), BIG=needs_int64(x, skip))
+    has = dict(HAS_BIAS=bias is not None, HAS_SKIP=skip is not None)
+    launch(_argmax, tile_grid(N, Ho, Wo), *args, *geom, *skip_geom, **flags, **has)
     return out
 
 
 @triton_op("fcn_kernels::upsample_argmax_triton", mutates_args={})
 def upsample_argmax_triton(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    skip: Optional[torch.Tensor],
-    stride: List[int],
-    groups: int,
-    out_offset: List[int],
-    out_size: List[int],
-    skip_offset: List[int],
-) -> torch.Tensor:
-    return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size), tuple(skip_offset))
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+    stride: List[int], groups: int, out_offset: List[int], out_size: List[int], skip_offset: List[int],
+) -> torch.Tensor:  # fmt: skip
+    return forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)  # lists serve as pairs
 
 
 def upsample_argmax(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):

@@ -38,23 +38,26 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .._autograd import register_upsample_skip
-from ._tiles import channel, group_tile, plane_tile, tap_chunk, weight_task
+from ._tiles import channel, group_tile, output_phase, plane_tile, store_channels, subfilter_tap, tap_chunk, weight_task
 from .bias_grad import backward_bias, backward_bias_skip_triton
 from .utils import (
     BWD_WEIGHT_DENSE_FMA_CONFIGS,
+    HW,
     MAX_UNROLLED_TAPS,
     acc_dtype,
     autotune,
     check_plane_int32,
-    config,
+    configs,
+    dense_constexprs,
     dot_operand,
-    dot_precision,
-    dot_upcast,
+    group_tile_grid,
     launch,
-    needs_int64,
     partial_dtype,
     pow2_clamp,
     splits,
+    tile_grid,
+    upsample_geometry,
+    upsample_operands,
     use_dot,
 )
 
@@ -64,54 +67,19 @@ from .utils import (
 # use 2-4 stages (sm_80's cp.async pipeline, sm_90's larger shared memory). Under the interpreter only the
 # first config runs (utils.autotune).
 # ---------------------------------------------------------------------------------------------------------
-FWD_DW_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(4, BLOCK_H=4, BLOCK_W=128),
-    config(8, BLOCK_H=8, BLOCK_W=128),
-    config(8, BLOCK_H=16, BLOCK_W=64),
-    config(8, BLOCK_H=4, BLOCK_W=256),
-]
-FWD_DENSE_DOT_CONFIGS = [
-    config(4, 2, BLOCK_BI=4, BLOCK_BJ=8),
-    config(4, 2, BLOCK_BI=4, BLOCK_BJ=16),
-    config(4, 3, BLOCK_BI=8, BLOCK_BJ=16),
-    config(8, 3, BLOCK_BI=8, BLOCK_BJ=32),
-    config(8, 4, BLOCK_BI=16, BLOCK_BJ=16),
-]
-FWD_DENSE_FMA_CONFIGS = [
-    config(4, BLOCK_BI=4, BLOCK_BJ=16),
-    config(4, BLOCK_BI=8, BLOCK_BJ=16),
-    config(8, BLOCK_BI=8, BLOCK_BJ=32),
-]
-BWD_INPUT_DW_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=64),
-    config(8, BLOCK_H=4, BLOCK_W=128),
-]
-BWD_INPUT_DENSE_DOT_CONFIGS = [
-    config(4, 2, BLOCK_H=4, BLOCK_W=8),
-    config(4, 2, BLOCK_H=4, BLOCK_W=16),
-    config(4, 3, BLOCK_H=8, BLOCK_W=16),
-    config(8, 3, BLOCK_H=8, BLOCK_W=32),
-]
-BWD_INPUT_DENSE_FMA_CONFIGS = [
-    config(4, BLOCK_H=4, BLOCK_W=16),
-    config(4, BLOCK_H=8, BLOCK_W=16),
-    config(8, BLOCK_H=8, BLOCK_W=32),
-]
-BWD_WEIGHT_DW_CONFIGS = [
-    config(4, BLOCK_Q=64),
-    config(4, BLOCK_Q=128),
-    config(4, BLOCK_Q=256),
-    config(8, BLOCK_Q=512),
-]
-BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles keep the operands in registers
-    config(4, 2, BLOCK_H=1, BLOCK_W=32),
-    config(4, 2, BLOCK_H=2, BLOCK_W=16),
-    # No larger tiles: (8 warps, 2x32 or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and
-    # with 4 warps they spill on sm_80 (255 registers); the AOT test holds every config to no spills.
-]
+# Rows: (num_warps, num_stages, block sizes), utils.configs.
+BIJ = ("BLOCK_BI", "BLOCK_BJ")  # the dense forward's tile of blocks
+FWD_DW_CONFIGS = configs(HW, (4, 2, 4, 64), (4, 2, 4, 128), (8, 2, 8, 128), (8, 2, 16, 64), (8, 2, 4, 256))
+FWD_DENSE_DOT_CONFIGS = configs(BIJ, (4, 2, 4, 8), (4, 2, 4, 16), (4, 3, 8, 16), (8, 3, 8, 32), (8, 4, 16, 16))
+FWD_DENSE_FMA_CONFIGS = configs(BIJ, (4, 2, 4, 16), (4, 2, 8, 16), (8, 2, 8, 32))
+BWD_INPUT_DW_CONFIGS = configs(HW, (4, 2, 4, 32), (4, 2, 4, 64), (8, 2, 8, 64), (8, 2, 4, 128))
+BWD_INPUT_DENSE_DOT_CONFIGS = configs(HW, (4, 2, 4, 8), (4, 2, 4, 16), (4, 3, 8, 16), (8, 3, 8, 32))
+BWD_INPUT_DENSE_FMA_CONFIGS = configs(HW, (4, 2, 4, 16), (4, 2, 8, 16), (8, 2, 8, 32))
+BWD_WEIGHT_DW_CONFIGS = configs(("BLOCK_Q",), (4, 2, 64), (4, 2, 128), (4, 2, 256), (8, 2, 512))
+# Positions are the dot's K: small K tiles keep the operands in registers. No larger tiles: (8 warps, 2x32
+# or 4x16) spill on sm_90 under triton 3.8 (128-register cap), and with 4 warps they spill on sm_80 (255
+# registers); the AOT test holds every config to no spills.
+BWD_WEIGHT_DENSE_DOT_CONFIGS = configs(HW, (4, 2, 1, 32), (4, 2, 2, 16))
 # BWD_WEIGHT_DENSE_FMA_CONFIGS: utils.py's, shared with rarefied_conv2d.py (the same loop over positions).
 
 
@@ -121,10 +89,7 @@ BWD_WEIGHT_DENSE_DOT_CONFIGS = [  # positions are the dot's K: small K tiles kee
 @triton.jit
 def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H, W, Kh, Kw, sh, sw, ACC: tl.constexpr):
     # acc plus the products of sub-filter tap (th, tw): tap (phase_h + th*sh, phase_w + tw*sw) of each output's phase
-    kh = phase_h + th * sh
-    ih = bi - th
-    kw = phase_w + tw * sw
-    iw = bj - tw
+    kh, ih, kw, iw = subfilter_tap(th, tw, phase_h, phase_w, bi, bj, sh, sw)
     m = omask & (kh < Kh) & (ih >= 0) & (ih < H) & (kw < Kw) & (iw >= 0) & (iw < W)
     xv = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(ACC)
     wv = tl.load(w_chan + kh * Kw + kw, mask=m, other=0.0).to(ACC)
@@ -133,43 +98,15 @@ def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H
 
 @triton.jit
 def _fwd_dw_kernel(
-    x_ptr,
-    w_ptr,
-    b_ptr,
-    s_ptr,
-    out_ptr,
-    C,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    Hs,
-    Ws,
-    sy,
-    sx,
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_SKIP: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, C,
+    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
+    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     plane = tl.program_id(0)  # n * C + c
     c = plane % C
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
-    p = i + oy  # full-output coordinates, >= 0
-    q = j + ox
-    bi = p // sh
-    phase_h = p - bi * sh
-    bj = q // sw
-    phase_w = q - bj * sw
+    phase_h, phase_w, bi, bj = output_phase(i, j, oy, ox, sh, sw)
     x_plane = x_ptr + plane.to(tl.int64) * H * W
     w_chan = w_ptr + c * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
@@ -196,35 +133,13 @@ def _fwd_dw_kernel(
 
 @triton.jit
 def _fwd_fma_tap(
-    acc,
-    x_img,
-    w_ptr,
-    th,
-    tw,
-    phase_h,
-    phase_w,
-    bi,
-    bj,
-    valid,
-    g,
-    co,
-    co_ok,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
+    acc, x_img, w_ptr, th, tw, pos, valid, g, co, co_ok, cin_g, cout_g, geo, ACC: tl.constexpr, BIG: tl.constexpr
 ):
-    # acc plus sub-filter tap (th, tw)'s products, an FMA per input channel of the group
-    kh = phase_h + th * sh
-    ih = bi - th
-    kw = phase_w + tw * sw
-    iw = bj - tw
+    # acc plus sub-filter tap (th, tw)'s products, an FMA per input channel of the group; pos: the outputs'
+    # (phase_h, phase_w, bi, bj), geo: (H, W, Kh, Kw, sh, sw)
+    phase_h, phase_w, bi, bj = pos
+    H, W, Kh, Kw, sh, sw = geo
+    kh, ih, kw, iw = subfilter_tap(th, tw, phase_h, phase_w, bi, bj, sh, sw)
     tap_ok = (kh < Kh) & (kw < Kw)
     m = valid & tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
     sp = ih * W + iw
@@ -240,48 +155,12 @@ def _fwd_fma_tap(
 
 @triton.jit
 def _fwd_dense_kernel(
-    x_ptr,
-    w_ptr,
-    b_ptr,
-    s_ptr,
-    out_ptr,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    Hs,
-    Ws,
-    sy,
-    sx,
-    bi_lo,
-    bj_lo,
-    n_bi,
-    n_bj,
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_SKIP: tl.constexpr,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_BI: tl.constexpr,
-    BLOCK_BJ: tl.constexpr,
-):
+    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, Cin, Cout, groups, cin_g, cout_g,
+    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
+    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_BI: tl.constexpr, BLOCK_BJ: tl.constexpr,
+):  # fmt: skip
     # program -> (n, group, tile, phase), phase fastest: neighbouring programs share x and fill each
     # other's columns of the same output rows.
     phases = sh * sw
@@ -298,6 +177,7 @@ def _fwd_dense_kernel(
     co_ok = co < cout_g
     x_img = x_ptr + n.to(tl.int64) * Cin * H * W
     acc = tl.zeros([P, BLOCK_CO], dtype=ACC)
+    pos, geo = (phase_h, phase_w, bi, bj), (H, W, Kh, Kw, sh, sw)  # the FMA taps' arguments
     if USE_DOT:
         # one pipelined loop over (tap, input-channel chunk)
         n_chunks = tl.cdiv(cin_g, BLOCK_CI)
@@ -323,59 +203,11 @@ def _fwd_dense_kernel(
     elif TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):
             for tw in tl.static_range(TW):
-                acc = _fwd_fma_tap(
-                    acc,
-                    x_img,
-                    w_ptr,
-                    th,
-                    tw,
-                    phase_h,
-                    phase_w,
-                    bi,
-                    bj,
-                    valid,
-                    g,
-                    co,
-                    co_ok,
-                    cin_g,
-                    cout_g,
-                    H,
-                    W,
-                    Kh,
-                    Kw,
-                    sh,
-                    sw,
-                    ACC,
-                    BIG,
-                )
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, pos, valid, g, co, co_ok, cin_g, cout_g, geo, ACC, BIG)
     else:
         for th in range(0, TH):
             for tw in range(0, TW):
-                acc = _fwd_fma_tap(
-                    acc,
-                    x_img,
-                    w_ptr,
-                    th,
-                    tw,
-                    phase_h,
-                    phase_w,
-                    bi,
-                    bj,
-                    valid,
-                    g,
-                    co,
-                    co_ok,
-                    cin_g,
-                    cout_g,
-                    H,
-                    W,
-                    Kh,
-                    Kw,
-                    sh,
-                    sw,
-                    ACC,
-                    BIG,
-                )
+                acc = _fwd_fma_tap(acc, x_img, w_ptr, th, tw, pos, valid, g, co, co_ok, cin_g, cout_g, geo, ACC, BIG)
     co_glob = g * cout_g + co
     if HAS_BIAS:
         acc += tl.load(b_ptr + co_glob, mask=co_ok, other=0.0).to(ACC)[None, :]
@@ -397,25 +229,17 @@ def _fwd_dense_kernel(
 # grad x: gx[n, ci, i, j] = sum_{co in group, kh, kw} go[n, co, i*sh + kh - oy, j*sw + kw - ox] w[ci, co, kh, kw]
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
+def _reached(a, k, s, off, size, mask):
+    # the cropped output a * s + k - off that input a reaches through tap k, and mask where it is in [0, size)
+    o = a * s + k - off
+    return o, mask & (o >= 0) & (o < size)
+
+
+@triton.jit
 def _bwd_input_dw_kernel(
-    go_ptr,
-    w_ptr,
-    gx_ptr,
-    C,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    ACC: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+    ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     plane = tl.program_id(0)
     c = plane % C
     ih, iw, in_ok = plane_tile(H, W, BLOCK_H, BLOCK_W)
@@ -423,11 +247,9 @@ def _bwd_input_dw_kernel(
     w_chan = w_ptr + c * Kh * Kw
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
     for kh in range(0, Kh):
-        i = ih * sh + kh - oy
-        mh = in_ok & (i >= 0) & (i < Ho)
+        i, mh = _reached(ih, kh, sh, oy, Ho, in_ok)
         for kw in range(0, Kw):
-            j = iw * sw + kw - ox
-            m = mh & (j >= 0) & (j < Wo)
+            j, m = _reached(iw, kw, sw, ox, Wo, mh)
             gv = tl.load(go_plane + i * Wo + j, mask=m, other=0.0).to(ACC)
             acc += gv * tl.load(w_chan + kh * Kw + kw).to(ACC)
     gx_plane = gx_ptr + plane.to(tl.int64) * H * W
@@ -436,34 +258,10 @@ def _bwd_input_dw_kernel(
 
 @triton.jit
 def _bwd_input_dense_kernel(
-    go_ptr,
-    w_ptr,
-    gx_ptr,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, w_ptr, gx_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -492,25 +290,16 @@ def _bwd_input_dense_kernel(
             acc = tl.dot(dot_operand(got, DOT_F32), dot_operand(wt, DOT_F32), acc, input_precision=DOT_PREC)
     else:
         for kh in range(0, Kh):
-            i = ih * sh + kh - oy
-            mh = in_ok & (i >= 0) & (i < Ho)
+            i, mh = _reached(ih, kh, sh, oy, Ho, in_ok)
             for kw in range(0, Kw):
-                j = iw * sw + kw - ox
-                m = mh & (j >= 0) & (j < Wo)
+                j, m = _reached(iw, kw, sw, ox, Wo, mh)
                 sp = i * Wo + j
                 for co in range(0, cout_g):
                     ch = channel(g, cout_g, co, BIG)
                     gv = tl.load(go_img + ch * Ho * Wo + sp, mask=m, other=0.0).to(ACC)
                     wv = tl.load(w_ptr + ((ci_glob * cout_g + co) * Kh + kh) * Kw + kw, mask=ci_ok, other=0.0).to(ACC)
                     acc += gv[:, None] * wv[None, :]
-    if BIG:
-        ci_glob = ci_glob.to(tl.int64)
-    gx_img = gx_ptr + n.to(tl.int64) * Cin * H * W
-    tl.store(
-        gx_img + ci_glob[None, :] * H * W + (ih * W + iw)[:, None],
-        acc.to(gx_ptr.dtype.element_ty),
-        mask=in_ok[:, None] & ci_ok[None, :],
-    )
+    store_channels(gx_ptr, n, Cin, ci_glob, ih, iw, H, W, acc, in_ok, ci_ok, BIG)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -526,27 +315,9 @@ def _window_lo(off, k, s):
 
 @triton.jit
 def _bwd_weight_dw_kernel(
-    go_ptr,
-    x_ptr,
-    part_ptr,
-    N,
-    C,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    SPLIT,
-    TW: tl.constexpr,
-    TWP: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
-):
+    go_ptr, x_ptr, part_ptr, N, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
+    TW: tl.constexpr, TWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr,
+):  # fmt: skip
     # One (channel, kh) and every SPLIT-th input row of its window. Output row i = ih*sh + kh - oy is read
     # contiguously; its column j (full q = j + ox = m*sw + r, phase r) received x[m - t] through tap
     # kw = r + t*sw. acc[t, jj] sums go * x[m - t] per column; the columns advance by a multiple of sw, so
@@ -587,36 +358,10 @@ def _bwd_weight_dw_kernel(
 
 @triton.jit
 def _bwd_weight_dense_kernel(
-    go_ptr,
-    x_ptr,
-    part_ptr,
-    N,
-    Cin,
-    Cout,
-    groups,
-    cin_g,
-    cout_g,
-    H,
-    W,
-    Kh,
-    Kw,
-    sh,
-    sw,
-    oy,
-    ox,
-    Ho,
-    Wo,
-    SPLIT,
-    USE_DOT: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-    DOT_F32: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
-    BLOCK_CO: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+    go_ptr, x_ptr, part_ptr, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
+    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
@@ -692,60 +437,22 @@ def _channel_blocks(cin_g, cout_g, dot):
 
 def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
     """The cropped transposed conv plus bias and skip window (arguments normalised and validated)."""
-    (sh, sw), (oy, ox), (Ho, Wo), (sy, sx) = stride, out_offset, out_size, skip_offset
-    N, Cin, H, W = x.shape
-    _, cout_g, Kh, Kw = weight.shape
-    Cout = cout_g * groups
-    cin_g = Cin // groups
+    chans, geom = upsample_geometry(x.shape, weight.shape, groups, stride, out_offset, out_size)
+    (sh, sw), (oy, ox), (Ho, Wo) = stride, out_offset, out_size
+    (_, Cout, _, cin_g, cout_g), (N, Kh, Kw) = chans, (x.shape[0], *weight.shape[2:])
     out = torch.empty((N, Cout, Ho, Wo), device=x.device, dtype=x.dtype)
     if out.numel() == 0:
         return out
-    x, weight = x.contiguous(), weight.contiguous()
-    bias = bias.contiguous() if bias is not None else None
-    skip = skip.contiguous() if skip is not None else None
-    Hs, Ws = (skip.shape[2], skip.shape[3]) if skip is not None else (0, 0)
-    check_plane_int32("upsample_skip", x.shape, out.shape, *([skip.shape] if skip is not None else []))
-    TH, TW = triton.cdiv(Kh, sh), triton.cdiv(Kw, sw)
-    acc = acc_dtype(x.dtype)
+    x, weight, bias, skip, skip_geom = upsample_operands("upsample_skip", out, x, weight, bias, skip, skip_offset)
     b_arg = bias if bias is not None else out  # never read (HAS_BIAS=False)
     s_arg = skip if skip is not None else out
+    args = (x, weight, b_arg, s_arg, out)
+    flags = dict(TH=triton.cdiv(Kh, sh), TW=triton.cdiv(Kw, sw), HAS_BIAS=bias is not None, HAS_SKIP=skip is not None)
     if cin_g == 1 and cout_g == 1:
-
-        def grid(m):
-            return (N * Cout, triton.cdiv(Ho, m["BLOCK_H"]), triton.cdiv(Wo, m["BLOCK_W"]))
-
-        launch(
-            _fwd_dw,
-            grid,
-            x,
-            weight,
-            b_arg,
-            s_arg,
-            out,
-            Cout,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            oy,
-            ox,
-            Ho,
-            Wo,
-            Hs,
-            Ws,
-            sy,
-            sx,
-            TH=TH,
-            TW=TW,
-            HAS_BIAS=bias is not None,
-            HAS_SKIP=skip is not None,
-            ACC=acc,
-        )
+        launch(_fwd_dw, tile_grid(N * Cout, Ho, Wo), *args, Cout, *geom, *skip_geom, **flags, ACC=acc_dtype(x.dtype))
         return out
     dot = use_dot(cin_g, cout_g, x.dtype)
-    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
+    blocks = _channel_blocks(cin_g, cout_g, dot)
     bi_lo, bi_hi = oy // sh, triton.cdiv(oy + Ho, sh)
     bj_lo, bj_hi = ox // sw, triton.cdiv(ox + Wo, sw)
     n_bi, n_bj = bi_hi - bi_lo, bj_hi - bj_lo
@@ -753,110 +460,31 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
     def grid(m):
         return (
             N * groups * sh * sw * triton.cdiv(n_bi, m["BLOCK_BI"]) * triton.cdiv(n_bj, m["BLOCK_BJ"]),
-            triton.cdiv(cout_g, block_co),
+            triton.cdiv(cout_g, blocks[1]),
         )
 
-    launch(
-        _fwd_dense_dot if dot else _fwd_dense_fma,
-        grid,
-        x,
-        weight,
-        b_arg,
-        s_arg,
-        out,
-        Cin,
-        Cout,
-        groups,
-        cin_g,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        sh,
-        sw,
-        oy,
-        ox,
-        Ho,
-        Wo,
-        Hs,
-        Ws,
-        sy,
-        sx,
-        bi_lo,
-        bj_lo,
-        n_bi,
-        n_bj,
-        TH=TH,
-        TW=TW,
-        HAS_BIAS=bias is not None,
-        HAS_SKIP=skip is not None,
-        USE_DOT=dot,
-        DOT_PREC=dot_precision(x.dtype),
-        DOT_F32=dot_upcast(x.dtype),
-        ACC=acc,
-        BIG=needs_int64(x, out, skip),
-        BLOCK_CI=block_ci,
-        BLOCK_CO=block_co,
-    )
+    kernel = _fwd_dense_dot if dot else _fwd_dense_fma
+    dense = dense_constexprs(x.dtype, dot, blocks, x, out, skip)
+    launch(kernel, grid, *args, *chans, *geom, *skip_geom, bi_lo, bj_lo, n_bi, n_bj, **flags, **dense)
     return out
 
 
 def backward_input(grad_out, weight, input_size, stride, groups, out_offset):
-    (sh, sw), (oy, ox) = stride, out_offset
-    N, Cin, H, W = input_size
-    _, cout_g, Kh, Kw = weight.shape
-    Cout = cout_g * groups
-    cin_g = Cin // groups
-    _, _, Ho, Wo = grad_out.shape
+    chans, geom = upsample_geometry(input_size, weight.shape, groups, stride, out_offset, grad_out.shape[2:])
+    N, (Cin, _, _, cin_g, cout_g), (H, W) = input_size[0], chans, input_size[2:]
     if grad_out.numel() == 0 or N * Cin * H * W == 0:
         return grad_out.new_zeros(input_size)
     gx = grad_out.new_empty(input_size)
     grad_out, weight = grad_out.contiguous(), weight.contiguous()
     check_plane_int32("upsample_skip", gx.shape, grad_out.shape)
-    acc = acc_dtype(grad_out.dtype)
     if cin_g == 1 and cout_g == 1:
-
-        def grid(m):
-            return (N * Cin, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
-
-        launch(_bwd_input_dw, grid, grad_out, weight, gx, Cin, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, ACC=acc)
+        launch(_bwd_input_dw, tile_grid(N * Cin, H, W), grad_out, weight, gx, Cin, *geom, ACC=acc_dtype(gx.dtype))
         return gx
     dot = use_dot(cin_g, cout_g, grad_out.dtype)
-    block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
-
-    def grid(m):
-        return (N * groups * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]), triton.cdiv(cin_g, block_ci))
-
-    launch(
-        _bwd_input_dense_dot if dot else _bwd_input_dense_fma,
-        grid,
-        grad_out,
-        weight,
-        gx,
-        Cin,
-        Cout,
-        groups,
-        cin_g,
-        cout_g,
-        H,
-        W,
-        Kh,
-        Kw,
-        sh,
-        sw,
-        oy,
-        ox,
-        Ho,
-        Wo,
-        USE_DOT=dot,
-        DOT_PREC=dot_precision(grad_out.dtype),
-        DOT_F32=dot_upcast(grad_out.dtype),
-        ACC=acc,
-        BIG=needs_int64(gx, grad_out),
-        BLOCK_CI=block_ci,
-        BLOCK_CO=block_co,
-    )
+    blocks = _channel_blocks(cin_g, cout_g, dot)
+    grid = group_tile_grid(N * groups, H, W, triton.cdiv(cin_g, blocks[0]))
+    kernel = _bwd_input_dense_dot if dot else _bwd_input_dense_fma
+    launch(kernel, grid, grad_out, weight, gx, *chans, *geom, **dense_constexprs(gx.dtype, dot, blocks, gx, grad_out))
     return gx
 
 
@@ -865,84 +493,30 @@ DW_WEIGHT_MAX_STRIDE = min(c.kwargs["BLOCK_Q"] for c in BWD_WEIGHT_DW_CONFIGS)
 
 
 def backward_weight(grad_out, x, weight_size, stride, groups, out_offset):
-    (sh, sw), (oy, ox) = stride, out_offset
-    N, Cin, H, W = x.shape
-    _, cout_g, Kh, Kw = weight_size
-    Cout = cout_g * groups
-    cin_g = Cin // groups
-    _, _, Ho, Wo = grad_out.shape
+    chans, geom = upsample_geometry(x.shape, weight_size, groups, stride, out_offset, grad_out.shape[2:])
+    (N, _, H, _), (Cin, _, _, cin_g, cout_g), (Kh, Kw), sw = x.shape, chans, weight_size[2:], stride[1]
     if grad_out.numel() == 0 or x.numel() == 0:
         return grad_out.new_zeros(weight_size)
     grad_out, x = grad_out.contiguous(), x.contiguous()
     check_plane_int32("upsample_skip", x.shape, grad_out.shape)
-    acc = acc_dtype(x.dtype)
-    part_dtype = partial_dtype(x.dtype)
+    args = (grad_out, x)
     numel = Cin * cout_g * Kh * Kw
     if cin_g == 1 and cout_g == 1 and sw <= DW_WEIGHT_MAX_STRIDE:
         tasks = Cin * Kh
         split = splits(tasks, N * H, x.device)
-        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
+        part = torch.empty((split, numel), device=x.device, dtype=partial_dtype(x.dtype))
         TW = triton.cdiv(Kw, sw)
-        launch(
-            _bwd_weight_dw,
-            (tasks, split),
-            grad_out,
-            x,
-            part,
-            N,
-            Cin,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            oy,
-            ox,
-            Ho,
-            Wo,
-            split,
-            TW=TW,
-            TWP=triton.next_power_of_2(TW),
-            ACC=acc,
-        )
+        flags = dict(TW=TW, TWP=triton.next_power_of_2(TW), ACC=acc_dtype(x.dtype))
+        launch(_bwd_weight_dw, (tasks, split), *args, part, N, Cin, *geom, split, **flags)
     else:
         dot = use_dot(cin_g, cout_g, x.dtype)
-        block_ci, block_co = _channel_blocks(cin_g, cout_g, dot)
-        tasks = Kh * Kw * groups * triton.cdiv(cin_g, block_ci) * triton.cdiv(cout_g, block_co)
+        blocks = _channel_blocks(cin_g, cout_g, dot)
+        tasks = Kh * Kw * groups * triton.cdiv(cin_g, blocks[0]) * triton.cdiv(cout_g, blocks[1])
         split = splits(tasks, N * triton.cdiv(H, 8), x.device)
-        part = torch.empty((split, numel), device=x.device, dtype=part_dtype)
-        launch(
-            _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma,
-            (tasks, split),
-            grad_out,
-            x,
-            part,
-            N,
-            Cin,
-            Cout,
-            groups,
-            cin_g,
-            cout_g,
-            H,
-            W,
-            Kh,
-            Kw,
-            sh,
-            sw,
-            oy,
-            ox,
-            Ho,
-            Wo,
-            split,
-            USE_DOT=dot,
-            DOT_PREC=dot_precision(x.dtype),
-            DOT_F32=dot_upcast(x.dtype),
-            ACC=acc,
-            BIG=needs_int64(x, grad_out),
-            BLOCK_CI=block_ci,
-            BLOCK_CO=block_co,
-        )
+        part = torch.empty((split, numel), device=x.device, dtype=partial_dtype(x.dtype))
+        kernel = _bwd_weight_dense_dot if dot else _bwd_weight_dense_fma
+        dense = dense_constexprs(x.dtype, dot, blocks, x, grad_out)
+        launch(kernel, (tasks, split), *args, part, N, *chans, *geom, split, **dense)
     # fixed-order reduction of the splits (deterministic), one rounding to the weight's dtype
     return part.sum(0).view(weight_size).to(x.dtype)
 
@@ -958,16 +532,9 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
 def upsample_skip_triton(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    skip: Optional[torch.Tensor],
-    stride: List[int],
-    groups: int,
-    out_offset: List[int],
-    out_size: List[int],
-    skip_offset: List[int],
-) -> torch.Tensor:
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+    stride: List[int], groups: int, out_offset: List[int], out_size: List[int], skip_offset: List[int],
+) -> torch.Tensor:  # fmt: skip
     return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size), tuple(skip_offset))
 
 

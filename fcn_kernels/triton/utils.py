@@ -30,6 +30,14 @@ def config(num_warps, num_stages=2, **blocks):
     return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
 
 
+HW = ("BLOCK_H", "BLOCK_W")  # the block names of the kernels that tile positions
+
+
+def configs(names, *rows):
+    """One config per row (num_warps, num_stages, *block sizes), the block sizes named by `names`."""
+    return [config(warps, stages, **dict(zip(names, blocks))) for warps, stages, *blocks in rows]
+
+
 def autotune(configs, key):
     """triton.autotune over `configs` (keyed by the arguments `key`), pinned to configs[0], with no timing
     runs, under the interpreter (tuning there would time the interpreter) and when
@@ -46,18 +54,10 @@ def autotune(configs, key):
 
 
 # The dense weight gradients' FMA loop over positions, the same in upsample_skip.py and rarefied_conv2d.py.
-BWD_WEIGHT_DENSE_FMA_CONFIGS = [
-    config(4, BLOCK_H=2, BLOCK_W=16),
-    config(4, BLOCK_H=4, BLOCK_W=16),
-    config(8, BLOCK_H=4, BLOCK_W=32),
-]
+BWD_WEIGHT_DENSE_FMA_CONFIGS = configs(HW, (4, 2, 2, 16), (4, 2, 4, 16), (8, 2, 4, 32))
 
 # The bilinear forwards' output tiles (interpolate_cross_entropy.py, interpolate_argmax.py).
-BILINEAR_CONFIGS = [
-    config(4, BLOCK_H=8, BLOCK_W=32),
-    config(4, BLOCK_H=4, BLOCK_W=64),
-    config(8, BLOCK_H=8, BLOCK_W=64),
-]
+BILINEAR_CONFIGS = configs(HW, (4, 2, 8, 32), (4, 2, 4, 64), (8, 2, 8, 64))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,6 +74,49 @@ def launch(kernel, grid, *args, **constexprs):
     a tensor."""
     with device_guard(args[0].device):
         wrap_triton(kernel)[grid](*args, **constexprs)
+
+
+def tile_grid(programs, H, W):
+    """The grid of the kernels that tile one H x W plane (_tiles.plane_tile, bilinear_tile): `programs` on
+    axis 0, the BLOCK_H x BLOCK_W tiles on axes 1 and 2."""
+    return lambda m: (programs, triton.cdiv(H, m["BLOCK_H"]), triton.cdiv(W, m["BLOCK_W"]))
+
+
+def group_tile_grid(images, H, W, channel_tiles):
+    """The grid of the kernels that tile H x W positions per (image, group) (_tiles.group_tile) on axis 0,
+    `images` (N * groups) of them, and `channel_tiles` channel blocks on axis 1."""
+    return lambda m: (images * triton.cdiv(H, m["BLOCK_H"]) * triton.cdiv(W, m["BLOCK_W"]), channel_tiles)
+
+
+def upsample_geometry(x_shape, weight_shape, groups, stride, out_offset, out_size):
+    """The argument groups of upsample_skip's and upsample_argmax's kernels: (Cin, Cout, groups, cin_g, cout_g) and
+    (H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo)."""
+    N, Cin, H, W = x_shape
+    _, cout_g, Kh, Kw = weight_shape
+    return (Cin, cout_g * groups, groups, Cin // groups, cout_g), (H, W, Kh, Kw, *stride, *out_offset, *out_size)
+
+
+def upsample_operands(op, out, x, weight, bias, skip, skip_offset):
+    """upsample_skip's and upsample_argmax's operands made contiguous (None stays None), after refusing planes
+    past int32 offsets, and the skip's (Hs, Ws, sy, sx) ((0, 0, sy, sx) without a skip)."""
+    check_plane_int32(op, x.shape, out.shape, *([skip.shape] if skip is not None else []))
+    x, weight, bias, skip = (t.contiguous() if t is not None else None for t in (x, weight, bias, skip))
+    return x, weight, bias, skip, ((*skip.shape[2:], *skip_offset) if skip is not None else (0, 0, *skip_offset))
+
+
+def dense_constexprs(dtype, dot, blocks, *tensors):
+    """The dense conv kernels' shared constexprs: tl.dot or the FMA loop (use_dot), its precision and operand
+    type, the accumulator, int64 channel offsets for `tensors` (needs_int64) and the (input, output) channel
+    blocks."""
+    return dict(
+        USE_DOT=dot,
+        DOT_PREC=dot_precision(dtype),
+        DOT_F32=dot_upcast(dtype),
+        ACC=acc_dtype(dtype),
+        BIG=needs_int64(*tensors),
+        BLOCK_CI=blocks[0],
+        BLOCK_CO=blocks[1],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
