@@ -20,9 +20,21 @@ from .utils import acc_dtype, autotune, configs, launch, partial_dtype
 
 @triton.jit
 def _bias_grad_kernel(
-    go_ptr, gs_ptr, part_ptr, Ho, Wo, Hs, Ws, sy, sx, ROWS,
-    WRITE_SKIP: tl.constexpr, NEED_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    gs_ptr,
+    part_ptr,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    ROWS,
+    WRITE_SKIP: tl.constexpr,
+    NEED_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     # walks the skip plane (Hs, Ws) when WRITE_SKIP, else grad_out's own plane (then Hs, Ws = Ho, Wo and
     # sy = sx = 0)
     plane = tl.program_id(0)

@@ -21,9 +21,19 @@ from .utils import BILINEAR_CONFIGS, acc_dtype, autotune, check_plane_int32, lau
 
 @triton.jit
 def _argmax_kernel(
-    x_ptr, out_ptr, C, H, W, Ho, Wo,
-    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    out_ptr,
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    ALIGN: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     best = tl.full([BLOCK_H, BLOCK_W], float("-inf"), ACC)  # class 0 always takes over from -inf or ties it

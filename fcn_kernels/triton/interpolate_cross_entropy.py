@@ -47,9 +47,22 @@ MAX_BLOCK_C = 16  # classes per backward program: the per-pixel maps are read on
 
 @triton.jit
 def _lse_kernel(
-    x_ptr, t_ptr, lse_ptr, picked_ptr, C, H, W, Ho, Wo, ignore_index,
-    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    t_ptr,
+    lse_ptr,
+    picked_ptr,
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    ignore_index,
+    ALIGN: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, i, j, omask, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1 = bilinear_tile(H, W, Ho, Wo, ALIGN, ACC, BLOCK_H, BLOCK_W)
     x_img = x_ptr + n * C * H * W
     pix = n * Ho * Wo + i * Wo + j
@@ -126,10 +139,29 @@ def _tap_weight(idx_ptr, lam_ptr, total, o, h, m):
 
 @triton.jit
 def _lse_backward_kernel(
-    x_ptr, t_ptr, lse_ptr, ga_ptr, gb_ptr, idx_ptr, lam_ptr, gx_ptr, C, H, W, Ho, Wo, ignore_index, KR, KC,
-    ALIGN: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    t_ptr,
+    lse_ptr,
+    ga_ptr,
+    gb_ptr,
+    idx_ptr,
+    lam_ptr,
+    gx_ptr,
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    ignore_index,
+    KR,
+    KC,
+    ALIGN: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     pid = tl.program_id(0)
     c_blocks = tl.cdiv(C, BLOCK_C)
     n = (pid // c_blocks).to(tl.int64)

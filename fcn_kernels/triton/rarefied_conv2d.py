@@ -101,9 +101,28 @@ def _reached(i, k, r, p, size, mask):
 
 @triton.jit
 def _fwd_dw_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * Cout + co
     n = plane // Cout
     co = plane % Cout
@@ -126,11 +145,36 @@ def _fwd_dw_kernel(
 
 @triton.jit
 def _fwd_dense_kernel(
-    x_ptr, wk_ptr, b_ptr, out_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
+    x_ptr,
+    wk_ptr,
+    b_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
     HAS_BIAS: tl.constexpr,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     # output-channel block on grid axis 1
     n, g, oh, ow, o_ok = group_tile(tl.program_id(0), groups, Ho, Wo, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
@@ -181,9 +225,26 @@ def _fwd_dense_kernel(
 # ---------------------------------------------------------------------------------------------------------
 @triton.jit
 def _bwd_input_dw_kernel(
-    go_ptr, w_ptr, gx_ptr, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-    ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * Cin + ci
     n = plane // Cin
     ci = plane % Cin
@@ -205,10 +266,34 @@ def _bwd_input_dw_kernel(
 
 @triton.jit
 def _bwd_input_dense_kernel(
-    go_ptr, wk_ptr, gx_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    wk_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -269,9 +354,28 @@ def _tap_hi(k, r, p, n_in, n_out):
 
 @triton.jit
 def _bwd_weight_dw_kernel(
-    go_ptr, x_ptr, part_ptr, N, Cin, Cout, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
-    KWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    SPLIT,
+    KWP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):
     # One (output channel, kh) and every SPLIT-th output row of the tap's window. The go row is read once
     # per chunk of columns; x is gathered at the Kw shifted columns (the same input row, cached) into a
     # [KWP, BLOCK_Q] accumulator that one reduction per kw turns into w[co, 0, kh, kw].
@@ -307,10 +411,36 @@ def _bwd_weight_dw_kernel(
 
 @triton.jit
 def _bwd_weight_dense_kernel(
-    go_ptr, x_ptr, part_ptr, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, rh, rw, ph, pw, Ho, Wo, SPLIT,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    rh,
+    rw,
+    ph,
+    pw,
+    Ho,
+    Wo,
+    SPLIT,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw

@@ -36,11 +36,38 @@ ARGMAX_CONFIGS = configs(HW, (4, 2, 4, 64), (4, 2, 8, 64), (8, 2, 8, 128), (8, 2
 
 @triton.jit
 def _argmax_kernel(
-    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, Cin, Cout, cin_g, cout_g,
-    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr, ACC: tl.constexpr,
-    BIG: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n = tl.program_id(0).to(tl.int64)
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
     phases = output_phases(i, j, oy, ox, sh, sw)
@@ -98,9 +125,16 @@ def forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_of
 
 @triton_op("fcn_kernels::upsample_argmax_triton", mutates_args={})
 def upsample_argmax_triton(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], skip: Optional[torch.Tensor],
-    stride: List[int], groups: int, out_offset: List[int], out_size: List[int], skip_offset: List[int],
-) -> torch.Tensor:  # fmt: skip
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+    out_size: List[int],
+    skip_offset: List[int],
+) -> torch.Tensor:
     return forward(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)  # lists serve as pairs
 
 

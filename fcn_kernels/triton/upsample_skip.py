@@ -98,11 +98,34 @@ def _fwd_dw_tap(acc, x_plane, w_chan, th, tw, phase_h, phase_w, bi, bj, omask, H
 
 @triton.jit
 def _fwd_dw_kernel(
-    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, C,
-    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx,
-    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * C + c
     c = plane % C
     i, j, omask = plane_tile(Ho, Wo, BLOCK_H, BLOCK_W)
@@ -155,12 +178,48 @@ def _fwd_fma_tap(
 
 @triton.jit
 def _fwd_dense_kernel(
-    x_ptr, w_ptr, b_ptr, s_ptr, out_ptr, Cin, Cout, groups, cin_g, cout_g,
-    H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, Hs, Ws, sy, sx, bi_lo, bj_lo, n_bi, n_bj,
-    TH: tl.constexpr, TW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_BI: tl.constexpr, BLOCK_BJ: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    s_ptr,
+    out_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    Hs,
+    Ws,
+    sy,
+    sx,
+    bi_lo,
+    bj_lo,
+    n_bi,
+    n_bj,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_BI: tl.constexpr,
+    BLOCK_BJ: tl.constexpr,
+):
     # program -> (n, group, tile, phase), phase fastest: neighbouring programs share x and fill each
     # other's columns of the same output rows.
     phases = sh * sw
@@ -237,9 +296,24 @@ def _reached(a, k, s, off, size, mask):
 
 @triton.jit
 def _bwd_input_dw_kernel(
-    go_ptr, w_ptr, gx_ptr, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-    ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     plane = tl.program_id(0)
     c = plane % C
     ih, iw, in_ok = plane_tile(H, W, BLOCK_H, BLOCK_W)
@@ -258,10 +332,34 @@ def _bwd_input_dw_kernel(
 
 @triton.jit
 def _bwd_input_dense_kernel(
-    go_ptr, w_ptr, gx_ptr, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    w_ptr,
+    gx_ptr,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     n, g, ih, iw, in_ok = group_tile(tl.program_id(0), groups, H, W, BLOCK_H, BLOCK_W)
     P: tl.constexpr = BLOCK_H * BLOCK_W
     ci = tl.program_id(1) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -315,9 +413,27 @@ def _window_lo(off, k, s):
 
 @triton.jit
 def _bwd_weight_dw_kernel(
-    go_ptr, x_ptr, part_ptr, N, C, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
-    TW: tl.constexpr, TWP: tl.constexpr, ACC: tl.constexpr, BLOCK_Q: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    C,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    SPLIT,
+    TW: tl.constexpr,
+    TWP: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):
     # One (channel, kh) and every SPLIT-th input row of its window. Output row i = ih*sh + kh - oy is read
     # contiguously; its column j (full q = j + ox = m*sw + r, phase r) received x[m - t] through tap
     # kw = r + t*sw. acc[t, jj] sums go * x[m - t] per column; the columns advance by a multiple of sw, so
@@ -358,10 +474,36 @@ def _bwd_weight_dw_kernel(
 
 @triton.jit
 def _bwd_weight_dense_kernel(
-    go_ptr, x_ptr, part_ptr, N, Cin, Cout, groups, cin_g, cout_g, H, W, Kh, Kw, sh, sw, oy, ox, Ho, Wo, SPLIT,
-    USE_DOT: tl.constexpr, DOT_PREC: tl.constexpr, DOT_F32: tl.constexpr, ACC: tl.constexpr, BIG: tl.constexpr,
-    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-):  # fmt: skip
+    go_ptr,
+    x_ptr,
+    part_ptr,
+    N,
+    Cin,
+    Cout,
+    groups,
+    cin_g,
+    cout_g,
+    H,
+    W,
+    Kh,
+    Kw,
+    sh,
+    sw,
+    oy,
+    ox,
+    Ho,
+    Wo,
+    SPLIT,
+    USE_DOT: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACC: tl.constexpr,
+    BIG: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     split = tl.program_id(1)
     g, tap, ci, co = weight_task(groups, cin_g, cout_g, BLOCK_CI, BLOCK_CO)
     kh = tap // Kw
@@ -532,9 +674,16 @@ def backward_bias_skip(grad_out, skip_size, skip_offset, need_bias):
 # ---------------------------------------------------------------------------------------------------------
 @triton_op("fcn_kernels::upsample_skip_triton", mutates_args={})
 def upsample_skip_triton(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], skip: Optional[torch.Tensor],
-    stride: List[int], groups: int, out_offset: List[int], out_size: List[int], skip_offset: List[int],
-) -> torch.Tensor:  # fmt: skip
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
+    stride: List[int],
+    groups: int,
+    out_offset: List[int],
+    out_size: List[int],
+    skip_offset: List[int],
+) -> torch.Tensor:
     return forward(x, weight, bias, skip, tuple(stride), groups, tuple(out_offset), tuple(out_size), tuple(skip_offset))
 
 
