@@ -15,10 +15,9 @@ import torch
 import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
-    assert_cuda_matches_triton_on_random_cases,
     backends,
     case_grid,
-    cuda_path_grid,
+    cuda_kernel_tests,
     device_of,
     gpu_check,
     grid,
@@ -362,14 +361,13 @@ GPU_CHECK_PATHS = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS), indirect=["index"])
-def test_cuda_kernel_paths(backend, name, dtype, index):
-    check_against_reference(PATH_CASES[name], backend, dtype)
-
-
-@pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
-def test_cuda_matches_triton(seed, backend, dtype):
-    """upsample_skip's two GPU backends on the same random problems, forward and backward."""
-    assert_cuda_matches_triton_on_random_cases(
-        seed, dtype, random_case, make_inputs, lambda c: c.crop, run, fcn_kernels.upsample_skip
-    )
+test_cuda_kernel_paths, test_cuda_matches_triton = cuda_kernel_tests(
+    PATH_CASES,
+    GPU_CHECK_PATHS,
+    check_against_reference,
+    random_case,
+    make_inputs,
+    lambda c: c.crop,
+    run,
+    fcn_kernels.upsample_skip,
+)

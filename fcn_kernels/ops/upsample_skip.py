@@ -1,7 +1,5 @@
 """fcn_kernels.upsample_skip: transposed conv + crop + skip add (docs/DESIGN.md §2)."""
 
-import importlib
-
 import torch
 
 from .. import _ext, backends, reference
@@ -166,7 +164,10 @@ def dispatch(op, which, tensors, geometry):
     if which == "reference":
         return getattr(reference, op)(*tensors, **dict(zip(GEOMETRY, geometry)))
     if which == "triton":
-        return getattr(importlib.import_module(f"..triton.{op}", __package__), op)(*tensors, *geometry)
+        from ..triton import upsample_argmax as triton_argmax, upsample_skip as triton_skip
+
+        module = {"upsample_skip": triton_skip, "upsample_argmax": triton_argmax}[op]
+        return getattr(module, op)(*tensors, *geometry)
     return getattr(torch.ops.fcn_kernels, op)(*tensors, *geometry)
 
 

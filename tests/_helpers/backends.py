@@ -154,6 +154,24 @@ def assert_cuda_matches_triton_on_random_cases(seed, dtype, random_case, inputs_
         assert_cuda_matches_triton(run, fn, inputs, go, problem.kwargs(), problem)
 
 
+def cuda_kernel_tests(path_cases, gpu_check_paths, check_against_reference, *random_cases):
+    """An op's test_cuda_kernel_paths (check_against_reference(case, backend, dtype) of each path case, see
+    cuda_path_grid) and test_cuda_matches_triton (its two GPU backends on the same random problems, forward and
+    backward: assert_cuda_matches_triton_on_random_cases(seed, dtype, *random_cases)); bind both in the suite."""
+
+    @pytest.mark.parametrize(
+        "backend, name, dtype, index", cuda_path_grid(path_cases, gpu_check_paths), indirect=["index"]
+    )
+    def test_cuda_kernel_paths(backend, name, dtype, index):
+        check_against_reference(path_cases[name], backend, dtype)
+
+    @pytest.mark.parametrize("backend, dtype", grid(cuda=[torch.float64, torch.float32]))
+    def test_cuda_matches_triton(seed, backend, dtype):
+        assert_cuda_matches_triton_on_random_cases(seed, dtype, *random_cases)
+
+    return test_cuda_kernel_paths, test_cuda_matches_triton
+
+
 def triton_case_pairs(names, float64_names, half_names):
     """Triton's (name, dtype) pairs: each case (each kernel path) in float32, the FMA paths' float64_names in
     float64 (no float64 tl.dot), half_names (the depthwise, FMA and tl.dot paths) in bfloat16 and float16."""
