@@ -36,6 +36,7 @@ from _helpers.upsample_cases import (
     make_inputs,
     random_case,
     run,
+    shape_fields,
 )
 from fcn_kernels import reference
 
@@ -101,24 +102,9 @@ def test_windows_at_both_edges(seed, backend, stride):
             ox = rng.randint(0, Wf - 1)
             wo = Wf - ox
             c = 2 if small else 3
-            check_against_reference(
-                case(
-                    N=1 if small else 2,
-                    channels=c,
-                    groups=c,
-                    H=H,
-                    W=W,
-                    K=K,
-                    stride=stride,
-                    out_offset=(oy, ox),
-                    out_size=(ho, wo),
-                    skip_offset=(1, 2),
-                    skip_hw=(ho + 1, wo + 2),
-                    bias=True,
-                ),
-                backend,
-                F32 if small else F64,
-            )
+            window = dict(out_offset=(oy, ox), out_size=(ho, wo), skip_offset=(1, 2), skip_hw=(ho + 1, wo + 2))
+            problem = case(N=1 if small else 2, **shape_fields(c, 1, 1, H, W, K), stride=stride, bias=True, **window)
+            check_against_reference(problem, backend, F32 if small else F64)
 
 
 @pytest.mark.parametrize("backend, layout", grid(cpu=LAYOUTS, cuda=LAYOUTS, triton=["channels_last"]))
