@@ -24,6 +24,7 @@ from _helpers.backends import (
     device_of,
     gpu_check,
     grid,
+    opcheck_grid,
     tiny,
     triton_case_pairs,
 )
@@ -282,15 +283,7 @@ OPCHECK = {
 
 
 @pytest.mark.parametrize(
-    "backend, name",
-    grid(
-        cpu=OPCHECK,
-        cuda=[gpu_check(n) if n == "grouped" else n for n in OPCHECK],
-        triton=[
-            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "dense-dot" else []))
-            for n in ("depthwise", "dense-dot", "dense-fma")
-        ],
-    ),
+    "backend, name", opcheck_grid(OPCHECK, ("grouped",), ("depthwise", "dense-dot", "dense-fma"), ("dense-dot",))
 )
 def test_opcheck(seed, backend, name):
     """The forward op (with and without gradients and bias) and its backward pair."""
@@ -388,16 +381,16 @@ GPU_CHECK_PATHS = {
 }
 
 
-test_cuda_kernel_paths, test_cuda_matches_triton = cuda_kernel_tests(
-    PATH_CASES,
-    GPU_CHECK_PATHS,
-    check_against_reference,
+# the random problems on which test_cuda_matches_triton compares the two GPU backends
+RANDOM_PROBLEMS = (
     random_case,
     lambda c, dtype: c.inputs(dtype),
     lambda c: c.out,
     run,
     rarefied_conv2d,
 )
+cuda_tests = cuda_kernel_tests(PATH_CASES, GPU_CHECK_PATHS, check_against_reference, *RANDOM_PROBLEMS)
+test_cuda_kernel_paths, test_cuda_matches_triton = cuda_tests
 
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------

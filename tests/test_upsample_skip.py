@@ -21,6 +21,7 @@ from _helpers.backends import (
     device_of,
     gpu_check,
     grid,
+    opcheck_grid,
     tiny,
     triton_case_pairs,
 )
@@ -246,17 +247,7 @@ OPCHECK = {
 }
 
 
-@pytest.mark.parametrize(
-    "backend, name",
-    grid(
-        cpu=OPCHECK,
-        cuda=[gpu_check(n) if n in ("skip", "dot") else n for n in OPCHECK],
-        triton=[
-            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "depthwise" else []))
-            for n in ("depthwise", "dot")
-        ],
-    ),
-)
+@pytest.mark.parametrize("backend, name", opcheck_grid(OPCHECK, ("skip", "dot"), ("depthwise", "dot"), ("depthwise",)))
 def test_opcheck(seed, backend, name):
     """The forward op and its backward pair (torch.library.opcheck: schema, fake, autograd registration)."""
     c = OPCHECK[name]
@@ -347,13 +338,13 @@ GPU_CHECK_PATHS = {
 }
 
 
-test_cuda_kernel_paths, test_cuda_matches_triton = cuda_kernel_tests(
-    PATH_CASES,
-    GPU_CHECK_PATHS,
-    check_against_reference,
+# the random problems on which test_cuda_matches_triton compares the two GPU backends
+RANDOM_PROBLEMS = (
     random_case,
     make_inputs,
     lambda c: c.crop,
     run,
     fcn_kernels.upsample_skip,
 )
+cuda_tests = cuda_kernel_tests(PATH_CASES, GPU_CHECK_PATHS, check_against_reference, *RANDOM_PROBLEMS)
+test_cuda_kernel_paths, test_cuda_matches_triton = cuda_tests

@@ -119,6 +119,16 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
     return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
 
 
+def opcheck_grid(names, cuda_checked, triton_names, triton_checked):
+    """Params of (backend, name) for an op's opcheck problems: cpu and cuda take every name, triton its
+    triton_names on a GPU only (NEEDS_GPU); cuda's cuda_checked and triton's triton_checked marked gpu_check."""
+    triton = [
+        pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n in triton_checked else []))
+        for n in triton_names
+    ]
+    return grid(cpu=names, cuda=[gpu_check(n) if n in cuda_checked else n for n in names], triton=triton)
+
+
 def cuda_path_grid(names, gpu_check_paths):
     """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
     and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check.
