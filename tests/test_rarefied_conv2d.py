@@ -19,7 +19,7 @@ import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
     backends,
-    case_grid,
+    case_tests,
     cuda_kernel_tests,
     device_of,
     gpu_check,
@@ -77,9 +77,7 @@ TRITON_CASES = triton_case_pairs(
 GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16), ("multiplier", F16)}
 
 
-@pytest.mark.parametrize("backend, name, dtype", case_grid(SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
-def test_cases(seed, backend, name, dtype):
-    check_against_reference(SMALL[name], backend, dtype)
+test_cases = case_tests(check_against_reference, SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES)
 
 
 # cases per (backend, dtype): cpu float64 most (on each path), cuda every dtype, Triton a few in float32

@@ -16,7 +16,7 @@ import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
     backends,
-    case_grid,
+    case_tests,
     cuda_kernel_tests,
     device_of,
     gpu_check,
@@ -56,9 +56,7 @@ GPU_CHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
-def test_cases(seed, backend, name, dtype):
-    check_against_reference(CASES[name], backend, dtype)
+test_cases = case_tests(check_against_reference, CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES)
 
 
 # cases per (backend, dtype) and batches of them: cpu float64 most, cuda every dtype, Triton a few in float32

@@ -119,6 +119,16 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
     return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
 
 
+def case_tests(check, cases, dtypes, triton_cases, gpu_check_cases):
+    """An op's test_cases: check(cases[name], backend, dtype) over case_grid(cases, dtypes, ...)."""
+
+    @pytest.mark.parametrize("backend, name, dtype", case_grid(cases, dtypes, triton_cases, gpu_check_cases))
+    def test_cases(seed, backend, name, dtype):
+        check(cases[name], backend, dtype)
+
+    return test_cases
+
+
 def opcheck_grid(names, cuda_checked, triton_names, triton_checked):
     """Params of (backend, name) for an op's opcheck problems: cpu and cuda take every name, triton its
     triton_names on a GPU only (NEEDS_GPU); cuda's cuda_checked and triton's triton_checked marked gpu_check."""
