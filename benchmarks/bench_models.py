@@ -135,46 +135,24 @@ def _bench(benchmark, group, variant, device, fn_of):
     _run(benchmark, fn_of(model, x, target), device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_fcn8s_forward(benchmark, variant, device):
-    _bench(
-        benchmark,
-        f"fcn8s-forward-{device}-{SIZE}x{SIZE}-w{WIDTH:g}",
-        variant,
-        device,
-        lambda model, x, _: forward_fn(model, x),
-    )
+def _bench_test(group, fn_of):
+    """A benchmark of fn_of(model, x, target)'s function on every variant and device, in group
+    `group`.format(device=...)."""
+
+    @pytest.mark.parametrize("device", DEVICES)
+    @pytest.mark.parametrize("variant", VARIANTS)
+    def test(benchmark, variant, device):
+        _bench(benchmark, group.format(device=device), variant, device, fn_of)
+
+    return test
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_fcn8s_train_step(benchmark, variant, device):
-    _bench(benchmark, f"fcn8s-train-step-{device}-{SIZE}x{SIZE}-w{WIDTH:g}", variant, device, train_step_fn)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_fcn8s_head_forward(benchmark, variant, device):
-    _bench(
-        benchmark,
-        f"fcn8s-head-forward-{device}-{SIZE}x{SIZE}",
-        variant,
-        device,
-        lambda model, x, _: head_fns(model, x)[0],
-    )
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_fcn8s_head_train(benchmark, variant, device):
-    _bench(
-        benchmark,
-        f"fcn8s-head-train-{device}-{SIZE}x{SIZE}",
-        variant,
-        device,
-        lambda model, x, _: head_fns(model, x)[1],
-    )
+test_fcn8s_forward = _bench_test(
+    f"fcn8s-forward-{{device}}-{SIZE}x{SIZE}-w{WIDTH:g}", lambda model, x, _: forward_fn(model, x)
+)
+test_fcn8s_train_step = _bench_test(f"fcn8s-train-step-{{device}}-{SIZE}x{SIZE}-w{WIDTH:g}", train_step_fn)
+test_fcn8s_head_forward = _bench_test(f"fcn8s-head-forward-{{device}}-{SIZE}x{SIZE}", lambda m, x, _: head_fns(m, x)[0])
+test_fcn8s_head_train = _bench_test(f"fcn8s-head-train-{{device}}-{SIZE}x{SIZE}", lambda m, x, _: head_fns(m, x)[1])
 
 
 # ---- the report: head share and peak memory -------------------------------------------------------

@@ -64,17 +64,11 @@ def test_depthwise(benchmark, sync, impl, channels, r, backward, device):
 
 def _small_net():
     # total stride 4: the paper's cost argument, f^2 = 16 passes vs one rarefied pass
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(32, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(32, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(32, 21, 1),
-    ).eval()
+    def conv_relu_pool(cin, cout):
+        return nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2)
+
+    layers = [*conv_relu_pool(3, 32), *conv_relu_pool(32, 32), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Conv2d(32, 21, 1)).eval()
 
 
 @pytest.mark.parametrize("device", DEVICES)

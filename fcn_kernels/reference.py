@@ -27,85 +27,33 @@ def upsample_skip(
     return y
 
 
-def upsample_argmax(
-    x, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), out_size=None, skip_offset=(0, 0)
-):
-    """upsample_skip(...).argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class."""
-    return upsample_skip(
-        x,
-        weight,
-        bias,
-        skip,
-        stride=stride,
-        groups=groups,
-        out_offset=out_offset,
-        out_size=out_size,
-        skip_offset=skip_offset,
-    ).argmax(1)
+def upsample_argmax(x, weight, bias=None, skip=None, **geometry):
+    """upsample_skip(...).argmax(1): int64 labels (N, Ho, Wo), ties to the lowest class; geometry: upsample_skip's
+    keywords (stride, groups, out_offset, out_size, skip_offset)."""
+    return upsample_skip(x, weight, bias, skip, **geometry).argmax(1)
+
+
+def _cross_entropy(scores, target, class_weight=None, **loss):
+    """pixelwise_cross_entropy with the fused losses' keywords: class_weight, ignore_index, sample_p, generator,
+    reduction (pixelwise_cross_entropy's defaults)."""
+    return pixelwise_cross_entropy(scores, target, class_weight, **loss)
 
 
 def upsample_cross_entropy(
-    x,
-    target,
-    weight,
-    bias=None,
-    skip=None,
-    *,
-    stride,
-    groups=1,
-    out_offset=(0, 0),
-    skip_offset=(0, 0),
-    class_weight=None,
-    ignore_index=255,
-    sample_p=1.0,
-    generator=None,
-    reduction="mean",
+    x, target, weight, bias=None, skip=None, *, stride, groups=1, out_offset=(0, 0), skip_offset=(0, 0), **loss
 ):
-    """pixelwise_cross_entropy of upsample_skip's scores cropped to the target's size."""
-    scores = upsample_skip(
-        x,
-        weight,
-        bias,
-        skip,
-        stride=stride,
-        groups=groups,
-        out_offset=out_offset,
-        out_size=tuple(target.shape[-2:]),
-        skip_offset=skip_offset,
-    )
-    return pixelwise_cross_entropy(
-        scores,
-        target,
-        class_weight,
-        ignore_index=ignore_index,
-        sample_p=sample_p,
-        generator=generator,
-        reduction=reduction,
-    )
+    """pixelwise_cross_entropy of upsample_skip's scores cropped to the target's size; loss: class_weight,
+    ignore_index, sample_p, generator, reduction (pixelwise_cross_entropy's defaults)."""
+    geometry = dict(stride=stride, groups=groups, out_offset=out_offset, skip_offset=skip_offset)
+    scores = upsample_skip(x, weight, bias, skip, out_size=tuple(target.shape[-2:]), **geometry)
+    return _cross_entropy(scores, target, **loss)
 
 
-def interpolate_cross_entropy(
-    x,
-    target,
-    *,
-    align_corners=False,
-    class_weight=None,
-    ignore_index=255,
-    sample_p=1.0,
-    generator=None,
-    reduction="mean",
-):
-    """pixelwise_cross_entropy of F.interpolate(x, size=target's, mode="bilinear")'s scores."""
+def interpolate_cross_entropy(x, target, *, align_corners=False, **loss):
+    """pixelwise_cross_entropy of F.interpolate(x, size=target's, mode="bilinear")'s scores; loss: as in
+    upsample_cross_entropy."""
     scores = F.interpolate(x, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
-    return pixelwise_cross_entropy(
-        scores,
-        target,
-        class_weight,
-        ignore_index=ignore_index,
-        sample_p=sample_p,
-        generator=generator,
-        reduction=reduction,
-    )
+    return _cross_entropy(scores, target, **loss)
 
 
 def interpolate_argmax(x, size, *, align_corners=False):

@@ -11,13 +11,9 @@ from fcn_kernels.data import (
     DataError,
     SyntheticShapes,
     VOCSegmentation,
-    colorize,
-    deprocess,
-    overlay_panel,
-    pad_collate,
     preprocess,
     save_overlay,
-    tint,
+    transforms,
     write_voc_label,
 )
 
@@ -60,7 +56,7 @@ def test_bgr_mean_preprocessing_is_the_references():
     want = img[:, :, ::-1].astype(np.float32) - np.array(BGR_MEAN, np.float32)  # Caffe: BGR, mean subtracted
     np.testing.assert_allclose(x.numpy().transpose(1, 2, 0), want, rtol=0, atol=1e-4)
     for mode in ("bgr_mean", "rgb_unit", "rgb_norm", "none"):
-        assert np.array_equal(deprocess(preprocess(img, mode), mode), img)
+        assert np.array_equal(transforms.deprocess(preprocess(img, mode), mode), img)
     with pytest.raises(ValueError):
         preprocess(img, "bogus")
 
@@ -79,7 +75,7 @@ def test_voc_loader(tmp_path):
     img = np.asarray(Image.open(root / "JPEGImages" / f"{ids['train'][1]}.jpg").convert("RGB"))
     np.testing.assert_allclose(x.numpy(), preprocess(img, "bgr_mean").numpy())
     assert len(VOCSegmentation(root, "val")) == 2
-    xb, yb = pad_collate([ds[0], ds[1], ds[2]])
+    xb, yb = transforms.pad_collate([ds[0], ds[1], ds[2]])
     assert xb.shape == (3, 3, 22, 28) and yb.shape == (3, 22, 28)
     assert (yb[0, 20:] == 255).all() and (xb[0, :, 20:] == 0).all()  # padding: mean image, void label
 
@@ -117,13 +113,13 @@ def test_overlay(tmp_path):
     lab = np.zeros((8, 10), np.int64)
     lab[2:5, 2:5] = 1
     lab[0] = 255
-    row = overlay_panel(img, lab, np.zeros_like(lab))
+    row = transforms.overlay_panel(img, lab, np.zeros_like(lab))
     assert len(row) == 3 and all(p.shape == (8, 10, 3) and p.dtype == np.uint8 for p in row)
     assert np.array_equal(row[0], img)  # the image
     assert not np.array_equal(row[1][3, 3], img[3, 3])  # ground truth class 1 tinted
     assert np.array_equal(row[2], img)  # predicted background left as is
-    assert np.array_equal(tint(img, lab)[3, 3], row[1][3, 3])
-    assert tuple(colorize(np.array([[1, 255]]))[0, 0]) == (128, 0, 0)
+    assert np.array_equal(transforms.tint(img, lab)[3, 3], row[1][3, 3])
+    assert tuple(transforms.colorize(np.array([[1, 255]]))[0, 0]) == (128, 0, 0)
     plain = Image.open(save_overlay(tmp_path / "o.png", [row, row], scale=2))
     assert plain.size == (2 * 3 * 10 + 2 * 4, 2 * 2 * 8 + 4)
     assert np.array_equal(np.asarray(plain)[:16:2, :20:2], img)  # panels scaled, no title band

@@ -50,15 +50,21 @@ def check_labels(x, size, align_corners, backend, transform=lambda t: t):
     return labels
 
 
+def check_random_shapes(seed, backend, count, dtype, transform=lambda t: t):
+    """check_labels on `count` random problems (random_shape's; tiny ones on a tiny backend) of dtype scores."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        s = random_shape(rng, tiny=tiny(backend))
+        x = torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype)
+        check_labels(x, s["size"], s["align_corners"], backend, transform)
+
+
 @pytest.mark.parametrize(
     "backend, dtype",
     grid(cpu=[F64, F32, BF16, F16], cuda=[F64, gpu_check(F32), BF16, F16], triton=[F64, F32, BF16, F16]),
 )
 def test_random_shapes(seed, backend, dtype):
-    rng = random.Random(seed)
-    for _ in range(3 if tiny(backend) else 15):
-        s = random_shape(rng, tiny=tiny(backend))
-        check_labels(torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype), s["size"], s["align_corners"], backend)
+    check_random_shapes(seed, backend, 3 if tiny(backend) else 15, dtype)
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda", gpu_check("triton")))
@@ -88,12 +94,7 @@ def test_same_labels_as_the_cpu_kernel(seed, backend, dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_non_contiguous_inputs(seed, backend, layout):
-    rng = random.Random(seed)
-    for _ in range(1 if tiny(backend) else 4):
-        s = random_shape(rng, tiny=tiny(backend))
-        check_labels(
-            torch.randn(s["N"], s["C"], s["H"], s["W"]), s["size"], s["align_corners"], backend, LAYOUTS[layout]
-        )
+    check_random_shapes(seed, backend, 1 if tiny(backend) else 4, torch.float32, LAYOUTS[layout])
 
 
 @pytest.mark.parametrize("backend", backends("cpu", gpu_check("cuda"), "triton"))

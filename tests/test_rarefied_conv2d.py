@@ -18,20 +18,19 @@ from torch import nn
 import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
-    assert_cuda_matches_triton_on_random_cases,
     backends,
-    case_grid,
-    cuda_path_grid,
+    case_tests,
+    cuda_kernel_tests,
     device_of,
     gpu_check,
     grid,
+    opcheck_grid,
     tiny,
     triton_case_pairs,
 )
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
-from _helpers.rarefied_cases import SMALL, case, check_against_reference, extent, random_case, run
-from _helpers.tolerances import assert_close_bound
+from _helpers.rarefied_cases import SMALL, assert_within_bounds, case, check_against_reference, extent, random_case, run
 from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels import RarefiedConv2d, rarefied_conv2d, rarefy_filter, reference
 
@@ -78,9 +77,7 @@ TRITON_CASES = triton_case_pairs(
 GPU_CHECK_CASES = {("depthwise", F32), ("dense-dot", F32), ("dense-fma", F64), ("dense-dot", BF16), ("multiplier", F16)}
 
 
-@pytest.mark.parametrize("backend, name, dtype", case_grid(SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
-def test_cases(seed, backend, name, dtype):
-    check_against_reference(SMALL[name], backend, dtype)
+test_cases = case_tests(check_against_reference, SMALL, DTYPES, TRITON_CASES, GPU_CHECK_CASES)
 
 
 # cases per (backend, dtype): cpu float64 most (on each path), cuda every dtype, Triton a few in float32
@@ -284,15 +281,7 @@ OPCHECK = {
 
 
 @pytest.mark.parametrize(
-    "backend, name",
-    grid(
-        cpu=OPCHECK,
-        cuda=[gpu_check(n) if n == "grouped" else n for n in OPCHECK],
-        triton=[
-            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "dense-dot" else []))
-            for n in ("depthwise", "dense-dot", "dense-fma")
-        ],
-    ),
+    "backend, name", opcheck_grid(OPCHECK, ("grouped",), ("depthwise", "dense-dot", "dense-fma"), ("dense-dot",))
 )
 def test_opcheck(seed, backend, name):
     """The forward op (with and without gradients and bias) and its backward pair."""
@@ -356,23 +345,7 @@ def test_compile_fullgraph_against_reference(seed, backend, name):
         backend="aot_eager" if backend == "cpu" else "inductor",
     )
     y, grads = run(fn, (x, w, b), go)
-    exact, exact_grads = run(
-        reference.rarefied_conv2d, [t.cpu().double() for t in (x, w, b)], go.cpu().double(), **problem.kwargs()
-    )
-    bound, bound_grads = run(
-        reference.rarefied_conv2d,
-        [t.cpu().double().abs() for t in (x, w, b)],
-        go.cpu().double().abs(),
-        **problem.kwargs(),
-    )
-    for name, a, e, m, n in zip(
-        ("output", "grad x", "grad weight", "grad bias"),
-        [y, *grads],
-        [exact, *exact_grads],
-        [bound, *bound_grads],
-        problem.terms_per_output(),
-    ):
-        assert_close_bound(a.cpu(), e, m, n, F32, f"compiled {backend} {name}")
+    assert_within_bounds(problem, (x, w, b), go, y, grads, F32, f"compiled {backend}")
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
@@ -406,17 +379,16 @@ GPU_CHECK_PATHS = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS), indirect=["index"])
-def test_cuda_kernel_paths(backend, name, dtype, index):
-    check_against_reference(PATH_CASES[name], backend, dtype)
-
-
-@pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
-def test_cuda_matches_triton(seed, backend, dtype):
-    """rarefied_conv2d's two GPU backends on the same random problems, forward and backward."""
-    assert_cuda_matches_triton_on_random_cases(
-        seed, dtype, random_case, lambda c, dtype: c.inputs(dtype), lambda c: c.out, run, rarefied_conv2d
-    )
+# the random problems on which test_cuda_matches_triton compares the two GPU backends
+RANDOM_PROBLEMS = (
+    random_case,
+    lambda c, dtype: c.inputs(dtype),
+    lambda c: c.out,
+    run,
+    rarefied_conv2d,
+)
+cuda_tests = cuda_kernel_tests(PATH_CASES, GPU_CHECK_PATHS, check_against_reference, *RANDOM_PROBLEMS)
+test_cuda_kernel_paths, test_cuda_matches_triton = cuda_tests
 
 
 # ---- the cpu backend's choice, bad input ----------------------------------------------------------------------

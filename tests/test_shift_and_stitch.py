@@ -99,22 +99,18 @@ def check_region(ok, f, what):
 # ---- nets -----------------------------------------------------------------------------
 
 
+def conv_relu_pool(cin, cout):
+    """A padded 3x3 conv, ReLU and a 2x2 max pool: stride 2."""
+    return nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2)
+
+
 def net_stride2():
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(6, 5, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(5, 4, 1),
-    )
+    return nn.Sequential(*conv_relu_pool(3, 6), nn.Conv2d(6, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 1))
 
 
 def net_stride4():
     return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
+        *conv_relu_pool(3, 6),
         nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()),
         nn.AvgPool2d(2, 2),
         nn.Conv2d(6, 4, 3, padding=2, dilation=2),

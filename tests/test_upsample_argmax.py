@@ -14,7 +14,7 @@ import torch
 
 import fcn_kernels
 from _helpers.argmax_cases import check
-from _helpers.backends import NEEDS_GPU, backends, case_grid, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, case_tests, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
 from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL as SKIP_CASES, case, random_case
 from fcn_kernels import reference
@@ -54,9 +54,7 @@ GPU_CHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
-def test_cases(seed, backend, name, dtype):
-    check(CASES[name], backend, dtype)
+test_cases = case_tests(check, CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES)
 
 
 def _tiny(problem):

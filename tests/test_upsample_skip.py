@@ -15,13 +15,13 @@ import torch
 import fcn_kernels
 from _helpers.backends import (
     NEEDS_GPU,
-    assert_cuda_matches_triton_on_random_cases,
     backends,
-    case_grid,
-    cuda_path_grid,
+    case_tests,
+    cuda_kernel_tests,
     device_of,
     gpu_check,
     grid,
+    opcheck_grid,
     tiny,
     triton_case_pairs,
 )
@@ -37,6 +37,7 @@ from _helpers.upsample_cases import (
     make_inputs,
     random_case,
     run,
+    shape_fields,
 )
 from fcn_kernels import reference
 
@@ -55,9 +56,7 @@ GPU_CHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype", case_grid(CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES))
-def test_cases(seed, backend, name, dtype):
-    check_against_reference(CASES[name], backend, dtype)
+test_cases = case_tests(check_against_reference, CASES, DTYPES, TRITON_CASES, GPU_CHECK_CASES)
 
 
 # cases per (backend, dtype) and batches of them: cpu float64 most, cuda every dtype, Triton a few in float32
@@ -102,24 +101,9 @@ def test_windows_at_both_edges(seed, backend, stride):
             ox = rng.randint(0, Wf - 1)
             wo = Wf - ox
             c = 2 if small else 3
-            check_against_reference(
-                case(
-                    N=1 if small else 2,
-                    channels=c,
-                    groups=c,
-                    H=H,
-                    W=W,
-                    K=K,
-                    stride=stride,
-                    out_offset=(oy, ox),
-                    out_size=(ho, wo),
-                    skip_offset=(1, 2),
-                    skip_hw=(ho + 1, wo + 2),
-                    bias=True,
-                ),
-                backend,
-                F32 if small else F64,
-            )
+            window = dict(out_offset=(oy, ox), out_size=(ho, wo), skip_offset=(1, 2), skip_hw=(ho + 1, wo + 2))
+            problem = case(N=1 if small else 2, **shape_fields(c, 1, 1, H, W, K), stride=stride, bias=True, **window)
+            check_against_reference(problem, backend, F32 if small else F64)
 
 
 @pytest.mark.parametrize("backend, layout", grid(cpu=LAYOUTS, cuda=LAYOUTS, triton=["channels_last"]))
@@ -261,17 +245,7 @@ OPCHECK = {
 }
 
 
-@pytest.mark.parametrize(
-    "backend, name",
-    grid(
-        cpu=OPCHECK,
-        cuda=[gpu_check(n) if n in ("skip", "dot") else n for n in OPCHECK],
-        triton=[
-            pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n == "depthwise" else []))
-            for n in ("depthwise", "dot")
-        ],
-    ),
-)
+@pytest.mark.parametrize("backend, name", opcheck_grid(OPCHECK, ("skip", "dot"), ("depthwise", "dot"), ("depthwise",)))
 def test_opcheck(seed, backend, name):
     """The forward op and its backward pair (torch.library.opcheck: schema, fake, autograd registration)."""
     c = OPCHECK[name]
@@ -362,14 +336,13 @@ GPU_CHECK_PATHS = {
 }
 
 
-@pytest.mark.parametrize("backend, name, dtype, index", cuda_path_grid(PATH_CASES, GPU_CHECK_PATHS), indirect=["index"])
-def test_cuda_kernel_paths(backend, name, dtype, index):
-    check_against_reference(PATH_CASES[name], backend, dtype)
-
-
-@pytest.mark.parametrize("backend, dtype", grid(cuda=[F64, F32]))
-def test_cuda_matches_triton(seed, backend, dtype):
-    """upsample_skip's two GPU backends on the same random problems, forward and backward."""
-    assert_cuda_matches_triton_on_random_cases(
-        seed, dtype, random_case, make_inputs, lambda c: c.crop, run, fcn_kernels.upsample_skip
-    )
+# the random problems on which test_cuda_matches_triton compares the two GPU backends
+RANDOM_PROBLEMS = (
+    random_case,
+    make_inputs,
+    lambda c: c.crop,
+    run,
+    fcn_kernels.upsample_skip,
+)
+cuda_tests = cuda_kernel_tests(PATH_CASES, GPU_CHECK_PATHS, check_against_reference, *RANDOM_PROBLEMS)
+test_cuda_kernel_paths, test_cuda_matches_triton = cuda_tests

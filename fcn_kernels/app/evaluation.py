@@ -47,6 +47,14 @@ def evaluate(model, ds, n_class, device, dist, batch_size=1, amp=False, num_work
     return scores
 
 
+def timed_evaluate(cfg, dist, model, ds, n_class, device):
+    """evaluate with the run's batch size, amp, workers and progress bar; returns (its scores, its seconds)."""
+    t0 = time.perf_counter()
+    batch, amp, workers, progress = cfg.batch_size, cfg.amp, cfg.num_workers, cfg.progress and dist.main
+    s = evaluate(model, ds, n_class, device, dist, batch, amp, workers, progress=progress)
+    return s, round(time.perf_counter() - t0, 3)
+
+
 def format_scores(s: dict) -> str:
     return " ".join(f"{k} {s[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"))
 
@@ -85,22 +93,11 @@ def run_eval(cfg, dist, device, given=frozenset()) -> dict:
     else:
         init_from(model, cfg.checkpoint)
     ds = build_dataset(cfg, cfg.split, train=False)
-    t0 = time.perf_counter()
-    s = evaluate(
-        model,
-        ds,
-        config["n_class"],
-        device,
-        dist,
-        cfg.batch_size,
-        cfg.amp,
-        cfg.num_workers,
-        progress=cfg.progress and dist.main,
-    )
+    s, seconds = timed_evaluate(cfg, dist, model, ds, config["n_class"], device)
     result = dict(
         s,
         split=cfg.split,
-        eval_seconds=round(time.perf_counter() - t0, 3),
+        eval_seconds=seconds,
         model=config,
         fused=cfg.fused,
         amp=cfg.amp,

@@ -39,7 +39,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .device import autocast
-from .evaluation import evaluate, format_scores, save_metrics
+from .evaluation import evaluate, format_scores, save_metrics, timed_evaluate
 from .factory import batches, build_dataset, build_model, epoch_batches, kaiming_init, model_config, weight_digest
 from .rng import rng_state, seed_streams, set_rng_state
 
@@ -337,18 +337,7 @@ def finish(run: TrainingRun) -> dict:
     write_checkpoint(run)
     digests = dist.gather(weight_digest(run.model))
 
-    t1 = time.perf_counter()
-    s = evaluate(
-        run.model,
-        run.val_ds,
-        cfg.n_class,
-        run.device,
-        dist,
-        cfg.batch_size,
-        cfg.amp,
-        cfg.num_workers,
-        progress=cfg.progress and dist.main,
-    )
+    s, seconds = timed_evaluate(cfg, dist, run.model, run.val_ds, cfg.n_class, run.device)
     result = dict(
         s,
         split=cfg.val_split,
@@ -358,7 +347,7 @@ def finish(run: TrainingRun) -> dict:
         stopped_early=stopped_early,
         train_seconds=round(run.elapsed - run.elapsed0, 3),
         total_train_seconds=round(run.elapsed, 3),
-        eval_seconds=round(time.perf_counter() - t1, 3),
+        eval_seconds=seconds,
         final_loss=run.last_loss,
         loss_history=run.history,
         model=run.model_config,

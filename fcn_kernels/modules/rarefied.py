@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._args import check_channels, check_int, pair
+from .._args import check_int, pair
 from ..ops.rarefied_conv2d import rarefied_conv2d
+from ._conv import init_conv
 
 
 class RarefiedConv2d(nn.Module):
@@ -55,12 +56,9 @@ class RarefiedConv2d(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
-        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
+        factory = init_conv(self, in_channels, out_channels, groups, kernel_size, backend, device, dtype)
         self.rarefaction = pair(rarefaction, "rarefaction", minimum=1)
         self.padding = pair(padding, "padding", minimum=0)
-        self.backend = backend
-        factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()

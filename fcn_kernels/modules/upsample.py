@@ -5,8 +5,9 @@ import math
 import torch
 from torch import nn
 
-from .._args import check_channels, check_int, pair
+from .._args import check_int, pair
 from ..ops.upsample_skip import upsample_skip
+from ._conv import init_conv
 
 
 def _bilinear_1d(size: int) -> torch.Tensor:
@@ -114,13 +115,10 @@ class FusedUpsampleSkip(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        self.in_channels, self.out_channels, self.groups = check_channels(in_channels, out_channels, groups)
-        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
+        factory = init_conv(self, in_channels, out_channels, groups, kernel_size, backend, device, dtype)
         self.stride = pair(stride, "stride", minimum=1)
         self.skip_offset = pair(skip_offset, "skip_offset", minimum=0)
         self.out_offset = pair(out_offset, "out_offset", minimum=0)
-        self.backend = backend
-        factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty(in_channels, out_channels // groups, *self.kernel_size, **factory), requires_grad=trainable
         )
@@ -162,18 +160,10 @@ class FusedUpsampleSkip(nn.Module):
         Returns:
             Tensor[N, Cout, Ho, Wo]: in ``x``'s dtype.
         """
-        return upsample_skip(
-            x,
-            self.weight,
-            self.bias,
-            skip,
-            stride=self.stride,
-            groups=self.groups,
-            out_offset=self.out_offset,
-            out_size=out_size,
-            skip_offset=self.skip_offset,
-            backend=self.backend,
+        geometry = dict(
+            stride=self.stride, groups=self.groups, out_offset=self.out_offset, skip_offset=self.skip_offset
         )
+        return upsample_skip(x, self.weight, self.bias, skip, out_size=out_size, backend=self.backend, **geometry)
 
     @classmethod
     def from_conv_transpose(cls, m: nn.ConvTranspose2d, **kw):

@@ -4,10 +4,10 @@ or with its labels, never building the full-resolution scores (docs/DESIGN.md §
 import torch
 
 from .. import _ext, backends, reference
-from .._args import check_extent, check_int, check_planes, check_tensor, pair
+from .._args import check_extent, check_planes, check_tensor, pair
 from .._autograd.losses import register_interpolate_logsumexp
-from ..losses import check_labels, check_loss_arguments
-from .upsample_cross_entropy import check_class_weight, check_target, loss_from_statistics, stats_dtype
+from ..losses import check_labels
+from .upsample_cross_entropy import check_loss, check_target, loss_from_statistics, stats_dtype
 
 
 def validate(x, size, align_corners, what="size"):
@@ -89,33 +89,20 @@ def interpolate_cross_entropy(
     check_target(target, x)
     size = validate(x, tuple(target.shape[1:]), align_corners, "target's spatial size")
     n_class = x.shape[1]
-    ignore_index = check_int(ignore_index, "ignore_index")
-    check_loss_arguments(sample_p, reduction)
-    check_class_weight(class_weight, n_class)
+    loss = check_loss(n_class, class_weight, ignore_index, sample_p, generator, reduction)
     which = backends.resolve(backend, x.device, "interpolate_cross_entropy", channels=n_class, out_size=size)
     if which == "reference":
-        return reference.interpolate_cross_entropy(
-            x,
-            target,
-            align_corners=align_corners,
-            class_weight=class_weight,
-            ignore_index=ignore_index,
-            sample_p=sample_p,
-            generator=generator,
-            reduction=reduction,
-        )
+        return reference.interpolate_cross_entropy(x, target, align_corners=align_corners, **loss)
     target = target.long()
     if which == "triton":
         from ..triton import interpolate_cross_entropy as triton_impl
 
         if not torch.compiler.is_compiling():  # the C++ ops check inside; compiled, the kernels never index by label
-            check_labels(target, n_class, ignore_index)
-        lse, picked = triton_impl.interpolate_logsumexp(x, target, align_corners, ignore_index)
+            check_labels(target, n_class, loss["ignore_index"])
+        lse, picked = triton_impl.interpolate_logsumexp(x, target, align_corners, loss["ignore_index"])
     else:
-        lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, ignore_index)
-    return loss_from_statistics(
-        lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
-    )
+        lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, loss["ignore_index"])
+    return loss_from_statistics(lse, picked, target, n_class, **loss)
 
 
 def interpolate_argmax(x, size, *, align_corners=False, backend=None):

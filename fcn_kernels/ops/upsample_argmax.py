@@ -2,9 +2,9 @@
 
 import torch
 
-from .. import _ext, backends, reference
+from .. import _ext, backends
 from .._args import autocast_inputs
-from .upsample_skip import GEOMETRY, validate
+from .upsample_skip import dispatch, register_fake, validate
 
 
 def upsample_argmax(
@@ -61,18 +61,10 @@ def upsample_argmax(
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
     which = backends.resolve(backend, x.device, "upsample_argmax")
-    if which == "reference":
-        return reference.upsample_argmax(x, weight, bias, skip, **dict(zip(GEOMETRY, geometry)))
-    if which == "triton":
-        from ..triton import upsample_argmax as triton_impl
-
-        return triton_impl.upsample_argmax(x, weight, bias, skip, *geometry)
-    return torch.ops.fcn_kernels.upsample_argmax(x, weight, bias, skip, *geometry)
+    return dispatch("upsample_argmax", which, (x, weight, bias, skip), geometry)
 
 
 if _ext.HAS_EXTENSION:
-
-    @torch.library.register_fake("fcn_kernels::upsample_argmax")
-    def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
-        validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-        return x.new_empty((x.shape[0], out_size[0], out_size[1]), dtype=torch.int64)
+    register_fake(
+        "upsample_argmax", lambda x, weight, groups, size: x.new_empty((x.shape[0], *size), dtype=torch.int64)
+    )

@@ -3,11 +3,11 @@ scores, never building the full-resolution logits (docs/DESIGN.md §2.5)."""
 
 import torch
 
-from .. import _ext, backends, reference
+from .. import _ext, reference
 from .._args import autocast_inputs, check_int
 from .._autograd.losses import register_upsample_logsumexp
 from ..losses import check_loss_arguments, weigh_and_reduce
-from .upsample_skip import validate
+from .upsample_skip import resolve, validate
 
 
 def stats_dtype(dtype):
@@ -38,7 +38,21 @@ def check_class_weight(class_weight, n_class):
         raise ValueError(f"class_weight must have shape ({n_class},) (one weight per class), got {shape}")
 
 
-def loss_from_statistics(lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction):
+def check_loss(n_class, class_weight, ignore_index, sample_p, generator, reduction):
+    """Checks the loss's arguments; returns them by name, as the references and loss_from_statistics take them."""
+    ignore_index = check_int(ignore_index, "ignore_index")
+    check_loss_arguments(sample_p, reduction)
+    check_class_weight(class_weight, n_class)
+    return dict(
+        class_weight=class_weight,
+        ignore_index=ignore_index,
+        sample_p=sample_p,
+        generator=generator,
+        reduction=reduction,
+    )
+
+
+def loss_from_statistics(lse, picked, target, n_class, *, class_weight, ignore_index, sample_p, generator, reduction):
     """pixelwise_cross_entropy's loss from the statistics: term lse - picked at every labelled pixel (0 at
     the others, whatever their scores), then its class weights, sampling and reduction."""
     valid = target != ignore_index
@@ -123,48 +137,28 @@ def upsample_cross_entropy(
         x, weight, bias, skip, stride, groups, out_offset, tuple(target.shape[1:]), skip_offset
     )
     n_class = weight.shape[1] * groups
-    ignore_index = check_int(ignore_index, "ignore_index")
-    check_loss_arguments(sample_p, reduction)
-    check_class_weight(class_weight, n_class)
-    grad = torch.is_grad_enabled()
-    which = backends.resolve(
+    loss = check_loss(n_class, class_weight, ignore_index, sample_p, generator, reduction)
+    which = resolve(
         backend,
-        x.device,
         "upsample_cross_entropy",
-        cin_g=x.shape[1] // groups,
-        cout_g=weight.shape[1],
-        kernel=tuple(weight.shape[2:]),
-        stride=stride,
-        out_size=out_size,
-        weight_grad=grad and weight.requires_grad,
+        x,
+        weight,
+        (stride, groups, out_offset, out_size, skip_offset),
+        weight_grad=torch.is_grad_enabled() and weight.requires_grad,
         channels=n_class,
     )
     if which == "reference":
-        return reference.upsample_cross_entropy(
-            x,
-            target,
-            weight,
-            bias,
-            skip,
-            stride=stride,
-            groups=groups,
-            out_offset=out_offset,
-            skip_offset=skip_offset,
-            class_weight=class_weight,
-            ignore_index=ignore_index,
-            sample_p=sample_p,
-            generator=generator,
-            reduction=reduction,
-        )
+        geometry = dict(stride=stride, groups=groups, out_offset=out_offset, skip_offset=skip_offset)
+        return reference.upsample_cross_entropy(x, target, weight, bias, skip, **geometry, **loss)
     target = target.long()
     if which == "triton":
         from ..triton.upsample_cross_entropy import upsample_logsumexp as statistics
     else:
         statistics = torch.ops.fcn_kernels.upsample_logsumexp
-    lse, picked = statistics(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index)
-    return loss_from_statistics(
-        lse, picked, target, n_class, class_weight, ignore_index, sample_p, generator, reduction
+    lse, picked = statistics(
+        x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, loss["ignore_index"]
     )
+    return loss_from_statistics(lse, picked, target, n_class, **loss)
 
 
 if _ext.HAS_EXTENSION and _ext.has_kernel("upsample_logsumexp", "CPU"):

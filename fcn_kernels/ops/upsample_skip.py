@@ -145,32 +145,44 @@ def upsample_skip(
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    stride, groups, out_offset, out_size, skip_offset = geometry
-    which = backends.resolve(
-        backend,
-        x.device,
-        "upsample_skip",
-        cin_g=x.shape[1] // groups,
-        cout_g=weight.shape[1],
-        kernel=tuple(weight.shape[2:]),
-        stride=stride,
-        out_size=out_size,
-        weight_grad=weight.requires_grad and torch.is_grad_enabled(),
+    which = resolve(
+        backend, "upsample_skip", x, weight, geometry, weight_grad=weight.requires_grad and torch.is_grad_enabled()
     )
-    if which == "reference":
-        return reference.upsample_skip(x, weight, bias, skip, **dict(zip(GEOMETRY, geometry)))
-    if which == "triton":
-        from ..triton import upsample_skip as triton_impl
+    return dispatch("upsample_skip", which, (x, weight, bias, skip), geometry)
 
-        return triton_impl.upsample_skip(x, weight, bias, skip, *geometry)
-    return torch.ops.fcn_kernels.upsample_skip(x, weight, bias, skip, *geometry)
+
+def resolve(backend, op, x, weight, geometry, **facts):
+    """backends.resolve for an op of upsample_skip's geometry (validate's), given the facts its choice weighs."""
+    stride, groups, _, out_size, _ = geometry
+    facts.update(cin_g=x.shape[1] // groups, cout_g=weight.shape[1], kernel=tuple(weight.shape[2:]), stride=stride)
+    return backends.resolve(backend, x.device, op, out_size=out_size, **facts)
+
+
+def dispatch(op, which, tensors, geometry):
+    """Runs `op` (upsample_skip or upsample_argmax) on backend `which`: the reference takes the geometry by name,
+    the Triton and C++ ops by position."""
+    if which == "reference":
+        return getattr(reference, op)(*tensors, **dict(zip(GEOMETRY, geometry)))
+    if which == "triton":
+        from ..triton import upsample_argmax as triton_argmax, upsample_skip as triton_skip
+
+        module = {"upsample_skip": triton_skip, "upsample_argmax": triton_argmax}[op]
+        return getattr(module, op)(*tensors, *geometry)
+    return getattr(torch.ops.fcn_kernels, op)(*tensors, *geometry)
+
+
+def register_fake(op, output):
+    """Registers `op`'s fake: validate's checks, then output(x, weight, groups, out_size), an empty result."""
+
+    @torch.library.register_fake(f"fcn_kernels::{op}")
+    def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
+        validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
+        return output(x, weight, groups, out_size)
 
 
 if _ext.HAS_EXTENSION:
-
-    @torch.library.register_fake("fcn_kernels::upsample_skip")
-    def _fake(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset):
-        validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-        return x.new_empty((x.shape[0], weight.shape[1] * groups, out_size[0], out_size[1]))
+    register_fake(
+        "upsample_skip", lambda x, weight, groups, size: x.new_empty((x.shape[0], weight.shape[1] * groups, *size))
+    )
 
     register_upsample_skip(*register_backward_fakes("upsample_skip"))

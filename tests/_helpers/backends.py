@@ -119,6 +119,26 @@ def case_grid(names, dtypes, triton_cases, gpu_check_cases):
     return grid(cpu=every, cuda=checked(every), triton=checked(triton_cases))
 
 
+def case_tests(check, cases, dtypes, triton_cases, gpu_check_cases):
+    """An op's test_cases: check(cases[name], backend, dtype) over case_grid(cases, dtypes, ...)."""
+
+    @pytest.mark.parametrize("backend, name, dtype", case_grid(cases, dtypes, triton_cases, gpu_check_cases))
+    def test_cases(seed, backend, name, dtype):
+        check(cases[name], backend, dtype)
+
+    return test_cases
+
+
+def opcheck_grid(names, cuda_checked, triton_names, triton_checked):
+    """Params of (backend, name) for an op's opcheck problems: cpu and cuda take every name, triton its
+    triton_names on a GPU only (NEEDS_GPU); cuda's cuda_checked and triton's triton_checked marked gpu_check."""
+    triton = [
+        pytest.param(n, marks=[NEEDS_GPU] + ([pytest.mark.gpu_check] if n in triton_checked else []))
+        for n in triton_names
+    ]
+    return grid(cpu=names, cuda=[gpu_check(n) if n in cuda_checked else n for n in names], triton=triton)
+
+
 def cuda_path_grid(names, gpu_check_paths):
     """Params of (backend, name, dtype, index) for the CUDA kernels' path cases: each name in float64, float32
     and bfloat16, through the 32- and the 64-bit index paths; the triples in gpu_check_paths marked gpu_check.
@@ -152,6 +172,24 @@ def assert_cuda_matches_triton_on_random_cases(seed, dtype, random_case, inputs_
         inputs = [t.cuda() if t is not None else None for t in inputs_of(problem, dtype)]
         go = torch.randn(problem.N, problem.cout, *out_hw(problem), dtype=dtype, device="cuda")
         assert_cuda_matches_triton(run, fn, inputs, go, problem.kwargs(), problem)
+
+
+def cuda_kernel_tests(path_cases, gpu_check_paths, check_against_reference, *random_cases):
+    """An op's test_cuda_kernel_paths (check_against_reference(case, backend, dtype) of each path case, see
+    cuda_path_grid) and test_cuda_matches_triton (its two GPU backends on the same random problems, forward and
+    backward: assert_cuda_matches_triton_on_random_cases(seed, dtype, *random_cases)); bind both in the suite."""
+
+    @pytest.mark.parametrize(
+        "backend, name, dtype, index", cuda_path_grid(path_cases, gpu_check_paths), indirect=["index"]
+    )
+    def test_cuda_kernel_paths(backend, name, dtype, index):
+        check_against_reference(path_cases[name], backend, dtype)
+
+    @pytest.mark.parametrize("backend, dtype", grid(cuda=[torch.float64, torch.float32]))
+    def test_cuda_matches_triton(seed, backend, dtype):
+        assert_cuda_matches_triton_on_random_cases(seed, dtype, *random_cases)
+
+    return test_cuda_kernel_paths, test_cuda_matches_triton
 
 
 def triton_case_pairs(names, float64_names, half_names):

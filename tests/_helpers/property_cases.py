@@ -14,7 +14,7 @@ from fcn_kernels import reference
 
 from .rarefied_cases import Case as RarefiedCase, check_against_reference as check_rarefied_against_reference
 from .tolerances import error_bound
-from .upsample_cases import Case, check_against_reference, make_inputs
+from .upsample_cases import Case, check_against_reference, make_inputs, shape_fields
 
 DTYPES = st.sampled_from([torch.float64, torch.float32, torch.bfloat16, torch.float16])
 SEEDS = st.integers(0, 2**31 - 1)
@@ -66,12 +66,7 @@ def upsample_cases(draw, small=False):
         skip_hw = tuple(s + o + draw(st.integers(0, 3)) for s, o in zip(size, skip_off))
     return Case(
         N=draw(st.integers(0, 2)),
-        cin=cin_g * groups,
-        cout=cout_g * groups,
-        groups=groups,
-        H=H,
-        W=W,
-        K=K,
+        **shape_fields(groups, cin_g, cout_g, H, W, K),
         stride=stride,
         out_offset=tuple(off),
         out_size=None if default_size else tuple(size),
@@ -117,12 +112,7 @@ def rarefied_cases(draw, small=False):
     )
     return RarefiedCase(
         N=draw(st.integers(0, 2)),
-        cin=cin_g * groups,
-        cout=cout_g * groups,
-        groups=groups,
-        H=H,
-        W=W,
-        K=K,
+        **shape_fields(groups, cin_g, cout_g, H, W, K),
         rarefaction=rarefaction,
         padding=padding,
         bias=draw(st.booleans()),

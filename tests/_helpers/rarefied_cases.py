@@ -150,12 +150,17 @@ def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, tr
     y, grads = run(fcn_kernels.rarefied_conv2d, on[:3], on[3], backend=backend, **kw)
     assert y.is_contiguous(), f"output not contiguous for {case}"
     y, grads = y.cpu(), [g.cpu() if g is not None else None for g in grads]
-    exact_in = [t.double() if t is not None else None for t in inputs]
-    exact, exact_grads = run(reference.rarefied_conv2d, exact_in, go.double(), **kw)
-    bound, bound_grads = run(
-        reference.rarefied_conv2d, [t.abs() if t is not None else None for t in exact_in], go.double().abs(), **kw
-    )
-    assert y.shape == exact.shape and y.dtype == dtype, f"{tuple(y.shape)} {y.dtype} for {case}"
+    assert_within_bounds(case, inputs, go, y, grads, dtype, f"{backend} {dtype} {case}")
+
+
+def assert_within_bounds(case, inputs, go, y, grads, dtype, label):
+    """y and grads (rarefied_conv2d's output and its gradients of x, weight and bias for grad_out go) against
+    the float64 reference on CPU on the same rounded inputs, at the bound of each output's terms."""
+    exact_in = [t.cpu().double() if t is not None else None for t in inputs]
+    kw = case.kwargs()
+    exact, exact_grads = run(reference.rarefied_conv2d, exact_in, go.cpu().double(), **kw)
+    abs_in = [t.abs() if t is not None else None for t in exact_in]
+    bound, bound_grads = run(reference.rarefied_conv2d, abs_in, go.cpu().double().abs(), **kw)
     for name, a, e, b, n in zip(
         ("output", "grad x", "grad weight", "grad bias"),
         [y, *grads],
@@ -166,5 +171,5 @@ def check_against_reference(case: Case, backend: str, dtype=torch.float64, *, tr
         if e is None:
             assert a is None, name
             continue
-        assert a.shape == e.shape and a.dtype == dtype, f"{name} {tuple(a.shape)} {a.dtype} for {case}"
-        assert_close_bound(a, e, b, n, dtype, f"{backend} {dtype} {name} {case}")
+        assert a.shape == e.shape and a.dtype == dtype, f"{name} {tuple(a.shape)} {a.dtype} for {label}"
+        assert_close_bound(a.cpu(), e, b, n, dtype, f"{label}: {name}")

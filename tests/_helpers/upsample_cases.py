@@ -76,6 +76,12 @@ def case(*, channels=None, **fields) -> Case:
     return Case(**fields)
 
 
+def shape_fields(groups, cin_g, cout_g, H, W, K):
+    """The Case fields (upsample_skip's or rarefied_conv2d's) of `groups` groups of cin_g in and cout_g out
+    channels, an H x W input and a K kernel."""
+    return dict(cin=cin_g * groups, cout=cout_g * groups, groups=groups, H=H, W=W, K=K)
+
+
 # FCN-8s head stages (docs/DESIGN.md §2) at reduced channels and maps, with the real offsets.
 FCN8S_STAGES = {
     "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
@@ -165,12 +171,7 @@ def random_case(rng: random.Random, max_batch=2, per_group=None) -> Case:
         skip_hw = tuple(s + o + m for s, o, m in zip(size, skip_off, margin))
     return case(
         N=rng.randint(0, max_batch),
-        cin=cin_g * groups,
-        cout=cout_g * groups,
-        groups=groups,
-        H=H,
-        W=W,
-        K=K,
+        **shape_fields(groups, cin_g, cout_g, H, W, K),
         stride=stride,
         out_offset=tuple(off),
         out_size=None if default_size else tuple(size),

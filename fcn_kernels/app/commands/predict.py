@@ -10,6 +10,7 @@ prediction. Labels come from FCN*.predict, which on the fused path never builds 
 """
 
 import argparse
+import functools
 
 from ...data import PREPROCESS_MODES
 
@@ -53,24 +54,15 @@ def add_arguments(p):
     p.add_argument(
         "--batch-size", type=int, default=1, help="images per forward pass (images of one size are batched together)"
     )
-    p.add_argument(
-        "--fused",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="fused kernels, labels without full-resolution scores (--no-fused: the stock composition)",
-    )
+    switch = functools.partial(p.add_argument, action=argparse.BooleanOptionalAction, default=True)
+    switch("--fused", help="fused kernels, labels without full-resolution scores (--no-fused: the stock composition)")
     p.add_argument(
         "--preprocess",
         choices=PREPROCESS_MODES,
         default=None,
         help="input preprocessing (default: the checkpoint's training preprocessing)",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="a progress bar when there are several images",
-    )
+    switch("--progress", help="a progress bar when there are several images")
     p.add_argument(
         "--keep-going",
         action="store_true",
