@@ -56,7 +56,9 @@ def extensions():
     )
     sources = read_sources("cpu")
     # -fopenmp: at::parallel_for is inline OpenMP in ATen's headers; without it every loop runs serially.
-    cxx = ["-O3", "-fvisibility=hidden", "-fopenmp"]  # the C++ standard: torch's choice
+    # -Wno-psabi: GCC's note that 128-byte vector arguments changed ABI in GCC 4.6, printed for every block helper
+    # of csrc/cpu/upsample_rows.h; they are inline in one translation unit, so no ABI boundary is crossed.
+    cxx = ["-O3", "-fvisibility=hidden", "-fopenmp", "-Wno-psabi"]  # the C++ standard: torch's choice
     arch = os.environ.get("FCN_KERNELS_CPU_ARCH", "native")
     if arch:  # the CPU kernels' inner loops are written to be auto-vectorized
         cxx.append(f"-march={arch}")
