@@ -95,10 +95,16 @@ TRANSLATIONS = {
     "rarefied_conv2d": _rarefied_conv2d,
     "rarefied_conv2d_triton": _rarefied_conv2d,
     "interpolate_argmax": _interpolate_argmax,
+    "interpolate_argmax_triton": _interpolate_argmax,
 }
 
 # Forward ops of training alone (the fused losses): never in an inference graph, so never exported.
-TRAINING_ONLY = ("upsample_logsumexp", "interpolate_logsumexp")
+TRAINING_ONLY = (
+    "upsample_logsumexp",
+    "upsample_logsumexp_triton",
+    "interpolate_logsumexp",
+    "interpolate_logsumexp_triton",
+)
 
 
 def onnx_translations():

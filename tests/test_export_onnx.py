@@ -187,7 +187,7 @@ def test_every_forward_op_has_a_translation():
     ops = [n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fcn_kernels::")]
     # backward ops and the losses' forward ops are never exported (inference graphs)
     forward = [n for n in ops if "backward" not in n and n not in TRAINING_ONLY]
-    assert set(TRAINING_ONLY) <= set(ops)
+    assert {n for n in TRAINING_ONLY if not n.endswith("_triton")} <= set(ops)  # Triton's: once imported
     assert "upsample_skip" in forward and "rarefied_conv2d" in forward
     assert set(forward) <= set(TRANSLATIONS), set(forward) - set(TRANSLATIONS)
     table = onnx_translations()
