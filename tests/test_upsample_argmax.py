@@ -15,8 +15,9 @@ import torch
 
 import fcn_kernels
 from _helpers.argmax_cases import check
-from _helpers.backends import NEEDS_GPU, backends, case_tests, device_of, gpu_check, grid, tiny
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
+from _helpers.suites import case_tests
 from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL as SKIP_CASES, case, random_case
 from fcn_kernels import reference
 

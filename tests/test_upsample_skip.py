@@ -13,20 +13,10 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.backends import (
-    NEEDS_GPU,
-    backends,
-    case_tests,
-    cuda_kernel_tests,
-    device_of,
-    gpu_check,
-    grid,
-    opcheck_grid,
-    tiny,
-    triton_case_pairs,
-)
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
+from _helpers.suites import case_tests, cuda_kernel_tests, opcheck_grid, triton_case_pairs
 from _helpers.upsample_cases import (
     FCN8S_STAGES,
     LAYOUTS,
