@@ -29,7 +29,7 @@ def seed(request):
 
 @pytest.fixture
 def index(request, monkeypatch):
-    """The CUDA kernels' index width of a path case (_helpers/backends.cuda_path_grid, indirect): "int64" sends
+    """The CUDA kernels' index width of a path case (_helpers/suites.cuda_path_grid, indirect): "int64" sends
     every launch down the 64-bit path (else only calls past 2**31 elements take it)."""
     if request.param == "int64":
         monkeypatch.setenv("FCN_KERNELS_CUDA_INDEX64", "1")

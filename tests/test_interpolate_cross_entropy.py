@@ -4,12 +4,8 @@ derived error bounds in every dtype. Fresh random inputs every run (conftest's `
 FCN_TEST_SEED=...). Each test takes a `backend` (cpu, cuda, triton); Triton gets the tiny variants (`tiny`): under
 TRITON_INTERPRET=1 its kernels run in Python."""
 
-import json
 import math
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,6 +14,7 @@ from hypothesis import given, note, strategies as st
 
 import fcn_kernels
 from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
+from _helpers.child_errors import assert_clear_errors
 from _helpers.loss_cases import (
     BF16,
     F16,
@@ -26,6 +23,7 @@ from _helpers.loss_cases import (
     IGNORE,
     Loss,
     Problem,
+    assert_same_bits,
     check_loss,
     losses,
     make_target,
@@ -316,31 +314,14 @@ def test_deterministic_bits(backend):
     (N, C, H, W), size = ((1, 3, 5, 6), (17, 13)) if tiny(backend) else ((3, 7, 9, 11), (61, 83))
     x = torch.randn(N, C, H, W, device=device_of(backend))
     target = torch.randint(0, C, (N, *size), device=x.device)
-    outs = []
-    for _ in range(2):
-        xs = x.clone().requires_grad_()
-        loss = fcn_kernels.interpolate_cross_entropy(xs, target, backend=backend)
-        outs.append((loss, *torch.autograd.grad(loss, xs)))
-    for a, b in zip(*outs):
-        assert torch.equal(a, b)
+    assert_same_bits(lambda x: fcn_kernels.interpolate_cross_entropy(x, target, backend=backend), [x])
 
 
 @pytest.mark.parametrize("backend", backends("cpu"))
 def test_same_bits_whatever_the_thread_count(backend):
     x = torch.randn(2, 7, 13, 9)
     target = torch.randint(0, 7, (2, 70, 50))
-    threads, outs = torch.get_num_threads(), []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            xs = x.clone().requires_grad_()
-            loss = fcn_kernels.interpolate_cross_entropy(xs, target, backend=backend)
-            outs.append((loss, *torch.autograd.grad(loss, xs)))
-    finally:
-        torch.set_num_threads(threads)
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other):
-            assert torch.equal(a, b)
+    assert_same_bits(lambda x: fcn_kernels.interpolate_cross_entropy(x, target, backend=backend), [x], (1, 2, 3))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -398,23 +379,6 @@ def test_direct_op_calls_are_checked(backend):
         ops.interpolate_logsumexp_backward(lse[0], lse, x, target, lse, False, IGNORE)
 
 
-_CHILD = r"""
-import json, sys, torch
-import fcn_kernels as F
-ops = torch.ops.fcn_kernels
-x = torch.randn(1, 1, 3, 3)
-
-def big_target(*shape):
-    return torch.zeros(1, 1, 1, dtype=torch.long).expand(shape)  # owns one element
-
-for name, expr in json.loads(sys.argv[1]).items():
-    try:
-        eval(expr)
-        print(json.dumps({"name": name, "raised": None}), flush=True)
-    except Exception as exc:
-        print(json.dumps({"name": name, "raised": type(exc).__name__, "message": str(exc).splitlines()[0]}),
-              flush=True)
-"""
 OVERFLOW = {
     "target 2**62 wide": ("F.interpolate_cross_entropy(x, big_target(1, 1, 2**62))", ["size"]),
     "argmax size int64 max": (f"F.interpolate_argmax(x, (1, {2**63 - 1}))", ["size"]),
@@ -425,22 +389,7 @@ OVERFLOW = {
 
 @pytest.mark.parametrize("backend", backends("cpu"))  # the public functions' checks, before any backend
 def test_overflowing_sizes_are_clear_errors(backend):
-    env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    results = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
-    assert set(results) == set(OVERFLOW), proc.stderr[-3000:]
-    for name, (_, words) in OVERFLOW.items():
-        r = results[name]
-        assert r["raised"] in ("ValueError", "TypeError", "RuntimeError"), (name, r)
-        assert any(word in r["message"] for word in words), (name, r["message"])
-        assert "alloc" not in r["message"], (name, r["message"])
+    assert_clear_errors("x = torch.randn(1, 1, 3, 3)", OVERFLOW)
 
 
 @pytest.mark.parametrize(

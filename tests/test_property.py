@@ -9,18 +9,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import fcn_kernels
-from _helpers.property_cases import (
-    DTYPES,
-    LAYOUT_NAMES,
-    SEEDS,
-    check_invalid_is_named,
-    check_rarefied_conv2d,
-    check_upsample_argmax,
-    check_upsample_skip,
-    rarefied_cases,
-    rarefied_path,
-    upsample_cases,
-)
+from _helpers import property_cases as props
 
 pytestmark = pytest.mark.skipif("cpu" not in fcn_kernels.available_backends(), reason="fcn_kernels._C was not built")
 
@@ -28,32 +17,30 @@ HAS_ARGMAX = hasattr(fcn_kernels, "upsample_argmax")  # another branch adds it
 needs_argmax = pytest.mark.skipif(not HAS_ARGMAX, reason="fcn_kernels.upsample_argmax is not in this build")
 
 
-@given(case=upsample_cases(), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
+@given(case=props.upsample_cases(), **props.DRAWS)
 def test_upsample_skip_equals_reference(case, dtype, layout, seed):
     torch.manual_seed(seed)
-    check_upsample_skip(case, "cpu", dtype, layout)
+    props.check_upsample_skip(case, "cpu", dtype, layout)
 
 
 @needs_argmax
-@given(case=upsample_cases(), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
+@given(case=props.upsample_cases(), **props.DRAWS)
 def test_upsample_argmax_equals_reference(case, dtype, layout, seed):
     torch.manual_seed(seed)
-    check_upsample_argmax(case, "cpu", dtype, layout)
+    props.check_upsample_argmax(case, "cpu", dtype, layout)
 
 
-@given(
-    case=rarefied_cases(), dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS, path=st.sampled_from([None, "direct", "gemm"])
-)
+@given(case=props.rarefied_cases(), path=st.sampled_from([None, "direct", "gemm"]), **props.DRAWS)
 def test_rarefied_conv2d_equals_reference(case, dtype, layout, seed, path):
     torch.manual_seed(seed)
-    with rarefied_path(path):
-        check_rarefied_conv2d(case, "cpu", dtype, layout)
+    with props.rarefied_path(path):
+        props.check_rarefied_conv2d(case, "cpu", dtype, layout)
 
 
 UPSAMPLE_OPS = ["upsample_skip"] + (["upsample_argmax"] if HAS_ARGMAX else [])
 
 
 @pytest.mark.parametrize("op", UPSAMPLE_OPS + ["rarefied_conv2d"])
-@given(dtype=DTYPES, seed=SEEDS, data=st.data())
+@given(dtype=props.DTYPES, seed=props.SEEDS, data=st.data())
 def test_invalid_arguments_are_named(op, dtype, seed, data):
-    check_invalid_is_named(op, "cpu", dtype, seed, data)
+    props.check_invalid_is_named(op, "cpu", dtype, seed, data)

@@ -16,21 +16,11 @@ from _pytest.mark.structures import ParameterSet
 from torch import nn
 
 import fcn_kernels
-from _helpers.backends import (
-    NEEDS_GPU,
-    backends,
-    case_tests,
-    cuda_kernel_tests,
-    device_of,
-    gpu_check,
-    grid,
-    opcheck_grid,
-    tiny,
-    triton_case_pairs,
-)
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.rarefied_cases import SMALL, assert_within_bounds, case, check_against_reference, extent, random_case, run
+from _helpers.suites import case_tests, cuda_kernel_tests, opcheck_grid, triton_case_pairs
 from _helpers.upsample_cases import LAYOUTS
 from fcn_kernels import RarefiedConv2d, rarefied_conv2d, rarefy_filter, reference
 
@@ -371,11 +361,9 @@ PATH_CASES = {
     "untiled_filter": case(1, 2, 2, 2, 1, 9000, (1, 8500), 1, 0),
     "many_planes": case(66000, 1, 1, 1, 2, 3, (1, 2), 1, 0),
 }
-GPU_CHECK_PATHS = {
-    ("depthwise_odd", F32, "int32"),
-    ("depthwise_odd", F32, "int64"),
-    ("many_planes", F32, "int32"),
-    ("dense_two_slabs", BF16, "int32"),
+# depthwise_odd down both index paths, many_planes and dense_two_slabs down the 32-bit one
+GPU_CHECK_PATHS = {("depthwise_odd", F32, "int64")} | {
+    (name, dtype, "int32") for name, dtype in (("depthwise_odd", F32), ("many_planes", F32), ("dense_two_slabs", BF16))
 }
 
 

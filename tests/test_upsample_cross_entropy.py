@@ -5,12 +5,8 @@ bounds in every dtype. Fresh random inputs every run (conftest's `seed`; replay 
 Each test takes a `backend` (cpu, cuda, triton); a cuda or GPU triton test makes its tensors on the GPU. Triton
 gets tiny cases (`tiny`): under TRITON_INTERPRET=1 its kernels run in Python."""
 
-import json
 import math
-import os
 import random
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -19,10 +15,11 @@ from hypothesis import given, note, strategies as st
 
 import fcn_kernels
 from _helpers.backends import NEEDS_GPU, backend_default_device, backends, gpu_check, grid, tiny  # noqa: F401
+from _helpers.child_errors import assert_clear_errors
 from _helpers.loss_cases import BF16, F16, F32, F64, IGNORE, Loss, Problem, check_loss, losses, make_target, random_loss
 from _helpers.opcheck import opcheck
 from _helpers.property_cases import upsample_cases
-from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL, case, make_inputs, random_case
+from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL, case, make_inputs, random_case, shape_fields
 from fcn_kernels import backends as backend_rule, reference
 
 BACKENDS = backends("cpu", "cuda", "triton")
@@ -100,27 +97,19 @@ def test_fcn8s_stages_float64(seed, backend, stage):
     check(FCN8S_STAGES[stage], Loss(class_weight=True), backend=backend)
 
 
+# test_channel_layouts' geometry (its channels set per kind): a crop window and a skip offset on both axes
+CHANNEL_LAYOUT_BASE = case(
+    N=2, K=(5, 4), stride=(3, 2), out_offset=(2, 1), out_size=(9, 6), skip_offset=(1, 2), skip_hw=(11, 9), bias=True
+)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["depthwise", "grouped", "dense"])
 def test_channel_layouts(seed, backend, kind):
     cin_g, cout_g, groups = {"depthwise": (1, 1, 5), "grouped": (2, 3, 2), "dense": (5, 6, 1)}[kind]
     if tiny(backend):
         cin_g, cout_g, groups = min(cin_g, 3), min(cout_g, 3), min(groups, 3)
-    c = case(
-        N=2,
-        cin=cin_g * groups,
-        cout=cout_g * groups,
-        groups=groups,
-        H=5,
-        W=4,
-        K=(5, 4),
-        stride=(3, 2),
-        out_offset=(2, 1),
-        out_size=(9, 6),
-        skip_offset=(1, 2),
-        skip_hw=(11, 9),
-        bias=True,
-    )
+    c = replace(CHANNEL_LAYOUT_BASE, **shape_fields(groups, cin_g, cout_g, 5, 4, (5, 4)))
     check(c, Loss(class_weight=True, ignore=0.2), backend=backend)
 
 
@@ -136,20 +125,8 @@ def test_windows_at_both_edges(seed, backend, stride):
             if ho < 0:
                 continue
             ox = rng.randint(0, Wf - 1)
-            c = case(
-                N=2,
-                channels=3,
-                groups=3,
-                H=H,
-                W=W,
-                K=K,
-                stride=stride,
-                out_offset=(oy, ox),
-                out_size=(ho, Wf - ox),
-                skip_offset=(1, 2),
-                skip_hw=(ho + 1, Wf - ox + 2),
-                bias=True,
-            )
+            window = dict(out_offset=(oy, ox), out_size=(ho, Wf - ox), skip_hw=(ho + 1, Wf - ox + 2))
+            c = case(N=2, channels=3, groups=3, H=H, W=W, K=K, stride=stride, skip_offset=(1, 2), bias=True, **window)
             check(c, random_loss(rng), backend=backend, seed=rng.randrange(2**31))
 
 
@@ -199,25 +176,8 @@ def test_non_contiguous_inputs(seed, backend, layout):
 )
 def test_each_gradient_alone(seed, backend, need):
     """Only the gradients asked for: a fixed weight (FCN's bilinear upsampling) gets none."""
-    check(
-        case(
-            N=2,
-            cin=4,
-            cout=6,
-            groups=2,
-            H=4,
-            W=5,
-            K=4,
-            stride=2,
-            out_offset=1,
-            skip_hw=(10, 12),
-            skip_offset=(0, 1),
-            bias=True,
-        ),
-        Loss(ignore=0.3),
-        backend=backend,
-        need=need,
-    )
+    c = case(N=2, **shape_fields(2, 2, 3, 4, 5, 4), stride=2, out_offset=1, skip_offset=(0, 1), skip_hw=(10, 12))
+    check(replace(c, bias=True), Loss(ignore=0.3), backend=backend, need=need)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -424,61 +384,16 @@ def test_autocast_casts_like_upsample_skip(backend):
 
 @pytest.mark.parametrize("backend", backends("cpu", gpu_check("triton")))
 def test_deterministic_bits(seed, backend):
-    c = case(
-        N=1 if tiny(backend) else 3,
-        cin=6,
-        cout=6,
-        groups=2,
-        H=3 if tiny(backend) else 9,
-        W=2 if tiny(backend) else 11,
-        K=16,
-        stride=8,
-        out_offset=(5, 3),
-        skip_hw=(80, 100),
-        skip_offset=(2, 3),
-        bias=True,
-    )
-    inputs = inputs_of(c, F32)
-    target = make_target(c.N, c.cout, c.crop, Loss())
-    outs = []
-    for _ in range(2):
-        leaves = [t.clone().requires_grad_() for t in inputs]
-        loss = fcn_kernels.upsample_cross_entropy(leaves[0], target, *leaves[1:], backend=backend, **geometry(c))
-        outs.append((loss, *torch.autograd.grad(loss, leaves)))
-    for a, b in zip(*outs):
-        assert torch.equal(a, b)
+    N, H, W = (1, 3, 2) if tiny(backend) else (3, 9, 11)
+    c = case(N=N, channels=6, groups=2, H=H, W=W, K=16, stride=8, out_offset=(5, 3), skip_offset=(2, 3), bias=True)
+    problem(replace(c, skip_hw=(80, 100)), F32).assert_same_bits(make_target(N, 6, c.crop, Loss()), backend=backend)
 
 
 @pytest.mark.parametrize("backend", COMPILED)
 def test_same_bits_whatever_the_thread_count(seed, backend):
     """docs/DESIGN.md §2.5: the backward's runs of bands, and so its sums, are the geometry's, not the threads'."""
-    c = case(
-        N=2,
-        cin=6,
-        cout=6,
-        groups=3,
-        H=13,
-        W=11,
-        K=(6, 4),
-        stride=(3, 2),
-        out_offset=(2, 1),
-        skip_hw=(45, 30),
-        skip_offset=(1, 2),
-        bias=True,
-    )
-    inputs, target = inputs_of(c, F32), make_target(c.N, c.cout, c.crop, Loss())
-    threads, outs = torch.get_num_threads(), []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            leaves = [t.clone().requires_grad_() for t in inputs]
-            loss = fcn_kernels.upsample_cross_entropy(leaves[0], target, *leaves[1:], backend=backend, **geometry(c))
-            outs.append((loss, *torch.autograd.grad(loss, leaves)))
-    finally:
-        torch.set_num_threads(threads)
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other):
-            assert torch.equal(a, b)
+    c = replace(CHANNEL_LAYOUT_BASE, **shape_fields(3, 2, 2, 13, 11, (6, 4)), out_size=None, skip_hw=(45, 30))
+    problem(c, F32).assert_same_bits(make_target(c.N, c.cout, c.crop, Loss()), (1, 2, 3), backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -492,20 +407,9 @@ def test_forward_saves_only_pixel_maps(backend):
     inputs = {t.data_ptr() for t in (x, w, skip, target)}
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
-        loss = fcn_kernels.upsample_cross_entropy(
-            x,
-            target,
-            w,
-            None,
-            skip,
-            stride=8,
-            groups=5,
-            out_offset=(3, 4),
-            skip_offset=(1, 2),
-            class_weight=torch.rand(5),
-            sample_p=0.5,
-            backend=backend,
-        )
+        geometry = dict(stride=8, groups=5, out_offset=(3, 4), skip_offset=(1, 2))
+        loss_kw = dict(class_weight=torch.rand(5), sample_p=0.5, backend=backend)
+        loss = fcn_kernels.upsample_cross_entropy(x, target, w, None, skip, **geometry, **loss_kw)
     assert saved
     pixels = target.numel()
     for t in saved:
@@ -558,6 +462,7 @@ def test_direct_op_calls_are_checked(backend):
         ops.upsample_logsumexp_backward(lse, lse, x, w, None, None, target, lse.double(), *geo, [True] * 4)
 
 
+OVERFLOW_SETUP = "x, w, t = torch.randn(1, 1, 3, 3), torch.randn(1, 1, 4, 4), torch.zeros(1, 2, 2, dtype=torch.long)"
 OVERFLOW = {
     "target 2**62 wide": ("F.upsample_cross_entropy(x, big_target(1, 1, 2**62), w, stride=2)", ["out_size"]),
     "target 2**62 tall, stride 2**40": (
@@ -578,44 +483,12 @@ OVERFLOW = {
     ),
 }
 
-_CHILD = r"""
-import json, sys, torch
-import fcn_kernels as F
-ops = torch.ops.fcn_kernels
-x, w, t = torch.randn(1, 1, 3, 3), torch.randn(1, 1, 4, 4), torch.zeros(1, 2, 2, dtype=torch.long)
-
-def big_target(*shape):
-    return torch.zeros(1, 1, 1, dtype=torch.long).expand(shape)  # owns one element
-
-for name, expr in json.loads(sys.argv[1]).items():
-    try:
-        eval(expr)
-        print(json.dumps({"name": name, "raised": None}), flush=True)
-    except Exception as exc:
-        print(json.dumps({"name": name, "raised": type(exc).__name__, "message": str(exc).splitlines()[0]}),
-              flush=True)
-"""
-
 
 @pytest.mark.parametrize("backend", COMPILED)
 def test_overflowing_sizes_are_clear_errors(backend):
     """Sizes whose index arithmetic would overflow: an error naming the argument, before any allocation (in a
     child process, so that a crash fails the test instead of ending the run)."""
-    env = {k: v for k, v in os.environ.items() if k != "FCN_KERNELS_BACKEND"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps({k: e for k, (e, _) in OVERFLOW.items()})],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    results = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
-    assert set(results) == set(OVERFLOW), proc.stderr[-3000:]
-    for name, (_, words) in OVERFLOW.items():
-        r = results[name]
-        assert r["raised"] in ("ValueError", "TypeError", "RuntimeError"), (name, r)
-        assert any(word in r["message"] for word in words), (name, r["message"])
-        assert "alloc" not in r["message"], (name, r["message"])
+    assert_clear_errors(OVERFLOW_SETUP, OVERFLOW)
 
 
 # ---------------------------------------------------------------------------------------------------------

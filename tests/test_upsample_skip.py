@@ -13,20 +13,10 @@ import pytest
 import torch
 
 import fcn_kernels
-from _helpers.backends import (
-    NEEDS_GPU,
-    backends,
-    case_tests,
-    cuda_kernel_tests,
-    device_of,
-    gpu_check,
-    grid,
-    opcheck_grid,
-    tiny,
-    triton_case_pairs,
-)
+from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
+from _helpers.suites import case_tests, cuda_kernel_tests, opcheck_grid, triton_case_pairs
 from _helpers.upsample_cases import (
     FCN8S_STAGES,
     LAYOUTS,
@@ -310,17 +300,10 @@ PATH_CASES = {
     "fcn8s_upscore8_odd": case(
         channels=21, groups=21, H=70, W=70, K=16, stride=8, out_offset=31, out_size=(497, 501), bias=True
     ),
-    "skip_misaligned": case(
-        N=2,
-        channels=6,
-        groups=6,
-        H=9,
-        W=11,
-        out_offset=1,
-        out_size=(17, 19),
+    "skip_misaligned": replace(
+        case(N=2, channels=6, groups=6, H=9, W=11, out_offset=1, out_size=(17, 19), bias=True),
         skip_offset=(5, 3),
         skip_hw=(25, 27),
-        bias=True,
     ),
     "dense_two_slabs": case(channels=64, H=5, W=6, K=16, stride=8, out_offset=(3, 5), bias=True),
     "untiled_filter": case(

@@ -94,6 +94,10 @@ class Problem:
     n_grads: tuple
     slack: Callable = None
 
+    def assert_same_bits(self, target, thread_counts=(None, None), **options):
+        """The fused loss on these inputs and its gradients are bitwise equal across runs (assert_same_bits)."""
+        assert_same_bits(lambda *v: self.fused(v, target, **options), self.inputs, thread_counts)
+
 
 def grads_of(fn, leaves, grad_out):
     """fn(*leaves) and its gradient in every leaf that requires grad (None for the others; zeros where the
@@ -230,3 +234,20 @@ def check_loss(
             continue
         assert g.shape == e.shape and g.dtype == dtype, (name, g.shape, g.dtype)
         assert_within(g, e, error_bound(e, a, n, dtype) + d, f"grad {name} {what} {loss} {dtype}")
+
+
+def assert_same_bits(loss_of, inputs, thread_counts=(None, None)):
+    """loss_of(*leaves) and its gradients in every input are bitwise equal across runs, one run per entry of
+    thread_counts (a torch thread count; None: the current one). The thread count is restored afterwards."""
+    threads, outs = torch.get_num_threads(), []
+    try:
+        for n in thread_counts:
+            torch.set_num_threads(n or threads)
+            leaves = [t.clone().requires_grad_() for t in inputs]
+            loss = loss_of(*leaves)
+            outs.append((loss, *torch.autograd.grad(loss, leaves)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)

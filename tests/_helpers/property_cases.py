@@ -27,6 +27,8 @@ LAYOUTS = {
     "transposed": lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 4 else t,
 }
 LAYOUT_NAMES = st.sampled_from(sorted(LAYOUTS))
+# The draws besides the case of a test that compares a valid case with the reference: @given(case=..., **DRAWS)
+DRAWS = dict(dtype=DTYPES, layout=LAYOUT_NAMES, seed=SEEDS)
 
 
 def _channels(draw, small, wide_min):

@@ -3,7 +3,7 @@ of a backend with the float64 reference at derived error bounds (tolerances.py).
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -98,17 +98,8 @@ SMALL = {
         N=2, channels=3, groups=3, H=4, W=5, K=4, stride=2, skip_offset=5, skip_hw=(16, 18), bias=True
     ),
     "upscore8-dw": case(channels=2, groups=2, H=5, W=4, K=16, stride=8, out_offset=31, out_size=(9, 1)),
-    "dense-fma": case(
-        N=2,
-        cin=4,
-        cout=6,
-        groups=2,
-        H=3,
-        W=4,
-        K=(5, 3),
-        stride=(2, 3),
-        out_offset=(1, 2),
-        skip_offset=(0, 1),
+    "dense-fma": replace(
+        case(N=2, **shape_fields(2, 2, 3, 3, 4, (5, 3)), stride=(2, 3), out_offset=(1, 2), skip_offset=(0, 1)),
         skip_hw=(9, 12),
         bias=True,
     ),
