@@ -161,29 +161,12 @@ def _score_tap(acc, x_img, w_ptr, g, co_l, th, tw, phases, omask, geo, ACC: tl.c
 
 
 @triton.jit
-def class_score(
-    x_img,
-    w_ptr,
-    b_ptr,
-    s_img,
-    g,
-    co_l,
-    phases,
-    i,
-    j,
-    omask,
-    geo,
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_SKIP: tl.constexpr,
-    ACC: tl.constexpr,
-    BIG: tl.constexpr,
-):
+def class_score(x_img, w_ptr, b_ptr, s_img, g, co_l, phases, i, j, omask, geo, TH, TW, HAS_BIAS, HAS_SKIP, ACC, BIG):
     """Class co_l of group g's score at cropped outputs (i, j) as upsample_skip stores it, the scores of
     upsample_argmax.py and upsample_cross_entropy.py: TH x TW sub-filter taps summed over the group's input
     channels in ACC, bias then skip (x_img's, s_img's image) added, one rounding to x's dtype; returned in ACC.
-    phases: output_phases(i, j, ...); geo: (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx)."""
+    phases: output_phases(i, j, ...); geo: (cin_g, cout_g, H, W, Kh, Kw, sh, sw, Hs, Ws, sy, sx). TH to BIG are the
+    calling kernel's constexprs (a @triton.jit helper is specialised on every constexpr it is passed)."""
     acc = tl.zeros(omask.shape, dtype=ACC)
     if TH * TW <= MAX_UNROLLED_TAPS:
         for th in tl.static_range(TH):

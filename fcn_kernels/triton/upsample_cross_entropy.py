@@ -547,23 +547,9 @@ def forward(x, weight, bias, skip, target, stride, groups, out_offset, skip_offs
     return lse, picked
 
 
-def backward(
-    grad_lse,
-    grad_picked,
-    x,
-    weight,
-    bias,
-    skip,
-    target,
-    lse,
-    stride,
-    groups,
-    out_offset,
-    skip_offset,
-    ignore_index,
-    output_mask,
-):
-    """(grad_x, grad_weight, grad_bias, grad_skip); an empty (0,) tensor for each not in output_mask."""
+def backward(grad_lse, grad_picked, x, weight, bias, skip, target, lse, arguments, output_mask):
+    """(grad_x, grad_weight, grad_bias, grad_skip); an empty (0,) tensor for each not in output_mask. arguments:
+    (stride, groups, out_offset, skip_offset, ignore_index)."""
     need_x, need_w, need_b, need_s = output_mask
     need_b, need_s = need_b and bias is not None, need_s and skip is not None
     N, Cin, H, W = x.shape
@@ -584,7 +570,8 @@ def backward(
     x, weight, bias, skip, target, lse, grad_lse, grad_picked = _contiguous(
         x, weight, bias, skip, target, lse, grad_lse, grad_picked
     )
-    args, constexprs = _geometry(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index)
+    args, constexprs = _geometry(x, weight, bias, skip, target, *arguments)
+    groups = arguments[1]
     inputs = (x, weight, bias if bias is not None else x, skip if skip is not None else x, target, lse)
     grads = (grad_lse, grad_picked)
     cin_g, Cout, Kh, Kw = args["cin_g"], args["Cout"], args["Kh"], args["Kw"]
@@ -661,22 +648,8 @@ def upsample_logsumexp_backward_triton(
     ignore_index: int,
     output_mask: List[bool],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backward(
-        grad_lse,
-        grad_picked,
-        x,
-        weight,
-        bias,
-        skip,
-        target,
-        lse,
-        stride,
-        groups,
-        out_offset,
-        skip_offset,
-        ignore_index,
-        output_mask,
-    )
+    arguments = (stride, groups, out_offset, skip_offset, ignore_index)
+    return backward(grad_lse, grad_picked, x, weight, bias, skip, target, lse, arguments, output_mask)
 
 
 register_upsample_logsumexp(upsample_logsumexp_triton, upsample_logsumexp_backward_triton)
