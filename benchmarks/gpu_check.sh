@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, staged: one call on a bare GPU machine (torch, triton, nvcc, no internet) builds, checks
-# and measures everything within the budget below (480 s on an H200; one call may last 590 s at most), and
+# and measures everything within the budget below (420 s on an H200; one call may last 590 s at most), and
 # brings every log and table back in one folder and one tarball.
 #
 #   bash benchmarks/gpu_check.sh                  on a GPU machine
@@ -33,7 +33,7 @@
 #               head-<dtype>.json, rewritten as each row is measured
 #   rarefied-bench  a few rarefied_conv2d shapes, no torch.compile: rarefied.jsonl (a line per benchmark, as
 #               it ends), rarefied.json (pytest-benchmark's, at the end)
-#   loss-bench  benchmarks/bench_losses.py on CUDA tensors, issue 19's shapes: the fused losses (cuda, triton)
+#   loss-bench  benchmarks/bench_losses.py on CUDA tensors, two of issue 19's shapes (LOSS_SELECT): the fused losses (cuda, triton)
 #               against the stock composition and the loss alone, no torch.compile; peak memory from the
 #               allocator's counters: losses.json, rewritten as each shape is measured (smoke: cpu, tiny)
 # Then $out/results.tar.gz: the whole folder in one file.
@@ -46,26 +46,29 @@ cd "$(dirname "$0")/.."
 # The budget, one row per stage: seconds on an H200 (torch 2.11, triton 3.6, 16 cores, a bare machine), the
 # most tests the estimate allows (pytest stages; --count checks the selection against it), and how the
 # estimate was made. "Run 1": the first H200 run, benchmarks/results/2026-12-04-NVIDIA_H200-run1/.
-# The aim is 480 s in all; each stage may overrun by the 3 s before SIGKILL (+30 s), under the call's 590 s.
+# The aim is 420 s in all; each stage may overrun by the 3 s before SIGKILL (+30 s), under the call's 590 s.
 # ---------------------------------------------------------------------------------------------------------
 BUDGET="
 setup            6   -  GPU name and versions (one python start, 3 s); the tarball at the end (1 s)
 build           80   -  run 1: 73 s (9 objects, 16 jobs, sm_90 only), +10%
-doctor          40   -  run 1: 14 s (start 6 s) up to the last cuda check; + Triton, float32 only: 9 checks, about 30 kernels at 0.4 s a compile (12 s); + 3 head timings (4 s)
-cuda-tests      45  60  measured: the curated subset (46 tests) ran in 11 s on the H200 (a helper's run, 2026-12-04, benchmarks/results/2026-12-04-NVIDIA_H200-helper-runs); + the kernel check 3 s; + the fused losses' CUDA kernels (11 tests, unmeasured: about 10 s)
-triton-tests    55  50  measured: the curated subset (20 tests) ran in 26 s on the H200 with its compiles, autotuning pinned (the same helper's run); run 1: 52 tests in about 25 s; a float64 FMA compile of over 40 s is not curated
+doctor          34   -  run 1: 14 s (start 6 s) up to the last cuda check; + Triton, float32 only: 9 checks, about 30 kernels at 0.4 s a compile (12 s); + 3 head timings (4 s)
+cuda-tests      30  60  measured: the curated subset (46 tests) ran in 11 s on the H200 (a helper's run, 2026-12-04, benchmarks/results/2026-12-04-NVIDIA_H200-helper-runs); + the kernel check 3 s; + the fused losses' CUDA kernels (11 tests, unmeasured: about 10 s): 24 s, +25%
+triton-tests    40  50  measured: the curated subset (20 tests) ran in 26 s on the H200 with its compiles, autotuning pinned (the same helper's run); run 1: 52 tests in about 25 s; now 27 tests (the losses' 7, unmeasured): about 35 s; a float64 FMA compile of over 40 s is not curated
 memcheck        20   -  run 1: 12 s, torch's start under the sanitizer dominates; + the upsample_argmax calls (36 small calls, 3 s)
 racecheck       30   -  run 1: 22 s; + the upsample_argmax calls (5 s)
 initcheck       20   -  run 1: 11 s; + the upsample_argmax calls (3 s)
 head-bench      75   -  bf16 (no compile): start 8 s + 2 rows x 2 passes, Triton's bf16 compiles 8 s: 20 s; fp32: run 1 finished it with 8 compiles of the stock head (one per row) in under 60 s: 55 s
 rarefied-bench  45   -  run 1: 14 dense rows (batch 16) in 37 s with start, 5 rounds each; at 3 rounds 20 s; + 28 depthwise rows at 0.4 s (11 s) + start 8 s: 39 s
-loss-bench      60   -  not yet run: start 8 s; Triton's compiles, 2 kernels x 4 shapes at about 1 s (8 s); 4 shapes x 4 contenders x 12 steps (memory 3 more), the largest (stock, Cityscapes-like) about 50 ms: 20 s; x1.5
+loss-bench      35   -  not yet run: the two largest shapes only (LOSS_SELECT): start 8 s; Triton's compiles, 2 kernels x 2 shapes at about 1 s (4 s); 2 shapes x 4 contenders x 12 steps (memory 3 more): 10 s; x1.5
 "
-AIM=480
+AIM=420
 # the curated subsets (tests marked gpu_check), selected by marker only; a test marked both cuda and triton
 # (a Triton test that needs a GPU) belongs to the Triton stage, so that no test runs twice
 CUDA_MARKS="gpu_check and cuda and not triton"
 TRITON_MARKS="gpu_check and triton"
+# loss-bench's shapes (smoke and GPU alike): where classes x pixels are largest, VOC upscore8 at batch 4 and the
+# 150-class bilinear head; the CPU table (docs/performance.md) has all four
+LOSS_SELECT="voc-b4 or ade-b2"
 STAGES=(build doctor cuda-tests triton-tests memcheck racecheck initcheck head-bench rarefied-bench loss-bench)
 SMOKE_STAGES=(build doctor cuda-tests triton-tests memcheck head-bench rarefied-bench loss-bench)
 
@@ -102,7 +105,7 @@ if [ "$MODE" = plan ]; then
 fi
 
 PY=${PYTHON:-python3}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SMOKE PY CUDA_MARKS TRITON_MARKS
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SMOKE PY CUDA_MARKS TRITON_MARKS LOSS_SELECT
 export FCN_KERNELS_TRITON_AUTOTUNE=0  # every stage: each Triton kernel keeps its first config
 [ "$SMOKE" = 1 ] && STAGES=("${SMOKE_STAGES[@]}")
 if [ -n "$ONLY" ]; then
@@ -209,10 +212,10 @@ stage_rarefied_bench() {
 stage_loss_bench() {  # the same suite and shapes as on CPU (smoke: its tiny shapes), one interleaved run a shape
   if [ "$SMOKE" = 1 ]; then
     FCN_BENCH_DEVICES=cpu FCN_BENCH_LOSSES_JSON="$OUT_DIR/losses.json" "$PY" -m pytest -q -p no:cacheprovider -s \
-      benchmarks/bench_losses.py --benchmark-disable
+      benchmarks/bench_losses.py --benchmark-disable -k "$LOSS_SELECT"
   else
     FCN_BENCH_FULL=1 FCN_BENCH_DEVICES=cuda FCN_BENCH_ROUNDS=10 FCN_BENCH_LOSSES_JSON="$OUT_DIR/losses.json" \
-      "$PY" -m pytest -q -p no:cacheprovider -s benchmarks/bench_losses.py --benchmark-disable
+      "$PY" -m pytest -q -p no:cacheprovider -s benchmarks/bench_losses.py --benchmark-disable -k "$LOSS_SELECT"
   fi
 }
 export -f run_pytest stage_build stage_doctor stage_cuda_tests stage_triton_tests sanitize stage_memcheck \
