@@ -6,7 +6,6 @@ import torch
 from .. import _ext, backends, reference
 from .._args import check_extent, check_planes, check_tensor, pair
 from .._autograd.losses import register_interpolate_logsumexp
-from ..losses import check_labels
 from .upsample_cross_entropy import check_loss, check_target, loss_from_statistics, stats_dtype
 
 
@@ -97,8 +96,6 @@ def interpolate_cross_entropy(
     if which == "triton":
         from ..triton import interpolate_cross_entropy as triton_impl
 
-        if not torch.compiler.is_compiling():  # the C++ ops check inside; compiled, the kernels never index by label
-            check_labels(target, n_class, loss["ignore_index"])
         lse, picked = triton_impl.interpolate_logsumexp(x, target, align_corners, loss["ignore_index"])
     else:
         lse, picked = torch.ops.fcn_kernels.interpolate_logsumexp(x, target, align_corners, loss["ignore_index"])

@@ -31,6 +31,7 @@ from .utils import (
     HW,
     acc_dtype,
     autotune,
+    check_labels,
     check_plane_int32,
     config,
     configs,
@@ -222,6 +223,7 @@ def interpolate_logsumexp_triton(
     x: torch.Tensor, target: torch.Tensor, align_corners: bool, ignore_index: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check("interpolate_logsumexp (triton)", x, target)
+    check_labels("interpolate_logsumexp", target, x.shape[1], ignore_index)
     N, C, H, W = x.shape
     _, Ho, Wo = target.shape
     lse = torch.empty((N, Ho, Wo), device=x.device, dtype=partial_dtype(x.dtype))

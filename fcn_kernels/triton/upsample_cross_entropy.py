@@ -42,6 +42,7 @@ from .utils import (
     INTERPRET,
     acc_dtype,
     autotune,
+    check_labels,
     check_plane_int32,
     config,
     launch,
@@ -462,30 +463,6 @@ AUTOTUNED = {"ce_lse": _lse, "ce_pixel": _pixel, "ce_gx": _gx, "ce_gw": _gw}
 # ---------------------------------------------------------------------------------------------------------
 # launchers
 # ---------------------------------------------------------------------------------------------------------
-def _traced(t):
-    """Whether t is a tracing stand-in (torch.compile's fake or functional tensors): no data to read."""
-    return isinstance(t, (torch._subclasses.FakeTensor, torch._subclasses.functional_tensor.FunctionalTensor))
-
-
-def check_labels(target, classes, ignore_index):
-    """Every label ignore_index or in [0, classes): else a ValueError naming the first that is not (one device
-    sync on CUDA)."""
-    if target.dtype != torch.int64:
-        raise TypeError(f"upsample_logsumexp (triton): target must be int64, got {target.dtype}")
-    if _traced(target) or target.numel() == 0:
-        return
-    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
-    if not bool(bad.any()):
-        return
-    k = int(bad.flatten().nonzero()[0])
-    hw = target.shape[1] * target.shape[2]
-    raise ValueError(
-        f"upsample_logsumexp: target label {int(target.flatten()[k])} at (n, i, j) = ({k // hw}, "
-        f"{k % hw // target.shape[2]}, {k % target.shape[2]}) is outside [0, {classes}) and is not ignore_index "
-        f"({ignore_index})"
-    )
-
-
 def _geometry(x, weight, bias, skip, target, stride, groups, out_offset, skip_offset, ignore_index):
     """The kernels' common runtime arguments and constexprs."""
     (sh, sw), (oy, ox), (sy, sx) = stride, out_offset, skip_offset
@@ -533,7 +510,7 @@ def forward(x, weight, bias, skip, target, stride, groups, out_offset, skip_offs
     stats = torch.float64 if x.dtype == torch.float64 else torch.float32
     shape = (x.shape[0], target.shape[1], target.shape[2])
     lse, picked = (torch.empty(shape, device=x.device, dtype=stats) for _ in range(2))
-    check_labels(target, weight.shape[1] * groups, ignore_index)
+    check_labels("upsample_logsumexp", target, weight.shape[1] * groups, ignore_index)
     if lse.numel() == 0:
         return lse, picked
     x, weight, bias, skip, target = _contiguous(x, weight, bias, skip, target)

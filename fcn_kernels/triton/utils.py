@@ -182,6 +182,27 @@ def check_plane_int32(op, *shapes):
             raise ValueError(f"{op} (triton): a single plane of {tuple(s)} exceeds 2**31 elements")
 
 
+def check_labels(op, target, classes, ignore_index):
+    """Every label ignore_index or in [0, classes): else a ValueError naming the first that is not, as the C++
+    ops' host layer words it (one device sync on CUDA). The fused losses' Triton ops call it first; while
+    torch.compile traces (fake or functional tensors, no data) it checks nothing: their kernels compare labels
+    and never index by them, so a bad label there gives a wrong statistic, never a bad read."""
+    if target.dtype != torch.int64:
+        raise TypeError(f"{op} (triton): target must be int64, got {target.dtype}")
+    traced = (torch._subclasses.FakeTensor, torch._subclasses.functional_tensor.FunctionalTensor)
+    if isinstance(target, traced) or target.numel() == 0:
+        return
+    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if not bool(bad.any()):
+        return
+    k = int(bad.flatten().nonzero()[0])
+    hw = target.shape[1] * target.shape[2]
+    raise ValueError(
+        f"{op}: target label {int(target.flatten()[k])} at (n, i, j) = ({k // hw}, {k % hw // target.shape[2]}, "
+        f"{k % target.shape[2]}) is outside [0, {classes}) and is not ignore_index ({ignore_index})"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # split reductions (weight gradients)
 # ---------------------------------------------------------------------------------------------------------
