@@ -1,12 +1,14 @@
 """The `fcn-kernels` command line: every command is a module of fcn_kernels.app.commands, listed here."""
 
 import argparse
+import os
 import sys
 
 from .._malloc import keep_memory
 from ..errors import CLIError, DataError
 from .commands import bench, demo, doctor, evaluate, export, predict, train
 from .config import HelpFormatter
+from .distributed import PeerLost
 
 COMMANDS = (demo, train, evaluate, predict, export, bench, doctor)
 
@@ -36,6 +38,10 @@ def main(argv=None):
         return args.run(args) or 0
     except (CLIError, DataError) as exc:
         print(f"fcn-kernels {args.command}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, PeerLost):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
 
 

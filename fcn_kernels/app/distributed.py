@@ -13,6 +13,12 @@ from ..errors import CLIError
 _PEER_LOST = re.compile(r"gloo|nccl|connection (reset|closed|refused)|timed out|timeout", re.IGNORECASE)
 
 
+class PeerLost(CLIError):
+    """Another rank died or went silent. The process group's C++ threads are then stuck on dead sockets and
+    cannot be joined, so the CLI ends this process without running destructors (an orderly exit could abort
+    in std::terminate instead of returning the error's exit status)."""
+
+
 class Dist:
     """World size, rank and local rank from torchrun's environment (1, 0, 0 when not distributed)."""
 
@@ -79,7 +85,7 @@ def run_distributed(job, cfg, device_name: str):
         if not dist.enabled or not (isinstance(exc, torch_dist.DistError) or _PEER_LOST.search(text)):
             raise
         first = text.splitlines()[0] if text else type(exc).__name__
-        raise CLIError(
+        raise PeerLost(
             f"rank {dist.rank} of {dist.world}: lost the other processes ({first[:300]}); did another rank fail?"
         ) from None
     finally:
