@@ -44,16 +44,23 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
   at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc;
     Taps<SW, scalar_t> tp;
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % g.Ho, co = (row / g.Ho) % g.Cout, n = row / (g.Ho * g.Cout);
+    // (n, co, i) of row, counted along rather than divided out per row
+    int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
+    const auto advance = [&] {
+      if (++i == g.Ho && (i = 0, ++co == g.Cout)) co = 0, ++n;
+    };
+    for (int64_t row = begin; row < end; ++row, advance()) {
       const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
       scalar_t* orow = out + g.out_index(n, co, i, 0);
       const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
       if (plan.taps(x, n, co, i, tp)) {  // each block from registers straight into the output row
         const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
-          plan.sweep(tp, [&](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
+          // By value, not by reference: the block loop then keeps them in registers; captured by
+          // reference they were re-read after every store (upscore8, 500x500: 2.0 ms -> 1.4 ms).
+          const int64_t off = plan.m_lo * SW + plan.first;  // j0 = m * SW - off, plan.column(m)
+          plan.sweep(tp, [&plan, orow, srow, b, off, with_skip](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
             using Vec = decltype(v);
-            const int64_t j0 = plan.column(m);
+            const int64_t j0 = m * SW - off;
             int64_t r0 = 0, r1 = SW;
             if constexpr (!core) plan.window(m, r0, r1);
             v += b;
