@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../host/upsample_argmax.h"
@@ -56,7 +57,8 @@ struct RunningArgmax {
 // registers while the classes are visited in increasing order (class co's row terms: taps[co]); each
 // score is computed, biased, skipped and rounded as upsample_skip's forward stores it. kCore: core blocks
 // (RowPlan::core_blocks), else edge blocks.
-template <int NT, bool kCore, int B, int SW, typename scalar_t>
+// kBias, kSkip: whether bias and skip are given (tested once per row, not per block).
+template <int NT, bool kCore, int B, bool kBias, bool kSkip, int SW, typename scalar_t>
 FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps,
                                  const scalar_t* bias, const scalar_t* skip, int64_t n, int64_t i, int64_t m,
                                  int64_t* orow) {
@@ -72,11 +74,11 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<S
   Vec best[B] = {};
   Label label[B] = {};
   for (int64_t co = 0; co < g.Cout; ++co) {
-    const acc_t bc = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-    const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
     for (int b = 0; b < B; ++b) {
-      Vec v = taps[co].template at<NT, !kCore>(m + b) + bc;
-      if (srow) v += load_block<Vec>(srow + plan.column(m + b), r0[b], r1[b]);
+      // Without a bias, the forward adds 0, which changes no comparison (-0 == +0): left out here.
+      Vec v = taps[co].template at<NT, !kCore>(m + b);
+      if constexpr (kBias) v += static_cast<acc_t>(bias[co]);
+      if constexpr (kSkip) v += load_block<Vec>(skip + g.skip_index(n, co, i, plan.column(m + b)), r0[b], r1[b]);
       v = rounded_block<scalar_t>(v);
       if (co == 0) {
         best[b] = v, label[b] = Label{};
@@ -87,8 +89,14 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<S
       }
     }
   }
-  for (int b = 0; b < B; ++b)
-    for (int64_t r = r0[b]; r < r1[b]; ++r) orow[plan.column(m + b) + r] = label[b][r];
+  for (int b = 0; b < B; ++b) {
+    if constexpr (kCore) {  // the whole block: widened to int64 in registers, one store
+      const auto wide = __builtin_convertvector(label[b], upsample_skip::Block<int64_t, upsample_skip::kLanes<Label>>);
+      std::memcpy(orow + plan.column(m + b), &wide, sizeof wide);
+    } else {
+      for (int64_t r = r0[b]; r < r1[b]; ++r) orow[plan.column(m + b) + r] = label[b][r];
+    }
+  }
 }
 
 // Output row (n, i)'s labels from register blocks: the core blocks in tiles, the edge blocks one by one.
@@ -97,14 +105,20 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps
                const scalar_t* skip, int64_t n, int64_t i, int64_t* orow) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 32 / SW);  // blocks per tile: 4 at stride 8
-    upsample_skip::with_tap_count(taps[0].n, [&](auto nt) {
+    const auto row = [&](auto nt, auto has_bias, auto has_skip) {
       constexpr int NT = decltype(nt)::value;
+      constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value;
       const Range core = plan.core_blocks();
       int64_t m = plan.m_lo;
-      for (; m < core.begin; ++m) label_tile<NT, false, 1>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m + kTile <= core.end; m += kTile) label_tile<NT, true, kTile>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m < core.end; ++m) label_tile<NT, true, 1>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m < plan.m_hi; ++m) label_tile<NT, false, 1>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < core.begin; ++m) label_tile<NT, false, 1, kB, kS>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m + kTile <= core.end; m += kTile) label_tile<NT, true, kTile, kB, kS>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < core.end; ++m) label_tile<NT, true, 1, kB, kS>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < plan.m_hi; ++m) label_tile<NT, false, 1, kB, kS>(plan, taps, bias, skip, n, i, m, orow);
+    };
+    upsample_skip::with_tap_count(taps[0].n, [&](auto nt) {
+      using T = std::true_type;
+      using F = std::false_type;
+      bias ? (skip ? row(nt, T{}, T{}) : row(nt, T{}, F{})) : (skip ? row(nt, F{}, T{}) : row(nt, F{}, F{}));
     });
   }
 }
