@@ -116,9 +116,9 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps
       for (; m < plan.m_hi; ++m) label_tile<NT, false, 1, kB, kS>(plan, taps, bias, skip, n, i, m, orow);
     };
     upsample_skip::with_tap_count(taps[0].n, [&](auto nt) {
-      using T = std::true_type;
-      using F = std::false_type;
-      bias ? (skip ? row(nt, T{}, T{}) : row(nt, T{}, F{})) : (skip ? row(nt, F{}, T{}) : row(nt, F{}, F{}));
+      upsample_skip::with_flag(bias != nullptr, [&](auto has_bias) FCN_BLOCK_INLINE_LAMBDA {
+        upsample_skip::with_flag(skip != nullptr, [&](auto has_skip) FCN_BLOCK_INLINE_LAMBDA { row(nt, has_bias, has_skip); });
+      });
     });
   }
 }

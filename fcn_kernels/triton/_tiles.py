@@ -80,6 +80,15 @@ def bilinear_score(plane, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1, mask, W, ACC: 
 
 
 @triton.jit
+def take_class(v, c, best, label):
+    """The running argmax's step for class c's scores v: c takes over where csrc/index/upsample_argmax.h's
+    takes_over(v, best) holds (v above best, or v NaN where best is not: the first NaN wins, as in
+    torch.argmax). Returns the new best and label."""
+    take = (best == best) & ((v > best) | (v != v))
+    return tl.where(take, v, best), tl.where(take, c, label)
+
+
+@triton.jit
 def group_tile(pid, groups, H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, row0=0, col0=0):
     """The dense kernels' grid: pid -> (n, group, tile of the H x W positions from (row0, col0)), tile
     fastest so that neighbouring programs share their inputs. Returns n, the group, and the tile's rows,

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ._tiles import bilinear_score, bilinear_tile, channel
+from ._tiles import bilinear_score, bilinear_tile, channel, take_class
 from .utils import BILINEAR_CONFIGS, acc_dtype, autotune, check_plane_int32, launch, needs_int64, tile_grid
 
 
@@ -41,9 +41,7 @@ def _argmax_kernel(
     for c in range(0, C):
         plane = x_img + channel(0, 0, c, BIG) * H * W
         v = bilinear_score(plane, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1, omask, W, ACC)
-        take = (best == best) & ((v > best) | (v != v))
-        best = tl.where(take, v, best)
-        label = tl.where(take, c, label)
+        best, label = take_class(v, c, best, label)
     tl.store(out_ptr + n * Ho * Wo + i * Wo + j, label.to(tl.int64), mask=omask)
 
 

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from ._tiles import class_score, output_phases, plane_tile
+from ._tiles import class_score, output_phases, plane_tile, take_class
 from .utils import (
     HW,
     acc_dtype,
@@ -97,9 +97,7 @@ def _argmax_kernel(
             ACC,
             BIG,
         )
-        take = (best == best) & ((v > best) | (v != v))
-        best = tl.where(take, v, best)
-        label = tl.where(take, co, label)
+        best, label = take_class(v, co, best, label)
     tl.store(out_ptr + n * Ho * Wo + i * Wo + j, label.to(tl.int64), mask=omask)
 
 
