@@ -169,6 +169,33 @@ def test_nan_counts_as_the_largest_like_torch_argmax(seed, backend):
         assert labels.ne(reference.upsample_skip(x.nan_to_num(), w, stride=2, groups=groups).argmax(1)).any()
 
 
+@pytest.mark.parametrize("dtype", [F32, F16, F64])
+@pytest.mark.parametrize("backend", backends("cpu", gpu_check("cuda")))
+def test_non_finite_scores_at_fcn_strides(seed, backend, dtype):
+    """Stride 8 (the CPU kernel's register blocks, whose core blocks compare once per score where no score can
+    be NaN): NaN inputs (NaN scores), finite inputs whose products overflow (scores of both infinities; NaN too
+    where a sum is not contracted to FMAs), and float16 scores rounding to +-Inf from finite float32 sums (one
+    comparison). Labels equal the argmax of the backend's own scores, edge and core blocks alike."""
+    device = device_of(backend)
+    kw = dict(stride=8, groups=5, out_offset=(3, 5), out_size=(37, 45), backend=backend)
+    x, w = torch.randn(2, 5, 6, 7, dtype=dtype), torch.rand(5, 1, 16, 16, dtype=dtype) + 0.5
+    big = torch.finfo(dtype).max
+    nan_x = x.clone()
+    nan_x[0, 3, 2, 4] = float("nan")  # a core block's inputs
+    nan_x[1, 1, 0, 0] = float("nan")  # an edge block's
+    over = x.sign() * big  # finite inputs, products past the largest finite value
+    f16_inf = x.clone()
+    f16_inf[:, 2] = 40000  # float16: float32 sums past 65504 (4 taps, weights >= 0.5), scores of +Inf
+    for xs in (x, nan_x, over, f16_inf):
+        xs, ws = xs.to(device), w.to(device)
+        scores = fcn_kernels.upsample_skip(xs, ws, **kw)
+        assert torch.equal(fcn_kernels.upsample_argmax(xs, ws, **kw), scores.argmax(1))
+    over_scores = fcn_kernels.upsample_skip(over.to(device), w.to(device), **kw)
+    assert over_scores.eq(float("inf")).any() and over_scores.eq(float("-inf")).any()
+    assert fcn_kernels.upsample_skip(f16_inf.to(device), w.to(device), **kw).isinf().any() == (dtype == F16)
+    assert fcn_kernels.upsample_skip(nan_x.to(device), w.to(device), **kw).isnan().any()
+
+
 @pytest.mark.parametrize("backend", backends())
 def test_inputs_requiring_grad(backend):
     x = torch.randn(1, 3, 4, 4, device=device_of(backend), requires_grad=True)

@@ -8,6 +8,13 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
 namespace fcn_kernels {
 
 // v - v is 0 exactly when v is finite (NaN for NaN and infinities): no branch, so loops vectorize.
@@ -28,6 +35,35 @@ inline bool all_finite(const at::Tensor& t) {
     }
   });
   return !bad;
+}
+
+// The largest |element| of t, +Inf where an element is not finite. Compared as the bits of |v|, which
+// order as the magnitudes do and put infinities and NaNs above every finite value: an integer maximum,
+// which vectorizes (a float one would not, for its NaN rules).
+inline double max_abs(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  double result = 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "max_abs", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using bits_t = std::conditional_t<sizeof(acc_t) == 8, uint64_t, uint32_t>;
+    constexpr bits_t kAbs = ~bits_t(0) >> 1, kInf = std::bit_cast<bits_t>(std::numeric_limits<acc_t>::infinity());
+    const scalar_t* p = c.const_data_ptr<scalar_t>();
+    bits_t m = 0;
+    for (int64_t i = 0, n = c.numel(); i < n; ++i) m = std::max(m, bits_t(std::bit_cast<bits_t>(static_cast<acc_t>(p[i])) & kAbs));
+    result = m >= kInf ? INFINITY : double(std::bit_cast<acc_t>(m));
+  });
+  return result;
+}
+
+// The sum of |element| of t, +Inf where an element is not finite (for small tensors: one double sum).
+inline double sum_abs(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  double sum = 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "sum_abs", [&] {
+    const scalar_t* p = c.const_data_ptr<scalar_t>();
+    for (int64_t i = 0, n = c.numel(); i < n; ++i) sum += std::abs(double(p[i]));
+  });
+  return sum == sum ? sum : INFINITY;
 }
 
 }  // namespace fcn_kernels

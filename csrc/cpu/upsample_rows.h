@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/zeros.h>
+#include <c10/util/BFloat16.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -157,12 +158,35 @@ using elem_t = std::remove_cvref_t<decltype(std::declval<V>()[0])>;
 template <typename V>
 constexpr int kLanes = int(sizeof(V) / sizeof(elem_t<V>));
 
+// Whether blocks of V round to scalar_t as bfloat16 from float, which bfloat16_bits does in vector code.
+template <typename scalar_t, typename V>
+constexpr bool kBFloat16Block = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<elem_t<V>, float>;
+
+// c10::BFloat16(v) of every element, as its bits in the low half of each lane: the same rounding (to
+// nearest even; NaN to 0x7FC0) in integer vector code, where the conversion lane by lane does not vectorize.
+template <typename V>
+FCN_BLOCK_INLINE Block<uint32_t, kLanes<V>> bfloat16_bits(const V& v) {
+  using U = Block<uint32_t, kLanes<V>>;
+  U u;
+  std::memcpy(&u, &v, sizeof u);
+  const U nan = reinterpret_cast<U>(v != v);
+  u = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  return (u & ~nan) | (nan & 0x7FC0u);
+}
+
 // v's elements [r0, r1) into o[r0 ..], each rounded to scalar_t. The partial case loops over every lane
 // with a test: a loop over [r0, r1) became a call to memmove per edge block (7% of upscore8's time).
 template <typename scalar_t, typename V>
 FCN_BLOCK_INLINE void store_block(scalar_t* __restrict__ o, const V& v, int64_t r0, int64_t r1) {
   if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
     if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &v, sizeof(V)));
+  } else if constexpr (kBFloat16Block<scalar_t, V>) {
+    const auto bits = __builtin_convertvector(bfloat16_bits(v), Block<uint16_t, kLanes<V>>);
+    if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &bits, sizeof bits));
+#pragma GCC unroll 32
+    for (int r = 0; r < kLanes<V>; ++r)
+      if (r >= r0 && r < r1) o[r] = c10::BFloat16(bits[r], c10::BFloat16::from_bits());
+    return;
   }
 #pragma GCC unroll 32
   for (int r = 0; r < kLanes<V>; ++r)
@@ -183,7 +207,10 @@ FCN_BLOCK_INLINE V load_block(const scalar_t* __restrict__ p, int64_t r0, int64_
 // rounded() of every element.
 template <typename scalar_t, typename V>
 FCN_BLOCK_INLINE V rounded_block(V v) {
-  if constexpr (!std::is_same_v<scalar_t, elem_t<V>>) {
+  if constexpr (kBFloat16Block<scalar_t, V>) {
+    const auto bits = bfloat16_bits(v) << 16;
+    std::memcpy(&v, &bits, sizeof v);
+  } else if constexpr (!std::is_same_v<scalar_t, elem_t<V>>) {
     for (size_t r = 0; r < sizeof(V) / sizeof(elem_t<V>); ++r) v[r] = static_cast<elem_t<V>>(static_cast<scalar_t>(v[r]));
   }
   return v;
@@ -196,13 +223,17 @@ struct RowPlan {
   Stride<SW> sw;
   const Geometry& g;
   int64_t T, m_lo, m_hi, first;  // output column j is block element first + j
+  int64_t cin_g, cout_g;          // per group, divided once here, not per row
+  bool register_blocks;           // whether taps() applies
   std::vector<acc_t> wt;
   std::vector<Range> inputs;  // inputs[i]: the input rows output row i receives (computed once: per row,
                               // its divisions cost as much as a row's register blocks)
 
   RowPlan(Stride<SW> s, const Geometry& geo, const scalar_t* w)
       : sw(s), g(geo), T(ceil_div(geo.Kw, s())), m_lo(floor_div(geo.ox, s())), m_hi(ceil_div(geo.ox + geo.Wo, s())),
-        first(geo.ox - m_lo * s()), wt(tap_blocks<scalar_t, acc_t>(geo, w, T)), inputs(geo.Ho) {
+        first(geo.ox - m_lo * s()), cin_g(geo.cin_per_group()), cout_g(geo.cout_per_group()),
+        register_blocks(kRegisterBlocks<SW, acc_t> && geo.Kw % s() == 0 && cin_g * ceil_div(geo.Kh, geo.sh) * T <= kMaxTaps),
+        wt(tap_blocks<scalar_t, acc_t>(geo, w, T)), inputs(geo.Ho) {
     for (int64_t i = 0; i < g.Ho; ++i) inputs[i] = inputs_for_output(i + g.oy, g.sh, g.Kh, g.H);
   }
 
@@ -225,8 +256,7 @@ struct RowPlan {
 
   // fn(ci, in_row, weight row) for the input rows output row (n, co, i) receives, in forward_row's order.
   template <typename Fn>
-  void for_inputs(int64_t n, int64_t co, int64_t i, Fn&& fn) const {
-    const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
+  FCN_BLOCK_INLINE void for_inputs(int64_t n, int64_t co, int64_t i, Fn&& fn) const {
     const int64_t grp = cout_g == 1 ? co : co / cout_g, co_l = cout_g == 1 ? 0 : co % cout_g;  // depthwise: no division
     const int64_t p = i + g.oy;
     const Range ih = inputs[i];
@@ -239,15 +269,17 @@ struct RowPlan {
   // blocks do not apply (then row()'s buffer does it).
   bool taps(const scalar_t* x, int64_t n, int64_t co, int64_t i, Taps<SW, scalar_t>& tp) const {
     if constexpr (kRegisterBlocks<SW, acc_t>) {
-      if (g.Kw % sw() != 0 || g.cin_per_group() * ceil_div(g.Kh, g.sh) * T > kMaxTaps) return false;
-      tp.n = 0, tp.W = g.W;
-      for_inputs(n, co, i, [&](int64_t ci, int64_t in_row, const acc_t* wrow) {
-        for (int64_t t = 0; t < T; ++t, ++tp.n) {
-          std::memcpy(&tp.w[tp.n], wrow + t * sw(), sizeof tp.w[0]);
-          tp.x[tp.n] = x + g.x_index(n, ci, in_row, 0);
-          tp.t[tp.n] = t;
+      if (!register_blocks) return false;
+      int nt = 0;  // a local, not tp.n: the stores through tp would make it a round trip through memory
+      for_inputs(n, co, i, [&](int64_t ci, int64_t in_row, const acc_t* wrow) FCN_BLOCK_INLINE_LAMBDA {
+        const scalar_t* xrow = x + g.x_index(n, ci, in_row, 0);
+        for (int64_t t = 0; t < T; ++t, ++nt) {
+          std::memcpy(&tp.w[nt], wrow + t * sw(), sizeof tp.w[0]);
+          tp.x[nt] = xrow;
+          tp.t[nt] = t;
         }
       });
+      tp.n = nt, tp.W = g.W;
       return true;
     }
     return false;
@@ -279,10 +311,13 @@ struct RowPlan {
       with_tap_count(taps.n, [&](auto nt) {
         constexpr int NT = decltype(nt)::value;
         const Taps<SW, scalar_t> tp = taps;
+        // fn copied too: a local whose address does not escape, so that its captures stay in registers
+        // (through the caller's reference, every store could alias them: re-read per block).
+        std::decay_t<Fn> f = fn;
         const Range core = core_blocks();
-        for (int64_t m = m_lo; m < core.begin; ++m) fn(m, tp.template at<NT, true>(m), std::false_type{});
-        for (int64_t m = core.begin; m < core.end; ++m) fn(m, tp.template at<NT, false>(m), std::true_type{});
-        for (int64_t m = core.end; m < m_hi; ++m) fn(m, tp.template at<NT, true>(m), std::false_type{});
+        for (int64_t m = m_lo; m < core.begin; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+        for (int64_t m = core.begin; m < core.end; ++m) f(m, tp.template at<NT, false>(m), std::true_type{});
+        for (int64_t m = core.end; m < m_hi; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
       });
     }
   }
