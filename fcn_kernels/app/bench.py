@@ -97,12 +97,15 @@ def _head(fn, scores, weights, groups, stages):
     )
 
 
-def fused_head(scores, weights, groups, image=500, backend=None):
-    return _head(lambda *a, **k: upsample_skip(*a, backend=backend, **k), scores, weights, groups, fcn8s_stages(image))
+# `stages`: fcn8s_stages(image) found beforehand, for a caller that torch.compile traces (Dynamo warns of
+# the cache wrapper, and building the meta model is no part of a graph).
+def fused_head(scores, weights, groups, image=500, backend=None, stages=None):
+    fn = lambda *a, **k: upsample_skip(*a, backend=backend, **k)  # noqa: E731
+    return _head(fn, scores, weights, groups, stages or fcn8s_stages(image))
 
 
-def stock_head(scores, weights, groups, image=500):
-    return _head(reference.upsample_skip, scores, weights, groups, fcn8s_stages(image))
+def stock_head(scores, weights, groups, image=500, stages=None):
+    return _head(reference.upsample_skip, scores, weights, groups, stages or fcn8s_stages(image))
 
 
 def compiled_stock_head(image=500):

@@ -25,7 +25,7 @@ from torch import nn
 from .._malloc import keep_memory
 from ..export import export_onnx
 from ..models import FCN8s, optimize_for_inference
-from .bench import fused_head, head_inputs, stock_head
+from .bench import fcn8s_stages, fused_head, head_inputs, stock_head
 
 N_CLASS = 21
 OPENVINO_PRECISIONS = ("f32", "bf16")
@@ -40,11 +40,12 @@ class Head(nn.Module):
         for i, w in enumerate(weights):
             self.register_buffer(f"w{i}", w)
         self.groups, self.image, self.fused = groups, image, fused
+        self.stages = fcn8s_stages(image)
 
     def forward(self, score_fr, pool4, pool3):
         ws = [self.w0, self.w1, self.w2]
         head = fused_head if self.fused else stock_head
-        return head([score_fr, pool4, pool3], ws, self.groups, self.image)
+        return head([score_fr, pool4, pool3], ws, self.groups, self.image, stages=self.stages)
 
 
 def fcn8s_pair(width, seed=0):
