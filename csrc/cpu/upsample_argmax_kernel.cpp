@@ -73,19 +73,12 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<S
     r0[b] = 0, r1[b] = SW;
     if (!kCore) plan.window(m + b, r0[b], r1[b]);
   }
-  // Class co's scores of the B blocks into v. Core blocks read x[m + b - t] (inside x) through one
-  // pointer per term set once per class; the sums are Taps::at's, the same terms in the same order.
+  // Class co's scores of the B blocks into v.
   const auto scores = [&](int64_t co, Vec* v) FCN_BLOCK_INLINE_LAMBDA {
-    const Taps<SW, scalar_t>& tp = taps[co];
     if constexpr (kCore) {
-      const scalar_t* p[NT > 0 ? NT : 1];
-      for (int k = 0; k < NT; ++k) p[k] = tp.x[k] + (m - tp.t[k]);
-      for (int b = 0; b < B; ++b) {
-        v[b] = Vec{};
-        for (int k = 0; k < NT; ++k) v[b] += static_cast<acc_t>(p[k][b]) * tp.w[k];
-      }
+      taps[co].template inner_blocks<NT, B>(m, v);
     } else {
-      for (int b = 0; b < B; ++b) v[b] = tp.template at<NT, true>(m + b);
+      for (int b = 0; b < B; ++b) v[b] = taps[co].template at<NT, true>(m + b);
     }
     for (int b = 0; b < B; ++b) {
       // Without a bias, the forward adds 0, which changes no comparison (-0 == +0): left out here.
@@ -152,12 +145,14 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps
 }
 
 // Direct path: one output row (n, i) per step, from register blocks (label_row) where they apply, else
-// the classes' rows accumulated in turn. finite: no score can be NaN (scores_stay_finite).
-template <int SW, typename scalar_t>
+// the classes' rows accumulated in turn. scores_finite(): whether no score can be NaN (scores_stay_finite),
+// asked only where the register blocks, which use it, apply (it is a pass over the inputs).
+template <int SW, typename scalar_t, typename Finite>
 void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
-                   const scalar_t* skip, int64_t* out, bool finite) {
+                   const scalar_t* skip, int64_t* out, Finite&& scores_finite) {
   using acc_t = at::opmath_type<scalar_t>;
   const RowPlan<SW, scalar_t> plan(sw, g, w);
+  const bool finite = plan.register_blocks && scores_finite();
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plan.acc_size());
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
@@ -236,14 +231,12 @@ void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w,
 // max|bias| + max|skip| (a bound on each sum's terms, with room to spare for its roundings) under half the
 // accumulation type's largest value. One pass over the inputs, which are a small part of the op's bytes.
 bool scores_stay_finite(const upsample_skip::ForwardInputs& in) {
-  double bound = 0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.x.scalar_type(), "scores_stay_finite", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    bound = max_abs(in.x) * sum_abs(in.weight) + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
-            (in.skip.defined() ? max_abs(in.skip) : 0.0);
-    bound = bound < 0.5 * double(std::numeric_limits<acc_t>::max()) ? bound : -1.0;
-  });
-  return bound >= 0;
+  // the accumulation type: double for double, float for float and the 16-bit types (at::opmath_type)
+  const double largest = in.x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
+                                                           : std::numeric_limits<float>::max();
+  const double bound = max_abs(in.x) * sum_abs(in.weight) + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
+                       (in.skip.defined() ? max_abs(in.skip) : 0.0);
+  return bound < 0.5 * largest;
 }
 
 // The CPU kernel behind the op's entry point (csrc/host/upsample_argmax.h).
@@ -252,7 +245,7 @@ struct CpuKernels {
 
   static void forward(const Forward& p) {
     run_forward<Result::kLabels>(p, p.labels, [](const auto&... a) { argmax_gemm_kernel(a...); },
-                                 [&](const auto&... a) { argmax_kernel(a..., scores_stay_finite(p)); });
+                                 [&](const auto&... a) { argmax_kernel(a..., [&] { return scores_stay_finite(p); }); });
   }
 };
 
