@@ -79,9 +79,12 @@ def test_heads(seed, backend, align_corners):
 @pytest.mark.parametrize("dtype", [F64, F32, BF16])
 def test_same_labels_as_the_cpu_kernel(seed, backend, dtype):
     """The C++ kernel computes every score as F.interpolate does and rounds it to x's dtype; Triton's kernel
-    follows the same rule, so that near ties resolve alike: the same labels, bit for bit."""
+    follows the same rule (the same fused multiply-adds: csrc/index/interpolate.h's blend2, the taps'
+    source coordinate), so that near ties resolve alike: the same labels, bit for bit. With the fusing left
+    to each compiler and the interpreter truncating to bfloat16, 11 of 450 runs of 3 problems (150 seeds a
+    dtype) failed: 8 bfloat16, 2 float32, 1 float64."""
     rng = random.Random(seed)
-    for _ in range(3):
+    for _ in range(10):
         s = random_shape(rng, tiny=True)
         x = torch.randn(s["N"], s["C"], s["H"], s["W"], dtype=dtype).round(decimals=1)  # many near ties
         want = fcn_kernels.interpolate_argmax(x, s["size"], align_corners=s["align_corners"], backend="cpu")

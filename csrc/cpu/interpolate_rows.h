@@ -32,13 +32,14 @@ class ScoreRows {
       : g_(g), x_(x), rows_(rows), cols_(cols), slots_{Slot(g), Slot(g)} {}
 
   // v[c * Wo + j] = class c's score at output (n, i, j), rounded to scalar_t as F.interpolate stores it:
-  // (x[r0, c0] * wc0 + x[r0, c1] * wc1) * wr0 + (x[r1, c0] * wc0 + x[r1, c1] * wc1) * wr1.
+  // (x[r0, c0] * wc0 + x[r0, c1] * wc1) * wr0 + (x[r1, c0] * wc0 + x[r1, c1] * wc1) * wr1, each step
+  // index/interpolate.h's blend2.
   void scores(int64_t n, int64_t i, acc_t* v) {
     const acc_t* b0 = blended(n, rows_.i0[i], -1);
     const acc_t* b1 = blended(n, rows_.i1[i], rows_.i0[i]);
     const acc_t l0 = rows_.l0[i], l1 = rows_.l1[i];
     for (int64_t k = 0, size = g_.C * g_.Wo; k < size; ++k)
-      v[k] = static_cast<acc_t>(static_cast<scalar_t>(b0[k] * l0 + b1[k] * l1));
+      v[k] = static_cast<acc_t>(static_cast<scalar_t>(blend2(b0[k], l0, b1[k], l1)));
   }
 
  private:
@@ -60,7 +61,7 @@ class ScoreRows {
       const scalar_t* xr = x_ + ((n * g_.C + c) * g_.H + row) * g_.W;
       acc_t* __restrict__ out = s.buf.data() + c * g_.Wo;
       for (int64_t j = 0; j < g_.Wo; ++j)
-        out[j] = static_cast<acc_t>(xr[cols_.i0[j]]) * cols_.l0[j] + static_cast<acc_t>(xr[cols_.i1[j]]) * cols_.l1[j];
+        out[j] = blend2(static_cast<acc_t>(xr[cols_.i0[j]]), cols_.l0[j], static_cast<acc_t>(xr[cols_.i1[j]]), cols_.l1[j]);
     }
     return s.buf.data();
   }

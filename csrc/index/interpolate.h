@@ -5,6 +5,8 @@
 // row and column are computed once per call on the host, by PyTorch's own rule (csrc/host/interpolate.h).
 #pragma once
 
+#include <cmath>
+
 #include "host_device.h"
 
 namespace fcn_kernels {
@@ -26,11 +28,24 @@ struct Taps {
   const T* l1;
 };
 
+// One step of F.interpolate's blend, a * wa + b * wb, with the first product fused into the sum: how
+// PyTorch's FMA builds (its AVX2/AVX-512 CPU kernels, CUDA) contract it, written out so that every backend
+// (the C++ CPU and CUDA kernels, fcn_kernels/triton/_tiles.py's bilinear_score) rounds each score alike
+// whatever its compiler contracts, and near ties resolve to the same label.
+template <typename T>
+FCN_HOST_DEVICE T blend2(T a, T wa, T b, T wb) {
+#ifdef __CUDA_ARCH__
+  return fma(a, wa, b * wb);
+#else
+  return std::fma(a, wa, b * wb);
+#endif
+}
+
 // F.interpolate's blend, in PyTorch's order: each tap row blended along the columns, then the two rows.
 // x(r, c) reads input pixel (r, c) of the plane.
 template <typename T, typename Load>
 FCN_HOST_DEVICE T blend(T r0, T r1, T c0, T c1, int64_t ri0, int64_t ri1, int64_t ci0, int64_t ci1, const Load& x) {
-  return (x(ri0, ci0) * c0 + x(ri0, ci1) * c1) * r0 + (x(ri1, ci0) * c0 + x(ri1, ci1) * c1) * r1;
+  return blend2(blend2(x(ri0, ci0), c0, x(ri0, ci1), c1), r0, blend2(x(ri1, ci0), c0, x(ri1, ci1), c1), r1);
 }
 
 // The weight of input row (or column) h in output row i's blend: i's taps at h, both at the last input. The

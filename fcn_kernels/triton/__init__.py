@@ -5,15 +5,16 @@ tensors' device, dot arithmetic), _tiles.py their program -> work decompositions
 those three, never another op module, and nothing here imports fcn_kernels.ops (tests/test_layers.py).
 
 Import needs `triton`. For CPU tensors, set TRITON_INTERPRET=1 before triton is first imported: the
-kernels then run in Triton's interpreter (slow; how they are tested without a GPU).
+kernels then run in Triton's interpreter (slow; how they are tested without a GPU), patched where it
+rounds otherwise than the GPU (_interpreter.py: tl.fma, float32 -> bfloat16).
 `python -m fcn_kernels.triton.aot` compiles every kernel and autotune config for sm_80 and sm_90 (no GPU
 needed) and prints registers, spills and shared memory. FCN_KERNELS_TRITON_AUTOTUNE=0 pins every kernel
 to its first autotune config (utils.autotune).
 """
 
-from ._interpreter import fix_interpreter_for_numpy_2_4
+from ._interpreter import patch_interpreter
 
-fix_interpreter_for_numpy_2_4()
+patch_interpreter()
 
 from . import upsample_skip  # noqa: E402  (registers fcn_kernels::upsample_skip_triton*)
 

@@ -25,7 +25,7 @@ def plane_tile(H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
 def _acc_round(v, ACC: tl.constexpr):
     # one rounding of a float64 value to ACC, kept in float64: float32 arithmetic done exactly in float64
     # (each step of float32 operands is exact in float64, or rounds harmlessly twice: 53 >= 2 * 24 + 2 bits)
-    # with no FMA contraction across the steps, as PyTorch's CPU computes its float32 coordinates
+    # with no FMA contraction across the steps but the one bilinear_taps writes out (tl.fma)
     return v.to(ACC).to(tl.float64)
 
 
@@ -34,7 +34,8 @@ def bilinear_taps(o, size_in, size_out, ALIGN: tl.constexpr, ACC: tl.constexpr):
     """F.interpolate(mode="bilinear")'s taps along one axis at output coordinates o (int32, >= 0): input
     indices i0 <= i1 (int32) and weights l0, l1 (ACC), PyTorch's rule in its op-math type ACC
     (ATen/native/UpSample.h: area_pixel_compute_scale, compute_source_index_and_lambda), the taps that
-    csrc/host/interpolate.h computes for the C++ kernels."""
+    csrc/host/interpolate.h computes for the C++ kernels: the source coordinate's multiply-add fused, as
+    PyTorch's FMA builds (its AVX2/AVX-512 CPU kernels, CUDA) compute it, and floored as floorf floors it."""
     fin = size_in.to(tl.float64)
     fo = o.to(tl.float64)
     if ALIGN:  # (in - 1) / (out - 1); the one coordinate of a size-1 output is 0 whatever the scale
@@ -42,9 +43,11 @@ def bilinear_taps(o, size_in, size_out, ALIGN: tl.constexpr, ACC: tl.constexpr):
         src = _acc_round(scale * fo, ACC)
     else:
         scale = _acc_round(fin / size_out.to(tl.float64), ACC)
-        src = _acc_round(_acc_round(scale * _acc_round(fo + 0.5, ACC), ACC) - 0.5, ACC)
+        # fma in float64 rounded to ACC: a float32 fma's one rounding (its product and sum are exact in float64)
+        src = _acc_round(tl.fma(scale, _acc_round(fo + 0.5, ACC), -0.5), ACC)
         src = tl.maximum(src, 0.0)
-    i0 = tl.minimum(src.to(tl.int32), size_in - 1)  # src >= 0: truncation is floor
+    # floorf(src): a float64 coordinate rounds to float32 first; src >= 0, so truncation is floor
+    i0 = tl.minimum(src.to(tl.float32).to(tl.int32), size_in - 1)
     l1 = tl.minimum(tl.maximum(_acc_round(src - i0.to(tl.float64), ACC), 0.0), 1.0)
     i1 = i0 + (i0 < size_in - 1).to(tl.int32)
     l0 = _acc_round(1.0 - l1, ACC)
@@ -69,13 +72,15 @@ def bilinear_tile(H, W, Ho, Wo, ALIGN: tl.constexpr, ACC: tl.constexpr, BLOCK_H:
 @triton.jit
 def bilinear_score(plane, ri0, ri1, rl0, rl1, ci0, ci1, cl0, cl1, mask, W, ACC: tl.constexpr):
     """One class's F.interpolate score at the outputs of row taps (ri*, rl*) and column taps (ci*, cl*) of
-    one input plane (W columns), blended in PyTorch's order (csrc/index/interpolate.h's blend) in ACC and
+    one input plane (W columns), blended in PyTorch's order (csrc/index/interpolate.h's blend, its
+    multiply-adds fused as there) in ACC and
     rounded once to the plane's dtype, as F.interpolate stores it; returned in ACC."""
     x00 = tl.load(plane + ri0 * W + ci0, mask=mask, other=0.0).to(ACC)
     x01 = tl.load(plane + ri0 * W + ci1, mask=mask, other=0.0).to(ACC)
     x10 = tl.load(plane + ri1 * W + ci0, mask=mask, other=0.0).to(ACC)
     x11 = tl.load(plane + ri1 * W + ci1, mask=mask, other=0.0).to(ACC)
-    v = (x00 * cl0 + x01 * cl1) * rl0 + (x10 * cl0 + x11 * cl1) * rl1
+    # each step csrc/index/interpolate.h's blend2: a * wa + b * wb with the first product fused
+    v = tl.fma(tl.fma(x00, cl0, x01 * cl1), rl0, tl.fma(x10, cl0, x11 * cl1) * rl1)
     return v.to(plane.dtype.element_ty).to(ACC)
 
 
