@@ -86,7 +86,8 @@ def shape_fields(groups, cin_g, cout_g, H, W, K):
 FCN8S_STAGES = {
     "upscore2+pool4": case(N=2, channels=5, groups=5, H=6, W=7, K=4, stride=2, skip_offset=5, skip_hw=(24, 26)),
     "upscore_pool4+pool3": case(N=2, channels=5, groups=5, H=9, W=8, K=4, stride=2, skip_offset=9, skip_hw=(38, 40)),
-    "upscore8": case(N=2, channels=5, groups=5, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30)),
+    # W = 19: the CPU input gradient's register path takes 8 input columns at a time (two blocks and a rest)
+    "upscore8": case(N=2, channels=5, groups=5, H=9, W=19, K=16, stride=8, out_offset=31, out_size=(40, 120)),
     "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
 }
 
