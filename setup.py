@@ -9,7 +9,8 @@ Switches (environment variables):
   MAX_JOBS               parallel compile jobs (ninja).
   FCN_KERNELS_CPU_ARCH   -march for the C++ CPU kernels (default "native": the extension is built
                          where it runs; set "x86-64-v3", or "" for the compiler's baseline, to build
-                         for other machines).
+                         for other machines; without FMA in the arch, the bilinear ops' fused
+                         multiply-adds, csrc/index/interpolate.h's blend2, are libm calls: slower).
   FCN_KERNELS_SANITIZE=1 AddressSanitizer + UBSan, any report fatal (scripts/sanitize.sh; CPU only,
                          load it with libasan preloaded; never over the real _C).
 

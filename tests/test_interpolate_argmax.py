@@ -76,7 +76,7 @@ def test_heads(seed, backend, align_corners):
 
 
 @pytest.mark.parametrize("backend", backends("triton"))
-@pytest.mark.parametrize("dtype", [F64, F32, BF16])
+@pytest.mark.parametrize("dtype", [F64, gpu_check(F32), BF16])
 def test_same_labels_as_the_cpu_kernel(seed, backend, dtype):
     """The C++ kernel computes every score as F.interpolate does and rounds it to x's dtype; Triton's kernel
     follows the same rule (the same fused multiply-adds: csrc/index/interpolate.h's blend2, the taps'

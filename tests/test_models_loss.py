@@ -98,7 +98,7 @@ def test_bad_targets_are_value_errors(fused):
             model.loss(images, target)
     with pytest.raises(ValueError, match=r"images' size .*\(1, 19, 26\).*\(1, 19, 25\)"):
         model.loss(images, torch.zeros(1, SIZE[0], SIZE[1] - 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="N = 1"):
+    with pytest.raises(ValueError, match=r"N = 1 \(the images' batch\)"):
         model.loss(images, torch.zeros(2, *SIZE, dtype=torch.long))
     with pytest.raises(TypeError, match="integer"):
         model.loss(images, torch.zeros(1, *SIZE))

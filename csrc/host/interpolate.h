@@ -76,7 +76,9 @@ AxisTaps<T> axis_taps(int64_t in, int64_t out, bool align_corners) {
       t.l1[i] = static_cast<T>(0);
       continue;
     }
-    // guard_index_and_lambda's, floorf included (a double coordinate rounded to float before its floor)
+    // guard_index_and_lambda's, floorf included (a double coordinate rounded to float before its floor);
+    // with align_corners, src - i0 is a multiply then a subtract, unfused, as in PyTorch's CPU kernel (src
+    // has other uses, so GCC does not contract it; Triton's bilinear_taps keeps its GPU compiler from it)
     const T src = source_coordinate(scale, i, align_corners);
     t.i0[i] = std::min(static_cast<int64_t>(floorf(src)), in - 1);
     t.l1[i] = std::min(std::max(src - static_cast<T>(t.i0[i]), static_cast<T>(0)), static_cast<T>(1));

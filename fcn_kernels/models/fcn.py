@@ -296,7 +296,7 @@ class _FCN(nn.Module):
             >>> model.eval().loss(images, target, reduction="sum").shape
             torch.Size([])
         """
-        check_target(target, images)
+        check_target(target, images, of_x="the images'")
         if target.shape[1:] != images.shape[2:]:
             raise ValueError(
                 f"target must have the images' size (N, H, W) = {(images.shape[0], *images.shape[2:])}, "

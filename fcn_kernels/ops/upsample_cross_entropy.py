@@ -16,18 +16,18 @@ def stats_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_target(target, x, name="target"):
-    """target is an integer (N, Ho, Wo) tensor on x's device, N = x's batch."""
+def check_target(target, x, name="target", of_x="x's"):
+    """target is an integer (N, Ho, Wo) tensor on x's device, N = x's batch; of_x names x in the errors."""
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor of labels, got dtype {target.dtype}")
     if target.dim() != 3 or target.shape[0] != x.shape[0]:
         raise ValueError(
-            f"{name} must have shape (N, Ho, Wo) with N = {x.shape[0]} (x's batch), got {tuple(target.shape)}"
+            f"{name} must have shape (N, Ho, Wo) with N = {x.shape[0]} ({of_x} batch), got {tuple(target.shape)}"
         )
     if target.device != x.device:
-        raise ValueError(f"{name} is on {target.device} but x is on {x.device}")
+        raise ValueError(f"{name} is on {target.device}, {of_x} device is {x.device}")
 
 
 def check_class_weight(class_weight, n_class):

@@ -77,28 +77,40 @@ def _fix_bfloat16_rounding(builder):
 
 def _fma_float32(x, y, z):
     """Float32 x * y + z rounded once: the product is exact in float64 and the sum s + e exact (TwoSum);
-    s rounds to float32 as s + e does unless s lies exactly halfway between two float32s, where e's sign
-    decides (a halfway point is a float64, so e never carries s across one)."""
-    p = x.astype(np.float64) * y.astype(np.float64)
-    z = z.astype(np.float64)
-    s = p + z
-    t = s - p
-    e = (p - (s - t)) + (z - t)
-    r = s.astype(np.float32)
-    other = np.nextafter(r, np.where(s > r, np.float32(np.inf), np.float32(-np.inf)).astype(np.float32))
-    halfway = (r.astype(np.float64) != s) & ((r.astype(np.float64) + other.astype(np.float64)) / 2 == s)
-    wrong_side = halfway & (e != 0) & ((e > 0) == (other > r))
-    return np.where(wrong_side, other, r).astype(np.float32)
+    s rounds to float32 as s + e does unless s lies exactly halfway between two float32s (the overflow
+    threshold included), where e's sign decides (a halfway point is a float64, so e never carries s across
+    one). Non-finite operands: x * y + z."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = x.astype(np.float64) * y.astype(np.float64)
+        z = z.astype(np.float64)
+        s = p + z
+        t = s - p
+        e = (p - (s - t)) + (z - t)
+        r = s.astype(np.float32)
+        toward_s = np.where(s > r, np.float32(np.inf), np.float32(-np.inf)).astype(np.float32)
+        other = np.nextafter(r, toward_s)
+        halfway = (r.astype(np.float64) != s) & ((r.astype(np.float64) + other.astype(np.float64)) / 2 == s)
+        wrong_side = halfway & (e != 0) & ((e > 0) == (other > r))
+        big = float(np.finfo(np.float32).max)
+        overflow_tie = np.isinf(r) & (np.abs(s) == big + 2.0**103) & (e * s < 0)  # just below: the largest
+        r = np.where(wrong_side, other, r)
+        return np.where(overflow_tie, np.copysign(np.float32(big), s), r).astype(np.float32)
 
 
 def _fma_exact(x, y, z):
-    """x * y + z rounded once, in rationals (one element at a time: for float64, the rare case)."""
-    out = (x * y + z).astype(z.dtype)
+    """x * y + z rounded once, in rationals (one element at a time: keep the arrays small)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = (x * y + z).astype(z.dtype)  # non-finite operands, and the sign of an exact zero
     for k in np.ndindex(out.shape):
         a, b, c = float(x[k]), float(y[k]), float(z[k])
         if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
             q = Fraction(a) * Fraction(b) + Fraction(c)
-            out[k] = float(q)  # int / int in CPython: rounded once, to nearest even
+            if q == 0:
+                continue
+            try:
+                out[k] = float(q)  # int / int in CPython: rounded once, to nearest even
+            except OverflowError:
+                out[k] = math.inf if q > 0 else -math.inf
     return out
 
 

@@ -40,11 +40,14 @@ def bilinear_taps(o, size_in, size_out, ALIGN: tl.constexpr, ACC: tl.constexpr):
     fo = o.to(tl.float64)
     if ALIGN:  # (in - 1) / (out - 1); the one coordinate of a size-1 output is 0 whatever the scale
         scale = _acc_round((fin - 1.0) / tl.maximum(size_out - 1, 1).to(tl.float64), ACC)
-        src = _acc_round(scale * fo, ACC)
+        # never below 0: the maximum only keeps the GPU compiler from fusing this product into l1's
+        # subtraction below (float64: aggressive FMA fusion, which the host's compiler does not do)
+        src = tl.maximum(_acc_round(scale * _acc_round(fo, ACC), ACC), 0.0)
     else:
         scale = _acc_round(fin / size_out.to(tl.float64), ACC)
-        # fma in float64 rounded to ACC: a float32 fma's one rounding (its product and sum are exact in float64)
-        src = _acc_round(tl.fma(scale, _acc_round(fo + 0.5, ACC), -0.5), ACC)
+        # fma in float64 rounded to ACC: a float32 fma's one rounding (its product is exact in float64, and
+        # so is the sum where it is not clamped to 0); i + 0.5 rounded twice in ACC, as the host's T(i) + 0.5
+        src = _acc_round(tl.fma(scale, _acc_round(_acc_round(fo, ACC) + 0.5, ACC), -0.5), ACC)
         src = tl.maximum(src, 0.0)
     # floorf(src): a float64 coordinate rounds to float32 first; src >= 0, so truncation is floor
     i0 = tl.minimum(src.to(tl.float32).to(tl.int32), size_in - 1)
