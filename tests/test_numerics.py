@@ -32,8 +32,8 @@ INF = float("inf")
 
 UPSAMPLE = {  # depthwise (FCN's bilinear), dense FMA, dense GEMM-wide, the direct and GEMM paths with a kernel
     # that the stride does not divide (taps past the kernel in their layouts); crops at both edges, skip
-    "depthwise": case(
-        N=2, channels=3, groups=3, H=5, W=4, out_offset=(1, 0), skip_offset=(1, 2), skip_hw=12, bias=True
+    "depthwise": case(  # W = 11: the CPU input gradient's register blocks (8 columns and a rest)
+        N=2, channels=3, groups=3, H=5, W=11, out_offset=(1, 0), skip_offset=(1, 2), skip_hw=(12, 26), bias=True
     ),
     "dense": replace(SMALL["dense-fma"], out_offset=(0, 2), out_size=(6, 9), skip_hw=(7, 11)),
     "wide": case(

@@ -19,6 +19,7 @@ from _helpers.opcheck import opcheck
 from _helpers.suites import case_tests, cuda_kernel_tests, opcheck_grid, triton_case_pairs
 from _helpers.upsample_cases import (
     FCN8S_STAGES,
+    FCN_LAST_STAGES,
     LAYOUTS,
     SMALL,
     assert_matches_reference,
@@ -33,7 +34,7 @@ from fcn_kernels import reference
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
-CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}}
+CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}, **FCN_LAST_STAGES}
 TRITON_CASES = triton_case_pairs(
     SMALL, ("upscore2+pool4-dw", "dense-fma"), ("upscore2+pool4-dw", "dense-fma", "dense-dot")
 )

@@ -183,6 +183,17 @@ bool backward_input_uses_gemm(const Geometry& g, const at::Tensor& grad_out) {
   return use_gemm(g) && (whole_tap_blocks(g) || all_finite(grad_out));
 }
 
+// Input columns whose lanes backward_input_blocks keeps in registers at once: 256 bytes of sums (8
+// columns of float at stride 8, 4 at stride 16), at most 16 columns. Only for column blocks of at most 64
+// bytes: at stride 32 (FCN-32s, kernel 64) the expanded rows outgrow the L1 cache and the path measured
+// slower than the row-at-a-time loop (input gradient at 500x500, 1 thread: 6.7-7.8 against 3.9-5.4 ms;
+// stride 16: 3.3-3.7 against 8.7-11.2 ms; stride 8: 3.3-3.8 against 8.9-9.1 ms).
+template <int SW, typename acc_t>
+constexpr bool kInputGradRegisters = SW > 0 && SW * sizeof(acc_t) <= 64;
+
+template <int SW, typename acc_t>
+constexpr int kInputGradColumns = SW > 0 ? std::clamp<int>(256 / (SW * int(sizeof(acc_t))), 1, 16) : 1;
+
 // The lanes of input columns [iw0, iw0 + B) (acc, sw per column) plus one output channel's terms: every
 // kh row of goz (full_row's, `stride` apart) times its tap blocks wrow (T blocks of sw a row, Kh rows
 // `wstride` apart), accumulated in registers over (kh, t) in the loops' order and stored once.
@@ -209,11 +220,11 @@ FCN_BLOCK_INLINE void backward_input_blocks(acc_t* __restrict__ acc, const acc_t
 }
 
 // grad_x[n, ci, ih, iw] = sum over co, kh, t, r of goz[(iw + t) * sw + r] * wt[t * sw + r]: per input
-// row, blocks of sw partial sums (unit stride), reduced across the block at the end. With the stride
-// fixed at compile time and dividing the kernel width (every FCN stage), each output channel's kh rows
-// are put back in full coordinates first, then 8 columns' lanes at a time stay in registers over all of
-// them (backward_input_blocks): upscore8's input gradient, 500x500, batch 1, 1 thread, 7.9-9.0 -> 3.2 ms
-// (the lanes went through memory for every term). The same terms in the same order either way.
+// row, blocks of sw partial sums (unit stride), reduced across the block at the end. Where the stride
+// is fixed at compile time, divides the kernel width (every FCN stage) and kInputGradRegisters holds,
+// each output channel's kh rows are put back in full coordinates first, then a few columns' lanes at a
+// time stay in registers over all of them (backward_input_blocks; they went through memory for every
+// term). The same terms in the same order either way.
 template <int SW, typename scalar_t>
 void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go, const scalar_t* w,
                            scalar_t* gx) {
@@ -223,18 +234,19 @@ void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go,
   const std::vector<acc_t> wt = tap_blocks<scalar_t, acc_t>(g, w, T);
   const int64_t blocks = g.W + T - 1;
   const int64_t rows = g.N * g.Cin * g.H;
-  const bool in_registers = SW > 0 && g.Kw % sw() == 0;
+  const bool in_registers = kInputGradRegisters<SW, acc_t> && g.Kw % sw() == 0;
+  const int64_t kh_rows = std::min(g.Kh, g.Ho);  // the most kh rows a window holds
   at::parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.W * sw()), goz((in_registers ? g.Kh : 1) * blocks * sw());
+    std::vector<acc_t> acc(g.W * sw()), goz((in_registers ? kh_rows : 1) * blocks * sw());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t ih = row % g.H, ci = (row / g.H) % g.Cin, n = row / (g.H * g.Cin);
       const int64_t grp = ci / cin_g;
       std::fill(acc.begin(), acc.end(), acc_t(0));
       const Range kh_r = taps_in_window(ih, g.sh, g.Kh, g.oy, g.Ho);
-      for (int64_t co_l = 0; co_l < cout_g; ++co_l) {
+      for (int64_t co_l = 0; co_l < (kh_r.size() > 0 ? cout_g : 0); ++co_l) {  // no taps in the window: 0
         const int64_t co = grp * cout_g + co_l;
         const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + kh_r.begin) * T * sw();
-        if constexpr (SW > 0) {
+        if constexpr (kInputGradRegisters<SW, acc_t>) {
           if (in_registers) {
             for (int64_t kh = kh_r.begin; kh < kh_r.end; ++kh)
               full_row(g, go + g.out_index(n, co, ih * g.sh + kh - g.oy, 0),
@@ -243,8 +255,9 @@ void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go,
               backward_input_blocks<SW, decltype(b)::value>(acc.data(), goz.data(), blocks * SW, wrow, T * SW,
                                                             kh_r.size(), T, iw0);
             };
+            constexpr int B = kInputGradColumns<SW, acc_t>;
             int64_t iw = 0;
-            for (; iw + 8 <= g.W; iw += 8) run(std::integral_constant<int, 8>{}, iw);
+            for (; iw + B <= g.W; iw += B) run(std::integral_constant<int, B>{}, iw);
             for (; iw < g.W; ++iw) run(std::integral_constant<int, 1>{}, iw);
             continue;
           }

@@ -91,6 +91,13 @@ FCN8S_STAGES = {
     "upscore8-dense": case(N=1, channels=4, H=9, W=7, K=16, stride=8, out_offset=31, out_size=(40, 30), bias=True),
 }
 
+# FCN-16s' and FCN-32s' last upsampling (their offsets, reduced maps), wide enough for the CPU input
+# gradient's register path at 4 and 2 columns at a time.
+FCN_LAST_STAGES = {
+    "fcn16s-upscore16": case(channels=2, groups=2, H=3, W=11, K=32, stride=16, out_offset=27, out_size=(30, 150)),
+    "fcn32s-upscore32": case(channels=2, groups=2, H=3, W=11, K=64, stride=32, out_offset=19, out_size=(40, 300)),
+}
+
 # One problem per Triton kernel path, sized for its interpreter: reduced FCN-8s stages (the real kernels, strides
 # and offsets, few channels, small maps), dense FMA (< 8 channels per group), dense and grouped tl.dot (>= 8 each
 # way).
