@@ -53,7 +53,7 @@ setup            6   -  GPU name and versions (one python start, 3 s); the tarba
 build           80   -  run 1: 73 s (9 objects, 16 jobs, sm_90 only), +10%
 doctor          34   -  run 1: 14 s (start 6 s) up to the last cuda check; + Triton, float32 only: 9 checks, about 30 kernels at 0.4 s a compile (12 s); + 3 head timings (4 s)
 cuda-tests      30  60  measured: the curated subset (46 tests) ran in 11 s on the H200 (a helper's run, 2026-12-04, benchmarks/results/2026-12-04-NVIDIA_H200-helper-runs); + the kernel check 3 s; + the fused losses' CUDA kernels (11 tests, unmeasured: about 10 s): 24 s, +25%
-triton-tests    40  50  measured: the curated subset (20 tests) ran in 26 s on the H200 with its compiles, autotuning pinned (the same helper's run); run 1: 52 tests in about 25 s; now 30 tests (the losses' 7 and the bilinear roundings' 3, tiny; unmeasured): about 36 s; a float64 FMA compile of over 40 s is not curated
+triton-tests    40  50  measured: the curated subset (20 tests) ran in 26 s on the H200 with its compiles, autotuning pinned (the same helper's run); run 1: 52 tests in about 25 s; now 31 tests (the losses' 7 and the bilinear roundings' 3, tiny; unmeasured): about 36 s; a float64 FMA compile of over 40 s is not curated
 memcheck        20   -  run 1: 12 s, torch's start under the sanitizer dominates; + the upsample_argmax calls (36 small calls, 3 s)
 racecheck       30   -  run 1: 22 s; + the upsample_argmax calls (5 s)
 initcheck       20   -  run 1: 11 s; + the upsample_argmax calls (3 s)
