@@ -187,7 +187,7 @@ bool backward_input_uses_gemm(const Geometry& g, const at::Tensor& grad_out) {
 // columns of float at stride 8, 4 at stride 16), at most 16 columns. Only for column blocks of at most 64
 // bytes: at stride 32 (FCN-32s, kernel 64) the expanded rows outgrow the L1 cache and the path measured
 // slower than the row-at-a-time loop (input gradient at 500x500, 1 thread: 6.7-7.8 against 3.9-5.4 ms;
-// stride 16: 3.3-3.7 against 8.7-11.2 ms; stride 8: 3.3-3.8 against 8.9-9.1 ms).
+// stride 16: 3.3-4.3 against 8.7-11.7 ms; stride 8: 3.2-4.0 against 7.6-9.1 ms, over this session's runs).
 template <int SW, typename acc_t>
 constexpr bool kInputGradRegisters = SW > 0 && SW * sizeof(acc_t) <= 64;
 
