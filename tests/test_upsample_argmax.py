@@ -18,7 +18,15 @@ from _helpers.argmax_cases import check
 from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
 from _helpers.suites import case_tests
-from _helpers.upsample_cases import FCN8S_STAGES, LAYOUTS, SMALL as SKIP_CASES, case, random_case
+from _helpers.upsample_cases import (
+    FCN8S_STAGES,
+    FCN_LAST_STAGES,
+    LAYOUTS,
+    SMALL as SKIP_CASES,
+    case,
+    outer_product_weight,
+    random_case,
+)
 from fcn_kernels import reference
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
@@ -194,6 +202,42 @@ def test_non_finite_scores_at_fcn_strides(seed, backend, dtype):
     assert over_scores.eq(float("inf")).any() and over_scores.eq(float("-inf")).any()
     assert fcn_kernels.upsample_skip(f16_inf.to(device), w.to(device), **kw).isinf().any() == (dtype == F16)
     assert fcn_kernels.upsample_skip(nan_x.to(device), w.to(device), **kw).isnan().any()
+
+
+# Units in the last place of each dtype, for near ties.
+ULP = {F64: 2.0**-52, F32: 2.0**-23, BF16: 2.0**-7, F16: 2.0**-10}
+
+
+@pytest.mark.parametrize("kind", ["bilinear", "random"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_outer_product_filters_near_ties(seed, backend, dtype, kind):
+    """Filters that are exact outer products (the CPU kernels' separable form, upsample_rows.h) and near ties:
+    every class's filter is the same and its input one map plus a unit in the last place or none, so that
+    roundings decide the labels (they differ from the exact argmax somewhere, below float64). The labels are
+    the argmax of the backend's own scores, with and without bias and skip, and with a NaN input (the direct
+    form)."""
+    device = device_of(backend)
+    stages = [FCN8S_STAGES["upscore8"], *FCN_LAST_STAGES.values()]
+    stages.append(replace(stages[0], N=1, cin=6, cout=6, groups=6, skip_offset=(2, 3), skip_hw=(44, 125), bias=True))
+    differs = False
+    for c in stages:
+        w = outer_product_weight(c, dtype, kind)[:1].repeat(c.cin, 1, 1, 1)  # one filter: near ties
+        base = torch.randn(c.N, 1, c.H, c.W, dtype=F64)
+        x = (base * (1 + ULP[dtype] * torch.randint(-1, 2, (c.N, c.cin, c.H, c.W)))).to(dtype)
+        b = (torch.randn(1, dtype=F64) * (1 + ULP[dtype] * torch.randint(-2, 3, (c.cout,)))).to(dtype)
+        skip = torch.randn(c.N, 1, *c.skip_hw, dtype=dtype).expand(-1, c.cout, -1, -1) if c.skip_hw else None
+        kw = dict(**c.kwargs(), backend=backend)
+        nan_x = torch.where(torch.rand(x.shape) < 0.01, float("nan"), x)
+        for i, x_ in enumerate((x, nan_x)):
+            inputs = (x_, w, b if c.bias else None, skip)
+            args = [t.to(device) if t is not None else None for t in inputs]
+            labels = fcn_kernels.upsample_argmax(*args, **kw)
+            assert torch.equal(labels, fcn_kernels.upsample_skip(*args, **kw).argmax(1)), (c, seed)
+            if i == 0 and dtype != F64:  # in float64 the reference is no more exact than the kernel
+                exact = reference.upsample_skip(*(t.double() if t is not None else None for t in inputs), **c.kwargs())
+                differs |= bool(labels.cpu().ne(exact.argmax(1)).any())
+    assert differs or dtype == F64, f"no near tie decided by rounding (seed={seed})"
 
 
 @pytest.mark.parametrize("backend", backends())

@@ -26,6 +26,7 @@ from _helpers.upsample_cases import (
     case,
     check_against_reference,
     make_inputs,
+    outer_product_weight,
     random_case,
     run,
     shape_fields,
@@ -140,6 +141,63 @@ def _check_random_cases(seed, backend, check, count):
         assert check(
             lambda *a: fcn_kernels.upsample_skip(*a, backend=backend, **problem.kwargs()), inputs, fast_mode=fast
         ), problem
+
+
+# Filters that are exact outer products (FCN's fixed bilinear upsampling; random ones of few bits): the CPU
+# forward's separable form (csrc/cpu/upsample_rows.h) at the strides whose register blocks take it (8, 16 and
+# 32; 4 too in float64), and the direct form elsewhere; windows at both edges, bias and skip.
+SEPARABLE = {
+    **{name: c for name, c in FCN8S_STAGES.items() if c.groups == c.cin},
+    **FCN_LAST_STAGES,
+    "upscore8-edges": case(N=2, channels=2, groups=2, H=4, W=5, K=16, stride=8, out_offset=(0, 7), out_size=(40, 41)),
+    "stride4-bias-skip": case(
+        N=2,
+        channels=3,
+        groups=3,
+        H=5,
+        W=9,
+        K=8,
+        stride=4,
+        out_offset=(2, 5),
+        out_size=(17, 30),
+        skip_offset=(1, 2),
+        skip_hw=(20, 34),
+        bias=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["bilinear", "random"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_outer_product_filters(seed, backend, dtype, kind):
+    for c in SEPARABLE.values():
+        check_against_reference(c, backend, dtype, weight=outer_product_weight(c, dtype, kind))
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_separable_form_only_for_exact_outer_products(seed, dtype):
+    """The CPU forward groups an outer product's terms otherwise (other roundings), and only where every filter
+    is one to the bit: bilinear filters, and the same with one element one ulp off, on a window of output rows
+    none of whose terms meet that element (stride 8: rows of phase 1 to 6 never meet kernel row 0), give
+    different bits, both within the reference's bound; and finite inputs only (non-finite: the direct form,
+    the same NaN and Inf as the stock composition)."""
+    c = case(N=2, channels=3, groups=3, H=6, W=9, K=16, stride=8, out_offset=(9, 5), out_size=(6, 60))
+    w = outer_product_weight(c, dtype, "bilinear")
+    off = w.clone()
+    off[0, 0, 0, 0] = torch.nextafter(off[0, 0, 0, 0], torch.tensor(1.0, dtype=dtype))
+    x = torch.randn(c.N, c.cin, c.H, c.W, dtype=dtype)
+    separable = fcn_kernels.upsample_skip(x, w, backend="cpu", **c.kwargs())
+    direct = fcn_kernels.upsample_skip(x, off, backend="cpu", **c.kwargs())
+    assert not torch.equal(separable, direct), f"seed={seed}: the same bits, so the same form"
+    for weight, y in ((w, separable), (off, direct)):
+        assert_matches_reference(c, (x, weight, None, None), None, y, what=f"seed={seed}")
+    inf_x = x.clone()
+    inf_x[1, 2, 1, 4], inf_x[0, 1, 0, 2] = float("inf"), float("nan")  # input rows 0 and 1 reach the window
+    got = fcn_kernels.upsample_skip(inf_x, w, backend="cpu", **c.kwargs())
+    want = reference.upsample_skip(inf_x, w, **c.kwargs())
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf()), f"seed={seed}"
+    assert got.isinf().any() and got.isnan().any()
 
 
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))

@@ -34,6 +34,7 @@ using upsample_skip::rounded_block;
 using upsample_skip::RowPlan;
 using upsample_skip::run_forward;
 using upsample_skip::Stride;
+using upsample_skip::scores_stay_finite;
 using upsample_skip::Taps;
 using upsample_skip::weight_blocks;
 
@@ -60,12 +61,11 @@ struct RunningArgmax {
 // (RowPlan::core_blocks), else edge blocks. kBias, kSkip: whether bias and skip are given (tested once per
 // row, not per block). kFinite: no score can be NaN (scores_stay_finite), so that takes_over is v > best,
 // one comparison (core blocks only: the edge blocks are few).
-template <int NT, bool kCore, int B, bool kBias, bool kSkip, bool kFinite, int SW, typename scalar_t>
-FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps,
-                                 const scalar_t* bias, const scalar_t* skip, int64_t n, int64_t i, int64_t m,
-                                 int64_t* orow) {
+template <int NT, bool kCore, int B, bool kBias, bool kSkip, bool kFinite, int SW, typename scalar_t, typename TapsT>
+FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
+                                 const scalar_t* skip, int64_t n, int64_t i, int64_t m, int64_t* orow) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Vec = typename Taps<SW, scalar_t>::Vec;
+  using Vec = typename TapsT::Vec;
   using Label = decltype(Vec{} > Vec{});  // integer lanes as wide as the scores'
   const Geometry& g = plan.g;
   int64_t r0[B], r1[B];
@@ -116,15 +116,15 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const Taps<S
 }
 
 // Output row (n, i)'s labels from register blocks: the core blocks in tiles, the edge blocks one by one.
-template <int SW, typename scalar_t>
-void label_row(const RowPlan<SW, scalar_t>& plan, const Taps<SW, scalar_t>* taps, const scalar_t* bias,
+template <int SW, typename scalar_t, typename TapsT>
+void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
                const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
       constexpr int NT = decltype(nt)::value;
       constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value, kF = decltype(is_finite)::value;
-      const Range core = plan.core_blocks();
+      const Range core = plan.core;
       int64_t m = plan.m_lo;
       for (; m < core.begin; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
       for (; m + kTile <= core.end; m += kTile)
@@ -151,14 +151,22 @@ template <int SW, typename scalar_t, typename Finite>
 void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w, const scalar_t* bias,
                    const scalar_t* skip, int64_t* out, Finite&& scores_finite) {
   using acc_t = at::opmath_type<scalar_t>;
-  const RowPlan<SW, scalar_t> plan(sw, g, w);
-  const bool finite = plan.register_blocks && scores_finite();
+  RowPlan<SW, scalar_t> plan_(sw, g, w);
+  const bool finite = plan_.register_blocks && scores_finite();
+  plan_.use_separable(w, [&] { return finite; });  // as upsample_skip's forward does
+  const RowPlan<SW, scalar_t>& plan = plan_;
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(plan.acc_size());
+    std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
+    std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, n = row / g.Ho;
+      if (plan.separable()) {
+        for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
+        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo);
+        continue;
+      }
       if (plan.taps(x, n, 0, i, taps[0])) {
         for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
         label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo);
@@ -225,18 +233,6 @@ void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w,
         run.store(rh * g.Wo, g.Wo, out + (n * g.Ho + bi * g.sh + rh - g.oy) * g.Wo);
     }
   });
-}
-
-// Whether every score is finite, so that none is NaN: all inputs finite and |score| <= max|x| * sum|w| +
-// max|bias| + max|skip| (a bound on each sum's terms, with room to spare for its roundings) under half the
-// accumulation type's largest value. One pass over the inputs, which are a small part of the op's bytes.
-bool scores_stay_finite(const upsample_skip::ForwardInputs& in) {
-  // the accumulation type: double for double, float for float and the 16-bit types (at::opmath_type)
-  const double largest = in.x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
-                                                           : std::numeric_limits<float>::max();
-  const double bound = max_abs(in.x) * sum_abs(in.weight) + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
-                       (in.skip.defined() ? max_abs(in.skip) : 0.0);
-  return bound < 0.5 * largest;
 }
 
 // The CPU kernel behind the op's entry point (csrc/host/upsample_argmax.h).

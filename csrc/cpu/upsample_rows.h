@@ -16,8 +16,10 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -110,12 +112,13 @@ constexpr int kMaxTaps = 4;
 #define FCN_BLOCK_INLINE __attribute__((always_inline)) inline
 #define FCN_BLOCK_INLINE_LAMBDA __attribute__((always_inline))
 
-template <int SW, typename scalar_t>
+// in_t: the rows' element type, x's (scalar_t), or acc_t for the separable blocks' combined rows.
+template <int SW, typename scalar_t, typename in_t = scalar_t>
 struct Taps {
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = Block<acc_t, (SW > 0 ? SW : 1)>;
   Vec w[kMaxTaps] = {};
-  const scalar_t* x[kMaxTaps] = {};
+  const in_t* x[kMaxTaps] = {};
   int64_t t[kMaxTaps] = {};
   int64_t n = 0, W = 0;
 
@@ -136,7 +139,7 @@ struct Taps {
   // of upsample_argmax's time, which calls this per class).
   template <int NT, int B>
   FCN_BLOCK_INLINE void inner_blocks(int64_t m, Vec* v) const {
-    const scalar_t* p[NT > 0 ? NT : 1];
+    const in_t* p[NT > 0 ? NT : 1];
     for (int k = 0; k < NT; ++k) p[k] = x[k] + (m - t[k]);
     for (int b = 0; b < B; ++b) {
       v[b] = Vec{};
@@ -235,6 +238,7 @@ struct RowPlan {
   int64_t cin_g, cout_g;          // per group, divided once here, not per row
   bool register_blocks;           // whether taps() applies
   std::vector<acc_t> wt;
+  Range core;                 // core_blocks(), computed once
   std::vector<Range> inputs;  // inputs[i]: the input rows output row i receives (computed once: per row,
                               // its divisions cost as much as a row's register blocks)
 
@@ -244,6 +248,7 @@ struct RowPlan {
         register_blocks(kRegisterBlocks<SW, acc_t> && geo.Kw % s() == 0 && cin_g * ceil_div(geo.Kh, geo.sh) * T <= kMaxTaps),
         wt(tap_blocks<scalar_t, acc_t>(geo, w, T)), inputs(geo.Ho) {
     for (int64_t i = 0; i < g.Ho; ++i) inputs[i] = inputs_for_output(i + g.oy, g.sh, g.Kh, g.H);
+    core = core_blocks();
   }
 
   int64_t acc_size() const { return (m_hi - m_lo) * sw(); }
@@ -314,21 +319,160 @@ struct RowPlan {
   // fn(m, block m's sums, core) for the blocks m_lo .. m_hi - 1, core (std::true_type or std::false_type)
   // saying whether m is a core block. The taps are copied here, so that they stay in registers through
   // the core blocks' loop whatever fn stores.
-  template <typename Fn>
-  FCN_BLOCK_INLINE void sweep(const Taps<SW, scalar_t>& taps, Fn&& fn) const {
+  template <typename TapsT, typename Fn>
+  FCN_BLOCK_INLINE void sweep(const TapsT& taps, Fn&& fn) const {
     if constexpr (kRegisterBlocks<SW, acc_t>) {
       with_tap_count(taps.n, [&](auto nt) {
-        constexpr int NT = decltype(nt)::value;
-        const Taps<SW, scalar_t> tp = taps;
-        // fn copied too: a local whose address does not escape, so that its captures stay in registers
-        // (through the caller's reference, every store could alias them: re-read per block).
-        std::decay_t<Fn> f = fn;
-        const Range core = core_blocks();
-        for (int64_t m = m_lo; m < core.begin; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
-        for (int64_t m = core.begin; m < core.end; ++m) f(m, tp.template at<NT, false>(m), std::true_type{});
-        for (int64_t m = core.end; m < m_hi; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+        const TapsT tp = taps;
+        blocks<decltype(nt)::value>(tp, fn);
       });
     }
+  }
+
+  // sweep's loops over the blocks, for taps whose count NT is known, in a local whose address does not
+  // escape (sweep's copy, or with_taps').
+  template <int NT, typename TapsT, typename Fn>
+  FCN_BLOCK_INLINE void blocks(const TapsT& tp, Fn&& fn) const {
+    // fn copied too: a local whose address does not escape, so that its captures stay in registers
+    // (through the caller's reference, every store could alias them: re-read per block).
+    std::decay_t<Fn> f = fn;
+    const Range c = core;  // locals, likewise: members would be re-read after every store
+    const int64_t lo = m_lo, hi = m_hi;
+    for (int64_t m = lo; m < c.begin; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+    for (int64_t m = c.begin; m < c.end; ++m) f(m, tp.template at<NT, false>(m), std::true_type{});
+    for (int64_t m = c.end; m < hi; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+  }
+
+  // sweep(taps of output row (n, co, i), fn); false where register blocks do not apply. With one input
+  // channel per group and 1 or 2 tap blocks a row (every FCN stage), the taps are built by loops of fixed
+  // counts, in registers: through taps()' memory and sweep's copy they cost a third of upscore8's time.
+  // Separable filters (use_separable) go through sep_taps, with ybuf (g.W elements) for its combined row.
+  template <typename Fn>
+  FCN_BLOCK_INLINE bool with_taps(const scalar_t* x, int64_t n, int64_t co, int64_t i, acc_t* ybuf, Fn&& fn) const {
+    if constexpr (kRegisterBlocks<SW, acc_t>) {
+      if (!register_blocks) return false;
+      if (separable()) {
+        if (T == 2) {  // a local of its own: one captured by a lambda below would live in memory
+          Taps<SW, scalar_t, acc_t> tp;
+          return sep_taps<2>(x, n, co, i, ybuf, tp), blocks<2>(tp, fn), true;
+        }
+        Taps<SW, scalar_t, acc_t> tp;
+        sep_taps(x, n, co, i, ybuf, tp);
+        sweep(tp, fn);
+        return true;
+      }
+      const int64_t rows = inputs[i].size();
+      if (cin_g == 1 && T == 2 && rows <= 2) {
+        if (rows == 2) return fixed_taps<2, 2>(x, n, co, i, fn), true;
+        if (rows == 1) return fixed_taps<1, 2>(x, n, co, i, fn), true;
+      } else if (cin_g == 1 && T == 1 && rows <= 2) {
+        if (rows == 2) return fixed_taps<2, 1>(x, n, co, i, fn), true;
+        if (rows == 1) return fixed_taps<1, 1>(x, n, co, i, fn), true;
+      }
+      Taps<SW, scalar_t> tp;
+      taps(x, n, co, i, tp);
+      sweep(tp, fn);
+      return true;
+    }
+    return false;
+  }
+
+  // taps() and blocks() for R input rows of TT tap blocks each (one input channel per group).
+  template <int R, int TT, typename Fn>
+  FCN_BLOCK_INLINE void fixed_taps(const scalar_t* x, int64_t n, int64_t co, int64_t i, Fn&& fn) const {
+    Taps<SW, scalar_t> tp;
+    const int64_t ci = cout_g == 1 ? co : co / cout_g, co_l = cout_g == 1 ? 0 : co % cout_g;
+    const int64_t p = i + g.oy, begin = inputs[i].begin;
+    for (int r = 0; r < R; ++r) {
+      const int64_t in_row = begin + r;
+      const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + p - in_row * g.sh) * TT * sw();
+      const scalar_t* xrow = x + g.x_index(n, ci, in_row, 0);
+      for (int t = 0; t < TT; ++t) {
+        std::memcpy(&tp.w[r * TT + t], wrow + t * sw(), sizeof tp.w[0]);
+        tp.x[r * TT + t] = xrow;
+        tp.t[r * TT + t] = t;
+      }
+    }
+    tp.n = R * TT, tp.W = g.W;
+    blocks<R * TT>(tp, fn);
+  }
+
+  // Separable filters. Where every channel's filter is an outer product a (Kh) x b (Kw), exactly (FCN's
+  // fixed bilinear upsampling: a = b = (1, 3, .., 2s - 1) / 2s), output row (n, c, i)'s block m is
+  //   sum over tap blocks t of  y[m - t] * b[t * sw .. t * sw + sw),  y[col] = sum over its input rows r
+  //   of a[kh_r] * x[r][col],
+  // y (one row of input width, per output row) shared by the row's blocks: 2 multiply-adds an output
+  // element instead of 4 (FCN's strides), the same terms in another grouping. upsample_skip's forward and
+  // upsample_argmax both take this form or both do not (the same use_separable), so that the labels are
+  // the argmax of the forward's scores to the bit; the loss (upsample_logsumexp) keeps row()'s form.
+  std::vector<acc_t> factors;  // per channel: a (Kh), then b (Kw); empty: not separable
+
+  bool separable() const { return !factors.empty(); }
+
+  // Takes the separable form where it applies: register blocks, one input and one output channel per
+  // group, every filter an exact outer product (separable_factors), and finite(), asked last (a pass
+  // over the inputs): scores_stay_finite, so that no sum of either grouping overflows, and the two
+  // groupings then differ by roundings only (non-finite inputs keep the direct form's NaN and Inf rules).
+  template <typename Finite>
+  void use_separable(const scalar_t* w, Finite&& finite) {
+    if (!register_blocks || cin_g != 1 || cout_g != 1) return;
+    std::vector<acc_t> f = separable_factors(w);
+    if (!f.empty() && finite()) factors = std::move(f);
+  }
+
+  // factors' layout, or empty where a filter is not an outer product to the bit: with (p, q) its largest
+  // element and s = sqrt(|w[p][q]|), b = w[p][:] / s and a = w[:][q] / (w[p][q] / s) (bilinear: s, a and
+  // b exact), then every a[kh] * b[kw] checked equal to w[kh][kw] with no rounding (an FMA's residual).
+  std::vector<acc_t> separable_factors(const scalar_t* w) const {
+    const int64_t Kh = g.Kh, Kw = g.Kw, K = Kh * Kw;
+    std::vector<acc_t> f(g.Cout * (Kh + Kw));
+    for (int64_t c = 0; c < g.Cout; ++c) {
+      const scalar_t* wc = w + c * K;
+      acc_t* a = f.data() + c * (Kh + Kw);
+      acc_t* b = a + Kh;
+      int64_t pq = 0;
+      for (int64_t k = 1; k < K; ++k)
+        if (std::abs(static_cast<acc_t>(wc[k])) > std::abs(static_cast<acc_t>(wc[pq]))) pq = k;
+      const acc_t top = static_cast<acc_t>(wc[pq]);
+      if (!(std::abs(top) <= std::numeric_limits<acc_t>::max())) return {};  // NaN or infinite weights
+      const acc_t s = top == 0 ? acc_t(1) : std::sqrt(std::abs(top)), r = top == 0 ? acc_t(1) : top / s;
+      for (int64_t kw = 0; kw < Kw; ++kw) b[kw] = static_cast<acc_t>(wc[(pq / Kw) * Kw + kw]) / s;
+      for (int64_t kh = 0; kh < Kh; ++kh) a[kh] = static_cast<acc_t>(wc[kh * Kw + pq % Kw]) / r;
+      for (int64_t kh = 0; kh < Kh; ++kh)
+        for (int64_t kw = 0; kw < Kw; ++kw)
+          if (std::fma(a[kh], b[kw], -static_cast<acc_t>(wc[kh * Kw + kw])) != 0) return {};
+    }
+    return f;
+  }
+
+  // Output row (n, c, i)'s separable taps: y (ybuf, g.W elements) and the T tap blocks of b. TT > 0: T,
+  // fixed at compile time, so that a local tp stays in registers.
+  template <int TT = 0>
+  FCN_BLOCK_INLINE void sep_taps(const scalar_t* x, int64_t n, int64_t c, int64_t i, acc_t* __restrict__ ybuf,
+                                 Taps<SW, scalar_t, acc_t>& tp) const {
+    const acc_t* a = factors.data() + c * (g.Kh + g.Kw);
+    const acc_t* b = a + g.Kh;
+    const Range ih = inputs[i];
+    const int64_t p = i + g.oy, W = g.W;
+    if (ih.size() == 0) {
+      std::fill(ybuf, ybuf + W, acc_t(0));
+    } else {
+      const acc_t a0 = a[p - ih.begin * g.sh];
+      const scalar_t* x0 = x + g.x_index(n, c, ih.begin, 0);
+      for (int64_t col = 0; col < W; ++col) ybuf[col] = static_cast<acc_t>(x0[col]) * a0;
+      for (int64_t r = ih.begin + 1; r < ih.end; ++r) {
+        const acc_t ar = a[p - r * g.sh];
+        const scalar_t* xr = x + g.x_index(n, c, r, 0);
+        for (int64_t col = 0; col < W; ++col) ybuf[col] += static_cast<acc_t>(xr[col]) * ar;
+      }
+    }
+    const int64_t taps = TT > 0 ? TT : T;
+    for (int64_t t = 0; t < taps; ++t) {
+      std::memcpy(&tp.w[t], b + t * sw(), sizeof tp.w[0]);
+      tp.x[t] = ybuf;
+      tp.t[t] = t;
+    }
+    tp.n = taps, tp.W = W;
   }
 };
 
@@ -413,6 +557,18 @@ void with_stride(int64_t sw, Fn&& fn) {
 template <typename scalar_t>
 constexpr at::ScalarType acc_scalar_type() {
   return c10::CppTypeToScalarType<at::opmath_type<scalar_t>>::value;
+}
+
+// Whether every score is finite, so that none is NaN: all inputs finite and |score| <= max|x| * sum|w| +
+// max|bias| + max|skip| (a bound on each sum's terms, with room to spare for its roundings) under half the
+// accumulation type's largest value. One pass over the inputs, which are a small part of the op's bytes.
+inline bool scores_stay_finite(const upsample_skip::ForwardInputs& in) {
+  // the accumulation type: double for double, float for float and the 16-bit types (at::opmath_type)
+  const double largest = in.x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
+                                                           : std::numeric_limits<float>::max();
+  const double bound = max_abs(in.x) * sum_abs(in.weight) + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
+                       (in.skip.defined() ? max_abs(in.skip) : 0.0);
+  return bound < 0.5 * largest;
 }
 
 // What the forward's skeleton writes: upsample_skip's scores (the input's dtype), or upsample_argmax's

@@ -37,15 +37,17 @@ void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t block
 
 // One output row (n, co, i) per step: accumulate the blocks covering the crop window, then
 // store the window with bias and skip added, each output element written once.
-template <int SW, typename scalar_t>
+// scores_finite(): scores_stay_finite, for RowPlan::use_separable.
+template <int SW, typename scalar_t, typename Finite>
 void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const scalar_t* w,
-                    const scalar_t* bias, const scalar_t* skip, scalar_t* out) {
+                    const scalar_t* bias, const scalar_t* skip, scalar_t* out, Finite&& scores_finite) {
   using acc_t = at::opmath_type<scalar_t>;
-  const RowPlan<SW, scalar_t> plan(sw, g, w);
+  RowPlan<SW, scalar_t> plan_(sw, g, w);
+  plan_.use_separable(w, scores_finite);
+  const RowPlan<SW, scalar_t>& plan = plan_;
   const int64_t rows = g.N * g.Cout * g.Ho;
   at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc;
-    Taps<SW, scalar_t> tp;
+    std::vector<acc_t> acc, ybuf(plan.separable() ? g.W : 0);
     // (n, co, i) of row, counted along rather than divided out per row
     int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
     const auto advance = [&] {
@@ -55,24 +57,22 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
       const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
       scalar_t* orow = out + g.out_index(n, co, i, 0);
       const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
-      if (plan.taps(x, n, co, i, tp)) {  // each block from registers straight into the output row
-        const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
-          // By value, not by reference: the block loop then keeps them in registers; captured by
-          // reference they were re-read after every store (upscore8, 500x500: 2.0 ms -> 1.4 ms).
-          const int64_t off = plan.column_offset();
-          plan.sweep(tp, [&plan, orow, srow, b, off, with_skip](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
-            using Vec = decltype(v);
-            const int64_t j0 = m * plan.sw() - off;  // plan.column(m)
-            int64_t r0 = 0, r1 = SW;
-            if constexpr (!core) plan.window(m, r0, r1);
-            v += b;
-            if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
-            store_block(orow + j0, v, r0, r1);
-          });
-        };
-        with_flag(srow != nullptr, store);
-        continue;
-      }
+      // each block from registers straight into the output row
+      const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
+        // By value, not by reference: the block loop then keeps them in registers; captured by
+        // reference they were re-read after every store (upscore8, 500x500: 2.0 ms -> 1.4 ms).
+        const int64_t off = plan.column_offset();
+        return plan.with_taps(x, n, co, i, ybuf.data(), [&plan, orow, srow, b, off, with_skip](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
+          using Vec = decltype(v);
+          const int64_t j0 = m * plan.sw() - off;  // plan.column(m)
+          int64_t r0 = 0, r1 = SW;
+          if constexpr (!core) plan.window(m, r0, r1);
+          v += b;
+          if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
+          store_block(orow + j0, v, r0, r1);
+        });
+      };
+      if (srow ? store(std::true_type{}) : store(std::false_type{})) continue;
       acc.resize(plan.acc_size());
       const acc_t* a = plan.row(x, n, co, i, acc.data());
       if (skip) {
@@ -329,7 +329,7 @@ struct CpuKernels {
 
   static void forward(const Forward& p) {
     run_forward<Result::kScores>(p, p.out, [](const auto&... a) { forward_gemm_kernel(a...); },
-                                 [](const auto&... a) { forward_kernel(a...); });
+                                 [&](const auto&... a) { forward_kernel(a..., [&] { return scores_stay_finite(p); }); });
   }
 
   static void backward_input(const BackwardInput& p) {

@@ -189,6 +189,19 @@ def make_inputs(case: Case, dtype=torch.float64):
     return x, w, b, skip
 
 
+def outer_product_weight(case: Case, dtype=torch.float64, kind="random"):
+    """A weight for `case` (one input and one output channel per group) whose every filter is an outer product
+    a x b exactly, in every dtype: "bilinear" (FCN's fixed upsampling, fcn_kernels.bilinear_kernel), or
+    "random" (a and b multiples of 1/8 in [-1, 1]: products of at most 7 significant bits)."""
+    assert case.cin == case.cout == case.groups, case
+    if kind == "bilinear":
+        assert case.K[0] == case.K[1], case
+        return fcn_kernels.bilinear_kernel(case.cin, case.K[0], groups=case.groups, dtype=dtype)
+    a = torch.randint(-8, 9, (case.cin, 1, case.K[0], 1), device="cpu") / 8
+    b = torch.randint(-8, 9, (case.cin, 1, 1, case.K[1]), device="cpu") / 8
+    return (a * b).to(dtype)
+
+
 def run(fn, inputs, grad_out=None, **kwargs):
     """fn(*inputs, **kwargs) and, with grad_out, the grads of every non-None input."""
     leaves = [t.detach().requires_grad_(True) if t is not None else None for t in inputs]
@@ -204,13 +217,16 @@ def run(fn, inputs, grad_out=None, **kwargs):
 
 
 def check_against_reference(
-    case: Case, backend: str, dtype=torch.float64, *, backward=True, transform=lambda t: t, device=None
+    case: Case, backend: str, dtype=torch.float64, *, backward=True, transform=lambda t: t, device=None, weight=None
 ):
     """The backend on `dtype` inputs on `device` (default: the backend's, backend_device) passed through
     `transform` (e.g. to make them non-contiguous), against the float64 reference on CPU on the same
-    rounded values (never a CUDA reference, whose float32 convolutions may use TF32)."""
+    rounded values (never a CUDA reference, whose float32 convolutions may use TF32). weight: this one
+    (on CPU, in `dtype`) instead of a random one."""
     device = device or backend_device(backend)
     inputs = make_inputs(case, dtype)
+    if weight is not None:
+        inputs = (inputs[0], weight, *inputs[2:])
     go = torch.randn(case.N, case.cout, *case.crop, dtype=dtype, device="cpu") if backward else None
     on = lambda t: transform(t.to(device)) if t is not None else None  # noqa: E731
     y, grads = run(fcn_kernels.upsample_skip, [on(t) for t in inputs], on(go), backend=backend, **case.kwargs())
