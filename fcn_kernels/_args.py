@@ -12,8 +12,10 @@ ROW_SLACK = 64
 
 
 def check_extent(value, what):
-    """An error naming `what` (the argument it comes from) when value is past MAX_EXTENT."""
+    """An error naming `what` (the argument it comes from: a string, or a function making it, so that a
+    call that passes formats nothing) when value is past MAX_EXTENT."""
     if value > MAX_EXTENT:
+        what = what() if callable(what) else what
         raise ValueError(f"{what} is too large ({value} exceeds 2**60, the kernels' index range)")
     return value
 
@@ -29,6 +31,19 @@ def _is_int(v):
 
 def pair(value, name, *, minimum=None):
     """An int or a pair of ints -> tuple of two Python ints; TypeError/ValueError name the argument."""
+    # Plain ints and pairs of them first: the checks below (abstract base classes) cost microseconds a call.
+    if type(value) is int:
+        out = (value, value)
+    elif type(value) in (tuple, list) and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        out = tuple(value)
+    else:
+        out = _pair(value, name)
+    if minimum is not None and min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {out}")
+    return out
+
+
+def _pair(value, name):
     if isinstance(value, torch.Tensor) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
     if isinstance(value, numbers.Integral):
@@ -43,13 +58,11 @@ def pair(value, name, *, minimum=None):
         # A SymInt (an input's size under torch.export with dynamic shapes) stays symbolic: int() would
         # specialise the exported graph to the example's size.
         out = tuple(v if isinstance(v, torch.SymInt) else int(v) for v in out)
-    if minimum is not None and min(out) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {out}")
     return out
 
 
 def check_int(value, name, *, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -21,10 +21,10 @@ def validate(x, size, align_corners, what="size"):
     size = pair(size, what)
     if min(size) < 1:
         raise ValueError(f"{what} must be >= 1 (F.interpolate's output size), got {size}")
-    check_extent(max(size), f"{what} {size}")
-    check_planes(c, h, w, f"x of shape {tuple(x.shape)}")
-    check_planes(c, *size, f"{what} {size} (with {c} channels)")
-    check_extent(n * c * size[0] * size[1], f"the scores ({n}, {c}, {size[0]}, {size[1]}) of {what} {size}")
+    check_extent(max(size), lambda: f"{what} {size}")
+    check_planes(c, h, w, lambda: f"x of shape {tuple(x.shape)}")
+    check_planes(c, *size, lambda: f"{what} {size} (with {c} channels)")
+    check_extent(n * c * size[0] * size[1], lambda: f"the scores ({n}, {c}, {size[0]}, {size[1]}) of {what} {size}")
     return size
 
 

@@ -32,10 +32,10 @@ def validate(x, weight, bias, rarefaction, padding, groups):
         raise ValueError(f"weight.shape[0] (out channels, {cout}) must be divisible by groups ({groups})")
     eff = ((kh - 1) * rarefaction[0] + 1, (kw - 1) * rarefaction[1] + 1)
     padded = (h + 2 * padding[0], w + 2 * padding[1])
-    check_extent(max(rarefaction), f"rarefaction {rarefaction}")
-    check_extent(max(padding), f"padding {padding}")
-    check_extent((kh + kw) * sum(rarefaction), f"rarefaction {rarefaction} times the kernel size {(kh, kw)}")
-    check_extent(max(padded), f"padding {padding} with x of shape {tuple(x.shape)} (padded size {padded})")
+    check_extent(max(rarefaction), lambda: f"rarefaction {rarefaction}")
+    check_extent(max(padding), lambda: f"padding {padding}")
+    check_extent((kh + kw) * sum(rarefaction), lambda: f"rarefaction {rarefaction} times the kernel size {(kh, kw)}")
+    check_extent(max(padded), lambda: f"padding {padding} with x of shape {tuple(x.shape)} (padded size {padded})")
     if eff[0] > padded[0] or eff[1] > padded[1]:
         raise ValueError(
             f"rarefied kernel {eff} (kernel {(kh, kw)}, rarefaction {rarefaction}) is larger than "
@@ -43,13 +43,15 @@ def validate(x, weight, bias, rarefaction, padding, groups):
         )
     out = (padded[0] - eff[0] + 1, padded[1] - eff[1] + 1)
     per_group = max(cin, cout) // groups
-    check_planes(per_group, h, w, f"x of shape {tuple(x.shape)}")
-    check_planes(per_group, *out, f"the output {out} of padding {padding}")
-    check_extent(n * cout * out[0] * out[1], f"the output ({n}, {cout}, {out[0]}, {out[1]}) of padding {padding}")
+    check_planes(per_group, h, w, lambda: f"x of shape {tuple(x.shape)}")
+    check_planes(per_group, *out, lambda: f"the output {out} of padding {padding}")
+    check_extent(
+        n * cout * out[0] * out[1], lambda: f"the output ({n}, {cout}, {out[0]}, {out[1]}) of padding {padding}"
+    )
     # The CPU kernels' zero-padded copies of x and grad_out (csrc/index/rarefied_conv2d.h, the wide layout).
     check_extent(
         max(cin, cout) * (n * padded[0] * padded[1] + eff[1] - 1),
-        f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)",
+        lambda: f"padding {padding} with x of shape {tuple(x.shape)} (the padded copies of x)",
     )
     if bias is not None:
         check_tensor(bias, "bias", 1, x)

@@ -38,18 +38,20 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
         raise ValueError(f"weight must be non-empty, got shape {tuple(weight.shape)}")
     cout = weight.shape[1] * groups
     full = (_full_size(h, stride[0], weight.shape[2]), _full_size(w, stride[1], weight.shape[3]))
-    check_planes(cin // groups, h, w, f"x of shape {tuple(x.shape)}")
+    check_planes(cin // groups, h, w, lambda: f"x of shape {tuple(x.shape)}")
     for value, name in ((stride, "stride"), (out_offset, "out_offset"), (skip_offset, "skip_offset")):
-        check_extent(max(value), f"{name} {value}")
+        check_extent(max(value), lambda: f"{name} {value}")
     check_extent(
         max(stride) * (max(full) + 64),
-        f"stride {stride} times the full transposed-conv output {full} "
-        f"(x {tuple(x.shape)}, weight {tuple(weight.shape)})",
+        lambda: (
+            f"stride {stride} times the full transposed-conv output {full} "
+            f"(x {tuple(x.shape)}, weight {tuple(weight.shape)})"
+        ),
     )
     if out_size is None:
         out_size = (full[0] - out_offset[0], full[1] - out_offset[1])
     out_size = pair(out_size, "out_size", minimum=0)
-    check_extent(max(out_size), f"out_size {out_size}")
+    check_extent(max(out_size), lambda: f"out_size {out_size}")
     for ax in (0, 1):
         if out_offset[ax] + out_size[ax] > full[ax]:
             raise ValueError(
@@ -58,11 +60,13 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
                 f"{tuple(weight.shape)}, stride {stride})"
             )
     check_planes(
-        max(cin, cout) // groups, *out_size, f"out_size {out_size} (with {max(cin, cout) // groups} channels per group)"
+        max(cin, cout) // groups,
+        *out_size,
+        lambda: f"out_size {out_size} (with {max(cin, cout) // groups} channels per group)",
     )
     check_extent(
         n * cout * out_size[0] * out_size[1],
-        f"the output ({n}, {cout}, {out_size[0]}, {out_size[1]}) of out_size {out_size}",
+        lambda: f"the output ({n}, {cout}, {out_size[0]}, {out_size[1]}) of out_size {out_size}",
     )
     if bias is not None:
         check_tensor(bias, "bias", 1, x)
@@ -72,7 +76,7 @@ def validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_o
         check_tensor(skip, "skip", 4, x)
         if skip.shape[:2] != (n, cout):
             raise ValueError(f"skip must have shape ({n}, {cout}, Hs, Ws), got {tuple(skip.shape)}")
-        check_planes(1, *skip.shape[2:], f"skip of shape {tuple(skip.shape)}")
+        check_planes(1, *skip.shape[2:], lambda: f"skip of shape {tuple(skip.shape)}")
         for ax in (0, 1):
             if skip_offset[ax] + out_size[ax] > skip.shape[2 + ax]:
                 raise ValueError(
