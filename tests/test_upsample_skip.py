@@ -200,6 +200,24 @@ def test_separable_form_only_for_exact_outer_products(seed, dtype):
     assert got.isinf().any() and got.isnan().any()
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_separable_form_keeps_finite_scores_finite(dtype):
+    """Inputs near the largest value and filters whose rows reach 4 input rows (stride 8, kernel (32, 8)): the
+    separable form's combined rows (sum of 4 terms a * x, a = 3/8) would overflow where every score (sum of 4
+    terms a * b * x, a * b = 9/64) is finite, so the forward keeps the direct form: finite, as the reference."""
+    c = case(channels=1, H=6, W=5, K=(32, 8), stride=8, out_offset=(20, 3), out_size=(17, 30))
+    a = torch.zeros(32, dtype=dtype)
+    a[::8] = 3 / 8  # one row phase: each output row of it meets 4 nonzero rows
+    b = torch.zeros(8, dtype=dtype)
+    b[2] = 3 / 8
+    w = (a[:, None] * b[None, :]).reshape(1, 1, 32, 8)  # sum |w| = 9/16: the scores' bound 0.495 of the largest
+    x = torch.full((1, 1, 6, 5), 0.88 * torch.finfo(dtype).max, dtype=dtype)
+    got = fcn_kernels.upsample_skip(x, w, backend="cpu", **c.kwargs())
+    want = reference.upsample_skip(x, w, **c.kwargs())
+    assert want.isfinite().all() and want.abs().max() > 0.3 * torch.finfo(dtype).max
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_gradcheck(seed, backend):
     _check_random_cases(seed, backend, torch.autograd.gradcheck, 3)

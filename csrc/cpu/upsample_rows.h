@@ -571,12 +571,15 @@ constexpr at::ScalarType acc_scalar_type() {
 
 // Whether every score is finite, so that none is NaN: all inputs finite and |score| <= max|x| * sum|w| +
 // max|bias| + max|skip| (a bound on each sum's terms, with room to spare for its roundings) under half the
-// accumulation type's largest value. One pass over the inputs, which are a small part of the op's bytes.
+// accumulation type's largest value. sum|w| is at least kMaxTaps * sqrt(max|w|) here, a bound on the terms
+// of RowPlan::sep_taps' combined rows too (at most kMaxTaps input rows, each |a| <= sqrt(max|w|)), which may
+// exceed the scores' where max|w| < 1. One pass over the inputs, which are a small part of the op's bytes.
 inline bool scores_stay_finite(const upsample_skip::ForwardInputs& in) {
   // the accumulation type: double for double, float for float and the 16-bit types (at::opmath_type)
   const double largest = in.x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
                                                            : std::numeric_limits<float>::max();
-  const double bound = max_abs(in.x) * sum_abs(in.weight) + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
+  const double w = std::max(sum_abs(in.weight), kMaxTaps * std::sqrt(max_abs(in.weight)));
+  const double bound = max_abs(in.x) * w + (in.bias.defined() ? max_abs(in.bias) : 0.0) +
                        (in.skip.defined() ? max_abs(in.skip) : 0.0);
   return bound < 0.5 * largest;
 }
