@@ -123,6 +123,13 @@ struct Taps {
   int64_t t[kMaxTaps] = {};
   int64_t n = 0, W = 0;
 
+  // Term k: weight block wk (sw elements) times row xk shifted by tk blocks.
+  FCN_BLOCK_INLINE void put(int64_t k, const acc_t* wk, const in_t* xk, int64_t tk) {
+    std::memcpy(&w[k], wk, sizeof w[0]);
+    x[k] = xk;
+    t[k] = tk;
+  }
+
   // Block m's sums; kCheck: skip the terms whose x[m - t] lies outside x (as forward_row's ranges do).
   template <int NT, bool kCheck>
   FCN_BLOCK_INLINE Vec at(int64_t m) const {
@@ -276,8 +283,12 @@ struct RowPlan {
     const int64_t p = i + g.oy;
     const Range ih = inputs[i];
     for (int64_t ci = grp * cin_g; ci < (grp + 1) * cin_g; ++ci)
-      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row)
-        fn(ci, in_row, wt.data() + ((ci * cout_g + co_l) * g.Kh + p - in_row * g.sh) * T * sw());
+      for (int64_t in_row = ih.begin; in_row < ih.end; ++in_row) fn(ci, in_row, weight_row(ci, co_l, p, in_row));
+  }
+
+  // wt's T tap blocks joining input row in_row of channel ci to full-output row p of channel co_l in its group.
+  FCN_BLOCK_INLINE const acc_t* weight_row(int64_t ci, int64_t co_l, int64_t p, int64_t in_row) const {
+    return wt.data() + ((ci * cout_g + co_l) * g.Kh + p - in_row * g.sh) * T * sw();
   }
 
   // Output row (n, co, i)'s terms as register blocks, in forward_row's order; false where register
@@ -288,11 +299,7 @@ struct RowPlan {
       int nt = 0;  // a local, not tp.n: the stores through tp would make it a round trip through memory
       for_inputs(n, co, i, [&](int64_t ci, int64_t in_row, const acc_t* wrow) FCN_BLOCK_INLINE_LAMBDA {
         const scalar_t* xrow = x + g.x_index(n, ci, in_row, 0);
-        for (int64_t t = 0; t < T; ++t, ++nt) {
-          std::memcpy(&tp.w[nt], wrow + t * sw(), sizeof tp.w[0]);
-          tp.x[nt] = xrow;
-          tp.t[nt] = t;
-        }
+        for (int64_t t = 0; t < T; ++t, ++nt) tp.put(nt, wrow + t * sw(), xrow, t);
       });
       tp.n = nt, tp.W = g.W;
       return true;
@@ -386,13 +393,9 @@ struct RowPlan {
     const int64_t p = i + g.oy, begin = inputs[i].begin;
     for (int r = 0; r < R; ++r) {
       const int64_t in_row = begin + r;
-      const acc_t* wrow = wt.data() + ((ci * cout_g + co_l) * g.Kh + p - in_row * g.sh) * TT * sw();
+      const acc_t* wrow = weight_row(ci, co_l, p, in_row);  // T == TT here
       const scalar_t* xrow = x + g.x_index(n, ci, in_row, 0);
-      for (int t = 0; t < TT; ++t) {
-        std::memcpy(&tp.w[r * TT + t], wrow + t * sw(), sizeof tp.w[0]);
-        tp.x[r * TT + t] = xrow;
-        tp.t[r * TT + t] = t;
-      }
+      for (int t = 0; t < TT; ++t) tp.put(r * TT + t, wrow + t * sw(), xrow, t);
     }
     tp.n = R * TT, tp.W = g.W;
     blocks<R * TT>(tp, fn);
@@ -477,11 +480,7 @@ struct RowPlan {
       }
     }
     const int64_t taps = TT > 0 ? TT : T;
-    for (int64_t t = 0; t < taps; ++t) {
-      std::memcpy(&tp.w[t], b + t * sw(), sizeof tp.w[0]);
-      tp.x[t] = ybuf;
-      tp.t[t] = t;
-    }
+    for (int64_t t = 0; t < taps; ++t) tp.put(t, b + t * sw(), ybuf, t);
     tp.n = taps, tp.W = W;
   }
 };
