@@ -19,16 +19,23 @@ IMPLS = {
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scores", ["noise", "regions"])
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("image", IMAGES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_last_stage_labels(benchmark, sync, impl, image, batch, device):
+def test_last_stage_labels(benchmark, sync, impl, image, batch, scores, device):
+    """scores: torch.randn (no label sure: upsample_argmax's worst case on the CPU) or bench.region_scores (a
+    segmentation's, most labels sure)."""
     st = bench.fcn8s_stages(image)[2]
-    x = torch.randn(batch, 21, *st.in_hw, generator=torch.Generator().manual_seed(0)).to(device)
+    g = torch.Generator().manual_seed(0)
+    if scores == "regions":
+        x = bench.region_scores(batch, 21, st.in_hw, generator=g).to(device)
+    else:
+        x = torch.randn(batch, 21, *st.in_hw, generator=g).to(device)
     w = bilinear_kernel(21, st.kernel, 21, device=device)
     kw = dict(stride=st.stride, groups=21, out_offset=st.out_offset, out_size=st.out_size)
     fn = IMPLS[impl]
-    benchmark.group = f"upscore8 labels {image}x{image} b{batch} {device}"
+    benchmark.group = f"upscore8 labels {image}x{image} b{batch} {scores} {device}"
     labels = fn(x, w, kw)
     scores_bytes = 0 if impl == "upsample_argmax" else batch * 21 * labels[0].numel() * x.element_size()
     benchmark.extra_info["bytes_written"] = labels.numel() * labels.element_size() + scores_bytes

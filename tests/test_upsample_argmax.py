@@ -28,6 +28,7 @@ from _helpers.upsample_cases import (
     random_case,
 )
 from fcn_kernels import reference
+from fcn_kernels.app import bench
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
@@ -238,6 +239,62 @@ def test_outer_product_filters_near_ties(seed, backend, dtype, kind):
                 exact = reference.upsample_skip(*(t.double() if t is not None else None for t in inputs), **c.kwargs())
                 differs |= bool(labels.cpu().ne(exact.argmax(1)).any())
     assert differs or dtype == F64, f"no near tie decided by rounding (seed={seed})"
+
+
+def _positive_outer_product(c, dtype, kind):
+    """One filter for every class, its factors all positive: bilinear, or a and b multiples of 1/8 in (0, 2]."""
+    if kind == "bilinear":
+        return outer_product_weight(c, dtype, "bilinear")
+    a = torch.randint(1, 17, (1, 1, c.K[0], 1)) / 8
+    b = torch.randint(1, 17, (1, 1, 1, c.K[1])) / 8
+    return (a * b).to(dtype).repeat(c.cin, 1, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["bilinear", "positive"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_one_positive_filter_margins_around_the_rounding_bound(seed, backend, dtype, kind):
+    """One filter for every class, of positive separable factors, no bias or skip: the CPU kernel's sure labels
+    (upsample_argmax_kernel.cpp, SureLabels: a class ahead at every input point an output takes, by more than
+    the roundings can move, is that output's label, its scores not computed). Region scores whose leading
+    class's margin over the next runs from a few ulps to thousands (around the bound, so that roundings decide
+    some labels), at magnitudes that underflow, and in float16 near its overflow (scores that round to inf and
+    tie): the labels are the argmax of the backend's own scores, bit for bit."""
+    device = device_of(backend)
+    g = torch.Generator().manual_seed(seed)
+    stages = [replace(FCN8S_STAGES["upscore8"], cin=7, cout=7, groups=7), *FCN_LAST_STAGES.values()]
+    stages.append(case(N=2, channels=3, groups=3, H=5, W=9, K=16, stride=8, out_offset=(0, 9), out_size=(40, 63)))
+    stages.append(case(channels=4, groups=4, H=24, W=40, K=16, stride=8, out_offset=(31, 7), out_size=(150, 300)))
+    tiny = {F64: 2.0**-1030, F32: 2.0**-130, BF16: 2.0**-130, F16: 2.0**-20}[dtype]
+    for c in stages:
+        w = _positive_outer_product(c, dtype, kind)
+        regions = bench.region_scores(c.N, c.cin, (c.H, c.W), present=3, margin=1, noise=0, generator=g)
+        winner = regions.argmax(1, keepdim=True)
+        base = torch.randn(c.N, c.cin, c.H, c.W, generator=g, dtype=F64).abs() + 1
+        # the winner ahead of the largest other by |x| * ulp * 2^u: u = 16 (sure) outside patches, inside them
+        # u in [-4, 6) (near the bound, whole cells of it: roundings decide some labels)
+        patches = bench.region_scores(c.N, 2, (c.H, c.W), present=2, margin=1, noise=0, generator=g).argmax(1, True)
+        u = torch.where(patches == 0, torch.rand(winner.shape, generator=g, dtype=F64) * 10 - 4, 16.0)
+        lead = base.max(1, keepdim=True).values * (1 + ULP[dtype] * 2.0**u)
+        x = base.scatter(1, winner, lead.to(F64))
+        for scale in (1.0, tiny, -1.0):
+            xs = (x * scale).to(dtype)
+            args = [xs.to(device), w.to(device)]
+            labels = fcn_kernels.upsample_argmax(*args, **c.kwargs(), backend=backend)
+            assert torch.equal(labels, fcn_kernels.upsample_skip(*args, **c.kwargs(), backend=backend).argmax(1)), (
+                c,
+                scale,
+                seed,
+            )
+    if dtype == F16:  # scores past float16's largest: inf, ties to the lowest class
+        c = stages[0]
+        w = 4 * _positive_outer_product(c, dtype, kind)
+        x = 30000 + bench.region_scores(c.N, c.cin, (c.H, c.W), margin=1000, noise=10, generator=g)  # sure margins
+        x = x.to(dtype).to(device)
+        scores = fcn_kernels.upsample_skip(x, w.to(device), **c.kwargs(), backend=backend)
+        assert scores.isinf().any()
+        labels = fcn_kernels.upsample_argmax(x, w.to(device), **c.kwargs(), backend=backend)
+        assert torch.equal(labels, scores.argmax(1))
 
 
 @pytest.mark.parametrize("backend", backends())

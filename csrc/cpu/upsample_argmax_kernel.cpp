@@ -55,6 +55,207 @@ struct RunningArgmax {
   void store(int64_t lo, int64_t n, int64_t* out) const { std::copy(label.begin() + lo, label.begin() + lo + n, out); }
 };
 
+// Labels known without the scores. With one filter for every class, of positive separable factors
+// (FCN's fixed bilinear upsampling), each score is a positively weighted sum of its class's input
+// points, the same weights for every class: where one class beats every other at each input point an
+// output takes by a margin d, it beats them at that output by at least (sum of weights) * d. Where that
+// exceeds what the forward's roundings can move two scores (rel * max|x| of the points, and an absolute
+// term for underflow), the forward's rounded scores have that class as their unique argmax, so its
+// label is known: those outputs (most of a real segmentation, whose classes fill regions) skip the
+// classes' scores. Elsewhere (boundaries, near ties, noise) the scores are computed as before.
+template <int SW, typename scalar_t>
+class SureLabels {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+  using Plan = RowPlan<SW, scalar_t>;
+  static constexpr int64_t kLanes = 64 / sizeof(acc_t);
+  static constexpr int kRing = upsample_skip::kMaxTaps;  // the most input rows an output row takes
+
+  // A task's state: the sure labels of its last run of output rows sharing input rows (one image, the same
+  // input rows), and its input rows' points.
+  struct Rows {
+    int64_t n = -1;
+    Range in{-1, -1};
+    bool active = false;  // label is this run's (else its rows are computed as without SureLabels)
+    bool all = false;     // every block of the run sure
+    int skip = 0, backoff = 0;
+    // The input columns the blocks not sure take, as ranges of at least a vector's width where x is that
+    // wide: the combined rows are built there only.
+    std::vector<Range> columns;
+    std::vector<int32_t> label, col_label;
+    std::vector<acc_t> col_margin, col_mag;
+    // Points of input rows (ring[h % kRing] holds row (ring_n, ring_h)): the first class of the largest x,
+    // its margin over the next (0 for a tie, infinite for one class), and the largest |x|.
+    int64_t ring_n[kRing], ring_h[kRing];
+    std::vector<int32_t> win;
+    std::vector<acc_t> margin, mag;
+  };
+
+  // Applies to the separable form without bias or skip, one filter for every class, factors all > 0.
+  SureLabels(const Plan& plan, const scalar_t* x, bool bias_or_skip) : plan_(plan), g_(plan.g), x_(x) {
+    if (!plan.separable() || bias_or_skip || ceil_div(g_.Kh, g_.sh) > kRing) return;
+    const int64_t F = g_.Kh + g_.Kw;
+    const acc_t* f = plan.factors.data();
+    for (int64_t k = 0; k < F; ++k)
+      if (!(f[k] > 0)) return;
+    for (int64_t c = 1; c < g_.Cout; ++c)
+      if (!std::equal(f, f + F, f + c * F)) return;
+    // The forward's roundings: each score a sum of at most Kh / sh + Kw / sw terms' products, FMAs and
+    // additions in acc_t (a relative error under (terms + 2) ulps of its terms' absolute sum), then one
+    // rounding to scalar_t; both scores of a pair may move, and twice over for room.
+    const int64_t terms = ceil_div(g_.Kh, g_.sh) + plan.T + 2;
+    const acc_t u_acc = std::numeric_limits<acc_t>::epsilon() / 2;
+    const acc_t u_out = static_cast<acc_t>(std::numeric_limits<scalar_t>::epsilon()) / 2;
+    rel_ = 4 * (terms * u_acc + u_out);
+    // Underflow: each rounding off by at most half the least subnormal (of acc_t, then of scalar_t), over
+    // the least sum of weights an output can take (the least a times the least b).
+    const acc_t a_min = *std::min_element(f, f + g_.Kh), b_min = *std::min_element(f + g_.Kh, f + F);
+    const acc_t tiny = 4 * (terms * std::numeric_limits<acc_t>::denorm_min() +
+                            static_cast<acc_t>(std::numeric_limits<scalar_t>::denorm_min()));
+    abs_ = tiny / (a_min * b_min);
+    // No score may round to infinity (two infinite scores tie): |score| <= A * B * max|x|, A and B the
+    // largest sums of one phase's factors.
+    const acc_t A = phase_sum(f, g_.Kh, g_.sh), B = phase_sum(f + g_.Kh, g_.Kw, g_.sw);
+    mag_limit_ = static_cast<acc_t>(std::numeric_limits<scalar_t>::max()) / (2 * A * B);
+    enabled_ = abs_ < std::numeric_limits<acc_t>::max();
+  }
+
+  bool enabled() const { return enabled_; }
+
+  // Output row (n, i)'s run: r.label (indexed by block m - m_lo, -1 where not sure) where r.active. A run
+  // with under an eighth of its blocks sure (noise: none) makes the task skip the next 1, 2, 4, .. 64 runs
+  // (each skipped run costs nothing; where labels come sure again, the skips stop).
+  const Rows& row(int64_t n, int64_t i, Rows& r) const {
+    const Range in = plan_.inputs[i];
+    if (r.n == n && r.in.begin == in.begin && r.in.end == in.end) return r;
+    r.n = n, r.in = in, r.active = false;
+    if (r.skip > 0) return --r.skip, r;
+    if (!compute(n, in, r)) {
+      r.backoff = std::min(2 * r.backoff + 1, 64), r.skip = r.backoff;
+    } else {
+      r.backoff = 0;
+    }
+    return r;
+  }
+
+ private:
+  // r's labels for the run of image n taking input rows `in`; whether an eighth of its blocks are sure.
+  bool compute(int64_t n, Range in, Rows& r) const {
+    const int64_t W = g_.W, nb = plan_.m_hi - plan_.m_lo;
+    if (in.size() == 0) return false;
+    if (r.win.empty()) {
+      r.win.resize(kRing * W), r.margin.resize(kRing * W), r.mag.resize(kRing * W);
+      std::fill(r.ring_n, r.ring_n + kRing, -1);
+    }
+    r.label.resize(nb), r.col_label.resize(W), r.col_margin.resize(W), r.col_mag.resize(W);
+    // The input columns over the rows: one winner, the least margin, the largest magnitude (loops without
+    // branches, which vectorize).
+    for (int64_t h = in.begin; h < in.end; ++h) {
+      const int64_t s = h % kRing, p = s * W;
+      if (r.ring_n[s] != n || r.ring_h[s] != h) points(n, h, r.win.data() + p, r.margin.data() + p, r.mag.data() + p);
+      r.ring_n[s] = n, r.ring_h[s] = h;
+      int32_t* label = r.col_label.data();
+      acc_t *margin = r.col_margin.data(), *mag = r.col_mag.data();
+      if (h == in.begin) {
+        std::copy(r.win.begin() + p, r.win.begin() + p + W, label);
+        std::copy(r.margin.begin() + p, r.margin.begin() + p + W, margin);
+        std::copy(r.mag.begin() + p, r.mag.begin() + p + W, mag);
+        continue;
+      }
+      for (int64_t c = 0; c < W; ++c) {
+        label[c] = label[c] == r.win[p + c] ? label[c] : -1;
+        margin[c] = std::min(margin[c], r.margin[p + c]), mag[c] = std::max(mag[c], r.mag[p + c]);
+      }
+    }
+    // Block m takes the input columns m - t, t < T, inside x: all of them for m in [T - 1, W).
+    const auto block = [&](int64_t c0, int64_t c1) FCN_BLOCK_INLINE_LAMBDA {
+      if (c0 >= c1) return -1;
+      const int32_t* cl = r.col_label.data();
+      const acc_t *cm = r.col_margin.data(), *cg = r.col_mag.data();
+      int32_t label = cl[c1 - 1];
+      acc_t margin = cm[c1 - 1], mag = cg[c1 - 1];
+      for (int64_t c = c0; c + 1 < c1; ++c) {
+        label = label == cl[c] ? label : -1;
+        margin = std::min(margin, cm[c]), mag = std::max(mag, cg[c]);
+      }
+      return label >= 0 && margin > rel_ * mag + abs_ && mag < mag_limit_ ? label : -1;
+    };
+    const int64_t T = plan_.T, lo = plan_.m_lo, hi = plan_.m_hi;
+    const int64_t in_lo = std::clamp(T - 1, lo, hi), in_hi = std::clamp(W, in_lo, hi);
+    int32_t* label = r.label.data();  // label[m - lo]
+    const auto edge = [&](int64_t m) { return block(std::max<int64_t>(0, m - T + 1), std::min<int64_t>(W, m + 1)); };
+    for (int64_t m = lo; m < in_lo; ++m) label[m - lo] = edge(m);
+    for (int64_t m = in_lo; m < in_hi; ++m) label[m - lo] = block(m - T + 1, m + 1);
+    for (int64_t m = in_hi; m < hi; ++m) label[m - lo] = edge(m);
+    const int64_t unsure = std::count(r.label.begin(), r.label.end(), -1);
+    if (8 * (nb - unsure) < nb) return false;
+    r.active = true, r.all = unsure == 0;
+    r.columns.clear();
+    for (int64_t m = lo; m < hi; ++m) {
+      if (label[m - lo] >= 0) continue;
+      int64_t c0 = std::max<int64_t>(0, m - T + 1), c1 = std::min<int64_t>(W, m + 1);
+      if (c1 - c0 < kLanes && W >= kLanes) c0 = std::min(c0, W - kLanes), c1 = c0 + kLanes;
+      if (c0 >= c1) continue;
+      if (!r.columns.empty() && c0 <= r.columns.back().end) {
+        r.columns.back().end = std::max(r.columns.back().end, c1);
+      } else {
+        r.columns.push_back({c0, c1});
+      }
+    }
+    return true;
+  }
+
+  // The largest sum of the factors f[k], k < K, of one phase k % s.
+  static acc_t phase_sum(const acc_t* f, int64_t K, int64_t s) {
+    acc_t most = 0;
+    for (int64_t ph = 0; ph < s; ++ph) {
+      acc_t sum = 0;
+      for (int64_t k = ph; k < K; k += s) sum += f[k];
+      most = std::max(most, sum);
+    }
+    return most;
+  }
+
+  // Input row (n, h)'s points (Rows::win, margin, mag), kLanes columns at a time in vector registers, the
+  // last chunk overlapping the one before (the same values). The separable form's inputs are finite
+  // (scores_stay_finite).
+  void points(int64_t n, int64_t h, int32_t* win, acc_t* margin, acc_t* mag) const {
+    const int64_t W = g_.W, count = std::min(W, kLanes);
+    for (int64_t w = 0; w < W; w += kLanes)
+      points_chunk(n, h, W < kLanes ? 0 : std::min(w, W - kLanes), count, win, margin, mag);
+  }
+
+  // points() for columns [w0, w0 + count), count <= kLanes (as arrays, GCC stored the running class with
+  // a masked store and a reload, which stalled).
+  FCN_BLOCK_INLINE void points_chunk(int64_t n, int64_t h, int64_t w0, int64_t count, int32_t* win_out,
+                                     acc_t* margin_out, acc_t* mag_out) const {
+    using Vec = upsample_skip::Block<acc_t, kLanes>;
+    const auto load = [&](int64_t c) FCN_BLOCK_INLINE_LAMBDA {
+      return upsample_skip::load_block<Vec>(x_ + g_.x_index(n, c, h, w0), 0, count);
+    };
+    Vec best = load(0), second = Vec{} - std::numeric_limits<acc_t>::infinity(), win = {};
+    Vec mag = best < 0 ? -best : best;
+    for (int64_t c = 1; c < g_.Cin; ++c) {
+      const Vec v = load(c);
+      const auto t = v > best;
+      second = t ? best : (v > second ? v : second);
+      best = t ? v : best;
+      win = t ? static_cast<acc_t>(c) : win;
+      const Vec a = v < 0 ? -v : v;
+      mag = a > mag ? a : mag;
+    }
+    const Vec margin = best - second;
+    for (int64_t k = 0; k < count; ++k)
+      win_out[w0 + k] = static_cast<int32_t>(win[k]), margin_out[w0 + k] = margin[k], mag_out[w0 + k] = mag[k];
+  }
+
+  const Plan& plan_;
+  const Geometry& g_;
+  const scalar_t* x_;
+  bool enabled_ = false;
+  acc_t rel_ = 0, abs_ = 0, mag_limit_ = 0;
+};
+
 // Labels of blocks [m, m + B) of output row (n, i), the blocks' running maxima and labels kept in
 // registers while the classes are visited in increasing order (class co's row terms: taps[co]); each
 // score is computed, biased, skipped and rounded as upsample_skip's forward stores it. kCore: core blocks
@@ -115,10 +316,30 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
   }
 }
 
+// Block m's sure label over its columns inside the crop window (a whole block: vector stores).
+template <int SW, typename scalar_t>
+FCN_BLOCK_INLINE void write_known(const RowPlan<SW, scalar_t>& plan, const int32_t* known, int64_t m, int64_t* orow) {
+  int64_t r0, r1;
+  plan.window(m, r0, r1);
+  const int64_t label = known[m - plan.m_lo];
+  int64_t* o = orow + plan.column(m);
+  if constexpr (SW > 0) {
+    if (r0 == 0 && r1 == SW) {
+      using Labels = upsample_skip::Block<int64_t, SW>;
+      const Labels v = Labels{} + label;
+      return void(std::memcpy(o, &v, sizeof v));
+    }
+  }
+  std::fill(o + r0, o + r1, label);
+}
+
 // Output row (n, i)'s labels from register blocks: the core blocks in tiles, the edge blocks one by one.
+// known (or nullptr): the blocks' sure labels (SureLabels), written as they are where not -1; a tile
+// with more than half its blocks not sure is computed whole, then its sure blocks written from known, and
+// one with fewer block by block.
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
-               const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow) {
+               const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
@@ -126,11 +347,36 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value, kF = decltype(is_finite)::value;
       const Range core = plan.core;
       int64_t m = plan.m_lo;
-      for (; m < core.begin; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m + kTile <= core.end; m += kTile)
-        label_tile<NT, true, kTile, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m < core.end; ++m) label_tile<NT, true, 1, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m < plan.m_hi; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
+      const auto sure = [&](int64_t m, int64_t count) {
+        return known && std::all_of(known + (m - plan.m_lo), known + (m - plan.m_lo) + count,
+                                    [](int32_t l) { return l >= 0; });
+      };
+      const auto write = [&](int64_t m, int64_t count) {
+        for (int64_t e = m + count; m < e; ++m) write_known(plan, known, m, orow);
+      };
+      for (; m < core.begin; ++m)
+        sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m + kTile <= core.end; m += kTile) {
+        if (sure(m, kTile)) {
+          write(m, kTile);
+          continue;
+        }
+        const int64_t unsure = known ? std::count(known + (m - plan.m_lo), known + (m - plan.m_lo) + kTile, -1) : kTile;
+        if (unsure > kTile / 2) {
+          label_tile<NT, true, kTile, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+          // The tile's sure blocks read combined-row columns not built for this row: their labels written again.
+          if (unsure < kTile)
+            for (int64_t b = m; b < m + kTile; ++b)
+              if (known[b - plan.m_lo] >= 0) write_known(plan, known, b, orow);
+        } else {  // block by block
+          for (int64_t b = m; b < m + kTile; ++b)
+            sure(b, 1) ? write(b, 1) : label_tile<NT, true, 1, kB, kS, kF>(plan, taps, bias, skip, n, i, b, orow);
+        }
+      }
+      for (; m < core.end; ++m)
+        sure(m, 1) ? write(m, 1) : label_tile<NT, true, 1, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < plan.m_hi; ++m)
+        sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
     };
     upsample_skip::with_tap_count(taps[0].n, [&](auto nt) {
       upsample_skip::with_flag(bias != nullptr, [&](auto has_bias) FCN_BLOCK_INLINE_LAMBDA {
@@ -155,21 +401,39 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   const bool finite = plan_.register_blocks && scores_finite();
   plan_.use_separable(w, [&] { return finite; });  // as upsample_skip's forward does
   const RowPlan<SW, scalar_t>& plan = plan_;
+  const SureLabels<SW, scalar_t> sure(plan, x, bias != nullptr || skip != nullptr);
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
+    typename SureLabels<SW, scalar_t>::Rows known;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, n = row / g.Ho;
       if (plan.separable()) {
-        for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
-        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo);
+        const int32_t* labels = nullptr;
+        if (sure.enabled() && sure.row(n, i, known).active) {
+          if (known.all) {  // no class's combined row needed
+            for (int64_t m = plan.m_lo; m < plan.m_hi; ++m) write_known(plan, known.label.data(), m, out + row * g.Wo);
+            continue;
+          }
+          labels = known.label.data();
+        }
+        if (labels) {  // the combined rows where blocks are not sure only
+          for (int64_t co = 0; co < g.Cout; ++co) {
+            acc_t* y = ybuf.data() + co * g.W;
+            for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
+            plan.sep_put(co, y, sep[co]);
+          }
+        } else {
+          for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
+        }
+        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels);
         continue;
       }
       if (plan.taps(x, n, 0, i, taps[0])) {
         for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
-        label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo);
+        label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo, nullptr);
         continue;
       }
       for (int64_t co = 0; co < g.Cout; ++co) {

@@ -476,35 +476,49 @@ struct RowPlan {
   template <int TT = 0>
   FCN_BLOCK_INLINE void sep_taps(const scalar_t* x, int64_t n, int64_t c, int64_t i, acc_t* __restrict__ ybuf,
                                  Taps<SW, scalar_t, acc_t>& tp) const {
+    sep_row(x, n, c, i, ybuf, 0, g.W);
+    sep_put<TT>(c, ybuf, tp);
+  }
+
+  // Columns [c0, c1) of output row (n, c, i)'s combined row y, into ybuf (each column's sums the same
+  // whatever the range).
+  FCN_BLOCK_INLINE void sep_row(const scalar_t* x, int64_t n, int64_t c, int64_t i, acc_t* __restrict__ ybuf,
+                                int64_t c0, int64_t c1) const {
     const acc_t* a = factors.data() + c * (g.Kh + g.Kw);
-    const acc_t* b = a + g.Kh;
     const Range ih = inputs[i];
-    const int64_t p = i + g.oy, W = g.W;
+    const int64_t p = i + g.oy;
     if (ih.size() == 0) {
-      std::fill(ybuf, ybuf + W, acc_t(0));
-    } else {
-      const acc_t a0 = a[p - ih.begin * g.sh];
-      const scalar_t* x0 = x + g.x_index(n, c, ih.begin, 0);
-      int64_t r = ih.begin + 1;
-      if (ih.size() >= 2) {  // one pass for the first two rows (every FCN stride): the same sums
-        const acc_t a1 = a[p - r * g.sh];
-        const scalar_t* x1 = x + g.x_index(n, c, r, 0);
-        overlapping_chunks<acc_t>(W, [&](int64_t col) FCN_BLOCK_INLINE_LAMBDA {
-          ybuf[col] = std::fma(static_cast<acc_t>(x1[col]), a1, static_cast<acc_t>(x0[col]) * a0);
-        });
-        ++r;
-      } else {
-        for (int64_t col = 0; col < W; ++col) ybuf[col] = static_cast<acc_t>(x0[col]) * a0;
-      }
-      for (; r < ih.end; ++r) {
-        const acc_t ar = a[p - r * g.sh];
-        const scalar_t* xr = x + g.x_index(n, c, r, 0);
-        for (int64_t col = 0; col < W; ++col) ybuf[col] = std::fma(static_cast<acc_t>(xr[col]), ar, ybuf[col]);
-      }
+      std::fill(ybuf + c0, ybuf + c1, acc_t(0));
+      return;
     }
+    const acc_t a0 = a[p - ih.begin * g.sh];
+    const scalar_t* x0 = x + g.x_index(n, c, ih.begin, 0);
+    int64_t r = ih.begin + 1;
+    if (ih.size() >= 2) {  // one pass for the first two rows (every FCN stride): the same sums
+      const acc_t a1 = a[p - r * g.sh];
+      const scalar_t* x1 = x + g.x_index(n, c, r, 0);
+      overlapping_chunks<acc_t>(c1 - c0, [&](int64_t k) FCN_BLOCK_INLINE_LAMBDA {
+        const int64_t col = c0 + k;
+        ybuf[col] = std::fma(static_cast<acc_t>(x1[col]), a1, static_cast<acc_t>(x0[col]) * a0);
+      });
+      ++r;
+    } else {
+      for (int64_t col = c0; col < c1; ++col) ybuf[col] = static_cast<acc_t>(x0[col]) * a0;
+    }
+    for (; r < ih.end; ++r) {
+      const acc_t ar = a[p - r * g.sh];
+      const scalar_t* xr = x + g.x_index(n, c, r, 0);
+      for (int64_t col = c0; col < c1; ++col) ybuf[col] = std::fma(static_cast<acc_t>(xr[col]), ar, ybuf[col]);
+    }
+  }
+
+  // The T tap blocks of channel c's b over the combined row ybuf.
+  template <int TT = 0>
+  FCN_BLOCK_INLINE void sep_put(int64_t c, const acc_t* ybuf, Taps<SW, scalar_t, acc_t>& tp) const {
+    const acc_t* b = factors.data() + c * (g.Kh + g.Kw) + g.Kh;
     const int64_t taps = TT > 0 ? TT : T;
     for (int64_t t = 0; t < taps; ++t) tp.put(t, b + t * sw(), ybuf, t);
-    tp.n = taps, tp.W = W;
+    tp.n = taps, tp.W = g.W;
   }
 };
 

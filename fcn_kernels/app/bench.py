@@ -13,6 +13,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .. import reference
 from ..models import FCN8s
@@ -85,6 +86,20 @@ def stage_inputs(stage, batch, n_class=21, dense=False, dtype=torch.float32, dev
     w = bilinear_kernel(n_class, stage.kernel, groups, device=device, dtype=dtype)
     geometry = ("stride", "out_offset", "out_size", "skip_offset")
     return x, w, skip, dict(groups=groups, **{k: getattr(stage, k) for k in geometry})
+
+
+def region_scores(batch, n_class=21, hw=(70, 70), present=3, margin=8.0, noise=0.5, generator=None):
+    """Class scores shaped like a segmentation's, for what depends on the data (upsample_argmax's sure labels):
+    in each image `present` classes fill regions (a coarse random field, bilinearly enlarged, its argmax),
+    their class `margin` above the others and blended at the boundaries, plus N(0, noise^2) everywhere."""
+    out = noise * torch.randn(batch, n_class, *hw, generator=generator)
+    quarter = [max(1, n // 4) for n in hw]
+    for b in range(batch):
+        classes = torch.randperm(n_class, generator=generator)[:present]
+        field = F.interpolate(torch.rand(1, len(classes), 3, 3, generator=generator), size=quarter, mode="bilinear")
+        winner = F.one_hot(field.argmax(1), len(classes)).permute(0, 3, 1, 2).float()
+        out[b, classes] += margin * F.interpolate(winner, size=tuple(hw), mode="bilinear")[0]
+    return out
 
 
 def _head(fn, scores, weights, groups, stages):
