@@ -247,6 +247,8 @@ def _positive_outer_product(c, dtype, kind):
         return outer_product_weight(c, dtype, "bilinear")
     a = torch.randint(1, 17, (1, 1, c.K[0], 1)) / 8
     b = torch.randint(1, 17, (1, 1, 1, c.K[1])) / 8
+    # both largest 2, so that the CPU finds the factors exactly (sqrt(max a * max b) = 2): its separable form
+    a[0, 0, torch.randint(c.K[0], ())] = b[0, 0, 0, torch.randint(c.K[1], ())] = 2
     return (a * b).to(dtype).repeat(c.cin, 1, 1, 1)
 
 
@@ -295,6 +297,68 @@ def test_one_positive_filter_margins_around_the_rounding_bound(seed, backend, dt
         assert scores.isinf().any()
         labels = fcn_kernels.upsample_argmax(x, w.to(device), **c.kwargs(), backend=backend)
         assert torch.equal(labels, scores.argmax(1))
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_one_positive_filter_underflow_in_the_combined_rows(backend, dtype):
+    """Large column factors (b = 128) after row factors that underflow the combined rows (a = 2^-10 at the
+    first and ninth row): the forward's scores there are 0 for every class (ties: class 0), although class 1
+    leads at every input point by a subnormal margin that b would scale far above the scores' own roundings."""
+    device = device_of(backend)
+    c = case(channels=2, groups=2, H=6, W=20, K=16, stride=8)
+    a = torch.full((16,), 128.0, dtype=F64)
+    a[0] = a[8] = 2.0**-10
+    w = (a[:, None] * torch.full((16,), 128.0, dtype=F64)).expand(2, 1, 16, 16).to(dtype).to(device)
+    tiny = 300 * (2.0**-1074 if dtype == F64 else 2.0**-149)
+    x = torch.zeros(1, 2, c.H, c.W, dtype=F64)
+    x[:, 1] = tiny
+    x = x.to(dtype).to(device)
+    assert x[:, 1].ne(0).all()
+    scores = fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend)
+    assert scores[:, :, 0].eq(0).all() and scores[:, 1, 1:].gt(0).any()
+    assert torch.equal(fcn_kernels.upsample_argmax(x, w, **c.kwargs(), backend=backend), scores.argmax(1))
+
+
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_one_positive_filter_with_flush_denormal(backend):
+    """torch.set_flush_denormal(True): results below float32's least normal are 0, so that the first output row's
+    scores (one input row, a = 1/16, x = 2^-123 for class 1) all flush to 0 and tie (class 0)."""
+    c = case(channels=3, groups=3, H=5, W=20, K=16, stride=8)
+    w = outer_product_weight(c, F32, "bilinear")
+    x = torch.zeros(1, 3, c.H, c.W)
+    x[:, 1] = 2.0**-123
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        scores = fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend)
+        labels = fcn_kernels.upsample_argmax(x, w, **c.kwargs(), backend=backend)
+    finally:
+        torch.set_flush_denormal(False)
+    assert scores[:, :, 0].eq(0).all()
+    assert torch.equal(labels, scores.argmax(1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend", backends("cpu", "cuda"))
+def test_one_positive_filter_noise_between_regions(seed, backend, threads):
+    """Bands of region scores (labels proved) and of noise (none proved: the CPU kernel's backoff skips checks)
+    down one map, on 1 and 2 threads: the labels are the argmax of the backend's own scores."""
+    device = device_of(backend)
+    g = torch.Generator().manual_seed(seed)
+    c = case(N=2, channels=6, groups=6, H=60, W=30, K=16, stride=8, out_offset=31, out_size=(400, 200))
+    x = bench.region_scores(c.N, c.cin, (c.H, c.W), generator=g)
+    for lo, hi in ((8, 30), (41, 45), (50, 60)):
+        x[:, :, lo:hi] = torch.randn(c.N, c.cin, hi - lo, c.W, generator=g)
+    w = outer_product_weight(c, F32, "bilinear")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        args = (x.to(device), w.to(device))
+        labels = fcn_kernels.upsample_argmax(*args, **c.kwargs(), backend=backend)
+        assert torch.equal(labels, fcn_kernels.upsample_skip(*args, **c.kwargs(), backend=backend).argmax(1))
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("backend", backends())

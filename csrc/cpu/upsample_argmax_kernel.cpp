@@ -107,11 +107,14 @@ class SureLabels {
     const acc_t u_acc = std::numeric_limits<acc_t>::epsilon() / 2;
     const acc_t u_out = static_cast<acc_t>(std::numeric_limits<scalar_t>::epsilon()) / 2;
     rel_ = 4 * (terms * u_acc + u_out);
-    // Underflow: each rounding off by at most half the least subnormal (of acc_t, then of scalar_t), over
-    // the least sum of weights an output can take (the least a times the least b).
+    // Underflow: each rounding off by at most the least normal number of its type (flushed to zero under
+    // torch.set_flush_denormal, else half the least subnormal); the combined rows' (terms of them) are
+    // then scaled by b, up to b_max; all over the least sum of weights an output can take (least a times
+    // least b).
     const acc_t a_min = *std::min_element(f, f + g_.Kh), b_min = *std::min_element(f + g_.Kh, f + F);
-    const acc_t tiny = 4 * (terms * std::numeric_limits<acc_t>::denorm_min() +
-                            static_cast<acc_t>(std::numeric_limits<scalar_t>::denorm_min()));
+    const acc_t b_max = *std::max_element(f + g_.Kh, f + F);
+    const acc_t tiny = 4 * (terms * (terms * std::max(acc_t(1), b_max)) * std::numeric_limits<acc_t>::min() +
+                            static_cast<acc_t>(std::numeric_limits<scalar_t>::min()));
     abs_ = tiny / (a_min * b_min);
     // No score may round to infinity (two infinite scores tie): |score| <= A * B * max|x|, A and B the
     // largest sums of one phase's factors.
