@@ -43,8 +43,11 @@ run -c "import fcn_kernels, sys; f = fcn_kernels._ext._C.__file__; print('saniti
 sys.exit(0 if f.startswith('$PWD/$out/lib/') else 1)"
 echo "== sanitizers: op tests against the sanitized extension"
 if [ $# -eq 0 ]; then
+  # the near ties: the forward's scores and upsample_argmax's are summed by different code (aligned rows, the
+  # blocks) that must round alike in this -O1 build too, where the compiler contracts no multiply-add
   set -- tests/test_upsample_skip.py tests/test_upsample_skip_errors.py tests/test_rarefied_conv2d.py \
     tests/test_property.py tests/test_overflow.py tests/test_numerics.py \
+    tests/test_upsample_argmax.py::test_outer_product_filters_near_ties \
     -k "not compile"
 fi
 # --capture=sys: a sanitizer report is written to file descriptor 2, which must not be a capture file.

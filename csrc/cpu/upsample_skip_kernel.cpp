@@ -44,11 +44,11 @@ void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t block
 // in float, with AVX-512 compiled in) written in 16-lane stores at the row's 64-byte boundaries, masked at its
 // two ends, each lane built from the combined row by a permute, instead of the register blocks' stores wherever
 // the crop puts them. Measured in one process against the blocks at upscore8, batch 1, 500x500 (2-core AMD EPYC
-// with AVX-512, interleaved calls): 0.91x-0.94x of their time at 1 and 2 threads. Session 12's 32-byte version
-// was 20% slower. Each lane adds the same terms in the same order as the block it belongs to (fma from 0, the
-// second tap, bias, skip), so that the scores are the blocks' to the bit (and so upsample_argmax's). An edge
-// block's terms outside x, which the blocks skip, are zeros of the combined row's padding here: fma(0, b, v) is
-// v for the finite v and b of the separable form, and fma(0, b, +0) is +0.
+// with AVX-512, interleaved calls): 0.92x-0.93x of their time at 1 thread, 0.95x-0.96x at 2. Session 12's 32-byte version
+// was 20% slower. Each lane adds the same terms in the same order and the same expressions as the block it
+// belongs to (0, then the terms inside x, the bias, the skip), so that the scores are the blocks' to the bit
+// (and so upsample_argmax's, which sums through the blocks), signs of zero included, whether or not the
+// compiler contracts them to FMAs (it does not at -O1, the sanitizers' build).
 template <int SW, typename scalar_t>
 constexpr bool kAlignedRows =
 #if defined(__AVX512F__)
@@ -57,9 +57,9 @@ constexpr bool kAlignedRows =
     false;
 #endif
 
-// The combined row's zeros before and after its W elements (aligned_row's buffer is kYPad + W + kYPad): a
-// vector's lanes reach up to 2 blocks before the row's first block and after its last, and its 4-element load
-// starts one before its first lane's block.
+// The combined row's padding before and after its W elements (aligned_row's buffer is kYPad + W + kYPad), so
+// that every 4-element load lies inside it: a vector's lanes reach up to 2 blocks before the row's first block
+// and after its last, and its load starts one before its first lane's block. The values there are never used.
 constexpr int64_t kYPad = 4;
 
 #if defined(__AVX512F__)
@@ -67,8 +67,7 @@ constexpr int64_t kYPad = 4;
 // an undefined vector, which GCC 12 warns of as used uninitialized.
 FCN_BLOCK_INLINE __m512 permute(__m512i idx, __m512 v) { return _mm512_mask_permutexvar_ps(v, __mmask16(0xFFFF), idx, v); }
 
-// An output row of channel c of a separable plan with T == 2 from its combined row, y[m] at ybuf[kYPad + m]
-// (zeros in the padding).
+// An output row of channel c of a separable plan with T == 2 from its combined row, y[m] at ybuf[kYPad + m].
 template <int SW, typename Plan>
 FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf, float* orow, const float* srow,
                                   float b) {
@@ -91,34 +90,54 @@ FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf
   const auto weights = [&](int t) FCN_BLOCK_INLINE_LAMBDA {  // tap block t's SW weights in lanes P
     return permute(P, _mm512_maskz_loadu_ps(__mmask16((1u << SW) - 1u), taps + t * SW));
   };
-  const __m512 B0 = weights(0), B1 = weights(1), zero = _mm512_setzero_ps(), bias = _mm512_set1_ps(b);
-  // y[m_j - 1], m_j the block of the first vector's lane 0
-  const float* ym = ybuf + kYPad + plan.m_lo + q0 / SW - 16 - 1;
-  const auto vec = [&](int64_t j, const float* y4) FCN_BLOCK_INLINE_LAMBDA {
+  const __m512 B0 = weights(0), B1 = weights(1), bias = _mm512_set1_ps(b);
+  const __m512i L = (__m512i)(S / SW), W = _mm512_set1_epi32(int32_t(plan.g.W));
+  // Taps::at's sums, in the same expressions (so that the compiler contracts them to FMAs exactly where it does
+  // the blocks'): 0, then each term whose element of y lies inside x (0 <= m < W for y[m], 1 <= m <= W for
+  // y[m - 1]) added as v += y * b; then the bias. kEdge: lane by lane, for the vectors that reach block 0 or W
+  // (elsewhere every term is inside).
+  const auto vec = [&](const float* y4, int64_t mj, auto edge) FCN_BLOCK_INLINE_LAMBDA {
     const __m512 y = _mm512_maskz_broadcast_f32x4(__mmask16(0xFFFF), _mm_loadu_ps(y4));  // elements 0 .. 3, copied
-    const __m512 v = _mm512_fmadd_ps(permute(I1, y), B1, _mm512_fmadd_ps(permute(I0, y), B0, zero));
-    return _mm512_add_ps(v, bias);
+    const __m512 y0 = permute(I0, y), y1 = permute(I1, y);
+    __m512 v = _mm512_setzero_ps();
+    if constexpr (decltype(edge)::value) {
+      const __m512i m = _mm512_add_epi32(L, _mm512_set1_epi32(int32_t(mj)));  // each lane's block
+      const __mmask16 in0 = _mm512_cmpge_epi32_mask(m, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(m, W);
+      const __mmask16 in1 = _mm512_cmpge_epi32_mask(m, _mm512_set1_epi32(1)) & _mm512_cmple_epi32_mask(m, W);
+      v = _mm512_mask_mov_ps(v, in0, v + y0 * B0);
+      v = _mm512_mask_mov_ps(v, in1, v + y1 * B1);
+    } else {
+      v += y0 * B0;
+      v += y1 * B1;
+    }
+    return v + bias;
   };
-  // the lanes of the vector at j whose columns lie in [0, Wo)
-  const auto lanes = [&](int64_t j) FCN_BLOCK_INLINE_LAMBDA {
-    const int64_t lo = std::max<int64_t>(0, -j), hi = std::min<int64_t>(16, Wo - j);
-    return __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  // Vector k: columns j0 + 16 k .., its lane 0 in block mj0 + k * step, its load from y[mj0 + k * step - 1].
+  // The inner ones [k_lo, k_hi), whole and every term inside x (blocks 1 .. W - 1), in a loop of their own; the
+  // others (a few at each end) masked.
+  constexpr int64_t step = 16 / SW;
+  const int64_t Wx = plan.g.W, mj0 = plan.m_lo + q0 / SW - 16, K = ceil_div(Wo - j0, int64_t(16));
+  const int64_t k_lo = std::max<int64_t>(j0 < 0 ? 1 : 0, ceil_div(1 - mj0, step));
+  const int64_t k_hi = std::max(k_lo, std::min({K, floor_div(Wo - 16 - j0, int64_t(16)) + 1, floor_div(Wx - 3 - mj0, step) + 1}));
+  const float* ybase = ybuf + kYPad + mj0 - 1;  // vector 0's load
+  const auto masked = [&](int64_t k) FCN_BLOCK_INLINE_LAMBDA {
+    const int64_t j = j0 + 16 * k;
+    const __mmask16 lanes = __mmask16(((1u << std::min<int64_t>(16, Wo - j)) - 1u) & ~((1u << std::max<int64_t>(0, -j)) - 1u));
+    __m512 v = vec(ybase + k * step, mj0 + k * step, std::true_type{});
+    if (srow) v += _mm512_maskz_loadu_ps(lanes, srow + j);
+    _mm512_mask_store_ps(orow + j, lanes, v);
   };
-  int64_t j = j0;
-  // the ends: masked; the vectors between, whole
-  const auto masked = [&](int64_t jj, const float* y4) FCN_BLOCK_INLINE_LAMBDA {
-    const __mmask16 k = lanes(jj);
-    __m512 v = vec(jj, y4);
-    if (srow) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, srow + jj));
-    _mm512_mask_store_ps(orow + jj, k, v);
-  };
-  if (j < 0) masked(j, ym), j += 16, ym += 16 / SW;
-  for (; j + 16 <= Wo; j += 16, ym += 16 / SW) {
-    __m512 v = vec(j, ym);
-    if (srow) v = _mm512_add_ps(v, _mm512_loadu_ps(srow + j));
-    _mm512_store_ps(orow + j, v);
+  for (int64_t k = 0; k < k_lo && k < K; ++k) masked(k);
+  float* o = orow + j0 + 16 * k_lo;
+  const float* ym = ybase + k_lo * step;
+  if (srow) {
+    const float* sp = srow + j0 + 16 * k_lo;
+    for (int64_t k = k_lo; k < k_hi; ++k, o += 16, ym += step, sp += 16)
+      _mm512_store_ps(o, vec(ym, 0, std::false_type{}) + _mm512_loadu_ps(sp));
+  } else {
+    for (int64_t k = k_lo; k < k_hi; ++k, o += 16, ym += step) _mm512_store_ps(o, vec(ym, 0, std::false_type{}));
   }
-  if (j < Wo) masked(j, ym);
+  for (int64_t k = k_hi; k < K; ++k) masked(k);
 }
 
 // Rows [begin, end) of a separable plan with T == 2, kAhead at a time: the group's combined rows first, then its
@@ -165,7 +184,8 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
   at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
 #if defined(__AVX512F__)
     if constexpr (kAlignedRows<SW, scalar_t>) {
-      if (plan.separable() && plan.T == 2) return aligned_rows<SW>(plan, x, bias, skip, out, begin, end);
+      // (block indices in 32-bit lanes)
+      if (plan.separable() && plan.T == 2 && g.W < (int64_t(1) << 30)) return aligned_rows<SW>(plan, x, bias, skip, out, begin, end);
     }
 #endif
     std::vector<acc_t> acc, ybuf(plan.separable() ? g.W : 0);
