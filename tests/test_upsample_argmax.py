@@ -241,6 +241,33 @@ def test_outer_product_filters_near_ties(seed, backend, dtype, kind):
     assert differs or dtype == F64, f"no near tie decided by rounding (seed={seed})"
 
 
+@pytest.mark.parametrize("classes", [2, 3, 4, 5, 21])
+@pytest.mark.parametrize("dtype", [F32, BF16, F16])
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes):
+    """FCN's bilinear upsampling by 8 without bias: the CPU kernel scores two classes in one 16-lane vector
+    (even classes in even lanes; an odd count repeats the last class) and merges the two argmaxes at the end.
+    Scores drawn from few values tie often, between an even and an odd class in either order; the labels are
+    the argmax of the scores (the lowest tied class), with crops at every phase of the 8-column blocks."""
+    torch.manual_seed(seed)
+    w = fcn_kernels.bilinear_kernel(classes, 16, classes).to(dtype)
+    for trial in range(8):
+        x = torch.randint(-2, 3, (2, classes, 5, 9 + trial)).to(dtype)
+        if trial % 2:  # the largest value in one class only somewhere, ties elsewhere
+            x[:, torch.randint(0, classes, (1,))] += (torch.rand(2, 1, 5, 9 + trial) < 0.2).to(dtype)
+        full = (4 * 8 + 16, (8 + trial) * 8 + 16)
+        ox = trial % 8
+        kw = dict(
+            stride=8, groups=classes, out_offset=(3, ox), out_size=(full[0] - 5, full[1] - ox - 2), backend=backend
+        )
+        labels = fcn_kernels.upsample_argmax(x, w, **kw)
+        assert torch.equal(labels, fcn_kernels.upsample_skip(x, w, **kw).argmax(1)), (trial, seed)
+        exact = reference.upsample_skip(
+            x.double(), w.double(), stride=8, groups=classes, out_offset=(3, ox), out_size=kw["out_size"]
+        )
+        assert labels.eq(exact.argmax(1)).float().mean() > 0.99, (trial, seed)  # ties exact: scores are k/64
+
+
 def _positive_outer_product(c, dtype, kind):
     """One filter for every class, its factors all positive: bilinear, or a and b multiples of 1/8 in (0, 2]."""
     if kind == "bilinear":

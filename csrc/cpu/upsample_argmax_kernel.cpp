@@ -319,6 +319,119 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
   }
 }
 
+// Class pairs: at stride 8 in float with AVX-512, a block's 8 scores of two classes in one 16-lane vector,
+// class 2p in the even lanes and 2p + 1 in the odd ones, so that each 512-bit operation does the work of two
+// 256-bit ones (2x on noise, where every class is scored). Each lane's score is label_tile's expression; the
+// even lanes' running argmax is the first even class of the largest even score, the odd lanes' the same over
+// odd classes, and merging them (the larger, on a tie the lower class) gives the first class of the largest
+// score, which is label_tile's labels. Finite scores only (v > best), no bias or skip (FCN's upscore8).
+#if defined(__AVX512F__)
+template <int SW, typename acc_t>
+constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
+#else
+template <int SW, typename acc_t>
+constexpr bool kClassPairs = false;
+#endif
+
+struct ClassPairs {
+  using Vec = upsample_skip::Block<float, 16>;
+  // Pair p's combined rows interleaved, y[(p * W + col) * 2 + e] that of class 2p + e (for an odd class
+  // count the last class twice: its copy's scores tie with it, and the tie goes to the lower class), and
+  // its terms' weights interleaved the same way, w[p * kMaxTaps + k].
+  std::vector<float> y;
+  std::vector<Vec> w;
+  int64_t W = 0, count = 0, t[upsample_skip::kMaxTaps] = {};
+  // Built for the current output row: set false per row, built at the first block that needs it (rows
+  // whose blocks are all sure, or sure but for edge blocks, never build it).
+  bool built = false;
+
+  // From the classes' separable taps (RowPlan::sep_put: every term over the class's combined row x[0]),
+  // over the input columns `columns` (the combined rows' built ones; nullptr: all).
+  template <typename TapsT>
+  void build(const TapsT* sep, int64_t classes, int64_t width, const std::vector<Range>* columns) {
+    W = width, count = (classes + 1) / 2, built = true;
+    y.resize(count * 2 * W), w.resize(count * upsample_skip::kMaxTaps);
+    std::copy(sep[0].t, sep[0].t + sep[0].n, t);
+    for (int64_t p = 0; p < count; ++p) {
+      const TapsT &a = sep[2 * p], &b = sep[std::min(2 * p + 1, classes - 1)];
+      for (int64_t k = 0; k < a.n; ++k)
+        w[p * upsample_skip::kMaxTaps + k] =
+            __builtin_shufflevector(a.w[k], b.w[k], 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+      float* out = y.data() + p * 2 * W;
+      if (!columns) {
+        interleave(a.x[0], b.x[0], out, 0, W);
+      } else {
+        for (const Range& c : *columns) interleave(a.x[0], b.x[0], out, c.begin, c.end);
+      }
+    }
+  }
+
+ private:
+  // Columns [c0, c1) of rows a and b into out, alternately.
+  static void interleave(const float* a, const float* b, float* out, int64_t c0, int64_t c1) {
+    using V = upsample_skip::Block<float, 16>;
+    if (c1 - c0 < 16) {
+      for (int64_t c = c0; c < c1; ++c) out[2 * c] = a[c], out[2 * c + 1] = b[c];
+      return;
+    }
+    for (int64_t c = c0;; c += 16) {
+      c = std::min(c, c1 - 16);  // the last chunk overlaps the one before: the same values
+      V va, vb;
+      std::memcpy(&va, a + c, sizeof va), std::memcpy(&vb, b + c, sizeof vb);
+      const V lo = __builtin_shufflevector(va, vb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const V hi = __builtin_shufflevector(va, vb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      std::memcpy(out + 2 * c, &lo, sizeof lo), std::memcpy(out + 2 * c + 16, &hi, sizeof hi);
+      if (c == c1 - 16) break;
+    }
+  }
+};
+
+// label_tile's labels of core blocks [m, m + B) (finite scores, no bias or skip) from class pairs.
+template <int NT, int B, typename scalar_t, typename Plan>
+FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, int64_t m, int64_t* orow) {
+  using Vec = ClassPairs::Vec;
+  using Label = upsample_skip::Block<int32_t, 16>;
+  using Pair = upsample_skip::Block<int64_t, 8>;  // a pair of floats' bits, broadcast by one load
+  const auto scores = [&](int64_t p, Vec* v) FCN_BLOCK_INLINE_LAMBDA {
+    const float* q[NT > 0 ? NT : 1];
+    for (int k = 0; k < NT; ++k) q[k] = cp.y.data() + 2 * (p * cp.W + m - cp.t[k]);
+    const Vec* w = cp.w.data() + p * upsample_skip::kMaxTaps;
+    for (int b = 0; b < B; ++b) {
+      v[b] = Vec{};
+      for (int k = 0; k < NT; ++k) {
+        int64_t two;
+        std::memcpy(&two, q[k] + 2 * b, sizeof two);
+        v[b] += reinterpret_cast<Vec>(Pair{} + two) * w[k];
+      }
+      v[b] = rounded_block<scalar_t>(v[b]);
+    }
+  };
+  Vec best[B], v[B];
+  Label c = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, label[B];
+  scores(0, best);
+  for (int b = 0; b < B; ++b) label[b] = c;
+  for (int64_t p = 1; p < cp.count; ++p) {
+    scores(p, v);
+    c += 2;
+    for (int b = 0; b < B; ++b) {
+      const Label t = v[b] > best[b];
+      best[b] = t ? v[b] : best[b];
+      label[b] = t ? c : label[b];
+    }
+  }
+  using Half = upsample_skip::Block<float, 8>;
+  using HalfLabel = upsample_skip::Block<int32_t, 8>;
+  for (int b = 0; b < B; ++b) {
+    const Half be = __builtin_shufflevector(best[b], best[b], 0, 2, 4, 6, 8, 10, 12, 14);
+    const Half bo = __builtin_shufflevector(best[b], best[b], 1, 3, 5, 7, 9, 11, 13, 15);
+    const HalfLabel le = __builtin_shufflevector(label[b], label[b], 0, 2, 4, 6, 8, 10, 12, 14);
+    const HalfLabel lo = __builtin_shufflevector(label[b], label[b], 1, 3, 5, 7, 9, 11, 13, 15);
+    const HalfLabel odd = (bo > be) | ((bo == be) & (lo < le));
+    const auto wide = __builtin_convertvector(odd ? lo : le, upsample_skip::Block<int64_t, 8>);
+    std::memcpy(orow + plan.column(m + b), &wide, sizeof wide);
+  }
+}
+
 // Block m's sure label over its columns inside the crop window (a whole block: vector stores).
 template <int SW, typename scalar_t>
 FCN_BLOCK_INLINE void write_known(const RowPlan<SW, scalar_t>& plan, const int32_t* known, int64_t m, int64_t* orow) {
@@ -342,7 +455,8 @@ FCN_BLOCK_INLINE void write_known(const RowPlan<SW, scalar_t>& plan, const int32
 // one with fewer block by block.
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
-               const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known) {
+               const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known,
+               ClassPairs* pairs = nullptr, const std::vector<Range>* columns = nullptr) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
@@ -350,6 +464,18 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value, kF = decltype(is_finite)::value;
       const Range core = plan.core;
       int64_t m = plan.m_lo;
+      // Core blocks [m, m + B): from class pairs where they apply.
+      const auto core_blocks = [&](auto blocks, int64_t m) FCN_BLOCK_INLINE_LAMBDA {
+        constexpr int B = decltype(blocks)::value;
+        if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
+                      std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
+          if (pairs) {
+            if (!pairs->built) pairs->build(taps, plan.g.Cout, plan.g.W, columns);
+            return label_tile_pairs<NT, B, scalar_t>(plan, *pairs, m, orow);
+          }
+        label_tile<NT, true, B, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+      };
+      using One = std::integral_constant<int, 1>;
       const auto sure = [&](int64_t m, int64_t count) {
         return known && std::all_of(known + (m - plan.m_lo), known + (m - plan.m_lo) + count,
                                     [](int32_t l) { return l >= 0; });
@@ -366,18 +492,17 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
         }
         const int64_t unsure = known ? std::count(known + (m - plan.m_lo), known + (m - plan.m_lo) + kTile, -1) : kTile;
         if (unsure > kTile / 2) {
-          label_tile<NT, true, kTile, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+          core_blocks(std::integral_constant<int, kTile>{}, m);
           // The tile's sure blocks read combined-row columns not built for this row: their labels written again.
           if (unsure < kTile)
             for (int64_t b = m; b < m + kTile; ++b)
               if (known[b - plan.m_lo] >= 0) write_known(plan, known, b, orow);
         } else {  // block by block
           for (int64_t b = m; b < m + kTile; ++b)
-            sure(b, 1) ? write(b, 1) : label_tile<NT, true, 1, kB, kS, kF>(plan, taps, bias, skip, n, i, b, orow);
+            sure(b, 1) ? write(b, 1) : core_blocks(One{}, b);
         }
       }
-      for (; m < core.end; ++m)
-        sure(m, 1) ? write(m, 1) : label_tile<NT, true, 1, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+      for (; m < core.end; ++m) sure(m, 1) ? write(m, 1) : core_blocks(One{}, m);
       for (; m < plan.m_hi; ++m)
         sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
     };
@@ -411,6 +536,8 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
     typename SureLabels<SW, scalar_t>::Rows known;
+    ClassPairs pairs;
+    const bool use_pairs = kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, n = row / g.Ho;
       if (plan.separable()) {
@@ -431,7 +558,11 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
         } else {
           for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
         }
-        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels);
+        // Class pairs where every block is scored (noise, boundaries): where some blocks' labels are sure
+        // (regions), building them cost more than they saved (7-15% slower, measured).
+        pairs.built = false;
+        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
+                  use_pairs && !labels ? &pairs : nullptr);
         continue;
       }
       if (plan.taps(x, n, 0, i, taps[0])) {
