@@ -341,14 +341,12 @@ struct ClassPairs {
   std::vector<float> y;
   std::vector<Vec> w;
   int64_t W = 0, count = 0, t[upsample_skip::kMaxTaps] = {};
-  // Built for the current output row: set false per row, built at the first block that needs it (rows
-  // whose blocks are all sure, or sure but for edge blocks, never build it).
+  // Built for the current output row: set false per row, built at the first core block scored.
   bool built = false;
 
-  // From the classes' separable taps (RowPlan::sep_put: every term over the class's combined row x[0]),
-  // over the input columns `columns` (the combined rows' built ones; nullptr: all).
+  // From the classes' separable taps (RowPlan::sep_put: every term over the class's combined row x[0]).
   template <typename TapsT>
-  void build(const TapsT* sep, int64_t classes, int64_t width, const std::vector<Range>* columns) {
+  void build(const TapsT* sep, int64_t classes, int64_t width) {
     W = width, count = (classes + 1) / 2, built = true;
     y.resize(count * 2 * W), w.resize(count * upsample_skip::kMaxTaps);
     std::copy(sep[0].t, sep[0].t + sep[0].n, t);
@@ -357,31 +355,26 @@ struct ClassPairs {
       for (int64_t k = 0; k < a.n; ++k)
         w[p * upsample_skip::kMaxTaps + k] =
             __builtin_shufflevector(a.w[k], b.w[k], 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-      float* out = y.data() + p * 2 * W;
-      if (!columns) {
-        interleave(a.x[0], b.x[0], out, 0, W);
-      } else {
-        for (const Range& c : *columns) interleave(a.x[0], b.x[0], out, c.begin, c.end);
-      }
+      interleave(a.x[0], b.x[0], y.data() + p * 2 * W);
     }
   }
 
  private:
-  // Columns [c0, c1) of rows a and b into out, alternately.
-  static void interleave(const float* a, const float* b, float* out, int64_t c0, int64_t c1) {
+  // Rows a and b (W elements) into out, alternately.
+  void interleave(const float* a, const float* b, float* out) const {
     using V = upsample_skip::Block<float, 16>;
-    if (c1 - c0 < 16) {
-      for (int64_t c = c0; c < c1; ++c) out[2 * c] = a[c], out[2 * c + 1] = b[c];
+    if (W < 16) {
+      for (int64_t c = 0; c < W; ++c) out[2 * c] = a[c], out[2 * c + 1] = b[c];
       return;
     }
-    for (int64_t c = c0;; c += 16) {
-      c = std::min(c, c1 - 16);  // the last chunk overlaps the one before: the same values
+    for (int64_t c = 0;; c += 16) {
+      c = std::min(c, W - 16);  // the last chunk overlaps the one before: the same values
       V va, vb;
       std::memcpy(&va, a + c, sizeof va), std::memcpy(&vb, b + c, sizeof vb);
       const V lo = __builtin_shufflevector(va, vb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
       const V hi = __builtin_shufflevector(va, vb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
       std::memcpy(out + 2 * c, &lo, sizeof lo), std::memcpy(out + 2 * c + 16, &hi, sizeof hi);
-      if (c == c1 - 16) break;
+      if (c == W - 16) break;
     }
   }
 };
@@ -456,7 +449,7 @@ FCN_BLOCK_INLINE void write_known(const RowPlan<SW, scalar_t>& plan, const int32
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
                const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known,
-               ClassPairs* pairs = nullptr, const std::vector<Range>* columns = nullptr) {
+               ClassPairs* pairs = nullptr) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
@@ -470,7 +463,7 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
         if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
                       std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
           if (pairs) {
-            if (!pairs->built) pairs->build(taps, plan.g.Cout, plan.g.W, columns);
+            if (!pairs->built) pairs->build(taps, plan.g.Cout, plan.g.W);
             return label_tile_pairs<NT, B, scalar_t>(plan, *pairs, m, orow);
           }
         label_tile<NT, true, B, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);

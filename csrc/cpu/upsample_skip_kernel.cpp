@@ -44,11 +44,11 @@ void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t block
 // in float, with AVX-512 compiled in) written in 16-lane stores at the row's 64-byte boundaries, masked at its
 // two ends, each lane built from the combined row by a permute, instead of the register blocks' stores wherever
 // the crop puts them. Measured in one process against the blocks at upscore8, batch 1, 500x500 (2-core AMD EPYC
-// with AVX-512, interleaved calls): 0.92x-0.93x of their time at 1 thread, 0.95x-0.96x at 2. Session 12's 32-byte version
-// was 20% slower. Each lane adds the same terms in the same order and the same expressions as the block it
-// belongs to (0, then the terms inside x, the bias, the skip), so that the scores are the blocks' to the bit
-// (and so upsample_argmax's, which sums through the blocks), signs of zero included, whether or not the
-// compiler contracts them to FMAs (it does not at -O1, the sanitizers' build).
+// with AVX-512, interleaved calls): 0.92x-0.93x of their time at 1 thread, 0.95x-0.96x at 2. Session 12's
+// 32-byte version was 20% slower. Each lane adds the same terms in the same order and the same expressions as
+// the block it belongs to (0, then the terms inside x, the bias, the skip), so that the scores are the blocks'
+// to the bit (and so upsample_argmax's, which sums through the blocks), signs of zero included, whether or not
+// the compiler contracts them to FMAs (it does not at -O1, the sanitizers' build).
 template <int SW, typename scalar_t>
 constexpr bool kAlignedRows =
 #if defined(__AVX512F__)
@@ -57,12 +57,12 @@ constexpr bool kAlignedRows =
     false;
 #endif
 
+#if defined(__AVX512F__)
 // The combined row's padding before and after its W elements (aligned_row's buffer is kYPad + W + kYPad), so
 // that every 4-element load lies inside it: a vector's lanes reach up to 2 blocks before the row's first block
 // and after its last, and its load starts one before its first lane's block. The values there are never used.
 constexpr int64_t kYPad = 4;
 
-#if defined(__AVX512F__)
 // v's lanes idx (vpermps). The masked forms here and below, with every lane set: the plain intrinsics start from
 // an undefined vector, which GCC 12 warns of as used uninitialized.
 FCN_BLOCK_INLINE __m512 permute(__m512i idx, __m512 v) { return _mm512_mask_permutexvar_ps(v, __mmask16(0xFFFF), idx, v); }
@@ -91,17 +91,17 @@ FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf
     return permute(P, _mm512_maskz_loadu_ps(__mmask16((1u << SW) - 1u), taps + t * SW));
   };
   const __m512 B0 = weights(0), B1 = weights(1), bias = _mm512_set1_ps(b);
-  const __m512i L = (__m512i)(S / SW), W = _mm512_set1_epi32(int32_t(plan.g.W));
+  const __m512i W = _mm512_set1_epi32(int32_t(plan.g.W));
   // Taps::at's sums, in the same expressions (so that the compiler contracts them to FMAs exactly where it does
   // the blocks'): 0, then each term whose element of y lies inside x (0 <= m < W for y[m], 1 <= m <= W for
-  // y[m - 1]) added as v += y * b; then the bias. kEdge: lane by lane, for the vectors that reach block 0 or W
+  // y[m - 1]) added as v += y * b; then the bias. edge: lane by lane, for the vectors that reach block 0 or W
   // (elsewhere every term is inside).
   const auto vec = [&](const float* y4, int64_t mj, auto edge) FCN_BLOCK_INLINE_LAMBDA {
     const __m512 y = _mm512_maskz_broadcast_f32x4(__mmask16(0xFFFF), _mm_loadu_ps(y4));  // elements 0 .. 3, copied
     const __m512 y0 = permute(I0, y), y1 = permute(I1, y);
     __m512 v = _mm512_setzero_ps();
     if constexpr (decltype(edge)::value) {
-      const __m512i m = _mm512_add_epi32(L, _mm512_set1_epi32(int32_t(mj)));  // each lane's block
+      const __m512i m = _mm512_add_epi32(I1, _mm512_set1_epi32(int32_t(mj)));  // each lane's block
       const __mmask16 in0 = _mm512_cmpge_epi32_mask(m, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(m, W);
       const __mmask16 in1 = _mm512_cmpge_epi32_mask(m, _mm512_set1_epi32(1)) & _mm512_cmple_epi32_mask(m, W);
       v = _mm512_mask_mov_ps(v, in0, v + y0 * B0);
