@@ -13,6 +13,10 @@ docs/DESIGN.md §4.1:
   trained, at stride 1, or when compute-bound on a small map (cin/g * ceil(Kh/sh) * ceil(Kw/sw) > 32
   products per output, on an output plane under 128 x 128).
 - upsample_skip, CUDA: 4 or more channels per group each way runs cuDNN.
+- upsample_argmax, CPU: 4 or more channels per group each way runs the stock composition (scores, then
+  argmax) when compute-bound: more than ARGMAX_DENSE_PRODUCTS products per output pixel (Cout * cin/g *
+  ceil(Kh/sh) * ceil(Kw/sw)) on an output plane under 128 x 128, or more than ARGMAX_DENSE_PRODUCTS_LARGE
+  on any plane. upsample_argmax, CUDA: 4 or more channels per group each way runs cuDNN, then argmax.
 - Everything else runs our kernels.
 
 The environment variable FCN_KERNELS_BACKEND, read at each call, replaces the automatic choice (a forced
@@ -121,6 +125,12 @@ def available_backends() -> list:
     return [b for b in BACKENDS if all(_built(b, op) for op in _OPS) and any(_runs_on(b, d) for d in devices)]
 
 
+# upsample_argmax, CPU, dense groups: our labels skip the scores' write and the argmax pass, but compute each
+# score without reuse across channels, so the vendor GEMM's scores then argmax win past this many products per
+# output pixel on small planes (under 128 x 128), and past the second on any plane (measured: DESIGN §4.1).
+ARGMAX_DENSE_PRODUCTS = 2048
+ARGMAX_DENSE_PRODUCTS_LARGE = 16384
+
 # rarefied_conv2d, CPU, depthwise without gradients: oneDNN's direct depthwise forward beats ours from this
 # many output elements per image (Cout * Ho * Wo) up, below rarefaction 8 (measured: docs/DESIGN.md §4.1).
 DEPTHWISE_FORWARD_ELEMENTS = 2**17
@@ -153,6 +163,13 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
             taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
             if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:
                 return "dense groups, compute-bound on a small map: the vendor GEMM is faster"
+    elif op == "upsample_argmax" and cin_g >= 4 and cout_g >= 4:
+        if device_type == "cuda":
+            return "dense groups on CUDA: cuDNN's scores, then argmax (upsample_skip's measurement on an H200)"
+        products = channels * cin_g * math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
+        small = out_size[0] * out_size[1] < 128 * 128
+        if products > ARGMAX_DENSE_PRODUCTS_LARGE or (small and products > ARGMAX_DENSE_PRODUCTS):
+            return "dense groups, compute-bound: the vendor GEMM's scores, then argmax, are faster"
     return None
 
 
@@ -219,7 +236,7 @@ def choose(op: str, device: torch.device, **shape) -> str:
             stride (Tuple[int, int]): upsample_skip's stride, or rarefied_conv2d's rarefaction. Default: (1, 1).
             out_size (Tuple[int, int]): the output's (Ho, Wo). Default: (0, 0).
             weight_grad (bool): whether the weight's gradient will be computed (upsample_skip). Default: False.
-            channels (int): output channels (rarefied_conv2d). Default: 1.
+            channels (int): output channels (rarefied_conv2d, upsample_argmax). Default: 1.
             grad (bool): whether any gradient will be computed (rarefied_conv2d). Default: True.
 
     Returns:

@@ -2,9 +2,9 @@
 
 import torch
 
-from .. import _ext, backends
+from .. import _ext
 from .._args import autocast_inputs
-from .upsample_skip import dispatch, register_fake, validate
+from .upsample_skip import dispatch, register_fake, resolve, validate
 
 
 def upsample_argmax(
@@ -60,7 +60,7 @@ def upsample_argmax(
     """
     x, weight, bias, skip = autocast_inputs(x, weight, bias, skip)
     geometry = validate(x, weight, bias, skip, stride, groups, out_offset, out_size, skip_offset)
-    which = backends.resolve(backend, x.device, "upsample_argmax")
+    which = resolve(backend, "upsample_argmax", x, weight, geometry, channels=weight.shape[1] * geometry[1])
     return dispatch("upsample_argmax", which, (x, weight, bias, skip), geometry)
 
 
