@@ -244,11 +244,13 @@ def test_outer_product_filters_near_ties(seed, backend, dtype, kind):
 @pytest.mark.parametrize("classes", [2, 3, 4, 5, 21])
 @pytest.mark.parametrize("dtype", [F32, BF16, F16])
 @pytest.mark.parametrize("backend", backends("cpu"))
-def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes):
-    """FCN's bilinear upsampling by 8 without bias: the CPU kernel scores two classes in one 16-lane vector
-    (even classes in even lanes; an odd count repeats the last class) and merges the two argmaxes at the end.
-    Scores drawn from few values tie often, between an even and an odd class in either order; the labels are
-    the argmax of the scores (the lowest tied class), with crops at every phase of the 8-column blocks."""
+def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes, monkeypatch):
+    """FCN's bilinear upsampling by 8 without bias: with AVX-512, the CPU kernel scores two classes in one 16-lane
+    vector (even classes in even lanes; an odd count repeats the last class) and merges the two argmaxes at the
+    end, on CPUs where that pays (FCN_KERNELS_CPU_CLASS_PAIRS forces it on or off: both run here). Scores drawn
+    from few values tie often, between an even and an odd class in either order; the labels are the argmax of
+    the scores (the lowest tied class), the same bits either way, with crops at every phase of the 8-column
+    blocks."""
     torch.manual_seed(seed)
     w = fcn_kernels.bilinear_kernel(classes, 16, classes).to(dtype)
     for trial in range(8):
@@ -260,7 +262,10 @@ def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes
         kw = dict(
             stride=8, groups=classes, out_offset=(3, ox), out_size=(full[0] - 5, full[1] - ox - 2), backend=backend
         )
+        monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "1")
         labels = fcn_kernels.upsample_argmax(x, w, **kw)
+        monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "0")
+        assert torch.equal(labels, fcn_kernels.upsample_argmax(x, w, **kw)), (trial, seed)
         assert torch.equal(labels, fcn_kernels.upsample_skip(x, w, **kw).argmax(1)), (trial, seed)
         exact = reference.upsample_skip(
             x.double(), w.double(), stride=8, groups=classes, out_offset=(3, ox), out_size=kw["out_size"]

@@ -12,9 +12,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <cpuid.h>
+#endif
 
 #include "../host/upsample_argmax.h"
 #include "../index/upsample_argmax.h"
@@ -321,16 +326,36 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
 
 // Class pairs: at stride 8 in float with AVX-512, a block's 8 scores of two classes in one 16-lane vector,
 // class 2p in the even lanes and 2p + 1 in the odd ones, so that each 512-bit operation does the work of two
-// 256-bit ones (2x on noise, where every class is scored). Each lane's score is label_tile's expression; the
-// even lanes' running argmax is the first even class of the largest even score, the odd lanes' the same over
-// odd classes, and merging them (the larger, on a tie the lower class) gives the first class of the largest
-// score, which is label_tile's labels. Finite scores only (v > best), no bias or skip (FCN's upscore8).
+// 256-bit ones where the CPU runs them at full width (class_pairs_pay). Each lane's score is label_tile's
+// expression; the even lanes' running argmax is the first even class of the largest even score, the odd
+// lanes' the same over odd classes, and merging them (the larger, on a tie the lower class) gives the first
+// class of the largest score, which is label_tile's labels. Finite scores only (v > best), no bias or skip
+// (FCN's upscore8).
 #if defined(__AVX512F__)
 template <int SW, typename acc_t>
 constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
+
+// Whether the pairs pay on this CPU, asked at run time (the build is -march=native, but one wheel or build
+// tree can meet other machines): they need 512-bit operations at full width. Measured on 2-core AMD EPYCs,
+// upscore8 noise, batch 1: 10% to 21% faster on family 26 (Zen 5), 8% to 15% slower on family 25 (Zen 4,
+// which splits each in two 256-bit halves); unmeasured on Intel, so off there. FCN_KERNELS_CPU_CLASS_PAIRS=1
+// or 0 forces them on or off (the tests run both paths on any AVX-512 machine).
+inline bool class_pairs_pay() {
+  if (const char* force = std::getenv("FCN_KERNELS_CPU_CLASS_PAIRS"); force && *force) return force[0] == '1';
+  static const bool pay = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned base = (a >> 8) & 0xFu, family = base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
+    return family >= 0x1Au;
+  }();
+  return pay;
+}
 #else
 template <int SW, typename acc_t>
 constexpr bool kClassPairs = false;
+inline bool class_pairs_pay() { return false; }
 #endif
 
 struct ClassPairs {
@@ -523,6 +548,7 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   plan_.use_separable(w, [&] { return finite; });  // as upsample_skip's forward does
   const RowPlan<SW, scalar_t>& plan = plan_;
   const SureLabels<SW, scalar_t> sure(plan, x, bias != nullptr || skip != nullptr);
+  const bool pairs_pay = kClassPairs<SW, acc_t> && class_pairs_pay();
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
@@ -530,7 +556,8 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
     RunningArgmax<acc_t> run(g.Wo);
     typename SureLabels<SW, scalar_t>::Rows known;
     ClassPairs pairs;
-    const bool use_pairs = kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1;
+    const bool use_pairs =
+        kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1 && pairs_pay;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % g.Ho, n = row / g.Ho;
       if (plan.separable()) {
