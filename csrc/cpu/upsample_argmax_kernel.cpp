@@ -337,9 +337,9 @@ constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
 
 // Whether the pairs pay on this CPU, asked at run time (the build is -march=native, but one wheel or build
 // tree can meet other machines): they need 512-bit operations at full width. Measured on 2-core AMD EPYCs,
-// upscore8 noise, batch 1: 10% to 21% faster on family 26 (Zen 5), 8% to 15% slower on family 25 (Zen 4,
-// which splits each in two 256-bit halves); unmeasured on Intel, so off there. FCN_KERNELS_CPU_CLASS_PAIRS=1
-// or 0 forces them on or off (the tests run both paths on any AVX-512 machine).
+// upscore8 noise: 10% to 21% faster on family 26 (Zen 5), 6% to 18% slower on family 25 (Zen 4, which splits
+// each in two 256-bit halves); unmeasured on Intel, so off there. FCN_KERNELS_CPU_CLASS_PAIRS=1 or 0 forces
+// them on or off (the tests run both paths on any AVX-512 machine).
 inline bool class_pairs_pay() {
   if (const char* force = std::getenv("FCN_KERNELS_CPU_CLASS_PAIRS"); force && *force) return force[0] == '1';
   static const bool pay = [] {
