@@ -73,7 +73,9 @@ def test_tiny_table_and_json(tmp_path, capsys):
     assert err == "" and "fused: IEEE float32; stock: IEEE float32" in out
     import json
 
-    [row] = json.loads(path.read_text())["rows"]
+    result = json.loads(path.read_text())
+    [row] = result["rows"]
+    assert result["device_name"].strip() and "bf16:" in result["device_name"]  # the CPU named (peers.cpu_name)
     assert row["arithmetic"] == {"fused": "IEEE float32", "eager": "IEEE float32"} and row["max_err"] < 1e-4
 
 

@@ -239,7 +239,8 @@ LEVELS = (
 
 
 def cpu_name():
-    """The CPU's model name (/proc/cpuinfo on Linux) and whether it computes bf16 natively."""
+    """The CPU's model name (/proc/cpuinfo on Linux) with its family and model numbers (cloud CPUs are often all
+    "AMD EPYC" or "Intel Xeon", whatever their generation) and whether it computes bf16 natively."""
     import platform
 
     name, flags = platform.processor(), set()
@@ -248,6 +249,8 @@ def cpu_name():
             first = f.read().split("\n\n")[0]  # the first processor's entry
         info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
         name, flags = info.get("model name", name), set(info.get("flags", "").split())
+        if "cpu family" in info:
+            name += f", family {info['cpu family']} model {info.get('model', '?')}"
     except OSError:
         pass
     native = sorted(flags & {"avx512_bf16", "amx_bf16"})

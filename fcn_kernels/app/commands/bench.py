@@ -116,11 +116,11 @@ def _cases(specs):
 
 
 def run(args):
-    import platform
     import time
 
     from ..._io import write_json
     from ..bench import run as run_head
+    from ..peers import cpu_name
 
     device = _device(args.device)
     for b in args.backend or []:
@@ -134,7 +134,7 @@ def run(args):
     def save(complete):
         if args.json:
             where = torch.device("cpu") if args.peers else device
-            name = torch.cuda.get_device_name(where) if where.type == "cuda" else platform.processor()
+            name = torch.cuda.get_device_name(where) if where.type == "cuda" else cpu_name()
             write_json(
                 args.json,
                 dict(
