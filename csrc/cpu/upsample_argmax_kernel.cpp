@@ -331,8 +331,10 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
 // lanes' the same over odd classes, and merging them (the larger, on a tie the lower class) gives the first
 // class of the largest score, which is label_tile's labels. Finite scores only (v > best), no bias or skip
 // (FCN's upscore8).
-// Not in the sanitizers' build (-O1 with ASan, scripts/sanitize.sh): there GCC 12 spent over 30 minutes and
-// 12 GB on this file with the pairs' 16-lane code inlined into every tile variant; without them, as before.
+// Not in the sanitizers' build (-O1 with ASan, scripts/sanitize.sh), whose tests never take them (off by
+// default but on AMD family 26, and the ties test is not in its list): that build of this file is its slowest
+// (one run with the pairs: over 30 minutes and 12 GB, killed unfinished), and their 16-lane code, inlined into
+// every tile variant, only adds to it.
 #if defined(__AVX512F__) && !defined(__SANITIZE_ADDRESS__)
 template <int SW, typename acc_t>
 constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
