@@ -136,6 +136,11 @@ ARGMAX_DENSE_PRODUCTS_LARGE = 16384
 DEPTHWISE_FORWARD_ELEMENTS = 2**17
 
 
+def _taps(kernel, stride):
+    """upsample_skip's taps per output: the input points an output element takes, ceil(Kh/sh) * ceil(Kw/sw)."""
+    return math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
+
+
 def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, weight_grad, channels=1, grad=True):
     """Why the stock composition beats our kernels for this shape (the rule of the docstring above),
     or None where ours are at least as fast."""
@@ -160,13 +165,12 @@ def _vendor_faster(op, device_type, cin_g, cout_g, kernel, stride, out_size, wei
         if device_type == "cuda":
             return "dense groups on CUDA: cuDNN is faster (measured on an H200, docs/performance.md)"
         else:
-            taps = math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
-            if cin_g * taps > 32 and out_size[0] * out_size[1] < 128 * 128:
+            if cin_g * _taps(kernel, stride) > 32 and out_size[0] * out_size[1] < 128 * 128:
                 return "dense groups, compute-bound on a small map: the vendor GEMM is faster"
     elif op == "upsample_argmax" and cin_g >= 4 and cout_g >= 4:
         if device_type == "cuda":
             return "dense groups on CUDA: cuDNN's scores, then argmax (upsample_skip's measurement on an H200)"
-        products = channels * cin_g * math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
+        products = channels * cin_g * _taps(kernel, stride)
         small = out_size[0] * out_size[1] < 128 * 128
         if products > ARGMAX_DENSE_PRODUCTS_LARGE or (small and products > ARGMAX_DENSE_PRODUCTS):
             return "dense groups, compute-bound: the vendor GEMM's scores, then argmax, are faster"
