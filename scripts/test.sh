@@ -12,12 +12,14 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv=${FCN_VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH"
+# Each stage's heading with the minutes spent so far: CI's whole run must stay well under its 90 minutes.
+stage() { echo "== [$((SECONDS / 60)) min] $*"; }
 
-echo "== ruff: lint, and the format check (fix with: ruff check --fix ...; ruff format ...)"
+stage "ruff: lint, and the format check (fix with: ruff check --fix ...; ruff format ...)"
 ruff check fcn_kernels tests benchmarks
 ruff format --check fcn_kernels tests benchmarks
 
-echo "== ctest: shared index math, CUDA kernels replayed on the host"
+stage "ctest: shared index math, CUDA kernels replayed on the host"
 cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cmake -j "${MAX_JOBS:-2}" --target host_tests >/dev/null
 ctest --test-dir build/cmake --output-on-failure
@@ -29,25 +31,26 @@ from cuda_toolkit import find_cuda_home
 sys.exit(0 if torch.version.cuda and find_cuda_home() else 1)
 PY
 then
-  echo "== CUDA kernels: registers, shared memory, spills (fails on spills)"
+  stage "CUDA kernels: registers, shared memory, spills (fails on spills)"
   python tools/cuda_resources.py
   export FCN_EXPECT_CUDA_KERNELS=1  # tests/test_cuda_backend.py checks every CUDA kernel is registered
 fi
 
-echo "== pytest"
+stage "pytest"
 python -m pytest -q "$@"
 
-echo "== pytest: Triton kernels under the interpreter (TRITON_INTERPRET=1 must be set before triton is imported)"
+stage "pytest: Triton kernels under the interpreter (TRITON_INTERPRET=1 must be set before triton is imported)"
 TRITON_INTERPRET=1 python -m pytest -q -m triton tests  # tests/triton and the op suites' triton parameters
 
-echo "== benchmarks (smoke: each once, untimed)"
+stage "benchmarks (smoke: each once, untimed)"
 python -m pytest -q benchmarks --benchmark-disable -p no:cacheprovider
 
-echo "== the GPU check's stages on CPU (benchmarks/gpu_check.sh --cpu-smoke)"
+stage "the GPU check's stages on CPU (benchmarks/gpu_check.sh --cpu-smoke)"
 PYTHON="$PWD/$venv/bin/python" bash benchmarks/gpu_check.sh --cpu-smoke
 
-echo "== sanitizers: ASan + UBSan (scripts/sanitize.sh)"
+stage "sanitizers: ASan + UBSan (scripts/sanitize.sh)"
 bash scripts/sanitize.sh
 
-echo "== packaging: sdist, wheel, fresh venv, smoke test outside the tree (scripts/check_package.sh)"
+stage "packaging: sdist, wheel, fresh venv, smoke test outside the tree (scripts/check_package.sh)"
 bash scripts/check_package.sh
+stage "all passed"

@@ -332,9 +332,8 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
 // class of the largest score, which is label_tile's labels. Finite scores only (v > best), no bias or skip
 // (FCN's upscore8).
 // Not in the sanitizers' build (-O1 with ASan, scripts/sanitize.sh), whose tests never take them (off by
-// default but on AMD family 26, and the ties test is not in its list): that build of this file is its slowest
-// (one run with the pairs: over 30 minutes and 12 GB, killed unfinished), and their 16-lane code, inlined into
-// every tile variant, only adds to it.
+// default but on AMD family 26, and the ties test is not in its list): their 16-lane code in every tile variant
+// would only lengthen that build, this file's slowest (FCN_BLOCK_INLINE).
 #if defined(__AVX512F__) && !defined(__SANITIZE_ADDRESS__)
 template <int SW, typename acc_t>
 constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
@@ -391,17 +390,16 @@ struct ClassPairs {
  private:
   // Rows a and b (W elements) into out, alternately.
   void interleave(const float* a, const float* b, float* out) const {
-    using V = upsample_skip::Block<float, 16>;
     if (W < 16) {
       for (int64_t c = 0; c < W; ++c) out[2 * c] = a[c], out[2 * c + 1] = b[c];
       return;
     }
     for (int64_t c = 0;; c += 16) {
       c = std::min(c, W - 16);  // the last chunk overlaps the one before: the same values
-      V va, vb;
+      Vec va, vb;
       std::memcpy(&va, a + c, sizeof va), std::memcpy(&vb, b + c, sizeof vb);
-      const V lo = __builtin_shufflevector(va, vb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      const V hi = __builtin_shufflevector(va, vb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      const Vec lo = __builtin_shufflevector(va, vb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const Vec hi = __builtin_shufflevector(va, vb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
       std::memcpy(out + 2 * c, &lo, sizeof lo), std::memcpy(out + 2 * c + 16, &hi, sizeof hi);
       if (c == W - 16) break;
     }

@@ -109,9 +109,16 @@ constexpr bool kRegisterBlocks = SW > 0 && SW * sizeof(acc_t) >= 32;
 constexpr int kMaxTaps = 4;
 
 // The block code must inline into its loops (a call per block, its vectors through memory, costs more
-// than the block).
+// than the block). Not forced in the sanitizers' build (scripts/sanitize.sh: -O1 with ASan), which checks
+// the same code, not its speed: forced, GCC 12 took over 30 minutes and 12 GB on upsample_argmax_kernel.cpp
+// alone (killed unfinished); not forced, 14 minutes and 6.6 GB (10 minutes, 4.2 GB with setup.py's -g1).
+#if defined(__SANITIZE_ADDRESS__)
+#define FCN_BLOCK_INLINE inline
+#define FCN_BLOCK_INLINE_LAMBDA
+#else
 #define FCN_BLOCK_INLINE __attribute__((always_inline)) inline
 #define FCN_BLOCK_INLINE_LAMBDA __attribute__((always_inline))
+#endif
 
 // in_t: the rows' element type, x's (scalar_t), or acc_t for the separable blocks' combined rows.
 template <int SW, typename scalar_t, typename in_t = scalar_t>
