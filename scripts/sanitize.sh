@@ -2,8 +2,9 @@
 # The C++ code under AddressSanitizer and UndefinedBehaviorSanitizer (CPU only; any report fails):
 #   1. the ctest host tests (index math, the CUDA kernels' per-element math replayed on the host),
 #   2. the CPU extension, built into build/sanitize/ (never over fcn_kernels/_C.so), and the op
-#      tests run against it: both ops forward and backward, every dtype and layout, batch 0, crop
-#      windows at both edges, the property-based tests, the overflow and numerical edge cases.
+#      tests run against it: every op (the losses' and the labels' too) forward and backward, every
+#      dtype and layout, batch 0, crop windows at both edges, the property-based tests, the overflow
+#      and numerical edge cases.
 # Needs the environment of scripts/setup.sh (FCN_VENV, default .venv); pytest arguments replace the
 # default test selection.
 set -euo pipefail
@@ -43,11 +44,13 @@ run -c "import fcn_kernels, sys; f = fcn_kernels._ext._C.__file__; print('saniti
 sys.exit(0 if f.startswith('$PWD/$out/lib/') else 1)"
 echo "== sanitizers: op tests against the sanitized extension"
 if [ $# -eq 0 ]; then
-  # the near ties: the forward's scores and upsample_argmax's are summed by different code (aligned rows, the
-  # blocks) that must round alike in this -O1 build too, where the compiler contracts no multiply-add
-  set -- tests/test_upsample_skip.py tests/test_upsample_skip_errors.py tests/test_rarefied_conv2d.py \
+  # test_upsample_argmax's near ties: the forward's scores and upsample_argmax's are summed by different code
+  # (aligned rows, the blocks) that must round alike in this -O1 build too, where the compiler contracts no
+  # multiply-add
+  set -- tests/test_upsample_skip.py tests/test_upsample_skip_cases.py tests/test_upsample_skip_errors.py \
+    tests/test_rarefied_conv2d.py tests/test_upsample_argmax.py tests/test_interpolate_argmax.py \
+    tests/test_upsample_cross_entropy.py tests/test_interpolate_cross_entropy.py tests/test_losses.py \
     tests/test_property.py tests/test_overflow.py tests/test_numerics.py \
-    tests/test_upsample_argmax.py::test_outer_product_filters_near_ties \
     -k "not compile"
 fi
 # --capture=sys: a sanitizer report is written to file descriptor 2, which must not be a capture file.

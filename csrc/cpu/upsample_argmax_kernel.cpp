@@ -331,10 +331,7 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
 // lanes' the same over odd classes, and merging them (the larger, on a tie the lower class) gives the first
 // class of the largest score, which is label_tile's labels. Finite scores only (v > best), no bias or skip
 // (FCN's upscore8).
-// Not in the sanitizers' build (-O1 with ASan, scripts/sanitize.sh), whose tests never take them (off by
-// default but on AMD family 26, and the ties test is not in its list): their 16-lane code in every tile variant
-// would only lengthen that build, this file's slowest (FCN_BLOCK_INLINE).
-#if defined(__AVX512F__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__AVX512F__)
 template <int SW, typename acc_t>
 constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
 
