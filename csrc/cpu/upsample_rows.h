@@ -111,8 +111,7 @@ constexpr int kMaxTaps = 4;
 // The block code must inline into its loops (a call per block, its vectors through memory, costs more
 // than the block). Not forced in the sanitizers' build (scripts/sanitize.sh: -O1 with ASan), which checks
 // the same code, not its speed: forced, GCC 12 took over 30 minutes and 12 GB on upsample_argmax_kernel.cpp
-// alone (killed unfinished); not forced, 14 minutes and 6.6 GB, and with setup.py's -g1 10 minutes and 4.2 GB
-// (10.5 minutes with its class pairs).
+// alone (killed unfinished); not forced, 14 minutes and 6.6 GB (setup.py's -g1 there takes off more).
 #if defined(__SANITIZE_ADDRESS__)
 #define FCN_BLOCK_INLINE inline
 #define FCN_BLOCK_INLINE_LAMBDA
