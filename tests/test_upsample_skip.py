@@ -301,6 +301,34 @@ def test_deterministic_bits(seed, backend):
             assert torch.equal(a, b), f"grad {name} not bitwise reproducible on {backend}"
 
 
+@pytest.mark.parametrize("form", ["bilinear", "random"])
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_cpu_bits_whatever_the_threads(seed, backend, form):
+    """The CPU forwards hand their rows to the threads as each comes free (csrc/cpu/parallel_chunks.h): the
+    scores and the labels have the same bits on 1 and 2 threads and on every call. Enough rows for many chunks;
+    bilinear filters take the aligned rows (float), random ones the register blocks."""
+    c = case(N=2, channels=5, groups=5, H=23, W=19, K=16, stride=8, out_offset=(31, 9), out_size=(150, 131), bias=True)
+    x, w, b, _ = make_inputs(c, F32)
+    if form == "bilinear":
+        w = outer_product_weight(c, F32, "bilinear")
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 2):
+            torch.set_num_threads(threads)
+            results.append(
+                (
+                    fcn_kernels.upsample_skip(x, w, b, **c.kwargs(), backend=backend),
+                    fcn_kernels.upsample_argmax(x, w, b, **c.kwargs(), backend=backend),
+                )
+            )
+    finally:
+        torch.set_num_threads(before)
+    for got in results[1:]:
+        assert torch.equal(got[0], results[0][0]) and torch.equal(got[1], results[0][1]), f"seed={seed} {form}"
+    assert torch.equal(results[0][1], results[0][0].argmax(1)), f"seed={seed} {form}"
+
+
 @pytest.mark.parametrize("backend", backends("cuda"))
 def test_cuda_matches_cpu_kernels(seed, backend):
     problem = DETERMINISM["cuda"]

@@ -23,6 +23,7 @@
 
 #include "../host/upsample_argmax.h"
 #include "../index/upsample_argmax.h"
+#include "parallel_chunks.h"
 #include "upsample_rows.h"
 
 namespace fcn_kernels {
@@ -556,7 +557,7 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   const RowPlan<SW, scalar_t>& plan = plan_;
   const SureLabels<SW, scalar_t> sure(plan, x, bias != nullptr || skip != nullptr);
   const bool pairs_pay = kClassPairs<SW, acc_t> && class_pairs_pay();
-  at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
+  parallel_chunks(g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](auto next) {
     std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
@@ -565,50 +566,53 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
     ClassPairs pairs;
     const bool use_pairs =
         kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1 && pairs_pay;
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % g.Ho, n = row / g.Ho;
-      if (plan.separable()) {
-        const int32_t* labels = nullptr;
-        if (sure.enabled() && sure.row(n, i, known).active) {
-          if (known.all) {  // no class's combined row needed
-            for (int64_t m = plan.m_lo; m < plan.m_hi; ++m) write_known(plan, known.label.data(), m, out + row * g.Wo);
-            continue;
+    for (int64_t begin, end; next(begin, end);) {
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t i = row % g.Ho, n = row / g.Ho;
+        if (plan.separable()) {
+          const int32_t* labels = nullptr;
+          if (sure.enabled() && sure.row(n, i, known).active) {
+            if (known.all) {  // no class's combined row needed
+              for (int64_t m = plan.m_lo; m < plan.m_hi; ++m)
+                write_known(plan, known.label.data(), m, out + row * g.Wo);
+              continue;
+            }
+            labels = known.label.data();
           }
-          labels = known.label.data();
-        }
-        if (labels) {  // the combined rows where blocks are not sure only
-          for (int64_t co = 0; co < g.Cout; ++co) {
-            acc_t* y = ybuf.data() + co * g.W;
-            for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
-            plan.sep_put(co, y, sep[co]);
+          if (labels) {  // the combined rows where blocks are not sure only
+            for (int64_t co = 0; co < g.Cout; ++co) {
+              acc_t* y = ybuf.data() + co * g.W;
+              for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
+              plan.sep_put(co, y, sep[co]);
+            }
+          } else {
+            for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
           }
-        } else {
-          for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
+          // Class pairs where every block is scored (noise, boundaries): where some blocks' labels are sure
+          // (regions), building them cost more than they saved (7-15% slower, measured).
+          pairs.built = false;
+          label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
+                    use_pairs && !labels ? &pairs : nullptr);
+          continue;
         }
-        // Class pairs where every block is scored (noise, boundaries): where some blocks' labels are sure
-        // (regions), building them cost more than they saved (7-15% slower, measured).
-        pairs.built = false;
-        label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
-                  use_pairs && !labels ? &pairs : nullptr);
-        continue;
-      }
-      if (plan.taps(x, n, 0, i, taps[0])) {
-        for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
-        label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo, nullptr);
-        continue;
-      }
-      for (int64_t co = 0; co < g.Cout; ++co) {
-        const acc_t* a = plan.row(x, n, co, i, acc.data());
-        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-        if (skip) {
-          const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
-          for (int64_t j = 0; j < g.Wo; ++j)
-            run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j])));
-        } else {
-          for (int64_t j = 0; j < g.Wo; ++j) run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b));
+        if (plan.taps(x, n, 0, i, taps[0])) {
+          for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
+          label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo, nullptr);
+          continue;
         }
+        for (int64_t co = 0; co < g.Cout; ++co) {
+          const acc_t* a = plan.row(x, n, co, i, acc.data());
+          const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+          if (skip) {
+            const scalar_t* srow = skip + g.skip_index(n, co, i, 0);
+            for (int64_t j = 0; j < g.Wo; ++j)
+              run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j])));
+          } else {
+            for (int64_t j = 0; j < g.Wo; ++j) run.take(j, int32_t(co), rounded<scalar_t>(a[j] + b));
+          }
+        }
+        run.store(0, g.Wo, out + row * g.Wo);
       }
-      run.store(0, g.Wo, out + row * g.Wo);
     }
   });
 }

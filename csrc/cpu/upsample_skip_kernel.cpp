@@ -23,6 +23,7 @@
 
 #include "../host/upsample_skip.h"
 #include "finite.h"
+#include "parallel_chunks.h"
 #include "upsample_rows.h"
 
 namespace fcn_kernels {
@@ -181,45 +182,51 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
   plan_.use_separable(w, scores_finite);
   const RowPlan<SW, scalar_t>& plan = plan_;
   const int64_t rows = g.N * g.Cout * g.Ho;
-  at::parallel_for(0, rows, grain_for(plan.work()), [&](int64_t begin, int64_t end) {
+  parallel_chunks(rows, grain_for(plan.work()), [&](auto next) {
 #if defined(__AVX512F__)
     if constexpr (kAlignedRows<SW, scalar_t>) {
       // (block indices in 32-bit lanes)
-      if (plan.separable() && plan.T == 2 && g.W < (int64_t(1) << 30)) return aligned_rows<SW>(plan, x, bias, skip, out, begin, end);
+      if (plan.separable() && plan.T == 2 && g.W < (int64_t(1) << 30)) {
+        for (int64_t begin, end; next(begin, end);) aligned_rows<SW>(plan, x, bias, skip, out, begin, end);
+        return;
+      }
     }
 #endif
     std::vector<acc_t> acc, ybuf(plan.separable() ? g.W : 0);
-    // (n, co, i) of row, counted along rather than divided out per row
-    int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
-    const auto advance = [&] {
-      if (++i == g.Ho && (i = 0, ++co == g.Cout)) co = 0, ++n;
-    };
-    for (int64_t row = begin; row < end; ++row, advance()) {
-      const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
-      scalar_t* orow = out + g.out_index(n, co, i, 0);
-      const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
-      // each block from registers straight into the output row
-      const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
-        // By value, not by reference: the block loop then keeps them in registers; captured by
-        // reference they were re-read after every store (upscore8, 500x500: 2.0 ms -> 1.4 ms).
-        const int64_t off = plan.column_offset();
-        return plan.with_taps(x, n, co, i, ybuf.data(), [&plan, orow, srow, b, off, with_skip](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
-          using Vec = decltype(v);
-          const int64_t j0 = m * plan.sw() - off;  // plan.column(m)
-          int64_t r0 = 0, r1 = SW;
-          if constexpr (!core) plan.window(m, r0, r1);
-          v += b;
-          if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
-          store_block(orow + j0, v, r0, r1);
-        });
+    for (int64_t begin, end; next(begin, end);) {
+      // (n, co, i) of row, counted along rather than divided out per row
+      int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
+      const auto advance = [&] {
+        if (++i == g.Ho && (i = 0, ++co == g.Cout)) co = 0, ++n;
       };
-      if (srow ? store(std::true_type{}) : store(std::false_type{})) continue;
-      acc.resize(plan.acc_size());
-      const acc_t* a = plan.row(x, n, co, i, acc.data());
-      if (skip) {
-        for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j]));
-      } else {
-        for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b);
+      for (int64_t row = begin; row < end; ++row, advance()) {
+        const acc_t b = bias ? static_cast<acc_t>(bias[co]) : acc_t(0);
+        scalar_t* orow = out + g.out_index(n, co, i, 0);
+        const scalar_t* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+        // each block from registers straight into the output row
+        const auto store = [&](auto with_skip) FCN_BLOCK_INLINE_LAMBDA {
+          // By value, not by reference: the block loop then keeps them in registers; captured by
+          // reference they were re-read after every store (upscore8, 500x500: 2.0 ms -> 1.4 ms).
+          const int64_t off = plan.column_offset();
+          const auto put = [&plan, orow, srow, b, off, with_skip](int64_t m, auto v, auto core) FCN_BLOCK_INLINE_LAMBDA {
+            using Vec = decltype(v);
+            const int64_t j0 = m * plan.sw() - off;  // plan.column(m)
+            int64_t r0 = 0, r1 = SW;
+            if constexpr (!core) plan.window(m, r0, r1);
+            v += b;
+            if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
+            store_block(orow + j0, v, r0, r1);
+          };
+          return plan.with_taps(x, n, co, i, ybuf.data(), put);
+        };
+        if (srow ? store(std::true_type{}) : store(std::false_type{})) continue;
+        acc.resize(plan.acc_size());
+        const acc_t* a = plan.row(x, n, co, i, acc.data());
+        if (skip) {
+          for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b + static_cast<acc_t>(srow[j]));
+        } else {
+          for (int64_t j = 0; j < g.Wo; ++j) orow[j] = static_cast<scalar_t>(a[j] + b);
+        }
       }
     }
   });

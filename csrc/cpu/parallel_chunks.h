@@ -1,0 +1,47 @@
+// Rows handed to the threads as each comes free, for the forwards whose rows are independent
+// (upsample_skip's, upsample_argmax's).
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "../index/host_device.h"
+
+namespace fcn_kernels {
+
+// Chunks a thread, about: enough that a slow core's share shrinks, few enough that taking one (a shared
+// counter's cache line) stays negligible.
+constexpr int64_t kChunksPerThread = 16;
+
+// fn(next) once on each thread, where next(begin, end) gives the thread its next chunk of [0, n) (false once
+// none is left): chunks of at least `grain` items, taken from a counter by whichever thread is free, where
+// at::parallel_for fixes equal shares up front. On the shared 2-core VMs the project is measured on, one core
+// ran the same rows 10% to 28% slower than the other, which one changing from run to run, and the op waited for
+// it at the join (perf, docs/performance.md, session 18). fn sets up its buffers once, and keeps what it learns
+// from one chunk for the next (upsample_argmax's backoff: reset per chunk, it cost 10%). Which thread runs a
+// chunk never changes a bit of the results: each item is written by one thread, its sums in an order fixed in
+// the source. The counter hands out work; it adds up no results. Inside a parallel region, or with one thread,
+// fn runs once on the calling thread and next gives it all of [0, n), as at::parallel_for would.
+template <typename Fn>
+void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
+  if (n <= 0) return;
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int64_t chunk = std::max({grain, int64_t(1), ceil_div(n, threads * kChunksPerThread)});
+  const int64_t chunks = ceil_div(n, chunk);
+  if (threads == 1 || chunks == 1) {
+    bool given = false;
+    return fn([&](int64_t& begin, int64_t& end) { return !given && (begin = 0, end = n, given = true); });
+  }
+  std::atomic<int64_t> counter{0};
+  at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
+    fn([&](int64_t& begin, int64_t& end) {
+      const int64_t c = counter.fetch_add(1, std::memory_order_relaxed);
+      return c < chunks && (begin = c * chunk, end = std::min(n, begin + chunk), true);
+    });
+  });
+}
+
+}  // namespace fcn_kernels
