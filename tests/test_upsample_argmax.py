@@ -371,6 +371,48 @@ def test_one_positive_filter_with_flush_denormal(backend):
     assert torch.equal(labels, scores.argmax(1))
 
 
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_flush_denormal_on_every_thread(backend):
+    """torch.set_flush_denormal(True) sets the calling thread's flags only; the CPU forwards hand rows to other
+    threads too, and copy the caller's flags there: no score is denormal, and scores and labels have the same
+    bits on 1 and 2 threads, flushing having changed rows all down the map (products of 2^-123 and a or b =
+    1/16 are denormal)."""
+    c = case(channels=3, groups=3, H=23, W=19, K=16, stride=8)
+    w = outer_product_weight(c, F32, "bilinear")
+    x = torch.zeros(1, 3, c.H, c.W)
+    x[:, 1] = 2.0**-123
+    before = torch.get_num_threads()
+    results = []
+    try:
+        # first, with the flags off: the OpenMP threads start here, not with the caller's flush flags (a thread
+        # started under them would keep them, for every later op)
+        torch.set_num_threads(2)
+        kept = fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend)
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU cannot flush denormals")
+        try:
+            for threads in (1, 2, 2):
+                torch.set_num_threads(threads)
+                results.append(
+                    (
+                        fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend),
+                        fcn_kernels.upsample_argmax(x, w, **c.kwargs(), backend=backend),
+                    )
+                )
+        finally:
+            torch.set_flush_denormal(False)
+    finally:
+        torch.set_num_threads(before)
+    scores, labels = results[0]
+    flushed_rows = scores.ne(kept).any(dim=-1)[0, 1]  # rows of class 1 that flushing changed
+    assert flushed_rows.sum() >= len(flushed_rows) // 8 and flushed_rows[-len(flushed_rows) // 4 :].any()
+    tiny = torch.finfo(torch.float32).tiny
+    assert not scores.abs().lt(tiny).logical_and(scores.ne(0)).any(), "a denormal score was kept"
+    assert torch.equal(labels, scores.argmax(1))
+    for got in results[1:]:
+        assert torch.equal(got[0], scores) and torch.equal(got[1], labels)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("backend", backends("cpu", "cuda"))
 def test_one_positive_filter_noise_between_regions(seed, backend, threads):

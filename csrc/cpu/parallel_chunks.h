@@ -8,6 +8,10 @@
 #include <atomic>
 #include <cstdint>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "../index/host_device.h"
 
 namespace fcn_kernels {
@@ -23,8 +27,37 @@ constexpr int64_t kChunksPerThread = 16;
 // it at the join (perf, docs/performance.md, session 18). fn sets up its buffers once, and keeps what it learns
 // from one chunk for the next (upsample_argmax's backoff: reset per chunk, it cost 10%). Which thread runs a
 // chunk never changes a bit of the results: each item is written by one thread, its sums in an order fixed in
-// the source. The counter hands out work; it adds up no results. Inside a parallel region, or with one thread,
-// fn runs once on the calling thread and next gives it all of [0, n), as at::parallel_for would.
+// the source, under the calling thread's denormal flags (DenormalFlagsOf). The counter hands out work; it adds
+// up no results. Inside a parallel region, or with one thread, fn runs once on the calling thread and next
+// gives it all of [0, n), as at::parallel_for would.
+// The calling thread's denormal flags (x86's MXCSR: flush-to-zero and denormals-are-zero) on a thread for a
+// guard's life. torch.set_flush_denormal sets them on the calling thread only, not on the OpenMP workers (a
+// torch op's second half, run there, is not flushed): with rows handed out as threads come free, a row's
+// bits would then depend on the thread that ran it. With the flags copied, every row is computed as the
+// caller would compute it, on any thread.
+class DenormalFlagsOf {
+ public:
+#if defined(__SSE__)
+  static constexpr unsigned kFlags = 0x8040;  // FTZ (bit 15) and DAZ (bit 6)
+  DenormalFlagsOf() : flags_(_mm_getcsr() & kFlags) {}
+  // On this thread until the returned guard is destroyed.
+  struct Guard {
+    explicit Guard(unsigned flags) : saved(_mm_getcsr()) { _mm_setcsr((saved & ~kFlags) | flags); }
+    ~Guard() { _mm_setcsr(saved); }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+    unsigned saved;
+  };
+  Guard here() const { return Guard(flags_); }
+
+ private:
+  unsigned flags_;
+#else
+  struct Guard {};
+  Guard here() const { return {}; }
+#endif
+};
+
 template <typename Fn>
 void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
   if (n <= 0) return;
@@ -36,7 +69,9 @@ void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
     return fn([&](int64_t& begin, int64_t& end) { return !given && (begin = 0, end = n, given = true); });
   }
   std::atomic<int64_t> counter{0};
+  const DenormalFlagsOf caller;
   at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
+    [[maybe_unused]] const auto flags = caller.here();
     fn([&](int64_t& begin, int64_t& end) {
       const int64_t c = counter.fetch_add(1, std::memory_order_relaxed);
       return c < chunks && (begin = c * chunk, end = std::min(n, begin + chunk), true);
