@@ -18,6 +18,7 @@ from _helpers.argmax_cases import check
 from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, tiny
 from _helpers.opcheck import opcheck
 from _helpers.suites import case_tests
+from _helpers.threads import per_thread_count
 from _helpers.upsample_cases import (
     FCN8S_STAGES,
     FCN_LAST_STAGES,
@@ -381,28 +382,21 @@ def test_flush_denormal_on_every_thread(backend):
     w = outer_product_weight(c, F32, "bilinear")
     x = torch.zeros(1, 3, c.H, c.W)
     x[:, 1] = 2.0**-123
-    before = torch.get_num_threads()
-    results = []
+    # first, with the flags off: the OpenMP threads start here, not with the caller's flush flags (a thread
+    # started under them would keep them, for every later op)
+    (kept,) = per_thread_count(lambda: fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend), (2,))
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
     try:
-        # first, with the flags off: the OpenMP threads start here, not with the caller's flush flags (a thread
-        # started under them would keep them, for every later op)
-        torch.set_num_threads(2)
-        kept = fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend)
-        if not torch.set_flush_denormal(True):
-            pytest.skip("this CPU cannot flush denormals")
-        try:
-            for threads in (1, 2, 2):
-                torch.set_num_threads(threads)
-                results.append(
-                    (
-                        fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend),
-                        fcn_kernels.upsample_argmax(x, w, **c.kwargs(), backend=backend),
-                    )
-                )
-        finally:
-            torch.set_flush_denormal(False)
+        results = per_thread_count(
+            lambda: (
+                fcn_kernels.upsample_skip(x, w, **c.kwargs(), backend=backend),
+                fcn_kernels.upsample_argmax(x, w, **c.kwargs(), backend=backend),
+            ),
+            (1, 2, 2),
+        )
     finally:
-        torch.set_num_threads(before)
+        torch.set_flush_denormal(False)
     scores, labels = results[0]
     flushed_rows = scores.ne(kept).any(dim=-1)[0, 1]  # rows of class 1 that flushing changed
     assert flushed_rows.sum() >= len(flushed_rows) // 8 and flushed_rows[-len(flushed_rows) // 4 :].any()

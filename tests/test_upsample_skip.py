@@ -17,6 +17,7 @@ from _helpers.backends import NEEDS_GPU, backends, device_of, gpu_check, grid, t
 from _helpers.op_calls import op_names
 from _helpers.opcheck import opcheck
 from _helpers.suites import case_tests, cuda_kernel_tests, opcheck_grid, triton_case_pairs
+from _helpers.threads import per_thread_count
 from _helpers.upsample_cases import (
     FCN8S_STAGES,
     FCN_LAST_STAGES,
@@ -311,19 +312,13 @@ def test_cpu_bits_whatever_the_threads(seed, backend, form):
     x, w, b, _ = make_inputs(c, F32)
     if form == "bilinear":
         w = outer_product_weight(c, F32, "bilinear")
-    before = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 2):
-            torch.set_num_threads(threads)
-            results.append(
-                (
-                    fcn_kernels.upsample_skip(x, w, b, **c.kwargs(), backend=backend),
-                    fcn_kernels.upsample_argmax(x, w, b, **c.kwargs(), backend=backend),
-                )
-            )
-    finally:
-        torch.set_num_threads(before)
+    results = per_thread_count(
+        lambda: (
+            fcn_kernels.upsample_skip(x, w, b, **c.kwargs(), backend=backend),
+            fcn_kernels.upsample_argmax(x, w, b, **c.kwargs(), backend=backend),
+        ),
+        (1, 2, 2),
+    )
     for got in results[1:]:
         assert torch.equal(got[0], results[0][0]) and torch.equal(got[1], results[0][1]), f"seed={seed} {form}"
     assert torch.equal(results[0][1], results[0][0].argmax(1)), f"seed={seed} {form}"

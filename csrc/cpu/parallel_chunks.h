@@ -20,16 +20,6 @@ namespace fcn_kernels {
 // counter's cache line) stays negligible.
 constexpr int64_t kChunksPerThread = 16;
 
-// fn(next) once on each thread, where next(begin, end) gives the thread its next chunk of [0, n) (false once
-// none is left): chunks of at least `grain` items, taken from a counter by whichever thread is free, where
-// at::parallel_for fixes equal shares up front. On the shared 2-core VMs the project is measured on, one core
-// ran the same rows 10% to 28% slower than the other, which one changing from run to run, and the op waited for
-// it at the join (perf, docs/performance.md, session 18). fn sets up its buffers once, and keeps what it learns
-// from one chunk for the next (upsample_argmax's backoff: reset per chunk, it cost 10%). Which thread runs a
-// chunk never changes a bit of the results: each item is written by one thread, its sums in an order fixed in
-// the source, under the calling thread's denormal flags (DenormalFlagsOf). The counter hands out work; it adds
-// up no results. Inside a parallel region, or with one thread, fn runs once on the calling thread and next
-// gives it all of [0, n), as at::parallel_for would.
 // The calling thread's denormal flags (x86's MXCSR: flush-to-zero and denormals-are-zero) on a thread for a
 // guard's life. torch.set_flush_denormal sets them on the calling thread only, not on the OpenMP workers (a
 // torch op's second half, run there, is not flushed): with rows handed out as threads come free, a row's
@@ -58,6 +48,16 @@ class DenormalFlagsOf {
 #endif
 };
 
+// fn(next) once on each thread, where next(begin, end) gives the thread its next chunk of [0, n) (false once
+// none is left): chunks of at least `grain` items, taken from a counter by whichever thread is free, where
+// at::parallel_for fixes equal shares up front. On the shared 2-core VMs the project is measured on, one core
+// ran the same rows 10% to 28% slower than the other, which one changing from run to run, and the op waited for
+// it at the join (perf, docs/performance.md, session 18). fn sets up its buffers once, and keeps what it learns
+// from one chunk for the next (upsample_argmax's backoff: reset per chunk, it cost 10%). Which thread runs a
+// chunk never changes a bit of the results: each item is written by one thread, its sums in an order fixed in
+// the source, under the calling thread's denormal flags (DenormalFlagsOf). The counter hands out work; it adds
+// up no results. Inside a parallel region, or with one thread, fn runs once on the calling thread and next
+// gives it all of [0, n), as at::parallel_for would.
 template <typename Fn>
 void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
   if (n <= 0) return;

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from fcn_kernels._tolerance import error_bound
 
 from .backends import device_of
+from .threads import per_thread_count
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 IGNORE = 255
@@ -239,15 +240,13 @@ def check_loss(
 def assert_same_bits(loss_of, inputs, thread_counts=(None, None)):
     """loss_of(*leaves) and its gradients in every input are bitwise equal across runs, one run per entry of
     thread_counts (a torch thread count; None: the current one). The thread count is restored afterwards."""
-    threads, outs = torch.get_num_threads(), []
-    try:
-        for n in thread_counts:
-            torch.set_num_threads(n or threads)
-            leaves = [t.clone().requires_grad_() for t in inputs]
-            loss = loss_of(*leaves)
-            outs.append((loss, *torch.autograd.grad(loss, leaves)))
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        loss = loss_of(*leaves)
+        return (loss, *torch.autograd.grad(loss, leaves))
+
+    outs = per_thread_count(run, thread_counts)
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert torch.equal(a, b)
