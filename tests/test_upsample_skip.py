@@ -324,6 +324,41 @@ def test_cpu_bits_whatever_the_threads(seed, backend, form):
     assert torch.equal(results[0][1], results[0][0].argmax(1)), f"seed={seed} {form}"
 
 
+@pytest.mark.parametrize("stride", [8, 16])
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_separable_rows_same_bits_wherever_a_row_starts(seed, backend, stride):
+    """Bilinear upsampling in float (on AVX-512 CPUs the aligned rows, upsample_skip_kernel.cpp: each row's lanes
+    laid out from its address's place in a 64-byte line, its combined row computed from its two input rows, or
+    taken from a buffer where it has one): a row's scores have the same bits, signs of zero included, whatever
+    its width puts it at. Crops at several phases, reaching x's first and last blocks and the output's rows with
+    one input row; bias and skip or not. The scores are the reference's within float32's bound, and the labels
+    their argmax."""
+    rng = random.Random(seed)
+    for trial in range(6):
+        H, W = rng.randint(2, 6), rng.randint(3, 12)
+        full = ((H - 1) * stride + 2 * stride, (W - 1) * stride + 2 * stride)
+        oy, ox = rng.randint(0, stride + 1), rng.choice([0, 1, stride - 1, stride, rng.randint(0, full[1] - 18)])
+        ho, wo = rng.randint(1, full[0] - oy), full[1] - ox - rng.choice([0, 0, 1, stride])
+        skip = trial % 2 == 1
+        c = case(
+            N=2, channels=3, groups=3, H=H, W=W, K=2 * stride, stride=stride, out_offset=(oy, ox),
+            out_size=(ho, wo), bias=trial % 3 == 0, skip_offset=(1, 2), skip_hw=(ho + 1, wo + 2) if skip else None,
+        )  # fmt: skip
+        x, _, b, sk = make_inputs(c, F32)
+        w = outer_product_weight(c, F32, "bilinear")
+        y = fcn_kernels.upsample_skip(x, w, b, sk, **c.kwargs(), backend=backend)
+        assert_matches_reference(c, (x, w, b, sk), None, y, what=f"seed={seed} trial={trial}")
+        labels = fcn_kernels.upsample_argmax(x, w, b, sk, **c.kwargs(), backend=backend)
+        assert torch.equal(labels, y.argmax(1)), (seed, trial)
+        for narrower in (1, 3, 4, 7):  # other widths: other row starts within a 64-byte line
+            if wo - narrower < 1:
+                continue
+            kw = dict(c.kwargs(), out_size=(ho, wo - narrower))
+            got = fcn_kernels.upsample_skip(x, w, b, sk, **kw, backend=backend)
+            want = y[..., : wo - narrower].contiguous()
+            assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (seed, trial, narrower)
+
+
 @pytest.mark.parametrize("backend", backends("cuda"))
 def test_cuda_matches_cpu_kernels(seed, backend):
     problem = DETERMINISM["cuda"]

@@ -46,7 +46,9 @@ void full_row(const Geometry& g, const scalar_t* grow, acc_t* goz, int64_t block
 // two ends, each lane built from the combined row by a permute, instead of the register blocks' stores wherever
 // the crop puts them. Measured in one process against the blocks at upscore8, batch 1, 500x500 (2-core AMD EPYC
 // with AVX-512, interleaved calls): 0.92x-0.93x of their time at 1 thread, 0.95x-0.96x at 2. Session 12's
-// 32-byte version was 20% slower. Each lane adds the same terms in the same order and the same expressions as
+// 32-byte version was 20% slower. Session 19 (Zen 4, both versions in one build, calls interleaved): the combined
+// row computed in registers from the input rows rather than stored, and the layout kept per alignment, took
+// 0.86x-0.93x of the time before at 1 thread (batch 1 and 4), 0.96x-1.02x at 2. Each lane adds the same terms in the same order and the same expressions as
 // the block it belongs to (0, then the terms inside x, the bias, the skip), so that the scores are the blocks'
 // to the bit (and so upsample_argmax's, which sums through the blocks), signs of zero included, whether or not
 // the compiler contracts them to FMAs (it does not at -O1, the sanitizers' build).
@@ -68,26 +70,85 @@ constexpr int64_t kYPad = 4;
 // an undefined vector, which GCC 12 warns of as used uninitialized.
 FCN_BLOCK_INLINE __m512 permute(__m512i idx, __m512 v) { return _mm512_mask_permutexvar_ps(v, __mmask16(0xFFFF), idx, v); }
 
-// An output row of channel c of a separable plan with T == 2 from its combined row, y[m] at ybuf[kYPad + m].
-template <int SW, typename Plan>
-FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf, float* orow, const float* srow,
-                                  float b) {
-  // b's two tap blocks (sep_put's), read from the plan: a copy just stored (Taps) and loaded in 64 bytes
-  // stalls the load until the store retires, which cost a quarter of the row
-  const float* taps = plan.factors.data() + c * (plan.g.Kh + plan.g.Kw) + plan.g.Kh;
-  const int64_t Wo = plan.g.Wo, first = plan.first;
-  // j0: the 64-byte boundary at or before column 0 (orow is float-aligned: a float tensor's data)
-  const int64_t j0 = -int64_t(reinterpret_cast<uintptr_t>(orow) / sizeof(float) % 16);
-  // lane l of the vector at column j: block m_lo + (j + first + l) / SW (floored), phase (j + first + l) % SW,
-  // the same for every vector (16 is a multiple of SW); its terms y[m] * b0 and y[m - 1] * b1
-  const int64_t q0 = j0 + first + 16 * SW;  // kept positive for the divisions: 16 * SW is a whole block count
+// Where an output row's vectors fall, for rows whose column 0 lies j0 floats (-15 .. 0) after a 64-byte boundary:
+// the same for every such row of the plan, so computed once per alignment on each thread rather than per row (at
+// upscore8, outside the row's inner loop, its setup, its two masked ends and its combined row took a third of its
+// time in perf, session 19).
+struct AlignedLayout {
   // lane l's index s = a + l: y[m] is element s / SW + 1 of a 4-element load from y[m_j - 1], y[m - 1] element
   // s / SW, its weights element s % SW of b0 and b1. Computed in registers (a table filled lane by lane per row
   // became gathers, a fifth of the op), in GNU vectors where the intrinsics start from an undefined vector
   // (GCC 12 warns of those).
+  __m512i I0, I1, P;
+  // Vector k: columns j0 + 16 k .., its lane 0 in block mj0 + k * step, its load from y[mj0 + k * step - 1]. The
+  // inner ones [k_lo, k_hi), whole and every term inside x (blocks 1 .. W - 1); the others (a few at each end)
+  // masked, and checked lane by lane only where a lane's block may lie outside 1 .. W - 1 (plain_lo .. plain_hi
+  // is where none does: upscore8's crop leaves both ends of every row there).
+  int64_t mj0 = 0, K = 0, k_lo = 0, k_hi = 0, plain_lo = 0, plain_hi = 0;
+  bool set = false;
+};
+
+template <int SW, typename Plan>
+AlignedLayout aligned_layout(const Plan& plan, int64_t j0) {
+  AlignedLayout L;
+  const int64_t Wo = plan.g.Wo, Wx = plan.g.W;
+  // lane l of the vector at column j: block m_lo + (j + first + l) / SW (floored), phase (j + first + l) % SW,
+  // the same for every vector (16 is a multiple of SW); its terms y[m] * b0 and y[m - 1] * b1
+  const int64_t q0 = j0 + plan.first + 16 * SW;  // kept positive for the divisions: 16 * SW is a whole block count
   using Lanes = Block<int32_t, 16>;
   const Lanes S = Lanes{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} + int32_t(q0 % SW);
-  const __m512i I1 = (__m512i)(S / SW), I0 = (__m512i)(S / SW + 1), P = (__m512i)(S % SW);
+  L.I1 = (__m512i)(S / SW), L.I0 = (__m512i)(S / SW + 1), L.P = (__m512i)(S % SW);
+  constexpr int64_t step = 16 / SW;
+  L.mj0 = plan.m_lo + q0 / SW - 16, L.K = ceil_div(Wo - j0, int64_t(16));
+  L.k_lo = std::max<int64_t>(j0 < 0 ? 1 : 0, ceil_div(1 - L.mj0, step));
+  L.k_hi = std::max(L.k_lo, std::min({L.K, floor_div(Wo - 16 - j0, int64_t(16)) + 1, floor_div(Wx - 3 - L.mj0, step) + 1}));
+  // vector k's lanes lie in blocks mj0 + k * step + (0 .. (15 + q0 % SW) / SW)
+  const int64_t reach = (15 + q0 % SW) / SW;
+  L.plain_lo = ceil_div(1 - L.mj0, step), L.plain_hi = floor_div(Wx - 1 - reach - L.mj0, step) + 1;
+  L.set = true;
+  return L;
+}
+
+// The combined row y's elements [c, c + 4) in a vector's low lanes (its others unused): from a buffer (RowPlan::sep_row's
+// y) or computed from the row's two input rows, as sep_row computes them (fma(x1, a1, x0 * a0)), where a row has two
+// (every row of FCN's stages). Computed, y is never stored: its stores had been a seventh of a row's, in an op bound
+// by its stores (at upscore8, 5 a row beside the row's 32).
+struct YFromBuffer {
+  const float* y;  // y[0] (kYPad elements before it and after y[W - 1] readable)
+  template <bool kMasked>
+  FCN_BLOCK_INLINE __m512 at(int64_t c) const {
+    return _mm512_maskz_broadcast_f32x4(__mmask16(0xFFFF), _mm_loadu_ps(y + c));
+  }
+};
+
+struct YFromPair {
+  const float *x0, *x1;  // the input rows
+  float s0, s1;          // their factors
+  int64_t W;
+  __m128 a0 = _mm_set1_ps(s0), a1 = _mm_set1_ps(s1);
+  // kMasked: elements outside [0, W) (a vector at a row's end) as 0, never read from x (their terms are not used)
+  template <bool kMasked>
+  FCN_BLOCK_INLINE __m512 at(int64_t c) const {
+    if constexpr (kMasked) {  // (in 512 bits: the 128-bit masked loads need AVX512VL)
+      const int64_t lo = std::clamp<int64_t>(-c, 0, 4), hi = std::clamp<int64_t>(W - c, 0, 4);
+      const __mmask16 m = __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));  // masked lanes are not read
+      const __m512 v0 = _mm512_maskz_loadu_ps(m, x0 + c), v1 = _mm512_maskz_loadu_ps(m, x1 + c);
+      return _mm512_fmadd_ps(v1, _mm512_set1_ps(s1), _mm512_mul_ps(v0, _mm512_set1_ps(s0)));
+    }
+    return _mm512_zextps128_ps512(_mm_fmadd_ps(_mm_loadu_ps(x1 + c), a1, _mm_mul_ps(_mm_loadu_ps(x0 + c), a0)));
+  }
+};
+
+// An output row of channel c of a separable plan with T == 2 from its combined row (Y: YFromBuffer or YFromPair),
+// laid out as L says (L's j0: orow's offset from its 64-byte boundary).
+template <int SW, typename Plan, typename Y>
+FCN_BLOCK_INLINE void aligned_row(const Plan& plan, const AlignedLayout& L, int64_t j0, int64_t c, const Y& ysrc,
+                                  float* orow, const float* srow, float b) {
+  // b's two tap blocks (sep_put's), read from the plan: a copy just stored (Taps) and loaded in 64 bytes
+  // stalls the load until the store retires, which cost a quarter of the row
+  const float* taps = plan.factors.data() + c * (plan.g.Kh + plan.g.Kw) + plan.g.Kh;
+  const int64_t Wo = plan.g.Wo;
+  const __m512i I0 = L.I0, I1 = L.I1, P = L.P;
   const auto weights = [&](int t) FCN_BLOCK_INLINE_LAMBDA {  // tap block t's SW weights in lanes P
     return permute(P, _mm512_maskz_loadu_ps(__mmask16((1u << SW) - 1u), taps + t * SW));
   };
@@ -95,10 +156,9 @@ FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf
   const __m512i W = _mm512_set1_epi32(int32_t(plan.g.W));
   // Taps::at's sums, in the same expressions (so that the compiler contracts them to FMAs exactly where it does
   // the blocks'): 0, then each term whose element of y lies inside x (0 <= m < W for y[m], 1 <= m <= W for
-  // y[m - 1]) added as v += y * b; then the bias. edge: lane by lane, for the vectors that reach block 0 or W
-  // (elsewhere every term is inside).
-  const auto vec = [&](const float* y4, int64_t mj, auto edge) FCN_BLOCK_INLINE_LAMBDA {
-    const __m512 y = _mm512_maskz_broadcast_f32x4(__mmask16(0xFFFF), _mm_loadu_ps(y4));  // elements 0 .. 3, copied
+  // y[m - 1]) added as v += y * b; then the bias. edge: lane by lane, for the vectors that may reach block 0 or
+  // W (elsewhere every term is inside, and both forms add the same terms). y: y[mj - 1 .. mj + 2] in lanes 0 .. 3.
+  const auto vec = [&](__m512 y, int64_t mj, auto edge) FCN_BLOCK_INLINE_LAMBDA {
     const __m512 y0 = permute(I0, y), y1 = permute(I1, y);
     __m512 v = _mm512_setzero_ps();
     if constexpr (decltype(edge)::value) {
@@ -113,62 +173,70 @@ FCN_BLOCK_INLINE void aligned_row(const Plan& plan, int64_t c, const float* ybuf
     }
     return v + bias;
   };
-  // Vector k: columns j0 + 16 k .., its lane 0 in block mj0 + k * step, its load from y[mj0 + k * step - 1].
-  // The inner ones [k_lo, k_hi), whole and every term inside x (blocks 1 .. W - 1), in a loop of their own; the
-  // others (a few at each end) masked.
   constexpr int64_t step = 16 / SW;
-  const int64_t Wx = plan.g.W, mj0 = plan.m_lo + q0 / SW - 16, K = ceil_div(Wo - j0, int64_t(16));
-  const int64_t k_lo = std::max<int64_t>(j0 < 0 ? 1 : 0, ceil_div(1 - mj0, step));
-  const int64_t k_hi = std::max(k_lo, std::min({K, floor_div(Wo - 16 - j0, int64_t(16)) + 1, floor_div(Wx - 3 - mj0, step) + 1}));
-  const float* ybase = ybuf + kYPad + mj0 - 1;  // vector 0's load
+  const int64_t mj0 = L.mj0, K = L.K, k_lo = L.k_lo, k_hi = L.k_hi;
   const auto masked = [&](int64_t k) FCN_BLOCK_INLINE_LAMBDA {
-    const int64_t j = j0 + 16 * k;
+    const int64_t j = j0 + 16 * k, mj = mj0 + k * step;
     const __mmask16 lanes = __mmask16(((1u << std::min<int64_t>(16, Wo - j)) - 1u) & ~((1u << std::max<int64_t>(0, -j)) - 1u));
-    __m512 v = vec(ybase + k * step, mj0 + k * step, std::true_type{});
+    const __m512 y = ysrc.template at<true>(mj - 1);
+    __m512 v = k >= L.plain_lo && k < L.plain_hi ? vec(y, 0, std::false_type{}) : vec(y, mj, std::true_type{});
     if (srow) v += _mm512_maskz_loadu_ps(lanes, srow + j);
     _mm512_mask_store_ps(orow + j, lanes, v);
   };
   for (int64_t k = 0; k < k_lo && k < K; ++k) masked(k);
   float* o = orow + j0 + 16 * k_lo;
-  const float* ym = ybase + k_lo * step;
+  int64_t ym = mj0 - 1 + k_lo * step;
   if (srow) {
     const float* sp = srow + j0 + 16 * k_lo;
     for (int64_t k = k_lo; k < k_hi; ++k, o += 16, ym += step, sp += 16)
-      _mm512_store_ps(o, vec(ym, 0, std::false_type{}) + _mm512_loadu_ps(sp));
+      _mm512_store_ps(o, vec(ysrc.template at<false>(ym), 0, std::false_type{}) + _mm512_loadu_ps(sp));
   } else {
-    for (int64_t k = k_lo; k < k_hi; ++k, o += 16, ym += step) _mm512_store_ps(o, vec(ym, 0, std::false_type{}));
+    for (int64_t k = k_lo; k < k_hi; ++k, o += 16, ym += step)
+      _mm512_store_ps(o, vec(ysrc.template at<false>(ym), 0, std::false_type{}));
   }
   for (int64_t k = k_hi; k < K; ++k) masked(k);
 }
 
-// Rows [begin, end) of a separable plan with T == 2, kAhead at a time: the group's combined rows first, then its
-// output rows. A combined row read right after it is stored stalls the loads that span two of its stores (no
-// store-to-load forwarding): perf put a fifth of the row's samples there.
-constexpr int64_t kAhead = 8;
-
+// One thread's rows of a separable plan with T == 2, over its chunks: the layouts met so far, and a buffer for the
+// combined row of a row with other than two input rows.
 template <int SW, typename Plan>
-void aligned_rows(const Plan& plan, const float* x, const float* bias, const float* skip, float* out, int64_t begin,
-                  int64_t end) {
-  const Geometry& g = plan.g;
-  const int64_t len = kYPad + g.W + kYPad;
-  std::vector<float> ybufs(kAhead * len, 0.0f);
-  // (n, co, i) of row, counted along rather than divided out per row
-  int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
-  int64_t ns[kAhead], cs[kAhead], is[kAhead];
-  for (int64_t row0 = begin; row0 < end; row0 += kAhead) {
-    const int64_t count = std::min(kAhead, end - row0);
-    for (int64_t k = 0; k < count; ++k) {
-      ns[k] = n, cs[k] = co, is[k] = i;
-      plan.sep_row(x, n, co, i, ybufs.data() + k * len + kYPad, 0, g.W);
+class AlignedRows {
+ public:
+  explicit AlignedRows(const Plan& plan) : plan_(plan), ybuf_(kYPad + plan.g.W + kYPad, 0.0f) {}
+
+  // Rows [begin, end).
+  void run(const float* x, const float* bias, const float* skip, float* out, int64_t begin, int64_t end) {
+    const Geometry& g = plan_.g;
+    // (n, co, i) of row, counted along rather than divided out per row
+    int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
+    for (int64_t row = begin; row < end; ++row) {
+      float* orow = out + g.out_index(n, co, i, 0);
+      // j0: the 64-byte boundary at or before column 0 (orow is float-aligned: a float tensor's data)
+      const int64_t j0 = -int64_t(reinterpret_cast<uintptr_t>(orow) / sizeof(float) % 16);
+      AlignedLayout& L = layouts_[-j0];
+      if (!L.set) L = aligned_layout<SW>(plan_, j0);
+      const float* srow = skip ? skip + g.skip_index(n, co, i, 0) : nullptr;
+      const float b = bias ? bias[co] : 0.0f;
+      const Range ih = plan_.inputs[i];
+      if (ih.size() == 2) {
+        const float* a = plan_.factors.data() + co * (g.Kh + g.Kw);
+        const int64_t p = i + g.oy;
+        const YFromPair y{x + g.x_index(n, co, ih.begin, 0), x + g.x_index(n, co, ih.begin + 1, 0),
+                          a[p - ih.begin * g.sh], a[p - (ih.begin + 1) * g.sh], g.W};
+        aligned_row<SW>(plan_, L, j0, co, y, orow, srow, b);
+      } else {
+        plan_.sep_row(x, n, co, i, ybuf_.data() + kYPad, 0, g.W);
+        aligned_row<SW>(plan_, L, j0, co, YFromBuffer{ybuf_.data() + kYPad}, orow, srow, b);
+      }
       if (++i == g.Ho && (i = 0, ++co == g.Cout)) co = 0, ++n;
     }
-    for (int64_t k = 0; k < count; ++k) {
-      const int64_t c = cs[k];
-      aligned_row<SW>(plan, c, ybufs.data() + k * len, out + g.out_index(ns[k], c, is[k], 0),
-                      skip ? skip + g.skip_index(ns[k], c, is[k], 0) : nullptr, bias ? bias[c] : 0.0f);
-    }
   }
-}
+
+ private:
+  const Plan& plan_;
+  std::vector<float> ybuf_;
+  AlignedLayout layouts_[16];
+};
 #endif
 
 // One output row (n, co, i) per step: accumulate the blocks covering the crop window, then
@@ -187,7 +255,8 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
     if constexpr (kAlignedRows<SW, scalar_t>) {
       // (block indices in 32-bit lanes)
       if (plan.separable() && plan.T == 2 && g.W < (int64_t(1) << 30)) {
-        for (int64_t begin, end; next(begin, end);) aligned_rows<SW>(plan, x, bias, skip, out, begin, end);
+        AlignedRows<SW, RowPlan<SW, scalar_t>> rows(plan);
+        for (int64_t begin, end; next(begin, end);) rows.run(x, bias, skip, out, begin, end);
         return;
       }
     }
