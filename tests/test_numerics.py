@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 import fcn_kernels
 from _helpers.property_cases import RarefiedCase
+from _helpers.threads import per_thread_count
 from _helpers.tolerances import assert_close_bound, error_bound
-from _helpers.upsample_cases import SMALL, case, make_inputs, run
+from _helpers.upsample_cases import SMALL, case, make_inputs, outer_product_weight, run
 from fcn_kernels import reference
 from fcn_kernels._tolerance import EPS
 
@@ -247,3 +248,120 @@ def test_subnormal_and_large_magnitudes_within_bounds(seed, op, name, dtype, sca
         near = (e.abs() + error_bound(e, b, n, dtype) >= edge) & ~over
         keep = ~(over | near)
         assert_close_bound(a[keep], e[keep], b[keep], n, dtype, f"{op} {name} {what} ({dtype}, {scale})")
+
+
+# Tiny: products of it and a normal value are denormal in float32.
+TINY = 2.0**-130
+
+
+def _flush_problems():
+    """name -> (call, inputs): call(*inputs) returns the op's outputs and its inputs' gradients, each from a CPU
+    kernel's parallel loop. Sizes that give both threads rows of every loop: the forwards' rows and the backward
+    passes of the direct paths (the GEMM paths' BLAS calls may run on BLAS's own threads, outside the
+    guarantee: DESIGN §4.2), the rarefied conv's three passes, the fused losses' two."""
+    up = {  # register blocks (random filters), aligned rows (bilinear), row buffers (2 channels a group)
+        "upsample_skip depthwise": case(
+            N=2,
+            channels=3,
+            groups=3,
+            H=23,
+            W=19,
+            K=16,
+            stride=8,
+            out_offset=(5, 3),
+            out_size=(170, 150),
+            skip_offset=(1, 2),
+            skip_hw=(171, 152),
+        ),
+        "upsample_skip grouped": case(N=2, channels=6, groups=3, H=24, W=20, K=4, stride=2, out_offset=1),
+    }  # fmt: skip  (no bias: its gradient is torch's sum, whose shares on the workers are not flushed)
+    problems = {}
+    for name, c in up.items():
+        x, w, b, skip = make_inputs(c, torch.float32)
+        go = torch.randn(c.N, c.cout, *c.crop)
+
+        def skip_call(x, w, b, skip, go, c=c):
+            leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, w, b, skip)]
+            y = fcn_kernels.upsample_skip(*leaves, **c.kwargs(), backend="cpu")
+            labels = fcn_kernels.upsample_argmax(*leaves, **c.kwargs(), backend="cpu")
+            return (y, labels, *torch.autograd.grad(y, [t for t in leaves if t is not None], go))
+
+        problems[name] = (skip_call, (x, w, b, skip, go))
+        if c.groups == c.cin:
+            problems[name + " bilinear"] = (
+                skip_call,
+                (x, outer_product_weight(c, torch.float32, "bilinear"), b, skip, go),
+            )
+    for name, rc in {
+        "rarefied_conv2d depthwise": RarefiedCase(
+            N=2, cin=3, cout=3, groups=3, H=40, W=36, K=(3, 3), rarefaction=(2, 3), padding=(2, 3), bias=True
+        ),
+        "rarefied_conv2d grouped": RarefiedCase(
+            N=2, cin=6, cout=6, groups=3, H=24, W=24, K=(3, 3), rarefaction=(2, 1), padding=(2, 1), bias=True
+        ),
+    }.items():
+        x, w, b = (t.float() for t in rc.inputs(torch.float64))
+        go = torch.randn(rc.N, rc.cout, *rc.out)
+
+        def rarefied_call(x, w, b, go, rc=rc):
+            leaves = [t.detach().requires_grad_() for t in (x, w, b)]
+            y = fcn_kernels.rarefied_conv2d(*leaves, **rc.kwargs(), backend="cpu")
+            return (y, *torch.autograd.grad(y, leaves, go))
+
+        problems[name] = (rarefied_call, (x, w, b, go))
+    x = torch.randn(2, 5, 23, 19)
+    w = fcn_kernels.bilinear_kernel(5, 16, groups=5)
+    target = torch.randint(0, 5, (2, 170, 150))
+
+    def upsample_loss_call(x, w, go):
+        leaf = x.detach().requires_grad_()
+        loss = fcn_kernels.upsample_cross_entropy(
+            leaf, target, w, stride=8, groups=5, out_offset=(5, 3), reduction="none"
+        )
+        return (loss, *torch.autograd.grad(loss, leaf, go))
+
+    problems["upsample_cross_entropy"] = (upsample_loss_call, (x, w, torch.randn(2, 170, 150)))
+    xi = torch.randn(2, 5, 40, 36)
+    ti = torch.randint(0, 5, (2, 150, 140))
+
+    def interpolate_loss_call(x, go):
+        leaf = x.detach().requires_grad_()
+        loss = fcn_kernels.interpolate_cross_entropy(leaf, ti, reduction="none")
+        labels = fcn_kernels.interpolate_argmax(x, (150, 140))
+        return (loss, labels, *torch.autograd.grad(loss, leaf, go))
+
+    problems["interpolate_cross_entropy"] = (interpolate_loss_call, (xi, torch.randn(2, 150, 140)))
+    return problems
+
+
+FLUSH = _flush_problems()
+
+
+@pytest.mark.parametrize("name", list(FLUSH))
+def test_flush_denormal_same_bits_on_every_thread_count(name):
+    """torch.set_flush_denormal(True) sets the calling thread's flags only; every CPU kernel's parallel loop
+    (csrc/cpu/parallel_chunks.h) runs its shares under the caller's flags, so that the results, forward and
+    backward, have the same bits on 1 and 2 threads. Inputs and gradients scaled to make denormal products
+    (once the inputs, once the output gradient): flushing changes some of every op's results."""
+    call, inputs = FLUSH[name]
+    changed = False
+    for scaled in (0, len(inputs) - 1):  # x, then the output gradient
+        args = [
+            t * TINY if i == scaled and t is not None and t.is_floating_point() else t for i, t in enumerate(inputs)
+        ]
+        # the OpenMP threads start here, not under the caller's flush flags (a thread started under them keeps
+        # them for every later op)
+        (kept,) = per_thread_count(lambda: call(*args), (2,))
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU cannot flush denormals")
+        try:
+            results = per_thread_count(lambda: call(*args), (1, 2, 2))
+        finally:
+            torch.set_flush_denormal(False)
+        changed |= any(not torch.equal(a, b) for a, b in zip(results[0], kept))
+        for got in results[1:]:
+            for i, (a, b) in enumerate(zip(got, results[0])):
+                assert torch.equal(a.view(-1).view(torch.uint8), b.view(-1).view(torch.uint8)), (
+                    f"{name}, {'x' if scaled == 0 else 'grad'} scaled: result {i} differs between 1 and 2 threads"
+                )
+    assert changed, f"{name}: flushing changed nothing"

@@ -13,6 +13,7 @@
 #include "../host/interpolate_argmax.h"
 #include "index/upsample_argmax.h"
 #include "interpolate_rows.h"
+#include "parallel_chunks.h"
 
 namespace fcn_kernels {
 namespace interpolate_argmax {
@@ -25,7 +26,7 @@ void argmax_kernel(const Forward& call) {
   const interpolate::PlaneTaps<acc_t> taps(g);
   const scalar_t* x = call.x.const_data_ptr<scalar_t>();
   int64_t* labels = call.labels.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
     interpolate::ScoreRows<scalar_t> rows(g, x, taps.rows.view(), taps.cols.view());
     std::vector<acc_t> v(g.C * g.Wo), best(g.Wo);
     std::vector<int32_t> label(g.Wo);  // the maxima's width, so that the update vectorizes

@@ -14,6 +14,7 @@
 
 #include "../host/interpolate_logsumexp.h"
 #include "interpolate_rows.h"
+#include "parallel_chunks.h"
 #include "softmax_rows.h"
 
 namespace fcn_kernels {
@@ -31,7 +32,7 @@ void forward_kernel(const Forward& f) {
   const scalar_t* x = f.x.const_data_ptr<scalar_t>();
   const int64_t* target = f.target.const_data_ptr<int64_t>();
   acc_t *lse = f.lse.mutable_data_ptr<acc_t>(), *picked = f.picked.mutable_data_ptr<acc_t>();
-  at::parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * g.Ho, interpolate::grain_for_scores(g.C * g.Wo), [&](int64_t begin, int64_t end) {
     ScoreRows<scalar_t> rows(g, x, taps.rows.view(), taps.cols.view());
     std::vector<acc_t> v(g.C * g.Wo), m(g.Wo), s(g.Wo);
     for (int64_t row = begin; row < end; ++row) {
@@ -58,7 +59,7 @@ void backward_kernel(const Backward& b) {
   scalar_t* gx = b.grad_x.mutable_data_ptr<scalar_t>();
   const int64_t nb = interpolate::bands_per_image(g.H), B = interpolate::kBandRows;
   const int64_t band_scores = g.C * g.Wo * (B * ceil_div(g.Ho, g.H) + 2);  // about, and twice for the adjoint
-  at::parallel_for(0, g.N * nb, interpolate::grain_for_scores(2 * band_scores), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * nb, interpolate::grain_for_scores(2 * band_scores), [&](int64_t begin, int64_t end) {
     ScoreRows<scalar_t> rows(g, x, rt, ct);
     std::vector<acc_t> v(g.C * g.Wo), d(g.C * g.Wo), G(g.C * B * g.Wo), row(g.W);
     for (int64_t task = begin; task < end; ++task) {

@@ -1,5 +1,6 @@
-// Rows handed to the threads as each comes free, for the forwards whose rows are independent
-// (upsample_skip's, upsample_argmax's).
+// The CPU kernels' parallel loops, every item computed under the calling thread's denormal flags: rows handed
+// to the threads as each comes free (parallel_chunks, for the forwards whose rows are independent: upsample_skip's,
+// upsample_argmax's), or equal shares fixed up front (parallel_for, every other loop).
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -76,6 +77,19 @@ void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
       const int64_t c = counter.fetch_add(1, std::memory_order_relaxed);
       return c < chunks && (begin = c * chunk, end = std::min(n, begin + chunk), true);
     });
+  });
+}
+
+// at::parallel_for(begin, end, grain, fn), each share run under the calling thread's denormal flags
+// (DenormalFlagsOf): without them, under torch.set_flush_denormal, the workers' shares were not flushed and the
+// caller's were, so that a result's bits depended on the thread count (session 19). Every CPU kernel's loop
+// that is not parallel_chunks goes through here.
+template <typename Fn>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
+  const DenormalFlagsOf caller;
+  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {
+    [[maybe_unused]] const auto flags = caller.here();
+    fn(b, e);
   });
 }
 

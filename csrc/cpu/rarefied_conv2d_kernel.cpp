@@ -36,6 +36,7 @@
 
 #include "../host/rarefied_conv2d.h"
 #include "finite.h"
+#include "parallel_chunks.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FCN_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -128,7 +129,7 @@ template <typename acc_t>
 void direct_forward(const Geometry& g, const acc_t* xw, const acc_t* w, const acc_t* bias, acc_t* out) {
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), row = g.wide_row();
-  at::parallel_for(0, g.N * g.Cout, grain_for(L * cin_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * g.Cout, grain_for(L * cin_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(L);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t co = task % g.Cout, n = task / g.Cout, grp = co / cout_g;
@@ -153,7 +154,7 @@ void direct_backward_input(const Geometry& g, const acc_t* gow, const acc_t* w, 
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane;
   const int64_t rows = finite_weight ? 1 : g.Ho, cols = finite_weight ? L : g.Wo;
-  at::parallel_for(0, g.N * g.Cin, grain_for(L * cout_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * g.Cin, grain_for(L * cout_g * g.Kh * g.Kw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(plane + g.slack());
     for (int64_t task = begin; task < end; ++task) {
       const int64_t ci = task % g.Cin, n = task / g.Cin, grp = ci / cin_g, ci_l = ci % cin_g;
@@ -180,7 +181,7 @@ void direct_backward_weight(const Geometry& g, const acc_t* gow, const acc_t* xw
   const int64_t cin_g = g.cin_per_group(), cout_g = g.cout_per_group();
   const int64_t L = g.Ho * g.Wp(), plane = g.image_cols(), grow = g.N * plane, row = g.wide_row();
   const int64_t elems = g.Cout * cin_g * g.Kh * g.Kw;
-  at::parallel_for(0, elems, grain_for(g.N * L), [&](int64_t begin, int64_t end) {
+  parallel_for(0, elems, grain_for(g.N * L), [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       const int64_t kw = e % g.Kw, kh = (e / g.Kw) % g.Kh;
       const int64_t ci_l = (e / (g.Kw * g.Kh)) % cin_g, co = e / (g.Kw * g.Kh * cin_g);

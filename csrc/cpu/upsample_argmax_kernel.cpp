@@ -628,7 +628,7 @@ void argmax_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w,
   const auto B = weight_blocks(g, w, acc_options);
   const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
   const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
-  at::parallel_for(0, g.N * (bi_hi - bi_lo), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * (bi_hi - bi_lo), 1, [&](int64_t begin, int64_t end) {
     auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
     acc_t* a = A.mutable_data_ptr<acc_t>();
     const acc_t* c = C.const_data_ptr<acc_t>();

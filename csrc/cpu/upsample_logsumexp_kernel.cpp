@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../host/upsample_logsumexp.h"
+#include "parallel_chunks.h"
 #include "softmax_rows.h"
 #include "upsample_rows.h"
 
@@ -114,7 +115,7 @@ void forward_kernel(Stride<SW> sw, const Forward& f) {
                  *skip = data_or_null<scalar_t>(f.skip);
   const int64_t* target = f.target.const_data_ptr<int64_t>();
   acc_t *lse = f.lse.mutable_data_ptr<acc_t>(), *picked = f.picked.mutable_data_ptr<acc_t>();
-  at::parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> scratch(plan.acc_size()), v(g.Cout * g.Wo), m(g.Wo), s(g.Wo);
     for (int64_t row = begin; row < end; ++row) {
       score_rows(plan, x, bias, skip, row / g.Ho, row % g.Ho, scratch.data(), v.data());
@@ -150,7 +151,7 @@ void backward_kernel(Stride<SW> sw, const Backward& bw) {
   // A run's work: its rows' scores, recomputed, and their adjoint (about as much again). The grain groups
   // runs on a thread; the runs, and so the sums, stay the geometry's.
   const int64_t run_work = 2 * g.N * g.Ho * g.Cout * plan.work() / std::max<int64_t>(1, chunks);
-  at::parallel_for(0, chunks, grain_for(run_work), [&](int64_t c_begin, int64_t c_end) {
+  parallel_for(0, chunks, grain_for(run_work), [&](int64_t c_begin, int64_t c_end) {
     std::vector<acc_t> scratch(plan.acc_size()), v(C * g.Wo), d(C * len, acc_t(0));
     std::vector<acc_t> gx(bw.need_x ? g.Cin * B * g.W * sw() : 0);
     for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {

@@ -318,7 +318,7 @@ void forward_gemm_kernel(const Geometry& g, const scalar_t* x, const scalar_t* w
   const int64_t bi_lo = floor_div(g.oy, g.sh), bi_hi = ceil_div(g.oy + g.Ho, g.sh);
   const int64_t bj_lo = floor_div(g.ox, g.sw), bj_hi = ceil_div(g.ox + g.Wo, g.sw), nb = bj_hi - bj_lo;
   const int64_t tasks = g.N * g.groups * (bi_hi - bi_lo);
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     auto A = at::empty({nb, kdim}, acc_options), C = at::empty({nb, cols}, acc_options);
     acc_t* a = A.mutable_data_ptr<acc_t>();
     const acc_t* c = C.const_data_ptr<acc_t>();
@@ -364,7 +364,7 @@ void backward_input_gemm_kernel(const Geometry& g, const scalar_t* go, const sca
   const int64_t cols = cout_g * g.sh * g.sw, nbw = g.W + Tw - 1;
   const auto B = weight_blocks(g, w, acc_options).view({g.groups, cin_g, Th, Tw, cols});
   const int64_t tasks = g.N * g.groups * g.H;
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     auto G = at::empty({Th, nbw, cols}, acc_options), C = at::empty({g.W, cin_g}, acc_options);
     acc_t* gp = G.mutable_data_ptr<acc_t>();
     for (int64_t task = begin; task < end; ++task) {
@@ -453,7 +453,7 @@ void backward_input_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go,
   const int64_t rows = g.N * g.Cin * g.H;
   const bool in_registers = kInputGradRegisters<SW, acc_t> && g.Kw % sw() == 0;
   const int64_t kh_rows = std::min(g.Kh, g.Ho);  // the most kh rows a window holds
-  at::parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, grain_for(g.W * cout_g * g.Kh * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.W * sw()), goz((in_registers ? kh_rows : 1) * blocks * sw());
     for (int64_t row = begin; row < end; ++row) {
       const int64_t ih = row % g.H, ci = (row / g.H) % g.Cin, n = row / (g.H * g.Cin);
@@ -513,7 +513,7 @@ void backward_weight_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* go
   const int64_t T = ceil_div(g.Kw, sw());
   const int64_t blocks = g.W + T - 1;
   const int64_t tasks = g.Cin * cout_g * g.Kh;
-  at::parallel_for(0, tasks, grain_for(g.N * g.H * g.W * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
+  parallel_for(0, tasks, grain_for(g.N * g.H * g.W * T * sw() / g.sh), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(T * sw()), goz(blocks * sw());
     for (int64_t task = begin; task < end; ++task) {
       const int64_t kh = task % g.Kh, co_l = (task / g.Kh) % cout_g, ci = task / (g.Kh * cout_g);
