@@ -259,22 +259,15 @@ def _flush_problems():
     kernel's parallel loop. Sizes that give both threads rows of every loop: the forwards' rows and the backward
     passes of the direct paths (the GEMM paths' BLAS calls may run on BLAS's own threads, outside the
     guarantee: DESIGN §4.2), the rarefied conv's three passes, the fused losses' two."""
-    up = {  # register blocks (random filters), aligned rows (bilinear), row buffers (2 channels a group)
+    # register blocks (random filters), aligned rows (bilinear), row buffers (2 channels a group); no bias: its
+    # gradient is torch's sum, whose shares on the workers are not flushed
+    up = {
         "upsample_skip depthwise": case(
-            N=2,
-            channels=3,
-            groups=3,
-            H=23,
-            W=19,
-            K=16,
-            stride=8,
-            out_offset=(5, 3),
-            out_size=(170, 150),
-            skip_offset=(1, 2),
-            skip_hw=(171, 152),
+            N=2, channels=3, groups=3, H=23, W=19, K=16, stride=8, out_offset=(5, 3), out_size=(170, 150),
+            skip_offset=(1, 2), skip_hw=(171, 152),
         ),
         "upsample_skip grouped": case(N=2, channels=6, groups=3, H=24, W=20, K=4, stride=2, out_offset=1),
-    }  # fmt: skip  (no bias: its gradient is torch's sum, whose shares on the workers are not flushed)
+    }  # fmt: skip
     problems = {}
     for name, c in up.items():
         x, w, b, skip = make_inputs(c, torch.float32)
