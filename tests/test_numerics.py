@@ -327,7 +327,9 @@ def _flush_problems():
     return problems
 
 
-FLUSH = _flush_problems()
+with torch.random.fork_rng():  # a fixed seed (a failure reproduces), the global generator's state untouched
+    torch.manual_seed(0)
+    FLUSH = _flush_problems()
 
 
 @pytest.mark.parametrize("name", list(FLUSH))
