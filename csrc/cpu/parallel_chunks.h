@@ -49,6 +49,19 @@ class DenormalFlagsOf {
 #endif
 };
 
+// at::parallel_for(begin, end, grain, fn), each share run under the calling thread's denormal flags
+// (DenormalFlagsOf): without them, under torch.set_flush_denormal, the workers' shares were not flushed and the
+// caller's were, so that a result's bits depended on the thread count (session 19). Every CPU kernel's loop
+// that is not parallel_chunks goes through here.
+template <typename Fn>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
+  const DenormalFlagsOf caller;
+  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {
+    [[maybe_unused]] const auto flags = caller.here();
+    fn(b, e);
+  });
+}
+
 // fn(next) once on each thread, where next(begin, end) gives the thread its next chunk of [0, n) (false once
 // none is left): chunks of at least `grain` items, taken from a counter by whichever thread is free, where
 // at::parallel_for fixes equal shares up front. On the shared 2-core VMs the project is measured on, one core
@@ -56,7 +69,7 @@ class DenormalFlagsOf {
 // it at the join (perf, docs/performance.md, session 18). fn sets up its buffers once, and keeps what it learns
 // from one chunk for the next (upsample_argmax's backoff: reset per chunk, it cost 10%). Which thread runs a
 // chunk never changes a bit of the results: each item is written by one thread, its sums in an order fixed in
-// the source, under the calling thread's denormal flags (DenormalFlagsOf). The counter hands out work; it adds
+// the source, under the calling thread's denormal flags (parallel_for). The counter hands out work; it adds
 // up no results. Inside a parallel region, or with one thread, fn runs once on the calling thread and next
 // gives it all of [0, n), as at::parallel_for would.
 template <typename Fn>
@@ -70,26 +83,11 @@ void parallel_chunks(int64_t n, int64_t grain, const Fn& fn) {
     return fn([&](int64_t& begin, int64_t& end) { return !given && (begin = 0, end = n, given = true); });
   }
   std::atomic<int64_t> counter{0};
-  const DenormalFlagsOf caller;
-  at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
-    [[maybe_unused]] const auto flags = caller.here();
+  parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
     fn([&](int64_t& begin, int64_t& end) {
       const int64_t c = counter.fetch_add(1, std::memory_order_relaxed);
       return c < chunks && (begin = c * chunk, end = std::min(n, begin + chunk), true);
     });
-  });
-}
-
-// at::parallel_for(begin, end, grain, fn), each share run under the calling thread's denormal flags
-// (DenormalFlagsOf): without them, under torch.set_flush_denormal, the workers' shares were not flushed and the
-// caller's were, so that a result's bits depended on the thread count (session 19). Every CPU kernel's loop
-// that is not parallel_chunks goes through here.
-template <typename Fn>
-void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
-  const DenormalFlagsOf caller;
-  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {
-    [[maybe_unused]] const auto flags = caller.here();
-    fn(b, e);
   });
 }
 

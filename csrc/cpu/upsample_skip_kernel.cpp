@@ -100,11 +100,11 @@ AlignedLayout aligned_layout(const Plan& plan, int64_t j0) {
   L.I1 = (__m512i)(S / SW), L.I0 = (__m512i)(S / SW + 1), L.P = (__m512i)(S % SW);
   constexpr int64_t step = 16 / SW;
   L.mj0 = plan.m_lo + q0 / SW - 16, L.K = ceil_div(Wo - j0, int64_t(16));
-  L.k_lo = std::max<int64_t>(j0 < 0 ? 1 : 0, ceil_div(1 - L.mj0, step));
-  L.k_hi = std::max(L.k_lo, std::min({L.K, floor_div(Wo - 16 - j0, int64_t(16)) + 1, floor_div(Wx - 3 - L.mj0, step) + 1}));
   // vector k's lanes lie in blocks mj0 + k * step + (0 .. (15 + q0 % SW) / SW)
   const int64_t reach = (15 + q0 % SW) / SW;
   L.plain_lo = ceil_div(1 - L.mj0, step), L.plain_hi = floor_div(Wx - 1 - reach - L.mj0, step) + 1;
+  L.k_lo = std::max<int64_t>(j0 < 0 ? 1 : 0, L.plain_lo);
+  L.k_hi = std::max(L.k_lo, std::min({L.K, floor_div(Wo - 16 - j0, int64_t(16)) + 1, floor_div(Wx - 3 - L.mj0, step) + 1}));
   L.set = true;
   return L;
 }
