@@ -82,10 +82,18 @@ KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_":
 
 RATIOS = ("skip / floor", "argmax / skip", "argmax regions / skip")
 
+# Calls per contender per round. With malloc keeping memory, glibc hands each 21 MB output one of two blocks,
+# alternately, and with one call a round the floor got one block and upsample_skip the other in every round
+# (their data_ptr()s, 2026-12-06): each ratio then compared two different pieces of memory, whose speeds
+# differ by up to a tenth (fill_ into two reused buffers, alternately, in 6 processes: 0.91x-0.99x). An even
+# count gives every contender both blocks, each after the same writes.
+CALLS = 4
 
-def floor_ratios(batch, threads, rounds):
+
+def floor_ratios(batch, threads, rounds, calls=CALLS):
     """{name: median ms, ratio: median per-round ratio, ratio + " quartiles": its rounds' (first, third)
-    quartiles} for upscore8 at 500x500, float32."""
+    quartiles} for upscore8 at 500x500, float32; a contender's time in a round is the mean of `calls` calls
+    back to back."""
     import time
 
     torch.set_num_threads(threads)
@@ -105,9 +113,10 @@ def floor_ratios(batch, threads, rounds):
     for r in range(rounds + 3):
         for name, fn in fns.items():
             t0 = time.perf_counter()
-            fn()
+            for _ in range(calls):
+                fn()
             if r >= 3:  # warm-up rounds
-                times[name].append(time.perf_counter() - t0)
+                times[name].append((time.perf_counter() - t0) / calls)
     med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
     ratios = {"skip / floor": [s / f for s, f in zip(times["skip"], times["floor"])]}
     for name in ("argmax", "argmax regions"):
@@ -153,14 +162,18 @@ def _main():
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=60)
+    p.add_argument("--calls", type=int, default=CALLS, help="calls per contender per round, back to back")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     cases = [(b, t) for b in (1, 4) for t in (1, 2)]
     if args.child:
         for b, t in cases:
-            print(json.dumps({"batch": b, "threads": t, **floor_ratios(b, t, args.rounds)}), flush=True)
+            print(json.dumps({"batch": b, "threads": t, **floor_ratios(b, t, args.rounds, args.calls)}), flush=True)
         return
-    print(f"upscore8 500x500 float32, {args.rounds} interleaved rounds, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"upscore8 500x500 float32, {args.rounds} interleaved rounds of {args.calls} calls each, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     print("ratios: the median of the per-round ratios (its rounds' quartiles)")
     print(
         "| malloc | batch | threads | floor ms | upsample_skip ms | argmax ms (noise) | argmax ms (regions) "
@@ -168,7 +181,7 @@ def _main():
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for mode, env in (("default", {}), ("keeping memory", KEEP_MEMORY)):
-        cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds)]
+        cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--calls", str(args.calls)]
         out = subprocess.run(cmd, env={**os.environ, **env}, check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             r = json.loads(line)

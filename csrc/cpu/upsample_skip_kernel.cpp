@@ -61,9 +61,10 @@ constexpr bool kAlignedRows =
 #endif
 
 #if defined(__AVX512F__)
-// The combined row's padding before and after its W elements (aligned_row's buffer is kYPad + W + kYPad), so
-// that every 4-element load lies inside it: a vector's lanes reach up to 2 blocks before the row's first block
-// and after its last, and its load starts one before its first lane's block. The values there are never used.
+// The combined row's padding before and after its W elements (AlignedRows' buffer, read through YFromBuffer, is
+// kYPad + W + kYPad), so that every 4-element load lies inside it: a vector's lanes reach up to 2 blocks before the
+// row's first block and after its last, and its load starts one before its first lane's block. The values there
+// are never used.
 constexpr int64_t kYPad = 4;
 
 // v's lanes idx (vpermps). The masked forms here and below, with every lane set: the plain intrinsics start from
