@@ -12,6 +12,7 @@ import torch
 from conftest import DEVICES, FULL, step
 from fcn_kernels import bilinear_kernel, reference, upsample_argmax, upsample_skip
 from fcn_kernels.app import bench
+from fcn_kernels.models import FCN8s, FCN16s, FCN32s
 
 IMAGE = 500 if FULL else 64
 BATCHES = [1, 8] if FULL else [1]
@@ -71,8 +72,9 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
     benchmark(step(head, scores, backward, sync))
 
 
-# The head's floor (issue 20): `python benchmarks/bench_upsample_skip.py [--rounds N]` prints, for upscore8 at
-# 500x500 (batch 1 and 4, 1 and 2 threads, default malloc and malloc keeping memory), the median over
+# The head's floor (issue 20): `python benchmarks/bench_upsample_skip.py [--rounds N] [--stage S]` prints, for
+# upscore8 (or FCN-16s's upscore16, FCN-32s's upscore) at 500x500 (batch 1 and 4, 1 and 2 threads, default malloc
+# and malloc keeping memory), the median over
 # interleaved rounds of the per-round ratios upsample_skip / floor and upsample_argmax / upsample_skip, the
 # floor being torch.empty(out_shape).fill_(1). upsample_argmax's time depends on the scores (its sure labels):
 # on noise (torch.randn, none sure: its worst case) and on bench.region_scores (a segmentation's: most sure).
@@ -90,14 +92,18 @@ RATIOS = ("skip / floor", "argmax / skip", "argmax regions / skip")
 CALLS = 4
 
 
-def floor_ratios(batch, threads, rounds, calls=CALLS):
+# The last stage of each FCN: upscore8 (FCN-8s), upscore16 (FCN-16s), upscore32 (FCN-32s's `upscore`).
+FINAL_STAGES = {"upscore8": FCN8s, "upscore16": FCN16s, "upscore32": FCN32s}
+
+
+def floor_ratios(batch, threads, rounds, calls=CALLS, stage="upscore8"):
     """{name: median ms, ratio: median per-round ratio, ratio + " quartiles": its rounds' (first, third)
-    quartiles} for upscore8 at 500x500, float32; a contender's time in a round is the mean of `calls` calls
-    back to back."""
+    quartiles} for `stage` (FINAL_STAGES) at 500x500, float32; a contender's time in a round is the mean of
+    `calls` calls back to back."""
     import time
 
     torch.set_num_threads(threads)
-    st = bench.fcn8s_stages(500)[2]
+    st = bench.fcn_stages(FINAL_STAGES[stage], 500)[-1]
     x = torch.randn(batch, 21, *st.in_hw, generator=torch.Generator().manual_seed(0))
     regions = bench.region_scores(batch, 21, st.in_hw, generator=torch.Generator().manual_seed(0))
     w = bilinear_kernel(21, st.kernel, 21)
@@ -138,11 +144,12 @@ def _quartiles(values):
     return (q[0], q[2])
 
 
-def test_floor_ratios():
+@pytest.mark.parametrize("stage", FINAL_STAGES)
+def test_floor_ratios(stage):
     """The floor script's numbers, as a smoke test (two rounds): every ratio with its quartiles around it."""
     threads = torch.get_num_threads()
     try:
-        r = floor_ratios(1, 1, rounds=2)
+        r = floor_ratios(1, 1, rounds=2, stage=stage)
     finally:
         torch.set_num_threads(threads)
     for name in RATIOS:
@@ -163,15 +170,19 @@ def _main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--calls", type=int, default=CALLS, help="calls per contender per round, back to back")
+    p.add_argument("--stage", choices=FINAL_STAGES, default="upscore8", help="the FCN's last stage to time")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     cases = [(b, t) for b in (1, 4) for t in (1, 2)]
     if args.child:
         for b, t in cases:
-            print(json.dumps({"batch": b, "threads": t, **floor_ratios(b, t, args.rounds, args.calls)}), flush=True)
+            print(
+                json.dumps({"batch": b, "threads": t, **floor_ratios(b, t, args.rounds, args.calls, args.stage)}),
+                flush=True,
+            )
         return
     print(
-        f"upscore8 500x500 float32, {args.rounds} interleaved rounds of {args.calls} calls each, "
+        f"{args.stage} 500x500 float32, {args.rounds} interleaved rounds of {args.calls} calls each, "
         f"load {os.getloadavg()[0]:.1f}"
     )
     print("ratios: the median of the per-round ratios (its rounds' quartiles)")
@@ -182,6 +193,7 @@ def _main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for mode, env in (("default", {}), ("keeping memory", KEEP_MEMORY)):
         cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--calls", str(args.calls)]
+        cmd += ["--stage", args.stage]
         out = subprocess.run(cmd, env={**os.environ, **env}, check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             r = json.loads(line)

@@ -9,7 +9,7 @@ import torch
 
 from fcn_kernels.app import bench
 from fcn_kernels.app.cli import build_parser, main
-from fcn_kernels.models import FCN8s
+from fcn_kernels.models import FCN8s, FCN16s, FCN32s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,6 +36,28 @@ def test_fcn8s_stages_are_the_models():
         model.offsets["pool3"],
         model.offsets["output"],
     )
+
+
+def test_fcn_stages_of_the_other_models():
+    # VOC, the Caffe references' crops: FCN-16s's upscore16 at 27, FCN-32s's upscore at 19
+    p4, up16 = bench.fcn_stages(FCN16s, 500)
+    assert (p4.in_hw, p4.skip_hw, p4.skip_offset, p4.kernel, p4.stride) == ((16, 16), (44, 44), (5, 5), 4, 2)
+    assert (up16.in_hw, up16.out_offset, up16.out_size, up16.kernel, up16.stride) == (
+        (34, 34),
+        (27, 27),
+        (500, 500),
+        32,
+        16,
+    )
+    (up32,) = bench.fcn_stages(FCN32s, 500)
+    assert (up32.in_hw, up32.out_offset, up32.out_size, up32.kernel, up32.stride) == (
+        (16, 16),
+        (19, 19),
+        (500, 500),
+        64,
+        32,
+    )
+    assert bench.fcn_stages(FCN8s, 77) == bench.fcn8s_stages(77)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")

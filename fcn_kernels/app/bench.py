@@ -33,17 +33,22 @@ class Stage:
     out_size: tuple  # None: the full output
 
 
-@functools.lru_cache(maxsize=None)
 def fcn8s_stages(image=500):
     """The head's stages for a square image of this size, as fcn_kernels.models.FCN8s has them: kernels,
     strides and crop offsets (derived from the layers by models/coord.py), the sizes from its trunk run on
     the meta device (no memory, no arithmetic)."""
+    return fcn_stages(FCN8s, image)
+
+
+@functools.lru_cache(maxsize=None)
+def fcn_stages(model_class, image=500):
+    """fcn8s_stages for any of the FCN models (FCN32s, FCN16s, FCN8s): its upsampling stages, in order."""
     with torch.device("meta"):
-        model = FCN8s(n_class=1, width=1 / 64).eval()
+        model = model_class(n_class=1, width=1 / 64).eval()
         score_fr, *scores = model.scores(torch.empty(1, 3, image, image))
-    taps = dict(zip([tap for *_, tap in FCN8s.STAGES if tap is not None], scores))
+    taps = dict(zip([tap for *_, tap in model_class.STAGES if tap is not None], scores))
     stages, hw = [], tuple(score_fr.shape[2:])
-    for name, kernel, stride, tap in FCN8s.STAGES:
+    for name, kernel, stride, tap in model_class.STAGES:
         if tap is None:
             stages.append(Stage(name, hw, kernel, stride, None, (0, 0), model.offsets["output"], (image, image)))
         else:
