@@ -74,10 +74,10 @@ def test_head(benchmark, sync, impl, batch, weights, backward, device):
 
 # The head's floor (issue 20): `python benchmarks/bench_upsample_skip.py [--rounds N] [--stage S]` prints, for
 # upscore8 (or FCN-16s's upscore16, FCN-32s's upscore) at 500x500 (batch 1 and 4, 1 and 2 threads, default malloc
-# and malloc keeping memory), the median over
-# interleaved rounds of the per-round ratios upsample_skip / floor and upsample_argmax / upsample_skip, the
-# floor being torch.empty(out_shape).fill_(1). upsample_argmax's time depends on the scores (its sure labels):
-# on noise (torch.randn, none sure: its worst case) and on bench.region_scores (a segmentation's: most sure).
+# and malloc keeping memory), the median over interleaved rounds of the per-round ratios upsample_skip / floor and
+# upsample_argmax / upsample_skip, the floor being torch.empty(out_shape).fill_(1). upsample_argmax's time depends
+# on the scores (its sure labels): on noise (torch.randn, none sure: its worst case) and on bench.region_scores (a
+# segmentation's: most sure).
 # The malloc setting must be in place before the process starts, so each one runs in a child process.
 KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "8589934592"}
 
