@@ -367,16 +367,22 @@ template <int SW, typename acc_t>
 constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
 
 // Whether the pairs pay on this CPU, asked at run time (the build is -march=native, but one wheel or build
-// tree can meet other machines): they need 512-bit operations at full width. Measured on 2-core AMD EPYCs,
-// upscore8 noise: 10% to 21% faster on family 26 (Zen 5), 6% to 18% slower on family 25 (Zen 4, which splits
-// each in two 256-bit halves); unmeasured on Intel, so off there. FCN_KERNELS_CPU_CLASS_PAIRS=1 or 0 forces
-// them on or off (the tests run both paths on any AVX-512 machine).
+// tree can meet other machines): they need 512-bit operations at full width. Measured on 2-core VMs,
+// upscore8 noise: 10% to 21% faster on AMD family 26 (Zen 5), 6% to 18% slower on AMD family 25 (Zen 4, which
+// splits each in two 256-bit halves); on an Intel Xeon with AMX (Sapphire Rapids' generation), 2% to 7%
+// faster in float and bfloat16 and level in float16, in one process switching per call (session 21). So on
+// for AMD from family 26 and for Intel with AMX-TILE (its server cores, with two 512-bit FMA units); off on
+// other Intel CPUs, unmeasured. FCN_KERNELS_CPU_CLASS_PAIRS=1 or 0 forces them on or off (the tests run both
+// paths on any AVX-512 machine).
 inline bool class_pairs_pay() {
   if (const char* force = std::getenv("FCN_KERNELS_CPU_CLASS_PAIRS"); force && *force) return force[0] == '1';
   static const bool pay = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+    const unsigned max_leaf = a;
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;    // "AuthenticAMD"
+    const bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "GenuineIntel"
+    if (intel) return max_leaf >= 7 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1u);  // AMX-TILE
     if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
     const unsigned base = (a >> 8) & 0xFu, family = base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
     return family >= 0x1Au;

@@ -14,6 +14,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,6 +24,10 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include "../host/upsample_skip.h"
 #include "finite.h"
@@ -205,14 +210,97 @@ FCN_BLOCK_INLINE Block<uint32_t, kLanes<V>> bfloat16_bits(const V& v) {
   return (u & ~nan) | (nan & 0x7FC0u);
 }
 
+// Whether blocks of V convert to and from scalar_t as float16 in vector code: F16C's conversions, the ones
+// c10::Half is built on where F16C is compiled in (_cvtss_sh, to nearest even; _cvtsh_ss), so the bits are
+// c10's. Lane by lane, GCC extracted and inserted every element: upscore8's labels took 11x float's time.
+#if defined(__F16C__)
+template <typename scalar_t, typename V>
+constexpr bool kHalfBlock =
+    std::is_same_v<scalar_t, c10::Half> && std::is_same_v<elem_t<V>, float> && kLanes<V> % 8 == 0;
+#else
+template <typename scalar_t, typename V>
+constexpr bool kHalfBlock = false;
+#endif
+
+#if defined(__F16C__)
+// c10::Half(v) of every element, as its bits. (The maskz forms with every lane set: GCC 12's unmasked 512-bit
+// ones start from _mm512_undefined_*, which -Wmaybe-uninitialized reported thousands of times.)
+template <typename V>
+FCN_BLOCK_INLINE Block<uint16_t, kLanes<V>> half_bits(const V& v) {
+  Block<uint16_t, kLanes<V>> h;
+#if defined(__AVX512F__)
+  if constexpr (kLanes<V> % 16 == 0) {
+    for (int i = 0; i < kLanes<V>; i += 16) {
+      __m512 f;
+      std::memcpy(&f, reinterpret_cast<const float*>(&v) + i, sizeof f);
+      const __m256i b = _mm512_maskz_cvtps_ph(0xFFFF, f, _MM_FROUND_TO_NEAREST_INT);
+      std::memcpy(reinterpret_cast<uint16_t*>(&h) + i, &b, sizeof b);
+    }
+    return h;
+  }
+#endif
+  for (int i = 0; i < kLanes<V>; i += 8) {
+    __m256 f;
+    std::memcpy(&f, reinterpret_cast<const float*>(&v) + i, sizeof f);
+    const __m128i b = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT);
+    std::memcpy(reinterpret_cast<uint16_t*>(&h) + i, &b, sizeof b);
+  }
+  return h;
+}
+
+// float(c10::Half) of kLanes<V> halves from p.
+template <typename V>
+FCN_BLOCK_INLINE V from_half_bits(const void* p) {
+  V v;
+#if defined(__AVX512F__)
+  if constexpr (kLanes<V> % 16 == 0) {
+    for (int i = 0; i < kLanes<V>; i += 16) {
+      __m256i b;
+      std::memcpy(&b, static_cast<const uint16_t*>(p) + i, sizeof b);
+      const __m512 f = _mm512_maskz_cvtph_ps(0xFFFF, b);
+      std::memcpy(reinterpret_cast<float*>(&v) + i, &f, sizeof f);
+    }
+    return v;
+  }
+#endif
+  for (int i = 0; i < kLanes<V>; i += 8) {
+    __m128i b;
+    std::memcpy(&b, static_cast<const uint16_t*>(p) + i, sizeof b);
+    const __m256 f = _mm256_cvtph_ps(b);
+    std::memcpy(reinterpret_cast<float*>(&v) + i, &f, sizeof f);
+  }
+  return v;
+}
+#endif
+
+// Blocks of floats wider than a register (32 at stride 32) converted to bfloat16 or float16 in parts of one
+// register each: whole, GCC 12 built their bits lane by lane through the stack (bfloat16 at stride 32 took 3x
+// float's time in upsample_skip, 5x in upsample_argmax).
+constexpr int kPartLanes = 16;
+template <typename scalar_t, typename V>
+constexpr bool kSplitBlock = (kBFloat16Block<scalar_t, V> || kHalfBlock<scalar_t, V>) && kLanes<V> > kPartLanes &&
+                             kLanes<V> % kPartLanes == 0;
+
 // v's elements [r0, r1) into o[r0 ..], each rounded to scalar_t. The partial case loops over every lane
 // with a test: a loop over [r0, r1) became a call to memmove per edge block (7% of upscore8's time).
 template <typename scalar_t, typename V>
 FCN_BLOCK_INLINE void store_block(scalar_t* __restrict__ o, const V& v, int64_t r0, int64_t r1) {
+  if constexpr (kSplitBlock<scalar_t, V>) {
+    for (int i = 0; i < kLanes<V>; i += kPartLanes) {
+      if (r1 <= i || r0 >= i + kPartLanes) continue;
+      Block<float, kPartLanes> part;
+      std::memcpy(&part, reinterpret_cast<const float*>(&v) + i, sizeof part);
+      store_block(o + i, part, std::max<int64_t>(r0 - i, 0), std::min<int64_t>(r1 - i, kPartLanes));
+    }
+    return;
+  }
   if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
     if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &v, sizeof(V)));
   } else if constexpr (kBFloat16Block<scalar_t, V>) {  // partial blocks: the loop below, the same rounding
     const auto bits = __builtin_convertvector(bfloat16_bits(v), Block<uint16_t, kLanes<V>>);
+    if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &bits, sizeof bits));
+  } else if constexpr (kHalfBlock<scalar_t, V>) {
+    const auto bits = half_bits(v);
     if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &bits, sizeof bits));
   }
 #pragma GCC unroll 32
@@ -226,6 +314,8 @@ FCN_BLOCK_INLINE V load_block(const scalar_t* __restrict__ p, int64_t r0, int64_
   V v = {};
   if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
     if (r0 == 0 && r1 == kLanes<V>) return std::memcpy(&v, p, sizeof(V)), v;
+  } else if constexpr (kHalfBlock<scalar_t, V>) {
+    if (r0 == 0 && r1 == kLanes<V>) return from_half_bits<V>(p);
   }
   for (int64_t r = r0; r < r1; ++r) v[r] = static_cast<elem_t<V>>(p[r]);
   return v;
@@ -234,9 +324,19 @@ FCN_BLOCK_INLINE V load_block(const scalar_t* __restrict__ p, int64_t r0, int64_
 // rounded() of every element.
 template <typename scalar_t, typename V>
 FCN_BLOCK_INLINE V rounded_block(V v) {
-  if constexpr (kBFloat16Block<scalar_t, V>) {
+  if constexpr (kSplitBlock<scalar_t, V>) {
+    for (int i = 0; i < kLanes<V>; i += kPartLanes) {
+      Block<float, kPartLanes> part;
+      std::memcpy(&part, reinterpret_cast<const float*>(&v) + i, sizeof part);
+      part = rounded_block<scalar_t>(part);
+      std::memcpy(reinterpret_cast<float*>(&v) + i, &part, sizeof part);
+    }
+  } else if constexpr (kBFloat16Block<scalar_t, V>) {
     const auto bits = bfloat16_bits(v) << 16;
     std::memcpy(&v, &bits, sizeof v);
+  } else if constexpr (kHalfBlock<scalar_t, V>) {
+    const auto bits = half_bits(v);
+    v = from_half_bits<V>(&bits);
   } else if constexpr (!std::is_same_v<scalar_t, elem_t<V>>) {
     for (size_t r = 0; r < sizeof(V) / sizeof(elem_t<V>); ++r) v[r] = static_cast<elem_t<V>>(static_cast<scalar_t>(v[r]));
   }
