@@ -36,7 +36,25 @@ from fcn_kernels import reference
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPES = [F64, F32, BF16, F16]
-CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}, **FCN_LAST_STAGES}
+# A skip at the CPU register blocks' wider strides, windows starting and ending inside blocks: their whole-block
+# skip loads and stores of 16 and 32 floats, converted from and to float16 and bfloat16 (csrc/cpu/upsample_rows.h).
+WIDE_SKIPS = {
+    f"stride{s}-skip": case(
+        channels=3,
+        groups=3,
+        H=3,
+        W=7,
+        K=2 * s,
+        stride=s,
+        out_offset=(5, s // 2 + 3),
+        out_size=(2 * s + 1, 5 * s - 7),
+        skip_offset=(1, 2),
+        skip_hw=(2 * s + 3, 5 * s - 4),
+        bias=True,
+    )
+    for s in (16, 32)
+}
+CASES = {**SMALL, **{f"fcn8s-{name}": c for name, c in FCN8S_STAGES.items()}, **FCN_LAST_STAGES, **WIDE_SKIPS}
 TRITON_CASES = triton_case_pairs(
     SMALL, ("upscore2+pool4-dw", "dense-fma"), ("upscore2+pool4-dw", "dense-fma", "dense-dot")
 )
