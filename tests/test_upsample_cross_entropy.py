@@ -144,6 +144,8 @@ def test_lower_precision(seed, backend, dtype):
         dtype,
         backend=backend,
     )
+    if not tiny(backend):  # a skip added to rows of 16 (the CPU's float16 scores a register at a time)
+        check(FCN8S_STAGES["upscore2+pool4"], Loss(), dtype, backend=backend)
 
 
 @pytest.mark.parametrize("backend,dtype", grid(cuda=[F64, BF16]))

@@ -15,6 +15,7 @@ from torch import nn
 
 from .._malloc import keep_memory as _keep_memory
 from .fcn import _FCN
+from .matmul_conv import MatmulConv2d, weights_pay
 
 ENGINES = ("torch", "openvino", "onnxruntime")
 
@@ -251,8 +252,9 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
 
     The copy is in eval mode, its parameters do not require grad, it runs without autograd, in
     channels_last, under bf16 autocast when asked, and compiled with Inductor freezing when asked (the
-    fcn_kernels ops stay custom ops in the graph). Each choice is kept because it measured faster: see the
-    table in docs/DESIGN.md §3. ``model`` itself is left untouched.
+    fcn_kernels ops stay custom ops in the graph), an FCN's fc6 as im2col + matmul where that measured faster
+    (:mod:`fcn_kernels.models.matmul_conv`; on the openvino engine at f32 too). Each choice is kept because it
+    measured faster: see docs/DESIGN.md §3. ``model`` itself is left untouched.
 
     Args:
         model (nn.Module): an image model; an FCN's ``predict`` is kept (labels via
@@ -299,4 +301,10 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
+    if isinstance(m, _FCN) and MatmulConv2d.fits(m.fc6):  # im2col + matmul where it measured faster
+        if engine == "torch":
+            m.fc6 = MatmulConv2d.from_conv(m.fc6)
+        elif engine == "openvino" and dtype == torch.float32 and weights_pay(dtype, m.fc6.weight.numel()):
+            # exported for every size; bf16 measured mixed (docs/DESIGN.md §3)
+            m.fc6 = MatmulConv2d.from_conv(m.fc6, always=True)
     return InferenceModel(m.to(memory_format=torch.channels_last), dtype, compile, engine)
