@@ -160,10 +160,12 @@ def test_other_convolutions_are_refused(conv):
         MatmulConv2d.from_conv(conv)
 
 
-def test_input_smaller_than_the_window_gets_the_convolutions_error():
-    m = MatmulConv2d.from_conv(nn.Conv2d(2, 3, 7))
+def test_bad_inputs_get_the_convolutions_errors(float64_pays):
+    m = MatmulConv2d.from_conv(nn.Conv2d(2, 3, 7).double())
     with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
-        m(torch.randn(1, 2, 6, 9))
+        m(torch.randn(1, 2, 6, 9, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"expected input\[1, 5, 9, 9\] to have 2 channels, but got 5"):
+        MatmulConv2d.from_conv(nn.Conv2d(2, 3, 7).double(), always=True)(torch.randn(1, 5, 9, 9, dtype=torch.float64))
 
 
 def test_optimize_for_inference_puts_it_on_fc6_of_the_torch_engine_only():

@@ -73,13 +73,13 @@ class MatmulConv2d(nn.Conv2d):
         return new
 
     def forward(self, x):
-        if x.dim() != 4 or x.device.type != "cpu":
-            return super().forward(x)
+        if x.dim() != 4 or x.device.type != "cpu" or x.shape[1] != self.in_channels:
+            return super().forward(x)  # and its errors
         if not self.always:
             n, _, h, w = x.shape
             kh, kw = self.kernel_size
             if h < kh or w < kw:
-                return super().forward(x)  # and its error
+                return super().forward(x)
             if not matmul_pays(_compute_dtype(x), self.weight.numel(), n * (h - kh + 1) * (w - kw + 1), w - kw + 1):
                 return super().forward(x)
         return self._product(x)
