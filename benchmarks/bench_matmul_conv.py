@@ -103,8 +103,7 @@ def table(rounds, shapes=SHAPES_FULL, channels=CHANNELS):
                         times[k].append(time.perf_counter() - t)
                 conv, matmul = (statistics.median(times[k]) * 1e3 for k in ("conv", "matmul"))
                 row = dict(dtype=name, channels=list(channels), batch=batch, size=size, rows=batch * (size - 6) ** 2)
-                row.update(conv_ms=conv)
-                row.update(matmul_ms=matmul, matmul_over_conv=matmul / conv)
+                row.update(conv_ms=conv, matmul_ms=matmul, matmul_over_conv=matmul / conv)
                 rows.append(row)
                 print(
                     f"{name} {channels[0]}->{channels[1]} batch {batch} pool5 {size}x{size} rows {row['rows']}: "

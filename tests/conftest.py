@@ -36,6 +36,27 @@ def index(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture
+def linear_calls(monkeypatch):
+    """The products MatmulConv2d has run (F.linear calls; once per trace when compiled), so a test knows which
+    path ran."""
+    from fcn_kernels.models import matmul_conv
+
+    calls = []
+    linear = matmul_conv.F.linear
+    monkeypatch.setattr(matmul_conv.F, "linear", lambda *a: calls.append(1) or linear(*a))
+    return calls
+
+
+@pytest.fixture
+def small_weights_pay(monkeypatch):
+    """MatmulConv2d's rule as measured, but for weights of any size (the tests' layers are small)."""
+    from fcn_kernels.models.matmul_conv import MATMUL_RULE
+
+    for dtype, (_, rows, width) in list(MATMUL_RULE.items()):
+        monkeypatch.setitem(MATMUL_RULE, dtype, (1, rows, width))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

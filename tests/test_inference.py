@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from fcn_kernels.models import FCN8s, matmul_conv, optimize_for_inference
-from fcn_kernels.models.matmul_conv import MATMUL_RULE
 
 SIZES = ((1, 3, 45, 38), (2, 3, 32, 52))
 # fp32: convolutions summed in another order (channels_last, oneDNN's blocked kernels, Inductor's
@@ -83,26 +82,19 @@ def test_outputs_equal_the_models(model, optimized, shape, seed):
 
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_fc6_as_a_product(model, dtype, compile, monkeypatch, seed):
+def test_fc6_as_a_product(model, dtype, compile, small_weights_pay, linear_calls, seed):
     """The torch engine's fc6 as im2col + matmul (MatmulConv2d; this model's weights are under its rule's
     least, so the rule is widened to them): the model's outputs still."""
-    for d, (_, rows, width) in list(MATMUL_RULE.items()):
-        monkeypatch.setitem(MATMUL_RULE, d, (1, rows, width))
-    products = []
-    linear = matmul_conv.F.linear
-    monkeypatch.setattr(matmul_conv.F, "linear", lambda *a: products.append(1) or linear(*a))
     fast = optimize_for_inference(model, dtype=dtype, compile=compile)
     assert_outputs_equal_the_models(model, fast, dtype, torch.randn(SIZES[0]))
-    assert products  # traced once when compiled, called each time when not
+    assert linear_calls  # traced once when compiled, called each time when not
 
 
 @needs("openvino")
-def test_fc6_as_a_product_on_openvino(model, monkeypatch, seed):
+def test_fc6_as_a_product_on_openvino(model, small_weights_pay, seed):
     """The openvino engine at f32 exports fc6 as im2col + matmul for every size where the weights are at least
     the rule's least (widened here to this model's): the model's outputs still, at two sizes. At bf16 fc6
     stays the convolution."""
-    for d, (_, rows, width) in list(MATMUL_RULE.items()):
-        monkeypatch.setitem(MATMUL_RULE, d, (1, rows, width))
     fast = optimize_for_inference(model, engine="openvino")
     assert type(fast.model.fc6) is matmul_conv.MatmulConv2d and fast.model.fc6.always
     for shape in SIZES:

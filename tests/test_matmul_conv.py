@@ -8,17 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from fcn_kernels.models import FCN8s, matmul_conv, optimize_for_inference
+from fcn_kernels.models import FCN8s, optimize_for_inference
 from fcn_kernels.models.matmul_conv import MATMUL_RULE, MatmulConv2d, matmul_pays
-
-
-@pytest.fixture
-def linear_calls(monkeypatch):
-    """The number of products MatmulConv2d has run (F.linear calls), so a test knows which path ran."""
-    calls = []
-    linear = matmul_conv.F.linear
-    monkeypatch.setattr(matmul_conv.F, "linear", lambda *a: calls.append(1) or linear(*a))
-    return calls
 
 
 @pytest.fixture
@@ -71,13 +62,6 @@ def test_gradcheck(float64_pays, linear_calls, seed):
     x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(m, (x,))
     assert linear_calls
-
-
-@pytest.fixture
-def small_weights_pay(monkeypatch):
-    """The rule as measured, but for weights of any size (the tests' layers are small)."""
-    for dtype, (_, rows, width) in list(MATMUL_RULE.items()):
-        monkeypatch.setitem(MATMUL_RULE, dtype, (1, rows, width))
 
 
 def test_float32_and_bf16_autocast(small_weights_pay, linear_calls, seed):
