@@ -251,18 +251,20 @@ def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes
     end, on CPUs where that pays (FCN_KERNELS_CPU_CLASS_PAIRS forces it on or off: both run here). Scores drawn
     from few values tie often, between an even and an odd class in either order; the labels are the argmax of
     the scores (the lowest tied class), the same bits either way, with crops at every phase of the 8-column
-    blocks."""
+    blocks: blocks reaching past x at the row's ends (odd trials start in block 0, even ones in block 1), and
+    blocks inside x that the window cuts (trials 1, 2, 4, 5, 7 end inside x), on rows narrower than a vector of
+    16 columns and wider ones (the pairs' combined rows in vectors and overlapping chunks)."""
     torch.manual_seed(seed)
     w = fcn_kernels.bilinear_kernel(classes, 16, classes).to(dtype)
     for trial in range(8):
-        x = torch.randint(-2, 3, (2, classes, 5, 9 + trial)).to(dtype)
+        width = 9 + 2 * trial
+        x = torch.randint(-2, 3, (2, classes, 5, width)).to(dtype)
         if trial % 2:  # the largest value in one class only somewhere, ties elsewhere
-            x[:, torch.randint(0, classes, (1,))] += (torch.rand(2, 1, 5, 9 + trial) < 0.2).to(dtype)
-        full = (4 * 8 + 16, (8 + trial) * 8 + 16)
-        ox = trial % 8
-        kw = dict(
-            stride=8, groups=classes, out_offset=(3, ox), out_size=(full[0] - 5, full[1] - ox - 2), backend=backend
-        )
+            x[:, torch.randint(0, classes, (1,))] += (torch.rand(2, 1, 5, width) < 0.2).to(dtype)
+        full = (4 * 8 + 16, (width - 1) * 8 + 16)
+        ox = trial + 8 * (1 - trial % 2)
+        size = (full[0] - 5, full[1] - ox - 2 - 8 * (trial % 3) - trial % 5)
+        kw = dict(stride=8, groups=classes, out_offset=(3, ox), out_size=size, backend=backend)
         monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "1")
         labels = fcn_kernels.upsample_argmax(x, w, **kw)
         monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "0")

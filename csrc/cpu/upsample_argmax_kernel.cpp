@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -266,6 +267,22 @@ class SureLabels {
   acc_t rel_ = 0, abs_ = 0, mag_limit_ = 0;
 };
 
+// rounded_block for scores that cannot be NaN (kFinite): bfloat16's rounding to nearest even without the
+// compare and selects that map NaN to 0x7FC0, the same bits for every other value, infinities included. In
+// the labels' loop, per score, they are as many vector operations as the argmax's own compare and selects.
+template <typename scalar_t, typename V>
+FCN_BLOCK_INLINE V rounded_finite_block(V v) {
+  if constexpr (upsample_skip::kBFloat16Block<scalar_t, V> && sizeof(V) <= 64) {
+    using U = upsample_skip::Block<uint32_t, upsample_skip::kLanes<V>>;
+    U u;
+    std::memcpy(&u, &v, sizeof u);
+    u = (u + (((u >> 16) & 1u) + 0x7FFFu)) & 0xFFFF0000u;
+    return std::memcpy(&v, &u, sizeof v), v;
+  } else {
+    return rounded_block<scalar_t>(v);
+  }
+}
+
 // Lanes [Off, Off + kLanes<Part>) of v (Off a multiple of that count): a register's part of a wider block.
 template <typename Part, int Off, typename Vec, std::size_t... I>
 FCN_BLOCK_INLINE Part part_of(const Vec& v, std::index_sequence<I...>) {
@@ -281,10 +298,12 @@ FCN_BLOCK_INLINE Part part_of(const Vec& v, std::index_sequence<I...>) {
 // score is computed, biased, skipped and rounded as upsample_skip's forward stores it. kCore: core blocks
 // (RowPlan::core_blocks), else edge blocks. kBias, kSkip: whether bias and skip are given (tested once per
 // row, not per block). kFinite: no score can be NaN (scores_stay_finite), so that takes_over is v > best,
-// one comparison (core blocks only: the edge blocks are few).
+// one comparison (core blocks only: the edge blocks are few). kCore blocks outside `whole` (blocks inside x
+// that the crop window cuts: inner_blocks) store their columns inside the window only; they take no skip.
 template <int NT, bool kCore, int B, bool kBias, bool kSkip, bool kFinite, int SW, typename scalar_t, typename TapsT>
 FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
-                                 const scalar_t* skip, int64_t n, int64_t i, int64_t m, int64_t* orow) {
+                                 const scalar_t* skip, int64_t n, int64_t i, int64_t m, int64_t* orow,
+                                 Range whole = {0, std::numeric_limits<int64_t>::max()}) {
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = typename TapsT::Vec;
   // The compares and selects on parts of a block of at most 64 bytes (one register): on wider blocks (float at
@@ -317,7 +336,11 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
       // Without a bias, the forward adds 0, which changes no comparison (-0 == +0): left out here.
       if constexpr (kBias) v[b] += static_cast<acc_t>(bias[co]);
       if constexpr (kSkip) v[b] += load_block<Vec>(skip + g.skip_index(n, co, i, plan.column(m + b)), r0[b], r1[b]);
-      v[b] = rounded_block<scalar_t>(v[b]);
+      if constexpr (kFinite && kCore) {
+        v[b] = rounded_finite_block<scalar_t>(v[b]);
+      } else {
+        v[b] = rounded_block<scalar_t>(v[b]);
+      }
     }
   };
   Vec v[B];
@@ -345,9 +368,14 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
   }
   for (int b = 0; b < B; ++b) {
     if constexpr (kCore) {  // the whole block: widened to int64 in registers, one store a part
+      const bool all = m + b >= whole.begin && m + b < whole.end;
+      int64_t w0 = 0, w1 = SW;
+      if (!all) plan.window(m + b, w0, w1);
       parts([&](auto p) FCN_BLOCK_INLINE_LAMBDA {
         const auto wide = __builtin_convertvector(label[b][p], upsample_skip::Block<int64_t, PL>);
-        std::memcpy(orow + plan.column(m + b) + p * PL, &wide, sizeof wide);
+        int64_t* o = orow + plan.column(m + b) + p * PL;
+        if (all) return void(std::memcpy(o, &wide, sizeof wide));
+        for (int64_t r = std::max<int64_t>(w0 - p * PL, 0); r < std::min<int64_t>(w1 - p * PL, PL); ++r) o[r] = wide[r];
       });
     } else {
       for (int64_t r = r0[b]; r < r1[b]; ++r) orow[plan.column(m + b) + r] = label[b][r / PL][r % PL];
@@ -402,47 +430,120 @@ struct ClassPairs {
   // its terms' weights interleaved the same way, w[p * kMaxTaps + k].
   std::vector<float> y;
   std::vector<Vec> w;
-  int64_t W = 0, count = 0, t[upsample_skip::kMaxTaps] = {};
-  // Built for the current output row: set false per row, built at the first core block scored.
-  bool built = false;
+  int64_t W = 0, count = 0, classes = 0, t[upsample_skip::kMaxTaps] = {};
 
-  // From the classes' separable taps (RowPlan::sep_put: every term over the class's combined row x[0]).
-  template <typename TapsT>
-  void build(const TapsT* sep, int64_t classes, int64_t width) {
-    W = width, count = (classes + 1) / 2, built = true;
+  // The weights, from the classes' separable factors (RowPlan::sep_put's tap blocks of b): once a task.
+  template <typename Plan>
+  explicit ClassPairs(const Plan& plan) : W(plan.g.W), count((plan.g.Cout + 1) / 2), classes(plan.g.Cout) {
     y.resize(count * 2 * W), w.resize(count * upsample_skip::kMaxTaps);
-    std::copy(sep[0].t, sep[0].t + sep[0].n, t);
-    for (int64_t p = 0; p < count; ++p) {
-      const TapsT &a = sep[2 * p], &b = sep[std::min(2 * p + 1, classes - 1)];
-      for (int64_t k = 0; k < a.n; ++k)
+    using Half = upsample_skip::Block<float, 8>;
+    for (int64_t p = 0; p < count; ++p)
+      for (int64_t k = 0; k < plan.T; ++k) {
+        Half a, b;
+        std::memcpy(&a, b_of(plan, 2 * p) + k * 8, sizeof a);
+        std::memcpy(&b, b_of(plan, pair_odd(p)) + k * 8, sizeof b);
         w[p * upsample_skip::kMaxTaps + k] =
-            __builtin_shufflevector(a.w[k], b.w[k], 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-      interleave(a.x[0], b.x[0], y.data() + p * 2 * W);
+            __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+      }
+    for (int64_t k = 0; k < plan.T; ++k) t[k] = k;
+  }
+
+  // Every pair's combined rows for output row (n, i), straight from x into y: each element RowPlan::sep_row's
+  // expression (the first two input rows' product and FMA, then an FMA a row: the same bits), two classes
+  // at a time and interleaved in registers. Built as the classes' own rows and then interleaved, with their
+  // taps, they were a quarter of upsample_argmax's samples (perf, noise, 1 thread).
+  template <int SW, typename scalar_t>
+  void rows(const RowPlan<SW, scalar_t>& plan, const scalar_t* x, int64_t n, int64_t i) {
+#if defined(__AVX512F__)
+    if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>>) {
+      const Geometry& g = plan.g;
+      const Range ih = plan.inputs[i];
+      const int64_t p_out = i + g.oy;
+      if (ih.size() == 0) return void(std::fill(y.begin(), y.end(), 0.0f));
+      for (int64_t p = 0; p < count; ++p) {
+        const int64_t c[2] = {2 * p, pair_odd(p)};
+        const float* a[2] = {plan.factors.data() + c[0] * (g.Kh + g.Kw), plan.factors.data() + c[1] * (g.Kh + g.Kw)};
+        const auto factor = [&](int e, int64_t r) { return a[e][p_out - r * g.sh]; };
+        float* out = y.data() + p * 2 * W;
+        if (W < 16) {  // column by column, sep_row's scalar form
+          for (int64_t col = 0; col < W; ++col)
+            for (int e = 0; e < 2; ++e) out[2 * col + e] = combined(g, x, n, c[e], ih, col, factor, e);
+          continue;
+        }
+        // Rows r of the two classes, with their factors, hoisted out of the column loop (per chunk, the index
+        // arithmetic cost more than the chunk's arithmetic).
+        const scalar_t* xr[2][upsample_skip::kMaxTaps];
+        __m512 ar[2][upsample_skip::kMaxTaps];
+        const int64_t R = ih.size();  // at most kMaxTaps / T (register_blocks)
+        for (int e = 0; e < 2; ++e)
+          for (int64_t r = 0; r < R; ++r)
+            xr[e][r] = x + g.x_index(n, c[e], ih.begin + r, 0), ar[e][r] = _mm512_set1_ps(factor(e, ih.begin + r));
+        const auto load = [&](int e, int64_t r, int64_t col) FCN_BLOCK_INLINE_LAMBDA {
+          const Vec v = upsample_skip::load_block<Vec>(xr[e][r] + col, 0, 16);
+          __m512 m;
+          return std::memcpy(&m, &v, sizeof m), m;
+        };
+        // Columns [col, col + 16) of class c[e]'s combined row, in a register.
+        const auto chunk = [&](auto rows, int e, int64_t col) FCN_BLOCK_INLINE_LAMBDA {
+          constexpr int kR = decltype(rows)::value;
+          __m512 acc = _mm512_mul_ps(load(e, 0, col), ar[e][0]);
+          if constexpr (kR > 0) {
+            for (int r = 1; r < kR; ++r) acc = _mm512_fmadd_ps(load(e, r, col), ar[e][r], acc);
+          } else {
+            for (int64_t r = 1; r < R; ++r) acc = _mm512_fmadd_ps(load(e, r, col), ar[e][r], acc);
+          }
+          Vec v;
+          return std::memcpy(&v, &acc, sizeof v), v;
+        };
+        const auto sweep = [&](auto rows) FCN_BLOCK_INLINE_LAMBDA {
+          for (int64_t col = 0;; col += 16) {
+            col = std::min(col, W - 16);  // the last chunk overlaps the one before: the same values
+            const Vec ye = chunk(rows, 0, col), yo = chunk(rows, 1, col);
+            const Vec lo = __builtin_shufflevector(ye, yo, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const Vec hi =
+                __builtin_shufflevector(ye, yo, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            std::memcpy(out + 2 * col, &lo, sizeof lo), std::memcpy(out + 2 * col + 16, &hi, sizeof hi);
+            if (col == W - 16) break;
+          }
+        };
+        if (R == 2) {
+          sweep(std::integral_constant<int, 2>{});
+        } else if (R == 1) {
+          sweep(std::integral_constant<int, 1>{});
+        } else {
+          sweep(std::integral_constant<int, 0>{});
+        }
+      }
     }
+#else
+    (void)plan, (void)x, (void)n, (void)i;
+#endif
   }
 
  private:
-  // Rows a and b (W elements) into out, alternately.
-  void interleave(const float* a, const float* b, float* out) const {
-    if (W < 16) {
-      for (int64_t c = 0; c < W; ++c) out[2 * c] = a[c], out[2 * c + 1] = b[c];
-      return;
-    }
-    for (int64_t c = 0;; c += 16) {
-      c = std::min(c, W - 16);  // the last chunk overlaps the one before: the same values
-      Vec va, vb;
-      std::memcpy(&va, a + c, sizeof va), std::memcpy(&vb, b + c, sizeof vb);
-      const Vec lo = __builtin_shufflevector(va, vb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      const Vec hi = __builtin_shufflevector(va, vb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-      std::memcpy(out + 2 * c, &lo, sizeof lo), std::memcpy(out + 2 * c + 16, &hi, sizeof hi);
-      if (c == W - 16) break;
-    }
+  int64_t pair_odd(int64_t p) const { return std::min(2 * p + 1, classes - 1); }
+
+  template <typename Plan>
+  static const float* b_of(const Plan& plan, int64_t c) {
+    return plan.factors.data() + c * (plan.g.Kh + plan.g.Kw) + plan.g.Kh;
+  }
+
+  // Column col of class c's combined row, as sep_row computes it.
+  template <typename scalar_t, typename Factor>
+  static float combined(const Geometry& g, const scalar_t* x, int64_t n, int64_t c, Range ih, int64_t col,
+                        const Factor& factor, int e) {
+    const auto at = [&](int64_t r) { return static_cast<float>(x[g.x_index(n, c, r, col)]); };
+    if (ih.size() == 1) return at(ih.begin) * factor(e, ih.begin);
+    float v = std::fma(at(ih.begin + 1), factor(e, ih.begin + 1), at(ih.begin) * factor(e, ih.begin));
+    for (int64_t r = ih.begin + 2; r < ih.end; ++r) v = std::fma(at(r), factor(e, r), v);
+    return v;
   }
 };
 
 // label_tile's labels of core blocks [m, m + B) (finite scores, no bias or skip) from class pairs.
+// Blocks outside `whole` store their columns inside the crop window only (as label_tile's).
 template <int NT, int B, typename scalar_t, typename Plan>
-FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, int64_t m, int64_t* orow) {
+FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, int64_t m, int64_t* orow, Range whole) {
   using Vec = ClassPairs::Vec;
   using Label = upsample_skip::Block<int32_t, 16>;
   using Pair = upsample_skip::Block<int64_t, 8>;  // a pair of floats' bits, broadcast by one load
@@ -457,7 +558,7 @@ FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, i
         std::memcpy(&two, q[k] + 2 * b, sizeof two);
         v[b] += reinterpret_cast<Vec>(Pair{} + two) * w[k];
       }
-      v[b] = rounded_block<scalar_t>(v[b]);
+      v[b] = rounded_finite_block<scalar_t>(v[b]);
     }
   };
   Vec best[B], v[B];
@@ -482,7 +583,14 @@ FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, i
     const HalfLabel lo = __builtin_shufflevector(label[b], label[b], 1, 3, 5, 7, 9, 11, 13, 15);
     const HalfLabel odd = (bo > be) | ((bo == be) & (lo < le));
     const auto wide = __builtin_convertvector(odd ? lo : le, upsample_skip::Block<int64_t, 8>);
-    std::memcpy(orow + plan.column(m + b), &wide, sizeof wide);
+    int64_t* o = orow + plan.column(m + b);
+    if (m + b >= whole.begin && m + b < whole.end) {
+      std::memcpy(o, &wide, sizeof wide);
+    } else {
+      int64_t r0, r1;
+      plan.window(m + b, r0, r1);
+      for (int64_t r = r0; r < r1; ++r) o[r] = wide[r];
+    }
   }
 }
 
@@ -503,9 +611,20 @@ FCN_BLOCK_INLINE void write_known(const RowPlan<SW, scalar_t>& plan, const int32
   std::fill(o + r0, o + r1, label);
 }
 
-// Output row (n, i)'s labels from register blocks: the core blocks in tiles, the edge blocks one by one.
-// known (or nullptr): the blocks' sure labels (SureLabels), written as they are where not -1; a tile
-// with more than half its blocks not sure is computed whole, then its sure blocks written from known, and
+// The inner blocks (label_row): the core blocks, and without a skip (whose loads are whole blocks) also those
+// that the crop window cuts but whose terms are all inside x.
+template <typename Plan>
+Range inner_blocks(const Plan& plan, bool skip) {
+  const int64_t lo = std::max(plan.m_lo, plan.T - 1), hi = std::min(plan.m_hi, plan.g.W);
+  return skip ? plan.core : Range{std::min(lo, hi), hi};
+}
+
+// Output row (n, i)'s labels from register blocks: the inner blocks in tiles, the edge blocks one by one.
+// Inner blocks: the core blocks, and without a skip also those that the crop window cuts but whose terms are
+// all inside x (FCN's 500x500 upscore8: its first and last block), scored as core blocks and stored in part.
+// Block by block, each edge block's classes are one chain of dependent compares, where a tile's blocks run
+// side by side. known (or nullptr): the blocks' sure labels (SureLabels), written as they are where not -1; a
+// tile with more than half its blocks not sure is computed whole, then its sure blocks written from known, and
 // one with fewer block by block.
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
@@ -517,6 +636,7 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       constexpr int NT = decltype(nt)::value;
       constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value, kF = decltype(is_finite)::value;
       const Range core = plan.core;
+      const Range inner = inner_blocks(plan, kS);
       int64_t m = plan.m_lo;
       // Core blocks [m, m + B): from class pairs where they apply.
       const auto core_blocks = [&](auto blocks, int64_t m) FCN_BLOCK_INLINE_LAMBDA {
@@ -524,10 +644,9 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
         if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
                       std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
           if (pairs) {
-            if (!pairs->built) pairs->build(taps, plan.g.Cout, plan.g.W);
-            return label_tile_pairs<NT, B, scalar_t>(plan, *pairs, m, orow);
+            return label_tile_pairs<NT, B, scalar_t>(plan, *pairs, m, orow, core);
           }
-        label_tile<NT, true, B, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow);
+        label_tile<NT, true, B, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow, core);
       };
       using One = std::integral_constant<int, 1>;
       const auto sure = [&](int64_t m, int64_t count) {
@@ -537,9 +656,9 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       const auto write = [&](int64_t m, int64_t count) {
         for (int64_t e = m + count; m < e; ++m) write_known(plan, known, m, orow);
       };
-      for (; m < core.begin; ++m)
+      for (; m < inner.begin; ++m)
         sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
-      for (; m + kTile <= core.end; m += kTile) {
+      for (; m + kTile <= inner.end; m += kTile) {
         if (sure(m, kTile)) {
           write(m, kTile);
           continue;
@@ -556,15 +675,15 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
             sure(b, 1) ? write(b, 1) : core_blocks(One{}, b);
         }
       }
-      // The last core blocks, fewer than a tile: where every block is scored (no sure labels), one more tile
-      // ending at core.end, overlapping the one before (a block's label is the same whichever tile scores it):
-      // block by block, each block's classes are one chain of dependent compares, and the 6 such blocks of
-      // upscore8's rows took a tenth of label_row's time (perf, noise, 1 thread).
-      if (!known && m < core.end && core.end - kTile >= core.begin) {
-        core_blocks(std::integral_constant<int, kTile>{}, core.end - kTile);
-        m = core.end;
+      // The last inner blocks, fewer than a tile: where every block is scored (no sure labels), one more tile
+      // ending at inner.end, overlapping the one before (a block's label is the same whichever tile scores it):
+      // block by block, the 6 such blocks of upscore8's rows took a tenth of label_row's time (perf, noise, 1
+      // thread).
+      if (!known && m < inner.end && inner.end - kTile >= inner.begin) {
+        core_blocks(std::integral_constant<int, kTile>{}, inner.end - kTile);
+        m = inner.end;
       }
-      for (; m < core.end; ++m) sure(m, 1) ? write(m, 1) : core_blocks(One{}, m);
+      for (; m < inner.end; ++m) sure(m, 1) ? write(m, 1) : core_blocks(One{}, m);
       for (; m < plan.m_hi; ++m)
         sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
     };
@@ -599,9 +718,24 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
     typename SureLabels<SW, scalar_t>::Rows known;
-    ClassPairs pairs;
     const bool use_pairs =
         kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1 && pairs_pay;
+    std::optional<ClassPairs> pairs;
+    // The columns of the classes' own combined rows that the edge blocks take, where the pairs' rows serve
+    // the inner blocks: left of the inner blocks and right of them.
+    Range edge_cols[2] = {};
+    if constexpr (kClassPairs<SW, acc_t>) {
+      if (use_pairs) {
+        pairs.emplace(plan);
+        const Range inner = inner_blocks(plan, false);
+        // The classes' taps over their rows in ybuf, which no row changes: set once here.
+        for (int64_t co = 0; co < g.Cout; ++co) plan.sep_put(co, ybuf.data() + co * g.W, sep[co]);
+        if (inner.begin > plan.m_lo)
+          edge_cols[0] = {std::max<int64_t>(0, plan.m_lo - plan.T + 1), std::min(g.W, inner.begin)};
+        if (plan.m_hi > inner.end)
+          edge_cols[1] = {std::max<int64_t>(0, inner.end - plan.T + 1), std::min(g.W, plan.m_hi)};
+      }
+    }
     for (int64_t begin, end; next(begin, end);) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t i = row % g.Ho, n = row / g.Ho;
@@ -621,14 +755,18 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
               for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
               plan.sep_put(co, y, sep[co]);
             }
+          } else if (pairs) {  // the pairs' rows, and the classes' own where the edge blocks take them
+            pairs->rows(plan, x, n, i);
+            for (const Range& c : edge_cols)
+              for (int64_t co = 0; co < g.Cout && c.size() > 0; ++co)
+                plan.sep_row(x, n, co, i, ybuf.data() + co * g.W, c.begin, c.end);
           } else {
             for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
           }
           // Class pairs where every block is scored (noise, boundaries): where some blocks' labels are sure
           // (regions), building them cost more than they saved (7-15% slower, measured).
-          pairs.built = false;
           label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
-                    use_pairs && !labels ? &pairs : nullptr);
+                    pairs && !labels ? &*pairs : nullptr);
           continue;
         }
         if (plan.taps(x, n, 0, i, taps[0])) {
