@@ -278,6 +278,16 @@ FCN_BLOCK_INLINE V rounded_finite_block(V v) {
     std::memcpy(&u, &v, sizeof u);
     u = (u + (((u >> 16) & 1u) + 0x7FFFu)) & 0xFFFF0000u;
     return std::memcpy(&v, &u, sizeof v), v;
+  } else if constexpr (upsample_skip::kSplitBlock<scalar_t, V> && upsample_skip::kBFloat16Block<scalar_t, V>) {
+    // wider than a register (stride 32): a register's part at a time, as rounded_block splits them
+    using Part = upsample_skip::Block<float, upsample_skip::kPartLanes>;
+    for (int i = 0; i < upsample_skip::kLanes<V>; i += upsample_skip::kPartLanes) {
+      Part part;
+      std::memcpy(&part, reinterpret_cast<const float*>(&v) + i, sizeof part);
+      part = rounded_finite_block<scalar_t>(part);
+      std::memcpy(reinterpret_cast<float*>(&v) + i, &part, sizeof part);
+    }
+    return v;
   } else {
     return rounded_block<scalar_t>(v);
   }
