@@ -245,19 +245,18 @@ def test_outer_product_filters_near_ties(seed, backend, dtype, kind):
 @pytest.mark.parametrize("classes", [2, 3, 4, 5, 21])
 @pytest.mark.parametrize("dtype", [F32, BF16, F16])
 @pytest.mark.parametrize("backend", backends("cpu"))
-def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes, monkeypatch):
-    """FCN's bilinear upsampling by 8 without bias: with AVX-512, the CPU kernel scores two classes in one 16-lane
-    vector (even classes in even lanes; an odd count repeats the last class) and merges the two argmaxes at the
-    end, on CPUs where that pays (FCN_KERNELS_CPU_CLASS_PAIRS forces it on or off: both run here). Scores drawn
-    from few values tie often, between an even and an odd class in either order; the labels are the argmax of
-    the scores (the lowest tied class), the same bits either way, with crops at every phase of the 8-column
-    blocks: blocks reaching past x at the row's ends (odd trials start in block 0, even ones in block 1), and
-    blocks inside x that the window cuts (trials 1, 2, 4, 5, 7 end inside x), on rows narrower than a vector of
-    16 columns and wider ones (the pairs' combined rows in vectors and overlapping chunks)."""
+def test_stride_8_block_groups_ties_and_crops(seed, backend, dtype, classes, monkeypatch):
+    """FCN's bilinear upsampling by 8 without bias: with AVX-512, the CPU kernel scores 16 blocks of a row at one
+    column each in a 16-lane vector, a class at a time, and transposes the labels at the end, on CPUs where that
+    pays (FCN_KERNELS_CPU_BLOCK_GROUPS forces it on or off: both run here). Scores drawn from few values tie
+    often; the labels are the argmax of the scores (the lowest tied class), the same bits either way, with crops
+    at every phase of the 8-column blocks: blocks reaching past x at the row's ends (odd trials start in block 0,
+    even ones in block 1), and blocks inside x that the window cuts (trials 1, 2, 4, 5, 7 end inside x), on rows
+    of fewer than 16 inner blocks (no groups), of one group, and of several, the last overlapping the one before."""
     torch.manual_seed(seed)
     w = fcn_kernels.bilinear_kernel(classes, 16, classes).to(dtype)
     for trial in range(8):
-        width = 9 + 2 * trial
+        width = 9 + 5 * trial
         x = torch.randint(-2, 3, (2, classes, 5, width)).to(dtype)
         if trial % 2:  # the largest value in one class only somewhere, ties elsewhere
             x[:, torch.randint(0, classes, (1,))] += (torch.rand(2, 1, 5, width) < 0.2).to(dtype)
@@ -265,9 +264,9 @@ def test_stride_8_class_pairs_ties_across_the_pair(seed, backend, dtype, classes
         ox = trial + 8 * (1 - trial % 2)
         size = (full[0] - 5, full[1] - ox - 2 - 8 * (trial % 3) - trial % 5)
         kw = dict(stride=8, groups=classes, out_offset=(3, ox), out_size=size, backend=backend)
-        monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "1")
+        monkeypatch.setenv("FCN_KERNELS_CPU_BLOCK_GROUPS", "1")
         labels = fcn_kernels.upsample_argmax(x, w, **kw)
-        monkeypatch.setenv("FCN_KERNELS_CPU_CLASS_PAIRS", "0")
+        monkeypatch.setenv("FCN_KERNELS_CPU_BLOCK_GROUPS", "0")
         assert torch.equal(labels, fcn_kernels.upsample_argmax(x, w, **kw)), (trial, seed)
         assert torch.equal(labels, fcn_kernels.upsample_skip(x, w, **kw).argmax(1)), (trial, seed)
         exact = reference.upsample_skip(

@@ -12,6 +12,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -49,7 +50,25 @@ inline double max_abs(const at::Tensor& t) {
     constexpr bits_t kAbs = ~bits_t(0) >> 1, kInf = std::bit_cast<bits_t>(std::numeric_limits<acc_t>::infinity());
     const scalar_t* p = c.const_data_ptr<scalar_t>();
     bits_t m = 0;
-    for (int64_t i = 0, n = c.numel(); i < n; ++i) m = std::max(m, bits_t(std::bit_cast<bits_t>(static_cast<acc_t>(p[i])) & kAbs));
+    int64_t i = 0;
+    const int64_t n = c.numel();
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      // float and double: four 64-byte vectors a step, four running maxima (as one loop vectorized it, each
+      // maximum waited on the one before: 5 us for upscore8's 21 x 70 x 70 scores, a tenth of a call's fixed cost)
+      using V [[gnu::vector_size(64)]] = bits_t;
+      constexpr int64_t L = 64 / sizeof(bits_t);
+      V most[4] = {};
+      for (; i + 4 * L <= n; i += 4 * L)
+        for (int k = 0; k < 4; ++k) {
+          V v;
+          std::memcpy(&v, p + i + k * L, sizeof v);
+          v &= kAbs;
+          most[k] = most[k] > v ? most[k] : v;
+        }
+      for (int k = 0; k < 4; ++k)
+        for (int64_t l = 0; l < L; ++l) m = std::max(m, most[k][l]);
+    }
+    for (; i < n; ++i) m = std::max(m, bits_t(std::bit_cast<bits_t>(static_cast<acc_t>(p[i])) & kAbs));
     result = m >= kInf ? INFINITY : double(std::bit_cast<acc_t>(m));
   });
   return result;

@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -393,27 +392,21 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
   }
 }
 
-// Class pairs: at stride 8 in float with AVX-512, a block's 8 scores of two classes in one 16-lane vector,
-// class 2p in the even lanes and 2p + 1 in the odd ones, so that each 512-bit operation does the work of two
-// 256-bit ones where the CPU runs them at full width (class_pairs_pay). Each lane's score is label_tile's
-// expression; the even lanes' running argmax is the first even class of the largest even score, the odd
-// lanes' the same over odd classes, and merging them (the larger, on a tie the lower class) gives the first
-// class of the largest score, which is label_tile's labels. Finite scores only (v > best), no bias or skip
-// (FCN's upscore8).
+// Block groups (label_group below) at stride 8 in float with AVX-512 builds.
 #if defined(__AVX512F__)
 template <int SW, typename acc_t>
-constexpr bool kClassPairs = SW == 8 && std::is_same_v<acc_t, float>;
+constexpr bool kBlockGroups = SW == 8 && std::is_same_v<acc_t, float>;
 
-// Whether the pairs pay on this CPU, asked at run time (the build is -march=native, but one wheel or build
-// tree can meet other machines): they need 512-bit operations at full width. Measured on 2-core VMs,
-// upscore8 noise: 10% to 21% faster on AMD family 26 (Zen 5), 6% to 18% slower on AMD family 25 (Zen 4, which
-// splits each in two 256-bit halves); on an Intel Xeon with AMX (Sapphire Rapids' generation), 2% to 7%
-// faster in float and bfloat16 and level in float16, in one process switching per call (session 21). So on
-// for AMD from family 26 and for Intel with AMX-TILE (its server cores, with two 512-bit FMA units); off on
-// other Intel CPUs, unmeasured. FCN_KERNELS_CPU_CLASS_PAIRS=1 or 0 forces them on or off (the tests run both
-// paths on any AVX-512 machine).
-inline bool class_pairs_pay() {
-  if (const char* force = std::getenv("FCN_KERNELS_CPU_CLASS_PAIRS"); force && *force) return force[0] == '1';
+// Whether 16-lane vectors pay on this CPU, asked at run time (the build is -march=native, but one wheel or build
+// tree can meet other machines): they need 512-bit operations at full width. Measured with session 14's class
+// pairs (two classes' 8 scores a vector, which block groups replaced in session 24) on 2-core VMs, upscore8 noise:
+// 10% to 21% faster than 8-lane blocks on AMD family 26 (Zen 5), 6% to 18% slower on AMD family 25 (Zen 4, which
+// splits each in two 256-bit halves); on an Intel Xeon with AMX (Sapphire Rapids' generation), 2% to 7% faster,
+// and the groups 12% to 14% faster than the pairs there in float (session 24). So on for AMD from family 26 and
+// for Intel with AMX-TILE (its server cores, with two 512-bit FMA units); off on other Intel CPUs, unmeasured.
+// FCN_KERNELS_CPU_BLOCK_GROUPS=1 or 0 forces them on or off (the tests run both paths on any AVX-512 machine).
+inline bool block_groups_pay() {
+  if (const char* force = std::getenv("FCN_KERNELS_CPU_BLOCK_GROUPS"); force && *force) return force[0] == '1';
   static const bool pay = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
@@ -429,180 +422,93 @@ inline bool class_pairs_pay() {
 }
 #else
 template <int SW, typename acc_t>
-constexpr bool kClassPairs = false;
-inline bool class_pairs_pay() { return false; }
+constexpr bool kBlockGroups = false;
+inline bool block_groups_pay() { return false; }
 #endif
 
-struct ClassPairs {
-  using Vec = upsample_skip::Block<float, 16>;
-  // Pair p's combined rows interleaved, y[(p * W + col) * 2 + e] that of class 2p + e (for an odd class
-  // count the last class twice: its copy's scores tie with it, and the tie goes to the lower class), and
-  // its terms' weights interleaved the same way, w[p * kMaxTaps + k].
-  std::vector<float> y;
-  std::vector<Vec> w;
-  int64_t W = 0, count = 0, classes = 0, t[upsample_skip::kMaxTaps] = {};
-
-  // The weights, from the classes' separable factors (RowPlan::sep_put's tap blocks of b): once a task.
-  template <typename Plan>
-  explicit ClassPairs(const Plan& plan) : W(plan.g.W), count((plan.g.Cout + 1) / 2), classes(plan.g.Cout) {
-    y.resize(count * 2 * W), w.resize(count * upsample_skip::kMaxTaps);
-    using Half = upsample_skip::Block<float, 8>;
-    for (int64_t p = 0; p < count; ++p)
-      for (int64_t k = 0; k < plan.T; ++k) {
-        Half a, b;
-        std::memcpy(&a, b_of(plan, 2 * p) + k * 8, sizeof a);
-        std::memcpy(&b, b_of(plan, pair_odd(p)) + k * 8, sizeof b);
-        w[p * upsample_skip::kMaxTaps + k] =
-            __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-      }
-    for (int64_t k = 0; k < plan.T; ++k) t[k] = k;
-  }
-
-  // Every pair's combined rows for output row (n, i), straight from x into y: each element RowPlan::sep_row's
-  // expression (the first two input rows' product and FMA, then an FMA a row: the same bits), two classes
-  // at a time and interleaved in registers. Built as the classes' own rows and then interleaved, with their
-  // taps, they were a quarter of upsample_argmax's samples (perf, noise, 1 thread).
-  template <int SW, typename scalar_t>
-  void rows(const RowPlan<SW, scalar_t>& plan, const scalar_t* x, int64_t n, int64_t i) {
+// Block groups: 16 inner blocks m0 .. m0 + 15 of output row (n, i) at stride 8 (two tap blocks), one class's
+// scores at one column j of the blocks in a 16-lane vector (lane l: block m0 + l). A class's two combined-row
+// vectors (y[m] and y[m - 1]) are computed straight from x in RowPlan::sep_row's expression (a product, then an
+// FMA an input row) and serve its 8 columns; each score is label_tile's expression (tap 0's product, then tap
+// 1's FMA, then rounded to scalar_t; label_tile's first product is an FMA onto 0, which differs only in the
+// sign of a zero, and zeros compare equal), compared in increasing class order (v > best: finite scores, no
+// bias or skip), so the labels are label_tile's. The labels, a vector a column, are transposed to a block's 8
+// at the end. Against session 14's class pairs (two classes' 8 scores a vector), no interleaved rows and no
+// merge of two argmaxes a block: 0.86x of their time at upscore8 on noise (float, 1 thread; session 24).
 #if defined(__AVX512F__)
-    if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>>) {
-      const Geometry& g = plan.g;
-      const Range ih = plan.inputs[i];
-      const int64_t p_out = i + g.oy;
-      if (ih.size() == 0) return void(std::fill(y.begin(), y.end(), 0.0f));
-      for (int64_t p = 0; p < count; ++p) {
-        const int64_t c[2] = {2 * p, pair_odd(p)};
-        const float* a[2] = {plan.factors.data() + c[0] * (g.Kh + g.Kw), plan.factors.data() + c[1] * (g.Kh + g.Kw)};
-        const auto factor = [&](int e, int64_t r) { return a[e][p_out - r * g.sh]; };
-        float* out = y.data() + p * 2 * W;
-        if (W < 16) {  // column by column, sep_row's scalar form
-          for (int64_t col = 0; col < W; ++col)
-            for (int e = 0; e < 2; ++e) out[2 * col + e] = combined(g, x, n, c[e], ih, col, factor, e);
-          continue;
-        }
-        // Rows r of the two classes, with their factors, hoisted out of the column loop (per chunk, the index
-        // arithmetic cost more than the chunk's arithmetic).
-        const scalar_t* xr[2][upsample_skip::kMaxTaps];
-        __m512 ar[2][upsample_skip::kMaxTaps];
-        const int64_t R = ih.size();  // at most kMaxTaps / T (register_blocks)
-        for (int e = 0; e < 2; ++e)
-          for (int64_t r = 0; r < R; ++r)
-            xr[e][r] = x + g.x_index(n, c[e], ih.begin + r, 0), ar[e][r] = _mm512_set1_ps(factor(e, ih.begin + r));
-        const auto load = [&](int e, int64_t r, int64_t col) FCN_BLOCK_INLINE_LAMBDA {
-          const Vec v = upsample_skip::load_block<Vec>(xr[e][r] + col, 0, 16);
-          __m512 m;
-          return std::memcpy(&m, &v, sizeof m), m;
-        };
-        // Columns [col, col + 16) of class c[e]'s combined row, in a register.
-        const auto chunk = [&](auto rows, int e, int64_t col) FCN_BLOCK_INLINE_LAMBDA {
-          constexpr int kR = decltype(rows)::value;
-          __m512 acc = _mm512_mul_ps(load(e, 0, col), ar[e][0]);
-          if constexpr (kR > 0) {
-            for (int r = 1; r < kR; ++r) acc = _mm512_fmadd_ps(load(e, r, col), ar[e][r], acc);
-          } else {
-            for (int64_t r = 1; r < R; ++r) acc = _mm512_fmadd_ps(load(e, r, col), ar[e][r], acc);
-          }
-          Vec v;
-          return std::memcpy(&v, &acc, sizeof v), v;
-        };
-        const auto sweep = [&](auto rows) FCN_BLOCK_INLINE_LAMBDA {
-          for (int64_t col = 0;; col += 16) {
-            col = std::min(col, W - 16);  // the last chunk overlaps the one before: the same values
-            const Vec ye = chunk(rows, 0, col), yo = chunk(rows, 1, col);
-            const Vec lo = __builtin_shufflevector(ye, yo, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            const Vec hi =
-                __builtin_shufflevector(ye, yo, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            std::memcpy(out + 2 * col, &lo, sizeof lo), std::memcpy(out + 2 * col + 16, &hi, sizeof hi);
-            if (col == W - 16) break;
-          }
-        };
-        if (R == 2) {
-          sweep(std::integral_constant<int, 2>{});
-        } else if (R == 1) {
-          sweep(std::integral_constant<int, 1>{});
-        } else {
-          sweep(std::integral_constant<int, 0>{});
-        }
-      }
-    }
-#else
-    (void)plan, (void)x, (void)n, (void)i;
-#endif
-  }
-
- private:
-  int64_t pair_odd(int64_t p) const { return std::min(2 * p + 1, classes - 1); }
-
-  template <typename Plan>
-  static const float* b_of(const Plan& plan, int64_t c) {
-    return plan.factors.data() + c * (plan.g.Kh + plan.g.Kw) + plan.g.Kh;
-  }
-
-  // Column col of class c's combined row, as sep_row computes it.
-  template <typename scalar_t, typename Factor>
-  static float combined(const Geometry& g, const scalar_t* x, int64_t n, int64_t c, Range ih, int64_t col,
-                        const Factor& factor, int e) {
-    const auto at = [&](int64_t r) { return static_cast<float>(x[g.x_index(n, c, r, col)]); };
-    if (ih.size() == 1) return at(ih.begin) * factor(e, ih.begin);
-    float v = std::fma(at(ih.begin + 1), factor(e, ih.begin + 1), at(ih.begin) * factor(e, ih.begin));
-    for (int64_t r = ih.begin + 2; r < ih.end; ++r) v = std::fma(at(r), factor(e, r), v);
-    return v;
-  }
-};
-
-// label_tile's labels of core blocks [m, m + B) (finite scores, no bias or skip) from class pairs.
-// Blocks outside `whole` store their columns inside the crop window only (as label_tile's).
-template <int NT, int B, typename scalar_t, typename Plan>
-FCN_BLOCK_INLINE void label_tile_pairs(const Plan& plan, const ClassPairs& cp, int64_t m, int64_t* orow, Range whole) {
-  using Vec = ClassPairs::Vec;
+template <typename scalar_t, typename Plan>
+FCN_BLOCK_INLINE void label_group(const Plan& plan, const scalar_t* x, int64_t n, int64_t i, int64_t m0,
+                                  int64_t* orow, Range whole) {
+  using Vec = upsample_skip::Block<float, 16>;
   using Label = upsample_skip::Block<int32_t, 16>;
-  using Pair = upsample_skip::Block<int64_t, 8>;  // a pair of floats' bits, broadcast by one load
-  const auto scores = [&](int64_t p, Vec* v) FCN_BLOCK_INLINE_LAMBDA {
-    const float* q[NT > 0 ? NT : 1];
-    for (int k = 0; k < NT; ++k) q[k] = cp.y.data() + 2 * (p * cp.W + m - cp.t[k]);
-    const Vec* w = cp.w.data() + p * upsample_skip::kMaxTaps;
-    for (int b = 0; b < B; ++b) {
-      v[b] = Vec{};
-      for (int k = 0; k < NT; ++k) {
-        int64_t two;
-        std::memcpy(&two, q[k] + 2 * b, sizeof two);
-        v[b] += reinterpret_cast<Vec>(Pair{} + two) * w[k];
-      }
-      v[b] = rounded_finite_block<scalar_t>(v[b]);
+  constexpr int SW = 8;
+  const Geometry& g = plan.g;
+  const Range ih = plan.inputs[i];  // at least one row (the caller's test)
+  const int64_t p_out = i + g.oy, F = g.Kh + g.Kw;
+  // fn(j, class c's scores at column j of the blocks)
+  const auto scores = [&](int64_t c, auto&& fn) FCN_BLOCK_INLINE_LAMBDA {
+    const float* a = plan.factors.data() + c * F;
+    const float* b = a + g.Kh;
+    const scalar_t* xc = x + g.x_index(n, c, ih.begin, m0);
+    // columns m0 .. m0 + 16 (y0) and m0 - 1 .. m0 + 15 (y1) of the class's combined row
+    const auto load = [&](int64_t r, int64_t shift) FCN_BLOCK_INLINE_LAMBDA {
+      return (__m512)load_block<Vec>(xc + r * g.W - shift, 0, 16);
+    };
+    const __m512 a0 = _mm512_set1_ps(a[p_out - ih.begin * g.sh]);
+    __m512 y0 = _mm512_mul_ps(load(0, 0), a0), y1 = _mm512_mul_ps(load(0, 1), a0);
+    for (int64_t r = 1; r < ih.size(); ++r) {
+      const __m512 ar = _mm512_set1_ps(a[p_out - (ih.begin + r) * g.sh]);
+      y0 = _mm512_fmadd_ps(load(r, 0), ar, y0), y1 = _mm512_fmadd_ps(load(r, 1), ar, y1);
+    }
+    // (tap 0's product a multiplication: an FMA onto a zero register took a copy of it per score)
+    for (int j = 0; j < SW; ++j) {
+      const __m512 s = _mm512_fmadd_ps(y1, _mm512_set1_ps(b[SW + j]), _mm512_mul_ps(y0, _mm512_set1_ps(b[j])));
+      fn(j, rounded_finite_block<scalar_t>((Vec)s));
     }
   };
-  Vec best[B], v[B];
-  Label c = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, label[B];
-  scores(0, best);
-  for (int b = 0; b < B; ++b) label[b] = c;
-  for (int64_t p = 1; p < cp.count; ++p) {
-    scores(p, v);
-    c += 2;
-    for (int b = 0; b < B; ++b) {
-      const Label t = v[b] > best[b];
-      best[b] = t ? v[b] : best[b];
-      label[b] = t ? c : label[b];
-    }
+  Vec best[SW];
+  Label label[SW];
+  scores(0, [&](int j, const Vec& v) FCN_BLOCK_INLINE_LAMBDA { best[j] = v, label[j] = Label{}; });
+  for (int64_t c = 1; c < g.Cout; ++c) {
+    const Label cv = Label{} + static_cast<int32_t>(c);
+    scores(c, [&](int j, const Vec& v) FCN_BLOCK_INLINE_LAMBDA {
+      const Label t = v > best[j];
+      best[j] = t ? v : best[j];
+      label[j] = t ? cv : label[j];
+    });
   }
-  using Half = upsample_skip::Block<float, 8>;
-  using HalfLabel = upsample_skip::Block<int32_t, 8>;
-  for (int b = 0; b < B; ++b) {
-    const Half be = __builtin_shufflevector(best[b], best[b], 0, 2, 4, 6, 8, 10, 12, 14);
-    const Half bo = __builtin_shufflevector(best[b], best[b], 1, 3, 5, 7, 9, 11, 13, 15);
-    const HalfLabel le = __builtin_shufflevector(label[b], label[b], 0, 2, 4, 6, 8, 10, 12, 14);
-    const HalfLabel lo = __builtin_shufflevector(label[b], label[b], 1, 3, 5, 7, 9, 11, 13, 15);
-    const HalfLabel odd = (bo > be) | ((bo == be) & (lo < le));
-    const auto wide = __builtin_convertvector(odd ? lo : le, upsample_skip::Block<int64_t, 8>);
-    int64_t* o = orow + plan.column(m + b);
-    if (m + b >= whole.begin && m + b < whole.end) {
-      std::memcpy(o, &wide, sizeof wide);
-    } else {
-      int64_t r0, r1;
-      plan.window(m + b, r0, r1);
-      for (int64_t r = r0; r < r1; ++r) o[r] = wide[r];
-    }
+  // label[j][l] is column j of block m0 + l: transposed to 16 rows of 8, widened and stored a block at a time.
+  // (The maskz forms with every lane set, as half_bits': GCC 12's unmasked ones start from undefined values.)
+  __m512i r[SW];
+  for (int j = 0; j < SW; ++j) r[j] = (__m512i)label[j];  // a cast, not a copy through memory: label stays in registers
+  const auto lo32 = [](__m512i a, __m512i b) { return _mm512_maskz_unpacklo_epi32(0xFFFF, a, b); };
+  const auto hi32 = [](__m512i a, __m512i b) { return _mm512_maskz_unpackhi_epi32(0xFFFF, a, b); };
+  const auto lo64 = [](__m512i a, __m512i b) { return _mm512_maskz_unpacklo_epi64(0xFF, a, b); };
+  const auto hi64 = [](__m512i a, __m512i b) { return _mm512_maskz_unpackhi_epi64(0xFF, a, b); };
+  const __m512i t0 = lo32(r[0], r[1]), t1 = hi32(r[0], r[1]), t2 = lo32(r[2], r[3]), t3 = hi32(r[2], r[3]);
+  const __m512i t4 = lo32(r[4], r[5]), t5 = hi32(r[4], r[5]), t6 = lo32(r[6], r[7]), t7 = hi32(r[6], r[7]);
+  // q[e][h], 128-bit lane k: columns 4h .. 4h + 4 of block 4k + e
+  const __m512i q[4][2] = {{lo64(t0, t2), lo64(t4, t6)},
+                           {hi64(t0, t2), hi64(t4, t6)},
+                           {lo64(t1, t3), lo64(t5, t7)},
+                           {hi64(t1, t3), hi64(t5, t7)}};
+  const auto store = [&](int64_t l, __m128i lo, __m128i hi) FCN_BLOCK_INLINE_LAMBDA {
+    const __m512i wide = _mm512_maskz_cvtepi32_epi64(0xFF, _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+    const int64_t m = m0 + l;
+    int64_t* o = orow + plan.column(m);
+    if (m >= whole.begin && m < whole.end) return _mm512_storeu_si512(o, wide);
+    int64_t w0, w1;
+    plan.window(m, w0, w1);
+    _mm512_mask_storeu_epi64(o, static_cast<__mmask8>(((1u << w1) - 1u) & ~((1u << w0) - 1u)), wide);
+  };
+  for (int e = 0; e < 4; ++e) {
+    store(e, _mm512_maskz_extracti32x4_epi32(0xF, q[e][0], 0), _mm512_maskz_extracti32x4_epi32(0xF, q[e][1], 0));
+    store(4 + e, _mm512_maskz_extracti32x4_epi32(0xF, q[e][0], 1), _mm512_maskz_extracti32x4_epi32(0xF, q[e][1], 1));
+    store(8 + e, _mm512_maskz_extracti32x4_epi32(0xF, q[e][0], 2), _mm512_maskz_extracti32x4_epi32(0xF, q[e][1], 2));
+    store(12 + e, _mm512_maskz_extracti32x4_epi32(0xF, q[e][0], 3), _mm512_maskz_extracti32x4_epi32(0xF, q[e][1], 3));
   }
 }
+#endif
 
 // Block m's sure label over its columns inside the crop window (a whole block: vector stores).
 template <int SW, typename scalar_t>
@@ -639,7 +545,7 @@ Range inner_blocks(const Plan& plan, bool skip) {
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
                const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known,
-               ClassPairs* pairs = nullptr) {
+               const scalar_t* group_x = nullptr) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
@@ -648,15 +554,21 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       const Range core = plan.core;
       const Range inner = inner_blocks(plan, kS);
       int64_t m = plan.m_lo;
-      // Core blocks [m, m + B): from class pairs where they apply.
+#if defined(__AVX512F__)
+      if constexpr (kBlockGroups<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
+                    std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
+        if (group_x) {  // every block scored: the inner blocks in groups (the last overlapping the one before)
+          for (; m < inner.begin; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
+          for (; m < inner.end; m += 16)
+            label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, inner.end - 16), orow, core);
+          for (m = inner.end; m < plan.m_hi; ++m)
+            label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
+          return;
+        }
+#endif
+      // Core blocks [m, m + B).
       const auto core_blocks = [&](auto blocks, int64_t m) FCN_BLOCK_INLINE_LAMBDA {
-        constexpr int B = decltype(blocks)::value;
-        if constexpr (kClassPairs<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
-                      std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
-          if (pairs) {
-            return label_tile_pairs<NT, B, scalar_t>(plan, *pairs, m, orow, core);
-          }
-        label_tile<NT, true, B, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow, core);
+        label_tile<NT, true, decltype(blocks)::value, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow, core);
       };
       using One = std::integral_constant<int, 1>;
       const auto sure = [&](int64_t m, int64_t count) {
@@ -721,22 +633,21 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   plan_.use_separable(w, [&] { return finite; });  // as upsample_skip's forward does
   const RowPlan<SW, scalar_t>& plan = plan_;
   const SureLabels<SW, scalar_t> sure(plan, x, bias != nullptr || skip != nullptr);
-  const bool pairs_pay = kClassPairs<SW, acc_t> && class_pairs_pay();
+  // Block groups where every block of a row is scored (label_group's conditions: the separable form with two tap
+  // blocks, finite scores, no bias or skip, and a group's 16 blocks inside x), on CPUs where they pay
+  const bool groups = kBlockGroups<SW, acc_t> && plan.separable() && plan.T == 2 && finite && !bias && !skip &&
+                      g.Cout > 1 && inner_blocks(plan, false).size() >= 16 && block_groups_pay();
   parallel_chunks(g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](auto next) {
     std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
     typename SureLabels<SW, scalar_t>::Rows known;
-    const bool use_pairs =
-        kClassPairs<SW, acc_t> && plan.separable() && finite && !bias && !skip && g.Cout > 1 && pairs_pay;
-    std::optional<ClassPairs> pairs;
-    // The columns of the classes' own combined rows that the edge blocks take, where the pairs' rows serve
-    // the inner blocks: left of the inner blocks and right of them.
+    // The columns of the classes' own combined rows that the edge blocks take, where the groups serve the inner
+    // blocks (from x): left of the inner blocks and right of them.
     Range edge_cols[2] = {};
-    if constexpr (kClassPairs<SW, acc_t>) {
-      if (use_pairs) {
-        pairs.emplace(plan);
+    if constexpr (kBlockGroups<SW, acc_t>) {
+      if (groups) {
         const Range inner = inner_blocks(plan, false);
         // The classes' taps over their rows in ybuf, which no row changes: set once here.
         for (int64_t co = 0; co < g.Cout; ++co) plan.sep_put(co, ybuf.data() + co * g.W, sep[co]);
@@ -765,18 +676,17 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
               for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
               plan.sep_put(co, y, sep[co]);
             }
-          } else if (pairs) {  // the pairs' rows, and the classes' own where the edge blocks take them
-            pairs->rows(plan, x, n, i);
+          } else if (groups && plan.inputs[i].size() > 0) {  // the classes' own rows where the edge blocks take them
             for (const Range& c : edge_cols)
               for (int64_t co = 0; co < g.Cout && c.size() > 0; ++co)
                 plan.sep_row(x, n, co, i, ybuf.data() + co * g.W, c.begin, c.end);
           } else {
             for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
           }
-          // Class pairs where every block is scored (noise, boundaries): where some blocks' labels are sure
-          // (regions), building them cost more than they saved (7-15% slower, measured).
+          // Block groups where every block is scored (noise, boundaries); not where some blocks' labels are sure
+          // (regions: the class pairs before them were 7-15% slower there, measured; the groups unmeasured).
           label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
-                    pairs && !labels ? &*pairs : nullptr);
+                    groups && !labels && plan.inputs[i].size() > 0 ? x : nullptr);
           continue;
         }
         if (plan.taps(x, n, 0, i, taps[0])) {
