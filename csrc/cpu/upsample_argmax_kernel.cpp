@@ -402,8 +402,9 @@ constexpr bool kBlockGroups = SW == 8 && std::is_same_v<acc_t, float>;
 // pairs (two classes' 8 scores a vector, which block groups replaced in session 24) on 2-core VMs, upscore8 noise:
 // 10% to 21% faster than 8-lane blocks on AMD family 26 (Zen 5), 6% to 18% slower on AMD family 25 (Zen 4, which
 // splits each in two 256-bit halves); on an Intel Xeon with AMX (Sapphire Rapids' generation), 2% to 7% faster,
-// and the groups 12% to 14% faster than the pairs there in float (session 24). So on for AMD from family 26 and
-// for Intel with AMX-TILE (its server cores, with two 512-bit FMA units); off on other Intel CPUs, unmeasured.
+// and the groups 12% to 14% faster than the pairs there in float (session 24; the groups are unmeasured on AMD).
+// So on for AMD from family 26 and for Intel with AMX-TILE (its server cores, with two 512-bit FMA units); off
+// on other Intel CPUs, unmeasured.
 // FCN_KERNELS_CPU_BLOCK_GROUPS=1 or 0 forces them on or off (the tests run both paths on any AVX-512 machine).
 inline bool block_groups_pay() {
   if (const char* force = std::getenv("FCN_KERNELS_CPU_BLOCK_GROUPS"); force && *force) return force[0] == '1';
@@ -429,10 +430,8 @@ inline bool block_groups_pay() { return false; }
 // Block groups: 16 inner blocks m0 .. m0 + 15 of output row (n, i) at stride 8 (two tap blocks), one class's
 // scores at one column j of the blocks in a 16-lane vector (lane l: block m0 + l). A class's two combined-row
 // vectors (y[m] and y[m - 1]) are computed straight from x in RowPlan::sep_row's expression (a product, then an
-// FMA an input row) and serve its 8 columns; each score is label_tile's expression (tap 0's product, then tap
-// 1's FMA, then rounded to scalar_t; label_tile's first product is an FMA onto 0, which differs only in the
-// sign of a zero, and zeros compare equal), compared in increasing class order (v > best: finite scores, no
-// bias or skip), so the labels are label_tile's. The labels, a vector a column, are transposed to a block's 8
+// FMA an input row) and serve its 8 columns; each score is label_tile's expression (then rounded to scalar_t),
+// compared in increasing class order (v > best: finite scores, no bias or skip), so the labels are label_tile's. The labels, a vector a column, are transposed to a block's 8
 // at the end. Against session 14's class pairs (two classes' 8 scores a vector), no interleaved rows and no
 // merge of two argmaxes a block: 0.86x of their time at upscore8 on noise (float, 1 thread; session 24).
 #if defined(__AVX512F__)
@@ -445,10 +444,11 @@ FCN_BLOCK_INLINE void label_group(const Plan& plan, const scalar_t* x, int64_t n
   const Geometry& g = plan.g;
   const Range ih = plan.inputs[i];  // at least one row (the caller's test)
   const int64_t p_out = i + g.oy, F = g.Kh + g.Kw;
-  // The labels' 17 cache lines asked for, for writing, while the classes are scored (fetched at the stores,
-  // they stalled them: a tenth of the op in perf)
+  // The labels' cache lines (128 of them from first: 16 or 17 lines) asked for, for writing, while the classes
+  // are scored (fetched at the stores, they stalled them: a tenth of the op in perf)
   const int64_t* first = orow + plan.column(m0);
-  for (int k = 0; k <= 16; ++k) __builtin_prefetch(first + 8 * k, 1, 3);
+  for (int k = 0; k < 16; ++k) __builtin_prefetch(first + 8 * k, 1, 3);
+  __builtin_prefetch(first + 127, 1, 3);
   // fn(j, class c's scores at column j of the blocks)
   const auto scores = [&](int64_t c, auto&& fn) FCN_BLOCK_INLINE_LAMBDA {
     const float* a = plan.factors.data() + c * F;
@@ -464,10 +464,14 @@ FCN_BLOCK_INLINE void label_group(const Plan& plan, const scalar_t* x, int64_t n
       const __m512 ar = _mm512_set1_ps(a[p_out - (ih.begin + r) * g.sh]);
       y0 = _mm512_fmadd_ps(load(r, 0), ar, y0), y1 = _mm512_fmadd_ps(load(r, 1), ar, y1);
     }
-    // (tap 0's product a multiplication: an FMA onto a zero register took a copy of it per score)
+    // Taps::inner_blocks' expression to the letter (0, then v += y * w tap by tap), so that a build that contracts
+    // no multiply-add (the sanitizers' -O1) rounds it as the forward does too; explicit FMAs would not
+    const Vec Y0 = (Vec)y0, Y1 = (Vec)y1;
     for (int j = 0; j < SW; ++j) {
-      const __m512 s = _mm512_fmadd_ps(y1, _mm512_set1_ps(b[SW + j]), _mm512_mul_ps(y0, _mm512_set1_ps(b[j])));
-      fn(j, rounded_finite_block<scalar_t>((Vec)s));
+      Vec v = {};
+      v += Y0 * b[j];
+      v += Y1 * b[SW + j];
+      fn(j, rounded_finite_block<scalar_t>(v));
     }
   };
   Vec best[SW];
@@ -545,7 +549,8 @@ Range inner_blocks(const Plan& plan, bool skip) {
 // Block by block, each edge block's classes are one chain of dependent compares, where a tile's blocks run
 // side by side. known (or nullptr): the blocks' sure labels (SureLabels), written as they are where not -1; a
 // tile with more than half its blocks not sure is computed whole, then its sure blocks written from known, and
-// one with fewer block by block.
+// one with fewer block by block. group_x (or nullptr): x, for the inner blocks in block groups (label_group),
+// where argmax_kernel's conditions for them hold.
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
                const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known,
@@ -561,7 +566,8 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
 #if defined(__AVX512F__)
       if constexpr (kBlockGroups<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
                     std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
-        if (group_x) {  // every block scored: the inner blocks in groups (the last overlapping the one before)
+        if (group_x && inner.size() >= 16) {  // every block scored: the inner blocks in groups (the last
+                                              // overlapping the one before)
           for (; m < inner.begin; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
           for (; m < inner.end; m += 16)
             label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, inner.end - 16), orow, core);
