@@ -431,9 +431,10 @@ inline bool block_groups_pay() { return false; }
 // scores at one column j of the blocks in a 16-lane vector (lane l: block m0 + l). A class's two combined-row
 // vectors (y[m] and y[m - 1]) are computed straight from x in RowPlan::sep_row's expression (a product, then an
 // FMA an input row) and serve its 8 columns; each score is label_tile's expression (then rounded to scalar_t),
-// compared in increasing class order (v > best: finite scores, no bias or skip), so the labels are label_tile's. The labels, a vector a column, are transposed to a block's 8
-// at the end. Against session 14's class pairs (two classes' 8 scores a vector), no interleaved rows and no
-// merge of two argmaxes a block: 0.86x of their time at upscore8 on noise (float, 1 thread; session 24).
+// compared in increasing class order (v > best: finite scores, no bias or skip), so the labels are label_tile's.
+// The labels, a vector a column, are transposed to a block's 8 at the end. Against session 14's class pairs
+// (two classes' 8 scores a vector), no interleaved rows and no merge of two argmaxes a block: 0.86x of their
+// time at upscore8 on noise (float, 1 thread; session 24).
 #if defined(__AVX512F__)
 template <typename scalar_t, typename Plan>
 FCN_BLOCK_INLINE void label_group(const Plan& plan, const scalar_t* x, int64_t n, int64_t i, int64_t m0,
@@ -563,19 +564,6 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       const Range core = plan.core;
       const Range inner = inner_blocks(plan, kS);
       int64_t m = plan.m_lo;
-#if defined(__AVX512F__)
-      if constexpr (kBlockGroups<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
-                    std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
-        if (group_x && inner.size() >= 16) {  // every block scored: the inner blocks in groups (the last
-                                              // overlapping the one before)
-          for (; m < inner.begin; ++m) label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
-          for (; m < inner.end; m += 16)
-            label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, inner.end - 16), orow, core);
-          for (m = inner.end; m < plan.m_hi; ++m)
-            label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
-          return;
-        }
-#endif
       // Core blocks [m, m + B).
       const auto core_blocks = [&](auto blocks, int64_t m) FCN_BLOCK_INLINE_LAMBDA {
         label_tile<NT, true, decltype(blocks)::value, kB, kS, kF>(plan, taps, bias, skip, n, i, m, orow, core);
@@ -590,6 +578,16 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
       };
       for (; m < inner.begin; ++m)
         sure(m, 1) ? write(m, 1) : label_tile<NT, false, 1, kB, kS, false>(plan, taps, bias, skip, n, i, m, orow);
+#if defined(__AVX512F__)
+      if constexpr (kBlockGroups<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
+                    std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
+        if (group_x && inner.size() >= 16) {  // every block scored: the inner blocks in groups (the last
+                                              // overlapping the one before), then the edge blocks below
+          for (; m < inner.end; m += 16)
+            label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, inner.end - 16), orow, core);
+          m = inner.end;
+        }
+#endif
       for (; m + kTile <= inner.end; m += kTile) {
         if (sure(m, kTile)) {
           write(m, kTile);
@@ -680,13 +678,14 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
             }
             labels = known.label.data();
           }
+          const bool row_groups = groups && !labels && plan.inputs[i].size() > 0;
           if (labels) {  // the combined rows where blocks are not sure only
             for (int64_t co = 0; co < g.Cout; ++co) {
               acc_t* y = ybuf.data() + co * g.W;
               for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
               plan.sep_put(co, y, sep[co]);
             }
-          } else if (groups && plan.inputs[i].size() > 0) {  // the classes' own rows where the edge blocks take them
+          } else if (row_groups) {  // the classes' own rows where the edge blocks take them
             for (const Range& c : edge_cols)
               for (int64_t co = 0; co < g.Cout && c.size() > 0; ++co)
                 plan.sep_row(x, n, co, i, ybuf.data() + co * g.W, c.begin, c.end);
@@ -696,7 +695,7 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
           // Block groups where every block is scored (noise, boundaries); not where some blocks' labels are sure
           // (regions: the class pairs before them were 7-15% slower there, measured; the groups unmeasured).
           label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
-                    groups && !labels && plan.inputs[i].size() > 0 ? x : nullptr);
+                    row_groups ? x : nullptr);
           continue;
         }
         if (plan.taps(x, n, 0, i, taps[0])) {
