@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from fcn_kernels.models import FCN8s, matmul_conv, optimize_for_inference
+from fcn_kernels.models import FCN8s, inference, matmul_conv, optimize_for_inference
 
 SIZES = ((1, 3, 45, 38), (2, 3, 32, 52))
 # fp32: convolutions summed in another order (channels_last, oneDNN's blocked kernels, Inductor's
@@ -169,6 +169,54 @@ def test_vendor_engine_runs_a_whole_model_that_is_not_an_fcn(seed):
     with torch.no_grad():
         assert torch.allclose(first, m(x), rtol=0, atol=FP32_RTOL * m(x).abs().max())
         assert torch.equal(fast.predict(y), fast(y).argmax(1))
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4])
+@pytest.mark.parametrize("stride", [1, 2, 3, 5])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_ceil_is_torch_ceil_for_every_size(kernel, stride, dilation):
+    """The rule that lets the openvino engine's pools round "ceil": true exactly where OpenVINO's ceil (the
+    output size ceil(L / stride) + 1) equals PyTorch's ceil_mode size at every input size."""
+    for pad in range(0, kernel // 2 + 1):
+        same = True
+        for size in range(dilation * (kernel - 1) + 1 - 2 * pad if pad else dilation * (kernel - 1) + 1, 40):
+            if size < 1:
+                continue
+            x = torch.zeros(1, 1, size)
+            torch_size = torch.nn.functional.max_pool1d(x, kernel, stride, pad, dilation, ceil_mode=True).shape[-1]
+            span = size + 2 * pad - dilation * (kernel - 1) - 1
+            same &= torch_size == -(-span // stride) + 1
+        assert inference.ceil_is_torch_ceil(kernel, stride, dilation, pad, pad) == same, (pad, same)
+
+
+@needs("openvino")
+def test_openvino_pools_round_ceil_only_where_it_is_torchs(seed):
+    """FCN's 2x2 stride-2 pools reach OpenVINO as "ceil" pools (no indices computed: faster); a pool where
+    ceil differs (2 wide, stride 3) stays "ceil_torch", and both engines' outputs are torch's at sizes where
+    the rounding decides the output's size (7 and 10 here: the last window would start past the input)."""
+    ov = pytest.importorskip("openvino")
+    from fcn_kernels.export import _in_eval_mode
+
+    def roundings(m, x):
+        program = _in_eval_mode(m, (x,), True, lambda m, xs, s: torch.export.export(m, xs, dynamic_shapes=s))
+        converted = inference._plain_ceil_pools(ov.convert_model(program))
+        return {
+            op.get_attributes()["rounding_type"]
+            for op in converted.get_ordered_ops()
+            if op.get_type_name() == "MaxPool"
+        }
+
+    assert roundings(inference._Scores(small_fcn8s().eval()), torch.randn(1, 3, 32, 32)) == {"ceil"}
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.MaxPool2d(2, 3, ceil_mode=True)).eval()
+    assert roundings(m, torch.randn(1, 3, 9, 9)) == {"ceil_torch"}
+    fast = optimize_for_inference(m, engine="openvino")
+    for size in (9, 12):  # conv output 7 and 10: ceil would give one more window than torch
+        x = torch.randn(1, 3, size, size + 3)
+        with torch.no_grad():
+            expected = m(x)
+        out = fast(x)
+        assert out.shape == expected.shape
+        assert torch.allclose(out, expected, rtol=0, atol=FP32_RTOL * expected.abs().max())
 
 
 def test_engine_errors(monkeypatch):

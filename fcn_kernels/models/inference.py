@@ -201,7 +201,7 @@ def _openvino(part, inputs, dtype):
 
     # torch.export with every size but the channels dynamic (OpenVINO's own tracing is torch.jit's, deprecated)
     program = _in_eval_mode(part, inputs, True, lambda m, xs, shapes: torch.export.export(m, xs, dynamic_shapes=shapes))
-    converted = ov.convert_model(program)
+    converted = _plain_ceil_pools(ov.convert_model(program))
     hint = "bf16" if dtype == torch.bfloat16 else "f32"
     compiled = ov.Core().compile_model(
         converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
@@ -216,6 +216,53 @@ def _openvino(part, inputs, dtype):
         return [torch.from_numpy(a) for a in out.to_tuple()]
 
     return infer
+
+
+def ceil_is_torch_ceil(kernel, stride, dilation, pad_begin, pad_end):
+    """Whether OpenVINO's MaxPool rounding "ceil" gives the windows of "ceil_torch" (PyTorch's ceil_mode) for
+    every input size along one axis. ceil_torch drops the last window when it would start in the end padding;
+    the last start is stride * ceil(L / stride) with L = size + pads - dilation * (kernel - 1) - 1, at most
+    L + stride - 1, so no window starts there for any size iff pad_end + stride - 1 <= dilation * (kernel - 1)."""
+    del pad_begin  # the bound on the last start is relative to size + pad_begin: it cancels
+    return pad_end + stride - 1 <= dilation * (kernel - 1)
+
+
+def _plain_ceil_pools(model):
+    """`model` (an ov.Model from torch.export) with each MaxPool of rounding "ceil_torch" whose indices go
+    unused made "ceil" where that gives the same windows for every size (ceil_is_torch_ceil; VGG's 2x2
+    stride-2 pools). OpenVINO's CPU plugin computes ceil_torch pools with their indices and reorders them
+    (a bf16 -> i32 stub per pool, even unused): 2 ms of FCN-8s's 80 at bf16, batch 1, 256x256, the ONNX
+    frontend's pools ("ceil") having none (docs/performance.md, session 25)."""
+    import openvino.opset14 as opset
+
+    changed = False
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MaxPool" or len(op.outputs()) < 2 or op.outputs()[1].get_target_inputs():
+            continue
+        a = op.get_attributes()
+        axes = zip(a["kernel"], a["strides"], a["dilations"], a["pads_begin"], a["pads_end"])
+        if a["rounding_type"] != "ceil_torch" or a["auto_pad"] != "explicit":
+            continue
+        if not all(ceil_is_torch_ceil(*axis) for axis in axes):
+            continue
+        plain = opset.max_pool(
+            op.input_value(0),
+            a["strides"],
+            a["dilations"],
+            a["pads_begin"],
+            a["pads_end"],
+            a["kernel"],
+            "ceil",
+            "explicit",
+            a["index_element_type"],
+            a["axis"],
+        )
+        plain.set_friendly_name(op.get_friendly_name())
+        op.output(0).replace(plain.output(0))
+        changed = True
+    if changed:
+        model.validate_nodes_and_infer_types()
+    return model
 
 
 def _onnxruntime(part, inputs, dtype):
