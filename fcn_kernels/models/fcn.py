@@ -16,7 +16,7 @@ from ..losses import pixelwise_cross_entropy
 from ..modules.upsample import FusedUpsampleSkip, bilinear_kernel
 from ..ops.upsample_argmax import upsample_argmax
 from ..ops.upsample_cross_entropy import check_target, upsample_cross_entropy
-from . import coord
+from . import coord, margin
 from .vgg import VGG16_STAGES, scaled, vgg16_layers
 
 
@@ -43,6 +43,8 @@ class _FCN(nn.Module):
         self.width = width
         layers = vgg16_layers(width, in_channels=in_channels, padding=padding, dropout=dropout)
         self._trunk = tuple(layers)
+        # conv1_1's padded margin computed once (margin.py); optimize_for_inference turns it on
+        self.trim_margin = False
         for name, m in layers.items():
             self.add_module(name, m)
         self._taps = tuple(tap for _, _, _, tap in self.STAGES if tap is not None)
@@ -152,9 +154,13 @@ class _FCN(nn.Module):
     def scores(self, x):
         """The trunk and score layers: (score_fr, score_<tap>, ...) before any crop."""
         taps = {}
+        p = margin.plan(self, tuple(x.shape)) if self.trim_margin else None
         h = x
-        for name in self._trunk:
-            h = getattr(self, name)(h)
+        for i, name in enumerate(self._trunk):
+            layer = getattr(self, name)
+            h = margin.first_layer(layer, h, p) if p is not None and i == 0 else layer(h)
+            if p is not None:
+                h = margin.after(name, h, p)
             if name in self._taps:
                 taps[name] = h
         out = [self.score_fr(h)]

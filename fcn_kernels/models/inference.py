@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .._malloc import keep_memory as _keep_memory
+from . import margin
 from .fcn import _FCN
 from .matmul_conv import MatmulConv2d, weights_pay
 
@@ -108,6 +109,8 @@ class InferenceModel(nn.Module):
         # new size). Nothing else here is shared between calls: threads may call forward and predict at once.
         freezing = _freezing() if self.compiled else contextlib.nullcontext()
         with torch.no_grad(), autocast, freezing:
+            if getattr(self.model, "trim_margin", False):
+                margin.choose(self.model, x)  # once per input shape: the fastest of the margin's plans
             return fn(*inputs)
 
     def forward(self, *inputs):
@@ -231,8 +234,8 @@ def _plain_ceil_pools(model):
     """`model` (an ov.Model from torch.export) with each MaxPool of rounding "ceil_torch" whose indices go
     unused made "ceil" where that gives the same windows for every size (ceil_is_torch_ceil; VGG's 2x2
     stride-2 pools). OpenVINO's CPU plugin computes ceil_torch pools with their indices and reorders them
-    (a bf16 -> i32 stub per pool, even unused): 2 ms of FCN-8s's 80 at bf16, batch 1, 256x256, the ONNX
-    frontend's pools ("ceil") having none (docs/performance.md, session 25)."""
+    (a bf16 -> i32 stub per pool, even unused; the ONNX frontend's "ceil" pools have none): docs/performance.md,
+    session 25."""
     import openvino.opset14 as opset
 
     changed = False
@@ -348,6 +351,8 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
+    if isinstance(m, _FCN) and engine == "torch":
+        margin.enable(m)  # conv1_1's padded margin computed once (margin.py)
     if isinstance(m, _FCN) and MatmulConv2d.fits(m.fc6):  # im2col + matmul where it measured faster
         if engine == "torch":
             m.fc6 = MatmulConv2d.from_conv(m.fc6)
