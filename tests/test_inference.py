@@ -156,6 +156,7 @@ def test_vendor_engine_threads_give_the_serial_labels(seed):
     concurrent = predict_in_threads(fast, inputs)  # the first calls convert the model, once
     serial = [fast.predict(x) for x in inputs]
     assert all(torch.equal(got, want) for got, want in zip(concurrent, serial))
+    assert not fast.model.training  # the conversion leaves the model in eval mode
     assert any(s.unique().numel() > 1 for s in serial)
 
 

@@ -134,3 +134,33 @@ def test_levels_reach():
     assert levels[0] == (208, 0, 98, 110, 208)
     assert levels[1] == (208, 1, 97, 111, 207)
     assert levels[2] == (104, 1, 48, 56, 103)
+
+
+def test_any_size_plan_is_each_sizes_plan():
+    """The plan torch.export traces for every size (right indices from the size) is the plan of each size."""
+    spec = margin._spec(random_fcn(FCN8s))
+    for h in list(range(1, 70)) + [255, 256, 375, 500, 501, 777]:
+        for w in (1, 2, 9, 64, 333, 500):
+            assert margin._any_size(spec, h, w) == margin._plan(spec, h, w, False), (h, w)
+
+
+def test_exported_for_every_size(seed):
+    """torch.export with dynamic sizes (the vendor engines' trunk) traces the trimmed trunk, conv1_1 padded
+    by 8, and the one program gives the full trunk's scores at sizes other than the example's."""
+    from fcn_kernels.export import _in_eval_mode
+    from fcn_kernels.models.inference import _Scores
+
+    m = random_fcn(FCN8s)
+    margin.enable(m)
+    example = torch.randn(1, 3, 32, 40, dtype=torch.float64)
+    program = _in_eval_mode(
+        _Scores(m).eval(), (example,), True, lambda m, xs, s: torch.export.export(m, xs, dynamic_shapes=s)
+    )
+    convs = [n for n in program.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    assert list(convs[0].args[4]) == [8, 8]
+    run = program.module()
+    for shape in [(2, 3, 45, 38), (1, 3, 1, 1), (1, 3, 77, 13)]:
+        x = torch.randn(shape, dtype=torch.float64)
+        full, _ = both(m, x)
+        with torch.no_grad():
+            assert_same(full, run(x))

@@ -168,7 +168,7 @@ class _Vendor:
         if self._infer is None:
             with self._lock:  # the first calls of several threads convert once
                 if self._infer is None:
-                    part = _Scores(self.model) if self.fcn else self.model
+                    part = _Scores(self.model).eval() if self.fcn else self.model  # eval: the export puts back its mode
                     build = _openvino if self.engine == "openvino" else _onnxruntime
                     self._infer = build(part, inputs, self.dtype)
         return self._infer(inputs)
@@ -303,8 +303,11 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
     The copy is in eval mode, its parameters do not require grad, it runs without autograd, in
     channels_last, under bf16 autocast when asked, and compiled with Inductor freezing when asked (the
     fcn_kernels ops stay custom ops in the graph), an FCN's fc6 as im2col + matmul where that measured faster
-    (:mod:`fcn_kernels.models.matmul_conv`; on the openvino engine at f32 too). Each choice is kept because it
-    measured faster: see docs/DESIGN.md §3. ``model`` itself is left untouched.
+    (:mod:`fcn_kernels.models.matmul_conv`; on the openvino engine at f32 too), and an FCN's trunk run on its
+    image padded by less, the constant margin of conv1_1's padding put back after the pools
+    (:mod:`fcn_kernels.models.margin`; every engine; the torch engine times its plans once per input shape,
+    on the first call). Each choice is kept because it measured faster: see docs/DESIGN.md §3. ``model``
+    itself is left untouched.
 
     Args:
         model (nn.Module): an image model; an FCN's ``predict`` is kept (labels via
@@ -351,8 +354,8 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
-    if isinstance(m, _FCN) and engine == "torch":
-        margin.enable(m)  # conv1_1's padded margin computed once (margin.py)
+    if isinstance(m, _FCN):
+        margin.enable(m)  # conv1_1's padded margin computed once (margin.py), in every engine
     if isinstance(m, _FCN) and MatmulConv2d.fits(m.fc6):  # im2col + matmul where it measured faster
         if engine == "torch":
             m.fc6 = MatmulConv2d.from_conv(m.fc6)

@@ -150,9 +150,73 @@ def _spec(model):
 def plan(model, shape):
     """The Plan of `model` (an FCN) for images of `shape` (N, C, H, W): the one `choose` timed fastest for
     that shape, else every restore the geometry allows; None where no margin is dropped."""
+    height, width = shape[-2], shape[-1]
+    if isinstance(height, torch.SymInt) or isinstance(width, torch.SymInt):  # exported for every size
+        return _any_size(_spec(model), height, width)
     chosen = model.__dict__.get("_margin_chosen", {})
-    key = (shape[0], shape[-2], shape[-1])
-    return chosen[key] if key in chosen else _plan(_spec(model), shape[-2], shape[-1], False)
+    key = (shape[0], height, width)
+    return chosen[key] if key in chosen else _plan(_spec(model), height, width, False)
+
+
+# The sizes a plan for every size is checked at: every remainder modulo the product of the strides (at
+# most 32 up to VGG's pool5) at small and large sizes; past the image's first few pixels the geometry
+# repeats with that period.
+_ANY_SIZE = tuple(range(1, 66)) + tuple(range(500, 533))
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform(spec):
+    """(padding, restores with `right` None) of the plan that every size in _ANY_SIZE shares, or None
+    where they differ (the number put back or the left index varies with the size)."""
+    shared = None
+    for n in _ANY_SIZE:
+        for p in (_plan(spec, n, _ANY_SIZE[-1], False), _plan(spec, _ANY_SIZE[-1], n, False)):
+            if p is None:
+                return None
+            key = (p.padding, tuple((r.layer, r.rows[:2], r.cols[:2]) for r in p.restores))
+            if shared not in (None, key):
+                return None
+            shared = key
+    return shared
+
+
+def _image_end(spec, layer, axis, n, padding):
+    """The first index past the image's pixels in `layer`'s output along `axis`, for conv1_1 padded by
+    `padding` and an n-pixel image: each layer's last window that reads the image (ints or SymInts)."""
+    end = padding + n  # conv1_1's output on the padded line
+    for name, *geoms, _ in spec[1:]:
+        _, stride, pad, _, _ = geoms[axis]
+        end = (end - 1 + pad) // stride + 1
+        if name == layer:
+            return end
+    raise LookupError(layer)
+
+
+def _any_size(spec, height, width):
+    """The plan for images of any size (height, width may be SymInts: torch.export with dynamic shapes):
+    the shared restores, their right indices computed from the size; None where sizes differ."""
+    shared = _uniform(spec)
+    if shared is None:
+        return None
+    padding, restores = shared
+    out = []
+    for layer, rows, cols in restores:
+        # each restore's indices are those of the run trimmed by its own and the deeper restores
+        deeper = [r for r in restores if _index(spec, r[0]) >= _index(spec, layer)]
+        axes = []
+        for axis, n, (m, left) in ((0, height, rows), (1, width, cols)):
+            pad = spec[0][1 + axis][2] - sum(r[1 + axis][0] * _stride(spec, r[0], axis) for r in deeper)
+            axes.append(_Axis(m, left, _image_end(spec, layer, axis, n, pad)))
+        out.append(Restore(layer, *axes))
+    return Plan(padding, tuple(out))
+
+
+def _index(spec, layer):
+    return next(i for i, entry in enumerate(spec) if entry[0] == layer)
+
+
+def _stride(spec, layer, axis):
+    return math.prod(entry[1 + axis][1] for entry in spec[: _index(spec, layer) + 1])
 
 
 def candidates(model, height, width):
