@@ -137,16 +137,17 @@ def test_levels_reach():
 
 
 def test_any_size_plan_is_each_sizes_plan():
-    """The plan torch.export traces for every size (right indices from the size) is the plan of each size."""
+    """The plan torch.export traces for every size (right indices from the size) is each size's plan with
+    the deepest restore alone."""
     spec = margin._spec(random_fcn(FCN8s))
     for h in list(range(1, 70)) + [255, 256, 375, 500, 501, 777]:
         for w in (1, 2, 9, 64, 333, 500):
-            assert margin._any_size(spec, h, w) == margin._plan(spec, h, w, False), (h, w)
+            assert margin._any_size(spec, h, w) == margin._plan(spec, h, w, True), (h, w)
 
 
 def test_exported_for_every_size(seed):
     """torch.export with dynamic sizes (the vendor engines' trunk) traces the trimmed trunk, conv1_1 padded
-    by 8, and the one program gives the full trunk's scores at sizes other than the example's."""
+    by 52 (pool3's restore alone), and the one program gives the full trunk's scores at other sizes."""
     from fcn_kernels.export import _in_eval_mode
     from fcn_kernels.models.inference import _Scores
 
@@ -157,7 +158,7 @@ def test_exported_for_every_size(seed):
         _Scores(m).eval(), (example,), True, lambda m, xs, s: torch.export.export(m, xs, dynamic_shapes=s)
     )
     convs = [n for n in program.graph.nodes if n.target == torch.ops.aten.conv2d.default]
-    assert list(convs[0].args[4]) == [8, 8]
+    assert list(convs[0].args[4]) == [52, 52]
     run = program.module()
     for shape in [(2, 3, 45, 38), (1, 3, 1, 1), (1, 3, 77, 13)]:
         x = torch.randn(shape, dtype=torch.float64)

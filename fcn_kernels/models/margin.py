@@ -13,7 +13,8 @@ sums a convolution of another size may pick: none in float64 or bf16 here, tests
 Which pixels are sea follows from the layers' geometry (`_levels`: the pixels that the map's edges, through
 the zero padding of each convolution after the first, and the image reach). At each pool, deepest first,
 the number put back is the largest for which a sea row and column survive there on both sides. A size
-with no sea at any pool runs the layers as they are.
+with no sea at any pool runs the layers as they are. `choose` times the plans once per input shape (the
+torch engine); a program exported for every size (the vendor engines) takes the deepest restore alone.
 """
 
 import functools
@@ -167,10 +168,12 @@ _ANY_SIZE = tuple(range(1, 66)) + tuple(range(500, 533))
 @functools.lru_cache(maxsize=64)
 def _uniform(spec):
     """(padding, restores with `right` None) of the plan that every size in _ANY_SIZE shares, or None
-    where they differ (the number put back or the left index varies with the size)."""
+    where they differ (the number put back or the left index varies with the size). The deepest restore
+    alone: with no timing per size to steer around a slow map size (`choose`), it moves fewer of them, and
+    measured faster in OpenVINO (docs/DESIGN.md §3)."""
     shared = None
     for n in _ANY_SIZE:
-        for p in (_plan(spec, n, _ANY_SIZE[-1], False), _plan(spec, _ANY_SIZE[-1], n, False)):
+        for p in (_plan(spec, n, _ANY_SIZE[-1], True), _plan(spec, _ANY_SIZE[-1], n, True)):
             if p is None:
                 return None
             key = (p.padding, tuple((r.layer, r.rows[:2], r.cols[:2]) for r in p.restores))
@@ -194,7 +197,7 @@ def _image_end(spec, layer, axis, n, padding):
 
 def _any_size(spec, height, width):
     """The plan for images of any size (height, width may be SymInts: torch.export with dynamic shapes):
-    the shared restores, their right indices computed from the size; None where sizes differ."""
+    the shared restore, its right indices computed from the size; None where sizes differ."""
     shared = _uniform(spec)
     if shared is None:
         return None
