@@ -5,7 +5,7 @@ largest the geometry allows (one more row changes the outputs); no plan where th
 import pytest
 import torch
 
-from fcn_kernels.models import FCN8s, FCN16s, FCN32s, margin
+from fcn_kernels.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, margin
 
 
 def random_fcn(cls, padding=100):
@@ -20,14 +20,14 @@ def random_fcn(cls, padding=100):
     return m
 
 
-def both(m, x, p=None):
-    """(full, trimmed) scores of `m` on `x`, trimmed by the plan p (default: every restore)."""
+def both(m, x, p="every"):
+    """(full, trimmed) scores of `m` on `x`, trimmed by the plan p (a Plan, None, or every restore)."""
     with torch.no_grad():
-        m.trim_margin = False
+        m._trim_margin = False
         full = m.scores(x)
-        m.trim_margin = True
-        if p is not None:
-            m.__dict__["_margin_chosen"] = {(x.shape[0], x.shape[-2], x.shape[-1]): p}
+        m._trim_margin = True
+        p = margin.candidates(m, *x.shape[-2:])[0] if p == "every" else p
+        m.__dict__["_margin_chosen"] = {tuple(x.shape[-2:]): p}
         trimmed = m.scores(x)
     return full, trimmed
 
@@ -98,9 +98,9 @@ def test_choose_keeps_the_fastest_plan(monkeypatch):
     x = torch.randn(2, 3, 30, 31)
     margin.choose(m, x)
     assert timed == plans * 3
-    assert margin.plan(m, x.shape) == plans[1]
-    assert margin.plan(m, (1, 3, 30, 31)) == plans[0]  # another batch: not chosen yet, every restore
-    margin.choose(m, x)
+    assert margin.plan(m, x.shape) == plans[1] == margin.plan(m, (1, 3, 30, 31))  # per size, any batch
+    assert margin.plan(m, (2, 3, 30, 32)) == margin.candidates(m, 30, 32)[0]  # not chosen: every restore
+    margin.choose(m, x[:1])
     assert len(timed) == 9
 
     from fcn_kernels.models import optimize_for_inference
@@ -109,7 +109,7 @@ def test_choose_keeps_the_fastest_plan(monkeypatch):
     timed.clear()
     for _ in range(2):
         fast(x)
-    assert timed == plans * 3 and fast.model._margin_chosen == {(2, 30, 31): plans[1]}
+    assert timed == plans * 3 and fast.model._margin_chosen == {(30, 31): plans[1]}
 
 
 @pytest.mark.parametrize("padding", [0, 5, 7])
@@ -165,3 +165,37 @@ def test_exported_for_every_size(seed):
         full, _ = both(m, x)
         with torch.no_grad():
             assert_same(full, run(x))
+
+
+@pytest.mark.parametrize(
+    "cls, padding, size",
+    [(FCN8s, 150, (20, 24)), (FCN8s, 132, (21, 21)), (FCN8sAtOnce, 150, (21, 21)), (FCN16s, 260, (21, 21))],
+)
+def test_no_restore_after_a_skip_tap(cls, padding, size, seed):
+    """With more padding the geometry would allow restores past pool3 (FCN-8s's first tap) or pool4
+    (FCN-16s's): a tap read there would be a trimmed map. The plans stop at the first tap, and give the
+    full trunk's scores (found in review: wrong scores or a crop error before)."""
+    m = random_fcn(cls, padding=padding)
+    first_tap = min(m._taps, key=m._trunk.index)
+    x = torch.randn(1, 3, *size, dtype=torch.float64)
+    for p in margin.candidates(m, *size):
+        if p is not None:
+            assert m._trunk.index(p.restores[-1].layer) <= m._trunk.index(first_tap)
+        assert_same(*both(m, x, p))
+
+
+def test_exported_with_a_dynamic_batch_only(seed):
+    """Sizes fixed and the batch symbolic: the plan is the size's (found in review: a SymInt in a key)."""
+    from fcn_kernels.export import _in_eval_mode
+    from fcn_kernels.models.inference import _Scores
+
+    m = random_fcn(FCN8s)
+    margin.enable(m)
+    x = torch.randn(2, 3, 21, 30, dtype=torch.float64)
+    shapes = ({0: torch.export.Dim.DYNAMIC},)
+    program = _in_eval_mode(
+        _Scores(m).eval(), (x,), False, lambda m, xs, s: torch.export.export(m, xs, dynamic_shapes=shapes)
+    )
+    full, _ = both(m, x, None)
+    with torch.no_grad():
+        assert_same(full, program.module()(x))

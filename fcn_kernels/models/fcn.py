@@ -26,6 +26,9 @@ class _FCN(nn.Module):
 
     STAGES = ()
     SKIP_SCALE = {}
+    # conv1_1's padded margin computed once (margin.py); optimize_for_inference turns it on. A class
+    # attribute: a model pickled before it existed has none of its own.
+    _trim_margin = False
 
     def __init__(
         self,
@@ -43,8 +46,6 @@ class _FCN(nn.Module):
         self.width = width
         layers = vgg16_layers(width, in_channels=in_channels, padding=padding, dropout=dropout)
         self._trunk = tuple(layers)
-        # conv1_1's padded margin computed once (margin.py); optimize_for_inference turns it on
-        self.trim_margin = False
         for name, m in layers.items():
             self.add_module(name, m)
         self._taps = tuple(tap for _, _, _, tap in self.STAGES if tap is not None)
@@ -154,7 +155,7 @@ class _FCN(nn.Module):
     def scores(self, x):
         """The trunk and score layers: (score_fr, score_<tap>, ...) before any crop."""
         taps = {}
-        p = margin.plan(self, tuple(x.shape)) if self.trim_margin else None
+        p = margin.plan(self, tuple(x.shape)) if self._trim_margin else None
         h = x
         for i, name in enumerate(self._trunk):
             layer = getattr(self, name)

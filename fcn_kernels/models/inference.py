@@ -109,7 +109,7 @@ class InferenceModel(nn.Module):
         # new size). Nothing else here is shared between calls: threads may call forward and predict at once.
         freezing = _freezing() if self.compiled else contextlib.nullcontext()
         with torch.no_grad(), autocast, freezing:
-            if getattr(self.model, "trim_margin", False):
+            if getattr(self.model, "_trim_margin", False):
                 margin.choose(self.model, x)  # once per input shape: the fastest of the margin's plans
             return fn(*inputs)
 

@@ -122,12 +122,14 @@ def _axis_plan(geoms, n, pad, stride):
 def _spec(model):
     """The trunk's geometry as a hashable value: ((name, rows geometry, columns geometry, ceil mode,
     multiply-adds per output pixel), ...) from conv1_1 up to the first layer the margin cannot pass (a
-    strided convolution or a layer of another kind); () where conv1_1 is not a padded stride-1 convolution.
-    Kept on the model: its layers are fixed once optimize_for_inference has copied it."""
+    strided convolution or a layer of another kind), and no further than the first skip tap (`model._taps`:
+    a tap's map leaves the trunk there, so no restore may come after it); () where conv1_1 is not a padded
+    stride-1 convolution. Kept on the model: its layers are fixed once optimize_for_inference has copied it
+    (`enable` forgets it)."""
     spec = model.__dict__.get("_margin_spec")
     if spec is not None:
         return spec
-    out = []
+    out, taps = [], set(getattr(model, "_taps", ()))
     for i, name in enumerate(model._trunk):
         module = getattr(model, name)
         if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
@@ -143,37 +145,45 @@ def _spec(model):
         conv = isinstance(module, nn.Conv2d)
         macs = module.in_channels // module.groups * module.out_channels * math.prod(module.kernel_size) if conv else 0
         out.append((name, rows, cols, not conv and module.ceil_mode, macs))
+        if name in taps:
+            break
     model.__dict__["_margin_spec"] = spec = tuple(out)
     return spec
 
 
-@torch.compiler.assume_constant_result  # traced once per shape: Dynamo takes the plan as a constant
 def plan(model, shape):
     """The Plan of `model` (an FCN) for images of `shape` (N, C, H, W): the one `choose` timed fastest for
-    that shape, else every restore the geometry allows; None where no margin is dropped."""
-    height, width = shape[-2], shape[-1]
-    if isinstance(height, torch.SymInt) or isinstance(width, torch.SymInt):  # exported for every size
-        return _any_size(_spec(model), height, width)
+    that height and width, else every restore the geometry allows; for a shape with symbolic sizes
+    (torch.export with dynamic shapes), the plan every size shares; None where no margin is dropped."""
+    if any(isinstance(d, torch.SymInt) for d in shape):
+        return _any_size(_spec(model), shape[-2], shape[-1])
+    return _sized(model, shape[-2], shape[-1])
+
+
+@torch.compiler.assume_constant_result  # traced once per size: Dynamo takes the plan as a constant
+def _sized(model, height, width):
     chosen = model.__dict__.get("_margin_chosen", {})
-    key = (shape[0], height, width)
+    key = (height, width)
     return chosen[key] if key in chosen else _plan(_spec(model), height, width, False)
 
 
-# The sizes a plan for every size is checked at: every remainder modulo the product of the strides (at
-# most 32 up to VGG's pool5) at small and large sizes; past the image's first few pixels the geometry
-# repeats with that period.
-_ANY_SIZE = tuple(range(1, 66)) + tuple(range(500, 533))
+def _any_size_sizes(spec):
+    """The sizes a plan for every size is checked at: every remainder modulo the product of the strides,
+    twice over from 1 and once from 500 (past the image's first pixels the geometry repeats with that
+    period), and a size past them all to pair them with."""
+    period = math.prod(max(entry[1][1], entry[2][1]) for entry in spec)
+    return tuple(range(1, 2 * period + 2)) + tuple(range(500, 500 + period + 1))
 
 
 @functools.lru_cache(maxsize=64)
 def _uniform(spec):
-    """(padding, restores with `right` None) of the plan that every size in _ANY_SIZE shares, or None
+    """(padding, restores with `right` None) of the plan that every size in _any_size_sizes shares, or None
     where they differ (the number put back or the left index varies with the size). The deepest restore
     alone: with no timing per size to steer around a slow map size (`choose`), it moves fewer of them, and
     measured faster in OpenVINO (docs/DESIGN.md §3)."""
-    shared = None
-    for n in _ANY_SIZE:
-        for p in (_plan(spec, n, _ANY_SIZE[-1], True), _plan(spec, _ANY_SIZE[-1], n, True)):
+    sizes, shared = _any_size_sizes(spec), None
+    for n in sizes:
+        for p in (_plan(spec, n, sizes[-1], True), _plan(spec, sizes[-1], n, True)):
             if p is None:
                 return None
             key = (p.padding, tuple((r.layer, r.rows[:2], r.cols[:2]) for r in p.restores))
@@ -232,28 +242,32 @@ def candidates(model, height, width):
 
 
 _choosing = threading.Lock()
+_CHOSEN_SIZES = 64
 
 
 def enable(model):
     """Turn the trimmed trunk on for `model` (an FCN), with no plan chosen yet (a copy of a model that
     chose at another dtype chooses again)."""
-    model.trim_margin = True
+    model._trim_margin = True
     model.__dict__.pop("_margin_chosen", None)
+    model.__dict__.pop("_margin_spec", None)
 
 
 def choose(model, x, rounds=2):
-    """Time each candidate plan once per input shape (N, H, W) on `x` itself, through the layers up to the
+    """Time each candidate plan once per image size (H, W) on `x` itself, through the layers up to the
     deepest restore, and keep the fastest for `plan`. Why time: oneDNN's convolutions run some map sizes
     several times slower than their neighbours (docs/performance.md, session 25), and a plan moves every
-    early map's size. Runs in the caller's no_grad and autocast; a second call for the same shape does
-    nothing."""
-    key = (x.shape[0], x.shape[-2], x.shape[-1])
-    if key in model.__dict__.get("_margin_chosen", {}):
-        return
+    early map's size. Runs in the caller's no_grad and autocast; a second call for the same size does
+    nothing, nor a call off the CPU (unmeasured there: `plan` gives every restore)."""
+    key = (x.shape[-2], x.shape[-1])
+    if x.device.type != "cpu" or key in model.__dict__.get("_margin_chosen", {}):
+        return  # off the CPU unmeasured: every restore
     with _choosing:
         chosen = model.__dict__.setdefault("_margin_chosen", {})
         if key in chosen:
             return
+        if len(chosen) >= _CHOSEN_SIZES:  # a server seeing ever new sizes: forget the oldest
+            del chosen[next(iter(chosen))]
         plans = candidates(model, x.shape[-2], x.shape[-1])
         if len(plans) == 1:
             chosen[key] = plans[0]
