@@ -158,10 +158,7 @@ class _FCN(nn.Module):
         p = margin.plan(self, tuple(x.shape)) if self._trim_margin else None
         h = x
         for i, name in enumerate(self._trunk):
-            layer = getattr(self, name)
-            h = margin.first_layer(layer, h, p) if p is not None and i == 0 else layer(h)
-            if p is not None:
-                h = margin.after(name, h, p)
+            h = margin.step(self, i, name, h, p)
             if name in self._taps:
                 taps[name] = h
         out = [self.score_fr(h)]

@@ -110,7 +110,7 @@ class InferenceModel(nn.Module):
         freezing = _freezing() if self.compiled else contextlib.nullcontext()
         with torch.no_grad(), autocast, freezing:
             if getattr(self.model, "_trim_margin", False):
-                margin.choose(self.model, x)  # once per input shape: the fastest of the margin's plans
+                margin.choose(self.model, x)  # once per image size: the fastest of the margin's plans
             return fn(*inputs)
 
     def forward(self, *inputs):
@@ -305,7 +305,7 @@ def optimize_for_inference(model, dtype=torch.float32, compile=True, engine="tor
     fcn_kernels ops stay custom ops in the graph), an FCN's fc6 as im2col + matmul where that measured faster
     (:mod:`fcn_kernels.models.matmul_conv`; on the openvino engine at f32 too), and an FCN's trunk run on its
     image padded by less, the constant margin of conv1_1's padding put back after the pools
-    (:mod:`fcn_kernels.models.margin`; every engine; the torch engine times its plans once per input shape,
+    (:mod:`fcn_kernels.models.margin`; every engine; the torch engine times its plans once per image size,
     on the first call). Each choice is kept because it measured faster: see docs/DESIGN.md §3. ``model``
     itself is left untouched.
 

@@ -13,7 +13,7 @@ sums a convolution of another size may pick: none in float64 or bf16 here, tests
 Which pixels are sea follows from the layers' geometry (`_levels`: the pixels that the map's edges, through
 the zero padding of each convolution after the first, and the image reach). At each pool, deepest first,
 the number put back is the largest for which a sea row and column survive there on both sides. A size
-with no sea at any pool runs the layers as they are. `choose` times the plans once per input shape (the
+with no sea at any pool runs the layers as they are. `choose` times the plans once per image size (the
 torch engine); a program exported for every size (the vendor engines) takes the deepest restore alone.
 """
 
@@ -277,7 +277,8 @@ def choose(model, x, rounds=2):
         for r in range(1 + rounds):  # the first round builds oneDNN's kernels for the new sizes
             for i, p in enumerate(plans):
                 seconds = _seconds(_through, model, x, p, last)
-                best[i] = min(best.get(i, math.inf), seconds) if r else math.inf
+                if r:
+                    best[i] = min(best.get(i, math.inf), seconds)
         chosen[key] = plans[min(best, key=best.get)]
 
 
@@ -291,12 +292,18 @@ def _through(model, x, p, last):
     """The trunk with plan p (None: as it is) on x, up to layer `last`'s output."""
     h = x
     for i, name in enumerate(model._trunk):
-        layer = getattr(model, name)
-        h = first_layer(layer, h, p) if p is not None and i == 0 else layer(h)
-        if p is not None:
-            h = after(name, h, p)
+        h = step(model, i, name, h, p)
         if name == last:
             return h
+
+
+def step(model, i, name, h, p):
+    """Trunk layer `name` (the i-th) of `model` on `h` under plan p (None: the layer as it is): conv1_1 with
+    the plan's padding, a restore's pool followed by its widening."""
+    layer = getattr(model, name)
+    if p is None:
+        return layer(h)
+    return after(name, first_layer(layer, h, p) if i == 0 else layer(h), p)
 
 
 @functools.lru_cache(maxsize=256)
@@ -329,12 +336,12 @@ def first_layer(conv, x, p):
 
 def _put_back(h, dim, axis):
     """`h` with `axis.m` copies of index axis.left inserted before it, and of axis.right before it."""
-    n = h.shape[dim]
+    n, copies = h.shape[dim], [axis.m if d == dim % h.dim() else -1 for d in range(h.dim())]
     parts = [
         h.narrow(dim, 0, axis.left),
-        h.narrow(dim, axis.left, 1).expand(*[axis.m if d == dim % h.dim() else -1 for d in range(h.dim())]),
+        h.narrow(dim, axis.left, 1).expand(*copies),
         h.narrow(dim, axis.left, axis.right - axis.left),
-        h.narrow(dim, axis.right, 1).expand(*[axis.m if d == dim % h.dim() else -1 for d in range(h.dim())]),
+        h.narrow(dim, axis.right, 1).expand(*copies),
         h.narrow(dim, axis.right, n - axis.right),
     ]
     return torch.cat(parts, dim)
