@@ -279,6 +279,33 @@ def test_stride_8_block_groups_ties_and_crops(seed, backend, dtype, classes, mon
         assert labels.eq(exact.argmax(1)).float().mean() > 0.99, (trial, seed)  # ties exact: scores are k/64
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride", [8, 16, 32])
+@pytest.mark.parametrize("backend", backends("cpu"))
+def test_blocks_past_x_at_fcn_strides(seed, backend, stride, dtype):
+    """The blocks at a row's ends whose terms reach past x (crops starting in block 0, ending in the last block):
+    the CPU kernel scores them as inner blocks over combined rows padded with zeros, whose terms add nothing and
+    change no sign of zero. Bilinear filters (the separable form) on noise and on ties, with and without a bias,
+    and crops cutting those blocks at every phase: the labels are the argmax of the forward's own scores."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    classes, H, W = 5, 3, 6
+    w = fcn_kernels.bilinear_kernel(classes, 2 * stride, classes, dtype=dtype)
+    full = (H + 1) * stride, (W + 1) * stride
+    for trial in range(6):
+        x = torch.randn(2, classes, H, W) if trial % 2 else torch.randint(-2, 3, (2, classes, H, W)).float()
+        x = x.to(dtype)
+        bias = torch.randn(classes, dtype=dtype) if trial >= 4 else None
+        ox = rng.choice([0, 1, stride // 2, stride - 1])  # a first block reaching column -1 of x
+        end = full[1] - rng.choice([0, 1, stride // 2, stride - 1])  # a last block reaching column W
+        kw = dict(
+            stride=stride, groups=classes, out_offset=(rng.randrange(stride), ox), out_size=(H * stride, end - ox)
+        )
+        labels = fcn_kernels.upsample_argmax(x, w, bias, backend=backend, **kw)
+        scores = fcn_kernels.upsample_skip(x, w, bias, backend=backend, **kw)
+        assert torch.equal(labels, scores.argmax(1)), (trial, kw)
+
+
 def _positive_outer_product(c, dtype, kind):
     """One filter for every class, its factors all positive: bilinear, or a and b multiples of 1/8 in (0, 2]."""
     if kind == "bilinear":

@@ -237,14 +237,18 @@ def test_separable_form_keeps_finite_scores_finite(dtype):
     torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("kind", ["bilinear", "random"])
-@pytest.mark.parametrize("stride", [8, 16])
-def test_separable_rows_at_every_alignment(seed, stride, kind):
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_separable_rows_at_every_alignment(seed, stride, kind, dtype):
     """The CPU forward writes the float rows of the separable form with 2 tap blocks (FCN's upscore8 and
-    upscore16) in stores at 64-byte boundaries where AVX-512 is compiled in, masked at both ends. Output rows
-    starting at every float offset from a boundary (an odd width: consecutive rows start 1 float apart mod 16)
-    and crops starting at every phase of the stride and at both edges of the full output: the reference's values,
-    and each column the same bits wherever its row lands (widths Wo and Wo + 1 start rows elsewhere)."""
+    upscore16) in stores at 64-byte boundaries where AVX-512 is compiled in, masked at both ends; other strides
+    and float64 go through register blocks whose combined rows are padded with zeros (the blocks at a row's ends
+    read them instead of leaving their terms out), blocks wider than a register stored a register at a time,
+    masked where the crop cuts them. Output rows starting at every float offset from a boundary (an odd width:
+    consecutive rows start 1 float apart mod 16) and crops starting at every phase of the stride and at both
+    edges of the full output: the reference's values, and each column the same bits wherever its row lands
+    (widths Wo and Wo + 1 start rows elsewhere)."""
     rng = random.Random(seed)
     for ox in sorted({0, 1, stride - 1, stride, 2 * stride - 1, *rng.sample(range(2 * stride), 3)}):
         skip = rng.random() < 0.5
@@ -258,12 +262,12 @@ def test_separable_rows_at_every_alignment(seed, stride, kind):
                 skip_hw=(11, wo + 3) if skip else None,
                 skip_offset=(1, 2) if skip else (0, 0),
             )
-            x, _, b, s = make_inputs(c, F32)
-            w = outer_product_weight(c, F32, kind)
+            x, _, b, s = make_inputs(c, dtype)
+            w = outer_product_weight(c, dtype, kind)
             y = fcn_kernels.upsample_skip(x, w, b, s, backend="cpu", **c.kwargs())
             assert_matches_reference(c, (x, w, b, s), None, y, what=f"seed={seed} ox={ox} Wo={wo}")
             c1 = replace(c, out_size=(9, wo + 1), skip_hw=(11, wo + 4) if skip else None)
-            s1 = torch.cat([s, torch.randn(c.N, c.cout, 11, 1)], dim=3) if skip else None
+            s1 = torch.cat([s, torch.randn(c.N, c.cout, 11, 1, dtype=dtype)], dim=3) if skip else None
             y1 = fcn_kernels.upsample_skip(x, w, b, s1, backend="cpu", **c1.kwargs())
             assert torch.equal(y, y1[..., :wo]), f"seed={seed} ox={ox} Wo={wo}: other bits at another offset"
 

@@ -36,6 +36,7 @@ using upsample_skip::gather_block_row;
 using upsample_skip::grain_for;
 using upsample_skip::Result;
 using upsample_skip::load_block;
+using upsample_skip::part_of;
 using upsample_skip::rounded;
 using upsample_skip::rounded_block;
 using upsample_skip::RowPlan;
@@ -44,6 +45,7 @@ using upsample_skip::Stride;
 using upsample_skip::scores_stay_finite;
 using upsample_skip::Taps;
 using upsample_skip::weight_blocks;
+using upsample_skip::YRows;
 
 // Classes are visited in increasing order; a row of running maxima (and int32 labels, the maxima's
 // width, so that the update vectorizes) is kept per output row.
@@ -292,16 +294,6 @@ FCN_BLOCK_INLINE V rounded_finite_block(V v) {
   }
 }
 
-// Lanes [Off, Off + kLanes<Part>) of v (Off a multiple of that count): a register's part of a wider block.
-template <typename Part, int Off, typename Vec, std::size_t... I>
-FCN_BLOCK_INLINE Part part_of(const Vec& v, std::index_sequence<I...>) {
-  if constexpr (sizeof(Part) == sizeof(Vec)) {
-    return v;
-  } else {
-    return __builtin_shufflevector(v, v, (Off + int(I))...);
-  }
-}
-
 // Labels of blocks [m, m + B) of output row (n, i), the blocks' running maxima and labels kept in
 // registers while the classes are visited in increasing order (class co's row terms: taps[co]); each
 // score is computed, biased, skipped and rounded as upsample_skip's forward stores it. kCore: core blocks
@@ -383,7 +375,11 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
       parts([&](auto p) FCN_BLOCK_INLINE_LAMBDA {
         const auto wide = __builtin_convertvector(label[b][p], upsample_skip::Block<int64_t, PL>);
         int64_t* o = orow + plan.column(m + b) + p * PL;
-        if (all) return void(std::memcpy(o, &wide, sizeof wide));
+        if constexpr (sizeof wide > 64) {
+          if (all) return upsample_skip::store_parts(o, wide);
+        } else {
+          if (all) return void(std::memcpy(o, &wide, sizeof wide));
+        }
         for (int64_t r = std::max<int64_t>(w0 - p * PL, 0); r < std::min<int64_t>(w1 - p * PL, PL); ++r) o[r] = wide[r];
       });
     } else {
@@ -551,18 +547,20 @@ Range inner_blocks(const Plan& plan, bool skip) {
 // side by side. known (or nullptr): the blocks' sure labels (SureLabels), written as they are where not -1; a
 // tile with more than half its blocks not sure is computed whole, then its sure blocks written from known, and
 // one with fewer block by block. group_x (or nullptr): x, for the inner blocks in block groups (label_group),
-// where argmax_kernel's conditions for them hold.
+// where argmax_kernel's conditions for them hold. padded: the taps read YRows' padded combined rows, so that
+// without a skip every block is an inner block (the groups keep to the blocks whose columns lie inside x).
 template <int SW, typename scalar_t, typename TapsT>
 void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scalar_t* bias,
                const scalar_t* skip, int64_t n, int64_t i, bool finite, int64_t* orow, const int32_t* known,
-               const scalar_t* group_x = nullptr) {
+               bool padded, const scalar_t* group_x = nullptr) {
   if constexpr (upsample_skip::kRegisterBlocks<SW, at::opmath_type<scalar_t>>) {
     constexpr int kTile = std::max(1, 64 / SW);  // blocks per tile: 8 at stride 8 (4 measured 5% slower)
     const auto row = [&](auto nt, auto has_bias, auto has_skip, auto is_finite) {
       constexpr int NT = decltype(nt)::value;
       constexpr bool kB = decltype(has_bias)::value, kS = decltype(has_skip)::value, kF = decltype(is_finite)::value;
       const Range core = plan.core;
-      const Range inner = inner_blocks(plan, kS);
+      const Range x_inner = inner_blocks(plan, kS);
+      const Range inner = padded && !kS ? Range{plan.m_lo, plan.m_hi} : x_inner;
       int64_t m = plan.m_lo;
       // Core blocks [m, m + B).
       const auto core_blocks = [&](auto blocks, int64_t m) FCN_BLOCK_INLINE_LAMBDA {
@@ -581,11 +579,13 @@ void label_row(const RowPlan<SW, scalar_t>& plan, const TapsT* taps, const scala
 #if defined(__AVX512F__)
       if constexpr (kBlockGroups<SW, at::opmath_type<scalar_t>> && kF && !kB && !kS &&
                     std::is_same_v<TapsT, Taps<SW, scalar_t, float>>)  // the separable form's taps
-        if (group_x && inner.size() >= 16) {  // every block scored: the inner blocks in groups (the last
-                                              // overlapping the one before), then the edge blocks below
-          for (; m < inner.end; m += 16)
-            label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, inner.end - 16), orow, core);
-          m = inner.end;
+        if (group_x && x_inner.size() >= 16) {  // every block scored: those inside x in groups (the last
+                                                // overlapping the one before), the others one by one (the
+                                                // classes' rows are built for their columns only: edge_cols)
+          for (; m < x_inner.begin; ++m) core_blocks(One{}, m);
+          for (; m < x_inner.end; m += 16)
+            label_group<scalar_t>(plan, group_x, n, i, std::min<int64_t>(m, x_inner.end - 16), orow, core);
+          for (m = x_inner.end; m < inner.end; ++m) core_blocks(One{}, m);
         }
 #endif
       for (; m + kTile <= inner.end; m += kTile) {
@@ -646,7 +646,10 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
   const bool groups = kBlockGroups<SW, acc_t> && plan.separable() && plan.T == 2 && finite && !bias && !skip &&
                       g.Cout > 1 && inner_blocks(plan, false).size() >= 16 && block_groups_pay();
   parallel_chunks(g.N * g.Ho, grain_for(g.Cout * plan.work()), [&](auto next) {
-    std::vector<acc_t> acc(plan.acc_size()), ybuf(plan.separable() ? g.Cout * g.W : 0);
+    // The classes' combined rows, padded so that every block reads inside them (YRows)
+    const YRows yrows(plan);
+    std::vector<acc_t> acc(plan.acc_size()), ybuf = yrows.template buffer<acc_t>(plan.separable() ? g.Cout : 0);
+    const auto y_of = [&](int64_t co) { return yrows.row(ybuf, co); };
     std::vector<Taps<SW, scalar_t>> taps(g.Cout);
     std::vector<Taps<SW, scalar_t, acc_t>> sep(plan.separable() ? g.Cout : 0);
     RunningArgmax<acc_t> run(g.Wo);
@@ -658,7 +661,7 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
       if (groups) {
         const Range inner = inner_blocks(plan, false);
         // The classes' taps over their rows in ybuf, which no row changes: set once here.
-        for (int64_t co = 0; co < g.Cout; ++co) plan.sep_put(co, ybuf.data() + co * g.W, sep[co]);
+        for (int64_t co = 0; co < g.Cout; ++co) plan.sep_put(co, y_of(co), sep[co]);
         if (inner.begin > plan.m_lo)
           edge_cols[0] = {std::max<int64_t>(0, plan.m_lo - plan.T + 1), std::min(g.W, inner.begin)};
         if (plan.m_hi > inner.end)
@@ -681,26 +684,26 @@ void argmax_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const sc
           const bool row_groups = groups && !labels && plan.inputs[i].size() > 0;
           if (labels) {  // the combined rows where blocks are not sure only
             for (int64_t co = 0; co < g.Cout; ++co) {
-              acc_t* y = ybuf.data() + co * g.W;
+              acc_t* y = y_of(co);
               for (const Range& c : known.columns) plan.sep_row(x, n, co, i, y, c.begin, c.end);
               plan.sep_put(co, y, sep[co]);
             }
           } else if (row_groups) {  // the classes' own rows where the edge blocks take them
             for (const Range& c : edge_cols)
               for (int64_t co = 0; co < g.Cout && c.size() > 0; ++co)
-                plan.sep_row(x, n, co, i, ybuf.data() + co * g.W, c.begin, c.end);
+                plan.sep_row(x, n, co, i, y_of(co), c.begin, c.end);
           } else {
-            for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, ybuf.data() + co * g.W, sep[co]);
+            for (int64_t co = 0; co < g.Cout; ++co) plan.sep_taps(x, n, co, i, y_of(co), sep[co]);
           }
           // Block groups where every block is scored (noise, boundaries); not where some blocks' labels are sure
           // (regions: the class pairs before them were 7-15% slower there, measured; the groups unmeasured).
-          label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels,
+          label_row(plan, sep.data(), bias, skip, n, i, finite, out + row * g.Wo, labels, true,
                     row_groups ? x : nullptr);
           continue;
         }
         if (plan.taps(x, n, 0, i, taps[0])) {
           for (int64_t co = 1; co < g.Cout; ++co) plan.taps(x, n, co, i, taps[co]);
-          label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo, nullptr);
+          label_row(plan, taps.data(), bias, skip, n, i, finite, out + row * g.Wo, nullptr, false);
           continue;
         }
         for (int64_t co = 0; co < g.Cout; ++co) {

@@ -281,6 +281,57 @@ template <typename scalar_t, typename V>
 constexpr bool kSplitBlock = (kBFloat16Block<scalar_t, V> || kHalfBlock<scalar_t, V>) && kLanes<V> > kPartLanes &&
                              kLanes<V> % kPartLanes == 0;
 
+// Lanes [Off, Off + kLanes<Part>) of v (Off a multiple of that count): a register's part of a wider block.
+template <typename Part, int Off, typename Vec, std::size_t... I>
+FCN_BLOCK_INLINE Part part_of(const Vec& v, std::index_sequence<I...>) {
+  if constexpr (sizeof(Part) == sizeof(Vec)) {
+    return v;
+  } else {
+    return __builtin_shufflevector(v, v, (Off + int(I))...);
+  }
+}
+
+// Whole blocks wider than a register (float at stride 32, double at 16 and 32) stored a register's part at a
+// time, from registers. As one memcpy, GCC 12 (which moves 256 bits at a time where AVX-512 CPUs prefer it)
+// stored each 512-bit part to the stack and read it back in 256-bit halves, loads that the store cannot
+// forward to: about half of upsample_skip's kernel samples at upscore32 (perf, session 26).
+template <typename V>
+FCN_BLOCK_INLINE void store_parts(elem_t<V>* o, const V& v) {
+  constexpr int PL = 64 / sizeof(elem_t<V>);
+  using Part = Block<elem_t<V>, PL>;
+  using Unaligned [[gnu::aligned(alignof(elem_t<V>)), gnu::may_alias]] = Part;
+  [&]<int... p>(std::integer_sequence<int, p...>) FCN_BLOCK_INLINE_LAMBDA {
+    ((*reinterpret_cast<Unaligned*>(o + p * PL) = part_of<Part, p * PL>(v, std::make_index_sequence<PL>{})), ...);
+  }(std::make_integer_sequence<int, kLanes<V> / PL>{});
+}
+
+#if defined(__AVX512F__)
+// store_parts of v's elements [r0, r1) only (a block that the crop window cuts), float or double, in masked
+// stores: the loop over every lane with a test (store_block's last) was about 14% of upsample_skip's kernel
+// samples at upscore32, whose crop cuts the block at each end of every row (perf, session 26).
+template <typename V>
+FCN_BLOCK_INLINE void store_parts_masked(elem_t<V>* o, const V& v, int64_t r0, int64_t r1) {
+  using E = elem_t<V>;
+  constexpr int PL = 64 / sizeof(E);
+  using Part = Block<E, PL>;
+  [&]<int... p>(std::integer_sequence<int, p...>) FCN_BLOCK_INLINE_LAMBDA {
+    (
+        [&] {
+          const int64_t lo = std::clamp<int64_t>(r0 - p * PL, 0, PL), hi = std::clamp<int64_t>(r1 - p * PL, 0, PL);
+          if (lo >= hi) return;
+          const unsigned mask = ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+          const Part part = part_of<Part, p * PL>(v, std::make_index_sequence<PL>{});
+          if constexpr (std::is_same_v<E, float>) {
+            _mm512_mask_storeu_ps(o + p * PL, __mmask16(mask), (__m512)part);
+          } else {
+            _mm512_mask_storeu_pd(o + p * PL, __mmask8(mask), (__m512d)part);
+          }
+        }(),
+        ...);
+  }(std::make_integer_sequence<int, kLanes<V> / PL>{});
+}
+#endif
+
 // v's elements [r0, r1) into o[r0 ..], each rounded to scalar_t. The partial case loops over every lane
 // with a test: a loop over [r0, r1) became a call to memmove per edge block (7% of upscore8's time).
 template <typename scalar_t, typename V>
@@ -294,7 +345,13 @@ FCN_BLOCK_INLINE void store_block(scalar_t* __restrict__ o, const V& v, int64_t 
     }
     return;
   }
-  if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
+  if constexpr (std::is_same_v<scalar_t, elem_t<V>> && sizeof(V) > 64 && sizeof(V) % 64 == 0) {
+    if (r0 == 0 && r1 == kLanes<V>) return store_parts(o, v);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>)
+      return store_parts_masked(o, v, r0, r1);
+#endif
+  } else if constexpr (std::is_same_v<scalar_t, elem_t<V>>) {
     if (r0 == 0 && r1 == kLanes<V>) return void(std::memcpy(o, &v, sizeof(V)));
   } else if constexpr (kBFloat16Block<scalar_t, V>) {  // partial blocks: the loop below, the same rounding
     const auto bits = __builtin_convertvector(bfloat16_bits(v), Block<uint16_t, kLanes<V>>);
@@ -476,23 +533,31 @@ struct RowPlan {
   }
 
   // sweep's loops over the blocks, for taps whose count NT is known, in a local whose address does not
-  // escape (sweep's copy, or with_taps').
-  template <int NT, typename TapsT, typename Fn>
+  // escape (sweep's copy, or with_taps'). kPadded: the taps read padded combined rows (YRows), so that no
+  // block needs at()'s checks, and `core` is then said of the crop window only (window_blocks).
+  template <int NT, bool kPadded = false, typename TapsT, typename Fn>
   FCN_BLOCK_INLINE void blocks(const TapsT& tp, Fn&& fn) const {
     // fn copied too: a local whose address does not escape, so that its captures stay in registers
     // (through the caller's reference, every store could alias them: re-read per block).
     std::decay_t<Fn> f = fn;
-    const Range c = core;  // locals, likewise: members would be re-read after every store
+    const Range c = kPadded ? window_blocks() : core;  // locals, likewise: members would be re-read after every store
     const int64_t lo = m_lo, hi = m_hi;
-    for (int64_t m = lo; m < c.begin; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+    for (int64_t m = lo; m < c.begin; ++m) f(m, tp.template at<NT, !kPadded>(m), std::false_type{});
     for (int64_t m = c.begin; m < c.end; ++m) f(m, tp.template at<NT, false>(m), std::true_type{});
-    for (int64_t m = c.end; m < hi; ++m) f(m, tp.template at<NT, true>(m), std::false_type{});
+    for (int64_t m = c.end; m < hi; ++m) f(m, tp.template at<NT, !kPadded>(m), std::false_type{});
+  }
+
+  // The blocks all of whose sw columns lie inside the crop window (the core blocks, less the test on x).
+  Range window_blocks() const {
+    const int64_t lo = std::max(m_lo, m_lo + ceil_div(first, sw())), hi = std::min(m_hi, m_lo + (g.Wo + first) / sw());
+    return {std::min(lo, hi), hi};
   }
 
   // sweep(taps of output row (n, co, i), fn); false where register blocks do not apply. With one input
   // channel per group and 1 or 2 tap blocks a row (every FCN stage), the taps are built by loops of fixed
   // counts, in registers: through taps()' memory and sweep's copy they cost a third of upscore8's time.
-  // Separable filters (use_separable) go through sep_taps, with ybuf (g.W elements) for its combined row.
+  // Separable filters (use_separable) go through sep_taps, with ybuf for its combined row: column 0 of a row
+  // padded as YRows says.
   template <typename Fn>
   FCN_BLOCK_INLINE bool with_taps(const scalar_t* x, int64_t n, int64_t co, int64_t i, acc_t* ybuf, Fn&& fn) const {
     if constexpr (kRegisterBlocks<SW, acc_t>) {
@@ -500,7 +565,7 @@ struct RowPlan {
       if (separable()) {
         if (T == 2) {  // a local of its own: one captured by a lambda below would live in memory
           Taps<SW, scalar_t, acc_t> tp;
-          return sep_taps<2>(x, n, co, i, ybuf, tp), blocks<2>(tp, fn), true;
+          return sep_taps<2>(x, n, co, i, ybuf, tp), blocks<2, true>(tp, fn), true;
         }
         Taps<SW, scalar_t, acc_t> tp;
         sep_taps(x, n, co, i, ybuf, tp);
@@ -649,6 +714,33 @@ struct RowPlan {
     const int64_t taps = TT > 0 ? TT : T;
     for (int64_t t = 0; t < taps; ++t) tp.put(t, b + t * sw(), ybuf, t);
     tp.n = taps, tp.W = g.W;
+  }
+};
+
+// Combined rows (RowPlan::sep_row's y) with zero columns around each: `before` (T - 1) ahead of column 0 and
+// `after` past column W - 1, so that every block's terms (columns m - t, t < T, for m in [m_lo, m_hi)) read
+// inside the buffer. A term on a zero column adds 0 * b (b finite: separable_factors) to a sum that started at
+// +0, which leaves the sum as it was, its sign of zero too (under round to nearest a sum from +0 is never -0): a
+// block at a row's end computed without at()'s checks gets at<NT, true>'s sums, which leave those terms out, to
+// the bit. With the checks, at stride 32 (a block of two registers) GCC 12 built the sums of the two blocks at
+// each end of a row through the stack, two 32-byte stores read back as one 64-byte load that cannot be
+// forwarded: about 45% of upsample_skip's kernel samples at upscore32 in perf (session 26); in
+// upsample_argmax, whose edge blocks also picked their lanes out through the stack, about a quarter of
+// label_row's.
+template <typename Plan>
+struct YRows {
+  int64_t before, after, stride;
+  explicit YRows(const Plan& p)
+      : before(p.T - 1), after(std::max<int64_t>(0, p.m_hi - p.g.W)), stride(before + p.g.W + after) {}
+  // A buffer of `rows` padded rows, zero (sep_row writes columns [0, W) only: the padding stays zero), and
+  // row r's column 0 in it (nullptr in an empty buffer).
+  template <typename acc_t>
+  std::vector<acc_t> buffer(int64_t rows) const {
+    return std::vector<acc_t>(rows * stride, acc_t(0));
+  }
+  template <typename acc_t>
+  acc_t* row(std::vector<acc_t>& buf, int64_t r) const {
+    return buf.empty() ? nullptr : buf.data() + r * stride + before;
   }
 };
 

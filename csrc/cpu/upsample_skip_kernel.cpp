@@ -262,7 +262,8 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
       }
     }
 #endif
-    std::vector<acc_t> acc, ybuf(plan.separable() ? g.W : 0);
+    const YRows yrows(plan);
+    std::vector<acc_t> acc, ybuf = yrows.template buffer<acc_t>(plan.separable() ? 1 : 0);
     for (int64_t begin, end; next(begin, end);) {
       // (n, co, i) of row, counted along rather than divided out per row
       int64_t i = begin % g.Ho, co = (begin / g.Ho) % g.Cout, n = begin / (g.Ho * g.Cout);
@@ -287,7 +288,7 @@ void forward_kernel(Stride<SW> sw, const Geometry& g, const scalar_t* x, const s
             if constexpr (with_skip) v += load_block<Vec>(srow + j0, r0, r1);
             store_block(orow + j0, v, r0, r1);
           };
-          return plan.with_taps(x, n, co, i, ybuf.data(), put);
+          return plan.with_taps(x, n, co, i, yrows.row(ybuf, 0), put);
         };
         if (srow ? store(std::true_type{}) : store(std::false_type{})) continue;
         acc.resize(plan.acc_size());
