@@ -375,11 +375,7 @@ FCN_BLOCK_INLINE void label_tile(const RowPlan<SW, scalar_t>& plan, const TapsT*
       parts([&](auto p) FCN_BLOCK_INLINE_LAMBDA {
         const auto wide = __builtin_convertvector(label[b][p], upsample_skip::Block<int64_t, PL>);
         int64_t* o = orow + plan.column(m + b) + p * PL;
-        if constexpr (sizeof wide > 64) {
-          if (all) return upsample_skip::store_parts(o, wide);
-        } else {
-          if (all) return void(std::memcpy(o, &wide, sizeof wide));
-        }
+        if (all) return upsample_skip::store_block(o, wide, 0, PL);
         for (int64_t r = std::max<int64_t>(w0 - p * PL, 0); r < std::min<int64_t>(w1 - p * PL, PL); ++r) o[r] = wide[r];
       });
     } else {

@@ -441,7 +441,7 @@ struct RowPlan {
   int64_t cin_g, cout_g;          // per group, divided once here, not per row
   bool register_blocks;           // whether taps() applies
   std::vector<acc_t> wt;
-  Range core;                 // core_blocks(), computed once
+  Range core, in_window;      // core_blocks() and window_blocks(), computed once
   std::vector<Range> inputs;  // inputs[i]: the input rows output row i receives (computed once: per row,
                               // its divisions cost as much as a row's register blocks)
 
@@ -451,6 +451,7 @@ struct RowPlan {
         register_blocks(kRegisterBlocks<SW, acc_t> && geo.Kw % s() == 0 && cin_g * ceil_div(geo.Kh, geo.sh) * T <= kMaxTaps),
         wt(tap_blocks<scalar_t, acc_t>(geo, w, T)), inputs(geo.Ho) {
     for (int64_t i = 0; i < g.Ho; ++i) inputs[i] = inputs_for_output(i + g.oy, g.sh, g.Kh, g.H);
+    in_window = window_blocks();
     core = core_blocks();
   }
 
@@ -505,8 +506,14 @@ struct RowPlan {
   // The core blocks [begin, end): all their terms inside x (no checks) and all their sw columns inside
   // the crop window. Others (a few at the row's ends) are edge blocks.
   Range core_blocks() const {
-    const int64_t lo = std::max({m_lo, T - 1, m_lo + ceil_div(first, sw())});
-    const int64_t hi = std::min({m_hi, g.W, m_lo + (g.Wo + first) / sw()});
+    const Range w = window_blocks();
+    const int64_t lo = std::max(w.begin, T - 1), hi = std::min(w.end, g.W);
+    return {std::min(lo, hi), hi};
+  }
+
+  // The blocks all of whose sw columns lie inside the crop window (the core blocks, less the test on x).
+  Range window_blocks() const {
+    const int64_t lo = std::max(m_lo, m_lo + ceil_div(first, sw())), hi = std::min(m_hi, m_lo + (g.Wo + first) / sw());
     return {std::min(lo, hi), hi};
   }
 
@@ -534,23 +541,17 @@ struct RowPlan {
 
   // sweep's loops over the blocks, for taps whose count NT is known, in a local whose address does not
   // escape (sweep's copy, or with_taps'). kPadded: the taps read padded combined rows (YRows), so that no
-  // block needs at()'s checks, and `core` is then said of the crop window only (window_blocks).
+  // block needs at()'s checks, and `core` is then said of the crop window only (in_window).
   template <int NT, bool kPadded = false, typename TapsT, typename Fn>
   FCN_BLOCK_INLINE void blocks(const TapsT& tp, Fn&& fn) const {
     // fn copied too: a local whose address does not escape, so that its captures stay in registers
     // (through the caller's reference, every store could alias them: re-read per block).
     std::decay_t<Fn> f = fn;
-    const Range c = kPadded ? window_blocks() : core;  // locals, likewise: members would be re-read after every store
+    const Range c = kPadded ? in_window : core;  // locals, likewise: members would be re-read after every store
     const int64_t lo = m_lo, hi = m_hi;
     for (int64_t m = lo; m < c.begin; ++m) f(m, tp.template at<NT, !kPadded>(m), std::false_type{});
     for (int64_t m = c.begin; m < c.end; ++m) f(m, tp.template at<NT, false>(m), std::true_type{});
     for (int64_t m = c.end; m < hi; ++m) f(m, tp.template at<NT, !kPadded>(m), std::false_type{});
-  }
-
-  // The blocks all of whose sw columns lie inside the crop window (the core blocks, less the test on x).
-  Range window_blocks() const {
-    const int64_t lo = std::max(m_lo, m_lo + ceil_div(first, sw())), hi = std::min(m_hi, m_lo + (g.Wo + first) / sw());
-    return {std::min(lo, hi), hi};
   }
 
   // sweep(taps of output row (n, co, i), fn); false where register blocks do not apply. With one input
